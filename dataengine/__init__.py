@@ -1,0 +1,1 @@
+"""The ``dataengine`` command-line program (wires engine, pipelines and web together)."""

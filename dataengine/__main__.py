@@ -1,0 +1,3 @@
+from dataengine.cli.main import cli
+
+cli()

@@ -1,0 +1,328 @@
+"""``dataengine``: one program for operators. Every command has ``--help``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+import engine
+from engine.settings import CONFIG_FILE_ENV, Settings
+
+console = Console()
+SAMPLE_IMAGES = Path(engine.__file__).resolve().parent / "sample_data" / "images"
+
+
+class Context:
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = Settings()
+            except Exception as exc:  # pydantic ValidationError, missing config file
+                raise click.ClickException(f"invalid settings: {exc}") from None
+        return self._settings
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
+              help=f"TOML settings file (same as {CONFIG_FILE_ENV}).")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.pass_context
+def cli(click_ctx: click.Context, config_file: str | None, verbose: bool) -> None:
+    """Data Engine: mine images, propose and verify masks, review, export, retrain."""
+    if config_file:
+        os.environ[CONFIG_FILE_ENV] = str(Path(config_file).resolve())
+    click_ctx.obj = Context()
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+# ---------------------------------------------------------------------------- config
+@cli.group()
+def config() -> None:
+    """Inspect the effective settings."""
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_ctx
+def config_show(ctx: Context, as_json: bool) -> None:
+    """Print the effective settings (passwords masked)."""
+    data = ctx.settings.masked()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    table = Table("setting", "value", title="effective settings")
+    for key, value in _flatten(data):
+        table.add_row(key, "" if value is None else str(value))
+    table.add_row("execution", "in-process (no broker)" if ctx.settings.embedded else "Celery workers")
+    console.print(table)
+
+
+def _flatten(data: dict, prefix: str = "") -> list[tuple[str, object]]:
+    rows: list[tuple[str, object]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            rows.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            rows.append((f"{prefix}{key}", value))
+    return rows
+
+
+# ---------------------------------------------------------------------------- db
+@cli.group()
+def db() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@pass_ctx
+def db_upgrade(ctx: Context, revision: str) -> None:
+    """Migrate the database up to REVISION (default: head)."""
+    import migrations
+
+    migrations.upgrade(ctx.settings.db_url, revision)
+    click.echo(f"database at revision {migrations.current(ctx.settings.db_url)}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@pass_ctx
+def db_downgrade(ctx: Context, revision: str) -> None:
+    """Migrate the database down to REVISION ('base' drops everything)."""
+    import migrations
+
+    migrations.downgrade(ctx.settings.db_url, revision)
+    click.echo(f"database at revision {migrations.current(ctx.settings.db_url) or 'base (empty)'}")
+
+
+@db.command("current")
+@pass_ctx
+def db_current(ctx: Context) -> None:
+    """Print the database's revision and the code's head revision."""
+    import migrations
+
+    cur = migrations.current(ctx.settings.db_url)
+    head = migrations.head()
+    click.echo(f"current: {cur or 'none (empty database)'}\nhead:    {head}")
+    if cur != head:
+        click.echo("run `dataengine db upgrade` to migrate", err=True)
+
+
+def ensure_schema(settings: Settings) -> None:
+    """The embedded SQLite database is created on first use; anything else must be migrated."""
+    import migrations
+
+    url = settings.db_url
+    try:
+        cur = migrations.current(url)
+    except Exception as exc:  # noqa: BLE001 - show the connection problem plainly
+        raise click.ClickException(f"cannot connect to the database {settings.masked()['database_url']}: {exc}") from None
+    head = migrations.head()
+    if cur == head:
+        return
+    if cur is None and url.startswith("sqlite"):
+        migrations.upgrade(url)
+        return
+    raise click.ClickException(
+        f"the database is at revision {cur or 'none'} but this code needs {head}: "
+        "run `dataengine db upgrade`"
+    )
+
+
+# ---------------------------------------------------------------------------- mine
+@cli.command()
+@click.argument("source")
+@click.option("--job", "job_name", help="Job name (default: derived from the source). Re-use it to resume.")
+@click.option("--kind", type=click.Choice(["folder", "urls", "webdataset", "coco"]),
+              help="Source kind (default: detected from the path).")
+@click.option("--images-dir", type=click.Path(file_okay=False), help="COCO: folder the file_names are relative to.")
+@click.option("--retry-failed", is_flag=True, help="Try the job's failed items again.")
+@click.option("--no-wait", is_flag=True, help="With a broker: enqueue and return without waiting.")
+@click.option("--timeout", type=float, help="With a broker: stop waiting after this many seconds.")
+@pass_ctx
+def mine(ctx: Context, source: str, job_name: str | None, kind: str | None, images_dir: str | None,
+         retry_failed: bool, no_wait: bool, timeout: float | None) -> None:
+    """Mine SOURCE: a folder, a URL list (.txt/.csv/.tsv), WebDataset .tar shards or a COCO .json.
+
+    Items are fetched, validated, normalised, stored by sha256 and deduplicated (exact and
+    perceptual). Re-running the same job resumes it; nothing is stored twice.
+    """
+    _run_mine(ctx.settings, source, job_name=job_name, kind=kind,
+              options={"images_dir": str(Path(images_dir).resolve()) if images_dir else None},
+              retry_failed=retry_failed, wait=not no_wait, timeout=timeout)
+
+
+def _run_mine(settings: Settings, source: str, **kwargs: object) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from engine.services.mine import JobConflict
+    from engine.sources import SourceError
+    from pipelines.runner import run_mine
+
+    ensure_schema(settings)
+    wait = bool(kwargs.pop("wait"))
+    timeout = kwargs.pop("timeout")
+    with Progress(TextColumn("mining"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("mine", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            result = run_mine(settings, source, wait=wait, timeout_s=timeout,  # type: ignore[arg-type]
+                              on_progress=progress, **kwargs)  # type: ignore[arg-type]
+        except (SourceError, JobConflict) as exc:
+            raise click.ClickException(str(exc)) from None
+    plan = result.plan
+    where = "in-process" if settings.embedded else "on Celery workers"
+    click.echo(f"job {plan.name!r} (id {plan.job_id}): {plan.items} items listed, {plan.new_items} new, "
+               f"{len(plan.pending)} to mine {where}")
+    if not settings.embedded and not wait:
+        click.echo("enqueued; follow it with `dataengine status " + plan.name + "`")
+        return
+    _print_report(result.report)
+    if result.seconds:
+        steps = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(result.seconds.items()))
+        click.echo(f"time per step (summed): {steps}")
+    click.echo(f"wall time {result.wall_s:.1f}s")
+    if not result.finished:
+        raise click.ClickException("timed out waiting for workers; the job goes on in the background")
+
+
+def _print_report(report: object) -> None:
+    from engine.services.status import JobReport
+
+    assert isinstance(report, JobReport)
+    table = Table("stage", "done", "duplicate", "near dup", "failed", "pending", "total", "items/s",
+                  title=f"job {report.name} [{report.status}] {report.source_kind}: {report.source_uri}")
+    for stage in report.stages:
+        c = stage.counts
+        rate = f"{stage.items_per_s:.1f}" if stage.items_per_s else "-"
+        table.add_row(stage.stage, str(c.get("done", 0)), str(c.get("duplicate", 0)),
+                      str(c.get("near_duplicate", 0)), str(c.get("failed", 0)),
+                      str(c.get("pending", 0)), str(stage.total), rate)
+    console.print(table)
+    if report.failures:
+        failures = Table("count", "reason", "example item", title="failed items by reason")
+        for group in report.failures:
+            failures.add_row(str(group.count), group.reason, group.example_key)
+        console.print(failures)
+
+
+# ---------------------------------------------------------------------------- status
+@cli.command()
+@click.argument("job", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def status(ctx: Context, job: str | None, as_json: bool) -> None:
+    """Per-stage counts (done, failed, pending) and throughput of JOB, or of every job."""
+    import dataclasses
+
+    from engine.db.session import session_scope
+    from engine.repositories import jobs as jobs_repo
+    from engine.services import status as status_service
+
+    ensure_schema(ctx.settings)
+    with session_scope(ctx.settings.db_url) as session:
+        if job:
+            found = jobs_repo.by_name(session, job)
+            if found is None and job.isdigit():
+                from engine.db.models import MiningJob
+
+                found = session.get(MiningJob, int(job))
+            if found is None:
+                raise click.ClickException(f"no job named {job!r}")
+            reports = [status_service.job_report(session, found)]
+        else:
+            reports = [status_service.job_report(session, j, max_failure_groups=3)
+                       for j in status_service.list_jobs(session)]
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in reports], indent=2, default=str))
+        return
+    if not reports:
+        click.echo("no jobs yet: start one with `dataengine mine SOURCE`")
+    for report in reports:
+        _print_report(report)
+
+
+# ---------------------------------------------------------------------------- workers
+@cli.command()
+@click.option("--queues", "-Q", default="io,cpu,gpu", show_default=True, help="Comma-separated queues.")
+@click.option("--concurrency", "-c", type=int, default=None, help="Worker processes (default: cores).")
+@click.option("--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True)
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--hostname", "-n", default=None, help="Worker node name.")
+@pass_ctx
+def worker(ctx: Context, queues: str, concurrency: int | None, pool: str, loglevel: str,
+           hostname: str | None) -> None:
+    """Start a Celery worker consuming QUEUES from the configured broker."""
+    if ctx.settings.embedded:
+        raise click.ClickException("no broker configured: set DATAENGINE_BROKER_URL (redis:// or amqp://)")
+    from pipelines.celery_app import QUEUES, app
+
+    wanted = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(wanted) - set(QUEUES))
+    if unknown:
+        raise click.ClickException(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
+    argv = ["worker", f"--queues={','.join(wanted)}", f"--pool={pool}", f"--loglevel={loglevel}"]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    app.worker_main(argv)
+
+
+@cli.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+@pass_ctx
+def beat(ctx: Context, loglevel: str) -> None:
+    """Start the Celery beat scheduler (periodic maintenance tasks)."""
+    if ctx.settings.embedded:
+        raise click.ClickException("no broker configured: set DATAENGINE_BROKER_URL")
+    from pipelines.celery_app import app
+
+    app.start(["beat", f"--loglevel={loglevel}"])
+
+
+# ---------------------------------------------------------------------------- serve
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@pass_ctx
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Start the API server (FastAPI + uvicorn)."""
+    import uvicorn
+
+    from web.app import create_app
+
+    ensure_schema(ctx.settings)
+    uvicorn.run(create_app(ctx.settings), host=host, port=port, log_level="info")
+
+
+# ---------------------------------------------------------------------------- demo
+@cli.command()
+@pass_ctx
+def demo(ctx: Context) -> None:
+    """Mine the bundled sample images into the embedded database and print the summary."""
+    settings = ctx.settings
+    click.echo(f"database: {settings.masked()['database_url']}\nmedia:    {settings.media_path}")
+    _run_mine(settings, str(SAMPLE_IMAGES), job_name="demo", kind="folder", options={},
+              retry_failed=False, wait=True, timeout=None)

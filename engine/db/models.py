@@ -1,0 +1,396 @@
+"""SQLAlchemy 2.0 typed models for the whole loop.
+
+mining job ─< job item >─ image ─< caption
+                           │
+                           └─< image–concept pair >─ concept
+                                  │
+                                  ├─< candidate mask ─< verdict
+                                  ├─< verdict (pair level: exhaustivity, presence)
+                                  └─< human task
+Every machine output (caption, pair from a parser, mask, AI verdict) references the model version
+that produced it. Relations are ``lazy="raise"``: load explicitly what you need.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from engine.db.base import Base, utcnow
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    """A portable enum: VARCHAR + CHECK constraint on every database, values stored as text."""
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    ANNOTATOR = "annotator"
+    REVIEWER = "reviewer"
+    ML_ENGINEER = "ml_engineer"
+
+
+class ModelKind(enum.StrEnum):
+    SOURCE = "source"  # data that came with the source (alt-text, dataset annotations)
+    CAPTIONER = "captioner"
+    PARSER = "parser"
+    PROPOSER = "proposer"
+    MASK_VERIFIER = "mask_verifier"
+    EXHAUSTIVITY_VERIFIER = "exhaustivity_verifier"
+    TRACKER = "tracker"
+    EXTERNAL = "external"  # predictions imported from another model
+
+
+class JobStatus(enum.StrEnum):
+    LISTING = "listing"
+    RUNNING = "running"
+    DONE = "done"
+
+
+class ItemStatus(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"  # a new image was stored
+    DUPLICATE = "duplicate"  # byte-identical to a kept image (after normalisation)
+    NEAR_DUPLICATE = "near_duplicate"  # perceptual-hash neighbour of a kept image
+    FAILED = "failed"
+
+
+class StageStatus(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Polarity(enum.StrEnum):
+    UNKNOWN = "unknown"
+    POSITIVE = "positive"
+    NEGATIVE = "negative"
+
+
+class PairOrigin(enum.StrEnum):
+    CAPTION = "caption"  # noun phrase parsed from a caption
+    SOURCE_ANNOTATION = "source_annotation"  # category of an annotation that came with the source
+    HARD_NEGATIVE = "hard_negative"
+    MANUAL = "manual"
+
+
+class VerdictKind(enum.StrEnum):
+    MASK = "mask_verification"
+    EXHAUSTIVITY = "exhaustivity"
+    CORRECTION = "correction"
+
+
+class VerdictSource(enum.StrEnum):
+    AI = "ai"
+    HUMAN = "human"
+    LABEL_STUDIO = "label_studio"
+
+
+class TaskKind(enum.StrEnum):
+    VERIFY_MASK = "verify_mask"
+    CHECK_EXHAUSTIVITY = "check_exhaustivity"
+    CORRECT = "correct"
+
+
+class TaskState(enum.StrEnum):
+    OPEN = "open"
+    LEASED = "leased"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    """Registry of everything that produces labels: models, parsers, and the source itself."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("kind", "name", "version", "params_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[ModelKind] = mapped_column(_enum(ModelKind, "model_kind"))
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(128))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    params_hash: Mapped[str] = mapped_column(String(64))
+    uri: Mapped[str | None] = mapped_column(Text)
+    random_weights: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_promoted: Mapped[bool] = mapped_column(Boolean, default=False)
+    training_snapshot_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dataset_snapshots.id", ondelete="SET NULL")
+    )
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MiningJob(Base):
+    __tablename__ = "mining_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    source_uri: Mapped[str] = mapped_column(Text)
+    source_kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "job_status"))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    item_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column()
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class JobItem(Base):
+    """One item of a source (a file, a URL, a tar sample, a COCO image) and its mining outcome."""
+
+    __tablename__ = "job_items"
+    __table_args__ = (
+        UniqueConstraint("job_id", "key"),
+        Index("ix_job_items_job_id_status", "job_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("mining_jobs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(1024))
+    locator: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source_meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[ItemStatus] = mapped_column(_enum(ItemStatus, "item_status"))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
+    duplicate_distance: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[dt.datetime | None] = mapped_column()
+
+    image: Mapped[Image | None] = relationship(lazy="raise")
+
+
+class Image(Base):
+    """A stored, validated, upright image, content-addressed by the sha256 of its stored bytes."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    phash: Mapped[int] = mapped_column(BigInteger)
+    # The 64-bit pHash cut into four 16-bit bands, indexed: the near-duplicate search asks for
+    # images that share a band (within a small radius) and then checks the full distance.
+    phash_b0: Mapped[int] = mapped_column(Integer, index=True)
+    phash_b1: Mapped[int] = mapped_column(Integer, index=True)
+    phash_b2: Mapped[int] = mapped_column(Integer, index=True)
+    phash_b3: Mapped[int] = mapped_column(Integer, index=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(16))
+    byte_size: Mapped[int] = mapped_column(Integer)
+    storage_key: Mapped[str] = mapped_column(String(255))
+    duplicate_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("images.id", ondelete="SET NULL"), index=True
+    )
+    first_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mining_jobs.id", ondelete="SET NULL")
+    )
+    source_uri: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StageItem(Base):
+    """Per-item status of a model stage (caption, parse, propose, verify, route) in a job."""
+
+    __tablename__ = "stage_items"
+    __table_args__ = (
+        UniqueConstraint("job_id", "stage", "subject_id", "model_version_id"),
+        Index("ix_stage_items_job_id_stage_status", "job_id", "stage", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("mining_jobs.id", ondelete="CASCADE"))
+    stage: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[int] = mapped_column(Integer)  # image id or pair id, by stage
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT")
+    )
+    status: Mapped[StageStatus] = mapped_column(_enum(StageStatus, "stage_status"))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Caption(Base):
+    __tablename__ = "captions"
+    __table_args__ = (UniqueConstraint("image_id", "model_version_id", "text_sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT")
+    )
+    text: Mapped[str] = mapped_column(Text)
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Concept(Base):
+    """A unique normalised noun phrase."""
+
+    __tablename__ = "concepts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(String(512), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ImageConcept(Base):
+    """An (image, noun phrase) pair: the unit of work of every later stage."""
+
+    __tablename__ = "image_concepts"
+    __table_args__ = (UniqueConstraint("image_id", "concept_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    concept_id: Mapped[int] = mapped_column(ForeignKey("concepts.id", ondelete="CASCADE"), index=True)
+    polarity: Mapped[Polarity] = mapped_column(_enum(Polarity, "polarity"))
+    origin: Mapped[PairOrigin] = mapped_column(_enum(PairOrigin, "pair_origin"))
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT")
+    )
+    caption_id: Mapped[int | None] = mapped_column(ForeignKey("captions.id", ondelete="SET NULL"))
+    is_exhaustive: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    concept: Mapped[Concept] = relationship(lazy="raise")
+
+
+class Mask(Base):
+    """A candidate mask for a pair: COCO compressed RLE with box, area and score."""
+
+    __tablename__ = "masks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pair_id: Mapped[int] = mapped_column(ForeignKey("image_concepts.id", ondelete="CASCADE"), index=True)
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT")
+    )
+    rle_counts: Mapped[str] = mapped_column(Text)
+    height: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    bbox_x: Mapped[float] = mapped_column(Float)
+    bbox_y: Mapped[float] = mapped_column(Float)
+    bbox_w: Mapped[float] = mapped_column(Float)
+    bbox_h: Mapped[float] = mapped_column(Float)
+    area: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float | None] = mapped_column(Float)
+    is_crowd: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class HumanTask(Base):
+    __tablename__ = "human_tasks"
+    __table_args__ = (
+        Index(
+            "ix_human_tasks_open_queue",
+            "kind",
+            text("priority DESC"),
+            "id",
+            postgresql_where=text("state = 'open'"),
+            sqlite_where=text("state = 'open'"),
+        ),
+        Index("ix_human_tasks_state_lease_expires_at", "state", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[TaskKind] = mapped_column(_enum(TaskKind, "task_kind"))
+    pair_id: Mapped[int] = mapped_column(ForeignKey("image_concepts.id", ondelete="CASCADE"), index=True)
+    mask_id: Mapped[int | None] = mapped_column(ForeignKey("masks.id", ondelete="CASCADE"))
+    state: Mapped[TaskState] = mapped_column(_enum(TaskState, "task_state"))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    lease_owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    gold_answer: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Verdict(Base):
+    """A judgement by a person or a model version. Append-only: the database refuses updates
+    and deletes (triggers in the migration); a correction is a new row that supersedes."""
+
+    __tablename__ = "verdicts"
+    __table_args__ = (
+        CheckConstraint(
+            "(user_id IS NOT NULL) OR (model_version_id IS NOT NULL)", name="has_author"
+        ),
+        Index("ix_verdicts_pair_id_kind", "pair_id", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    kind: Mapped[VerdictKind] = mapped_column(_enum(VerdictKind, "verdict_kind"))
+    source: Mapped[VerdictSource] = mapped_column(_enum(VerdictSource, "verdict_source"))
+    pair_id: Mapped[int] = mapped_column(ForeignKey("image_concepts.id", ondelete="CASCADE"))
+    mask_id: Mapped[int | None] = mapped_column(ForeignKey("masks.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("human_tasks.id", ondelete="SET NULL"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT")
+    )
+    label: Mapped[str] = mapped_column(String(64))
+    probabilities: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("verdicts.id", ondelete="RESTRICT"))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DatasetSnapshot(Base):
+    """An immutable export: filters, manifest with file hashes, who made it."""
+
+    __tablename__ = "dataset_snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    format: Mapped[str] = mapped_column(String(32))
+    filters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

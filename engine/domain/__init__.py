@@ -1,0 +1,1 @@
+"""Pure logic: plain functions over dataclasses, no database and no network."""

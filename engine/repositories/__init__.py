@@ -1,0 +1,1 @@
+"""Repositories: queries and writes per aggregate. They flush, never commit."""

@@ -1,0 +1,44 @@
+"""Captions, concepts, image–concept pairs and masks."""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.models import Caption, Concept, ImageConcept, Mask, PairOrigin, Polarity
+from engine.db.upsert import insert_ignore
+from engine.domain.masks import RleMask
+
+
+def add_captions(session: Session, image_id: int, model_version_id: int, texts: list[str]) -> int:
+    rows = [{"image_id": image_id, "model_version_id": model_version_id, "text": text,
+             "text_sha256": hashlib.sha256(text.encode()).hexdigest()} for text in texts]
+    return insert_ignore(session, Caption.__table__, rows, ["image_id", "model_version_id", "text_sha256"])
+
+
+def concept_ids(session: Session, texts: set[str]) -> dict[str, int]:
+    """Ids of the concepts with these normalised texts, creating the missing ones."""
+    insert_ignore(session, Concept.__table__, [{"text": t} for t in sorted(texts)], ["text"])
+    return dict(session.execute(select(Concept.text, Concept.id).where(Concept.text.in_(texts))).tuples())
+
+
+def pair_id(session: Session, image_id: int, concept_id: int, *, polarity: Polarity,
+            origin: PairOrigin, model_version_id: int | None) -> int:
+    insert_ignore(session, ImageConcept.__table__, [{
+        "image_id": image_id, "concept_id": concept_id, "polarity": polarity.value,
+        "origin": origin.value, "model_version_id": model_version_id,
+    }], ["image_id", "concept_id"])
+    return session.scalars(select(ImageConcept.id).where(
+        ImageConcept.image_id == image_id, ImageConcept.concept_id == concept_id)).one()
+
+
+def add_mask(session: Session, pair_id: int, model_version_id: int, mask: RleMask, *,
+             score: float | None = None, is_crowd: bool = False) -> Mask:
+    x, y, w, h = mask.bbox
+    row = Mask(pair_id=pair_id, model_version_id=model_version_id, rle_counts=mask.counts,
+               height=mask.height, width=mask.width, bbox_x=x, bbox_y=y, bbox_w=w, bbox_h=h,
+               area=mask.area, score=score, is_crowd=is_crowd)
+    session.add(row)
+    return row

@@ -1,0 +1,1 @@
+"""Stage services, one module per stage: mine (more stages join as they are built)."""

@@ -1,0 +1,258 @@
+"""Mining stage: list a source into a job, then ingest batches of its items.
+
+plan_job   source → job + one pending row per item (re-listing is idempotent)
+mine_batch pending items → fetch → validate/normalise → store → dedup → image rows
+
+Each item ends as done, duplicate, near_duplicate or failed-with-reason; its writes happen in one
+savepoint so a failure leaves nothing of it behind, and the job goes on. The caller commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.base import utcnow
+from engine.db.models import (
+    ImageConcept, ItemStatus, JobItem, JobStatus, Mask, MiningJob, PairOrigin, Polarity,
+)
+from engine.domain.images import ImageRejected, PreparedImage, prepare_image
+from engine.domain.masks import MaskError, from_coco_segmentation
+from engine.domain.phrases import normalise_phrase
+from engine.repositories import images as images_repo
+from engine.repositories import jobs as jobs_repo
+from engine.repositories import labels as labels_repo
+from engine.repositories import model_versions
+from engine.settings import Settings
+from engine.sources import Source, SourceError, open_source
+from engine.storage import MediaStore
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError)
+
+
+class JobConflict(ValueError):
+    """A job of that name exists for another source."""
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    job_id: int
+    name: str
+    source_kind: str
+    queue: str
+    items: int
+    new_items: int
+    retried: int
+    pending: list[int]
+
+
+@dataclass
+class BatchReport:
+    counts: Counter[str] = field(default_factory=Counter)
+    seconds: Counter[str] = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counts": dict(self.counts), "seconds": dict(self.seconds)}
+
+
+def default_job_name(source: Source) -> str:
+    digest = hashlib.sha256(source.uri.encode()).hexdigest()[:8]
+    return f"{source.kind}-{PurePath(source.uri).name or 'root'}-{digest}"
+
+
+def open_job_source(job: MiningJob, settings: Settings) -> Source:
+    return open_source(job.source_uri, job.source_kind, options=job.options, fetch=settings.fetch)
+
+
+def plan_job(session: Session, settings: Settings, source_uri: str, *, job_name: str | None = None,
+             kind: str | None = None, options: dict[str, Any] | None = None,
+             retry_failed: bool = False) -> JobPlan:
+    """Create or reopen a job and list its source. Raises SourceError / JobConflict."""
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    source = open_source(source_uri, kind, options=options, fetch=settings.fetch)
+    try:
+        name = job_name or default_job_name(source)
+        job = jobs_repo.by_name(session, name)
+        if job is None:
+            job = MiningJob(name=name, source_uri=source.uri, source_kind=source.kind,
+                            status=JobStatus.LISTING, options=options, item_count=0)
+            session.add(job)
+            session.flush()
+        elif (job.source_uri, job.source_kind) != (source.uri, source.kind):
+            raise JobConflict(
+                f"job {name!r} already mines {job.source_kind} source {job.source_uri}; "
+                f"choose another --job name for {source.uri}"
+            )
+        new_items = jobs_repo.add_items(session, job.id, source.iter_items())
+    finally:
+        source.close()
+    retried = jobs_repo.reset_failed(session, job.id) if retry_failed else 0
+    job.item_count = jobs_repo.count_items(session, job.id)
+    pending = jobs_repo.pending_ids(session, job.id)
+    if pending:
+        job.status = JobStatus.RUNNING
+        job.started_at = job.started_at or utcnow()
+        job.finished_at = None
+    else:
+        job.status = JobStatus.DONE
+        job.finished_at = job.finished_at or utcnow()
+    session.flush()
+    return JobPlan(job.id, job.name, job.source_kind, source.queue, job.item_count, new_items,
+                   retried, pending)
+
+
+def mine_batch(session: Session, settings: Settings, store: MediaStore, job_id: int,
+               item_ids: list[int]) -> BatchReport:
+    """Ingest the still-pending items among ``item_ids``. Safe to run twice (idempotent)."""
+    report = BatchReport()
+    job = session.get(MiningJob, job_id)
+    if job is None:
+        raise LookupError(f"no mining job {job_id}")
+    items = {item.id: item for item in jobs_repo.pending_items(session, job_id, item_ids)}
+    report.counts["skipped"] = len(set(item_ids)) - len(items)
+    if items:
+        try:
+            source = open_job_source(job, settings)
+        except SourceError as exc:
+            for item in items.values():
+                _fail(item, f"source unavailable: {exc}", report)
+            source = None
+        if source is not None:
+            try:
+                _ingest_all(session, settings, store, job, source, items, report)
+            finally:
+                source.close()
+    jobs_repo.finish_if_complete(session, job_id)
+    session.flush()
+    return report
+
+
+def _ingest_all(session: Session, settings: Settings, store: MediaStore, job: MiningJob,
+                source: Source, items: dict[int, JobItem], report: BatchReport) -> None:
+    alt_text_version = model_versions.source_version(session, "alt-text").id
+    for result in source.read_many((item.id, item.locator) for item in items.values()):
+        item = items[result.item_id]
+        report.seconds["fetch"] += result.seconds
+        if result.error is not None or result.data is None:
+            _fail(item, result.error or "no data", report)
+            continue
+        try:
+            prepared = prepare_image(result.data, max_pixels=settings.limits.max_pixels,
+                                     min_side=settings.limits.min_side)
+        except ImageRejected as exc:
+            _fail(item, str(exc), report)
+            continue
+        report.seconds.update(prepared.timings)
+        started = time.perf_counter()
+        key = store.put(prepared.sha256, prepared.extension, prepared.data)
+        report.seconds["store"] += time.perf_counter() - started
+        started = time.perf_counter()
+        try:
+            with session.begin_nested():
+                status = _record(session, settings, job, item, prepared, key, alt_text_version)
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except MaskError as exc:
+            _fail(item, str(exc), report)
+        except Exception as exc:  # noqa: BLE001 - a bug on one item must not stop the job
+            log.exception("item %s of job %s failed unexpectedly", item.key, job.name)
+            _fail(item, f"internal error: {type(exc).__name__}: {exc}", report)
+        else:
+            report.counts[status.value] += 1
+        report.seconds["db"] += time.perf_counter() - started
+
+
+def _record(session: Session, settings: Settings, job: MiningJob, item: JobItem,
+            prepared: PreparedImage, storage_key: str, alt_text_version: int) -> ItemStatus:
+    existing = images_repo.by_sha256(session, prepared.sha256)
+    near = None
+    if existing is None and settings.dedup.near_duplicates:
+        near = images_repo.find_near_duplicate(session, prepared.phash, settings.dedup.phash_distance)
+    if existing is None:
+        existing, created = images_repo.insert_if_new(
+            session, sha256=prepared.sha256, phash=prepared.phash, width=prepared.width,
+            height=prepared.height, fmt=prepared.format, byte_size=len(prepared.data),
+            storage_key=storage_key, duplicate_of_id=near.image_id if near else None,
+            job_id=job.id, source_uri=_item_uri(job, item),
+        )
+        status = (ItemStatus.NEAR_DUPLICATE if near else ItemStatus.DONE) if created else ItemStatus.DUPLICATE
+    else:
+        status = ItemStatus.DUPLICATE
+    captions = [c for c in item.source_meta.get("captions", []) if isinstance(c, str) and c.strip()]
+    if captions:
+        labels_repo.add_captions(session, existing.id, alt_text_version, captions)
+    annotations = item.source_meta.get("annotations")
+    if annotations:
+        _import_annotations(session, existing.id, prepared, item.source_meta, annotations)
+    item.status = status
+    item.image_id = existing.id
+    item.duplicate_distance = near.distance if near and status is ItemStatus.NEAR_DUPLICATE else None
+    item.error = None
+    item.attempts += 1
+    item.processed_at = utcnow()
+    session.flush()
+    return status
+
+
+def _import_annotations(session: Session, image_id: int, prepared: PreparedImage,
+                        meta: dict[str, Any], annotations: list[dict[str, Any]]) -> None:
+    """Dataset annotations become positive pairs with masks from the 'source' model version."""
+    height, width = prepared.height, prepared.width
+    declared = meta.get("declared_size")
+    if declared and list(declared) != [height, width]:
+        raise MaskError(
+            f"annotations are for a {declared[0]}x{declared[1]} image but the image is "
+            f"{height}x{width} (h x w)"
+        )
+    version = model_versions.source_version(session, "annotations").id
+    masks = []
+    for ann in annotations:
+        phrase = normalise_phrase(str(ann.get("category") or ""))
+        if not phrase:
+            raise MaskError(f"annotation {ann.get('id')}: category {ann.get('category_id')} has no name")
+        try:
+            mask = from_coco_segmentation(ann.get("segmentation"), height, width)
+        except MaskError as exc:
+            raise MaskError(f"annotation {ann.get('id')}: {exc}") from None
+        masks.append((phrase, mask, bool(ann.get("iscrowd"))))
+    ids = labels_repo.concept_ids(session, {phrase for phrase, _, _ in masks})
+    pairs_with_masks = set(session.scalars(
+        select(Mask.pair_id).join(ImageConcept, ImageConcept.id == Mask.pair_id)
+        .where(ImageConcept.image_id == image_id, Mask.model_version_id == version)
+    ))
+    for phrase, mask, crowd in masks:
+        pair = labels_repo.pair_id(session, image_id, ids[phrase], polarity=Polarity.POSITIVE,
+                                   origin=PairOrigin.SOURCE_ANNOTATION, model_version_id=version)
+        if pair not in pairs_with_masks:
+            labels_repo.add_mask(session, pair, version, mask, is_crowd=crowd)
+    session.flush()
+
+
+def _fail(item: JobItem, reason: str, report: BatchReport) -> None:
+    item.status = ItemStatus.FAILED
+    item.error = reason[:2000]
+    item.attempts += 1
+    item.processed_at = utcnow()
+    report.counts[ItemStatus.FAILED.value] += 1
+
+
+def _item_uri(job: MiningJob, item: JobItem) -> str:
+    loc = item.locator
+    if "url" in loc and not ("path" in loc and job.source_kind == "coco"):
+        return str(loc["url"])
+    if "shard" in loc:
+        return f"{loc['shard']}#{loc.get('member')}"
+    if "path" in loc:
+        return f"{job.source_uri}:{loc['path']}" if job.source_kind == "coco" else f"{job.source_uri}/{loc['path']}"
+    return job.source_uri

@@ -1,0 +1,141 @@
+"""All configuration in one pydantic-settings object.
+
+Values come from, highest precedence first: keyword arguments, ``DATAENGINE_*`` environment
+variables (nested fields use ``__``, e.g. ``DATAENGINE_BATCH_SIZES__MINE=128``), an optional TOML
+file named by ``DATAENGINE_CONFIG_FILE``, then the defaults below. The defaults are the embedded
+mode: a SQLite file and media folder under ``./dataengine-data``, in-process execution, tiny models.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "DATAENGINE_CONFIG_FILE"
+
+
+class BatchSizes(BaseModel):
+    """Items per task for each stage: the unit of work and of retry."""
+
+    mine: int = Field(64, ge=1, le=10_000)
+    caption: int = Field(8, ge=1, le=1_000)
+    parse: int = Field(64, ge=1, le=10_000)
+    propose: int = Field(4, ge=1, le=1_000)
+    verify: int = Field(16, ge=1, le=1_000)
+
+
+class FetchSettings(BaseModel):
+    """How URLs are downloaded."""
+
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(15.0, gt=0)
+    max_bytes: int = Field(32 * 1024 * 1024, ge=1)
+    retries: int = Field(2, ge=0, le=10, description="extra attempts after a transient failure")
+    backoff_s: float = Field(0.5, ge=0)
+    concurrency: int = Field(16, ge=1, le=256, description="parallel downloads inside one batch")
+    user_agent: str = "dataengine/0.1 (+https://github.com/dataengine)"
+
+
+class ImageLimits(BaseModel):
+    """What an image must satisfy to be kept."""
+
+    max_pixels: int = Field(64_000_000, ge=1, description="decompression-bomb cap on width*height")
+    min_side: int = Field(8, ge=1)
+
+
+class DedupSettings(BaseModel):
+    near_duplicates: bool = True
+    # Hamming distance between 64-bit perceptual hashes at or below which an image is a near
+    # duplicate. The band index answers exactly for distances up to 11.
+    phash_distance: int = Field(6, ge=0, le=11)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DATAENGINE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Path("dataengine-data")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite file <data_dir>/dataengine.db"
+    )
+    broker_url: str | None = Field(
+        None, description="Celery broker (redis:// or amqp://); unset: run tasks in-process"
+    )
+    media_root: Path | None = Field(None, description="default: <data_dir>/media")
+    model_profile: Literal["tiny", "sam3"] = "tiny"
+    batch_sizes: BatchSizes = BatchSizes()
+    fetch: FetchSettings = FetchSettings()
+    limits: ImageLimits = ImageLimits()
+    dedup: DedupSettings = DedupSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _fill_paths(self) -> "Settings":
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{(self.data_dir / 'dataengine.db').resolve()}"
+        if self.media_root is None:
+            self.media_root = self.data_dir / "media"
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise FileNotFoundError(f"{CONFIG_FILE_ENV}={config_file}: no such file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def embedded(self) -> bool:
+        """True when tasks run in this process (no broker configured)."""
+        return not self.broker_url
+
+    @property
+    def db_url(self) -> str:
+        assert self.database_url is not None
+        return self.database_url
+
+    @property
+    def media_path(self) -> Path:
+        assert self.media_root is not None
+        return self.media_root
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, with passwords in URLs replaced by ***."""
+        data = self.model_dump(mode="json")
+        for key in ("database_url", "broker_url"):
+            if data.get(key):
+                data[key] = mask_url(data[key])
+        return data
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL such as postgresql+psycopg://user:secret@host/db."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,68 @@
+"""Sources: where mined items come from (folder, URL list, WebDataset shards, COCO JSON).
+
+A source lists items once (``iter_items``), each with a JSON ``locator`` saying how to read its
+bytes later, possibly in another process (``read_many``). Reading failures are per item.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.settings import FetchSettings
+from engine.sources.base import FetchError, Source, SourceError, SourceItem
+from engine.sources.coco import CocoSource
+from engine.sources.folder import FolderSource
+from engine.sources.urls import UrlListSource
+from engine.sources.webdataset import WebDatasetSource, expand_shards
+
+SOURCE_KINDS = ("folder", "urls", "webdataset", "coco")
+
+__all__ = [
+    "FetchError", "Source", "SourceError", "SourceItem", "SOURCE_KINDS", "detect_kind", "open_source",
+]
+
+
+def detect_kind(uri: str) -> str:
+    """Guess the kind of a source from its path."""
+    path = Path(uri)
+    lower = uri.lower()
+    if path.is_dir():
+        entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+        if entries and all(p.suffix.lower() == ".tar" for p in entries if p.is_file()) and any(
+            p.is_file() for p in entries
+        ) and not any(p.is_dir() for p in entries):
+            return "webdataset"
+        return "folder"
+    if lower.endswith(".tar") or "{" in uri or "*" in uri:
+        return "webdataset"
+    if lower.endswith(".json"):
+        return "coco"
+    if lower.endswith((".txt", ".csv", ".tsv", ".lst")):
+        return "urls"
+    if not path.exists():
+        raise SourceError(f"source not found: {uri}")
+    raise SourceError(
+        f"cannot tell what kind of source {uri} is; pass --kind ({', '.join(SOURCE_KINDS)})"
+    )
+
+
+def open_source(
+    uri: str,
+    kind: str | None = None,
+    *,
+    options: dict | None = None,
+    fetch: FetchSettings | None = None,
+) -> Source:
+    """Open a source by kind (detected when not given). Raises SourceError with a clear reason."""
+    kind = kind or detect_kind(uri)
+    options = options or {}
+    fetch = fetch or FetchSettings()
+    if kind == "folder":
+        return FolderSource(uri)
+    if kind == "urls":
+        return UrlListSource(uri, fetch)
+    if kind == "webdataset":
+        return WebDatasetSource(expand_shards(uri), uri)
+    if kind == "coco":
+        return CocoSource(uri, fetch, images_dir=options.get("images_dir"))
+    raise SourceError(f"unknown source kind {kind!r}; expected one of {', '.join(SOURCE_KINDS)}")

@@ -1,0 +1,36 @@
+"""What a task needs in a process: settings, database sessions, media store (built lazily, once)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+
+from sqlalchemy.orm import Session
+
+from engine.db.session import session_scope
+from engine.settings import Settings
+from engine.storage import LocalMediaStore, MediaStore
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    settings: Settings
+    store: MediaStore
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """The task wrapper's unit of work: commits when the service returns."""
+        with session_scope(self.settings.db_url) as session:
+            yield session
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "TaskContext":
+        return cls(settings=settings, store=LocalMediaStore(settings.media_path))
+
+
+@cache
+def worker_context() -> TaskContext:
+    """The context of a Celery worker process, from its environment."""
+    return TaskContext.from_settings(Settings())

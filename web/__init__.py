@@ -1,0 +1,1 @@
+"""FastAPI app: routers per resource; routes validate, call a service, return a schema."""
