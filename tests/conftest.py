@@ -1,0 +1,155 @@
+"""Shared fixtures: real PostgreSQL and SQLite databases migrated with Alembic, settings, media.
+
+Every test that takes ``database_url`` runs on both databases; each test gets a fresh database
+(PostgreSQL: a copy of a migrated template database; SQLite: a copy of a migrated file).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.orm import Session
+
+import migrations
+from engine.db.session import dispose_engines, session_scope
+from engine.settings import FetchSettings, Settings
+
+PG_HOST = os.environ.get("DATAENGINE_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("DATAENGINE_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("DATAENGINE_TEST_PG_USER", "postgres")
+REDIS_HOST = os.environ.get("DATAENGINE_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("DATAENGINE_TEST_REDIS_PORT", "6379"))
+
+START_HINT = (
+    "The test-suite needs the real services. Start them with\n"
+    "  pg_ctlcluster --skip-systemctl-redirect 15 main start\n"
+    '  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no\n'
+    "or `docker compose up -d postgres redis`, or point DATAENGINE_TEST_PG_HOST/PORT/USER and\n"
+    "DATAENGINE_TEST_REDIS_HOST/PORT at running servers."
+)
+_counter = itertools.count()
+
+
+def pg_url(dbname: str) -> str:
+    return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{dbname}"
+
+
+def pg_admin() -> psycopg.Connection:
+    return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True)
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    for var in [v for v in os.environ if v.startswith("DATAENGINE_") and not v.startswith("DATAENGINE_TEST_")]:
+        del os.environ[var]
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    problems = []
+    try:
+        with pg_admin() as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001
+        problems.append(f"PostgreSQL at {PG_HOST}:{PG_PORT} is unreachable: {exc}")
+    if not _reachable(REDIS_HOST, REDIS_PORT):
+        problems.append(f"Redis at {REDIS_HOST}:{REDIS_PORT} is unreachable")
+    if problems:
+        pytest.exit("\n".join(problems) + "\n\n" + START_HINT, returncode=3)
+
+
+def drop_pg_database(name: str) -> None:
+    dispose_engines()
+    with pg_admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def create_pg_database(name: str, template: str | None = None) -> str:
+    with pg_admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    return pg_url(name)
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    name = f"de_tmpl_{os.getpid()}"
+    url = create_pg_database(name)
+    migrations.upgrade(url)
+    dispose_engines()  # a template must have no open connections
+    yield name
+    drop_pg_database(name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    migrations.upgrade(f"sqlite:///{path}")
+    dispose_engines()
+    return path
+
+
+@pytest.fixture
+def fresh_pg_url(pg_template: str) -> Iterator[str]:
+    name = f"de_t_{os.getpid()}_{next(_counter)}"
+    url = create_pg_database(name, template=pg_template)
+    yield url
+    drop_pg_database(name)
+
+
+@pytest.fixture
+def fresh_sqlite_url(sqlite_template: Path, tmp_path: Path) -> Iterator[str]:
+    path = tmp_path / "dataengine.db"
+    shutil.copy(sqlite_template, path)
+    yield f"sqlite:///{path}"
+    dispose_engines()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh migrated database, once per backend."""
+    fixture = "fresh_sqlite_url" if request.param == "sqlite" else "fresh_pg_url"
+    return request.getfixturevalue(fixture)
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": tmp_path / "data",
+        "database_url": database_url,
+        "media_root": tmp_path / "media",
+        "fetch": FetchSettings(connect_timeout_s=1, read_timeout_s=1, retries=1, backoff_s=0.01,
+                               concurrency=4),
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path)
+
+
+@pytest.fixture
+def session(settings: Settings) -> Iterator[Session]:
+    with session_scope(settings.db_url) as s:
+        yield s
+
+
+@pytest.fixture
+def http_server() -> Iterator["TestServer"]:
+    from tests.httpserver import TestServer
+
+    server = TestServer().start()
+    yield server
+    server.stop()
