@@ -61,8 +61,8 @@ def bad_corpus(folder: Path) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     good = jpeg_bytes(photo(1))
     (folder / "good.jpg").write_bytes(good)
-    (folder / "good-copy.jpg").write_bytes(good)  # exact duplicate
-    (folder / "good-reencoded.jpg").write_bytes(jpeg_bytes(photo(1), quality=60))  # near duplicate
+    (folder / "zz-copy-of-good.jpg").write_bytes(good)  # exact duplicate
+    (folder / "zz-reencoded-good.jpg").write_bytes(jpeg_bytes(photo(1), quality=60))  # near duplicate
     (folder / "other.png").write_bytes(png_bytes(photo(2)))
     (folder / "truncated.jpg").write_bytes(jpeg_bytes(photo(3))[:-2000])
     (folder / "empty.jpg").write_bytes(b"")
@@ -70,8 +70,8 @@ def bad_corpus(folder: Path) -> dict[str, str]:
     (folder / "bomb.png").write_bytes(bomb_png())
     (folder / "notes.md").write_text("ignored: not an image extension")
     return {
-        "bomb.png": "failed", "empty.jpg": "failed", "good-copy.jpg": "duplicate", "good.jpg": "done",
-        "good-reencoded.jpg": "near_duplicate", "other.png": "done", "text.jpg": "failed",
+        "bomb.png": "failed", "empty.jpg": "failed", "zz-copy-of-good.jpg": "duplicate", "good.jpg": "done",
+        "zz-reencoded-good.jpg": "near_duplicate", "other.png": "done", "text.jpg": "failed",
         "truncated.jpg": "failed",
     }
 

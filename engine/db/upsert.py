@@ -17,6 +17,10 @@ def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]
         return 0
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(conflict_columns))
-    result = session.execute(stmt)
-    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+    stmt = (
+        insert(table).values(list(rows))
+        .on_conflict_do_nothing(index_elements=list(conflict_columns))
+        .returning(*table.primary_key.columns)
+    )
+    # rowcount is unreliable for multi-row inserts across drivers; RETURNING is exact.
+    return len(session.execute(stmt).all())

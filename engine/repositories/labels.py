@@ -21,7 +21,7 @@ def add_captions(session: Session, image_id: int, model_version_id: int, texts: 
 def concept_ids(session: Session, texts: set[str]) -> dict[str, int]:
     """Ids of the concepts with these normalised texts, creating the missing ones."""
     insert_ignore(session, Concept.__table__, [{"text": t} for t in sorted(texts)], ["text"])
-    return dict(session.execute(select(Concept.text, Concept.id).where(Concept.text.in_(texts))).tuples())
+    return dict(session.execute(select(Concept.text, Concept.id).where(Concept.text.in_(texts))).all())
 
 
 def pair_id(session: Session, image_id: int, concept_id: int, *, polarity: Polarity,

@@ -1,0 +1,203 @@
+"""Helpers shared by the benchmarks: medians, peak RSS, /proc CPU accounting, tables, JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ----------------------------------------------------------------------------- statistics
+def median(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def spread(values: Iterable[float | None]) -> tuple[float | None, float | None]:
+    vals = [v for v in values if v is not None]
+    return (min(vals), max(vals)) if vals else (None, None)
+
+
+# ----------------------------------------------------------------------------- memory
+def maxrss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak RSS in MiB (Linux reports ru_maxrss in KiB). RUSAGE_CHILDREN: the largest
+    waited-for descendant, not the sum of the tree."""
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def peak_rss() -> dict[str, float]:
+    return {"self_mb": round(maxrss_mb(resource.RUSAGE_SELF), 1),
+            "children_mb": round(maxrss_mb(resource.RUSAGE_CHILDREN), 1)}
+
+
+def proc_status_kb(pid: int, field: str) -> int | None:
+    """A ``kB`` field of /proc/<pid>/status (VmHWM = peak RSS, VmRSS = current RSS)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            raw = handle.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm may contain spaces and parentheses: split after the last ')'
+    head, _, tail = raw.rpartition(")")
+    comm = head.partition("(")[2]
+    return [comm] + tail.split()
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` (scans /proc; psutil is not a dependency)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and len(fields) > 2 and fields[2] == str(pid):
+                out.append(int(entry))
+    return sorted(out)
+
+
+def process_tree(pid: int) -> list[int]:
+    tree, frontier = [pid], [pid]
+    while frontier:
+        nxt = []
+        for p in frontier:
+            nxt.extend(children_of(p))
+        tree.extend(nxt)
+        frontier = nxt
+    return tree
+
+
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime of one live process, seconds."""
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) < 14:
+        return 0.0
+    # after comm: state(1) ppid(2) ... utime is field 14 of stat → index 12 here, stime index 13
+    return (int(fields[12]) + int(fields[13])) / CLK_TCK
+
+
+def cpu_by_comm(prefixes: Sequence[str]) -> float:
+    """Summed utime + stime of all live processes whose name starts with one of ``prefixes``."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and len(fields) >= 14 and fields[0].startswith(tuple(prefixes)):
+                total += (int(fields[12]) + int(fields[13])) / CLK_TCK
+    return total
+
+
+def machine_cpu_s() -> float:
+    """Busy CPU seconds of the whole machine since boot (all cores; idle and iowait excluded)."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        parts = handle.readline().split()
+    values = [int(v) for v in parts[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    guest = sum(values[8:10]) if len(values) > 9 else 0  # already counted in user/nice
+    return (sum(values) - idle - guest) / CLK_TCK
+
+
+@dataclass
+class CpuSnapshot:
+    """CPU seconds spent so far by: the machine, PostgreSQL, Redis, and some process trees."""
+
+    machine: float
+    postgres: float
+    redis: float
+    procs: float
+
+    @classmethod
+    def take(cls, pids: Iterable[int] = ()) -> "CpuSnapshot":
+        procs = 0.0
+        for pid in pids:
+            procs += sum(proc_cpu_s(p) for p in process_tree(pid))
+        return cls(machine_cpu_s(), cpu_by_comm(["postgres", "postmaster"]),
+                   cpu_by_comm(["redis-server"]), procs)
+
+    def since(self, earlier: "CpuSnapshot") -> dict[str, float]:
+        return {"machine_s": round(self.machine - earlier.machine, 3),
+                "postgres_s": round(self.postgres - earlier.postgres, 3),
+                "redis_s": round(self.redis - earlier.redis, 3),
+                "procs_s": round(self.procs - earlier.procs, 3)}
+
+
+# ----------------------------------------------------------------------------- output
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str = "",
+                 left: int = 1) -> str:
+    """A plain-text table; the first ``left`` columns are left-aligned, the rest right-aligned."""
+    cells = [[str(c) for c in headers]] + [[c if isinstance(c, str) else fmt(c) for c in row]
+                                            for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(row, widths)))
+
+    out = [title] if title else []
+    out += [line(cells[0]), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in cells[1:]]
+    return "\n".join(out)
+
+
+def write_json(name: str, data: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def environment() -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu,
+        "cores": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
+    }
+    try:
+        import PIL
+        from PIL import features
+
+        env["pillow"] = PIL.__version__
+        env["libjpeg_turbo"] = features.check_feature("libjpeg_turbo")
+        env["libjpeg"] = features.version("jpg")
+    except Exception:  # noqa: BLE001 - informational only
+        pass
+    return env
