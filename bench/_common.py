@@ -126,10 +126,12 @@ class CpuSnapshot:
     procs: float
 
     @classmethod
-    def take(cls, pids: Iterable[int] = ()) -> "CpuSnapshot":
-        procs = 0.0
-        for pid in pids:
-            procs += sum(proc_cpu_s(p) for p in process_tree(pid))
+    def take(cls, trees: Iterable[int] = (), pids: Iterable[int] = ()) -> "CpuSnapshot":
+        """``trees``: processes counted with all their descendants; ``pids``: counted alone."""
+        members = set(pids)
+        for pid in trees:
+            members.update(process_tree(pid))
+        procs = sum(proc_cpu_s(p) for p in members)
         return cls(machine_cpu_s(), cpu_by_comm(["postgres", "postmaster"]),
                    cpu_by_comm(["redis-server"]), procs)
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Create ./.venv and install the project with the given extras (idempotent: a stamp file records
+# what was installed for this pyproject.toml, so a second run installs nothing).
+#   scripts/setup-venv.sh            the package alone (the demo)
+#   scripts/setup-venv.sh dev        plus the test tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+python="${PYTHON:-python3}"
+if ! "$python" -c 'import sys; sys.exit(sys.version_info[:2] not in [(3, 11), (3, 12)])'; then
+  echo "Python 3.11 or 3.12 is needed (found: $("$python" --version 2>&1)); set PYTHON=..." >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "creating .venv"
+  "$python" -m venv .venv
+fi
+stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras:-base}"
+if [ ! -f "$stamp" ]; then
+  echo "installing dataengine${extras:+[$extras]} into .venv (first run only)"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet --editable ".${extras:+[$extras]}"
+  touch "$stamp"
+fi
