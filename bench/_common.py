@@ -40,6 +40,13 @@ def peak_rss() -> dict[str, float]:
             "children_mb": round(maxrss_mb(resource.RUSAGE_CHILDREN), 1)}
 
 
+def hwm_mb(pid: int | str = "self") -> float | None:
+    """Peak RSS (VmHWM) of a process in MiB. Unlike ru_maxrss, which Linux carries across exec()
+    from the parent's address space, VmHWM belongs to the current address space only."""
+    kb = proc_status_kb(pid, "VmHWM")  # type: ignore[arg-type]
+    return kb / 1024 if kb is not None else None
+
+
 def proc_status_kb(pid: int, field: str) -> int | None:
     """A ``kB`` field of /proc/<pid>/status (VmHWM = peak RSS, VmRSS = current RSS)."""
     try:
@@ -106,14 +113,32 @@ def cpu_by_comm(prefixes: Sequence[str]) -> float:
     return total
 
 
-def machine_cpu_s() -> float:
-    """Busy CPU seconds of the whole machine since boot (all cores; idle and iowait excluded)."""
+STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def machine_cpu() -> dict[str, float]:
+    """CPU seconds of the whole machine since boot, all cores, by /proc/stat category."""
     with open("/proc/stat", encoding="ascii") as handle:
         parts = handle.readline().split()
-    values = [int(v) for v in parts[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    guest = sum(values[8:10]) if len(values) > 9 else 0  # already counted in user/nice
-    return (sum(values) - idle - guest) / CLK_TCK
+    values = [int(v) / CLK_TCK for v in parts[1:1 + len(STAT_FIELDS)]]
+    return dict(zip(STAT_FIELDS, values))
+
+
+def machine_cpu_s() -> float:
+    """Busy CPU seconds of this machine since boot: user + nice + system + irq + softirq
+    (idle, iowait and steal, time the hypervisor gave to other guests, are not ours)."""
+    c = machine_cpu()
+    return sum(c[k] for k in ("user", "nice", "system", "irq", "softirq"))
+
+
+def all_process_cpu() -> dict[int, tuple[str, float]]:
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and len(fields) >= 14:
+                out[int(entry)] = (fields[0], (int(fields[12]) + int(fields[13])) / CLK_TCK)
+    return out
 
 
 @dataclass
@@ -124,6 +149,9 @@ class CpuSnapshot:
     postgres: float
     redis: float
     procs: float
+    stat: dict[str, float] | None = None
+    members: frozenset[int] = frozenset()
+    everyone: dict[int, tuple[str, float]] | None = None
 
     @classmethod
     def take(cls, trees: Iterable[int] = (), pids: Iterable[int] = ()) -> "CpuSnapshot":
@@ -133,13 +161,28 @@ class CpuSnapshot:
             members.update(process_tree(pid))
         procs = sum(proc_cpu_s(p) for p in members)
         return cls(machine_cpu_s(), cpu_by_comm(["postgres", "postmaster"]),
-                   cpu_by_comm(["redis-server"]), procs)
+                   cpu_by_comm(["redis-server"]), procs, machine_cpu(), frozenset(members),
+                   all_process_cpu())
 
-    def since(self, earlier: "CpuSnapshot") -> dict[str, float]:
-        return {"machine_s": round(self.machine - earlier.machine, 3),
-                "postgres_s": round(self.postgres - earlier.postgres, 3),
-                "redis_s": round(self.redis - earlier.redis, 3),
-                "procs_s": round(self.procs - earlier.procs, 3)}
+    def since(self, earlier: "CpuSnapshot") -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "machine_s": round(self.machine - earlier.machine, 3),
+            "postgres_s": round(self.postgres - earlier.postgres, 3),
+            "redis_s": round(self.redis - earlier.redis, 3),
+            "procs_s": round(self.procs - earlier.procs, 3)}
+        if self.stat and earlier.stat:
+            out["machine_by_kind_s"] = {k: round(self.stat[k] - earlier.stat[k], 3) for k in STAT_FIELDS}
+        if self.everyone and earlier.everyone:  # who else used the CPU meanwhile (live processes)
+            others = []
+            for pid, (comm, cpu) in self.everyone.items():
+                before = earlier.everyone.get(pid)
+                if pid in self.members or comm.startswith(("postgres", "postmaster", "redis-server")):
+                    continue
+                used = cpu - (before[1] if before and before[0] == comm else 0.0)
+                if used >= 0.05:
+                    others.append((round(used, 2), comm, pid))
+            out["other_processes"] = [{"comm": c, "pid": p, "cpu_s": u} for u, c, p in sorted(others, reverse=True)[:5]]
+        return out
 
 
 # ----------------------------------------------------------------------------- output

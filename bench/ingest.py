@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from bench._common import (
-    RESULTS_DIR, CpuSnapshot, environment, fmt, format_table, maxrss_mb, median, peak_rss,
+    RESULTS_DIR, CpuSnapshot, environment, fmt, format_table, hwm_mb, maxrss_mb, median, peak_rss,
     proc_status_kb, process_tree, spread, write_json,
 )
 
@@ -341,7 +341,7 @@ def _child_main(spec: dict[str, Any]) -> None:
     from engine.settings import Settings
     from pipelines.runner import run_mine
 
-    rss_imports = maxrss_mb()
+    rss_imports = hwm_mb()
     settings = Settings(database_url=spec["db_url"], media_root=spec["media_root"], broker_url=None)
     state: dict[str, Any] = {"rss_curve": []}
 
@@ -350,7 +350,7 @@ def _child_main(spec: dict[str, Any]) -> None:
         if "t_start" not in state:
             state["t_start"] = now
             state["cpu0"] = CpuSnapshot.take(pids=[os.getpid()])
-        state["rss_curve"].append([done, round(maxrss_mb(), 1)])
+        state["rss_curve"].append([done, round(hwm_mb() or 0.0, 1)])
         if done >= total and "t_end" not in state:
             state["t_end"] = now
             state["cpu1"] = CpuSnapshot.take(pids=[os.getpid()])
@@ -371,9 +371,12 @@ def _child_main(spec: dict[str, Any]) -> None:
         "ingest_s": round(ingest_s, 3), "images_per_s": round(n / ingest_s, 2) if ingest_s else None,
         "status_rate": _status_rate(result.report),
         "seconds": seconds, "per_item_ms": per_item_ms, "cpu": cpu,
-        "rss": {"after_imports_mb": round(rss_imports, 1), "peak_mb": round(maxrss_mb(), 1),
+        "rss": {"after_imports_mb": round(rss_imports or 0.0, 1), "peak_mb": round(hwm_mb() or 0.0, 1),
                 "curve": state["rss_curve"],
-                "children_mb": round(maxrss_mb(resource.RUSAGE_CHILDREN), 1)},
+                # ru_maxrss is inherited across exec() from the parent's address space: shown for
+                # comparison only; VmHWM (peak_mb) is this process's own peak
+                "ru_maxrss_self_mb": round(maxrss_mb(), 1),
+                "ru_maxrss_children_mb": round(maxrss_mb(resource.RUSAGE_CHILDREN), 1)},
     }))
 
 

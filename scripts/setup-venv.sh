@@ -18,7 +18,14 @@ fi
 stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras:-base}"
 if [ ! -f "$stamp" ]; then
   echo "installing dataengine${extras:+[$extras]} into .venv (first run only)"
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet --editable ".${extras:+[$extras]}"
+  log=$(mktemp)
+  if ! { .venv/bin/python -m pip install --quiet --upgrade pip \
+         && .venv/bin/python -m pip install --quiet --editable ".${extras:+[$extras]}"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "installation failed (see above)" >&2
+    exit 1
+  fi
+  rm -f "$log"
   touch "$stamp"
 fi
