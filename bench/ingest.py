@@ -748,6 +748,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _others(r: dict[str, Any]) -> str:
+    """Who else was busy on the machine meanwhile (the machine is shared), and hypervisor steal."""
+    cpu = r["cpu"]
+    parts = [f"{o['comm']} {o['cpu_s']:.1f} s" for o in cpu.get("other_processes", [])[:3]]
+    steal = cpu.get("machine_by_kind_s", {}).get("steal", 0.0)
+    if steal >= 0.05:
+        parts.append(f"steal {steal:.1f} s")
+    return f" (others: {', '.join(parts)})" if parts else ""
+
+
 def _print_run(r: dict[str, Any]) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items()))
     extra = (f"peak RSS {r['rss']['peak_mb']} MB" if r["mode"] == "inproc" else
@@ -755,7 +765,7 @@ def _print_run(r: dict[str, Any]) -> None:
     print(f"  run {r['repeat'] + 1} {r['set']:>14} {r['mode']:>6}: {r['items']:>5} items [{counts}] "
           f"plan {r['plan_s']:.2f} s, ingest {r['ingest_s']:.2f} s = {r['images_per_s']:,.1f} images/s; "
           f"CPU py {r['cpu']['procs_s']:.1f} s, pg {r['cpu']['postgres_s']:.1f} s, "
-          f"machine {r['cpu']['machine_s']:.1f} s (load before {r['loadavg_before']}); {extra}", flush=True)
+          f"machine {r['cpu']['machine_s']:.1f} s{_others(r)}; {extra}", flush=True)
     if not r.get("finished", True) or r["counts"].get("done", 0) != r["items"]:
         print(f"  WARNING: not every item ended 'done': {r['counts']}", flush=True)
 

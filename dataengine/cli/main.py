@@ -268,7 +268,7 @@ def status(ctx: Context, job: str | None, as_json: bool) -> None:
 @click.option("--queues", "-Q", default="io,cpu,gpu", show_default=True, help="Comma-separated queues.")
 @click.option("--concurrency", "-c", type=int, default=None, help="Worker processes (default: cores).")
 @click.option("--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True)
-@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--loglevel", default=None, help="Log level (default: the log_level setting).")
 @click.option("--hostname", "-n", default=None, help="Worker node name.")
 @pass_ctx
 def worker(ctx: Context, queues: str, concurrency: int | None, pool: str, loglevel: str,
@@ -282,7 +282,8 @@ def worker(ctx: Context, queues: str, concurrency: int | None, pool: str, loglev
     unknown = sorted(set(wanted) - set(QUEUES))
     if unknown:
         raise click.ClickException(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
-    argv = ["worker", f"--queues={','.join(wanted)}", f"--pool={pool}", f"--loglevel={loglevel}"]
+    argv = ["worker", f"--queues={','.join(wanted)}", f"--pool={pool}",
+            f"--loglevel={loglevel or ctx.settings.log_level}"]
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
     if hostname:
@@ -291,15 +292,15 @@ def worker(ctx: Context, queues: str, concurrency: int | None, pool: str, loglev
 
 
 @cli.command()
-@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--loglevel", default=None, help="Log level (default: the log_level setting).")
 @pass_ctx
-def beat(ctx: Context, loglevel: str) -> None:
+def beat(ctx: Context, loglevel: str | None) -> None:
     """Start the Celery beat scheduler (periodic maintenance tasks)."""
     if ctx.settings.embedded:
         raise click.ClickException("no broker configured: set DATAENGINE_BROKER_URL")
     from pipelines.celery_app import app
 
-    app.start(["beat", f"--loglevel={loglevel}"])
+    app.start(["beat", f"--loglevel={loglevel or ctx.settings.log_level}"])
 
 
 # ---------------------------------------------------------------------------- serve

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -73,6 +74,27 @@ def captions_from_json(meta: dict[str, Any]) -> list[str]:
         if isinstance(value, str) and value.strip():
             out.append(value.strip())
     return out
+
+
+def sidecar_meta(texts: list[str], json_text: str | None, json_name: str,
+                 meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Item meta from caption texts and a JSON sidecar (img2dataset / WebDataset layout):
+    ``captions`` (texts first, then the JSON's caption-like fields), ``extra`` (the JSON object),
+    ``sidecar_error`` when the JSON does not parse."""
+    meta = dict(meta or {})
+    captions = [t.strip() for t in texts if t and t.strip()]
+    if json_text is not None:
+        try:
+            extra = json.loads(json_text or "null")
+        except ValueError as exc:
+            meta["sidecar_error"] = f"{json_name}: invalid JSON ({exc})"
+        else:
+            if isinstance(extra, dict):
+                captions.extend(c for c in captions_from_json(extra) if c not in captions)
+                meta["extra"] = extra
+    if captions:
+        meta["captions"] = captions
+    return meta
 
 
 def read_local_file(path: str) -> bytes:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from engine.sources.base import (
-    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, captions_from_json, read_local_file,
+    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, read_local_file, sidecar_meta,
 )
 
 
@@ -45,23 +44,8 @@ class FolderSource(Source):
 
 
 def _sidecar_meta(image_path: Path) -> dict[str, Any]:
-    meta: dict[str, Any] = {}
-    captions: list[str] = []
     txt = image_path.with_suffix(".txt")
-    if txt.is_file():
-        text = txt.read_text(encoding="utf-8", errors="replace").strip()
-        if text:
-            captions.append(text)
+    texts = [txt.read_text(encoding="utf-8", errors="replace")] if txt.is_file() else []
     sidecar = image_path.with_suffix(".json")
-    if sidecar.is_file():
-        try:
-            extra = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            meta["sidecar_error"] = f"{sidecar.name}: invalid JSON ({exc})"
-        else:
-            if isinstance(extra, dict):
-                captions.extend(c for c in captions_from_json(extra) if c not in captions)
-                meta["extra"] = extra
-    if captions:
-        meta["captions"] = captions
-    return meta
+    json_text = sidecar.read_text(encoding="utf-8", errors="replace") if sidecar.is_file() else None
+    return sidecar_meta(texts, json_text, sidecar.name)

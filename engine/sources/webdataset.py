@@ -7,7 +7,6 @@ and ``.json`` members give captions and metadata. Only uncompressed ``.tar`` can
 from __future__ import annotations
 
 import glob
-import json
 import re
 import tarfile
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.sources.base import (
-    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, captions_from_json,
+    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, sidecar_meta,
 )
 
 _BRACE = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -94,24 +93,11 @@ class WebDatasetSource(Source):
                 members: dict[str, tarfile.TarInfo]) -> SourceItem:
         item_key = f"{shard.name}/{key}"
         image_ext = next((e for e in members if f".{e.rsplit('.', 1)[-1]}" in IMAGE_EXTENSIONS), None)
-        meta: dict[str, Any] = {"shard": shard.name, "sample": key}
-        captions: list[str] = []
-        for ext in ("txt", "caption"):
-            if ext in members and members[ext].size <= MAX_TEXT_MEMBER:
-                text = _read_text(tar, members[ext])
-                if text:
-                    captions.append(text)
-        if "json" in members and members["json"].size <= MAX_TEXT_MEMBER:
-            try:
-                extra = json.loads(_read_text(tar, members["json"]) or "null")
-            except ValueError as exc:
-                meta["sidecar_error"] = f"invalid JSON member: {exc}"
-            else:
-                if isinstance(extra, dict):
-                    captions.extend(c for c in captions_from_json(extra) if c not in captions)
-                    meta["extra"] = extra
-        if captions:
-            meta["captions"] = captions
+        texts = [_read_text(tar, members[ext]) for ext in ("txt", "caption")
+                 if ext in members and members[ext].size <= MAX_TEXT_MEMBER]
+        json_text = (_read_text(tar, members["json"])
+                     if "json" in members and members["json"].size <= MAX_TEXT_MEMBER else None)
+        meta = sidecar_meta(texts, json_text, f"{key}.json", {"shard": shard.name, "sample": key})
         if image_ext is None:
             return SourceItem(key=item_key, meta=meta, locator={
                 "error": f"sample has no image member (members: {', '.join(sorted(members))})"})
