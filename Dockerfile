@@ -5,7 +5,7 @@
 #
 # One image serves every role; docker-compose.yml picks the role with the command
 # (`serve`, `worker`, `beat`, `db upgrade`, ...) since the entrypoint is the `dataengine` CLI.
-# torch/torchvision come from PyPI through the `models` extra: their Linux wheels are CUDA builds
+# torch/torchvision come from PyPI as dependencies: their Linux wheels are CUDA builds
 # that also run on CPU, so the same image works with or without a GPU.
 
 FROM python:3.11-slim
@@ -31,7 +31,7 @@ WORKDIR /src
 # Dependencies first, in their own layer, read from pyproject.toml: editing the code does not
 # download torch and the CUDA libraries again.
 COPY pyproject.toml README* ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; x = p['optional-dependencies']; print('\n'.join(p['dependencies'] + x['models'] + x['flower']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; x = p['optional-dependencies']; print('\n'.join(p['dependencies'] + x['flower']))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
@@ -42,7 +42,7 @@ COPY pipelines/ pipelines/
 COPY web/ web/
 COPY dataengine/ dataengine/
 COPY migrations/ migrations/
-RUN pip install ".[models,flower]" \
+RUN pip install ".[flower]" \
     && cd / && rm -rf /src \
     && dataengine --help > /dev/null \
     && python -c "import migrations, pipelines.celery_app, pipelines.tasks, web.app; print('schema head', migrations.head())"

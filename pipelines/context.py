@@ -1,10 +1,10 @@
-"""What a task needs in a process: settings, database sessions, media store (built lazily, once)."""
+"""What a task needs in a process: settings, database sessions, media store, models (built lazily, once)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 from sqlalchemy.orm import Session
@@ -12,12 +12,14 @@ from sqlalchemy.orm import Session
 from engine.db.session import session_scope
 from engine.settings import Settings
 from engine.storage import LocalMediaStore, MediaStore
+from pipelines.models import ModelCache
 
 
 @dataclass(frozen=True)
 class TaskContext:
     settings: Settings
     store: MediaStore
+    models: ModelCache = field(compare=False)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
@@ -27,7 +29,7 @@ class TaskContext:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TaskContext":
-        return cls(settings=settings, store=LocalMediaStore(settings.media_path))
+        return cls(settings=settings, store=LocalMediaStore(settings.media_path), models=ModelCache(settings))
 
 
 @cache

@@ -1,4 +1,4 @@
-"""Runs a mining job: plan (commit), enqueue batches after the commit, follow progress."""
+"""Runs a mining job: plan and catch up (commit), enqueue after the commit, follow progress."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.db.models import ItemStatus, MiningJob
+from engine.db.models import MiningJob
 from engine.ports import TaskQueue
 from engine.repositories import jobs as jobs_repo
-from engine.services import mine, status
+from engine.repositories import stages as stages_repo
+from engine.services import flow, mine, status
 from engine.settings import Settings
 from pipelines.context import TaskContext
 from pipelines.dispatch import CeleryQueue, InProcessQueue
-from pipelines.tasks import MINE_BATCH
+from pipelines.stages import STAGE_NAMES
+from pipelines.tasks import enqueue_stage
 
-Progress = Callable[[int, int], None]  # (items finished, items to do)
+Progress = Callable[[int, int], None]  # (items mined, items to mine)
 
 
 @dataclass
@@ -25,64 +27,72 @@ class RunResult:
     plan: mine.JobPlan
     report: status.JobReport
     wall_s: float
-    seconds: Counter[str] = field(default_factory=Counter)  # per-step totals (in-process only)
+    seconds: Counter[str] = field(default_factory=Counter)  # mining steps (in-process only)
+    stage_seconds: Counter[str] = field(default_factory=Counter)  # per stage (in-process only)
     finished: bool = True
 
 
-def make_queue(settings: Settings, ctx: TaskContext) -> TaskQueue:
-    if settings.embedded:
-        return InProcessQueue(ctx)
+def run_mine(settings: Settings, source: str, *, job_name: str | None = None,
+             kind: str | None = None, options: dict[str, Any] | None = None,
+             retry_failed: bool = False, until: str | None = None, wait: bool = True,
+             timeout_s: float | None = None, on_progress: Progress | None = None,
+             queue: TaskQueue | None = None) -> RunResult:
+    if until is not None and until not in STAGE_NAMES:
+        raise ValueError(f"unknown stage {until!r}; stages: {', '.join(STAGE_NAMES)}")
+    started = time.perf_counter()
+    ctx = TaskContext.from_settings(settings)
+    with ctx.session() as session:
+        plan = mine.plan_job(session, settings, source, job_name=job_name, kind=kind,
+                             options=options, retry_failed=retry_failed, until=until)
+        leftovers = flow.reconcile(session, plan.job_id, STAGE_NAMES)
+        flow.finish_if_complete(session, plan.job_id)
+    steps: Counter[str] = Counter()
+    total, done = len(plan.pending), 0
+
+    def collect(report: dict[str, Any]) -> None:
+        nonlocal done
+        if report.get("stage") == "mine":
+            steps.update(report.get("seconds", {}))
+            done += sum(v for k, v in report.get("counts", {}).items() if k != "skipped")
+            if on_progress:
+                on_progress(min(done, total), total)
+
+    if queue is None:
+        queue = InProcessQueue(ctx, on_done=collect) if settings.embedded else _celery_queue(settings)
+    if on_progress:
+        on_progress(0, total)
+    for stage_name, ids in leftovers.items():  # model-stage work left by an earlier run
+        enqueue_stage(ctx, queue, stage_name, plan.job_id, ids)
+    enqueue_stage(ctx, queue, "mine", plan.job_id, plan.pending, queue_name=plan.queue)
+    finished = True
+    if not settings.embedded and wait:
+        finished = wait_for_job(ctx, plan.job_id, total, timeout_s, on_progress)
+    with ctx.session() as session:
+        job = session.get(MiningJob, plan.job_id)
+        assert job is not None
+        report = status.job_report(session, job, order=STAGE_NAMES)
+    stage_seconds = queue.seconds if isinstance(queue, InProcessQueue) else Counter()
+    return RunResult(plan, report, time.perf_counter() - started, steps, stage_seconds, finished)
+
+
+def _celery_queue(settings: Settings) -> CeleryQueue:
     from pipelines.celery_app import create_celery
 
     return CeleryQueue(create_celery(settings))
 
 
-def chunks(ids: list[int], size: int) -> list[list[int]]:
-    return [ids[i:i + size] for i in range(0, len(ids), size)]
-
-
-def run_mine(settings: Settings, source: str, *, job_name: str | None = None,
-             kind: str | None = None, options: dict[str, Any] | None = None,
-             retry_failed: bool = False, wait: bool = True, timeout_s: float | None = None,
-             on_progress: Progress | None = None, queue: TaskQueue | None = None) -> RunResult:
-    started = time.perf_counter()
-    ctx = TaskContext.from_settings(settings)
-    with ctx.session() as session:
-        plan = mine.plan_job(session, settings, source, job_name=job_name, kind=kind,
-                             options=options, retry_failed=retry_failed)
-    queue = queue or make_queue(settings, ctx)
-    total = len(plan.pending)
-    seconds: Counter[str] = Counter()
-    done = 0
-    if on_progress:
-        on_progress(0, total)
-    for batch in chunks(plan.pending, settings.batch_sizes.mine):
-        result = queue.enqueue(MINE_BATCH, [plan.job_id, batch], queue=plan.queue)
-        if isinstance(result, dict):  # ran in-process
-            seconds.update(result.get("seconds", {}))
-            done += len(batch)
-            if on_progress:
-                on_progress(done, total)
-    finished = True
-    if not settings.embedded and wait and total:
-        finished = wait_for_job(ctx, plan.job_id, total, timeout_s, on_progress)
-    with ctx.session() as session:
-        job = session.get(MiningJob, plan.job_id)
-        assert job is not None
-        report = status.job_report(session, job)
-    return RunResult(plan, report, time.perf_counter() - started, seconds, finished)
-
-
 def wait_for_job(ctx: TaskContext, job_id: int, total: int, timeout_s: float | None,
                  on_progress: Progress | None, poll_s: float = 0.5) -> bool:
-    """Poll the database until no item of the job is pending (True) or the timeout (False)."""
+    """Poll the database until nothing of the job is pending in any stage (True) or the timeout."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
         with ctx.session() as session:
-            pending = jobs_repo.status_counts(session, job_id)[ItemStatus.PENDING]
-        if on_progress:
-            on_progress(total - min(pending, total), total)
-        if pending == 0:
+            mining = jobs_repo.has_pending(session, job_id)
+            busy = mining or stages_repo.any_pending(session, job_id)
+            if on_progress:
+                pending = len(jobs_repo.pending_ids(session, job_id)) if mining else 0
+                on_progress(total - min(pending, total), total)
+        if not busy:
             return True
         if deadline is not None and time.monotonic() > deadline:
             return False

@@ -1,18 +1,59 @@
-"""The stage order, in one place. Later stages (caption, parse, propose, verify, route) join here."""
+"""The stage order, in one place: which service runs each stage, on which queue, in what batches."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from pipelines.tasks import MINE_BATCH
+from sqlalchemy.orm import Session
+
+from engine.services import caption, mine, parse, propose
+from pipelines.context import TaskContext
+
+Service = Callable[[TaskContext, Session, int, list[int]], Any]
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
-    task: str
-    queue: str | None  # None: chosen per job (io for URL sources, cpu for local files)
+    task: str  # the Celery task name
+    queue: str | None  # None: per job (io for URL sources, cpu for local files)
+    service: Service
+
+    def batch_size(self, ctx: TaskContext) -> int:
+        return int(getattr(ctx.settings.batch_sizes, self.name))
 
 
-STAGES: tuple[Stage, ...] = (Stage("mine", MINE_BATCH, None),)
+def _mine(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
+    return mine.mine_batch(s, ctx.settings, ctx.store, job_id, ids)
+
+
+def _caption(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
+    return caption.caption_batch(s, ctx.store, ctx.models.captioner(), job_id, ids)
+
+
+def _parse(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
+    return parse.parse_batch(s, ctx.models.parser(), job_id, ids)
+
+
+def _propose(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
+    return propose.propose_batch(s, ctx.store, ctx.models.proposer(), ctx.settings.models.propose, job_id, ids)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("mine", "dataengine.mine.batch", None, _mine),
+    Stage("caption", "dataengine.caption.batch", "gpu", _caption),
+    Stage("parse", "dataengine.parse.batch", "cpu", _parse),
+    Stage("propose", "dataengine.propose.batch", "gpu", _propose),
+)
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
+BY_NAME = {stage.name: stage for stage in STAGES}
+BY_TASK = {stage.task: stage for stage in STAGES}
+
+
+def queue_for(stage: Stage, ctx: TaskContext) -> str:
+    """The LLM parser is a GPU model; spaCy is CPU work."""
+    if stage.name == "parse" and ctx.settings.models.parse.parser == "llm":
+        return "gpu"
+    return stage.queue or "cpu"

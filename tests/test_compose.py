@@ -207,5 +207,5 @@ def test_dockerfile_entrypoint_and_user() -> None:
     assert 'ENTRYPOINT ["dataengine"]' in lines
     users = [line.split(None, 1)[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in {"root", "0"}
-    assert 'pip install ".[models,flower]"' in text
+    assert 'pip install ".[flower]"' in text
     assert "DATAENGINE_DATA_DIR=/data" in text

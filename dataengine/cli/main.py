@@ -15,7 +15,7 @@ from rich.table import Table
 import engine
 from engine.settings import CONFIG_FILE_ENV, Settings
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 SAMPLE_IMAGES = Path(engine.__file__).resolve().parent / "sample_data" / "images"
 
 
@@ -153,20 +153,23 @@ def ensure_schema(settings: Settings) -> None:
 @click.option("--kind", type=click.Choice(["folder", "urls", "webdataset", "coco"]),
               help="Source kind (default: detected from the path).")
 @click.option("--images-dir", type=click.Path(file_okay=False), help="COCO: folder the file_names are relative to.")
-@click.option("--retry-failed", is_flag=True, help="Try the job's failed items again.")
+@click.option("--retry-failed", is_flag=True, help="Try the job's failed items again (every stage).")
+@click.option("--until", type=click.Choice(["mine", "caption", "parse", "propose"]), default=None,
+              help="Last stage to run (default: all stages; a re-run keeps the job's own).")
 @click.option("--no-wait", is_flag=True, help="With a broker: enqueue and return without waiting.")
 @click.option("--timeout", type=float, help="With a broker: stop waiting after this many seconds.")
 @pass_ctx
 def mine(ctx: Context, source: str, job_name: str | None, kind: str | None, images_dir: str | None,
-         retry_failed: bool, no_wait: bool, timeout: float | None) -> None:
+         retry_failed: bool, until: str | None, no_wait: bool, timeout: float | None) -> None:
     """Mine SOURCE: a folder, a URL list (.txt/.csv/.tsv), WebDataset .tar shards or a COCO .json.
 
     Items are fetched, validated, normalised, stored by sha256 and deduplicated (exact and
-    perceptual). Re-running the same job resumes it; nothing is stored twice.
+    perceptual); then captioned, parsed into noun phrases and given SAM 3 candidate masks
+    (--until stops earlier). Re-running the same job resumes it; nothing is stored twice.
     """
     _run_mine(ctx.settings, source, job_name=job_name, kind=kind,
               options={"images_dir": str(Path(images_dir).resolve()) if images_dir else None},
-              retry_failed=retry_failed, wait=not no_wait, timeout=timeout)
+              retry_failed=retry_failed, until=until, wait=not no_wait, timeout=timeout)
 
 
 def _run_mine(settings: Settings, source: str, **kwargs: object) -> None:
@@ -201,24 +204,48 @@ def _run_mine(settings: Settings, source: str, **kwargs: object) -> None:
     _print_report(result.report)
     if result.seconds:
         steps = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(result.seconds.items()))
-        click.echo(f"time per step (summed): {steps}")
+        click.echo(f"mining time per step (summed): {steps}")
+    if result.stage_seconds:
+        stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.stage_seconds.items())
+        click.echo(f"time per stage: {stages}")
+    _print_summary(settings, result.plan.job_id, result.stage_seconds)
     click.echo(f"wall time {result.wall_s:.1f}s")
     if not result.finished:
         raise click.ClickException("timed out waiting for workers; the job goes on in the background")
+
+
+def _print_summary(settings: Settings, job_id: int, stage_seconds: dict[str, float]) -> None:
+    """What the job produced, and a warning where models with random weights produced it."""
+    from engine.db.session import session_scope
+    from engine.services.summary import job_summary
+
+    with session_scope(settings.db_url) as session:
+        summary = job_summary(session, job_id)
+    table = Table("images", "duplicates", "captions", "concepts", "pairs", "masks", "failures",
+                  title="what this job produced")
+    table.add_row(*(str(v) for v in (summary.images, summary.duplicates, summary.captions,
+                                      summary.concepts, summary.pairs, summary.masks, summary.failures)))
+    console.print(table)
+    if summary.random_weight_models:
+        console.print(
+            "[bold yellow]Note:[/] model outputs of this job come from RANDOM-WEIGHT tiny models "
+            f"({', '.join(summary.random_weight_models)}): captions, phrases and masks from them "
+            "are noise that only exercises the pipeline. Set DATAENGINE_MODEL_PROFILE=sam3 for real models.")
 
 
 def _print_report(report: object) -> None:
     from engine.services.status import JobReport
 
     assert isinstance(report, JobReport)
-    table = Table("stage", "done", "duplicate", "near dup", "failed", "pending", "total", "items/s",
+    table = Table("stage", "done", "duplicate", "near dup", "skipped", "failed", "pending", "total",
+                  "items/s",
                   title=f"job {report.name} [{report.status}] {report.source_kind}: {report.source_uri}")
     for stage in report.stages:
         c = stage.counts
         rate = f"{stage.items_per_s:.1f}" if stage.items_per_s else "-"
         table.add_row(stage.stage, str(c.get("done", 0)), str(c.get("duplicate", 0)),
-                      str(c.get("near_duplicate", 0)), str(c.get("failed", 0)),
-                      str(c.get("pending", 0)), str(stage.total), rate)
+                      str(c.get("near_duplicate", 0)), str(c.get("skipped", 0)),
+                      str(c.get("failed", 0)), str(c.get("pending", 0)), str(stage.total), rate)
     console.print(table)
     if report.failures:
         failures = Table("count", "reason", "example item", title="failed items by reason")
@@ -239,6 +266,7 @@ def status(ctx: Context, job: str | None, as_json: bool) -> None:
     from engine.db.session import session_scope
     from engine.repositories import jobs as jobs_repo
     from engine.services import status as status_service
+    from pipelines.stages import STAGE_NAMES
 
     ensure_schema(ctx.settings)
     with session_scope(ctx.settings.db_url) as session:
@@ -250,9 +278,9 @@ def status(ctx: Context, job: str | None, as_json: bool) -> None:
                 found = session.get(MiningJob, int(job))
             if found is None:
                 raise click.ClickException(f"no job named {job!r}")
-            reports = [status_service.job_report(session, found)]
+            reports = [status_service.job_report(session, found, order=STAGE_NAMES)]
         else:
-            reports = [status_service.job_report(session, j, max_failure_groups=3)
+            reports = [status_service.job_report(session, j, order=STAGE_NAMES, max_failure_groups=3)
                        for j in status_service.list_jobs(session)]
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(r) for r in reports], indent=2, default=str))
@@ -322,8 +350,13 @@ def serve(ctx: Context, host: str, port: int) -> None:
 @cli.command()
 @pass_ctx
 def demo(ctx: Context) -> None:
-    """Mine the bundled sample images into the embedded database and print the summary."""
+    """Mine the bundled sample images through every stage (tiny models unless the settings say
+    otherwise) into the embedded database, and print what it produced."""
     settings = ctx.settings
+    if settings.model_profile == "tiny":
+        # random weights score every candidate below the usual 0.5: keep them all for the demo
+        settings.models.propose.score_threshold = 0.0
+        click.echo("model profile tiny: random-weight models, proposal score threshold 0 for the demo")
     click.echo(f"database: {settings.masked()['database_url']}\nmedia:    {settings.media_path}")
     _run_mine(settings, str(SAMPLE_IMAGES), job_name="demo", kind="folder", options={},
-              retry_failed=False, wait=True, timeout=None)
+              retry_failed=False, until=None, wait=True, timeout=None)

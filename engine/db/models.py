@@ -230,24 +230,27 @@ class Image(Base):
 
 
 class StageItem(Base):
-    """Per-item status of a model stage (caption, parse, propose, verify, route) in a job."""
+    """Per-image status of a model stage (caption, parse, propose, …) in a job: which model
+    version did it, how it ended, why it failed, what it dropped (``detail``)."""
 
     __tablename__ = "stage_items"
     __table_args__ = (
-        UniqueConstraint("job_id", "stage", "subject_id", "model_version_id"),
+        UniqueConstraint("job_id", "stage", "subject_id"),
         Index("ix_stage_items_job_id_stage_status", "job_id", "stage", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("mining_jobs.id", ondelete="CASCADE"))
     stage: Mapped[str] = mapped_column(String(32))
-    subject_id: Mapped[int] = mapped_column(Integer)  # image id or pair id, by stage
+    subject_id: Mapped[int] = mapped_column(Integer)  # the image id
     model_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_versions.id", ondelete="RESTRICT")
     )
     status: Mapped[StageStatus] = mapped_column(_enum(StageStatus, "stage_status"))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    seconds: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

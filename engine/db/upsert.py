@@ -17,10 +17,25 @@ def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]
         return 0
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return len(insert_ignore_returning(session, table, rows, conflict_columns))
+
+
+def insert_ignore_returning(session: Session, table: Table, rows: Sequence[dict[str, Any]],
+                            conflict_columns: Sequence[str]) -> list[Any]:
+    """Like insert_ignore; returns the primary keys of the rows actually inserted.
+
+    The statement has no literal values, so SQLAlchemy compiles it once and caches it; the rows
+    go as parameters (one execution, or "insertmanyvalues" batches for many rows). rowcount is
+    unreliable for such inserts across drivers; RETURNING is exact."""
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = (
-        insert(table).values(list(rows))
+        insert(table)
         .on_conflict_do_nothing(index_elements=list(conflict_columns))
         .returning(*table.primary_key.columns)
     )
-    # rowcount is unreliable for multi-row inserts across drivers; RETURNING is exact.
-    return len(session.execute(stmt).all())
+    params = list(rows)
+    result = session.execute(stmt, params[0] if len(params) == 1 else params)
+    return [row[0] for row in result.all()]

@@ -2,14 +2,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import CompoundSelect, bindparam, select, union
 from sqlalchemy.orm import Session
 
 from engine.db.models import Image
-from engine.db.upsert import insert_ignore
+from engine.db.upsert import insert_ignore_returning
 from engine.domain.hashing import band_neighbours, band_radius, bands, hamming, to_signed64
 
 NEAR_DUP_CANDIDATES = 2000
+
+
+def _band_query() -> "CompoundSelect":
+    """One indexed lookup per band, united: each arm is an index scan on its band column whatever
+    the planner's statistics say (an OR over four columns may be planned as a full scan)."""
+    columns = (Image.phash_b0, Image.phash_b1, Image.phash_b2, Image.phash_b3)
+    arms = [
+        select(Image.id, Image.phash, Image.duplicate_of_id)
+        .where(col.in_(bindparam(f"b{i}", expanding=True)))
+        for i, col in enumerate(columns)
+    ]
+    return union(*arms).limit(NEAR_DUP_CANDIDATES)
+
+
+_NEAR_DUP_QUERY = _band_query()
 
 
 @dataclass(frozen=True)
@@ -18,23 +33,19 @@ class NearDuplicate:
     distance: int
 
 
-def by_sha256(session: Session, sha256: str) -> Image | None:
-    return session.scalars(select(Image).where(Image.sha256 == sha256)).one_or_none()
+def id_by_sha256(session: Session, sha256: str) -> int | None:
+    return session.scalar(select(Image.id).where(Image.sha256 == sha256))
 
 
 def find_near_duplicate(session: Session, phash: int, max_distance: int) -> NearDuplicate | None:
     """The closest kept (canonical) image within ``max_distance`` bits, lowest id on ties."""
     radius = band_radius(max_distance)
-    columns = (Image.phash_b0, Image.phash_b1, Image.phash_b2, Image.phash_b3)
-    conditions = [col.in_(band_neighbours(value, radius)) for col, value in zip(columns, bands(phash))]
-    rows = session.execute(
-        select(Image.id, Image.phash)
-        .where(or_(*conditions), Image.duplicate_of_id.is_(None))
-        .order_by(Image.id)
-        .limit(NEAR_DUP_CANDIDATES)
-    ).all()
+    params = {f"b{i}": band_neighbours(value, radius) for i, value in enumerate(bands(phash))}
+    rows = session.execute(_NEAR_DUP_QUERY, params).all()
     best: NearDuplicate | None = None
-    for image_id, other in rows:
+    for image_id, other, duplicate_of in rows:
+        if duplicate_of is not None:
+            continue
         distance = hamming(phash, other)
         if distance <= max_distance and (best is None or distance < best.distance):
             best = NearDuplicate(image_id, distance)
@@ -43,15 +54,17 @@ def find_near_duplicate(session: Session, phash: int, max_distance: int) -> Near
 
 def insert_if_new(session: Session, *, sha256: str, phash: int, width: int, height: int,
                   fmt: str, byte_size: int, storage_key: str, duplicate_of_id: int | None,
-                  job_id: int, source_uri: str) -> tuple[Image, bool]:
-    """Insert the image unless its sha256 exists; returns (image, created)."""
+                  job_id: int, source_uri: str) -> tuple[int, bool]:
+    """Insert the image unless its sha256 exists; returns (image id, created)."""
     b0, b1, b2, b3 = bands(phash)
-    created = insert_ignore(session, Image.__table__, [{
+    inserted = insert_ignore_returning(session, Image.__table__, [{
         "sha256": sha256, "phash": to_signed64(phash), "phash_b0": b0, "phash_b1": b1,
         "phash_b2": b2, "phash_b3": b3, "width": width, "height": height, "format": fmt,
         "byte_size": byte_size, "storage_key": storage_key, "duplicate_of_id": duplicate_of_id,
         "first_job_id": job_id, "source_uri": source_uri[:4000],
-    }], ["sha256"]) == 1
-    image = by_sha256(session, sha256)
-    assert image is not None
-    return image, created
+    }], ["sha256"])
+    if inserted:
+        return inserted[0], True
+    existing = session.scalar(select(Image.id).where(Image.sha256 == sha256))
+    assert existing is not None
+    return existing, False

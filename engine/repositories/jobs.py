@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from engine.db.base import utcnow
-from engine.db.models import ItemStatus, JobItem, JobStatus, MiningJob
+from engine.db.models import ItemStatus, JobItem, MiningJob
 from engine.db.upsert import insert_ignore
 from engine.sources import SourceItem
 
@@ -68,14 +66,6 @@ def status_counts(session: Session, job_id: int) -> dict[ItemStatus, int]:
     return counts
 
 
-def finish_if_complete(session: Session, job_id: int, now: dt.datetime | None = None) -> bool:
-    """Mark the job done when no item is pending any more."""
-    pending = session.scalar(select(func.count()).where(
-        JobItem.job_id == job_id, JobItem.status == ItemStatus.PENDING))
-    if pending:
-        return False
-    session.execute(
-        update(MiningJob).where(MiningJob.id == job_id, MiningJob.status != JobStatus.DONE)
-        .values(status=JobStatus.DONE, finished_at=now or utcnow())
-    )
-    return True
+def has_pending(session: Session, job_id: int) -> bool:
+    return bool(session.scalar(select(func.count()).where(
+        JobItem.job_id == job_id, JobItem.status == ItemStatus.PENDING)))

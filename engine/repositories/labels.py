@@ -25,10 +25,11 @@ def concept_ids(session: Session, texts: set[str]) -> dict[str, int]:
 
 
 def pair_id(session: Session, image_id: int, concept_id: int, *, polarity: Polarity,
-            origin: PairOrigin, model_version_id: int | None) -> int:
+            origin: PairOrigin, model_version_id: int | None, caption_id: int | None = None) -> int:
+    """The pair's id; created if new (an existing pair keeps its origin and polarity)."""
     insert_ignore(session, ImageConcept.__table__, [{
         "image_id": image_id, "concept_id": concept_id, "polarity": polarity.value,
-        "origin": origin.value, "model_version_id": model_version_id,
+        "origin": origin.value, "model_version_id": model_version_id, "caption_id": caption_id,
     }], ["image_id", "concept_id"])
     return session.scalars(select(ImageConcept.id).where(
         ImageConcept.image_id == image_id, ImageConcept.concept_id == concept_id)).one()

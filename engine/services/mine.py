@@ -26,12 +26,13 @@ from engine.db.models import (
     ImageConcept, ItemStatus, JobItem, JobStatus, Mask, MiningJob, PairOrigin, Polarity,
 )
 from engine.domain.images import ImageRejected, PreparedImage, prepare_image
-from engine.domain.masks import MaskError, from_coco_segmentation
+from engine.domain.masks import MaskError, RleMask, from_coco_segmentation
 from engine.domain.phrases import normalise_phrase
 from engine.repositories import images as images_repo
 from engine.repositories import jobs as jobs_repo
 from engine.repositories import labels as labels_repo
 from engine.repositories import model_versions
+from engine.repositories import stages as stages_repo
 from engine.settings import Settings
 from engine.sources import Source, SourceError, open_source
 from engine.storage import MediaStore
@@ -61,9 +62,11 @@ class JobPlan:
 class BatchReport:
     counts: Counter[str] = field(default_factory=Counter)
     seconds: Counter[str] = field(default_factory=Counter)
+    image_ids: list[int] = field(default_factory=list)  # mined here: handed to the next stage
 
     def to_dict(self) -> dict[str, Any]:
-        return {"counts": dict(self.counts), "seconds": dict(self.seconds)}
+        return {"stage": "mine", "counts": dict(self.counts), "seconds": dict(self.seconds),
+                "image_ids": self.image_ids}
 
 
 def default_job_name(source: Source) -> str:
@@ -77,8 +80,9 @@ def open_job_source(job: MiningJob, settings: Settings) -> Source:
 
 def plan_job(session: Session, settings: Settings, source_uri: str, *, job_name: str | None = None,
              kind: str | None = None, options: dict[str, Any] | None = None,
-             retry_failed: bool = False) -> JobPlan:
-    """Create or reopen a job and list its source. Raises SourceError / JobConflict."""
+             retry_failed: bool = False, until: str | None = None) -> JobPlan:
+    """Create or reopen a job and list its source. Raises SourceError / JobConflict.
+    ``until``: the last stage this job runs (kept on the job; None keeps the job's own)."""
     options = {k: v for k, v in (options or {}).items() if v is not None}
     source = open_source(source_uri, kind, options=options, fetch=settings.fetch)
     try:
@@ -97,16 +101,15 @@ def plan_job(session: Session, settings: Settings, source_uri: str, *, job_name:
         new_items = jobs_repo.add_items(session, job.id, source.iter_items())
     finally:
         source.close()
+    if until is not None and job.options.get("until") != until:
+        job.options = {**job.options, "until": until}
     retried = jobs_repo.reset_failed(session, job.id) if retry_failed else 0
+    if retry_failed:
+        retried += stages_repo.reset_failed(session, job.id)
     job.item_count = jobs_repo.count_items(session, job.id)
     pending = jobs_repo.pending_ids(session, job.id)
-    if pending:
-        job.status = JobStatus.RUNNING
-        job.started_at = job.started_at or utcnow()
-        job.finished_at = None
-    else:
-        job.status = JobStatus.DONE
-        job.finished_at = job.finished_at or utcnow()
+    job.status = JobStatus.RUNNING
+    job.started_at = job.started_at or utcnow()
     session.flush()
     return JobPlan(job.id, job.name, job.source_kind, source.queue, job.item_count, new_items,
                    retried, pending)
@@ -133,7 +136,8 @@ def mine_batch(session: Session, settings: Settings, store: MediaStore, job_id: 
                 _ingest_all(session, settings, store, job, source, items, report)
             finally:
                 source.close()
-    jobs_repo.finish_if_complete(session, job_id)
+    report.image_ids = [item.image_id for item in items.values()
+                        if item.status in (ItemStatus.DONE, ItemStatus.DUPLICATE) and item.image_id]
     session.flush()
     return report
 
@@ -141,46 +145,56 @@ def mine_batch(session: Session, settings: Settings, store: MediaStore, job_id: 
 def _ingest_all(session: Session, settings: Settings, store: MediaStore, job: MiningJob,
                 source: Source, items: dict[int, JobItem], report: BatchReport) -> None:
     alt_text_version = model_versions.source_version(session, "alt-text").id
-    for result in source.read_many((item.id, item.locator) for item in items.values()):
-        item = items[result.item_id]
-        report.seconds["fetch"] += result.seconds
-        if result.error is not None or result.data is None:
-            _fail(item, result.error or "no data", report)
-            continue
-        try:
-            prepared = prepare_image(result.data, max_pixels=settings.limits.max_pixels,
-                                     min_side=settings.limits.min_side)
-        except ImageRejected as exc:
-            _fail(item, str(exc), report)
-            continue
-        report.seconds.update(prepared.timings)
-        started = time.perf_counter()
-        key = store.put(prepared.sha256, prepared.extension, prepared.data)
-        report.seconds["store"] += time.perf_counter() - started
-        started = time.perf_counter()
-        try:
-            with session.begin_nested():
-                status = _record(session, settings, job, item, prepared, key, alt_text_version)
-        except TRANSIENT_DB_ERRORS:
-            raise
-        except MaskError as exc:
-            _fail(item, str(exc), report)
-        except Exception as exc:  # noqa: BLE001 - a bug on one item must not stop the job
-            log.exception("item %s of job %s failed unexpectedly", item.key, job.name)
-            _fail(item, f"internal error: {type(exc).__name__}: {exc}", report)
-        else:
-            report.counts[status.value] += 1
-        report.seconds["db"] += time.perf_counter() - started
+    # Item rows are written back in one flush at the end of the batch; queries in between need
+    # not see them (image rows are inserted directly and are visible at once).
+    with session.no_autoflush:
+        for result in source.read_many((item.id, item.locator) for item in items.values()):
+            item = items[result.item_id]
+            report.seconds["fetch"] += result.seconds
+            if result.error is not None or result.data is None:
+                _fail(item, result.error or "no data", report)
+                continue
+            try:
+                prepared = prepare_image(result.data, max_pixels=settings.limits.max_pixels,
+                                         min_side=settings.limits.min_side)
+                annotations = _prepare_annotations(prepared, item.source_meta)
+            except (ImageRejected, MaskError) as exc:
+                _fail(item, str(exc), report)
+                continue
+            report.seconds.update(prepared.timings)
+            started = time.perf_counter()
+            key = store.put(prepared.sha256, prepared.extension, prepared.data)
+            report.seconds["store"] += time.perf_counter() - started
+            started = time.perf_counter()
+            try:
+                if annotations:  # several dependent writes: all or nothing
+                    with session.begin_nested():
+                        status = _record(session, settings, job, item, prepared, key,
+                                         alt_text_version, annotations)
+                else:  # single-statement writes that cannot half-happen
+                    status = _record(session, settings, job, item, prepared, key, alt_text_version, [])
+            except TRANSIENT_DB_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug on one item must not stop the job
+                log.exception("item %s of job %s failed unexpectedly", item.key, job.name)
+                _fail(item, f"internal error: {type(exc).__name__}: {exc}", report)
+            else:
+                report.counts[status.value] += 1
+            report.seconds["db"] += time.perf_counter() - started
+    started = time.perf_counter()
+    session.flush()
+    report.seconds["db"] += time.perf_counter() - started
 
 
 def _record(session: Session, settings: Settings, job: MiningJob, item: JobItem,
-            prepared: PreparedImage, storage_key: str, alt_text_version: int) -> ItemStatus:
-    existing = images_repo.by_sha256(session, prepared.sha256)
+            prepared: PreparedImage, storage_key: str, alt_text_version: int,
+            annotations: list[tuple[str, RleMask, bool]]) -> ItemStatus:
+    image_id = images_repo.id_by_sha256(session, prepared.sha256)
     near = None
-    if existing is None and settings.dedup.near_duplicates:
+    if image_id is None and settings.dedup.near_duplicates:
         near = images_repo.find_near_duplicate(session, prepared.phash, settings.dedup.phash_distance)
-    if existing is None:
-        existing, created = images_repo.insert_if_new(
+    if image_id is None:
+        image_id, created = images_repo.insert_if_new(
             session, sha256=prepared.sha256, phash=prepared.phash, width=prepared.width,
             height=prepared.height, fmt=prepared.format, byte_size=len(prepared.data),
             storage_key=storage_key, duplicate_of_id=near.image_id if near else None,
@@ -191,23 +205,23 @@ def _record(session: Session, settings: Settings, job: MiningJob, item: JobItem,
         status = ItemStatus.DUPLICATE
     captions = [c for c in item.source_meta.get("captions", []) if isinstance(c, str) and c.strip()]
     if captions:
-        labels_repo.add_captions(session, existing.id, alt_text_version, captions)
-    annotations = item.source_meta.get("annotations")
+        labels_repo.add_captions(session, image_id, alt_text_version, captions)
     if annotations:
-        _import_annotations(session, existing.id, prepared, item.source_meta, annotations)
+        _import_annotations(session, image_id, annotations)
     item.status = status
-    item.image_id = existing.id
+    item.image_id = image_id
     item.duplicate_distance = near.distance if near and status is ItemStatus.NEAR_DUPLICATE else None
     item.error = None
     item.attempts += 1
     item.processed_at = utcnow()
-    session.flush()
     return status
 
 
-def _import_annotations(session: Session, image_id: int, prepared: PreparedImage,
-                        meta: dict[str, Any], annotations: list[dict[str, Any]]) -> None:
-    """Dataset annotations become positive pairs with masks from the 'source' model version."""
+def _prepare_annotations(prepared: PreparedImage, meta: dict[str, Any]) -> list[tuple[str, RleMask, bool]]:
+    """Dataset annotations as (phrase, mask, crowd), checked before anything is written."""
+    annotations = meta.get("annotations") or []
+    if not annotations:
+        return []
     height, width = prepared.height, prepared.width
     declared = meta.get("declared_size")
     if declared and list(declared) != [height, width]:
@@ -215,8 +229,7 @@ def _import_annotations(session: Session, image_id: int, prepared: PreparedImage
             f"annotations are for a {declared[0]}x{declared[1]} image but the image is "
             f"{height}x{width} (h x w)"
         )
-    version = model_versions.source_version(session, "annotations").id
-    masks = []
+    out = []
     for ann in annotations:
         phrase = normalise_phrase(str(ann.get("category") or ""))
         if not phrase:
@@ -225,7 +238,14 @@ def _import_annotations(session: Session, image_id: int, prepared: PreparedImage
             mask = from_coco_segmentation(ann.get("segmentation"), height, width)
         except MaskError as exc:
             raise MaskError(f"annotation {ann.get('id')}: {exc}") from None
-        masks.append((phrase, mask, bool(ann.get("iscrowd"))))
+        out.append((phrase, mask, bool(ann.get("iscrowd"))))
+    return out
+
+
+def _import_annotations(session: Session, image_id: int, masks: list[tuple[str, RleMask, bool]]) -> None:
+    """Dataset annotations become positive pairs with masks from the 'source' model version
+    (once: a pair that already has masks from it gets no second copy)."""
+    version = model_versions.source_version(session, "annotations").id
     ids = labels_repo.concept_ids(session, {phrase for phrase, _, _ in masks})
     pairs_with_masks = set(session.scalars(
         select(Mask.pair_id).join(ImageConcept, ImageConcept.id == Mask.pair_id)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import ItemStatus, JobItem, MiningJob
+from engine.db.models import ItemStatus, JobItem, MiningJob, StageItem, StageStatus
 from engine.repositories import jobs as jobs_repo
+from engine.repositories import stages as stages_repo
 
 RECENT_WINDOW_S = 60
 
@@ -53,14 +55,43 @@ def list_jobs(session: Session) -> list[MiningJob]:
     return list(session.scalars(select(MiningJob).order_by(MiningJob.id)))
 
 
-def job_report(session: Session, job: MiningJob, *, max_failure_groups: int = 10,
-               now: dt.datetime | None = None) -> JobReport:
+def job_report(session: Session, job: MiningJob, *, order: Sequence[str] = ("mine",),
+               max_failure_groups: int = 10, now: dt.datetime | None = None) -> JobReport:
+    """Progress per stage (in ``order``; stages the job never reached are left out) and the
+    most common failure reasons across stages."""
+    now = now or utcnow()
+    stages = [_mine_progress(session, job.id, now)]
+    counts = stages_repo.status_counts(session, job.id)
+    for name in [n for n in order if n in counts] + sorted(set(counts) - set(order)):
+        stages.append(_stage_progress(session, job.id, name, counts[name], now))
     return JobReport(
         id=job.id, name=job.name, source_kind=job.source_kind, source_uri=job.source_uri,
         status=job.status.value, created_at=job.created_at, started_at=job.started_at,
-        finished_at=job.finished_at, stages=[_mine_progress(session, job.id, now or utcnow())],
+        finished_at=job.finished_at, stages=stages,
         failures=failure_groups(session, job.id, max_failure_groups),
     )
+
+
+def _rates(first: dt.datetime | None, last: dt.datetime | None, finished: int,
+           recent: int) -> tuple[float | None, float | None]:
+    rate = None
+    if first is not None and last is not None and finished > 1:
+        span = (_aware(last) - _aware(first)).total_seconds()
+        rate = (finished - 1) / span if span >= 1.0 else None  # shorter spans say nothing
+    return rate, (recent / RECENT_WINDOW_S if recent else None)
+
+
+def _stage_progress(session: Session, job_id: int, stage: str, counts: dict[str, int],
+                    now: dt.datetime) -> StageProgress:
+    finished = (StageItem.job_id == job_id, StageItem.stage == stage,
+                StageItem.status != StageStatus.PENDING)
+    first, last, n = session.execute(
+        select(func.min(StageItem.updated_at), func.max(StageItem.updated_at), func.count()).where(*finished)
+    ).one()
+    recent = session.scalar(select(func.count()).where(
+        *finished, StageItem.updated_at >= now - dt.timedelta(seconds=RECENT_WINDOW_S))) or 0
+    rate, recent_rate = _rates(first, last, n, recent)
+    return StageProgress(stage, counts, sum(counts.values()), rate, recent_rate)
 
 
 def _mine_progress(session: Session, job_id: int, now: dt.datetime) -> StageProgress:
@@ -70,24 +101,30 @@ def _mine_progress(session: Session, job_id: int, now: dt.datetime) -> StageProg
         select(func.min(JobItem.processed_at), func.max(JobItem.processed_at), func.count())
         .where(JobItem.job_id == job_id, processed)
     ).one()
-    rate = None
-    if first is not None and last is not None and done > 1:
-        span = (_aware(last) - _aware(first)).total_seconds()
-        rate = (done - 1) / span if span > 0 else None
     since = now - dt.timedelta(seconds=RECENT_WINDOW_S)
     recent = session.scalar(select(func.count()).where(
         JobItem.job_id == job_id, processed, JobItem.processed_at >= since)) or 0
-    return StageProgress("mine", counts, sum(counts.values()), rate,
-                         recent / RECENT_WINDOW_S if recent else None)
+    rate, recent_rate = _rates(first, last, done, recent)
+    return StageProgress("mine", counts, sum(counts.values()), rate, recent_rate)
 
 
 def failure_groups(session: Session, job_id: int, limit: int) -> list[FailureGroup]:
-    rows = session.execute(
+    """Failed items grouped by reason, most frequent first (mining and model stages)."""
+    mining = session.execute(
         select(JobItem.error, func.count(), func.min(JobItem.key))
         .where(JobItem.job_id == job_id, JobItem.status == ItemStatus.FAILED)
-        .group_by(JobItem.error).order_by(func.count().desc(), JobItem.error).limit(limit)
+        .group_by(JobItem.error)
     ).all()
-    return [FailureGroup(reason or "", count, key) for reason, count, key in rows]
+    stages = session.execute(
+        select(StageItem.stage, StageItem.error, func.count(), func.min(StageItem.subject_id))
+        .where(StageItem.job_id == job_id, StageItem.status == StageStatus.FAILED)
+        .group_by(StageItem.stage, StageItem.error)
+    ).all()
+    groups = [FailureGroup(f"mine: {reason or ''}", count, key) for reason, count, key in mining]
+    groups += [FailureGroup(f"{stage}: {reason or ''}", count, f"image {image_id}")
+               for stage, reason, count, image_id in stages]
+    groups.sort(key=lambda g: (-g.count, g.reason))
+    return groups[:limit]
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

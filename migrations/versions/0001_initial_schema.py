@@ -151,11 +151,13 @@ def upgrade() -> None:
     sa.Column('status', sa.Enum('pending', 'done', 'failed', 'skipped', name='stage_status', native_enum=False, create_constraint=True, length=32), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('detail', sa.JSON(), nullable=True),
+    sa.Column('seconds', sa.Float(), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['job_id'], ['mining_jobs.id'], name=op.f('fk_stage_items_job_id_mining_jobs'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['model_version_id'], ['model_versions.id'], name=op.f('fk_stage_items_model_version_id_model_versions'), ondelete='RESTRICT'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stage_items')),
-    sa.UniqueConstraint('job_id', 'stage', 'subject_id', 'model_version_id', name=op.f('uq_stage_items_job_id_stage_subject_id_model_version_id'))
+    sa.UniqueConstraint('job_id', 'stage', 'subject_id', name=op.f('uq_stage_items_job_id_stage_subject_id'))
     )
     with op.batch_alter_table('stage_items', schema=None) as batch_op:
         batch_op.create_index('ix_stage_items_job_id_stage_status', ['job_id', 'stage', 'status'], unique=False)

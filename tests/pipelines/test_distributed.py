@@ -24,7 +24,7 @@ def test_job_runs_across_worker_processes(start_worker, fresh_pg_url, broker_url
     start_worker(queues="io,cpu", concurrency=2)
     settings = make_settings(fresh_pg_url, tmp_path, broker_url=broker_url)
     settings.batch_sizes.mine = 4
-    result = run_mine(settings, str(src), job_name="dist", timeout_s=120)
+    result = run_mine(settings, str(src), job_name="dist", until="mine", timeout_s=120)
     assert result.finished and not settings.embedded
     assert result.seconds == {}  # nothing ran in this process
     with session_scope(fresh_pg_url) as s:
@@ -47,7 +47,7 @@ def test_crashed_worker_job_resumes_without_duplicates(start_worker, fresh_pg_ur
     settings = make_settings(fresh_pg_url, tmp_path, broker_url=broker_url)
     settings.batch_sizes.mine = 4
     worker = start_worker(queues="io", concurrency=1, DATAENGINE_FETCH__CONCURRENCY="1")
-    first = run_mine(settings, str(listing), job_name="crash", wait=False)
+    first = run_mine(settings, str(listing), job_name="crash", until="mine", wait=False)
     job_id = first.plan.job_id
     _wait_until(lambda: _done(fresh_pg_url, job_id) >= 8, timeout=60)
     worker.kill()

@@ -12,7 +12,7 @@ from engine.db.models import (
     Caption, Concept, Image, ImageConcept, ItemStatus, JobItem, JobStatus, Mask, MiningJob,
 )
 from engine.db.session import session_scope
-from engine.services import mine
+from engine.services import flow, mine
 from engine.storage import LocalMediaStore
 from tests.factories import bad_corpus, jpeg_bytes, photo, rotated_jpeg, write_coco, write_shard
 from tests.httpserver import flaky, send, slow
@@ -21,11 +21,13 @@ from tests.httpserver import flaky, send, slow
 def mine_all(settings, source, batch_size=3, **kwargs):
     """Plan in one transaction, then each batch in its own, as the task wrapper does."""
     with session_scope(settings.db_url) as s:
-        plan = mine.plan_job(s, settings, str(source), **kwargs)
+        plan = mine.plan_job(s, settings, str(source), until="mine", **kwargs)
     store = LocalMediaStore(settings.media_path)
     for i in range(0, len(plan.pending), batch_size):
         with session_scope(settings.db_url) as s:
             mine.mine_batch(s, settings, store, plan.job_id, plan.pending[i:i + batch_size])
+    with session_scope(settings.db_url) as s:
+        flow.finish_if_complete(s, plan.job_id)
     return plan
 
 
@@ -272,5 +274,5 @@ def test_source_options_are_kept_on_the_job(settings, tmp_path):
     path = _coco_fixture(tmp_path)
     plan = mine_all(settings, path, options={"images_dir": str(tmp_path / "img"), "unused": None})
     with session_scope(settings.db_url) as s:
-        assert s.get(MiningJob, plan.job_id).options == {"images_dir": str(tmp_path / "img")}
+        assert s.get(MiningJob, plan.job_id).options == {"images_dir": str(tmp_path / "img"), "until": "mine"}
         assert json.dumps(s.get(MiningJob, plan.job_id).options)

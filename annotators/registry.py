@@ -1,0 +1,56 @@
+"""Builds the adapters a settings object asks for: real checkpoints (profile ``sam3``) or the
+tiny random-weight models of the same architectures, built offline on first use (``tiny``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.ports import Captioner, MaskProposer, PhraseParser
+from engine.settings import Settings
+
+
+def model_refs(settings: Settings) -> dict[str, str]:
+    """Hub ids or directories for the captioner, the LLM parser and the proposer."""
+    m = settings.models
+    if settings.model_profile == "tiny":
+        from transformers.utils import logging as hf_logging
+
+        from annotators.tiny import ensure_tiny_models
+
+        hf_logging.disable_progress_bar()
+        assert m.cache_dir is not None
+        tiny = ensure_tiny_models(Path(m.cache_dir) / "tiny")
+        return {"captioner": str(tiny["mllama"]), "llm_parser": str(tiny["mllama"]),
+                "proposer": str(tiny["sam3"]), "tracker": str(tiny["sam3_tracker"])}
+    return {"captioner": m.caption.model, "llm_parser": m.parse.llm_model, "proposer": m.propose.model}
+
+
+def make_captioner(settings: Settings) -> Captioner | None:
+    if not settings.models.caption.use_model:
+        return None
+    from annotators.captioner import VisionLanguageCaptioner
+
+    c = settings.models.caption
+    return VisionLanguageCaptioner(model_refs(settings)["captioner"], prompt=c.prompt,
+                                   max_new_tokens=c.max_new_tokens, device=settings.models.device)
+
+
+def make_parser(settings: Settings) -> PhraseParser:
+    p = settings.models.parse
+    if p.parser == "spacy":
+        from annotators.parsers import SpacyParser
+
+        return SpacyParser(p.spacy_pipeline)
+    from annotators.parsers import LlmParser
+
+    return LlmParser(model_refs(settings)["llm_parser"], max_new_tokens=p.llm_max_new_tokens,
+                     device=settings.models.device)
+
+
+def make_proposer(settings: Settings) -> MaskProposer:
+    from annotators.sam3 import Sam3Proposer
+
+    p = settings.models.propose
+    return Sam3Proposer(model_refs(settings)["proposer"], score_threshold=p.score_threshold,
+                        mask_threshold=p.mask_threshold, text_cache_size=p.text_cache_size,
+                        device=settings.models.device)

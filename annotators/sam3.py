@@ -1,0 +1,100 @@
+"""SAM 3 mask proposals through transformers' Sam3Model / Sam3Processor.
+
+The image is encoded once (``get_vision_features``) and its features reused for every phrase;
+text features are cached per phrase across images (bounded LRU). ``propose_naive`` runs the full
+forward pass per phrase: the reference the reuse path must equal, and the benchmark's baseline.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from annotators.loading import (
+    checkpoint_version, display_name, is_random_weights, load_kwargs, pick_device, resolve,
+    wrap_missing,
+)
+from engine.db.models import ModelKind
+from engine.ports import ModelStamp, Proposal
+
+
+class Sam3Proposer:
+    def __init__(self, ref: str, *, score_threshold: float, mask_threshold: float,
+                 text_cache_size: int = 4096, device: str = "auto") -> None:
+        import torch
+        from transformers import Sam3Model, Sam3Processor
+
+        self.ref = resolve(ref)
+        try:
+            self.processor = Sam3Processor.from_pretrained(self.ref, **load_kwargs(self.ref))
+            self.model = Sam3Model.from_pretrained(self.ref, **load_kwargs(self.ref))
+        except (OSError, ValueError) as exc:
+            raise wrap_missing(ref, exc) from exc
+        self.torch = torch
+        self.device = pick_device(device)
+        self.model.to(self.device).eval()
+        self.score_threshold = score_threshold
+        self.mask_threshold = mask_threshold
+        self.text_cache_size = text_cache_size
+        self._text_cache: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+        self.stamp = ModelStamp(
+            kind=ModelKind.PROPOSER.value, name=display_name(self.ref, ref),
+            version=checkpoint_version(self.ref, getattr(self.model.config, "_commit_hash", None)),
+            params={"score_threshold": score_threshold, "mask_threshold": mask_threshold},
+            uri=self.ref, random_weights=is_random_weights(self.ref),
+        )
+
+    # -- the engine's port
+    def propose(self, image: Image.Image, phrases: Sequence[str]) -> list[list[Proposal]]:
+        if not phrases:
+            return []
+        with self.torch.inference_mode():
+            pixels = self.processor(images=image, return_tensors="pt")
+            vision = self.model.get_vision_features(pixel_values=pixels["pixel_values"].to(self.device))
+            out = []
+            for phrase in phrases:
+                text_embeds, attention_mask = self._text_features(phrase)
+                outputs = self.model(vision_embeds=vision, text_embeds=text_embeds, attention_mask=attention_mask)
+                out.append(self._proposals(outputs, image))
+        return out
+
+    def propose_naive(self, image: Image.Image, phrases: Sequence[str]) -> list[list[Proposal]]:
+        """One full forward pass (image and text encoders) per phrase."""
+        out = []
+        with self.torch.inference_mode():
+            for phrase in phrases:
+                inputs = self.processor(images=image, text=phrase, return_tensors="pt").to(self.device)
+                outputs = self.model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"],
+                                     attention_mask=inputs["attention_mask"])
+                out.append(self._proposals(outputs, image))
+        return out
+
+    def _text_features(self, phrase: str) -> tuple[Any, Any]:
+        cached = self._text_cache.get(phrase)
+        if cached is not None:
+            self._text_cache.move_to_end(phrase)
+            return cached
+        tokens = self.processor(text=phrase, return_tensors="pt").to(self.device)
+        embeds = self.model.get_text_features(input_ids=tokens["input_ids"],
+                                              attention_mask=tokens["attention_mask"], return_dict=True)
+        value = (embeds, tokens["attention_mask"])
+        if self.text_cache_size:
+            self._text_cache[phrase] = value
+            while len(self._text_cache) > self.text_cache_size:
+                self._text_cache.popitem(last=False)
+        return value
+
+    def _proposals(self, outputs: Any, image: Image.Image) -> list[Proposal]:
+        result = self.processor.post_process_instance_segmentation(
+            outputs, threshold=self.score_threshold, mask_threshold=self.mask_threshold,
+            target_sizes=[(image.height, image.width)],
+        )[0]
+        scores = result["scores"]
+        if len(scores) == 0:  # post-processing does not resize an empty mask tensor
+            return []
+        masks = result["masks"].to("cpu").numpy().astype(bool)
+        return [Proposal(mask=np.ascontiguousarray(m), score=float(s)) for m, s in zip(masks, scores.tolist())]

@@ -1,0 +1,119 @@
+"""What the model stages share: reports, status recording, image loading, split-and-retry."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from PIL import Image as PILImage
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.models import Image, ModelKind, ModelVersion, StageItem, StageStatus
+from engine.ports import ModelStamp
+from engine.repositories import model_versions
+from engine.storage import MediaStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class StageReport:
+    stage: str
+    counts: Counter[str] = field(default_factory=Counter)
+    seconds: Counter[str] = field(default_factory=Counter)
+    image_ids: list[int] = field(default_factory=list)  # finished here: handed to the next stage
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "counts": dict(self.counts), "seconds": dict(self.seconds),
+                "image_ids": self.image_ids}
+
+
+def register(session: Session, stamp: ModelStamp) -> ModelVersion:
+    return model_versions.get_or_create(
+        session, ModelKind(stamp.kind), stamp.name, stamp.version, stamp.params,
+        uri=stamp.uri, random_weights=stamp.random_weights,
+    )
+
+
+def record(report: StageReport, item: StageItem, status: StageStatus, *, version_id: int | None = None,
+           error: str | None = None, detail: dict[str, Any] | None = None,
+           seconds: float | None = None) -> None:
+    item.status = status
+    item.model_version_id = version_id
+    item.error = error[:2000] if error else None
+    item.detail = detail
+    item.seconds = seconds
+    item.attempts += 1
+    report.counts[status.value] += 1
+    report.image_ids.append(item.subject_id)
+
+
+def load_images(session: Session, store: MediaStore, image_ids: Sequence[int]) -> dict[int, PILImage.Image | str]:
+    """RGB images by id, or the reason one could not be read."""
+    rows = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(image_ids)))}
+    out: dict[int, PILImage.Image | str] = {}
+    for image_id in image_ids:
+        row = rows.get(image_id)
+        if row is None:
+            out[image_id] = "image row is gone"
+            continue
+        try:
+            with PILImage.open(io.BytesIO(store.open_bytes(row.storage_key))) as handle:
+                out[image_id] = handle.convert("RGB")
+        except (OSError, ValueError) as exc:
+            out[image_id] = f"cannot read stored image {row.storage_key}: {exc}"
+    return out
+
+
+def call_split(fn: Callable[[list[T]], Sequence[R]], items: list[T]) -> list[R | Exception]:
+    """Run ``fn`` on all items; when it raises (out of memory, a bad input), split the batch in
+    halves and retry each, down to single items. Returns one result or exception per item."""
+    if not items:
+        return []
+    try:
+        results = list(fn(items))
+        if len(results) != len(items):
+            raise RuntimeError(f"model returned {len(results)} results for {len(items)} inputs")
+        return results
+    except Exception as exc:  # noqa: BLE001 - model errors become per-item failures
+        if len(items) == 1:
+            log.warning("model call failed on a single item: %s", exc)
+            return [exc]
+        _free_accelerator_memory()
+        mid = len(items) // 2
+        return call_split(fn, items[:mid]) + call_split(fn, items[mid:])
+
+
+def _free_accelerator_memory() -> None:
+    """After an out-of-memory error, give cached blocks back before retrying smaller batches."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():  # pragma: no cover - GPU only
+        torch.cuda.empty_cache()
+
+
+def describe(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+class Timer:
+    def __init__(self, report: StageReport, key: str) -> None:
+        self.report, self.key = report, key
+
+    def __enter__(self) -> "Timer":
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.elapsed = time.perf_counter() - self.start
+        self.report.seconds[self.key] += self.elapsed

@@ -1,0 +1,83 @@
+"""How images move from one stage to the next within a job (the order itself is given by the
+caller: pipelines/stages.py owns it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from engine.db.base import utcnow
+from engine.db.models import Image, ItemStatus, JobItem, JobStatus, MiningJob
+from engine.repositories import jobs as jobs_repo
+from engine.repositories import stages as stages_repo
+
+MINE = "mine"
+
+
+def next_stage(job: MiningJob, after: str, order: Sequence[str]) -> str | None:
+    """The stage after ``after`` for this job, or None past the job's ``until`` stage."""
+    until = job.options.get("until") or order[-1]
+    if after == until or after not in order:
+        return None
+    index = order.index(after)
+    return order[index + 1] if index + 1 < len(order) else None
+
+
+def canonical(session: Session, image_ids: Sequence[int]) -> list[int]:
+    """Images that are not near duplicates of another (those are never processed again)."""
+    if not image_ids:
+        return []
+    return list(session.scalars(select(Image.id).where(
+        Image.id.in_(set(image_ids)), Image.duplicate_of_id.is_(None)).order_by(Image.id)))
+
+
+def hand_over(session: Session, job_id: int, after: str, image_ids: Sequence[int],
+              order: Sequence[str]) -> tuple[str | None, list[int]]:
+    """Queue ``image_ids`` (finished in ``after``) for the next stage: pending rows now, in the
+    caller's transaction; the caller enqueues the returned ids after commit."""
+    job = session.get(MiningJob, job_id)
+    assert job is not None
+    stage = next_stage(job, after, order)
+    if stage is None:
+        return None, []
+    ids = canonical(session, image_ids)
+    stages_repo.ensure_pending(session, job_id, stage, ids)
+    return stage, ids
+
+
+def mined_images(session: Session, job_id: int) -> list[int]:
+    return list(session.scalars(
+        select(JobItem.image_id).where(
+            JobItem.job_id == job_id, JobItem.status.in_([ItemStatus.DONE, ItemStatus.DUPLICATE]))
+        .distinct()
+    ))
+
+
+def reconcile(session: Session, job_id: int, order: Sequence[str]) -> dict[str, list[int]]:
+    """Catch up after a crash or a wider ``until``: everything finished in one stage gets a pending
+    row in the next. Returns the pending images per stage (to enqueue after commit)."""
+    job = session.get(MiningJob, job_id)
+    assert job is not None
+    pending: dict[str, list[int]] = {}
+    finished = mined_images(session, job_id)
+    after = MINE
+    while (stage := next_stage(job, after, order)) is not None:
+        stages_repo.ensure_pending(session, job_id, stage, canonical(session, finished))
+        pending[stage] = stages_repo.subjects(session, job_id, stage, pending=True)
+        finished = stages_repo.subjects(session, job_id, stage, pending=False)
+        after = stage
+    return pending
+
+
+def finish_if_complete(session: Session, job_id: int) -> bool:
+    """Mark the job done when no item and no stage row is pending; reopen it otherwise."""
+    busy = jobs_repo.has_pending(session, job_id) or stages_repo.any_pending(session, job_id)
+    if busy:
+        session.execute(update(MiningJob).where(MiningJob.id == job_id, MiningJob.status == JobStatus.DONE)
+                        .values(status=JobStatus.RUNNING, finished_at=None))
+        return False
+    session.execute(update(MiningJob).where(MiningJob.id == job_id, MiningJob.status != JobStatus.DONE)
+                    .values(status=JobStatus.DONE, finished_at=utcnow()))
+    return True

@@ -1,0 +1,84 @@
+"""Parse stage: noun phrases from every caption of an image → cleaned concepts → image–concept pairs."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.models import Caption, PairOrigin, Polarity, StageItem, StageStatus
+from engine.domain.phrases import PhraseListError, clean_phrase, clean_phrases, parse_phrase_list
+from engine.ports import PhraseParser
+from engine.repositories import labels as labels_repo
+from engine.repositories import stages as stages_repo
+from engine.services.common import StageReport, Timer, call_split, describe, record, register
+
+STAGE = "parse"
+
+
+def parse_batch(session: Session, parser: PhraseParser, job_id: int, image_ids: list[int]) -> StageReport:
+    report = StageReport(STAGE)
+    items = stages_repo.claim_pending(session, job_id, STAGE, image_ids)
+    if not items:
+        return report
+    version = register(session, parser.stamp).id
+    captions = session.execute(
+        select(Caption.id, Caption.image_id, Caption.text)
+        .where(Caption.image_id.in_([i.subject_id for i in items])).order_by(Caption.id)
+    ).all()
+    texts = sorted({text for _, _, text in captions})
+    with Timer(report, "model") as timer:
+        answers = dict(zip(texts, call_split(lambda batch: parser.parse(batch), texts)))
+    per_image = timer.elapsed / max(len(items), 1)
+    by_image: dict[int, list[tuple[int, str]]] = {}
+    for caption_id, image_id, text in captions:
+        by_image.setdefault(image_id, []).append((caption_id, text))
+    for item in items:
+        _parse_image(session, report, item, by_image.get(item.subject_id, []), answers, version, per_image)
+    session.flush()
+    return report
+
+
+def _parse_image(session: Session, report: StageReport, item: StageItem, captions: list[tuple[int, str]],
+                 answers: dict[str, list[str] | str | Exception], version: int, seconds: float) -> None:
+    if not captions:
+        record(report, item, StageStatus.SKIPPED, version_id=version, seconds=seconds,
+               detail={"reason": "the image has no captions"})
+        return
+    raw: list[tuple[int, str]] = []  # (caption id, phrase)
+    errors: list[str] = []
+    for caption_id, text in captions:
+        answer = answers[text]
+        if isinstance(answer, Exception):
+            errors.append(f"parser failed: {describe(answer)}")
+            continue
+        if isinstance(answer, str):
+            try:
+                answer = parse_phrase_list(answer)
+            except PhraseListError as exc:
+                errors.append(str(exc))
+                continue
+        raw.extend((caption_id, phrase) for phrase in answer)
+    if errors and not raw:
+        record(report, item, StageStatus.FAILED, version_id=version, seconds=seconds,
+               error="; ".join(dict.fromkeys(errors)))
+        return
+    kept, dropped = clean_phrases([phrase for _, phrase in raw])
+    detail = {"phrases": kept,
+              "dropped": [{"phrase": d.source, "reason": d.reason} for d in dropped][:50]}
+    if errors:
+        detail["errors"] = errors[:10]
+    if not kept:
+        record(report, item, StageStatus.SKIPPED, version_id=version, seconds=seconds,
+               detail={**detail, "reason": "no groundable noun phrase in the captions"})
+        return
+    first_caption: dict[str, int] = {}
+    for caption_id, phrase in raw:  # the caption each concept was first found in
+        cleaned = clean_phrase(phrase).phrase
+        if cleaned is not None:
+            first_caption.setdefault(cleaned, caption_id)
+    concept_ids = labels_repo.concept_ids(session, set(kept))
+    for phrase in kept:
+        labels_repo.pair_id(session, item.subject_id, concept_ids[phrase], polarity=Polarity.UNKNOWN,
+                            origin=PairOrigin.CAPTION, model_version_id=version,
+                            caption_id=first_caption.get(phrase))
+    record(report, item, StageStatus.DONE, version_id=version, seconds=seconds, detail=detail)

@@ -1,0 +1,37 @@
+"""The worker's model cache: each adapter is built on first use and kept for the process."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from engine.ports import Captioner, MaskProposer, PhraseParser
+from engine.settings import Settings
+
+
+class ModelCache:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._models: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _get(self, name: str, build: Callable[[Settings], Any]) -> Any:
+        with self._lock:
+            if name not in self._models:
+                self._models[name] = build(self.settings)
+            return self._models[name]
+
+    def captioner(self) -> Captioner | None:
+        from annotators.registry import make_captioner
+
+        return self._get("captioner", make_captioner)
+
+    def parser(self) -> PhraseParser:
+        from annotators.registry import make_parser
+
+        return self._get("parser", make_parser)
+
+    def proposer(self) -> MaskProposer:
+        from annotators.registry import make_proposer
+
+        return self._get("proposer", make_proposer)
