@@ -431,7 +431,7 @@ def _child_main(spec: dict[str, Any]) -> None:
             state["cpu1"] = CpuSnapshot.take(pids=[os.getpid()])
 
     started = time.perf_counter()
-    result = run_mine(settings, spec["folder"], job_name=spec["job"], on_progress=on_progress)
+    result = run_mine(settings, spec["folder"], job_name=spec["job"], until="mine", on_progress=on_progress)
     wall = time.perf_counter() - started
     n = result.plan.items
     ingest_s = state["t_end"] - state["t_start"]
@@ -519,7 +519,7 @@ def run_workers(fx: Fixtures, folder: Path, label: str, images: int, rep: int,
 
             started = time.perf_counter()
             result = run_mine(settings, str(folder), job_name=f"bench-{label}-worker-{rep}",
-                              wait=False, queue=CeleryQueue(app), on_progress=on_progress)
+                              until="mine", wait=False, queue=CeleryQueue(app), on_progress=on_progress)
             ctx = TaskContext.from_settings(settings)
             finished = wait_for_job(ctx, result.plan.job_id, len(result.plan.pending),
                                     max(300.0, images / 2), None, poll_s=0.05)

@@ -254,6 +254,117 @@ def _print_report(report: object) -> None:
         console.print(failures)
 
 
+# ---------------------------------------------------------------------------- predictions
+@cli.command("import-predictions")
+@click.argument("results", type=click.Path(dir_okay=False, exists=True))
+@click.option("--model", "model_name", required=True, help="Name of the model that made them.")
+@click.option("--version", "version", help="Its version (default: sha256 of the file).")
+@click.option("--categories", type=click.Path(dir_okay=False, exists=True),
+              help="COCO JSON whose categories name the rows' category_id.")
+@click.option("--strict", is_flag=True, help="Import nothing when any row is bad.")
+@pass_ctx
+def import_predictions(ctx: Context, results: str, model_name: str, version: str | None,
+                       categories: str | None, strict: bool) -> None:
+    """Import a COCO results JSON from any model as candidate masks for existing images.
+
+    Rows need image_id (our image id), segmentation (RLE or polygons at the image's size),
+    optional score, and the phrase as 'phrase'/'text_input' or a category_id (--categories).
+    """
+    from engine.db.session import session_scope
+    from engine.services import predictions
+
+    ensure_schema(ctx.settings)
+    path = Path(results)
+    try:
+        rows = predictions.load_rows(path)
+        names = None
+        if categories:
+            cats = json.loads(Path(categories).read_text()).get("categories") or []
+            names = {c["id"]: c["name"] for c in cats if isinstance(c, dict) and "id" in c and "name" in c}
+    except (predictions.PredictionFileError, ValueError, AttributeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    with session_scope(ctx.settings.db_url) as session:
+        report = predictions.import_predictions(
+            session, rows, model_name=model_name, version=version or predictions.file_version(path),
+            categories=names, strict=strict)
+        if strict and report.errors:
+            session.rollback()
+    for index, reason in report.errors[:20]:
+        click.echo(f"row {index}: {reason}", err=True)
+    if len(report.errors) > 20:
+        click.echo(f"... and {len(report.errors) - 20} more bad rows", err=True)
+    if strict and report.errors:
+        raise click.ClickException(f"{len(report.errors)} bad rows: nothing imported (--strict)")
+    click.echo(f"{report.rows} rows: {report.masks} masks imported on {report.pairs} pairs, "
+               f"{report.skipped_existing} already there, {len(report.errors)} bad rows")
+
+
+# ---------------------------------------------------------------------------- models
+@cli.group()
+def models() -> None:
+    """Model checkpoints and the registry of model versions."""
+
+
+@models.command("list")
+@pass_ctx
+def models_list(ctx: Context) -> None:
+    """Configured checkpoints (and whether they are here) and registered model versions."""
+    from sqlalchemy import select
+
+    from annotators.loading import is_local
+    from engine.db.models import ModelVersion
+    from engine.db.session import session_scope
+
+    m = ctx.settings.models
+    table = Table("role", "checkpoint", "here?", title=f"model profile {ctx.settings.model_profile}")
+    if ctx.settings.model_profile == "tiny":
+        table.add_row("all", f"tiny random-weight models under {m.cache_dir}/tiny", "built on first use")
+    else:
+        for role, ref in (("captioner", m.caption.model), ("llm parser", m.parse.llm_model),
+                          ("proposer", m.propose.model)):
+            table.add_row(role, ref, "local directory" if is_local(ref) else "hub id (cache or download)")
+    table.add_row("spaCy parser", m.parse.spacy_pipeline, "installed package")
+    console.print(table)
+    ensure_schema(ctx.settings)
+    with session_scope(ctx.settings.db_url) as session:
+        versions = session.scalars(select(ModelVersion).order_by(ModelVersion.id)).all()
+        registry = Table("id", "kind", "name", "version", "random weights", "promoted", "created",
+                         title="registered model versions")
+        for v in versions:
+            registry.add_row(str(v.id), v.kind.value, v.name, v.version, "YES" if v.random_weights else "",
+                             "yes" if v.is_promoted else "", v.created_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(registry)
+
+
+@models.command("download")
+@pass_ctx
+def models_download(ctx: Context) -> None:
+    """Fetch the profile-sam3 checkpoints (SAM 3, Llama 3.2 Vision) into the Hugging Face cache.
+
+    Needs internet and, for gated models, `huggingface-cli login`. Where there is no internet,
+    download elsewhere, copy the directories here and point DATAENGINE_MODELS__*__MODEL at them.
+    """
+    from huggingface_hub import snapshot_download
+
+    from annotators.loading import is_local
+
+    m = ctx.settings.models
+    wanted = dict.fromkeys(ref for ref in (m.caption.model, m.parse.llm_model, m.propose.model) if not is_local(ref))
+    missing = []
+    for ref in wanted:
+        click.echo(f"downloading {ref} ...")
+        try:
+            path = snapshot_download(ref)
+        except Exception as exc:  # noqa: BLE001 - network, auth and gating errors alike
+            missing.append(f"{ref}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        else:
+            click.echo(f"  {ref} -> {path}")
+    if missing:
+        raise click.ClickException("could not download:\n  " + "\n  ".join(missing) +
+                                   "\nWithout internet: download elsewhere, copy the directories here and "
+                                   "set DATAENGINE_MODELS__PROPOSE__MODEL / __CAPTION__MODEL to their paths.")
+
+
 # ---------------------------------------------------------------------------- status
 @cli.command()
 @click.argument("job", required=False)

@@ -99,6 +99,7 @@ class PairOrigin(enum.StrEnum):
     CAPTION = "caption"  # noun phrase parsed from a caption
     SOURCE_ANNOTATION = "source_annotation"  # category of an annotation that came with the source
     HARD_NEGATIVE = "hard_negative"
+    EXTERNAL = "external"  # predictions imported from another model
     MANUAL = "manual"
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import CompoundSelect, bindparam, select, union
+from sqlalchemy import CompoundSelect, bindparam, select, text, union
 from sqlalchemy.orm import Session
 
 from engine.db.models import Image
@@ -25,6 +25,30 @@ def _band_query() -> "CompoundSelect":
 
 
 _NEAR_DUP_QUERY = _band_query()
+
+
+ANALYZE_AFTER_ROWS = 1000
+
+
+def refresh_statistics(session: Session) -> bool:
+    """PostgreSQL only: ANALYZE the images table once it has changed a lot since the last time.
+
+    Without statistics (autovacuum off, or lagging behind a fast ingest) the planner guesses that
+    a band IN-list matches ~8% of the table and scans it whole, so the near-duplicate search slows
+    down as the table grows. Runs on its own autocommit connection and skips when another process
+    is analysing. Returns whether it ran."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
+        return False
+    changed, live = session.execute(text(
+        "SELECT n_mod_since_analyze, n_live_tup FROM pg_stat_user_tables WHERE relname = 'images'"
+    )).one_or_none() or (0, 0)
+    if (changed or 0) < max(ANALYZE_AFTER_ROWS, (live or 0) // 10):
+        return False
+    engine = bind.engine if hasattr(bind, "engine") else bind
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE (SKIP_LOCKED) images"))
+    return True
 
 
 @dataclass(frozen=True)

@@ -50,10 +50,13 @@ def pending_ids(session: Session, job_id: int) -> list[int]:
 
 
 def pending_items(session: Session, job_id: int, item_ids: Sequence[int]) -> list[JobItem]:
+    """The pending items among ``item_ids``, locked for this transaction on PostgreSQL (SKIP
+    LOCKED: a redelivered batch never mines an item another worker is mining right now)."""
     return list(session.scalars(
         select(JobItem).where(JobItem.job_id == job_id, JobItem.id.in_(item_ids),
                               JobItem.status == ItemStatus.PENDING)
         .order_by(JobItem.id)
+        .with_for_update(skip_locked=True)
     ))
 
 

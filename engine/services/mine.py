@@ -124,6 +124,8 @@ def mine_batch(session: Session, settings: Settings, store: MediaStore, job_id: 
         raise LookupError(f"no mining job {job_id}")
     items = {item.id: item for item in jobs_repo.pending_items(session, job_id, item_ids)}
     report.counts["skipped"] = len(set(item_ids)) - len(items)
+    if items and settings.dedup.near_duplicates:
+        images_repo.refresh_statistics(session)
     if items:
         try:
             source = open_job_source(job, settings)

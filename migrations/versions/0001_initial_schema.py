@@ -167,7 +167,7 @@ def upgrade() -> None:
     sa.Column('image_id', sa.Integer(), nullable=False),
     sa.Column('concept_id', sa.Integer(), nullable=False),
     sa.Column('polarity', sa.Enum('unknown', 'positive', 'negative', name='polarity', native_enum=False, create_constraint=True, length=32), nullable=False),
-    sa.Column('origin', sa.Enum('caption', 'source_annotation', 'hard_negative', 'manual', name='pair_origin', native_enum=False, create_constraint=True, length=32), nullable=False),
+    sa.Column('origin', sa.Enum('caption', 'source_annotation', 'hard_negative', 'external', 'manual', name='pair_origin', native_enum=False, create_constraint=True, length=32), nullable=False),
     sa.Column('model_version_id', sa.Integer(), nullable=True),
     sa.Column('caption_id', sa.Integer(), nullable=True),
     sa.Column('is_exhaustive', sa.Boolean(), nullable=True),

@@ -89,7 +89,7 @@ def test_db_current_and_upgrade(tmp_path, monkeypatch):
 
 def test_mine_and_status(env, tmp_path):
     bad_corpus(tmp_path / "src")
-    result = invoke("mine", str(tmp_path / "src"), "--job", "cli-job")
+    result = invoke("mine", str(tmp_path / "src"), "--job", "cli-job", "--until", "mine")
     assert "job 'cli-job'" in result.output and "8 items listed" in result.output
     assert "failed items by reason" in result.output and "empty file (0 bytes)" in result.output
     data = json.loads(invoke("status", "cli-job", "--json").output)
@@ -104,7 +104,7 @@ def test_mine_reports_bad_sources_clearly(env, tmp_path):
     assert result.exit_code == 1 and "source not found" in result.output
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    invoke("mine", str(tmp_path / "a"), "--job", "same")
+    invoke("mine", str(tmp_path / "a"), "--job", "same", "--until", "mine")
     result = CliRunner().invoke(cli, ["mine", str(tmp_path / "b"), "--job", "same"])
     assert result.exit_code == 1 and "already mines" in result.output
     result = CliRunner().invoke(cli, ["status", "nope"])
@@ -145,7 +145,7 @@ def test_in_process_job_resumes_after_a_crash(database_url, tmp_path, http_serve
     listing = tmp_path / "urls.txt"
     listing.write_text("\n".join(urls) + "\n")
     env = _subprocess_env(tmp_path, database_url)
-    cmd = [sys.executable, "-m", "dataengine", "mine", str(listing), "--job", "resume-me"]
+    cmd = [sys.executable, "-m", "dataengine", "mine", str(listing), "--job", "resume-me", "--until", "mine"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     done = 0
@@ -172,11 +172,45 @@ def test_in_process_job_resumes_after_a_crash(database_url, tmp_path, http_serve
 def test_demo_command_in_a_fresh_folder(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DATAENGINE_")}
     result = subprocess.run([sys.executable, "-m", "dataengine", "demo"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "job 'demo' (id 1): 4 items listed, 4 new" in result.stdout
+    assert "RANDOM-WEIGHT tiny models (tiny-mllama, tiny-sam3)" in " ".join(result.stdout.split())
+    summary = result.stdout.split("what this job produced")[1].splitlines()
+    row = next(line for line in summary if line.count("│") >= 8)
+    images, duplicates, captions, concepts, pairs, masks, failures = (
+        int(c) for c in row.strip("│ ").split("│"))
+    assert images == 4 and duplicates == 0 and failures == 0
+    assert captions == 8  # the alt-text beside each image + one caption of the tiny captioner
+    assert concepts >= 10 and pairs >= concepts and masks > 0
     assert (tmp_path / "dataengine-data" / "dataengine.db").is_file()
     assert len(list((tmp_path / "dataengine-data" / "media").rglob("*.jpg"))) == 4
     again = subprocess.run([sys.executable, "-m", "dataengine", "demo"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "4 items listed, 0 new, 0 to mine" in again.stdout
+
+
+def test_import_predictions_command(env, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(jpeg_bytes(photo(3, (40, 30))))
+    invoke("mine", str(src), "--until", "mine")
+    with session_scope(env) as s:
+        image_id = s.scalars(select(Image.id)).one()
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([
+        {"image_id": image_id, "category_id": 1, "score": 0.9, "segmentation": [[1, 1, 20, 1, 20, 20]]},
+        {"image_id": image_id + 100, "category_id": 1, "segmentation": [[1, 1, 20, 1, 20, 20]]},
+    ]))
+    cats = tmp_path / "cats.json"
+    cats.write_text(json.dumps({"categories": [{"id": 1, "name": "bowl"}]}))
+    result = CliRunner().invoke(cli, ["import-predictions", str(results), "--model", "det",
+                                      "--categories", str(cats)])
+    assert result.exit_code == 0, result.output
+    assert "2 rows: 1 masks imported on 1 pairs, 0 already there, 1 bad rows" in result.output
+    assert f"row 1: unknown image_id {image_id + 100}" in result.output
+    strict = CliRunner().invoke(cli, ["import-predictions", str(results), "--model", "det2",
+                                      "--categories", str(cats), "--strict"])
+    assert strict.exit_code == 1 and "nothing imported (--strict)" in strict.output
+    listing = invoke("models", "list").output
+    assert "det" in listing and "external" in listing

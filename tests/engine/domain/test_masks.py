@@ -44,3 +44,34 @@ def test_uncompressed_and_compressed_rle():
 def test_bad_segmentations(segmentation, message):
     with pytest.raises(MaskError, match=message):
         from_coco_segmentation(segmentation, 6, 8)
+
+
+def test_encode_decode_round_trip_and_box():
+    from engine.domain.masks import decode_mask, encode_mask
+
+    arr = np.zeros((30, 40), dtype=bool)
+    arr[5:15, 10:30] = True
+    arr[20, 1] = True
+    m = encode_mask(arr)
+    assert (m.height, m.width, m.area) == (30, 40, 201)
+    assert m.bbox == (1.0, 5.0, 29.0, 16.0)
+    assert (decode_mask(m) == arr).all()
+    with pytest.raises(MaskError, match="2-D"):
+        encode_mask(np.zeros((2, 3, 4), dtype=bool))
+
+
+def test_dedup_by_iou_keeps_the_best_of_overlapping_masks():
+    from engine.domain.masks import dedup_by_iou, encode_mask, iou_matrix
+
+    a = np.zeros((20, 20), dtype=bool)
+    a[2:12, 2:12] = True
+    b = a.copy()
+    b[2, 2:12] = False  # IoU(a, b) = 0.9
+    c = np.zeros((20, 20), dtype=bool)
+    c[14:18, 14:18] = True
+    empty = np.zeros((20, 20), dtype=bool)
+    masks = [encode_mask(x) for x in (a, b, c, empty)]
+    assert iou_matrix(masks[:1], masks[1:2])[0, 0] == pytest.approx(0.9)
+    assert dedup_by_iou(masks, [0.6, 0.9, 0.2, 0.99], threshold=0.8) == [1, 2]
+    assert dedup_by_iou(masks, [0.6, 0.9, 0.2, 0.99], threshold=0.95) == [1, 0, 2]
+    assert dedup_by_iou([], [], 0.5) == []
