@@ -6,12 +6,8 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from annotators.loading import (
-    checkpoint_version, display_name, is_random_weights, load_kwargs, pick_device, resolve,
-    wrap_missing,
-)
+from annotators.loading import load_pretrained, stamp_for
 from engine.db.models import ModelKind
-from engine.ports import ModelStamp
 
 
 class VisionLanguageCaptioner:
@@ -21,26 +17,16 @@ class VisionLanguageCaptioner:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        self.ref = resolve(ref)
-        try:
-            self.processor = AutoProcessor.from_pretrained(self.ref, **load_kwargs(self.ref))
-            self.model = AutoModelForImageTextToText.from_pretrained(self.ref, **load_kwargs(self.ref))
-        except (OSError, ValueError) as exc:
-            raise wrap_missing(ref, exc) from exc
-        self.device = pick_device(device)
-        self.model.to(self.device).eval()
+        loaded = load_pretrained(ref, AutoProcessor, AutoModelForImageTextToText, device)
+        self.processor, self.model, self.device = loaded.processor, loaded.model, loaded.device
         self.torch = torch
         tokenizer = getattr(self.processor, "tokenizer", None)
         if tokenizer is not None:
             tokenizer.padding_side = "left"  # generation continues from the right edge
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
-        self.stamp = ModelStamp(
-            kind=ModelKind.CAPTIONER.value, name=display_name(self.ref, ref),
-            version=checkpoint_version(self.ref, getattr(self.model.config, "_commit_hash", None)),
-            params={"prompt": prompt, "max_new_tokens": max_new_tokens, "decoding": "greedy"},
-            uri=self.ref, random_weights=is_random_weights(self.ref),
-        )
+        self.stamp = stamp_for(ModelKind.CAPTIONER, ref, loaded,
+                               {"prompt": prompt, "max_new_tokens": max_new_tokens, "decoding": "greedy"})
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         self.chat = self.processor.apply_chat_template(messages, add_generation_prompt=True)
 

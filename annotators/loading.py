@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from engine.db.models import ModelKind
+from engine.ports import ModelStamp
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
@@ -89,3 +93,35 @@ def pick_device(setting: str) -> str:
     if setting != "auto":
         return setting
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    ref: str  # resolved: an absolute directory or the hub id
+    processor: Any  # processor or tokenizer
+    model: Any
+    device: str
+
+
+def load_pretrained(ref: str, processor_cls: Any, model_cls: Any, device: str) -> Loaded:
+    """Processor and model from a hub id or a local directory, on the device, in eval mode.
+    A checkpoint that cannot be had raises ModelUnavailable saying what to do."""
+    resolved = resolve(ref)
+    kwargs = load_kwargs(resolved)
+    try:
+        processor = processor_cls.from_pretrained(resolved, **kwargs)
+        model = model_cls.from_pretrained(resolved, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise wrap_missing(ref, exc) from exc
+    target = pick_device(device)
+    model.to(target).eval()
+    return Loaded(resolved, processor, model, target)
+
+
+def stamp_for(kind: ModelKind, given: str, loaded: Loaded, params: dict[str, Any]) -> ModelStamp:
+    """The model version stamp of a loaded checkpoint: name, revision or weights hash, params."""
+    return ModelStamp(
+        kind=kind.value, name=display_name(loaded.ref, given),
+        version=checkpoint_version(loaded.ref, getattr(loaded.model.config, "_commit_hash", None)),
+        params=params, uri=loaded.ref, random_weights=is_random_weights(loaded.ref),
+    )

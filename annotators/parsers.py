@@ -4,11 +4,9 @@ returned; the engine repairs it or records why it could not)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from annotators.loading import (
-    checkpoint_version, display_name, is_random_weights, load_kwargs, pick_device, resolve,
-    wrap_missing,
-)
+from annotators.loading import load_pretrained, stamp_for
 from engine.db.models import ModelKind
 from engine.ports import ModelStamp
 
@@ -17,6 +15,19 @@ LLM_INSTRUCTION = (
     "phrases (with their adjectives, without articles). Answer with a JSON list of strings only.\n"
     "Caption: {caption}"
 )
+
+
+class _ChatModel:
+    """A causal LM, or a vision-language checkpoint (Llama 3.2 Vision), which answers text-only
+    prompts too: the config says which."""
+
+    @staticmethod
+    def from_pretrained(ref: str, **kwargs: Any) -> Any:
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+        config = AutoConfig.from_pretrained(ref, **kwargs)
+        auto = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
+        return auto.from_pretrained(ref, **kwargs)
 
 
 class SpacyParser:
@@ -43,30 +54,17 @@ class LlmParser:
 
     def __init__(self, ref: str, *, max_new_tokens: int, device: str = "auto") -> None:
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        self.ref = resolve(ref)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.ref, **load_kwargs(self.ref))
-            config = AutoConfig.from_pretrained(self.ref, **load_kwargs(self.ref))
-            # a vision-language checkpoint (Llama 3.2 Vision) answers text-only prompts too
-            auto = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
-            self.model = auto.from_pretrained(self.ref, **load_kwargs(self.ref))
-        except (OSError, ValueError) as exc:
-            raise wrap_missing(ref, exc) from exc
+        loaded = load_pretrained(ref, AutoTokenizer, _ChatModel, device)
+        self.tokenizer, self.model, self.device = loaded.processor, loaded.model, loaded.device
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.device = pick_device(device)
-        self.model.to(self.device).eval()
         self.torch = torch
         self.max_new_tokens = max_new_tokens
-        self.stamp = ModelStamp(
-            kind=ModelKind.PARSER.value, name=display_name(self.ref, ref),
-            version=checkpoint_version(self.ref, getattr(self.model.config, "_commit_hash", None)),
-            params={"instruction": LLM_INSTRUCTION, "max_new_tokens": max_new_tokens, "decoding": "greedy"},
-            uri=self.ref, random_weights=is_random_weights(self.ref),
-        )
+        self.stamp = stamp_for(ModelKind.PARSER, ref, loaded, {
+            "instruction": LLM_INSTRUCTION, "max_new_tokens": max_new_tokens, "decoding": "greedy"})
 
     def parse(self, captions: Sequence[str]) -> list[list[str] | str]:
         if not captions:

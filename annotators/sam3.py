@@ -14,12 +14,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from annotators.loading import (
-    checkpoint_version, display_name, is_random_weights, load_kwargs, pick_device, resolve,
-    wrap_missing,
-)
+from annotators.loading import load_pretrained, stamp_for
 from engine.db.models import ModelKind
-from engine.ports import ModelStamp, Proposal
+from engine.ports import Proposal
 
 
 class Sam3Proposer:
@@ -28,25 +25,15 @@ class Sam3Proposer:
         import torch
         from transformers import Sam3Model, Sam3Processor
 
-        self.ref = resolve(ref)
-        try:
-            self.processor = Sam3Processor.from_pretrained(self.ref, **load_kwargs(self.ref))
-            self.model = Sam3Model.from_pretrained(self.ref, **load_kwargs(self.ref))
-        except (OSError, ValueError) as exc:
-            raise wrap_missing(ref, exc) from exc
+        loaded = load_pretrained(ref, Sam3Processor, Sam3Model, device)
+        self.processor, self.model, self.device = loaded.processor, loaded.model, loaded.device
         self.torch = torch
-        self.device = pick_device(device)
-        self.model.to(self.device).eval()
         self.score_threshold = score_threshold
         self.mask_threshold = mask_threshold
         self.text_cache_size = text_cache_size
         self._text_cache: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
-        self.stamp = ModelStamp(
-            kind=ModelKind.PROPOSER.value, name=display_name(self.ref, ref),
-            version=checkpoint_version(self.ref, getattr(self.model.config, "_commit_hash", None)),
-            params={"score_threshold": score_threshold, "mask_threshold": mask_threshold},
-            uri=self.ref, random_weights=is_random_weights(self.ref),
-        )
+        self.stamp = stamp_for(ModelKind.PROPOSER, ref, loaded,
+                               {"score_threshold": score_threshold, "mask_threshold": mask_threshold})
 
     # -- the engine's port
     def propose(self, image: Image.Image, phrases: Sequence[str]) -> list[list[Proposal]]:

@@ -38,7 +38,8 @@ from typing import Any, Callable
 import numpy as np
 
 from bench._common import (
-    RESULTS_DIR, environment, fmt, format_table, median, peak_rss, spread, wait_for_quiet, write_json,
+    RESULTS_DIR, environment, fmt, format_table, machine_cpu_s, median, peak_rss, proc_cpu_s, spread,
+    wait_for_quiet, write_json,
 )
 
 IMAGE_SIZE = (640, 480)  # width, height
@@ -123,9 +124,18 @@ def compare(a: list[list[Any]], b: list[list[Any]]) -> dict[str, Any]:
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds of one call; the busy cores of other processes meanwhile go to ``LAST_FOREIGN``."""
+    global LAST_FOREIGN
+    machine0, own0 = machine_cpu_s(), proc_cpu_s(os.getpid())
     started = time.perf_counter()
     out = fn()
-    return time.perf_counter() - started, out
+    elapsed = time.perf_counter() - started
+    foreign = (machine_cpu_s() - machine0) - (proc_cpu_s(os.getpid()) - own0)
+    LAST_FOREIGN = max(0.0, foreign / elapsed) if elapsed > 0.2 else None  # /proc ticks are 10 ms
+    return elapsed, out
+
+
+LAST_FOREIGN: float | None = None
 
 
 def run_way(proposer: Any, way: str, image: Any, phrases: list[str]) -> tuple[float, Any]:
@@ -158,7 +168,10 @@ def all_queries_check(proposer: Any, image: Any, phrases: list[str]) -> dict[str
 
 
 def measure_model(label: str, path: Path, image: Any, counts: list[int], repeats: dict[int, int],
-                  check_phrases: int) -> dict[str, Any]:
+                  check_phrases: int, deadline: float | None = None) -> dict[str, Any]:
+    """Time the three ways at each phrase count. With a ``deadline`` (time.monotonic), a phrase count
+    after the first is skipped when its projected time (scaled from the first count's medians) would
+    end past it."""
     from annotators.sam3 import Sam3Proposer
 
     started = time.perf_counter()
@@ -170,10 +183,25 @@ def measure_model(label: str, path: Path, image: Any, counts: list[int], repeats
     warm = {way: round(run_way(proposer, way, image, PHRASES[-1:])[0], 3) for way in ("naive", "reuse")}
     out: dict[str, Any] = {"model": label, "path": str(path), "parameters": params, "load_s": round(load_s, 2),
                            "input_px": int(proposer.processor.image_processor.size["height"]),
-                           "warmup_s": warm, "by_phrases": {}}
+                           "warmup_s": warm, "by_phrases": {}, "skipped": []}
+    first: tuple[int, dict[str, float]] | None = None
     for n in counts:
+        if first is not None and deadline is not None:
+            n0, med0 = first
+            per_phrase = {w: med0[w] / n0 for w in WAYS}
+            projected = repeats[n] * n * sum(per_phrase.values()) \
+                + check_phrases * (per_phrase["naive"] + per_phrase["reuse"])
+            left = deadline - time.monotonic()
+            if projected > left:
+                msg = (f"{label} at {n} phrases: projected {projected:.0f} s ({repeats[n]} repeat(s) of naive + "
+                       f"reuse + reuse-warm, scaled from {n0} phrases) but {max(left, 0):.0f} s left of the "
+                       f"--budget-min; run with --mid-phrases {','.join(map(str, counts))} to force it")
+                print(f"  SKIPPED {msg}", flush=True)
+                out["skipped"].append(msg)
+                continue
         phrases = PHRASES[:n]
         samples: dict[str, list[float]] = {w: [] for w in WAYS}
+        foreign: dict[str, list[float | None]] = {w: [] for w in WAYS}
         checks: list[dict[str, Any]] = []
         for rep in range(repeats[n]):
             order = WAYS if rep % 2 == 0 else ("reuse", "reuse-warm", "naive")
@@ -181,17 +209,28 @@ def measure_model(label: str, path: Path, image: Any, counts: list[int], repeats
             for way in order:
                 seconds, results[way] = run_way(proposer, way, image, phrases)
                 samples[way].append(seconds)
-                print(f"  {label:4s} {n:2d} phrases  repeat {rep + 1}/{repeats[n]}  {way:10s} {seconds:8.3f} s",
+                foreign[way].append(LAST_FOREIGN)
+                print(f"  {label:4s} {n:2d} phrases  repeat {rep + 1}/{repeats[n]}  {way:10s} {seconds:8.3f} s"
+                      + (f"  (other processes: {LAST_FOREIGN:.2f} cores)" if LAST_FOREIGN is not None else ""),
                       flush=True)
             checks.append({"repeat": rep, "naive_vs_reuse": compare(results["naive"], results["reuse"]),
                            "reuse_vs_reuse_warm": compare(results["reuse"], results["reuse-warm"])})
         med = {w: median(samples[w]) for w in WAYS}
+        first = first or (n, med)
+        # per-phase estimates from the medians: naive/n = V + T + D, reuse = V + n(T + D), warm = V + nD
+        text = (med["reuse"] - med["reuse-warm"]) / n
+        decode = (med["reuse-warm"] - med["naive"] / n + text) / (n - 1)
+        vision = med["reuse-warm"] - n * decode
+        foreign_all = [f for w in WAYS for f in foreign[w] if f is not None]
         out["by_phrases"][n] = {
             "phrases": n, "repeats": repeats[n], "samples_s": samples,
             "median_s": med, "spread_s": {w: spread(samples[w]) for w in WAYS},
             "ratio_naive_over_reuse": med["naive"] / med["reuse"] if med["reuse"] else None,
             "ratio_naive_over_reuse_warm": med["naive"] / med["reuse-warm"] if med["reuse-warm"] else None,
             "per_phrase_ms": {w: med[w] * 1000 / n for w in WAYS},
+            "derived_s": {"vision_encode": vision, "text_encode_per_phrase": text,
+                          "decode_and_postprocess_per_phrase": decode},
+            "other_processes_cores": foreign, "other_processes_cores_max": max(foreign_all) if foreign_all else None,
             "checks": checks,
             "identical": all(c["naive_vs_reuse"]["identical"] and c["reuse_vs_reuse_warm"]["identical"]
                              for c in checks),
@@ -223,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=RESULTS_DIR / "cache")
     parser.add_argument("--settle", type=float, default=10.0, help="wait up to this long for an idle machine")
     args = parser.parse_args(argv)
+    run_started = time.monotonic()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tiny_repeats = args.tiny_repeats or (3 if args.quick else 7)
@@ -258,8 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     if mid_counts:
         mid_path, mid_build = ensure_model(args.cache_dir, "mid-sam3", "mid-sam3", build_mid_sam3)
         reps = {n: (args.mid_repeats_32 if n >= 32 else mid_repeats) for n in mid_counts}
+        deadline = run_started + args.budget_min * 60 if args.mid_phrases is None and args.budget_min > 0 else None
         results.append(measure_model("mid", mid_path, image, mid_counts, reps,
-                                     check_phrases=args.mid_check_phrases))
+                                     check_phrases=args.mid_check_phrases, deadline=deadline))
+        skipped += results[-1]["skipped"]
 
     rows = []
     for res in results:
@@ -268,14 +310,26 @@ def main(argv: list[str] | None = None) -> int:
             rows.append([f"{res['model']} ({res['parameters'] / 1e6:.2f} M, {res['input_px']} px)", n, r["repeats"],
                          med["naive"], med["reuse"], med["reuse-warm"], r["ratio_naive_over_reuse"],
                          r["ratio_naive_over_reuse_warm"], r["per_phrase_ms"]["naive"],
-                         r["per_phrase_ms"]["reuse"], "yes" if r["identical"] else "NO"])
+                         r["per_phrase_ms"]["reuse"], "yes" if r["identical"] else "NO",
+                         r["other_processes_cores_max"]])
     fmt_rows = [[r[0], r[1], r[2], fmt(r[3], 3), fmt(r[4], 3), fmt(r[5], 3), f"{r[6]:.2f}x", f"{r[7]:.2f}x",
-                 fmt(r[8], 1), fmt(r[9], 1), r[10]] for r in rows]
+                 fmt(r[8], 1), fmt(r[9], 1), r[10], fmt(r[11], 2)] for r in rows]
     print()
     print(format_table(["model", "phrases", "repeats", "naive s", "reuse s", "reuse-warm s", "naive/reuse",
-                        "naive/warm", "naive ms/phrase", "reuse ms/phrase", "identical"], fmt_rows,
+                        "naive/warm", "naive ms/phrase", "reuse ms/phrase", "identical",
+                        "other procs (max cores)"], fmt_rows,
                        title=f"Median seconds per call ({IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} image, CPU, "
                              f"{args.threads} threads)"))
+
+    print("\nPer-phase estimates solved from the medians (naive/n = V+T+D, reuse = V+n(T+D), warm = V+nD):")
+    for res in results:
+        for n, r in res["by_phrases"].items():
+            d = r["derived_s"]
+            v, t, dd = d["vision_encode"], d["text_encode_per_phrase"], d["decode_and_postprocess_per_phrase"]
+            bound = (v + t + dd) / (t + dd) if t + dd > 0 else None
+            print(f"  {res['model']:4s} {n:2d} phrases: vision encode V {v:8.3f} s, text encode T {t * 1000:8.1f} ms/phrase, "
+                  f"decode + post-process D {dd * 1000:8.1f} ms/phrase; naive/reuse can reach at most "
+                  f"(V+T+D)/(T+D) = {fmt(bound, 2)}x with many phrases")
 
     print("\nIdentity check (naive vs reuse, cold text cache; and reuse vs reuse-warm), every repeat:")
     for res in results:
