@@ -63,3 +63,37 @@ class MaskProposer(Protocol):
 
     def propose(self, image: Image.Image, phrases: Sequence[str]) -> list[list[Proposal]]:
         """Candidate masks per phrase for one image (the image is encoded once for all)."""
+
+
+@dataclass(frozen=True)
+class MaskQuery:
+    """One mask to verify: is it a correct instance of the phrase?"""
+
+    image: Image.Image
+    phrase: str
+    mask: np.ndarray  # bool H×W at the image's size
+
+
+@dataclass(frozen=True)
+class PairQuery:
+    """One (image, phrase) to check for exhaustivity, given the boxes of its current masks."""
+
+    image: Image.Image
+    phrase: str
+    boxes: Sequence[tuple[float, float, float, float]]  # absolute x, y, w, h
+
+
+class MaskVerifier(Protocol):
+    stamp: ModelStamp
+    labels: Sequence[str]  # the choices, e.g. accept, accept_as_text, flag_label, whole_image, reject
+
+    def verify_masks(self, queries: Sequence[MaskQuery]) -> list[dict[str, float]]:
+        """Per query: probability of each label (softmax over the choice tokens)."""
+
+
+class ExhaustivityVerifier(Protocol):
+    stamp: ModelStamp
+    labels: Sequence[str]  # accept, reject_missing, reject_unseparated, flag_label, whole_image, ungroundable
+
+    def verify_pairs(self, queries: Sequence[PairQuery]) -> list[dict[str, float]]:
+        """Per query: probability of each label."""

@@ -121,6 +121,24 @@ class TaskKind(enum.StrEnum):
     CORRECT = "correct"
 
 
+class MaskState(enum.StrEnum):
+    CANDIDATE = "candidate"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class Decider(enum.StrEnum):
+    AI = "ai"
+    HUMAN = "human"
+
+
+class RouteAction(enum.StrEnum):
+    AUTO_ACCEPT = "auto_accept"
+    AUTO_REJECT = "auto_reject"
+    HUMAN = "human"
+    KEEP_HUMAN = "keep_human"
+
+
 class TaskState(enum.StrEnum):
     OPEN = "open"
     LEASED = "leased"
@@ -295,6 +313,7 @@ class ImageConcept(Base):
     )
     caption_id: Mapped[int | None] = mapped_column(ForeignKey("captions.id", ondelete="SET NULL"))
     is_exhaustive: Mapped[bool | None] = mapped_column(Boolean)
+    decided_by: Mapped[Decider | None] = mapped_column(_enum(Decider, "decider"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     concept: Mapped[Concept] = relationship(lazy="raise")
@@ -320,6 +339,9 @@ class Mask(Base):
     area: Mapped[int] = mapped_column(Integer)
     score: Mapped[float | None] = mapped_column(Float)
     is_crowd: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[MaskState] = mapped_column(_enum(MaskState, "mask_state"), default=MaskState.CANDIDATE,
+                                             server_default=MaskState.CANDIDATE.value)
+    decided_by: Mapped[Decider | None] = mapped_column(_enum(Decider, "decider"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -382,6 +404,46 @@ class Verdict(Base):
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("verdicts.id", ondelete="RESTRICT"))
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class RouteDecision(Base):
+    """Why a mask or a pair went where it went (append-only log; the latest per target counts)."""
+
+    __tablename__ = "route_decisions"
+    __table_args__ = (Index("ix_route_decisions_pair_id_mask_id", "pair_id", "mask_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pair_id: Mapped[int] = mapped_column(ForeignKey("image_concepts.id", ondelete="CASCADE"))
+    mask_id: Mapped[int | None] = mapped_column(ForeignKey("masks.id", ondelete="CASCADE"))
+    action: Mapped[RouteAction] = mapped_column(_enum(RouteAction, "route_action"))
+    task_kind: Mapped[TaskKind | None] = mapped_column(_enum(TaskKind, "task_kind"))
+    label: Mapped[str | None] = mapped_column(String(64))
+    probability: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    audit: Mapped[bool] = mapped_column(Boolean, default=False)
+    verifier_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT"))
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("human_tasks.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Calibration(Base):
+    """Calibrated probabilities and routing thresholds of one verifier version for one task kind."""
+
+    __tablename__ = "calibrations"
+    __table_args__ = (Index("ix_calibrations_model_version_id_task_kind", "model_version_id", "task_kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    task_kind: Mapped[TaskKind] = mapped_column(_enum(TaskKind, "task_kind"))
+    method: Mapped[str] = mapped_column(String(32))
+    calibrator: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    target_precision: Mapped[float] = mapped_column(Float)
+    accept_threshold: Mapped[float | None] = mapped_column(Float)
+    reject_threshold: Mapped[float | None] = mapped_column(Float)
+    n_verdicts: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
