@@ -184,6 +184,7 @@ def ensure_images(cache_dir: Path, count: int) -> Path:
             Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB").save(
                 tmp / f"img_{i:05d}.jpg", quality=90)
         (tmp / ".complete").write_text("ok\n")
+        tmp.chmod(0o755)  # mkdtemp creates 0700
         if folder.exists():
             shutil.rmtree(folder)
         os.rename(tmp, folder)
@@ -440,7 +441,8 @@ def summarise(rs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def profile_table(prof: cProfile.Profile, top: int = 15) -> tuple[str, list[dict[str, Any]], str, list[dict[str, Any]]]:
+def profile_table(prof: cProfile.Profile, top: int = 15) -> list[Any]:
+    """[table, rows] for: top cumulative, top own time, top cumulative in engine/ + pipelines/."""
     stats = pstats.Stats(prof)
     entries = []
     for (filename, line, func), (cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
@@ -451,14 +453,17 @@ def profile_table(prof: cProfile.Profile, top: int = 15) -> tuple[str, list[dict
         entries.append({"function": func, "where": _short(filename, line), "calls": nc, "tottime_s": tt,
                         "cumtime_s": ct})
     out = []
-    for key, label in (("cumtime_s", "cumulative"), ("tottime_s", "own time")):
-        best = sorted(entries, key=lambda e: -e[key])[:top]
+    engine = [e for e in entries if e["where"].startswith(("engine/", "pipelines/"))
+              and e["function"] not in ("<listcomp>", "<genexpr>", "<lambda>")]
+    for key, label, pool in (("cumtime_s", "cumulative", entries), ("tottime_s", "own time", entries),
+                             ("cumtime_s", "cumulative, engine/ and pipelines/ code only", engine)):
+        best = sorted(pool, key=lambda e: -e[key])[:top]
         table = format_table(["function", "where", "calls", "own s", "cumulative s"],
                              [[e["function"][:60], e["where"], e["calls"], fmt(e["tottime_s"], 3),
                                fmt(e["cumtime_s"], 3)] for e in best],
                              title=f"cProfile, top {top} by {label}, outside the fakes", left=2)
         out += [table, best]
-    return out[0], out[1], out[2], out[3]
+    return out
 
 
 def _short(filename: str, line: int) -> str:
@@ -548,14 +553,16 @@ def main(argv: list[str] | None = None) -> int:
             prof = cProfile.Profile()
             print(f"\ncProfile run ({config}, {images} images) ...", flush=True)
             r2 = one_run(dbs, folder, images, config, profile=prof)
-            cum_t, cum, own_t, own = profile_table(prof, args.top)
+            cum_t, cum, own_t, own, eng_t, eng = profile_table(prof, args.top)
             print(f"  profiled run: {r2['pairs_per_s']:.1f} pairs/s under cProfile (wall {r2['wall_s']:.2f} s)")
             print(cum_t)
             print()
             print(own_t)
+            print()
+            print(eng_t)
             buf = io.StringIO()
             pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(60)
-            prof_result = {"run": r2, "top_cumulative": cum, "top_own": own, "pstats_text": buf.getvalue()}
+            prof_result = {"run": r2, "top_cumulative": cum, "top_own": own, "top_engine": eng, "pstats_text": buf.getvalue()}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

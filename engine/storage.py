@@ -30,6 +30,7 @@ class LocalMediaStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._made: set[Path] = set()  # folders known to exist (saves a mkdir per file)
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -42,8 +43,14 @@ class LocalMediaStore:
         path = self._path(key)
         if path.exists():
             return key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=f".{extension}")
+        if path.parent not in self._made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(path.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=f".{extension}")
+        except FileNotFoundError:  # the folder was removed behind our back
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=f".{extension}")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)

@@ -20,6 +20,8 @@ def add_captions(session: Session, image_id: int, model_version_id: int, texts: 
 
 def concept_ids(session: Session, texts: set[str]) -> dict[str, int]:
     """Ids of the concepts with these normalised texts, creating the missing ones."""
+    if not texts:
+        return {}
     insert_ignore(session, Concept.__table__, [{"text": t} for t in sorted(texts)], ["text"])
     return dict(session.execute(select(Concept.text, Concept.id).where(Concept.text.in_(texts))).all())
 
@@ -33,6 +35,15 @@ def pair_id(session: Session, image_id: int, concept_id: int, *, polarity: Polar
     }], ["image_id", "concept_id"])
     return session.scalars(select(ImageConcept.id).where(
         ImageConcept.image_id == image_id, ImageConcept.concept_id == concept_id)).one()
+
+
+def add_pairs(session: Session, pairs: list[tuple[int, int, int | None]], *, polarity: Polarity,
+              origin: PairOrigin, model_version_id: int | None) -> int:
+    """Create (image, concept, caption) pairs in one statement; existing pairs are left alone."""
+    rows = [{"image_id": image_id, "concept_id": concept_id, "polarity": polarity.value,
+             "origin": origin.value, "model_version_id": model_version_id, "caption_id": caption_id}
+            for image_id, concept_id, caption_id in pairs]
+    return insert_ignore(session, ImageConcept.__table__, rows, ["image_id", "concept_id"])
 
 
 def add_mask(session: Session, pair_id: int, model_version_id: int, mask: RleMask, *,

@@ -32,18 +32,27 @@ def parse_batch(session: Session, parser: PhraseParser, job_id: int, image_ids: 
     by_image: dict[int, list[tuple[int, str]]] = {}
     for caption_id, image_id, text in captions:
         by_image.setdefault(image_id, []).append((caption_id, text))
-    for item in items:
-        _parse_image(session, report, item, by_image.get(item.subject_id, []), answers, version, per_image)
+    found: list[tuple[int, str, int | None]] = []  # (image, phrase, caption it came from)
+    with session.no_autoflush:
+        for item in items:
+            found += _parse_image(report, item, by_image.get(item.subject_id, []), answers, version, per_image)
+    # one statement for the concepts and one for the pairs of the whole batch
+    concept_ids = labels_repo.concept_ids(session, {phrase for _, phrase, _ in found})
+    labels_repo.add_pairs(session, [(image_id, concept_ids[phrase], caption_id)
+                                    for image_id, phrase, caption_id in found],
+                          polarity=Polarity.UNKNOWN, origin=PairOrigin.CAPTION, model_version_id=version)
     session.flush()
     return report
 
 
-def _parse_image(session: Session, report: StageReport, item: StageItem, captions: list[tuple[int, str]],
-                 answers: dict[str, list[str] | str | Exception], version: int, seconds: float) -> None:
+def _parse_image(report: StageReport, item: StageItem, captions: list[tuple[int, str]],
+                 answers: dict[str, list[str] | str | Exception], version: int,
+                 seconds: float) -> list[tuple[int, str, int | None]]:
+    """Record the image's outcome; returns the (image, phrase, caption) pairs to create."""
     if not captions:
         record(report, item, StageStatus.SKIPPED, version_id=version, seconds=seconds,
                detail={"reason": "the image has no captions"})
-        return
+        return []
     raw: list[tuple[int, str]] = []  # (caption id, phrase)
     errors: list[str] = []
     for caption_id, text in captions:
@@ -61,7 +70,7 @@ def _parse_image(session: Session, report: StageReport, item: StageItem, caption
     if errors and not raw:
         record(report, item, StageStatus.FAILED, version_id=version, seconds=seconds,
                error="; ".join(dict.fromkeys(errors)))
-        return
+        return []
     kept, dropped = clean_phrases([phrase for _, phrase in raw])
     detail = {"phrases": kept,
               "dropped": [{"phrase": d.source, "reason": d.reason} for d in dropped][:50]}
@@ -70,15 +79,11 @@ def _parse_image(session: Session, report: StageReport, item: StageItem, caption
     if not kept:
         record(report, item, StageStatus.SKIPPED, version_id=version, seconds=seconds,
                detail={**detail, "reason": "no groundable noun phrase in the captions"})
-        return
+        return []
     first_caption: dict[str, int] = {}
     for caption_id, phrase in raw:  # the caption each concept was first found in
         cleaned = clean_phrase(phrase).phrase
         if cleaned is not None:
             first_caption.setdefault(cleaned, caption_id)
-    concept_ids = labels_repo.concept_ids(session, set(kept))
-    for phrase in kept:
-        labels_repo.pair_id(session, item.subject_id, concept_ids[phrase], polarity=Polarity.UNKNOWN,
-                            origin=PairOrigin.CAPTION, model_version_id=version,
-                            caption_id=first_caption.get(phrase))
     record(report, item, StageStatus.DONE, version_id=version, seconds=seconds, detail=detail)
+    return [(item.subject_id, phrase, first_caption.get(phrase)) for phrase in kept]
