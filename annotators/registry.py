@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.ports import Captioner, MaskProposer, PhraseParser
+from engine.ports import Captioner, ExhaustivityVerifier, MaskProposer, MaskVerifier, PhraseParser
 from engine.settings import Settings
 
 
@@ -54,3 +54,18 @@ def make_proposer(settings: Settings) -> MaskProposer:
     return Sam3Proposer(model_refs(settings)["proposer"], score_threshold=p.score_threshold,
                         mask_threshold=p.mask_threshold, text_cache_size=p.text_cache_size,
                         device=settings.models.device)
+
+
+def make_mask_verifier(settings: Settings) -> MaskVerifier:
+    from annotators.verifiers import LlamaMaskVerifier
+
+    ref = model_refs(settings)["captioner"] if settings.model_profile == "tiny" else settings.models.verify.mask_model
+    return LlamaMaskVerifier(ref, device=settings.models.device)
+
+
+def make_exhaustivity_verifier(settings: Settings) -> ExhaustivityVerifier:
+    from annotators.verifiers import LlamaExhaustivityVerifier
+
+    ref = (model_refs(settings)["captioner"] if settings.model_profile == "tiny"
+           else settings.models.verify.exhaustivity_model)
+    return LlamaExhaustivityVerifier(ref, device=settings.models.device)

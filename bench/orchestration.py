@@ -373,7 +373,7 @@ def one_run(dbs: Databases, folder: Path, images: int, config: str, *, sql: SqlT
             profile.enable()
         started = time.perf_counter()
         try:
-            result = run_mine(settings, str(folder), job_name=f"orch-{config}", queue=queue)
+            result = run_mine(settings, str(folder), job_name=f"orch-{config}", until="propose", queue=queue)
         finally:
             wall = time.perf_counter() - started
             if profile:

@@ -31,7 +31,8 @@ class BatchSizes(BaseModel):
     caption: int = Field(8, ge=1, le=1_000)
     parse: int = Field(64, ge=1, le=10_000)
     propose: int = Field(4, ge=1, le=1_000)
-    verify: int = Field(16, ge=1, le=1_000)
+    verify: int = Field(4, ge=1, le=1_000)
+    route: int = Field(64, ge=1, le=10_000)
 
 
 class FetchSettings(BaseModel):
@@ -85,12 +86,29 @@ class ProposeSettings(BaseModel):
     text_cache_size: int = Field(4096, ge=0, description="text features kept per process, by phrase")
 
 
+class VerifySettings(BaseModel):
+    mask_model: str = Field("meta-llama/Llama-3.2-11B-Vision-Instruct",
+                            description="MV verifier: hub id or local directory (profile sam3)")
+    exhaustivity_model: str = Field("meta-llama/Llama-3.2-11B-Vision-Instruct",
+                                    description="EV verifier: hub id or local directory (profile sam3)")
+    survive_probability: float = Field(0.5, ge=0, le=1,
+                                       description="MV P(accept) at which a mask counts as present for EV")
+
+
 class ModelSettings(BaseModel):
     cache_dir: Path | None = Field(None, description="tiny models and downloads; default <data_dir>/models")
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1 …")
     caption: CaptionSettings = CaptionSettings()
     parse: ParseSettings = ParseSettings()
     propose: ProposeSettings = ProposeSettings()
+    verify: VerifySettings = VerifySettings()
+
+
+class RoutingSettings(BaseModel):
+    target_precision: float = Field(0.95, gt=0.5, lt=1, description="precision auto-decisions must reach")
+    audit_rate: float = Field(0.02, ge=0, le=1, description="share of auto-decided items also sent to humans")
+    audit_seed: int = 0
+    calibration_method: Literal["isotonic", "platt"] = "isotonic"
 
 
 class Settings(BaseSettings):
@@ -114,6 +132,7 @@ class Settings(BaseSettings):
     limits: ImageLimits = ImageLimits()
     dedup: DedupSettings = DedupSettings()
     models: ModelSettings = ModelSettings()
+    routing: RoutingSettings = RoutingSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from engine.ports import Captioner, MaskProposer, PhraseParser
+from engine.ports import Captioner, ExhaustivityVerifier, MaskProposer, MaskVerifier, PhraseParser
 from engine.settings import Settings
 
 
@@ -35,3 +35,13 @@ class ModelCache:
         from annotators.registry import make_proposer
 
         return self._get("proposer", make_proposer)
+
+    def mask_verifier(self) -> MaskVerifier:
+        from annotators.registry import make_mask_verifier
+
+        return self._get("mask_verifier", make_mask_verifier)
+
+    def exhaustivity_verifier(self) -> ExhaustivityVerifier:
+        from annotators.registry import make_exhaustivity_verifier
+
+        return self._get("exhaustivity_verifier", make_exhaustivity_verifier)

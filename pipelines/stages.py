@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine.services import caption, mine, parse, propose
+from engine.services import caption, mine, parse, propose, route, verify
 from pipelines.context import TaskContext
 
 Service = Callable[[TaskContext, Session, int, list[int]], Any]
@@ -41,11 +41,22 @@ def _propose(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
     return propose.propose_batch(s, ctx.store, ctx.models.proposer(), ctx.settings.models.propose, job_id, ids)
 
 
+def _verify(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
+    return verify.verify_batch(s, ctx.store, ctx.models.mask_verifier(), ctx.models.exhaustivity_verifier(),
+                               ctx.settings.models.verify.survive_probability, job_id, ids)
+
+
+def _route(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
+    return route.route_batch(s, ctx.settings.routing, job_id, ids)
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("mine", "dataengine.mine.batch", None, _mine),
     Stage("caption", "dataengine.caption.batch", "gpu", _caption),
     Stage("parse", "dataengine.parse.batch", "cpu", _parse),
     Stage("propose", "dataengine.propose.batch", "gpu", _propose),
+    Stage("verify", "dataengine.verify.batch", "gpu", _verify),
+    Stage("route", "dataengine.route.batch", "cpu", _route),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 BY_NAME = {stage.name: stage for stage in STAGES}

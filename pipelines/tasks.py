@@ -66,3 +66,13 @@ def parse_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
 @app.task(name="dataengine.propose.batch", **RETRY)
 def propose_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
     return run_stage(worker_context(), worker_queue(), "propose", job_id, image_ids)
+
+
+@app.task(name="dataengine.verify.batch", **RETRY)
+def verify_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
+    return run_stage(worker_context(), worker_queue(), "verify", job_id, image_ids)
+
+
+@app.task(name="dataengine.route.batch", **RETRY)
+def route_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
+    return run_stage(worker_context(), worker_queue(), "route", job_id, image_ids)

@@ -75,3 +75,44 @@ class FakeProposer:
             props.append(Proposal(mask=props[0].mask.copy(), score=0.5))
             out.append(props)
         return out
+
+
+class FakeMaskVerifier:
+    """P(accept) from the phrase: 'good …' 0.97, 'bad …' 0.02, else 0.6; 'crash' raises."""
+
+    labels = ("accept", "accept_as_text", "flag_label", "whole_image", "reject")
+
+    def __init__(self, version: str = "1") -> None:
+        self.stamp = ModelStamp(kind="mask_verifier", name="fake-mv", version=version)
+        self.seen = 0
+
+    def verify_masks(self, queries):  # type: ignore[no-untyped-def]
+        self.seen += len(queries)
+        out = []
+        for q in queries:
+            if "crash" in q.phrase:
+                raise RuntimeError("verifier crashed (fake)")
+            p = 0.97 if q.phrase.startswith("good") else 0.02 if q.phrase.startswith("bad") else 0.6
+            rest = (1 - p) / 4
+            out.append({"accept": p, "accept_as_text": rest, "flag_label": rest, "whole_image": rest, "reject": rest})
+        return out
+
+
+class FakeExhaustivityVerifier:
+    """P(accept) 0.98 when the phrase says 'all' or there are boxes for a 'good' phrase, else 0.3."""
+
+    labels = ("accept", "reject_missing", "reject_unseparated", "flag_label", "whole_image", "ungroundable")
+
+    def __init__(self, version: str = "1") -> None:
+        self.stamp = ModelStamp(kind="exhaustivity_verifier", name="fake-ev", version=version)
+        self.boxes: dict[str, int] = {}
+
+    def verify_pairs(self, queries):  # type: ignore[no-untyped-def]
+        out = []
+        for q in queries:
+            self.boxes[q.phrase] = len(q.boxes)
+            p = 0.98 if ("all" in q.phrase or (q.boxes and q.phrase.startswith("good"))) else 0.3
+            rest = (1 - p) / 5
+            out.append({"accept": p, "reject_missing": rest, "reject_unseparated": rest, "flag_label": rest,
+                        "whole_image": rest, "ungroundable": rest})
+        return out

@@ -154,7 +154,7 @@ def ensure_schema(settings: Settings) -> None:
               help="Source kind (default: detected from the path).")
 @click.option("--images-dir", type=click.Path(file_okay=False), help="COCO: folder the file_names are relative to.")
 @click.option("--retry-failed", is_flag=True, help="Try the job's failed items again (every stage).")
-@click.option("--until", type=click.Choice(["mine", "caption", "parse", "propose"]), default=None,
+@click.option("--until", type=click.Choice(["mine", "caption", "parse", "propose", "verify", "route"]), default=None,
               help="Last stage to run (default: all stages; a re-run keeps the job's own).")
 @click.option("--no-wait", is_flag=True, help="With a broker: enqueue and return without waiting.")
 @click.option("--timeout", type=float, help="With a broker: stop waiting after this many seconds.")
@@ -164,8 +164,8 @@ def mine(ctx: Context, source: str, job_name: str | None, kind: str | None, imag
     """Mine SOURCE: a folder, a URL list (.txt/.csv/.tsv), WebDataset .tar shards or a COCO .json.
 
     Items are fetched, validated, normalised, stored by sha256 and deduplicated (exact and
-    perceptual); then captioned, parsed into noun phrases and given SAM 3 candidate masks
-    (--until stops earlier). Re-running the same job resumes it; nothing is stored twice.
+    perceptual); then captioned, parsed into noun phrases, given SAM 3 candidate masks, judged by
+    the AI verifiers and routed to auto-accept, auto-reject or human tasks (--until stops earlier). Re-running the same job resumes it; nothing is stored twice.
     """
     _run_mine(ctx.settings, source, job_name=job_name, kind=kind,
               options={"images_dir": str(Path(images_dir).resolve()) if images_dir else None},
@@ -221,16 +221,19 @@ def _print_summary(settings: Settings, job_id: int, stage_seconds: dict[str, flo
 
     with session_scope(settings.db_url) as session:
         summary = job_summary(session, job_id)
-    table = Table("images", "duplicates", "captions", "concepts", "pairs", "masks", "failures",
-                  title="what this job produced")
-    table.add_row(*(str(v) for v in (summary.images, summary.duplicates, summary.captions,
-                                      summary.concepts, summary.pairs, summary.masks, summary.failures)))
+    table = Table("images", "duplicates", "captions", "concepts", "pairs", "masks", "human tasks",
+                  "failures", title="what this job produced")
+    table.add_row(*(str(v) for v in (summary.images, summary.duplicates, summary.captions, summary.concepts,
+                                      summary.pairs, summary.masks, summary.human_tasks, summary.failures)))
     console.print(table)
     if summary.random_weight_models:
         console.print(
             "[bold yellow]Note:[/] model outputs of this job come from RANDOM-WEIGHT tiny models "
             f"({', '.join(summary.random_weight_models)}): captions, phrases and masks from them "
             "are noise that only exercises the pipeline. Set DATAENGINE_MODEL_PROFILE=sam3 for real models.")
+    if summary.human_tasks:
+        console.print(f"{summary.human_tasks} items wait for a human (no calibrated verifier thresholds yet, "
+                      "or uncertain, or in the audit sample); `dataengine calibrate` once humans have judged some.")
 
 
 def _print_report(report: object) -> None:
@@ -252,6 +255,56 @@ def _print_report(report: object) -> None:
         for group in report.failures:
             failures.add_row(str(group.count), group.reason, group.example_key)
         console.print(failures)
+
+
+# ---------------------------------------------------------------------------- calibrate
+@cli.command()
+@click.option("--kind", type=click.Choice(["mv", "ev", "all"]), default="all", show_default=True,
+              help="Mask verification, exhaustivity verification, or both.")
+@click.option("--target", type=float, default=None, help="Target precision (default: the routing setting).")
+@click.option("--method", type=click.Choice(["isotonic", "platt"]), default=None,
+              help="Calibration method (default: the routing setting).")
+@pass_ctx
+def calibrate(ctx: Context, kind: str, target: float | None, method: str | None) -> None:
+    """Fit verifier scores to human verdicts; store thresholds that meet the target precision.
+
+    Reports per verifier version: coverage (share auto-decided), measured precision with its 95%
+    interval, AI–human agreement; with too few human verdicts, how many more are needed (routing
+    then keeps sending everything to humans).
+    """
+    from engine.db.models import TaskKind
+    from engine.db.session import session_scope
+    from engine.services.calibrate import calibrate as run_calibration
+
+    ensure_schema(ctx.settings)
+    routing = ctx.settings.routing
+    target = routing.target_precision if target is None else target
+    if not 0.5 < target < 1:
+        raise click.ClickException("--target must lie between 0.5 and 1")
+    kinds = {"mv": (TaskKind.VERIFY_MASK,), "ev": (TaskKind.CHECK_EXHAUSTIVITY,),
+             "all": (TaskKind.VERIFY_MASK, TaskKind.CHECK_EXHAUSTIVITY)}[kind]
+    with session_scope(ctx.settings.db_url) as session:
+        results = run_calibration(session, target_precision=target, method=method or routing.calibration_method,
+                                  kinds=kinds)
+    if not results:
+        click.echo("no verifier has judged anything yet: run a job through --until verify first")
+        return
+    table = Table("verifier", "task", "human verdicts", "accept ≥", "reject ≤", "coverage", "precision (95% CI)",
+                  "agreement", title=f"calibration at target precision {target}")
+    for r in results:
+        res = r.result
+        acc = res.accept
+        precision = (f"{acc.precision:.3f} ({acc.ci_low:.3f}–{acc.ci_high:.3f})"
+                     if acc is not None and acc.passed else "-")
+        table.add_row(r.verifier, r.task_kind.value, str(res.n),
+                      f"{res.accept_threshold:.3f}" if res.accept_threshold is not None else "none",
+                      f"{res.reject_threshold:.3f}" if res.reject_threshold is not None else "none",
+                      f"{res.coverage:.1%}", precision,
+                      f"{res.agreement:.1%}" if res.agreement is not None else "-")
+    console.print(table)
+    for r in results:
+        if r.result.reason:
+            click.echo(f"{r.verifier} {r.task_kind.value}: {r.result.reason}")
 
 
 # ---------------------------------------------------------------------------- predictions

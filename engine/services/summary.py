@@ -8,7 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.db.models import (
-    Caption, ImageConcept, ItemStatus, JobItem, Mask, ModelVersion, StageItem, StageStatus,
+    Caption, HumanTask, ImageConcept, ItemStatus, JobItem, Mask, ModelVersion, StageItem, StageStatus,
+    TaskState,
 )
 
 
@@ -20,6 +21,7 @@ class JobSummary:
     concepts: int
     pairs: int
     masks: int
+    human_tasks: int  # open or leased tasks on the job's pairs
     failures: int  # failed items and failed stage rows
     random_weight_models: list[str]
 
@@ -43,9 +45,11 @@ def job_summary(session: Session, job_id: int) -> JobSummary:
             ImageConcept.image_id.in_(image_ids))),
         pairs=count(select(func.count()).where(ImageConcept.image_id.in_(image_ids))),
         masks=count(select(func.count()).select_from(Mask).where(Mask.pair_id.in_(pairs))),
+        human_tasks=count(select(func.count()).select_from(HumanTask).where(
+            HumanTask.pair_id.in_(pairs), HumanTask.state.in_([TaskState.OPEN, TaskState.LEASED]))),
         failures=count(select(func.count()).where(JobItem.job_id == job_id, JobItem.status == ItemStatus.FAILED))
         + count(select(func.count()).where(StageItem.job_id == job_id, StageItem.status == StageStatus.FAILED)),
         random_weight_models=list(session.scalars(
             select(ModelVersion.name).where(ModelVersion.id.in_(versions), ModelVersion.random_weights)
-            .order_by(ModelVersion.name))),
+            .distinct().order_by(ModelVersion.name))),
     )

@@ -177,12 +177,14 @@ def test_demo_command_in_a_fresh_folder(tmp_path):
     assert "job 'demo' (id 1): 4 items listed, 4 new" in result.stdout
     assert "RANDOM-WEIGHT tiny models (tiny-mllama, tiny-sam3)" in " ".join(result.stdout.split())
     summary = result.stdout.split("what this job produced")[1].splitlines()
-    row = next(line for line in summary if line.count("│") >= 8)
-    images, duplicates, captions, concepts, pairs, masks, failures = (
+    row = next(line for line in summary if line.count("│") >= 9)
+    images, duplicates, captions, concepts, pairs, masks, tasks, failures = (
         int(c) for c in row.strip("│ ").split("│"))
     assert images == 4 and duplicates == 0 and failures == 0
     assert captions == 8  # the alt-text beside each image + one caption of the tiny captioner
     assert concepts >= 10 and pairs >= concepts and masks > 0
+    # no calibration yet: every mask and every pair waits for a human
+    assert tasks == masks + pairs
     assert (tmp_path / "dataengine-data" / "dataengine.db").is_file()
     assert len(list((tmp_path / "dataengine-data" / "media").rglob("*.jpg"))) == 4
     again = subprocess.run([sys.executable, "-m", "dataengine", "demo"], cwd=tmp_path, env=env,

@@ -1,0 +1,73 @@
+"""Calibration: fit each verifier version's scores to human verdicts on the same items, choose
+auto-accept / auto-reject thresholds at the target precision, store them for routing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.models import (
+    Calibration, ModelKind, ModelVersion, TaskKind, Verdict, VerdictKind, VerdictSource,
+)
+from engine.domain.calibration import CalibrationResult, calibrate_task
+
+HUMAN_SOURCES = (VerdictSource.HUMAN, VerdictSource.LABEL_STUDIO)
+POSITIVE_LABELS = {
+    TaskKind.VERIFY_MASK: {"accept"},
+    TaskKind.CHECK_EXHAUSTIVITY: {"accept", "complete", "exhaustive"},
+}
+KINDS = {
+    TaskKind.VERIFY_MASK: (ModelKind.MASK_VERIFIER, VerdictKind.MASK),
+    TaskKind.CHECK_EXHAUSTIVITY: (ModelKind.EXHAUSTIVITY_VERIFIER, VerdictKind.EXHAUSTIVITY),
+}
+
+
+@dataclass(frozen=True)
+class KindCalibration:
+    verifier: str  # name:version
+    task_kind: TaskKind
+    result: CalibrationResult
+    calibration_id: int
+
+
+def _target(verdict: Verdict) -> tuple[int | None, int]:
+    return (verdict.mask_id, verdict.pair_id)
+
+
+def calibrate(session: Session, *, target_precision: float, method: str,
+              kinds: tuple[TaskKind, ...] = tuple(KINDS)) -> list[KindCalibration]:
+    """One calibration per verifier version and task kind that has judged anything."""
+    out = []
+    for task_kind in kinds:
+        model_kind, verdict_kind = KINDS[task_kind]
+        human: dict[tuple[int | None, int], int] = {}
+        for v in session.scalars(select(Verdict).where(Verdict.kind == verdict_kind,
+                                                       Verdict.source.in_(HUMAN_SOURCES)).order_by(Verdict.id)):
+            human[_target(v)] = int(v.label in POSITIVE_LABELS[task_kind])  # the latest human word wins
+        versions = session.scalars(select(ModelVersion).where(ModelVersion.kind == model_kind)
+                                   .order_by(ModelVersion.id)).all()
+        for version in versions:
+            ai: dict[tuple[int | None, int], Verdict] = {}
+            for v in session.scalars(select(Verdict).where(
+                    Verdict.kind == verdict_kind, Verdict.model_version_id == version.id).order_by(Verdict.id)):
+                ai[_target(v)] = v
+            if not ai:
+                continue
+            both = [key for key in ai if key in human]
+            scores = [float((ai[k].probabilities or {}).get("accept", 0.0)) for k in both]
+            labels = [human[k] for k in both]
+            ai_labels = [int(ai[k].label in POSITIVE_LABELS[task_kind]) for k in both]
+            result = calibrate_task(scores, labels, target_precision, method, ai_labels=ai_labels,
+                                    verifier_version=f"{version.name}:{version.version}",
+                                    task_kind=task_kind.value)
+            row = Calibration(
+                model_version_id=version.id, task_kind=task_kind, method=method,
+                calibrator=result.calibrator.to_dict() if result.calibrator else None,
+                target_precision=target_precision, accept_threshold=result.accept_threshold,
+                reject_threshold=result.reject_threshold, n_verdicts=len(both), metrics=result.to_dict())
+            session.add(row)
+            session.flush()
+            out.append(KindCalibration(f"{version.name}:{version.version}", task_kind, result, row.id))
+    return out

@@ -1,0 +1,113 @@
+"""Verify stage: the AI verifiers judge every candidate of an image.
+
+MV: each mask of each pair, alone (rendered as two views). EV: each pair, with the boxes of the
+masks MV thinks are present (P(accept) ≥ survive_probability); with no boxes its answer also gives
+the presence score. Each judgement is an AI verdict (label = the most likely choice, with all
+probabilities) from the verifier's model version; a verifier version never judges the same mask
+or pair twice."""
+
+from __future__ import annotations
+
+from PIL import Image as PILImage
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.models import (
+    Concept, ImageConcept, Mask, Polarity, StageStatus, Verdict, VerdictKind, VerdictSource,
+)
+from engine.domain.masks import RleMask, decode_mask
+from engine.ports import ExhaustivityVerifier, MaskQuery, MaskVerifier, PairQuery
+from engine.repositories import stages as stages_repo
+from engine.services.common import StageReport, Timer, call_split, describe, load_images, record, register
+from engine.storage import MediaStore
+
+STAGE = "verify"
+
+
+def verify_batch(session: Session, store: MediaStore, mv: MaskVerifier, ev: ExhaustivityVerifier,
+                 survive_probability: float, job_id: int, image_ids: list[int]) -> StageReport:
+    report = StageReport(STAGE)
+    items = stages_repo.claim_pending(session, job_id, STAGE, image_ids)
+    if not items:
+        return report
+    mv_version = register(session, mv.stamp).id
+    ev_version = register(session, ev.stamp).id
+    ids = [i.subject_id for i in items]
+    pairs = session.execute(
+        select(ImageConcept.id, ImageConcept.image_id, Concept.text)
+        .join(Concept, Concept.id == ImageConcept.concept_id)
+        .where(ImageConcept.image_id.in_(ids), ImageConcept.polarity != Polarity.NEGATIVE)
+        .order_by(ImageConcept.id)
+    ).all()
+    with Timer(report, "load"):
+        images = load_images(session, store, [i for i in ids if any(p[1] == i for p in pairs)])
+    for item in items:
+        own = [(pid, text) for pid, image_id, text in pairs if image_id == item.subject_id]
+        if not own:
+            record(report, item, StageStatus.SKIPPED, version_id=ev_version,
+                   detail={"reason": "no phrase to verify for this image"})
+            continue
+        image = images[item.subject_id]
+        if isinstance(image, str):
+            record(report, item, StageStatus.FAILED, version_id=ev_version, error=image)
+            continue
+        with Timer(report, "model") as timer:
+            errors, counts = _verify_image(session, image, own, mv, ev, mv_version, ev_version, survive_probability)
+        detail = {"masks": counts[0], "pairs": counts[1]}
+        if errors:
+            record(report, item, StageStatus.FAILED, version_id=ev_version, seconds=timer.elapsed,
+                   error=f"{len(errors)} verifier calls failed: " + "; ".join(errors[:5]), detail=detail)
+        else:
+            record(report, item, StageStatus.DONE, version_id=ev_version, seconds=timer.elapsed, detail=detail)
+    session.flush()
+    return report
+
+
+def _verify_image(session: Session, image: PILImage.Image, pairs: list[tuple[int, str]], mv: MaskVerifier,
+                  ev: ExhaustivityVerifier, mv_version: int, ev_version: int,
+                  survive: float) -> tuple[list[str], tuple[int, int]]:
+    pair_ids = [pid for pid, _ in pairs]
+    phrase_of = dict(pairs)
+    masks = session.scalars(select(Mask).where(Mask.pair_id.in_(pair_ids)).order_by(Mask.id)).all()
+    judged = {
+        (v.mask_id, v.pair_id, v.kind): v.probabilities or {}
+        for v in session.scalars(select(Verdict).where(
+            Verdict.pair_id.in_(pair_ids), Verdict.model_version_id.in_([mv_version, ev_version])))
+    }
+    errors: list[str] = []
+    todo = [m for m in masks if (m.id, m.pair_id, VerdictKind.MASK) not in judged]
+    queries = [MaskQuery(image, phrase_of[m.pair_id], decode_mask(_rle(m))) for m in todo]
+    for mask, result in zip(todo, call_split(lambda qs: mv.verify_masks(qs), queries)):
+        if isinstance(result, Exception):
+            errors.append(f"mask {mask.id}: {describe(result)}")
+            continue
+        _add(session, VerdictKind.MASK, mask.pair_id, mask.id, mv_version, result)
+        judged[(mask.id, mask.pair_id, VerdictKind.MASK)] = result
+    ev_todo = [(pid, text) for pid, text in pairs if (None, pid, VerdictKind.EXHAUSTIVITY) not in judged]
+    ev_queries = []
+    for pid, text in ev_todo:
+        boxes = [(m.bbox_x, m.bbox_y, m.bbox_w, m.bbox_h) for m in masks if m.pair_id == pid
+                 and judged.get((m.id, pid, VerdictKind.MASK), {}).get("accept", 0.0) >= survive]
+        ev_queries.append(PairQuery(image, text, boxes))
+    for (pid, _), query, result in zip(ev_todo, ev_queries, call_split(lambda qs: ev.verify_pairs(qs), ev_queries)):
+        if isinstance(result, Exception):
+            errors.append(f"pair {pid}: {describe(result)}")
+            continue
+        _add(session, VerdictKind.EXHAUSTIVITY, pid, None, ev_version, result,
+             payload={"boxes": len(query.boxes)})
+    return errors, (len(todo), len(ev_todo))
+
+
+def _rle(mask: Mask) -> RleMask:
+    return RleMask(mask.rle_counts, mask.height, mask.width,
+                   (mask.bbox_x, mask.bbox_y, mask.bbox_w, mask.bbox_h), mask.area)
+
+
+def _add(session: Session, kind: VerdictKind, pair_id: int, mask_id: int | None, version: int,
+         probabilities: dict[str, float], payload: dict | None = None) -> None:
+    label = max(probabilities, key=probabilities.__getitem__)
+    session.add(Verdict(kind=kind, source=VerdictSource.AI, pair_id=pair_id, mask_id=mask_id,
+                        model_version_id=version, label=label,
+                        probabilities={k: float(v) for k, v in probabilities.items()}, payload=payload))
+
+

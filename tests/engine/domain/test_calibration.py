@@ -1,0 +1,247 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from engine.domain.calibration import (
+    CalibrationResult, Calibrator, ThresholdChoice, calibrate_task, choose_reject_threshold,
+    choose_threshold, fit_isotonic, fit_platt, min_sample_size, needed_for_target, wilson_interval,
+)
+
+A_TRUE, B_TRUE = 3.0, -0.5
+
+
+def synthetic(n: int, seed: int, a: float = A_TRUE, b: float = B_TRUE) -> tuple[np.ndarray, np.ndarray]:
+    """Scores s ~ N(0, 1.5²), labels ~ Bernoulli(sigmoid(a·s + b))."""
+    rng = np.random.default_rng(seed)
+    s = rng.normal(0.0, 1.5, size=n)
+    y = rng.random(n) < 1.0 / (1.0 + np.exp(-(a * s + b)))
+    return s, y
+
+
+# ----------------------------------------------------------------------------- Wilson, sample sizes
+def test_wilson_interval_against_hand_computation():
+    # 8 of 10, z = 1.96: centre (0.8 + 0.19208) / 1.38416, half 1.96·sqrt(0.016 + 0.0009604) / 1.38416
+    low, high = wilson_interval(8, 10, z=1.96)
+    assert low == pytest.approx(0.49016, abs=1e-4)
+    assert high == pytest.approx(0.94332, abs=1e-4)
+    # perfect sample: lower bound n / (n + z²)
+    assert wilson_interval(20, 20, z=1.96)[0] == pytest.approx(20 / (20 + 1.96**2))
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    lows, highs = wilson_interval(np.array([0, 5, 10]), np.array([10, 10, 10]))
+    assert np.all(lows <= highs) and lows[0] == 0.0 and highs[2] == 1.0
+
+
+@pytest.mark.parametrize(("target", "n"), [(0.95, 73), (0.90, 35), (0.99, 381), (0.80, 16)])
+def test_min_sample_size_matches_hand_computation(target, n):
+    # n / (n + z²) ≥ target  ⇔  n ≥ target·z² / (1 − target); z² = 3.8415
+    assert min_sample_size(target) == n == math.ceil(target * 1.959964**2 / (1 - target))
+    assert wilson_interval(n, n)[0] >= target > wilson_interval(n - 1, n - 1)[0]
+
+
+def test_needed_for_target():
+    assert needed_for_target(0, 0.95) == 73
+    assert needed_for_target(50, 0.95) == 23
+    assert needed_for_target(73, 0.95) == 0
+    assert needed_for_target(500, 0.95) == 0
+    assert needed_for_target(20, 0.90) == 15
+    assert needed_for_target(20, 0.90, min_support=50) == 30
+    with pytest.raises(ValueError):
+        needed_for_target(0, 1.0)
+
+
+# ----------------------------------------------------------------------------- calibrators
+def test_isotonic_is_monotone_and_within_unit_interval():
+    s, y = synthetic(3000, seed=1)
+    cal = fit_isotonic(s, y)
+    grid = np.linspace(-8, 8, 2001)
+    p = cal.calibrate_many(grid)
+    assert np.all(np.diff(p) >= 0)
+    assert p.min() >= 0.0 and p.max() <= 1.0
+    assert p[0] < 0.05 and p[-1] > 0.95
+    assert cal.calibrate(0.0) == pytest.approx(float(cal.calibrate_many([0.0])[0]))
+    # close to the true curve where the data are dense
+    true = 1 / (1 + np.exp(-(A_TRUE * grid + B_TRUE)))
+    dense = np.abs(grid) < 2
+    assert np.max(np.abs(p[dense] - true[dense])) < 0.15
+
+
+def test_isotonic_pools_violators_exactly():
+    cal = fit_isotonic([1, 2, 3, 4], [0, 1, 0, 1])  # 2 and 3 violate → pooled at 0.5
+    assert cal.calibrate_many([1, 2, 2.5, 3, 4]).tolist() == [0.0, 0.5, 0.5, 0.5, 1.0]
+    tied = fit_isotonic([1, 1, 2, 2], [0, 1, 1, 1])  # equal scores pool first
+    assert tied.calibrate_many([1, 2]).tolist() == [0.5, 1.0]
+    assert fit_isotonic([0.3], [1]).calibrate(5.0) == 1.0
+
+
+def test_platt_recovers_the_generating_curve():
+    s, y = synthetic(20_000, seed=2)
+    cal = fit_platt(s, y)
+    assert cal.method == "platt"
+    assert cal.a == pytest.approx(A_TRUE, rel=0.1)
+    assert cal.b == pytest.approx(B_TRUE, abs=0.15)
+    p = cal.calibrate_many(np.linspace(-5, 5, 101))
+    assert np.all(np.diff(p) > 0) and p.min() > 0 and p.max() < 1
+
+
+def test_platt_stays_finite_on_separable_data():
+    cal = fit_platt([0, 1, 2, 3], [0, 0, 1, 1])
+    assert math.isfinite(cal.a) and math.isfinite(cal.b) and cal.a > 0
+    assert cal.calibrate(0) < 0.5 < cal.calibrate(3)
+
+
+@pytest.mark.parametrize("fit", [fit_isotonic, fit_platt])
+def test_calibrator_round_trips_through_json(fit):
+    s, y = synthetic(500, seed=3)
+    cal = fit(s, y)
+    data = json.loads(json.dumps(cal.to_dict()))
+    back = Calibrator.from_dict(data)
+    assert back == cal
+    grid = np.linspace(-4, 4, 33)
+    assert np.array_equal(back.calibrate_many(grid), cal.calibrate_many(grid))
+
+
+def test_calibrator_rejects_bad_parameters():
+    with pytest.raises(ValueError):
+        Calibrator("isotonic", x=(1.0, 0.5), y=(0.1, 0.2))
+    with pytest.raises(ValueError):
+        Calibrator("isotonic", x=(0.0, 1.0), y=(0.6, 0.2))
+    with pytest.raises(ValueError):
+        Calibrator("platt", a=1.0)
+    with pytest.raises(ValueError):
+        Calibrator("beta", a=1.0, b=0.0)
+    with pytest.raises(ValueError):
+        fit_isotonic([], [])
+    with pytest.raises(ValueError):
+        fit_isotonic([0.1, 0.2], [0, 2])
+
+
+# ----------------------------------------------------------------------------- thresholds
+def test_threshold_meets_the_target_on_held_out_data():
+    s, y = synthetic(40_000, seed=4)
+    train_s, train_y, test_s, test_y = s[:8000], y[:8000], s[8000:], y[8000:]
+    cal = fit_isotonic(train_s, train_y)
+    choice = choose_threshold(cal.calibrate_many(train_s), train_y, 0.95)
+    assert choice.passed and choice.side == "accept"
+    assert choice.ci_low >= 0.95 and choice.precision >= choice.ci_low
+    assert 0.2 < choice.coverage < 0.6
+    held = cal.calibrate_many(test_s) >= choice.threshold
+    assert held.mean() == pytest.approx(choice.coverage, abs=0.03)
+    assert test_y[held].mean() >= 0.95 - 0.01
+
+    reject = choose_reject_threshold(cal.calibrate_many(train_s), train_y, 0.95)
+    assert reject.passed and reject.side == "reject" and reject.threshold < choice.threshold
+    low = cal.calibrate_many(test_s) <= reject.threshold
+    assert (~test_y[low]).mean() >= 0.95 - 0.01
+
+
+def test_threshold_is_the_lowest_passing_one_and_keeps_ties_together():
+    # scores 1..200; the top 100 are all positive, below that half are
+    scores = np.arange(1, 201, dtype=float)
+    labels = np.where(scores > 100, 1, np.arange(200) % 2)
+    choice = choose_threshold(scores, labels, 0.9, min_support=1)
+    top_k = int(choice.support)
+    # the chosen set {score ≥ t} passes, and the set one score lower does not
+    assert wilson_interval(labels[scores >= choice.threshold].sum(), top_k)[0] >= 0.9
+    below = scores >= choice.threshold - 1
+    assert wilson_interval(labels[below].sum(), below.sum())[0] < 0.9
+    assert choice.coverage == top_k / 200
+    tied = choose_threshold([0.9] * 100 + [0.2] * 100, [1] * 100 + [0] * 100, 0.9)
+    assert tied.threshold == 0.9 and tied.support == 100
+
+
+def test_wilson_refuses_small_samples():
+    s, y = synthetic(20, seed=5)
+    assert not choose_threshold(s, y, 0.95).passed
+    # even 20 perfectly separated verdicts are not enough at 0.95: lower bound 20/23.84 = 0.84
+    perfect = choose_threshold(np.arange(20.0), np.ones(20), 0.95, min_support=1)
+    assert perfect.threshold is None and perfect.coverage == 0.0 and perfect.support == 0
+    assert "53 more" in perfect.reason
+    assert choose_threshold(np.arange(73.0), np.ones(73), 0.95, min_support=1).threshold == 0.0
+
+
+def test_min_support_is_enforced():
+    choice = choose_threshold(np.arange(100.0), np.ones(100), 0.9, min_support=150)
+    assert not choice.passed
+
+
+def test_threshold_choice_round_trips():
+    choice = choose_threshold(np.arange(100.0), np.ones(100), 0.9)
+    assert ThresholdChoice.from_dict(json.loads(json.dumps(choice.to_dict()))) == choice
+
+
+# ----------------------------------------------------------------------------- per task
+def test_calibrate_task_with_enough_verdicts():
+    s, y = synthetic(4000, seed=6)
+    result = calibrate_task(s, y, 0.95, method="isotonic", verifier_version="mv-1", task_kind="verify_mask")
+    assert result.accept_threshold is not None and result.reject_threshold is not None
+    assert result.reject_threshold < result.accept_threshold
+    assert result.reason is None and result.more_verdicts_needed == 0
+    assert result.n == 4000 and result.n_positive + result.n_negative == 4000
+    assert result.coverage == pytest.approx(result.accept.coverage + result.reject.coverage)
+    assert result.agreement == pytest.approx(np.mean((s >= 0.5) == y))
+    back = CalibrationResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert back == result
+    platt = calibrate_task(s, y, 0.95, method="platt")
+    assert platt.calibrator.method == "platt" and platt.accept_threshold is not None
+
+
+def test_calibrate_task_with_too_few_verdicts_says_how_many_more():
+    s = np.linspace(-1, 1, 40)
+    y = s > 0  # 20 positive, 20 negative
+    result = calibrate_task(s, y, 0.95)
+    assert result.accept_threshold is None and result.reject_threshold is None
+    assert result.needed_positive == 53 and result.needed_negative == 53
+    assert result.more_verdicts_needed == 106  # 53 more positives at a 50% positive rate
+    assert "106 more" in result.reason and "53 more" in result.reason
+    assert result.calibrator is not None  # fitted all the same; only the gates stay closed
+    empty = calibrate_task([], [], 0.95)
+    assert empty.calibrator is None and empty.more_verdicts_needed == 73 and empty.agreement is None
+
+
+def test_calibrate_task_uses_the_ai_argmax_for_agreement():
+    s = np.array([0.9, 0.8, 0.2, 0.1])
+    y = np.array([1, 0, 0, 1])
+    assert calibrate_task(s, y, 0.9).agreement == 0.5
+    assert calibrate_task(s, y, 0.9, ai_labels=[1, 0, 0, 1]).agreement == 1.0
+
+
+def test_calibrate_task_one_sided():
+    # plenty of negatives well separated, few positives: only the reject side can open
+    s = np.concatenate([np.linspace(0, 0.3, 300), np.linspace(0.7, 1, 10)])
+    y = np.concatenate([np.zeros(300), np.ones(10)])
+    result = calibrate_task(s, y, 0.95)
+    assert result.accept_threshold is None and result.reject_threshold is not None
+    assert result.needed_positive == 63 and result.needed_negative == 0
+    assert result.more_verdicts_needed == 0
+    assert "63 more" in result.reason
+
+
+def test_calibrate_task_validates_arguments():
+    with pytest.raises(ValueError):
+        calibrate_task([0.1], [1], 0.95, method="spline")
+    with pytest.raises(ValueError):
+        calibrate_task([0.1, 0.2], [1], 0.95)
+    with pytest.raises(ValueError):
+        calibrate_task([0.1], [1], 1.5)
+
+
+def test_threshold_bounds_and_the_probability_floor():
+    # 98% positives: the set criterion alone would accept everything, even items the model rates low
+    rng = np.random.default_rng(7)
+    y = rng.random(3000) < 0.98
+    s = np.where(y, rng.normal(1.0, 1.0, 3000), rng.normal(-1.0, 1.0, 3000))
+    free = choose_threshold(s, y, 0.95, min_threshold=None)
+    assert free.coverage == 1.0
+    bounded = choose_threshold(s, y, 0.95, min_threshold=0.0)
+    assert bounded.threshold >= 0.0 and bounded.coverage < 1.0
+    assert choose_threshold(s, y, 0.95, min_threshold=99.0).reason.startswith("no accept threshold: no score")
+    assert choose_reject_threshold(-s, ~y, 0.95, max_threshold=0.0).threshold <= 0.0
+    result = calibrate_task(s, y, 0.95)  # default floor 0.5 on the calibrated probability
+    assert result.accept_threshold >= 0.5
+    p = result.calibrator.calibrate_many(s)
+    assert result.accept.coverage == pytest.approx(np.mean(p >= result.accept_threshold))
+    assert calibrate_task(s, y, 0.95, min_probability=0.0).accept.coverage == 1.0
+    with pytest.raises(ValueError):
+        calibrate_task(s, y, 0.95, min_probability=1.5)

@@ -1,0 +1,165 @@
+"""Verify, route and calibrate with fake verifiers (implementing the ports), on both databases."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from engine.db.models import (
+    Calibration, HumanTask, ImageConcept, Mask, MaskState, Polarity, RouteAction, RouteDecision,
+    StageItem, StageStatus, TaskKind, TaskState, Verdict, VerdictKind, VerdictSource,
+)
+from engine.db.session import session_scope
+from engine.domain.calibration import fit_isotonic
+from engine.services import calibrate, flow, propose, route, verify
+from engine.settings import ProposeSettings, RoutingSettings
+from tests.engine.services.test_model_stages import ORDER, _to_propose, mined  # noqa: F401
+from tests.fakes import FakeExhaustivityVerifier, FakeMaskVerifier, FakeProposer
+
+ROUTING = RoutingSettings(audit_rate=0.0)
+
+
+@pytest.fixture
+def verified(settings, mined):  # noqa: F811
+    """Image 0: 'good vase', 'bad lamp' (+ alt-text 'striped cat', 'blue sofa'); image 1: 'all bird'."""
+    job_id, ids, store = mined
+    _to_propose(settings, job_id, ids[:2], store, {(80, 60): "a good vase and a bad lamp", (64, 48): "an all bird"})
+    with session_scope(settings.db_url) as s:
+        report = propose.propose_batch(s, store, FakeProposer(), ProposeSettings(), job_id, ids[:2])
+        flow.hand_over(s, job_id, "propose", report.image_ids, ORDER + ("verify", "route"))
+    mv, ev = FakeMaskVerifier(), FakeExhaustivityVerifier()
+    with session_scope(settings.db_url) as s:
+        report = verify.verify_batch(s, store, mv, ev, 0.5, job_id, ids[:2])
+        flow.hand_over(s, job_id, "verify", report.image_ids, ORDER + ("verify", "route"))
+    return job_id, ids[:2], store, mv, ev
+
+
+def ai_verdicts(s, kind):
+    return s.scalars(select(Verdict).where(Verdict.source == VerdictSource.AI, Verdict.kind == kind)).all()
+
+
+def test_verify_judges_every_mask_and_pair_once(settings, verified):
+    job_id, ids, store, mv, ev = verified
+    with session_scope(settings.db_url) as s:
+        mask_verdicts = ai_verdicts(s, VerdictKind.MASK)
+        assert len(mask_verdicts) == s.scalar(select(func.count()).select_from(Mask)) == 10
+        assert all(abs(sum(v.probabilities.values()) - 1) < 1e-6 for v in mask_verdicts)
+        pair_verdicts = ai_verdicts(s, VerdictKind.EXHAUSTIVITY)
+        assert len(pair_verdicts) == 5
+        st = {i.subject_id: i for i in s.scalars(select(StageItem).where(StageItem.stage == "verify"))}
+        assert st[ids[0]].status is StageStatus.DONE and st[ids[0]].detail == {"masks": 8, "pairs": 4}
+    assert ev.boxes["good vase"] == 2 and ev.boxes["bad lamp"] == 0  # only surviving masks are boxed
+    with session_scope(settings.db_url) as s:  # same versions again: nothing judged twice
+        for item in s.scalars(select(StageItem).where(StageItem.stage == "verify")):
+            item.status = StageStatus.PENDING
+    mv2 = FakeMaskVerifier()
+    with session_scope(settings.db_url) as s:
+        verify.verify_batch(s, store, mv2, FakeExhaustivityVerifier(), 0.5, job_id, ids)
+    assert mv2.seen == 0
+
+
+def test_without_calibration_everything_goes_to_humans(settings, verified):
+    job_id, ids, *_ = verified
+    with session_scope(settings.db_url) as s:
+        report = route.route_batch(s, ROUTING, job_id, ids)
+    assert report.counts["human"] == 15 and report.counts["auto_accept"] == 0
+    with session_scope(settings.db_url) as s:
+        kinds = dict(s.execute(select(HumanTask.kind, func.count()).group_by(HumanTask.kind)).all())
+        assert kinds == {TaskKind.VERIFY_MASK: 10, TaskKind.CHECK_EXHAUSTIVITY: 5}
+        assert all("no calibrated" in t.reason or "not calibrated" in t.reason or "threshold" in t.reason
+                   for t in s.scalars(select(HumanTask)))
+
+
+def _calibrate_by_hand(s, verifier_name, kind, accept, reject):
+    from engine.db.models import ModelVersion
+
+    version = s.scalars(select(ModelVersion).where(ModelVersion.name == verifier_name)).one()
+    identity = fit_isotonic([0.0, 1.0], [0, 1])
+    s.add(Calibration(model_version_id=version.id, task_kind=kind, method="isotonic",
+                      calibrator=identity.to_dict(), target_precision=0.95, accept_threshold=accept,
+                      reject_threshold=reject, n_verdicts=0, metrics={}))
+
+
+def test_calibrated_routing_auto_decides_and_never_overrides_humans(settings, verified):
+    job_id, ids, *_ = verified
+    with session_scope(settings.db_url) as s:
+        _calibrate_by_hand(s, "fake-mv", TaskKind.VERIFY_MASK, 0.95, 0.05)
+        _calibrate_by_hand(s, "fake-ev", TaskKind.CHECK_EXHAUSTIVITY, 0.95, 0.05)
+        # a human already rejected one of the 'good vase' masks
+        from engine.db.models import Concept
+
+        vase_mask = s.scalars(select(Mask).join(ImageConcept).join(Concept, Concept.id == ImageConcept.concept_id)
+                              .where(Concept.text == "good vase").order_by(Mask.id)).first()
+        from engine.db.models import Role, User
+
+        user = User(username="ann", role=Role.ANNOTATOR)
+        s.add(user)
+        s.flush()
+        s.add(Verdict(kind=VerdictKind.MASK, source=VerdictSource.HUMAN, pair_id=vase_mask.pair_id,
+                      mask_id=vase_mask.id, user_id=user.id, label="reject"))
+    with session_scope(settings.db_url) as s:
+        report = route.route_batch(s, ROUTING, job_id, ids)
+    with session_scope(settings.db_url) as s:
+        masks = s.scalars(select(Mask)).all()
+        states = {m.id: m.state for m in masks}
+        assert states[vase_mask.id] is MaskState.CANDIDATE  # the human's mask is left to the human
+        decisions = {d.mask_id: d for d in s.scalars(select(RouteDecision).where(RouteDecision.mask_id.is_not(None)))}
+        assert decisions[vase_mask.id].action is RouteAction.KEEP_HUMAN
+        accepted = [m for m in masks if m.state is MaskState.ACCEPTED]
+        rejected = [m for m in masks if m.state is MaskState.REJECTED]
+        assert len(accepted) == 1 and len(rejected) == 2  # other vase mask; both lamp masks
+        # 'good vase' is confidently exhaustive with its masks → the pair is auto-accepted, no task
+        from engine.db.models import Concept
+
+        pairs = {c: p for p, c in s.execute(select(ImageConcept, Concept.text).join(
+            Concept, Concept.id == ImageConcept.concept_id)).all()}
+        assert pairs["good vase"].is_exhaustive and pairs["good vase"].polarity is Polarity.POSITIVE
+        assert pairs["bird"].is_exhaustive is None  # uncertain: a human checks it
+        pair_tasks = {t.pair_id for t in s.scalars(select(HumanTask).where(
+            HumanTask.kind == TaskKind.CHECK_EXHAUSTIVITY))}
+        assert pairs["good vase"].id not in pair_tasks and pairs["bird"].id in pair_tasks
+        open_tasks = s.scalars(select(HumanTask).where(HumanTask.state == TaskState.OPEN)).all()
+        assert all(t.mask_id != vase_mask.id for t in open_tasks)
+    assert report.counts["keep_human"] == 1
+
+
+def test_audit_sends_auto_decisions_to_humans_too(settings, verified):
+    job_id, ids, *_ = verified
+    with session_scope(settings.db_url) as s:
+        _calibrate_by_hand(s, "fake-mv", TaskKind.VERIFY_MASK, 0.95, 0.05)
+    with session_scope(settings.db_url) as s:
+        route.route_batch(s, RoutingSettings(audit_rate=1.0), job_id, ids)
+    with session_scope(settings.db_url) as s:
+        audits = s.scalars(select(RouteDecision).where(RouteDecision.audit)).all()
+        assert audits and all(d.action is RouteAction.HUMAN and d.task_id for d in audits)
+        assert all(s.get(HumanTask, d.task_id).reason.startswith("audit sample") for d in audits)
+
+
+def test_rerouting_with_a_newer_verifier_cancels_open_tasks_it_now_decides(settings, verified):
+    job_id, ids, store, *_ = verified
+    with session_scope(settings.db_url) as s:
+        route.route_batch(s, ROUTING, job_id, ids)  # uncalibrated: tasks for everything
+    with session_scope(settings.db_url) as s:
+        _calibrate_by_hand(s, "fake-mv", TaskKind.VERIFY_MASK, 0.95, 0.05)
+        for item in s.scalars(select(StageItem).where(StageItem.stage == "route")):
+            item.status = StageStatus.PENDING
+    with session_scope(settings.db_url) as s:
+        route.route_batch(s, ROUTING, job_id, ids)
+    with session_scope(settings.db_url) as s:
+        cancelled = s.scalars(select(HumanTask).where(HumanTask.state == TaskState.CANCELLED)).all()
+        assert len(cancelled) == 4  # good vase ×2, bad lamp ×2: now decided by the verifier
+        assert all("newer verifier" in t.reason for t in cancelled)
+        # no duplicate open task for the same mask
+        open_masks = [t.mask_id for t in s.scalars(select(HumanTask).where(
+            HumanTask.state == TaskState.OPEN, HumanTask.kind == TaskKind.VERIFY_MASK))]
+        assert len(open_masks) == len(set(open_masks))
+
+
+def test_calibrate_needs_human_verdicts_then_finds_thresholds(settings, verified):
+    job_id, ids, *_ = verified
+    with session_scope(settings.db_url) as s:
+        results = calibrate.calibrate(s, target_precision=0.95, method="isotonic")
+    assert {r.task_kind for r in results} == {TaskKind.VERIFY_MASK, TaskKind.CHECK_EXHAUSTIVITY}
+    assert all(r.result.accept_threshold is None and "more" in r.result.reason for r in results)
+    with session_scope(settings.db_url) as s:
+        assert s.scalar(select(func.count()).select_from(Calibration)) == 2
