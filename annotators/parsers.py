@@ -52,11 +52,13 @@ class SpacyParser:
 class LlmParser:
     """A chat model asked for the noun phrases of each caption as a JSON list."""
 
+    instruction = LLM_INSTRUCTION
+
     def __init__(self, ref: str, *, max_new_tokens: int, device: str = "auto") -> None:
         import torch
         from transformers import AutoTokenizer
 
-        loaded = load_pretrained(ref, AutoTokenizer, _ChatModel, device)
+        loaded = self._loaded = load_pretrained(ref, AutoTokenizer, _ChatModel, device)
         self.tokenizer, self.model, self.device = loaded.processor, loaded.model, loaded.device
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -71,7 +73,7 @@ class LlmParser:
             return []
         prompts = [
             self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": [{"type": "text", "text": LLM_INSTRUCTION.format(caption=c)}]}],
+                [{"role": "user", "content": [{"type": "text", "text": self.instruction.format(caption=c)}]}],
                 add_generation_prompt=True, tokenize=False)
             for c in captions
         ]
@@ -81,3 +83,23 @@ class LlmParser:
                                       pad_token_id=self.tokenizer.pad_token_id)
         answers = self.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         return [a.strip() for a in answers]
+
+
+SUGGEST_INSTRUCTION = (
+    "Name up to five concrete objects that look similar to \"{caption}\" but are different things "
+    "(hard negatives for a detector). Answer with a JSON list of short noun phrases only."
+)
+
+
+class LlmSuggester(LlmParser):
+    """The same chat model, asked for visually similar but different concepts."""
+
+    instruction = SUGGEST_INSTRUCTION
+
+    def __init__(self, ref: str, *, max_new_tokens: int, device: str = "auto") -> None:
+        super().__init__(ref, max_new_tokens=max_new_tokens, device=device)
+        self.stamp = stamp_for(ModelKind.PARSER, ref, self._loaded, {
+            "instruction": SUGGEST_INSTRUCTION, "max_new_tokens": max_new_tokens, "decoding": "greedy"})
+
+    def suggest(self, phrases: Sequence[str]) -> list[list[str] | str]:
+        return self.parse(phrases)

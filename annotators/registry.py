@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.ports import Captioner, ExhaustivityVerifier, MaskProposer, MaskVerifier, PhraseParser
+from engine.ports import (
+    Captioner, ConceptSuggester, ExhaustivityVerifier, MaskProposer, MaskVerifier, PhraseEmbedder, PhraseParser,
+)
 from engine.settings import Settings
 
 
@@ -69,3 +71,19 @@ def make_exhaustivity_verifier(settings: Settings) -> ExhaustivityVerifier:
     ref = (model_refs(settings)["captioner"] if settings.model_profile == "tiny"
            else settings.models.verify.exhaustivity_model)
     return LlamaExhaustivityVerifier(ref, device=settings.models.device)
+
+
+def make_embedder(settings: Settings) -> PhraseEmbedder:
+    from annotators.embeddings import MiniLmEmbedder
+
+    return MiniLmEmbedder(device="cpu")
+
+
+def make_suggester(settings: Settings) -> ConceptSuggester | None:
+    n = settings.models.negatives
+    if not n.use_llm:
+        return None
+    from annotators.parsers import LlmSuggester
+
+    return LlmSuggester(model_refs(settings)["llm_parser"], max_new_tokens=n.llm_max_new_tokens,
+                        device=settings.models.device)

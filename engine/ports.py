@@ -97,3 +97,17 @@ class ExhaustivityVerifier(Protocol):
 
     def verify_pairs(self, queries: Sequence[PairQuery]) -> list[dict[str, float]]:
         """Per query: probability of each label."""
+
+
+class PhraseEmbedder(Protocol):
+    stamp: ModelStamp
+
+    def embed(self, phrases: Sequence[str]) -> np.ndarray:
+        """One L2-normalised vector per phrase (n × d)."""
+
+
+class ConceptSuggester(Protocol):
+    stamp: ModelStamp
+
+    def suggest(self, phrases: Sequence[str]) -> list[list[str] | str]:
+        """Per phrase: visually similar but different concepts (or the raw answer to repair)."""

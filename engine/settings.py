@@ -31,6 +31,7 @@ class BatchSizes(BaseModel):
     caption: int = Field(8, ge=1, le=1_000)
     parse: int = Field(64, ge=1, le=10_000)
     propose: int = Field(4, ge=1, le=1_000)
+    negatives: int = Field(4, ge=1, le=1_000)
     verify: int = Field(4, ge=1, le=1_000)
     route: int = Field(64, ge=1, le=10_000)
 
@@ -95,6 +96,19 @@ class VerifySettings(BaseModel):
                                        description="MV P(accept) at which a mask counts as present for EV")
 
 
+class NegativeSettings(BaseModel):
+    """Hard negatives: concepts close to a positive phrase whose masks land on the positive's."""
+
+    enabled: bool = True
+    neighbours: int = Field(5, ge=0, le=50, description="nearest known concepts by phrase embedding")
+    min_similarity: float = Field(0.3, ge=-1, le=1)
+    max_similarity: float = Field(0.9, ge=-1, le=1, description="closer than this is a synonym, not a negative")
+    use_llm: bool = Field(True, description="also ask the LLM for visually similar concepts")
+    llm_max_new_tokens: int = Field(64, ge=1, le=512)
+    overlap_iou: float = Field(0.5, gt=0, le=1, description="a candidate is adversarial when a mask overlaps this much")
+    max_per_phrase: int = Field(3, ge=1, le=50)
+
+
 class ModelSettings(BaseModel):
     cache_dir: Path | None = Field(None, description="tiny models and downloads; default <data_dir>/models")
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1 …")
@@ -102,6 +116,7 @@ class ModelSettings(BaseModel):
     parse: ParseSettings = ParseSettings()
     propose: ProposeSettings = ProposeSettings()
     verify: VerifySettings = VerifySettings()
+    negatives: NegativeSettings = NegativeSettings()
 
 
 class RoutingSettings(BaseModel):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from engine.ports import Captioner, ExhaustivityVerifier, MaskProposer, MaskVerifier, PhraseParser
+from engine.ports import (
+    Captioner, ConceptSuggester, ExhaustivityVerifier, MaskProposer, MaskVerifier, PhraseEmbedder, PhraseParser,
+)
 from engine.settings import Settings
 
 
@@ -45,3 +47,13 @@ class ModelCache:
         from annotators.registry import make_exhaustivity_verifier
 
         return self._get("exhaustivity_verifier", make_exhaustivity_verifier)
+
+    def embedder(self) -> PhraseEmbedder:
+        from annotators.registry import make_embedder
+
+        return self._get("embedder", make_embedder)
+
+    def suggester(self) -> ConceptSuggester | None:
+        from annotators.registry import make_suggester
+
+        return self._get("suggester", make_suggester)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine.services import caption, mine, parse, propose, route, verify
+from engine.services import caption, mine, negatives, parse, propose, route, verify
 from pipelines.context import TaskContext
 
 Service = Callable[[TaskContext, Session, int, list[int]], Any]
@@ -41,6 +41,12 @@ def _propose(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
     return propose.propose_batch(s, ctx.store, ctx.models.proposer(), ctx.settings.models.propose, job_id, ids)
 
 
+def _negatives(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
+    m = ctx.settings.models
+    return negatives.negatives_batch(s, ctx.store, ctx.models.proposer(), ctx.models.embedder(),
+                                     ctx.models.suggester(), m.negatives, m.propose, job_id, ids)
+
+
 def _verify(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
     return verify.verify_batch(s, ctx.store, ctx.models.mask_verifier(), ctx.models.exhaustivity_verifier(),
                                ctx.settings.models.verify.survive_probability, job_id, ids)
@@ -55,6 +61,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("caption", "dataengine.caption.batch", "gpu", _caption),
     Stage("parse", "dataengine.parse.batch", "cpu", _parse),
     Stage("propose", "dataengine.propose.batch", "gpu", _propose),
+    Stage("negatives", "dataengine.negatives.batch", "gpu", _negatives),
     Stage("verify", "dataengine.verify.batch", "gpu", _verify),
     Stage("route", "dataengine.route.batch", "cpu", _route),
 )

@@ -68,6 +68,11 @@ def propose_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
     return run_stage(worker_context(), worker_queue(), "propose", job_id, image_ids)
 
 
+@app.task(name="dataengine.negatives.batch", **RETRY)
+def negatives_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
+    return run_stage(worker_context(), worker_queue(), "negatives", job_id, image_ids)
+
+
 @app.task(name="dataengine.verify.batch", **RETRY)
 def verify_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
     return run_stage(worker_context(), worker_queue(), "verify", job_id, image_ids)

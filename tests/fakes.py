@@ -116,3 +116,35 @@ class FakeExhaustivityVerifier:
             out.append({"accept": p, "reject_missing": rest, "reject_unseparated": rest, "flag_label": rest,
                         "whole_image": rest, "ungroundable": rest})
         return out
+
+
+class FakeEmbedder:
+    """Phrases sharing their last word are close (0.8); others far (0.0); identical 1.0."""
+
+    def __init__(self) -> None:
+        self.stamp = ModelStamp(kind="parser", name="fake-embedder", version="1")
+
+    def embed(self, phrases):  # type: ignore[no-untyped-def]
+        heads = sorted({p.split()[-1] for p in phrases})
+        out = np.zeros((len(phrases), len(heads) + len(phrases)), dtype=np.float32)
+        for i, p in enumerate(phrases):
+            out[i, heads.index(p.split()[-1])] = 0.8
+            out[i, len(heads) + i] = 0.6
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+class FakeSuggester:
+    def __init__(self, answers: dict[str, list[str] | str]) -> None:
+        self.stamp = ModelStamp(kind="parser", name="fake-suggester", version="1")
+        self.answers = answers
+
+    def suggest(self, phrases):  # type: ignore[no-untyped-def]
+        return [self.answers.get(p, "no idea") for p in phrases]
+
+
+class OverlapProposer(FakeProposer):
+    """Candidates whose name contains 'decoy' get the same masks as the phrase 'good vase' would."""
+
+    def propose(self, image, phrases):  # type: ignore[no-untyped-def]
+        mapped = ["good vase" if "decoy" in p else p for p in phrases]
+        return super().propose(image, mapped)

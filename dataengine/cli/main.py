@@ -154,7 +154,8 @@ def ensure_schema(settings: Settings) -> None:
               help="Source kind (default: detected from the path).")
 @click.option("--images-dir", type=click.Path(file_okay=False), help="COCO: folder the file_names are relative to.")
 @click.option("--retry-failed", is_flag=True, help="Try the job's failed items again (every stage).")
-@click.option("--until", type=click.Choice(["mine", "caption", "parse", "propose", "verify", "route"]), default=None,
+@click.option("--until", type=click.Choice(["mine", "caption", "parse", "propose", "negatives", "verify", "route"]),
+              default=None,
               help="Last stage to run (default: all stages; a re-run keeps the job's own).")
 @click.option("--no-wait", is_flag=True, help="With a broker: enqueue and return without waiting.")
 @click.option("--timeout", type=float, help="With a broker: stop waiting after this many seconds.")

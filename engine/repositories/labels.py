@@ -54,3 +54,9 @@ def add_mask(session: Session, pair_id: int, model_version_id: int, mask: RleMas
                area=mask.area, score=score, is_crowd=is_crowd)
     session.add(row)
     return row
+
+
+def rle_of(mask: Mask) -> RleMask:
+    """A stored mask as the domain's RLE record."""
+    return RleMask(mask.rle_counts, mask.height, mask.width,
+                   (mask.bbox_x, mask.bbox_y, mask.bbox_w, mask.bbox_h), mask.area)

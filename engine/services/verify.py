@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from engine.db.models import (
     Concept, ImageConcept, Mask, Polarity, StageStatus, Verdict, VerdictKind, VerdictSource,
 )
-from engine.domain.masks import RleMask, decode_mask
+from engine.domain.masks import decode_mask
+from engine.repositories import labels as labels_repo
 from engine.ports import ExhaustivityVerifier, MaskQuery, MaskVerifier, PairQuery
 from engine.repositories import stages as stages_repo
 from engine.services.common import StageReport, Timer, call_split, describe, load_images, record, register
@@ -76,7 +77,7 @@ def _verify_image(session: Session, image: PILImage.Image, pairs: list[tuple[int
     }
     errors: list[str] = []
     todo = [m for m in masks if (m.id, m.pair_id, VerdictKind.MASK) not in judged]
-    queries = [MaskQuery(image, phrase_of[m.pair_id], decode_mask(_rle(m))) for m in todo]
+    queries = [MaskQuery(image, phrase_of[m.pair_id], decode_mask(labels_repo.rle_of(m))) for m in todo]
     for mask, result in zip(todo, call_split(lambda qs: mv.verify_masks(qs), queries)):
         if isinstance(result, Exception):
             errors.append(f"mask {mask.id}: {describe(result)}")
@@ -96,11 +97,6 @@ def _verify_image(session: Session, image: PILImage.Image, pairs: list[tuple[int
         _add(session, VerdictKind.EXHAUSTIVITY, pid, None, ev_version, result,
              payload={"boxes": len(query.boxes)})
     return errors, (len(todo), len(ev_todo))
-
-
-def _rle(mask: Mask) -> RleMask:
-    return RleMask(mask.rle_counts, mask.height, mask.width,
-                   (mask.bbox_x, mask.bbox_y, mask.bbox_w, mask.bbox_h), mask.area)
 
 
 def _add(session: Session, kind: VerdictKind, pair_id: int, mask_id: int | None, version: int,

@@ -216,3 +216,10 @@ def test_import_predictions_command(env, tmp_path):
     assert strict.exit_code == 1 and "nothing imported (--strict)" in strict.output
     listing = invoke("models", "list").output
     assert "det" in listing and "external" in listing
+
+
+def test_calibrate_command_says_what_it_needs(env, tmp_path):
+    result = invoke("calibrate")
+    assert "no verifier has judged anything yet" in result.output
+    bad = CliRunner().invoke(cli, ["calibrate", "--target", "0.3"])
+    assert bad.exit_code == 1 and "--target must lie between 0.5 and 1" in bad.output

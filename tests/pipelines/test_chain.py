@@ -24,11 +24,11 @@ def test_whole_chain_through_a_worker(start_worker, fresh_pg_url, broker_url, tm
     result = run_mine(settings, str(src), job_name="chain", timeout_s=240)
     assert result.finished, result.report
     assert result.report.status == "done"
-    assert [s.stage for s in result.report.stages] == ["mine", "caption", "parse", "propose", "verify", "route"]
+    assert [s.stage for s in result.report.stages] == ["mine", "caption", "parse", "propose", "negatives", "verify", "route"]
     with session_scope(fresh_pg_url) as s:
         statuses = dict(s.execute(select(StageItem.stage, func.count()).where(
             StageItem.status == StageStatus.DONE).group_by(StageItem.stage)).all())
-        assert statuses == {"caption": 5, "parse": 5, "propose": 5, "verify": 5, "route": 5}
+        assert statuses == {"caption": 5, "parse": 5, "propose": 5, "negatives": 5, "verify": 5, "route": 5}
         names = set(s.scalars(select(ModelVersion.name).where(ModelVersion.random_weights)))
         assert names == {"tiny-mllama", "tiny-sam3"}
         kinds = set(s.scalars(select(ModelVersion.kind).where(ModelVersion.random_weights)))
