@@ -6,7 +6,7 @@ import io
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -71,6 +71,23 @@ def load_images(session: Session, store: MediaStore, image_ids: Sequence[int]) -
         except (OSError, ValueError) as exc:
             out[image_id] = f"cannot read stored image {row.storage_key}: {exc}"
     return out
+
+
+def with_work(report: StageReport, items: Sequence[StageItem], work: dict[int, list[T]],
+              images: dict[int, PILImage.Image | str], version_id: int, nothing: str,
+              ) -> Iterator[tuple[StageItem, list[T], PILImage.Image]]:
+    """The (row, its work, its image) of each claimed image that has work and a readable image;
+    the others are recorded here: skipped with ``nothing`` as the reason, or failed."""
+    for item in items:
+        own = work.get(item.subject_id, [])
+        if not own:
+            record(report, item, StageStatus.SKIPPED, version_id=version_id, detail={"reason": nothing})
+            continue
+        image = images.get(item.subject_id, "image not loaded")
+        if isinstance(image, str):
+            record(report, item, StageStatus.FAILED, version_id=version_id, error=image)
+            continue
+        yield item, own, image
 
 
 def call_split(fn: Callable[[list[T]], Sequence[R]], items: list[T]) -> list[R | Exception]:

@@ -15,7 +15,9 @@ from engine.domain.phrases import PhraseListError, clean_phrase, parse_phrase_li
 from engine.ports import ConceptSuggester, MaskProposer, PhraseEmbedder, Proposal
 from engine.repositories import labels as labels_repo
 from engine.repositories import stages as stages_repo
-from engine.services.common import StageReport, Timer, call_split, describe, load_images, record, register
+from engine.services.common import (
+    StageReport, Timer, call_split, describe, load_images, record, register, with_work,
+)
 from engine.settings import NegativeSettings, ProposeSettings
 from engine.storage import MediaStore
 
@@ -65,17 +67,12 @@ def negatives_batch(session: Session, store: MediaStore, proposer: MaskProposer,
             answers = call_split(lambda batch: suggester.suggest(batch), texts)
         for text, answer in zip(texts, answers):
             suggestions[text] = _phrases(answer)
-    images = load_images(session, store, sorted({image_id for _, image_id, _ in positives}))
-    for item in items:
-        own = [(pid, text) for pid, image_id, text in positives if image_id == item.subject_id]
-        if not own:
-            record(report, item, StageStatus.SKIPPED, version_id=version,
-                   detail={"reason": "no positive phrase with masks on this image"})
-            continue
-        image = images[item.subject_id]
-        if isinstance(image, str):
-            record(report, item, StageStatus.FAILED, version_id=version, error=image)
-            continue
+    by_image: dict[int, list[tuple[int, str]]] = {}
+    for pid, image_id, text in positives:
+        by_image.setdefault(image_id, []).append((pid, text))
+    images = load_images(session, store, sorted(by_image))
+    for item, own, image in with_work(report, items, by_image, images, version,
+                                      "no positive phrase with masks on this image"):
         taken = {t for _, image_id, t in pairs if image_id == item.subject_id}
         kept, tried, errors = [], 0, []
         with Timer(report, "model") as timer:

@@ -15,7 +15,9 @@ from engine.domain.masks import dedup_by_iou, encode_mask
 from engine.ports import MaskProposer, Proposal
 from engine.repositories import labels as labels_repo
 from engine.repositories import stages as stages_repo
-from engine.services.common import StageReport, Timer, call_split, describe, load_images, record, register
+from engine.services.common import (
+    StageReport, Timer, call_split, describe, load_images, record, register, with_work,
+)
 from engine.settings import ProposeSettings
 from engine.storage import MediaStore
 
@@ -44,16 +46,8 @@ def propose_batch(session: Session, store: MediaStore, proposer: MaskProposer, s
             by_image.setdefault(image_id, []).append((pair_id, text))
     with Timer(report, "load"):
         images = load_images(session, store, [i for i in ids if by_image.get(i)])
-    for item in items:
-        todo = by_image.get(item.subject_id, [])
-        if not todo:
-            record(report, item, StageStatus.SKIPPED, version_id=version,
-                   detail={"reason": "no phrase left to propose for this image"})
-            continue
-        image = images[item.subject_id]
-        if isinstance(image, str):
-            record(report, item, StageStatus.FAILED, version_id=version, error=image)
-            continue
+    for item, todo, image in with_work(report, items, by_image, images, version,
+                                       "no phrase left to propose for this image"):
         with Timer(report, "model") as timer:
             results = call_split(lambda batch: proposer.propose(image, [t for _, t in batch]), todo)
         masks, failures = 0, []

@@ -19,7 +19,9 @@ from engine.domain.masks import decode_mask
 from engine.repositories import labels as labels_repo
 from engine.ports import ExhaustivityVerifier, MaskQuery, MaskVerifier, PairQuery
 from engine.repositories import stages as stages_repo
-from engine.services.common import StageReport, Timer, call_split, describe, load_images, record, register
+from engine.services.common import (
+    StageReport, Timer, call_split, describe, load_images, record, register, with_work,
+)
 from engine.storage import MediaStore
 
 STAGE = "verify"
@@ -40,18 +42,13 @@ def verify_batch(session: Session, store: MediaStore, mv: MaskVerifier, ev: Exha
         .where(ImageConcept.image_id.in_(ids), ImageConcept.polarity != Polarity.NEGATIVE)
         .order_by(ImageConcept.id)
     ).all()
+    by_image: dict[int, list[tuple[int, str]]] = {}
+    for pid, image_id, text in pairs:
+        by_image.setdefault(image_id, []).append((pid, text))
     with Timer(report, "load"):
-        images = load_images(session, store, [i for i in ids if any(p[1] == i for p in pairs)])
-    for item in items:
-        own = [(pid, text) for pid, image_id, text in pairs if image_id == item.subject_id]
-        if not own:
-            record(report, item, StageStatus.SKIPPED, version_id=ev_version,
-                   detail={"reason": "no phrase to verify for this image"})
-            continue
-        image = images[item.subject_id]
-        if isinstance(image, str):
-            record(report, item, StageStatus.FAILED, version_id=ev_version, error=image)
-            continue
+        images = load_images(session, store, sorted(by_image))
+    for item, own, image in with_work(report, items, by_image, images, ev_version,
+                                      "no phrase to verify for this image"):
         with Timer(report, "model") as timer:
             errors, counts = _verify_image(session, image, own, mv, ev, mv_version, ev_version, survive_probability)
         detail = {"masks": counts[0], "pairs": counts[1]}
