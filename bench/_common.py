@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,3 +262,61 @@ def wait_for_quiet(max_busy_cores: float = 0.3, timeout_s: float = 30.0, window_
         busy = (machine_cpu_s() - before) / window_s
         if busy <= max_busy_cores or time.monotonic() >= deadline:
             return round(busy, 2)
+
+
+# ============================================================================ databases
+class BenchDatabases:
+    """A fresh, migrated PostgreSQL database and media root per run, dropped afterwards."""
+
+    def __init__(self, admin_url: str, tmp: Path, prefix: str = "de_bench") -> None:
+        from sqlalchemy.engine import make_url
+
+        self.pg = make_url(admin_url)
+        self.tmp = tmp
+        self.prefix = prefix
+        self.counter = 0
+
+    def _admin(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(host=self.pg.host or "127.0.0.1", port=self.pg.port or 5432,
+                               user=self.pg.username or "postgres", password=self.pg.password,
+                               dbname=self.pg.database or "postgres", autocommit=True)
+
+    def pg_version(self) -> str:
+        with self._admin() as conn:
+            return str(conn.execute("SHOW server_version").fetchone()[0])
+
+    @contextlib.contextmanager
+    def database(self) -> Iterator[str]:
+        import psycopg
+        from psycopg import sql
+
+        import migrations
+        from engine.db.session import dispose_engines
+
+        self.counter += 1
+        name = f"{self.prefix}_{os.getpid()}_{self.counter}"
+        url = self.pg.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        with self._admin() as conn:
+            conn.execute(drop)
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            migrations.upgrade(url)
+            yield url
+        finally:
+            dispose_engines(close=True)
+            try:
+                with self._admin() as conn:
+                    conn.execute(drop)
+            except psycopg.Error as exc:
+                print(f"  warning: could not drop database {name}: {exc}", file=sys.stderr)
+
+    @contextlib.contextmanager
+    def media_root(self) -> Iterator[Path]:
+        path = Path(tempfile.mkdtemp(prefix="media_", dir=self.tmp))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from bench._common import (
-    RESULTS_DIR, CpuSnapshot, environment, fmt, format_table, hwm_mb, maxrss_mb, median, peak_rss,
+    RESULTS_DIR, BenchDatabases, CpuSnapshot, environment, fmt, format_table, hwm_mb, maxrss_mb, median, peak_rss,
     proc_status_kb, process_tree, spread, wait_for_quiet, write_json,
 )
 
@@ -225,62 +225,13 @@ def _name(index: int) -> str:
 
 
 # ============================================================================ fixtures
-class Fixtures:
+class Fixtures(BenchDatabases):
     """Fresh PostgreSQL databases, media roots and Redis databases for every run."""
 
     def __init__(self, pg_url: str, redis_url: str, tmp: Path) -> None:
-        from sqlalchemy.engine import make_url
-
-        self.pg = make_url(pg_url)
+        super().__init__(pg_url, tmp, prefix="de_bench")
         self.redis_url = redis_url
-        self.tmp = tmp
-        self.counter = 0
         self.settle_s = 0.0
-
-    def _admin(self):  # type: ignore[no-untyped-def]
-        import psycopg
-
-        return psycopg.connect(host=self.pg.host or "127.0.0.1", port=self.pg.port or 5432,
-                               user=self.pg.username, password=self.pg.password,
-                               dbname=self.pg.database or "postgres", autocommit=True)
-
-    def pg_version(self) -> str:
-        with self._admin() as conn:
-            return str(conn.execute("SHOW server_version").fetchone()[0])
-
-    @contextlib.contextmanager
-    def database(self) -> Iterator[str]:
-        import psycopg
-        from psycopg import sql
-
-        import migrations
-
-        self.counter += 1
-        name = f"de_bench_{os.getpid()}_{self.counter}"
-        url = self.pg.set(drivername="postgresql+psycopg", database=name).render_as_string(
-            hide_password=False)
-        with self._admin() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            migrations.upgrade(url)
-            yield url
-        finally:
-            _dispose_engines()
-            try:
-                with self._admin() as conn:
-                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(name)))
-            except psycopg.Error as exc:
-                print(f"  warning: could not drop database {name}: {exc}", file=sys.stderr)
-
-    @contextlib.contextmanager
-    def media_root(self) -> Iterator[Path]:
-        path = Path(tempfile.mkdtemp(prefix="media_", dir=self.tmp))
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
 
     def flush_redis(self) -> None:
         import redis
@@ -290,15 +241,6 @@ class Fixtures:
             client.flushdb()
         finally:
             client.close()
-
-
-def _dispose_engines() -> None:
-    """Close this process's pooled connections (so the bench database can be dropped)."""
-    from engine.db import session as db_session
-
-    for engine in list(db_session._ENGINES.values()):
-        engine.dispose()
-    db_session._ENGINES.clear()
 
 
 def clean_env(**extra: str) -> dict[str, str]:

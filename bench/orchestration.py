@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from bench._common import (
-    RESULTS_DIR, CpuSnapshot, environment, fmt, format_table, median, peak_rss, spread, wait_for_quiet,
+    RESULTS_DIR, BenchDatabases, CpuSnapshot, environment, fmt, format_table, median, peak_rss, spread, wait_for_quiet,
     write_json,
 )
 
@@ -195,64 +195,8 @@ def ensure_images(cache_dir: Path, count: int) -> Path:
 
 
 # ============================================================================ databases
-class Databases:
-    def __init__(self, admin_url: str, tmp: Path) -> None:
-        from sqlalchemy.engine import make_url
-
-        self.pg = make_url(admin_url)
-        self.tmp = tmp
-        self.counter = 0
-
-    def _admin(self) -> Any:
-        import psycopg
-
-        return psycopg.connect(host=self.pg.host or "127.0.0.1", port=self.pg.port or 5432,
-                               user=self.pg.username or "postgres", password=self.pg.password,
-                               dbname=self.pg.database or "postgres", autocommit=True)
-
-    def pg_version(self) -> str:
-        with self._admin() as conn:
-            return str(conn.execute("SHOW server_version").fetchone()[0])
-
-    @contextlib.contextmanager
-    def database(self) -> Iterator[str]:
-        import psycopg
-        from psycopg import sql
-
-        import migrations
-
-        self.counter += 1
-        name = f"de_bench_orch_{os.getpid()}_{self.counter}"
-        url = self.pg.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
-        with self._admin() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            migrations.upgrade(url)
-            yield url
-        finally:
-            _dispose_engines()
-            try:
-                with self._admin() as conn:
-                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            except psycopg.Error as exc:
-                print(f"  warning: could not drop database {name}: {exc}", file=sys.stderr)
-
-    @contextlib.contextmanager
-    def media_root(self) -> Iterator[Path]:
-        path = Path(tempfile.mkdtemp(prefix="media_", dir=self.tmp))
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _dispose_engines() -> None:
-    from engine.db import session as db_session
-
-    for engine in list(db_session._ENGINES.values()):
-        engine.dispose()
-    db_session._ENGINES.clear()
+def Databases(admin_url: str, tmp: Path) -> BenchDatabases:  # noqa: N802 - kept for readers of older results
+    return BenchDatabases(admin_url, tmp, prefix="de_bench_orch")
 
 
 def db_counts(url: str) -> dict[str, int]:

@@ -52,11 +52,11 @@ def get_engine(url: str) -> Engine:
     return engine
 
 
-def dispose_engines() -> None:
-    """Forget engines inherited from a parent process without closing its connections
-    (call in a child right after fork)."""
+def dispose_engines(close: bool = False) -> None:
+    """Forget this process's engines. ``close=False`` (in a child right after fork): leave the
+    parent's connections alone; ``close=True``: close them (e.g. before dropping a database)."""
     for engine in _ENGINES.values():
-        engine.dispose(close=False)
+        engine.dispose(close=close)
     _ENGINES.clear()
 
 
