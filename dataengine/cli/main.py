@@ -290,14 +290,14 @@ def calibrate(ctx: Context, kind: str, target: float | None, method: str | None)
     if not results:
         click.echo("no verifier has judged anything yet: run a job through --until verify first")
         return
-    table = Table("verifier", "task", "human verdicts", "accept ≥", "reject ≤", "coverage", "precision (95% CI)",
+    table = Table("verifier", "task", "scope", "human verdicts", "accept ≥", "reject ≤", "coverage", "precision (95% CI)",
                   "agreement", title=f"calibration at target precision {target}")
     for r in results:
         res = r.result
         acc = res.accept
         precision = (f"{acc.precision:.3f} ({acc.ci_low:.3f}–{acc.ci_high:.3f})"
                      if acc is not None and acc.passed else "-")
-        table.add_row(r.verifier, r.task_kind.value, str(res.n),
+        table.add_row(r.verifier, r.task_kind.value, r.scope, str(res.n),
                       f"{res.accept_threshold:.3f}" if res.accept_threshold is not None else "none",
                       f"{res.reject_threshold:.3f}" if res.reject_threshold is not None else "none",
                       f"{res.coverage:.1%}", precision,
@@ -305,7 +305,7 @@ def calibrate(ctx: Context, kind: str, target: float | None, method: str | None)
     console.print(table)
     for r in results:
         if r.result.reason:
-            click.echo(f"{r.verifier} {r.task_kind.value}: {r.result.reason}")
+            click.echo(f"{r.verifier} {r.task_kind.value} ({r.scope}): {r.result.reason}")
 
 
 # ---------------------------------------------------------------------------- predictions

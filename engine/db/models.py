@@ -437,6 +437,9 @@ class Calibration(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     task_kind: Mapped[TaskKind] = mapped_column(_enum(TaskKind, "task_kind"))
+    # "all", or for exhaustivity "with_masks" / "presence" (pairs with no surviving mask, where
+    # EV's answer decides whether the phrase is there at all)
+    scope: Mapped[str] = mapped_column(String(16), default="all", server_default="all")
     method: Mapped[str] = mapped_column(String(32))
     calibrator: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     target_precision: Mapped[float] = mapped_column(Float)

@@ -28,8 +28,20 @@ KINDS = {
 class KindCalibration:
     verifier: str  # name:version
     task_kind: TaskKind
+    scope: str  # all | with_masks | presence
     result: CalibrationResult
     calibration_id: int
+
+
+def _scopes(task_kind: TaskKind, ai: dict[tuple[int | None, int], Verdict]) -> dict[str, list[tuple[int | None, int]]]:
+    """Exhaustivity is calibrated apart for pairs judged with boxes and without (presence): the
+    plentiful easy negatives must not lend their precision to pairs with masks."""
+    if task_kind != TaskKind.CHECK_EXHAUSTIVITY:
+        return {"all": list(ai)}
+    out: dict[str, list[tuple[int | None, int]]] = {"with_masks": [], "presence": []}
+    for key, verdict in ai.items():
+        out["with_masks" if (verdict.payload or {}).get("boxes") else "presence"].append(key)
+    return out
 
 
 def _target(verdict: Verdict) -> tuple[int | None, int]:
@@ -55,19 +67,20 @@ def calibrate(session: Session, *, target_precision: float, method: str,
                 ai[_target(v)] = v
             if not ai:
                 continue
-            both = [key for key in ai if key in human]
-            scores = [float((ai[k].probabilities or {}).get("accept", 0.0)) for k in both]
-            labels = [human[k] for k in both]
-            ai_labels = [int(ai[k].label in POSITIVE_LABELS[task_kind]) for k in both]
-            result = calibrate_task(scores, labels, target_precision, method, ai_labels=ai_labels,
-                                    verifier_version=f"{version.name}:{version.version}",
-                                    task_kind=task_kind.value)
-            row = Calibration(
-                model_version_id=version.id, task_kind=task_kind, method=method,
-                calibrator=result.calibrator.to_dict() if result.calibrator else None,
-                target_precision=target_precision, accept_threshold=result.accept_threshold,
-                reject_threshold=result.reject_threshold, n_verdicts=len(both), metrics=result.to_dict())
-            session.add(row)
-            session.flush()
-            out.append(KindCalibration(f"{version.name}:{version.version}", task_kind, result, row.id))
+            for scope, keys in _scopes(task_kind, ai).items():
+                both = [key for key in keys if key in human]
+                scores = [float((ai[k].probabilities or {}).get("accept", 0.0)) for k in both]
+                labels = [human[k] for k in both]
+                ai_labels = [int(ai[k].label in POSITIVE_LABELS[task_kind]) for k in both]
+                result = calibrate_task(scores, labels, target_precision, method, ai_labels=ai_labels,
+                                        verifier_version=f"{version.name}:{version.version}",
+                                        task_kind=task_kind.value)
+                row = Calibration(
+                    model_version_id=version.id, task_kind=task_kind, scope=scope, method=method,
+                    calibrator=result.calibrator.to_dict() if result.calibrator else None,
+                    target_precision=target_precision, accept_threshold=result.accept_threshold,
+                    reject_threshold=result.reject_threshold, n_verdicts=len(both), metrics=result.to_dict())
+                session.add(row)
+                session.flush()
+                out.append(KindCalibration(f"{version.name}:{version.version}", task_kind, scope, result, row.id))
     return out

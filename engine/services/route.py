@@ -41,9 +41,13 @@ class _Calibrated:
         return self.calibrator.calibrate(raw) if self.calibrator else raw
 
 
-def latest_calibration(session: Session, version_id: int, kind: TaskKind) -> _Calibrated:
+def latest_calibration(session: Session, version_id: int, kind: TaskKind, scope: str = "all") -> _Calibrated:
+    """The newest calibration of a verifier version for a task kind and scope (exhaustivity:
+    ``with_masks`` or ``presence``; an older pooled ``all`` calibration serves both)."""
+    scopes = [scope] if scope == "all" else [scope, "all"]
     row = session.scalars(select(Calibration).where(
-        Calibration.model_version_id == version_id, Calibration.task_kind == kind)
+        Calibration.model_version_id == version_id, Calibration.task_kind == kind,
+        Calibration.scope.in_(scopes))
         .order_by(Calibration.id.desc()).limit(1)).one_or_none()
     if row is None:
         return _Calibrated(None, KindThresholds())
@@ -56,12 +60,12 @@ def route_batch(session: Session, settings: RoutingSettings, job_id: int, image_
     items = stages_repo.claim_pending(session, job_id, STAGE, image_ids)
     if not items:
         return report
-    cache: dict[tuple[int, TaskKind], _Calibrated] = {}
+    cache: dict[tuple[int, TaskKind, str], _Calibrated] = {}
 
-    def calibration(version: int, kind: TaskKind) -> _Calibrated:
-        if (version, kind) not in cache:
-            cache[(version, kind)] = latest_calibration(session, version, kind)
-        return cache[(version, kind)]
+    def calibration(version: int, kind: TaskKind, scope: str = "all") -> _Calibrated:
+        if (version, kind, scope) not in cache:
+            cache[(version, kind, scope)] = latest_calibration(session, version, kind, scope)
+        return cache[(version, kind, scope)]
 
     for item in items:
         counts = _route_image(session, settings, item.subject_id, calibration)
@@ -109,12 +113,14 @@ def _route_image(session: Session, settings: RoutingSettings, image_id: int, cal
         pair = pairs[pair_id]
         if verdict.model_version_id is None:
             continue
-        cal = calibration(verdict.model_version_id, TaskKind.CHECK_EXHAUSTIVITY)
+        judged_with_boxes = bool((verdict.payload or {}).get("boxes"))
+        cal = calibration(verdict.model_version_id, TaskKind.CHECK_EXHAUSTIVITY,
+                          "with_masks" if judged_with_boxes else "presence")
         raw = float((verdict.probabilities or {}).get("accept", 0.0))
         surviving = sum(1 for m in masks.values() if m.pair_id == pair_id and m.state != MaskState.REJECTED)
         decided = pair_id in human_pairs or pair.decided_by == Decider.HUMAN
         audit = in_audit_sample(pair_key(pair_id), settings.audit_rate, settings.audit_seed)
-        presence = 1.0 - raw if not (verdict.payload or {}).get("boxes") else None
+        presence = None if judged_with_boxes else 1.0 - raw
         decision = route_pair(PairItem(pair_id, cal.p(raw), surviving, presence, verdict.probabilities or {}, decided),
                               Thresholds(exhaustivity=cal.thresholds), audit=audit)
         _apply_pair(session, pair, decision, verdict, cal.p(raw))

@@ -23,6 +23,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('model_version_id', sa.Integer(), nullable=False),
     sa.Column('task_kind', sa.Enum('verify_mask', 'check_exhaustivity', 'correct', name='task_kind', native_enum=False, create_constraint=True, length=32), nullable=False),
+    sa.Column('scope', sa.String(length=16), server_default='all', nullable=False),
     sa.Column('method', sa.String(length=32), nullable=False),
     sa.Column('calibrator', sa.JSON(), nullable=True),
     sa.Column('target_precision', sa.Float(), nullable=False),

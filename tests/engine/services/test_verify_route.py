@@ -159,7 +159,29 @@ def test_calibrate_needs_human_verdicts_then_finds_thresholds(settings, verified
     job_id, ids, *_ = verified
     with session_scope(settings.db_url) as s:
         results = calibrate.calibrate(s, target_precision=0.95, method="isotonic")
-    assert {r.task_kind for r in results} == {TaskKind.VERIFY_MASK, TaskKind.CHECK_EXHAUSTIVITY}
+    assert {(r.task_kind, r.scope) for r in results} == {
+        (TaskKind.VERIFY_MASK, "all"), (TaskKind.CHECK_EXHAUSTIVITY, "with_masks"),
+        (TaskKind.CHECK_EXHAUSTIVITY, "presence")}
     assert all(r.result.accept_threshold is None and "more" in r.result.reason for r in results)
     with session_scope(settings.db_url) as s:
-        assert s.scalar(select(func.count()).select_from(Calibration)) == 2
+        assert s.scalar(select(func.count()).select_from(Calibration)) == 3
+
+
+def test_calibration_counts_each_mask_once_and_refuses_small_samples(settings, verified):
+    from engine.db.models import Role, User
+
+    job_id, ids, *_ = verified
+    with session_scope(settings.db_url) as s:
+        user = User(username="judge", role=Role.REVIEWER)
+        s.add(user)
+        s.flush()
+        for v in ai_verdicts(s, VerdictKind.MASK):
+            if v.probabilities["accept"] != 0.6:  # humans judge the clear-cut masks, twice each
+                for label in ("reject", "accept" if v.probabilities["accept"] > 0.5 else "reject"):
+                    s.add(Verdict(kind=VerdictKind.MASK, source=VerdictSource.HUMAN, pair_id=v.pair_id,
+                                  mask_id=v.mask_id, user_id=user.id, label=label))
+    with session_scope(settings.db_url) as s:
+        (mv,) = calibrate.calibrate(s, target_precision=0.95, method="isotonic", kinds=(TaskKind.VERIFY_MASK,))
+    assert mv.result.n == 4  # one (AI score, latest human label) per mask
+    assert mv.result.agreement == 1.0  # the latest human word agrees with the AI on all four
+    assert mv.result.accept_threshold is None and "more" in mv.result.reason
