@@ -36,7 +36,6 @@ This is a measurement, never a pass/fail test.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import os
@@ -46,7 +45,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 import migrations
 from engine.db.session import dispose_engines, session_scope
 from engine.settings import FetchSettings, Settings
+from tests.httpserver import TestServer
 
 PG_HOST = os.environ.get("DATAENGINE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("DATAENGINE_TEST_PG_PORT", "5432"))
@@ -147,9 +148,7 @@ def session(settings: Settings) -> Iterator[Session]:
 
 
 @pytest.fixture
-def http_server() -> Iterator["TestServer"]:
-    from tests.httpserver import TestServer
-
+def http_server() -> Iterator[TestServer]:
     server = TestServer().start()
     yield server
     server.stop()

@@ -13,10 +13,6 @@ from sqlalchemy.orm import Session
 def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]],
                   conflict_columns: Sequence[str]) -> int:
     """Insert rows, skipping those that collide on ``conflict_columns``; returns rows inserted."""
-    if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return len(insert_ignore_returning(session, table, rows, conflict_columns))
 
 

@@ -60,3 +60,14 @@ def rle_of(mask: Mask) -> RleMask:
     """A stored mask as the domain's RLE record."""
     return RleMask(mask.rle_counts, mask.height, mask.width,
                    (mask.bbox_x, mask.bbox_y, mask.bbox_w, mask.bbox_h), mask.area)
+
+
+def phrases_of_images(session: Session, image_ids: list[int], *,
+                      exclude_origin: PairOrigin | None = None) -> list[tuple[int, int, str]]:
+    """(pair id, image id, phrase) of the images' pairs not known to be negative, oldest first."""
+    query = (select(ImageConcept.id, ImageConcept.image_id, Concept.text)
+             .join(Concept, Concept.id == ImageConcept.concept_id)
+             .where(ImageConcept.image_id.in_(image_ids), ImageConcept.polarity != Polarity.NEGATIVE))
+    if exclude_origin is not None:
+        query = query.where(ImageConcept.origin != exclude_origin)
+    return [(pid, image_id, text) for pid, image_id, text in session.execute(query.order_by(ImageConcept.id))]

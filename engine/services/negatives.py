@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Concept, ImageConcept, Mask, PairOrigin, Polarity, StageStatus
+from engine.db.models import Concept, Mask, PairOrigin, Polarity, StageStatus
 from engine.domain.masks import RleMask, dedup_by_iou, encode_mask, iou_matrix
 from engine.domain.phrases import PhraseListError, clean_phrase, parse_phrase_list
 from engine.ports import ConceptSuggester, MaskProposer, PhraseEmbedder, Proposal
@@ -50,12 +50,7 @@ def negatives_batch(session: Session, store: MediaStore, proposer: MaskProposer,
         return report
     known = list(session.scalars(select(Concept.text).order_by(Concept.id)))
     ids = [i.subject_id for i in items]
-    pairs = session.execute(
-        select(ImageConcept.id, ImageConcept.image_id, Concept.text)
-        .join(Concept, Concept.id == ImageConcept.concept_id)
-        .where(ImageConcept.image_id.in_(ids), ImageConcept.origin != PairOrigin.HARD_NEGATIVE,
-               ImageConcept.polarity != Polarity.NEGATIVE)
-    ).all()
+    pairs = labels_repo.phrases_of_images(session, ids, exclude_origin=PairOrigin.HARD_NEGATIVE)
     masks_by_pair: dict[int, list[Mask]] = {}
     for mask in session.scalars(select(Mask).where(Mask.pair_id.in_([p[0] for p in pairs]))):
         masks_by_pair.setdefault(mask.pair_id, []).append(mask)

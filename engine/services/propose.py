@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Concept, ImageConcept, Mask, Polarity, StageStatus
+from engine.db.models import Mask, StageStatus
 from engine.domain.masks import dedup_by_iou, encode_mask
 from engine.ports import MaskProposer, Proposal
 from engine.repositories import labels as labels_repo
@@ -32,12 +32,7 @@ def propose_batch(session: Session, store: MediaStore, proposer: MaskProposer, s
         return report
     version = register(session, proposer.stamp).id
     ids = [i.subject_id for i in items]
-    pairs = session.execute(
-        select(ImageConcept.id, ImageConcept.image_id, Concept.text)
-        .join(Concept, Concept.id == ImageConcept.concept_id)
-        .where(ImageConcept.image_id.in_(ids), ImageConcept.polarity != Polarity.NEGATIVE)
-        .order_by(ImageConcept.id)
-    ).all()
+    pairs = labels_repo.phrases_of_images(session, ids)
     proposed_before = set(session.scalars(select(Mask.pair_id).where(
         Mask.model_version_id == version, Mask.pair_id.in_([p[0] for p in pairs]))))
     by_image: dict[int, list[tuple[int, str]]] = {}

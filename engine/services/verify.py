@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.models import (
-    Concept, ImageConcept, Mask, Polarity, StageStatus, Verdict, VerdictKind, VerdictSource,
+    Mask, StageStatus, Verdict, VerdictKind, VerdictSource,
 )
 from engine.domain.masks import decode_mask
 from engine.repositories import labels as labels_repo
@@ -36,12 +36,7 @@ def verify_batch(session: Session, store: MediaStore, mv: MaskVerifier, ev: Exha
     mv_version = register(session, mv.stamp).id
     ev_version = register(session, ev.stamp).id
     ids = [i.subject_id for i in items]
-    pairs = session.execute(
-        select(ImageConcept.id, ImageConcept.image_id, Concept.text)
-        .join(Concept, Concept.id == ImageConcept.concept_id)
-        .where(ImageConcept.image_id.in_(ids), ImageConcept.polarity != Polarity.NEGATIVE)
-        .order_by(ImageConcept.id)
-    ).all()
+    pairs = labels_repo.phrases_of_images(session, ids)
     by_image: dict[int, list[tuple[int, str]]] = {}
     for pid, image_id, text in pairs:
         by_image.setdefault(image_id, []).append((pid, text))
