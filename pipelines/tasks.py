@@ -27,7 +27,8 @@ def run_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, 
     with ctx.session() as session:
         report = stage.service(ctx, session, job_id, ids)
         next_name, handed = flow.hand_over(session, job_id, stage_name, report.image_ids, STAGE_NAMES)
-        flow.finish_if_complete(session, job_id)
+        if not handed:  # work just handed on means the job cannot be complete: skip the check
+            flow.finish_if_complete(session, job_id)
     if next_name and handed:
         enqueue_stage(ctx, queue, next_name, job_id, handed)
     return report.to_dict()
