@@ -33,7 +33,10 @@ def create_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 3600},
         timezone="UTC",
-        beat_schedule={},
+        beat_schedule={
+            "expire-leases": {"task": "dataengine.queue.expire_leases", "schedule": 60.0,
+                              "options": {"queue": "cpu", "expires": 55}},
+        },
     )
     return app
 

@@ -82,3 +82,12 @@ def verify_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
 @app.task(name="dataengine.route.batch", **RETRY)
 def route_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
     return run_stage(worker_context(), worker_queue(), "route", job_id, image_ids)
+
+
+@app.task(name="dataengine.queue.expire_leases", **RETRY)
+def expire_leases() -> int:
+    """Beat: abandoned leases go back to the queue."""
+    from engine.services import queue
+
+    with worker_context().session() as session:
+        return queue.expire_leases(session)

@@ -258,6 +258,70 @@ def _print_report(report: object) -> None:
         console.print(failures)
 
 
+# ---------------------------------------------------------------------------- users
+@cli.group()
+def users() -> None:
+    """People who annotate, review and administer."""
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "annotator", "reviewer", "ml_engineer"]), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (scripts).")
+@pass_ctx
+def users_create(ctx: Context, username: str, role: str, password_stdin: bool) -> None:
+    """Create USERNAME with a role; the password is asked for (or read with --password-stdin)."""
+    from engine.db.models import Role
+    from engine.db.session import session_scope
+    from engine.domain.passwords import WeakPassword
+    from engine.services.users import UserError, create_user
+
+    ensure_schema(ctx.settings)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        with session_scope(ctx.settings.db_url) as session:
+            user = create_user(session, username, password, Role(role))
+            click.echo(f"created {user.username} ({user.role.value})")
+    except (UserError, WeakPassword) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@users.command("list")
+@pass_ctx
+def users_list(ctx: Context) -> None:
+    """Every user with role and state."""
+    from engine.db.session import session_scope
+    from engine.services.users import list_users
+
+    ensure_schema(ctx.settings)
+    table = Table("username", "role", "active", "created", title="users")
+    with session_scope(ctx.settings.db_url) as session:
+        for user in list_users(session):
+            table.add_row(user.username, user.role.value, "yes" if user.is_active else "no",
+                          user.created_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(table)
+
+
+@users.command("disable")
+@click.argument("username")
+@pass_ctx
+def users_disable(ctx: Context, username: str) -> None:
+    """Disable USERNAME (their verdicts stay; they can no longer log in or take tasks)."""
+    from engine.db.session import session_scope
+    from engine.services.users import UserError, set_active
+
+    ensure_schema(ctx.settings)
+    try:
+        with session_scope(ctx.settings.db_url) as session:
+            set_active(session, username, False)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"disabled {username}")
+
+
 # ---------------------------------------------------------------------------- calibrate
 @cli.command()
 @click.option("--kind", type=click.Choice(["mv", "ev", "all"]), default="all", show_default=True,

@@ -223,3 +223,19 @@ def test_calibrate_command_says_what_it_needs(env, tmp_path):
     assert "no verifier has judged anything yet" in result.output
     bad = CliRunner().invoke(cli, ["calibrate", "--target", "0.3"])
     assert bad.exit_code == 1 and "--target must lie between 0.5 and 1" in bad.output
+
+
+def test_users_commands(env):
+    created = CliRunner().invoke(cli, ["users", "create", "Ann", "--role", "annotator", "--password-stdin"],
+                                 input="a long enough secret\n")
+    assert created.exit_code == 0 and "created ann (annotator)" in created.output
+    weak = CliRunner().invoke(cli, ["users", "create", "bob", "--role", "admin", "--password-stdin"], input="short\n")
+    assert weak.exit_code == 1 and "at least 10 characters" in weak.output
+    again = CliRunner().invoke(cli, ["users", "create", "ann", "--role", "admin", "--password-stdin"],
+                               input="a long enough secret\n")
+    assert again.exit_code == 1 and "exists" in again.output
+    assert "disabled ann" in invoke("users", "disable", "ann").output
+    listing = invoke("users", "list").output
+    assert "ann" in listing and "annotator" in listing and "no" in listing
+    missing = CliRunner().invoke(cli, ["users", "disable", "zed"])
+    assert missing.exit_code == 1 and "no user 'zed'" in missing.output

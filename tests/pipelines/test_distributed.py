@@ -86,3 +86,26 @@ def _wait_until(predicate, timeout):
             return
         time.sleep(0.1)
     raise AssertionError("condition not met in time")
+
+
+def test_lease_expiry_task_runs_on_a_worker(start_worker, fresh_pg_url, broker_url, tmp_path):
+    import datetime as dt
+
+    from engine.db.base import utcnow
+    from engine.db.models import HumanTask, TaskState
+    from pipelines.celery_app import create_celery
+    from tests.engine.services.test_queue import KINDS, seed
+    from engine.services import queue
+
+    _, (user,) = seed(fresh_pg_url, 1)
+    with session_scope(fresh_pg_url) as s:
+        task = queue.next_task(s, user, KINDS, lease_s=1, now=utcnow() - dt.timedelta(seconds=10))
+    start_worker(queues="cpu", concurrency=1)
+    settings = make_settings(fresh_pg_url, tmp_path, broker_url=broker_url)
+    create_celery(settings).send_task("dataengine.queue.expire_leases", queue="cpu")
+
+    def reopened():
+        with session_scope(fresh_pg_url) as s:
+            return s.get(HumanTask, task.id).state is TaskState.OPEN
+
+    _wait_until(reopened, timeout=60)

@@ -1,0 +1,53 @@
+"""People: create, list, disable, authenticate. Roles: admin, annotator, reviewer, ml_engineer."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.models import Role, User
+from engine.domain.passwords import hash_password, verify_password
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.@-]{1,63}$")
+
+
+class UserError(ValueError):
+    pass
+
+
+def create_user(session: Session, username: str, password: str, role: Role) -> User:
+    username = username.strip().lower()
+    if not USERNAME.match(username):
+        raise UserError("a username is 2–64 characters: lower-case letters, digits, and _ . @ -")
+    if session.scalars(select(User).where(User.username == username)).first() is not None:
+        raise UserError(f"user {username!r} exists")
+    user = User(username=username, password_hash=hash_password(password), role=role, is_active=True)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
+def set_active(session: Session, username: str, active: bool) -> User:
+    user = session.scalars(select(User).where(User.username == username.strip().lower())).first()
+    if user is None:
+        raise UserError(f"no user {username!r}")
+    user.is_active = active
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The active user with these credentials, or None (same answer for every kind of failure)."""
+    user = session.scalars(select(User).where(User.username == username.strip().lower())).first()
+    if user is None:
+        verify_password(password, "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        return None
+    if not verify_password(password, user.password_hash) or not user.is_active:
+        return None
+    return user

@@ -1,0 +1,138 @@
+"""Leasing human tasks: no task to two people, expiry, never an item one already judged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+
+from engine.db.base import utcnow
+from engine.db.models import (
+    Concept, HumanTask, Image, ImageConcept, PairOrigin, Polarity, Role, TaskKind, TaskState, Verdict, VerdictKind, VerdictSource,
+)
+from engine.db.session import session_scope
+from engine.domain.passwords import WeakPassword, hash_password, verify_password
+from engine.services import queue, users
+
+KINDS = (TaskKind.VERIFY_MASK, TaskKind.CHECK_EXHAUSTIVITY)
+
+
+def seed(url, n_tasks, n_users=1):
+    with session_scope(url) as s:
+        image = Image(sha256="b" * 64, phash=0, phash_b0=0, phash_b1=0, phash_b2=0, phash_b3=0, width=4,
+                      height=4, format="PNG", byte_size=1, storage_key="k")
+        s.add(image)
+        s.flush()
+        pairs = []
+        for i in range(n_tasks):
+            concept = Concept(text=f"thing {i}")
+            s.add(concept)
+            s.flush()
+            pair = ImageConcept(image_id=image.id, concept_id=concept.id, polarity=Polarity.UNKNOWN,
+                                origin=PairOrigin.MANUAL)
+            s.add(pair)
+            s.flush()
+            pairs.append(pair.id)
+            s.add(HumanTask(kind=TaskKind.CHECK_EXHAUSTIVITY, pair_id=pair.id, state=TaskState.OPEN,
+                            priority=i % 3))
+        people = [users.create_user(s, f"user{i}", "correct horse battery", Role.ANNOTATOR).id
+                  for i in range(n_users)]
+    return pairs, people
+
+
+def test_passwords():
+    stored = hash_password("correct horse battery")
+    assert stored.startswith("scrypt$") and verify_password("correct horse battery", stored)
+    assert not verify_password("wrong horse battery", stored)
+    assert not verify_password("x", "garbage") and not verify_password("x", None)
+    with pytest.raises(WeakPassword):
+        hash_password("short")
+
+
+def test_users_create_disable_authenticate(database_url):
+    with session_scope(database_url) as s:
+        users.create_user(s, "Alice", "a long enough secret", Role.REVIEWER)
+        with pytest.raises(users.UserError, match="exists"):
+            users.create_user(s, "alice", "another long secret", Role.ADMIN)
+        with pytest.raises(users.UserError, match="username"):
+            users.create_user(s, "bad name!", "a long enough secret", Role.ADMIN)
+    with session_scope(database_url) as s:
+        assert users.authenticate(s, "alice", "a long enough secret").role is Role.REVIEWER
+        assert users.authenticate(s, "alice", "wrong") is None
+        assert users.authenticate(s, "nobody", "a long enough secret") is None
+        users.set_active(s, "alice", False)
+    with session_scope(database_url) as s:
+        assert users.authenticate(s, "alice", "a long enough secret") is None
+
+
+def test_priority_order_and_lease(database_url):
+    _, (user,) = seed(database_url, 6)
+    with session_scope(database_url) as s:
+        first = queue.next_task(s, user, KINDS, lease_s=60)
+        assert first.priority == 2 and first.state is TaskState.LEASED and first.lease_owner_id == user
+        assert first.attempts == 1
+        assert queue.next_task(s, user, (TaskKind.CORRECT,), lease_s=60) is None
+
+
+def test_concurrent_annotators_never_get_the_same_task(database_url):
+    n_tasks = 120
+    workers = 32 if database_url.startswith("postgresql") else 8
+    _, people = seed(database_url, n_tasks, n_users=workers)
+    got: list[list[int]] = [[] for _ in people]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(people))
+
+    def annotate(index: int) -> None:
+        try:
+            start.wait()
+            while True:
+                with session_scope(database_url) as s:
+                    task = queue.next_task(s, people[index], KINDS, lease_s=600)
+                    if task is None:
+                        return
+                    got[index].append(task.id)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=annotate, args=(i,)) for i in range(len(people))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    handed = [task for per in got for task in per]
+    assert len(handed) == n_tasks and len(set(handed)) == n_tasks
+    assert sum(1 for per in got if per) > 1  # the work really was shared
+
+
+def test_expired_leases_return_to_the_queue(database_url):
+    _, (alice, bob) = seed(database_url, 1, n_users=2)
+    t0 = utcnow()
+    with session_scope(database_url) as s:
+        task = queue.next_task(s, alice, KINDS, lease_s=30, now=t0)
+    with session_scope(database_url) as s:
+        assert queue.next_task(s, bob, KINDS, lease_s=30, now=t0) is None
+        queue.heartbeat(s, task.id, alice, lease_s=30, now=t0 + dt.timedelta(seconds=20))
+        with pytest.raises(queue.LeaseLost):
+            queue.heartbeat(s, task.id, bob, lease_s=30, now=t0)
+    with session_scope(database_url) as s:
+        assert queue.expire_leases(s, now=t0 + dt.timedelta(seconds=40)) == 0  # heartbeat extended it
+        assert queue.expire_leases(s, now=t0 + dt.timedelta(seconds=51)) == 1
+    with session_scope(database_url) as s:
+        again = queue.next_task(s, bob, KINDS, lease_s=30, now=t0 + dt.timedelta(seconds=52))
+        assert again.id == task.id and again.attempts == 2
+        with pytest.raises(queue.LeaseLost):
+            queue.heartbeat(s, task.id, alice, lease_s=30, now=t0 + dt.timedelta(seconds=53))
+
+
+def test_an_annotator_never_gets_an_item_they_already_judged(database_url):
+    pairs, (alice, bob) = seed(database_url, 2, n_users=2)
+    with session_scope(database_url) as s:
+        s.add(Verdict(kind=VerdictKind.EXHAUSTIVITY, source=VerdictSource.HUMAN, pair_id=pairs[1],
+                      user_id=alice, label="complete"))
+        s.add(Verdict(kind=VerdictKind.EXHAUSTIVITY, source=VerdictSource.HUMAN, pair_id=pairs[0],
+                      user_id=alice, label="complete"))
+    with session_scope(database_url) as s:
+        assert queue.next_task(s, alice, KINDS, lease_s=60) is None
+        assert queue.next_task(s, bob, KINDS, lease_s=60) is not None
