@@ -320,3 +320,19 @@ class BenchDatabases:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def build_dir_atomically(final: Path, build: Any, prefix: str = ".build-") -> None:
+    """Fill a temporary sibling of ``final`` with ``build(tmp)`` and rename it into place, so an
+    interrupted build never leaves a half-written cache folder behind."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
+    try:
+        build(tmp)
+        tmp.chmod(0o755)  # mkdtemp creates 0700
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -38,7 +36,8 @@ from typing import Any, Callable
 import numpy as np
 
 from bench._common import (
-    RESULTS_DIR, environment, fmt, format_table, machine_cpu_s, median, peak_rss, proc_cpu_s, spread,
+    RESULTS_DIR, build_dir_atomically, environment, fmt, format_table, machine_cpu_s, median, peak_rss,
+    proc_cpu_s, spread,
     wait_for_quiet, write_json,
 )
 
@@ -90,16 +89,7 @@ def ensure_model(cache_dir: Path, name: str, builder: str, build: Callable[[Path
     cache_dir.mkdir(parents=True, exist_ok=True)
     print(f"building {builder} into {final} ...", flush=True)
     started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.build-", dir=cache_dir))
-    try:
-        build(tmp, 0)
-        tmp.chmod(0o755)
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    build_dir_atomically(final, lambda tmp: build(tmp, 0), prefix=f".{name}.build-")
     return final, time.perf_counter() - started
 
 

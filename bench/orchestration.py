@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from bench._common import (
-    RESULTS_DIR, BenchDatabases, CpuSnapshot, environment, fmt, format_table, median, peak_rss, spread, wait_for_quiet,
+    RESULTS_DIR, BenchDatabases, CpuSnapshot, build_dir_atomically, environment, fmt, format_table, median, peak_rss, spread, wait_for_quiet,
     write_json,
 )
 
@@ -173,8 +173,7 @@ def ensure_images(cache_dir: Path, count: int) -> Path:
     done = folder / ".complete"
     if done.exists():
         return folder
-    tmp = Path(tempfile.mkdtemp(prefix=".orch-build-", dir=cache_dir))
-    try:
+    def build(tmp: Path) -> None:
         for i in range(count):
             rng = np.random.default_rng([20240601, i, GEN_VERSION])
             coarse = rng.integers(0, 256, size=(IMAGE_H // 4, IMAGE_W // 4, 3), dtype=np.uint8)
@@ -183,13 +182,8 @@ def ensure_images(cache_dir: Path, count: int) -> Path:
             Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB").save(
                 tmp / f"img_{i:05d}.jpg", quality=90)
         (tmp / ".complete").write_text("ok\n")
-        tmp.chmod(0o755)  # mkdtemp creates 0700
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.rename(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    build_dir_atomically(folder, build, prefix=".orch-build-")
     return folder
 
 
