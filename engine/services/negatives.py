@@ -10,14 +10,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.models import Concept, Mask, PairOrigin, Polarity, StageStatus
-from engine.domain.masks import RleMask, dedup_by_iou, encode_mask, iou_matrix
+from engine.domain.masks import RleMask, encode_mask, iou_matrix
 from engine.domain.phrases import PhraseListError, clean_phrase, parse_phrase_list
-from engine.ports import ConceptSuggester, MaskProposer, PhraseEmbedder, Proposal
+from engine.ports import ConceptSuggester, MaskProposer, PhraseEmbedder
 from engine.repositories import labels as labels_repo
 from engine.repositories import stages as stages_repo
 from engine.services.common import (
-    StageReport, Timer, call_split, describe, load_images, record, register, with_work,
+    StageReport,
+    Timer,
+    call_split,
+    describe,
+    load_images,
+    record,
+    register,
+    with_work,
 )
+from engine.services.propose import store_proposals
 from engine.settings import NegativeSettings, ProposeSettings
 from engine.storage import MediaStore
 
@@ -90,7 +98,8 @@ def negatives_batch(session: Session, store: MediaStore, proposer: MaskProposer,
                         found += 1
                         taken.add(candidate)
                         kept.append({"phrase": candidate, "of": text, "iou": round(overlap, 3)})
-                        _queue(session, item.subject_id, candidate, version, encoded, result, propose)
+                        _queue(session, item.subject_id, candidate, version, encoded,
+                               [p.score for p in result], propose)
         detail = {"candidates": tried, "kept": kept}
         if errors:
             record(report, item, StageStatus.FAILED, version_id=version, seconds=timer.elapsed,
@@ -113,10 +122,8 @@ def _phrases(answer: object) -> list[str]:
 
 
 def _queue(session: Session, image_id: int, phrase: str, version: int, encoded: list[RleMask],
-           proposals: list[Proposal], propose: ProposeSettings) -> None:
+           scores: list[float], propose: ProposeSettings) -> None:
     concept = labels_repo.concept_ids(session, {phrase})[phrase]
     pair = labels_repo.pair_id(session, image_id, concept, polarity=Polarity.UNKNOWN,
                                origin=PairOrigin.HARD_NEGATIVE, model_version_id=version)
-    scores = [float(p.score) for p in proposals]
-    for index in dedup_by_iou(encoded, scores, propose.dedup_iou)[: propose.max_masks_per_phrase]:
-        labels_repo.add_mask(session, pair, version, encoded[index], score=scores[index])
+    store_proposals(session, pair, version, encoded, scores, propose)

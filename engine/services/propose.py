@@ -11,12 +11,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.models import Mask, StageStatus
-from engine.domain.masks import dedup_by_iou, encode_mask
-from engine.ports import MaskProposer, Proposal
+from engine.domain.masks import RleMask, dedup_by_iou, encode_mask
+from engine.ports import MaskProposer
 from engine.repositories import labels as labels_repo
 from engine.repositories import stages as stages_repo
 from engine.services.common import (
-    StageReport, Timer, call_split, describe, load_images, record, register, with_work,
+    StageReport,
+    Timer,
+    call_split,
+    describe,
+    load_images,
+    record,
+    register,
+    with_work,
 )
 from engine.settings import ProposeSettings
 from engine.storage import MediaStore
@@ -50,7 +57,8 @@ def propose_batch(session: Session, store: MediaStore, proposer: MaskProposer, s
             if isinstance(result, Exception):
                 failures.append(f"{text!r}: {describe(result)}")
             else:
-                masks += _store(session, pair_id, version, result, settings)
+                masks += store_proposals(session, pair_id, version,
+                                         [encode_mask(p.mask) for p in result], [p.score for p in result], settings)
         detail = {"phrases": len(todo), "masks": masks}
         if failures:
             record(report, item, StageStatus.FAILED, version_id=version, seconds=timer.elapsed,
@@ -63,10 +71,11 @@ def propose_batch(session: Session, store: MediaStore, proposer: MaskProposer, s
     return report
 
 
-def _store(session: Session, pair_id: int, version: int, proposals: list[Proposal],
-           settings: ProposeSettings) -> int:
-    encoded = [encode_mask(p.mask) for p in proposals]
-    scores = [float(p.score) for p in proposals]
+def store_proposals(session: Session, pair_id: int, version: int, encoded: list[RleMask], scores: list[float],
+                    settings: ProposeSettings) -> int:
+    """Keep the best of overlapping masks (IoU above ``dedup_iou``), at most ``max_masks_per_phrase``,
+    and store them on the pair; returns how many were stored."""
+    scores = [float(s) for s in scores]
     keep = dedup_by_iou(encoded, scores, settings.dedup_iou)[: settings.max_masks_per_phrase]
     for index in keep:
         labels_repo.add_mask(session, pair_id, version, encoded[index], score=scores[index])
