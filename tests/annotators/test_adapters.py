@@ -8,13 +8,7 @@ import pytest
 from PIL import Image
 
 from annotators.loading import ModelUnavailable, checkpoint_version, is_random_weights
-from annotators.tiny import ensure_tiny_models
 from engine.ports import Proposal
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return ensure_tiny_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

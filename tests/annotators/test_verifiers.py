@@ -7,15 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from annotators.tiny import ensure_tiny_models
 from annotators.verifiers import EV_CHOICES, MV_CHOICES, presence_score
 from engine.domain.render import boxes_view, mask_box, mask_view
 from engine.ports import MaskQuery, PairQuery
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return ensure_tiny_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")
