@@ -7,12 +7,13 @@ from pathlib import Path
 
 from engine.ports import (
     Captioner, ConceptSuggester, ExhaustivityVerifier, MaskProposer, MaskVerifier, PhraseEmbedder, PhraseParser,
+    PointSegmenter,
 )
 from engine.settings import Settings
 
 
 def model_refs(settings: Settings) -> dict[str, str]:
-    """Hub ids or directories for the captioner, the LLM parser and the proposer."""
+    """Hub ids or directories for the captioner, the LLM parser, the proposer and the tracker."""
     m = settings.models
     if settings.model_profile == "tiny":
         from transformers.utils import logging as hf_logging
@@ -24,7 +25,8 @@ def model_refs(settings: Settings) -> dict[str, str]:
         tiny = ensure_tiny_models(Path(m.cache_dir) / "tiny")
         return {"captioner": str(tiny["mllama"]), "llm_parser": str(tiny["mllama"]),
                 "proposer": str(tiny["sam3"]), "tracker": str(tiny["sam3_tracker"])}
-    return {"captioner": m.caption.model, "llm_parser": m.parse.llm_model, "proposer": m.propose.model}
+    return {"captioner": m.caption.model, "llm_parser": m.parse.llm_model, "proposer": m.propose.model,
+            "tracker": m.tracker.model}
 
 
 def make_captioner(settings: Settings) -> Captioner | None:
@@ -56,6 +58,14 @@ def make_proposer(settings: Settings) -> MaskProposer:
     return Sam3Proposer(model_refs(settings)["proposer"], score_threshold=p.score_threshold,
                         mask_threshold=p.mask_threshold, text_cache_size=p.text_cache_size,
                         device=settings.models.device)
+
+
+def make_segmenter(settings: Settings) -> PointSegmenter:
+    from annotators.tracker import Sam3TrackerSegmenter
+
+    t = settings.models.tracker
+    return Sam3TrackerSegmenter(model_refs(settings)["tracker"], embedding_cache_size=t.embedding_cache_size,
+                                mask_threshold=t.mask_threshold, device=settings.models.device)
 
 
 def make_mask_verifier(settings: Settings) -> MaskVerifier:

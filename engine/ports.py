@@ -6,7 +6,7 @@ Protocols, PIL images, numpy arrays and plain dataclasses (no torch).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -111,3 +111,27 @@ class ConceptSuggester(Protocol):
 
     def suggest(self, phrases: Sequence[str]) -> list[list[str] | str]:
         """Per phrase: visually similar but different concepts (or the raw answer to repair)."""
+
+
+@dataclass(frozen=True)
+class ClickMask:
+    """The mask for one set of clicks, at the image's original size."""
+
+    mask: np.ndarray  # bool H×W
+    score: float  # the model's predicted IoU
+
+
+class PointSegmenter(Protocol):
+    """Click to segment: the image is embedded once per key (cached), each click only decodes."""
+
+    stamp: ModelStamp
+
+    def segment(self, image_key: str, load_image: Callable[[], Image.Image],
+                points: Sequence[tuple[float, float, int]],
+                box: tuple[float, float, float, float] | None = None) -> ClickMask:
+        """The mask for positive (label 1) and negative (label 0) points (x, y in the original
+        image's pixels) and an optional box (x0, y0, x1, y1). ``load_image`` is called only when
+        the key's embedding is not cached."""
+
+    def cache_info(self) -> dict[str, int]:
+        """Embedding cache counters: hits, misses, size, capacity."""

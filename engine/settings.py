@@ -87,6 +87,14 @@ class ProposeSettings(BaseModel):
     text_cache_size: int = Field(4096, ge=0, description="text features kept per process, by phrase")
 
 
+class TrackerSettings(BaseModel):
+    """Click to segment with the SAM 3 tracker (annotators' mask corrections)."""
+
+    model: str = Field("facebook/sam3", description="hub id or local directory (profile sam3)")
+    embedding_cache_size: int = Field(32, ge=1, le=4096, description="image embeddings kept per process")
+    mask_threshold: float = Field(0.0, description="mask logits above this are inside the mask")
+
+
 class VerifySettings(BaseModel):
     mask_model: str = Field("meta-llama/Llama-3.2-11B-Vision-Instruct",
                             description="MV verifier: hub id or local directory (profile sam3)")
@@ -117,6 +125,7 @@ class ModelSettings(BaseModel):
     propose: ProposeSettings = ProposeSettings()
     verify: VerifySettings = VerifySettings()
     negatives: NegativeSettings = NegativeSettings()
+    tracker: TrackerSettings = TrackerSettings()
 
 
 class RoutingSettings(BaseModel):
@@ -124,6 +133,30 @@ class RoutingSettings(BaseModel):
     audit_rate: float = Field(0.02, ge=0, le=1, description="share of auto-decided items also sent to humans")
     audit_seed: int = 0
     calibration_method: Literal["isotonic", "platt"] = "isotonic"
+
+
+class QueueSettings(BaseModel):
+    """The human task queue."""
+
+    lease_s: int = Field(600, ge=30, le=86_400, description="a leased task returns to the queue after this")
+    heartbeat_s: int = Field(60, ge=5, le=3_600, description="how often an open task page renews its lease")
+    gold_rate: float = Field(0.05, ge=0, le=1, description="share of handed-out tasks that are gold items")
+    multi_review_rate: float = Field(0.1, ge=0, le=1, description="share of tasks judged by two people")
+    max_reviews: int = Field(3, ge=2, le=10, description="a disagreement adds reviews up to this many")
+    review_seed: int = 0
+
+
+class ServeSettings(BaseModel):
+    """The web server and its security limits."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65_535)
+    workers: int = Field(1, ge=1, le=64)
+    session_ttl_s: int = Field(12 * 3600, ge=60, description="log-in session lifetime")
+    secure_cookies: bool = Field(False, description="set Secure on cookies (serve behind HTTPS)")
+    login_max_failures: int = Field(5, ge=1, description="failed log-ins per user name or address per window")
+    login_window_s: int = Field(300, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body accepted")
 
 
 class Settings(BaseSettings):
@@ -148,6 +181,8 @@ class Settings(BaseSettings):
     dedup: DedupSettings = DedupSettings()
     models: ModelSettings = ModelSettings()
     routing: RoutingSettings = RoutingSettings()
+    queue: QueueSettings = QueueSettings()
+    serve: ServeSettings = ServeSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

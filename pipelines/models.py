@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from engine.ports import (
     Captioner, ConceptSuggester, ExhaustivityVerifier, MaskProposer, MaskVerifier, PhraseEmbedder, PhraseParser,
+    PointSegmenter,
 )
 from engine.settings import Settings
 
@@ -37,6 +38,11 @@ class ModelCache:
         from annotators.registry import make_proposer
 
         return self._get("proposer", make_proposer)
+
+    def segmenter(self) -> PointSegmenter:
+        from annotators.registry import make_segmenter
+
+        return self._get("segmenter", make_segmenter)
 
     def mask_verifier(self) -> MaskVerifier:
         from annotators.registry import make_mask_verifier

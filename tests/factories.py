@@ -92,3 +92,67 @@ def write_shard(path: Path, samples: list[dict[str, bytes | str]]) -> None:
 
 def write_coco(path: Path, images: list[dict], annotations: list[dict], categories: list[dict]) -> None:
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+
+
+def seed_review_items(session, media_root: Path, n_images: int = 2, phrases: tuple[str, ...] = ("dog", "cat"),
+                      size: tuple[int, int] = (96, 64), masks_per_pair: int = 2,
+                      kinds: tuple[str, ...] = ("verify_mask", "check_exhaustivity")) -> dict[str, list[int]]:
+    """Stored images with pairs, candidate masks (rectangles) and open human tasks, as the router
+    leaves them. Returns the ids made: images, pairs, masks, tasks."""
+    import hashlib
+
+    import numpy as np
+
+    from engine.db.models import (
+        Concept, HumanTask, Image as ImageRow, ImageConcept, ModelKind, PairOrigin, Polarity, TaskKind, TaskState,
+    )
+    from engine.domain.masks import encode_mask
+    from engine.repositories.labels import add_mask
+    from engine.repositories.model_versions import get_or_create
+    from engine.storage import LocalMediaStore
+
+    store = LocalMediaStore(media_root)
+    proposer = get_or_create(session, ModelKind.PROPOSER, "test-proposer", "1")
+    made: dict[str, list[int]] = {"images": [], "pairs": [], "masks": [], "tasks": []}
+    concepts = []
+    for text in phrases:
+        concept = session.query(Concept).filter_by(text=text).one_or_none() or Concept(text=text)
+        session.add(concept)
+        concepts.append(concept)
+    session.flush()
+    width, height = size
+    for i in range(n_images):
+        data = png_bytes(photo(1000 + i, size))
+        sha = hashlib.sha256(data).hexdigest()
+        key = store.put(sha, "png", data)
+        image = ImageRow(sha256=sha, phash=i, phash_b0=0, phash_b1=0, phash_b2=0, phash_b3=i, width=width,
+                         height=height, format="png", byte_size=len(data), storage_key=key)
+        session.add(image)
+        session.flush()
+        made["images"].append(image.id)
+        for concept in concepts:
+            pair = ImageConcept(image_id=image.id, concept_id=concept.id, polarity=Polarity.UNKNOWN,
+                                origin=PairOrigin.CAPTION)
+            session.add(pair)
+            session.flush()
+            made["pairs"].append(pair.id)
+            for m in range(masks_per_pair):
+                grid = np.zeros((height, width), dtype=bool)
+                grid[4 + 8 * m: 20 + 8 * m, 4 + 10 * m: 30 + 10 * m] = True
+                mask = add_mask(session, pair.id, proposer.id, encode_mask(grid), score=0.9 - 0.1 * m)
+                session.flush()
+                made["masks"].append(mask.id)
+                if "verify_mask" in kinds:
+                    task = HumanTask(kind=TaskKind.VERIFY_MASK, pair_id=pair.id, mask_id=mask.id,
+                                     state=TaskState.OPEN, priority=0, reason="test")
+                    session.add(task)
+                    session.flush()
+                    made["tasks"].append(task.id)
+            for kind in ("check_exhaustivity", "correct"):
+                if kind in kinds:
+                    task = HumanTask(kind=TaskKind(kind), pair_id=pair.id, state=TaskState.OPEN, priority=0,
+                                     reason="test")
+                    session.add(task)
+                    session.flush()
+                    made["tasks"].append(task.id)
+    return made

@@ -1,16 +1,129 @@
-"""Application factory."""
+"""Application factory: the REST API under /api/v1, the pages (plain HTML + JS from web/static, no
+build step), security headers and a request size limit on every response."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.settings import Settings
-from web.routers import health
+from pipelines.models import ModelCache
+from web.routers import admin, auth, health, images, tasks
+
+STATIC = Path(__file__).parent / "static"
+#: page path → file in web/static
+PAGES = {"/login": "login.html", "/queue": "queue.html", "/dashboard": "dashboard.html",
+         "/jobs": "jobs.html", "/admin": "admin.html"}
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' blob: data:; script-src 'self'; "
+                                 b"style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+                                 b"form-action 'self'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+]
+DOCS_CSP = (b"default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; "
+            b"script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; frame-ancestors 'none'")
+
+
+class Guard:
+    """ASGI middleware: adds the security headers and refuses bodies over ``max_body`` bytes
+    (413), whether the size is announced in Content-Length or only seen while streaming."""
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app, self.max_body = app, max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope["path"] in ("/docs", "/redoc")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
+                for key, value in SECURITY_HEADERS:
+                    headers.append((key, DOCS_CSP if docs and key == b"content-security-policy" else value))
+                if scope["path"].startswith("/api/") and not any(k == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await self._too_large(send_with_headers)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except _TooLarge:
+            await self._too_large(send_with_headers)
+
+    async def _too_large(self, send: Send) -> None:
+        response = JSONResponse({"detail": f"request body over {self.max_body} bytes"}, status_code=413)
+        await response(  # type: ignore[arg-type]
+            {"type": "http", "method": "POST", "path": "/", "headers": []}, _empty_receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    app = FastAPI(title="Data Engine", version="0.1.0", docs_url="/docs", openapi_url="/openapi.json")
+    app = FastAPI(title="Data Engine", version="0.1.0", docs_url="/docs", openapi_url="/openapi.json",
+                  redoc_url=None)
     app.state.settings = settings
-    app.include_router(health.router, prefix="/api/v1")
+    app.state.models = ModelCache(settings)  # the click-to-segment model, loaded on first use
+    for router in (health.router, auth.router, tasks.router, images.router, admin.router):
+        app.include_router(router, prefix="/api/v1")
+    _optional_routers(app)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    for path, filename in PAGES.items():
+        app.add_api_route(path, _page(filename), include_in_schema=False, methods=["GET"])
+    app.add_api_route("/", lambda: RedirectResponse("/queue"), include_in_schema=False, methods=["GET"])
+    app.add_middleware(Guard, max_body=settings.serve.max_body_bytes)  # type: ignore[arg-type]
     return app
+
+
+def _page(filename: str):  # type: ignore[no-untyped-def]
+    def page() -> Response:
+        return FileResponse(STATIC / filename, media_type="text/html", headers={"cache-control": "no-cache"})
+
+    return page
+
+
+def _optional_routers(app: FastAPI) -> None:
+    """Routers that live in their own modules (jobs, dashboard), included when present."""
+    import importlib
+
+    for name in ("jobs", "dashboard"):
+        try:
+            module = importlib.import_module(f"web.routers.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"web.routers.{name}":
+                raise
+            continue
+        app.include_router(module.router, prefix="/api/v1")

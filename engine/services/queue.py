@@ -1,4 +1,4 @@
-"""The human task queue: lease the next task, keep it alive, expire abandoned leases.
+"""The human task queue: lease the next task, mix in gold items, keep leases alive, expire them.
 
 Leasing takes the highest-priority open task of the kinds asked for that the annotator has not
 judged before. On PostgreSQL the candidate row is locked with FOR UPDATE SKIP LOCKED so concurrent
@@ -8,13 +8,14 @@ annotators never wait on each other; on every database the lease itself is a com
 from __future__ import annotations
 
 import datetime as dt
+import random
 from collections.abc import Sequence
 
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import HumanTask, TaskKind, TaskState, Verdict
+from engine.db.models import GoldItem, HumanTask, TaskKind, TaskState, Verdict
 
 MAX_CANDIDATES = 8
 
@@ -35,7 +36,8 @@ def next_task(session: Session, user_id: int, kinds: Sequence[TaskKind], lease_s
     """Lease the next task for ``user_id`` (None when the queue has nothing for them)."""
     now = now or utcnow()
     query = (select(HumanTask.id)
-             .where(HumanTask.state == TaskState.OPEN, HumanTask.kind.in_(list(kinds)), _not_judged_by(user_id))
+             .where(HumanTask.state == TaskState.OPEN, HumanTask.kind.in_(list(kinds)),
+                    HumanTask.is_gold.is_(False), _not_judged_by(user_id))
              .order_by(HumanTask.priority.desc(), HumanTask.id)
              .limit(MAX_CANDIDATES)
              .with_for_update(skip_locked=True))
@@ -70,13 +72,64 @@ def heartbeat(session: Session, task_id: int, user_id: int, lease_s: int, now: d
 
 
 def expire_leases(session: Session, now: dt.datetime | None = None) -> int:
-    """Return every task whose lease ran out to the queue; how many."""
+    """Return every task whose lease ran out to the queue (a gold task, made for one person, is
+    cancelled instead); how many."""
     now = now or utcnow()
-    return session.execute(
-        update(HumanTask)
-        .where(HumanTask.state == TaskState.LEASED, HumanTask.lease_expires_at < now)
+    expired = (HumanTask.state == TaskState.LEASED, HumanTask.lease_expires_at < now)
+    gold = session.execute(
+        update(HumanTask).where(*expired, HumanTask.is_gold.is_(True))
+        .values(state=TaskState.CANCELLED, lease_owner_id=None, lease_expires_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)).rowcount or 0
+    return gold + (session.execute(
+        update(HumanTask).where(*expired, HumanTask.is_gold.is_(False))
         .values(state=TaskState.OPEN, lease_owner_id=None, lease_expires_at=None, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount or 0
+        .execution_options(synchronize_session=False)).rowcount or 0)
+
+
+def release(session: Session, task_id: int, user_id: int, now: dt.datetime | None = None) -> None:
+    """Give a leased task back unjudged (skip); raises LeaseLost when the caller does not hold it."""
+    now = now or utcnow()
+    task = session.get(HumanTask, task_id, with_for_update=True)
+    if task is None or task.state != TaskState.LEASED or task.lease_owner_id != user_id:
+        raise LeaseLost(f"task {task_id} is not leased to you")
+    task.state = TaskState.CANCELLED if task.is_gold else TaskState.OPEN
+    task.lease_owner_id, task.lease_expires_at, task.updated_at = None, None, now
+    session.flush()
+
+
+def lease_gold(session: Session, user_id: int, kinds: Sequence[TaskKind], lease_s: int,
+               rng: random.Random | None = None, now: dt.datetime | None = None) -> HumanTask | None:
+    """A fresh task for a gold item of the asked kinds that the user has not seen, leased to them."""
+    now = now or utcnow()
+    seen = exists().where(
+        Verdict.user_id == user_id, Verdict.pair_id == GoldItem.pair_id,
+        or_(GoldItem.mask_id.is_(None), Verdict.mask_id == GoldItem.mask_id))
+    candidates = session.execute(
+        select(GoldItem.id, GoldItem.kind, GoldItem.pair_id, GoldItem.mask_id, GoldItem.answer)
+        .where(GoldItem.is_active.is_(True), GoldItem.kind.in_(list(kinds)), ~seen)
+        .order_by(GoldItem.id).limit(64)).all()
+    if not candidates:
+        return None
+    item = (rng or random).choice(candidates)
+    task = HumanTask(kind=item.kind, pair_id=item.pair_id, mask_id=item.mask_id, state=TaskState.LEASED,
+                     priority=0, reason="gold item", lease_owner_id=user_id,
+                     lease_expires_at=now + dt.timedelta(seconds=lease_s), attempts=1, is_gold=True,
+                     gold_item_id=item.id, gold_answer={"label": item.answer}, reviews_required=1,
+                     created_at=now, updated_at=now)
+    session.add(task)
+    session.flush()
+    return task
+
+
+def lease_for(session: Session, user_id: int, kinds: Sequence[TaskKind], *, lease_s: int, gold_rate: float,
+              rng: random.Random | None = None, now: dt.datetime | None = None) -> HumanTask | None:
+    """The next task for an annotator: a gold item at ``gold_rate`` (when one is left for them),
+    otherwise the queue's highest-priority task."""
+    rng = rng or random.Random()
+    if gold_rate > 0 and rng.random() < gold_rate:
+        task = lease_gold(session, user_id, kinds, lease_s, rng, now)
+        if task is not None:
+            return task
+    return next_task(session, user_id, kinds, lease_s, now)
 
 

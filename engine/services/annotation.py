@@ -1,0 +1,295 @@
+"""What an annotator sees of a task, and what their verdict does.
+
+Labels per task kind (the calibration of the verifiers reads the same words):
+  verify_mask          accept | reject | ungroundable
+  check_exhaustivity   complete | missing | not_present
+  correct              corrected (one or more masks) | not_present (zero masks)
+
+A verdict is appended once per client id (a retried submission returns the first); the caller must
+hold the task's lease. A gold task only measures the annotator. A task picked for multi-review goes
+back to the queue until enough different people judged it; their majority decides, and a tie adds one
+more review (up to ``max_reviews``). When the task is decided its labels are applied: mask states,
+the pair's exhaustivity and polarity, new masks from corrections, and a correction task when an
+annotator says instances are missing. A decided item is never overridden by the router."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.base import utcnow
+from engine.db.models import (
+    Caption, Concept, Decider, HumanTask, Image, ImageConcept, Mask, MaskState, Polarity, TaskKind, TaskState,
+    Verdict, VerdictKind, VerdictSource,
+)
+from engine.domain.audit import in_audit_sample
+from engine.domain.masks import MaskError, from_coco_segmentation
+from engine.repositories import labels as labels_repo
+from engine.repositories.model_versions import source_version
+from engine.services.queue import LeaseLost
+from engine.settings import QueueSettings
+
+LABELS: dict[TaskKind, tuple[str, ...]] = {
+    TaskKind.VERIFY_MASK: ("accept", "reject", "ungroundable"),
+    TaskKind.CHECK_EXHAUSTIVITY: ("complete", "missing", "not_present"),
+    TaskKind.CORRECT: ("corrected", "not_present"),
+}
+VERDICT_KIND = {
+    TaskKind.VERIFY_MASK: VerdictKind.MASK,
+    TaskKind.CHECK_EXHAUSTIVITY: VerdictKind.EXHAUSTIVITY,
+    TaskKind.CORRECT: VerdictKind.CORRECTION,
+}
+MAX_MASKS = 256
+MAX_ACTIVE_MS = 24 * 3600 * 1000
+HUMAN_MASK_SOURCE = "human-annotation"
+
+
+class VerdictError(ValueError):
+    """The submission is invalid (HTTP 422)."""
+
+
+class ClientIdConflict(ValueError):
+    """The client id belongs to another verdict (HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class MaskIn:
+    """A mask submitted with a correction: a new one (``rle``) or a kept candidate (``mask_id``)."""
+
+    rle: dict[str, Any] | None = None
+    mask_id: int | None = None
+    is_crowd: bool = False
+    tool: str = "brush"  # tracker | brush | existing
+
+
+@dataclass(frozen=True)
+class VerdictIn:
+    client_id: str
+    label: str
+    active_ms: int
+    started_at: dt.datetime | None = None
+    masks: list[MaskIn] = field(default_factory=list)
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    verdict_id: int
+    task_state: str
+    created: bool  # False when this was a retry of an earlier submission
+    gold_correct: bool | None = None
+
+
+# ------------------------------------------------------------------------------------ describe
+def describe(session: Session, task: HumanTask) -> dict[str, Any]:
+    """The task as the page needs it: image, phrase, caption and the pair's candidate masks. Gold
+    tasks look exactly like others (no answer, no flag)."""
+    pair, image, phrase = session.execute(
+        select(ImageConcept, Image, Concept.text).join(Image, Image.id == ImageConcept.image_id)
+        .join(Concept, Concept.id == ImageConcept.concept_id).where(ImageConcept.id == task.pair_id)).one()
+    caption = session.scalars(select(Caption.text).where(Caption.image_id == image.id)
+                              .order_by(Caption.id).limit(1)).first()
+    masks = session.scalars(select(Mask).where(Mask.pair_id == pair.id, Mask.state != MaskState.REJECTED)
+                            .order_by(Mask.id)).all()
+    if task.mask_id is not None and all(m.id != task.mask_id for m in masks):
+        masks = [*masks, *session.scalars(select(Mask).where(Mask.id == task.mask_id))]
+    return {
+        "id": task.id, "kind": task.kind.value, "labels": list(LABELS[task.kind]),
+        "lease_expires_at": task.lease_expires_at.isoformat() if task.lease_expires_at else None,
+        "image": {"id": image.id, "width": image.width, "height": image.height,
+                  "url": f"/api/v1/images/{image.id}"},
+        "phrase": phrase, "caption": caption, "target_mask_id": task.mask_id,
+        "masks": [{"id": m.id, "rle": {"size": [m.height, m.width], "counts": m.rle_counts},
+                   "bbox": [m.bbox_x, m.bbox_y, m.bbox_w, m.bbox_h], "area": m.area, "score": m.score,
+                   "is_crowd": m.is_crowd, "state": m.state.value} for m in masks],
+        "reason": None if task.is_gold else task.reason,
+    }
+
+
+# -------------------------------------------------------------------------------------- submit
+def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settings: QueueSettings,
+           now: dt.datetime | None = None) -> Submitted:
+    now = now or utcnow()
+    prior = session.scalars(select(Verdict).where(Verdict.client_id == body.client_id)).first()
+    if prior is not None:
+        if prior.user_id != user_id or prior.task_id != task_id:
+            raise ClientIdConflict("this client id was used for another verdict; generate a new one")
+        task = session.get(HumanTask, task_id)
+        return Submitted(prior.id, task.state.value if task else "unknown", False,
+                         (prior.payload or {}).get("gold_correct"))
+    task = session.get(HumanTask, task_id, with_for_update=True, populate_existing=True)
+    if task is None:
+        raise LeaseLost(f"no task {task_id}")
+    if task.state != TaskState.LEASED or task.lease_owner_id != user_id:
+        # an expired lease still counts as long as nobody else took the task: the sweep has not run
+        raise LeaseLost(f"task {task_id} is not leased to you (it expired or was done)")
+    _validate(task, body)
+    pair = session.get(ImageConcept, task.pair_id)
+    image = session.get(Image, pair.image_id)  # type: ignore[union-attr]
+    masks = _check_masks(session, task, image, body) if task.kind == TaskKind.CORRECT else []
+    payload: dict[str, Any] = {}
+    if body.comment:
+        payload["comment"] = body.comment[:2000]
+    if task.is_gold:
+        expected = (task.gold_answer or {}).get("label")
+        payload.update(gold=True, gold_item_id=task.gold_item_id, expected=expected,
+                       gold_correct=body.label == expected)
+    if masks:
+        payload["masks"] = [{"mask_id": m.mask_id, "tool": m.tool, "is_crowd": m.is_crowd} for m in masks]
+    if task.kind == TaskKind.CORRECT and not task.is_gold:  # never multi-reviewed: decided now
+        payload["new_mask_ids"] = _correct(session, pair, image, masks, task.id)  # type: ignore[arg-type]
+    verdict = Verdict(client_id=body.client_id, kind=VERDICT_KIND[task.kind], source=VerdictSource.HUMAN,
+                      pair_id=task.pair_id, mask_id=task.mask_id, task_id=task.id, user_id=user_id,
+                      label=body.label, payload=payload or None, duration_ms=body.active_ms,
+                      started_at=body.started_at, created_at=now)
+    session.add(verdict)
+    session.flush()
+    task.reviews_done += 1
+    task.lease_owner_id, task.lease_expires_at, task.updated_at = None, None, now
+    if task.is_gold:
+        task.state = TaskState.DONE
+        session.flush()
+        return Submitted(verdict.id, task.state.value, True, bool(payload["gold_correct"]))
+    if task.reviews_done == 1 and task.kind != TaskKind.CORRECT and in_audit_sample(
+            f"review:{task.id}", settings.multi_review_rate, settings.review_seed):
+        task.reviews_required = max(task.reviews_required, 2)
+    label = _decision(session, task, settings)
+    if label is None:
+        task.state = TaskState.OPEN  # more reviews needed: back to the queue for someone else
+    else:
+        task.state = TaskState.DONE
+        _apply(session, task, pair, label, now)  # type: ignore[arg-type]
+    session.flush()
+    return Submitted(verdict.id, task.state.value, True)
+
+
+def _validate(task: HumanTask, body: VerdictIn) -> None:
+    if not 8 <= len(body.client_id) <= 64:
+        raise VerdictError("client_id must be 8–64 characters")
+    if body.label not in LABELS[task.kind]:
+        raise VerdictError(f"label {body.label!r} is not one of {', '.join(LABELS[task.kind])} for {task.kind.value}")
+    if not 0 <= body.active_ms <= MAX_ACTIVE_MS:
+        raise VerdictError("active_ms must lie between 0 and 24 hours")
+    if task.kind != TaskKind.CORRECT and body.masks:
+        raise VerdictError(f"a {task.kind.value} verdict carries no masks")
+    if task.kind == TaskKind.CORRECT:
+        if body.label == "not_present" and body.masks:
+            raise VerdictError("not_present means zero masks; remove the masks or submit 'corrected'")
+        if body.label == "corrected" and not body.masks:
+            raise VerdictError("'corrected' needs at least one mask; submit not_present for an absent phrase")
+        if len(body.masks) > MAX_MASKS:
+            raise VerdictError(f"at most {MAX_MASKS} masks per verdict")
+
+
+def _check_masks(session: Session, task: HumanTask, image: Image, body: VerdictIn) -> list[MaskIn]:
+    """Every mask decodes at the image's size and is not empty; kept ids belong to the pair."""
+    own = {m.id for m in session.scalars(select(Mask).where(Mask.pair_id == task.pair_id))}
+    out = []
+    for i, m in enumerate(body.masks):
+        if (m.rle is None) == (m.mask_id is None):
+            raise VerdictError(f"mask {i}: give either rle (a new mask) or mask_id (a kept candidate)")
+        if m.mask_id is not None:
+            if m.mask_id not in own:
+                raise VerdictError(f"mask {i}: mask {m.mask_id} is not a candidate of this task")
+            out.append(m)
+            continue
+        size = (m.rle or {}).get("size")
+        if list(size or []) != [image.height, image.width]:
+            raise VerdictError(f"mask {i}: size {size} differs from the image's [{image.height}, {image.width}]")
+        try:
+            rle = from_coco_segmentation(m.rle, image.height, image.width)
+        except MaskError as exc:
+            raise VerdictError(f"mask {i}: {exc}") from None
+        if rle.area == 0:
+            raise VerdictError(f"mask {i} is empty")
+        out.append(MaskIn(rle={"size": [rle.height, rle.width], "counts": rle.counts}, is_crowd=m.is_crowd,
+                          tool=m.tool))
+    return out
+
+
+def _decision(session: Session, task: HumanTask, settings: QueueSettings) -> str | None:
+    """The task's label once enough people judged it (majority; a tie asks one more), else None."""
+    if task.reviews_done < task.reviews_required:
+        return None
+    labels = list(session.scalars(select(Verdict.label).where(
+        Verdict.task_id == task.id, Verdict.source == VerdictSource.HUMAN).order_by(Verdict.id)))
+    if task.reviews_required == 1:
+        return labels[-1]
+    counts = Counter(labels).most_common()
+    tied = len(counts) > 1 and counts[0][1] == counts[1][1]
+    if tied and task.reviews_required < settings.max_reviews:
+        task.reviews_required += 1
+        return None
+    if tied:
+        return labels[-1]
+    return counts[0][0]
+
+
+def _apply(session: Session, task: HumanTask, pair: ImageConcept, label: str, now: dt.datetime) -> None:
+    if task.kind == TaskKind.VERIFY_MASK:
+        mask = session.get(Mask, task.mask_id)
+        if mask is not None:
+            mask.state = MaskState.ACCEPTED if label == "accept" else MaskState.REJECTED
+            mask.decided_by = Decider.HUMAN
+        return
+    if task.kind == TaskKind.CORRECT:
+        return  # applied before its verdict was written (_correct)
+    candidates = list(session.scalars(select(Mask).where(Mask.pair_id == pair.id, Mask.state != MaskState.REJECTED)))
+    if label == "not_present":
+        for m in candidates:
+            m.state, m.decided_by = MaskState.REJECTED, Decider.HUMAN
+        pair.polarity, pair.is_exhaustive, pair.decided_by = Polarity.NEGATIVE, True, Decider.HUMAN
+        _cancel_moot(session, pair.id, task.id)
+    elif task.kind == TaskKind.CHECK_EXHAUSTIVITY and label == "complete":
+        pair.is_exhaustive, pair.decided_by = True, Decider.HUMAN
+        pair.polarity = Polarity.POSITIVE if candidates else Polarity.NEGATIVE
+    elif task.kind == TaskKind.CHECK_EXHAUSTIVITY:  # missing: someone draws the rest
+        pair.is_exhaustive, pair.decided_by, pair.polarity = False, Decider.HUMAN, Polarity.POSITIVE
+        _ensure_correction(session, pair.id, task, now)
+    # corrections were applied before their verdict was written (see _correct)
+
+
+def _correct(session: Session, pair: ImageConcept, image: Image, masks: list[MaskIn], task_id: int) -> list[int]:
+    """A correction: exactly the submitted masks are the pair's masks now. Returns the new masks' ids."""
+    kept = {m.mask_id: m.is_crowd for m in masks if m.mask_id is not None}
+    for m in session.scalars(select(Mask).where(Mask.pair_id == pair.id, Mask.state != MaskState.REJECTED)):
+        if m.id in kept:
+            m.state, m.decided_by, m.is_crowd = MaskState.ACCEPTED, Decider.HUMAN, kept[m.id]
+        else:
+            m.state, m.decided_by = MaskState.REJECTED, Decider.HUMAN
+    version = source_version(session, HUMAN_MASK_SOURCE)
+    rows = []
+    for m in masks:
+        if m.rle is not None:
+            rle = from_coco_segmentation(m.rle, image.height, image.width)
+            row = labels_repo.add_mask(session, pair.id, version.id, rle, score=None, is_crowd=m.is_crowd)
+            row.state, row.decided_by = MaskState.ACCEPTED, Decider.HUMAN
+            rows.append(row)
+    session.flush()
+    pair.is_exhaustive, pair.decided_by = True, Decider.HUMAN
+    pair.polarity = Polarity.POSITIVE if masks else Polarity.NEGATIVE
+    _cancel_moot(session, pair.id, task_id)
+    return [r.id for r in rows]
+
+
+def _cancel_moot(session: Session, pair_id: int, done_task_id: int) -> None:
+    """Open tasks on a pair a person has just settled (its masks or its absence) are moot."""
+    for other in session.scalars(select(HumanTask).where(
+            HumanTask.pair_id == pair_id, HumanTask.id != done_task_id, HumanTask.state == TaskState.OPEN,
+            HumanTask.is_gold.is_(False))):
+        other.state = TaskState.CANCELLED
+        other.reason = f"{other.reason or ''} | cancelled: settled by task {done_task_id}"[:2000]
+
+
+def _ensure_correction(session: Session, pair_id: int, task: HumanTask, now: dt.datetime) -> None:
+    exists = session.scalars(select(HumanTask.id).where(
+        HumanTask.kind == TaskKind.CORRECT, HumanTask.pair_id == pair_id,
+        HumanTask.state.in_([TaskState.OPEN, TaskState.LEASED]))).first()
+    if exists is None:
+        session.add(HumanTask(kind=TaskKind.CORRECT, pair_id=pair_id, state=TaskState.OPEN, priority=task.priority,
+                              reason=f"instances missing (task {task.id})", created_at=now, updated_at=now))

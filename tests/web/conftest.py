@@ -1,0 +1,54 @@
+"""An app on a fresh database with one user per role, and clients signed in as each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from engine.db.models import Role
+from engine.db.session import session_scope
+from engine.services.users import create_user
+from engine.settings import Settings
+from tests.conftest import make_settings
+from web.app import create_app
+
+PASSWORD = "correct horse battery"
+ROLES = {"ann": Role.ANNOTATOR, "ann2": Role.ANNOTATOR, "rev": Role.REVIEWER, "mle": Role.ML_ENGINEER,
+         "root": Role.ADMIN}
+
+
+@pytest.fixture
+def web_settings(database_url: str, tmp_path: Path) -> Settings:
+    settings = make_settings(database_url, tmp_path)
+    settings.queue.gold_rate = 0.0
+    settings.queue.multi_review_rate = 0.0
+    with session_scope(settings.db_url) as s:
+        for name, role in ROLES.items():
+            create_user(s, name, PASSWORD, role)
+    return settings
+
+
+@pytest.fixture
+def app(web_settings: Settings):  # type: ignore[no-untyped-def]
+    return create_app(web_settings)
+
+
+@pytest.fixture
+def login(app) -> Iterator[Callable[[str], TestClient]]:  # type: ignore[no-untyped-def]
+    """login("ann") → a TestClient with that user's session cookie and CSRF header."""
+    clients: list[TestClient] = []
+
+    def sign_in(username: str, password: str = PASSWORD) -> TestClient:
+        client = TestClient(app)
+        clients.append(client)
+        response = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+        assert response.status_code == 200, response.text
+        client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+        return client
+
+    yield sign_in
+    for client in clients:
+        client.close()

@@ -1,0 +1,99 @@
+"""Log-in, log-out, who am I, and API tokens for scripts."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from pydantic import BaseModel, Field
+
+from engine.services import auth as auth_service
+from web.deps import SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep, client_ip
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class Me(BaseModel):
+    username: str
+    role: str
+    task_kinds: list[str] | None
+    csrf_token: str | None = Field(None, description="echo in X-CSRF-Token on state-changing requests")
+
+
+class TokenIn(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    expires_days: int | None = Field(None, ge=1, le=3650)
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+class NewToken(TokenOut):
+    token: str = Field(description="shown once; store it now")
+
+
+def _me(p: auth_service.Principal) -> Me:
+    return Me(username=p.username, role=p.role.value, task_kinds=list(p.task_kinds) if p.task_kinds else None,
+              csrf_token=p.csrf_token)
+
+
+@router.post("/login", response_model=Me)
+def login(body: LoginIn, request: Request, response: Response, session: SessionDep, settings: SettingsDep) -> Me:
+    s = settings.serve
+    try:
+        token, principal = auth_service.log_in(session, body.username, body.password, client_ip(request),
+                                               ttl_s=s.session_ttl_s, max_failures=s.login_max_failures,
+                                               window_s=s.login_window_s)
+    except auth_service.RateLimited as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
+    except auth_service.AuthError as exc:
+        session.commit()  # keep the failed attempt: it counts towards the rate limit
+        raise HTTPException(401, str(exc)) from None
+    response.set_cookie(SESSION_COOKIE, token, max_age=s.session_ttl_s, httponly=True, samesite="strict",
+                        secure=s.secure_cookies, path="/")
+    return _me(principal)
+
+
+@router.post("/logout", status_code=204)
+def logout(principal: PrincipalDep, session: SessionDep, response: Response) -> Response:
+    if principal.session_id is not None:
+        auth_service.log_out(session, principal.session_id)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/me", response_model=Me)
+def me(principal: PrincipalDep) -> Me:
+    return _me(principal)
+
+
+@router.get("/tokens", response_model=list[TokenOut])
+def tokens(principal: PrincipalDep, session: SessionDep) -> list[TokenOut]:
+    return [TokenOut.model_validate(t, from_attributes=True)
+            for t in auth_service.list_tokens(session, principal.user_id)]
+
+
+@router.post("/tokens", response_model=NewToken, status_code=201)
+def create_token(body: TokenIn, principal: PrincipalDep, session: SessionDep) -> NewToken:
+    token, row = auth_service.create_token(session, principal.user_id, body.name, body.expires_days)
+    return NewToken(token=token, **TokenOut.model_validate(row, from_attributes=True).model_dump())
+
+
+@router.delete("/tokens/{token_id}", status_code=204)
+def revoke_token(token_id: int, principal: PrincipalDep, session: SessionDep) -> Response:
+    if not auth_service.revoke_token(session, token_id, principal.user_id):
+        raise HTTPException(404, f"no active token {token_id} of yours")
+    return Response(status_code=204)

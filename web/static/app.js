@@ -1,0 +1,83 @@
+// Shared by every page: API calls with the CSRF header, the signed-in user, small DOM helpers.
+// Model output (captions, phrases) is untrusted: put it in the page with text nodes only
+// (el(..., {text}) or node.textContent), never as HTML.
+"use strict";
+
+const DE = (() => {
+  let me = null;
+
+  async function api(method, path, body, {allow = []} = {}) {
+    const headers = {"Accept": "application/json"};
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (me && me.csrf_token && !["GET", "HEAD"].includes(method)) headers["X-CSRF-Token"] = me.csrf_token;
+    const resp = await fetch("/api/v1" + path, {
+      method, headers, credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (resp.status === 401 && !path.startsWith("/auth/login")) {
+      location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+      throw new Error("not signed in");
+    }
+    if (!resp.ok && !allow.includes(resp.status)) {
+      let detail = resp.statusText;
+      try { const data = await resp.json(); detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail); } catch (e) { /* not JSON */ }
+      const err = new Error(detail);
+      err.status = resp.status;
+      throw err;
+    }
+    if (resp.status === 204) return null;
+    const type = resp.headers.get("content-type") || "";
+    return type.includes("application/json") ? resp.json() : resp;
+  }
+
+  async function whoami() {
+    if (!me) me = await api("GET", "/auth/me");
+    return me;
+  }
+
+  function setMe(value) { me = value; }
+
+  // el("div", {class: "x", text: "safe text", onclick: fn}, [children])
+  function el(tag, attrs = {}, children = []) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs)) {
+      if (value === undefined || value === null) continue;
+      if (key === "text") node.textContent = String(value);
+      else if (key === "class") node.className = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, String(value));
+    }
+    for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    return node;
+  }
+
+  function uuid() {
+    return crypto.randomUUID ? crypto.randomUUID()
+      : Array.from(crypto.getRandomValues(new Uint8Array(16)), b => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  // The navigation bar: links the role may use, the user, log out.
+  async function nav(active) {
+    const user = await whoami();
+    const links = {
+      admin: [["/queue", "Queue"], ["/dashboard", "Dashboard"], ["/jobs", "Jobs"], ["/admin", "Admin"]],
+      annotator: [["/queue", "Queue"]],
+      reviewer: [["/queue", "Queue"], ["/admin", "Gold"]],
+      ml_engineer: [["/dashboard", "Dashboard"], ["/jobs", "Jobs"]],
+    }[user.role] || [];
+    const bar = document.getElementById("nav");
+    if (!bar) return user;
+    bar.replaceChildren(
+      el("span", {class: "brand", text: "Data Engine"}),
+      ...links.map(([href, label]) => el("a", {href, text: label, class: href === active ? "active" : ""})),
+      el("span", {class: "spacer"}),
+      el("span", {class: "who", text: `${user.username} (${user.role})`}),
+      el("button", {type: "button", id: "logout", text: "Log out", onclick: async () => {
+        await api("POST", "/auth/logout"); location.assign("/login");
+      }}),
+    );
+    return user;
+  }
+
+  return {api, whoami, setMe, el, uuid, nav};
+})();
