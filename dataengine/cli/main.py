@@ -268,14 +268,25 @@ def users() -> None:
 @click.argument("username")
 @click.option("--role", type=click.Choice(["admin", "annotator", "reviewer", "ml_engineer"]), required=True)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input (scripts).")
+@click.option("--kinds", help="Task kinds they are assigned, comma-separated (default: all): "
+                              "verify_mask,check_exhaustivity,correct")
 @pass_ctx
-def users_create(ctx: Context, username: str, role: str, password_stdin: bool) -> None:
+def users_create(ctx: Context, username: str, role: str, password_stdin: bool, kinds: str | None) -> None:
     """Create USERNAME with a role; the password is asked for (or read with --password-stdin)."""
     from engine.db.models import Role
     from engine.db.session import session_scope
     from engine.domain.passwords import WeakPassword
     from engine.services.users import UserError, create_user
 
+    from engine.db.models import TaskKind
+
+    task_kinds = None
+    if kinds:
+        task_kinds = [k.strip() for k in kinds.split(",") if k.strip()]
+        unknown = sorted(set(task_kinds) - {k.value for k in TaskKind})
+        if unknown:
+            raise click.ClickException(f"unknown task kind(s) {', '.join(unknown)}; "
+                                       f"known: {', '.join(k.value for k in TaskKind)}")
     ensure_schema(ctx.settings)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -284,7 +295,9 @@ def users_create(ctx: Context, username: str, role: str, password_stdin: bool) -
     try:
         with session_scope(ctx.settings.db_url) as session:
             user = create_user(session, username, password, Role(role))
-            click.echo(f"created {user.username} ({user.role.value})")
+            user.task_kinds = task_kinds
+            click.echo(f"created {user.username} ({user.role.value})"
+                       + (f", task kinds {', '.join(task_kinds)}" if task_kinds else ""))
     except (UserError, WeakPassword) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -562,17 +575,68 @@ def beat(ctx: Context, loglevel: str | None) -> None:
 
 # ---------------------------------------------------------------------------- serve
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", help="Address to bind (default: settings serve.host, 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default: settings serve.port, 8000).")
+@click.option("--workers", type=click.IntRange(1, 64), help="Server processes (default: settings serve.workers).")
 @pass_ctx
-def serve(ctx: Context, host: str, port: int) -> None:
-    """Start the API server (FastAPI + uvicorn)."""
+def serve(ctx: Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """Start the web server: the annotators' queue, dashboards, operators' pages and the REST API
+    under /api/v1 (OpenAPI at /docs). With several workers each process reads the same settings
+    (environment and --config)."""
     import uvicorn
 
     from web.app import create_app
 
+    s = ctx.settings.serve
+    host, port, workers = host or s.host, port or s.port, workers or s.workers
     ensure_schema(ctx.settings)
-    uvicorn.run(create_app(ctx.settings), host=host, port=port, log_level="info")
+    click.echo(f"serving on http://{host}:{port}/ ({workers} worker{'s' if workers > 1 else ''}); "
+               f"create a user first: dataengine users create NAME --role admin")
+    if workers == 1:
+        uvicorn.run(create_app(ctx.settings), host=host, port=port, log_level="warning", access_log=False)
+    else:
+        uvicorn.run("web.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning", access_log=False)
+
+
+@cli.group("queue")
+def queue_group() -> None:
+    """The human task queue."""
+
+
+@queue_group.command("expire")
+@pass_ctx
+def queue_expire(ctx: Context) -> None:
+    """Return every task whose lease ran out to the queue now (the beat task does it every minute)."""
+    from engine.db.session import session_scope
+    from engine.services.queue import expire_leases
+
+    ensure_schema(ctx.settings)
+    with session_scope(ctx.settings.db_url) as session:
+        click.echo(f"{expire_leases(session)} expired lease(s) returned to the queue")
+
+
+@queue_group.command("stats")
+@pass_ctx
+def queue_stats(ctx: Context) -> None:
+    """Open and leased tasks per kind."""
+    from sqlalchemy import func, select
+
+    from engine.db.models import HumanTask, TaskState
+    from engine.db.session import session_scope
+
+    ensure_schema(ctx.settings)
+    table = Table("kind", "open", "leased", "done", title="human tasks")
+    with session_scope(ctx.settings.db_url) as session:
+        counts: dict[str, dict[str, int]] = {}
+        for kind, state, n in session.execute(
+                select(HumanTask.kind, HumanTask.state, func.count()).where(HumanTask.is_gold.is_(False))
+                .group_by(HumanTask.kind, HumanTask.state)):
+            counts.setdefault(kind.value, {})[state.value] = n
+    for kind, c in sorted(counts.items()):
+        table.add_row(kind, str(c.get(TaskState.OPEN.value, 0)), str(c.get(TaskState.LEASED.value, 0)),
+                      str(c.get(TaskState.DONE.value, 0)))
+    console.print(table)
 
 
 # ---------------------------------------------------------------------------- demo

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from engine.db.models import (
-    Calibration, ModelKind, ModelVersion, TaskKind, Verdict, VerdictKind, VerdictSource,
+    Calibration, HumanTask, ModelKind, ModelVersion, TaskKind, Verdict, VerdictKind, VerdictSource,
 )
 from engine.domain.calibration import CalibrationResult, calibrate_task
 
@@ -18,6 +18,16 @@ POSITIVE_LABELS = {
     TaskKind.VERIFY_MASK: {"accept"},
     TaskKind.CHECK_EXHAUSTIVITY: {"accept", "complete", "exhaustive"},
 }
+#: "phrase not present" answers the exhaustivity question with yes where the pair has no masks
+#: (nothing is missing) and with no where it has masks (they are all wrong)
+PRESENCE_POSITIVE = {"not_present", "negative"}
+
+
+def human_positive(task_kind: TaskKind, label: str, scope: str) -> int:
+    """A human label as the verifier's binary target (1: the AI should have said accept)."""
+    if task_kind == TaskKind.CHECK_EXHAUSTIVITY and label in PRESENCE_POSITIVE:
+        return int(scope == "presence")
+    return int(label in POSITIVE_LABELS[task_kind])
 KINDS = {
     TaskKind.VERIFY_MASK: (ModelKind.MASK_VERIFIER, VerdictKind.MASK),
     TaskKind.CHECK_EXHAUSTIVITY: (ModelKind.EXHAUSTIVITY_VERIFIER, VerdictKind.EXHAUSTIVITY),
@@ -54,10 +64,11 @@ def calibrate(session: Session, *, target_precision: float, method: str,
     out = []
     for task_kind in kinds:
         model_kind, verdict_kind = KINDS[task_kind]
-        human: dict[tuple[int | None, int], int] = {}
-        for v in session.scalars(select(Verdict).where(Verdict.kind == verdict_kind,
+        human: dict[tuple[int | None, int], str] = {}
+        gold_task = exists().where(HumanTask.id == Verdict.task_id, HumanTask.is_gold.is_(True))
+        for v in session.scalars(select(Verdict).where(Verdict.kind == verdict_kind, ~gold_task,
                                                        Verdict.source.in_(HUMAN_SOURCES)).order_by(Verdict.id)):
-            human[_target(v)] = int(v.label in POSITIVE_LABELS[task_kind])  # the latest human word wins
+            human[_target(v)] = v.label  # the latest human word wins; gold answers only score people
         versions = session.scalars(select(ModelVersion).where(ModelVersion.kind == model_kind)
                                    .order_by(ModelVersion.id)).all()
         for version in versions:
@@ -70,7 +81,7 @@ def calibrate(session: Session, *, target_precision: float, method: str,
             for scope, keys in _scopes(task_kind, ai).items():
                 both = [key for key in keys if key in human]
                 scores = [float((ai[k].probabilities or {}).get("accept", 0.0)) for k in both]
-                labels = [human[k] for k in both]
+                labels = [human_positive(task_kind, human[k], scope) for k in both]
                 ai_labels = [int(ai[k].label in POSITIVE_LABELS[task_kind]) for k in both]
                 result = calibrate_task(scores, labels, target_precision, method, ai_labels=ai_labels,
                                         verifier_version=f"{version.name}:{version.version}",

@@ -35,11 +35,15 @@ def next_task(session: Session, user_id: int, kinds: Sequence[TaskKind], lease_s
               now: dt.datetime | None = None) -> HumanTask | None:
     """Lease the next task for ``user_id`` (None when the queue has nothing for them)."""
     now = now or utcnow()
+    # PostgreSQL: lock exactly one candidate and skip rows other annotators hold (locking several
+    # would hide them from concurrent callers, who could then see an empty queue that is not).
+    # SQLite serialises writers: several candidates, each taken by compare-and-set.
+    locking = session.get_bind().dialect.name == "postgresql"
     query = (select(HumanTask.id)
              .where(HumanTask.state == TaskState.OPEN, HumanTask.kind.in_(list(kinds)),
                     HumanTask.is_gold.is_(False), _not_judged_by(user_id))
              .order_by(HumanTask.priority.desc(), HumanTask.id)
-             .limit(MAX_CANDIDATES)
+             .limit(1 if locking else MAX_CANDIDATES)
              .with_for_update(skip_locked=True))
     for task_id in session.scalars(query).all():
         taken = session.execute(

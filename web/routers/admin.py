@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import case, func, select
 
 from engine.db.models import GoldItem, HumanTask, Role, TaskKind, TaskState, User, Verdict, VerdictSource
+from engine.domain.passwords import WeakPassword, hash_password
 from engine.services import users as users_service
 from engine.services.annotation import LABELS
 from web.deps import Admin, GoldManager, SessionDep
@@ -50,6 +51,8 @@ def create_user(body: UserIn, _: Admin, session: SessionDep) -> UserOut:
         user = users_service.create_user(session, body.username, body.password, body.role)
     except users_service.UserError as exc:
         raise HTTPException(409 if "exists" in str(exc) else 422, str(exc)) from None
+    except WeakPassword as exc:
+        raise HTTPException(422, str(exc)) from None
     user.task_kinds = [k.value for k in body.task_kinds] if body.task_kinds is not None else None
     session.flush()
     return UserOut.model_validate(user, from_attributes=True)
@@ -69,9 +72,10 @@ def update_user(username: str, body: UserPatch, principal: Admin, session: Sessi
     if "task_kinds" in body.model_fields_set:
         user.task_kinds = [k.value for k in body.task_kinds] if body.task_kinds is not None else None
     if body.password is not None:
-        from engine.domain.passwords import hash_password
-
-        user.password_hash = hash_password(body.password)
+        try:
+            user.password_hash = hash_password(body.password)
+        except WeakPassword as exc:
+            raise HTTPException(422, str(exc)) from None
     session.flush()
     return UserOut.model_validate(user, from_attributes=True)
 

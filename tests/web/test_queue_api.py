@@ -1,0 +1,290 @@
+"""The queue through the API: leasing, judging, idempotency, validation, gold, multi-review, effects."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from engine.db.models import (
+    Decider, GoldItem, HumanTask, ImageConcept, Mask, MaskState, Polarity, TaskKind, TaskState, Verdict,
+)
+from engine.db.session import session_scope
+from engine.domain.masks import encode_mask
+from engine.services import annotation, queue
+from tests.factories import seed_review_items
+from tests.web.conftest import PASSWORD
+
+
+@pytest.fixture
+def seeded(web_settings):
+    with session_scope(web_settings.db_url) as s:
+        return seed_review_items(s, web_settings.media_path, n_images=2, phrases=("dog", "cat"),
+                                 kinds=("verify_mask", "check_exhaustivity", "correct"))
+
+
+def lease(client, kinds=None):
+    response = client.post("/api/v1/tasks/next", json={"kinds": kinds} if kinds else None)
+    assert response.status_code in (200, 204), response.text
+    return response.json() if response.status_code == 200 else None
+
+
+def judge(client, task, label, client_id=None, **extra):
+    body = {"client_id": client_id or uuid.uuid4().hex, "label": label, "active_ms": 1500, **extra}
+    return client.post(f"/api/v1/tasks/{task['id']}/verdict", json=body)
+
+
+def test_next_task_describes_image_phrase_and_masks(login, seeded):
+    task = lease(login("ann"), ["verify_mask"])
+    assert task["kind"] == "verify_mask" and task["labels"] == ["accept", "reject", "ungroundable"]
+    assert task["phrase"] in ("dog", "cat") and task["image"]["url"] == f"/api/v1/images/{task['image']['id']}"
+    assert task["target_mask_id"] in [m["id"] for m in task["masks"]]
+    assert all(m["rle"]["size"] == [64, 96] for m in task["masks"])
+    image = login("ann").get(task["image"]["url"])
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert image.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_images_are_served_by_id_only(login, seeded):
+    client = login("ann")
+    assert client.get("/api/v1/images/999999").status_code == 404
+    for probe in ("/api/v1/images/..%2F..%2Fetc%2Fpasswd", "/api/v1/images/abc", "/api/v1/images/1.png"):
+        assert client.get(probe).status_code in (404, 422), probe
+
+
+def test_a_retried_submission_is_stored_once(login, seeded, web_settings):
+    client = login("ann")
+    task = lease(client, ["verify_mask"])
+    first = judge(client, task, "accept", client_id="retry-me-123")
+    again = judge(client, task, "accept", client_id="retry-me-123")
+    assert first.status_code == 201 and again.status_code == 200
+    assert first.json()["verdict_id"] == again.json()["verdict_id"] and again.json()["created"] is False
+    with session_scope(web_settings.db_url) as s:
+        rows = s.scalars(select(Verdict).where(Verdict.client_id == "retry-me-123")).all()
+        assert len(rows) == 1 and rows[0].duration_ms == 1500 and rows[0].user_id is not None
+        assert s.get(HumanTask, task["id"]).state == TaskState.DONE
+        mask = s.get(Mask, task["target_mask_id"])
+        assert (mask.state, mask.decided_by) == (MaskState.ACCEPTED, Decider.HUMAN)
+
+
+def test_a_client_id_cannot_be_reused_for_another_task(login, seeded):
+    client = login("ann")
+    a, b = lease(client, ["verify_mask"]), lease(client, ["verify_mask"])
+    assert judge(client, a, "accept", client_id="same-id-0001").status_code == 201
+    assert judge(client, b, "reject", client_id="same-id-0001").status_code == 409
+
+
+def test_submitting_needs_the_lease(login, seeded, web_settings):
+    ann, ann2 = login("ann"), login("ann2")
+    task = lease(ann, ["verify_mask"])
+    assert judge(ann2, task, "accept").status_code == 409  # someone else's lease
+    assert ann.post(f"/api/v1/tasks/{task['id']}/release").status_code == 204
+    assert judge(ann, task, "accept").status_code == 409  # given back
+    assert ann.post(f"/api/v1/tasks/{task['id']}/heartbeat").status_code == 409
+
+
+def test_heartbeat_extends_the_lease(login, seeded):
+    client = login("ann")
+    task = lease(client)
+    before = dt.datetime.fromisoformat(task["lease_expires_at"])
+    after = dt.datetime.fromisoformat(client.post(f"/api/v1/tasks/{task['id']}/heartbeat").json()["lease_expires_at"])
+    assert after.replace(tzinfo=None) >= before.replace(tzinfo=None)
+
+
+def test_expired_leases_return_tasks_to_the_queue(login, seeded, web_settings):
+    ann, ann2 = login("ann"), login("ann2")
+    held = [lease(ann, ["check_exhaustivity"]) for _ in range(4)]
+    assert lease(ann2, ["check_exhaustivity"]) is None  # all four are leased
+    with session_scope(web_settings.db_url) as s:
+        for t in held:
+            s.get(HumanTask, t["id"]).lease_expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    with session_scope(web_settings.db_url) as s:
+        assert queue.expire_leases(s) == 4
+    again = lease(ann2, ["check_exhaustivity"])
+    assert again is not None and again["id"] in {t["id"] for t in held}
+    assert judge(ann, held[0], "complete").status_code == 409 or again["id"] != held[0]["id"]
+
+
+@pytest.mark.parametrize("body,expected", [
+    ({"label": "maybe"}, "not one of"),
+    ({"label": "accept", "active_ms": -5}, "greater than or equal"),
+    ({"label": "accept", "client_id": "short"}, "at least 8"),
+    ({"label": "accept", "masks": [{"mask_id": 1}]}, "carries no masks"),
+])
+def test_invalid_verdicts_are_refused_with_a_reason(login, seeded, body, expected):
+    client = login("ann")
+    task = lease(client, ["verify_mask"])
+    payload = {"client_id": "valid-client-id", "active_ms": 10, **body}
+    response = client.post(f"/api/v1/tasks/{task['id']}/verdict", json=payload)
+    assert response.status_code == 422 and expected in response.text
+
+
+def test_correction_masks_are_validated(login, seeded, web_settings):
+    client = login("ann")
+    task = lease(client, ["correct"])
+    good = encode_mask(np.pad(np.ones((10, 10), bool), ((5, 49), (5, 81)))).to_coco()
+    cases = [
+        ({"rle": {"size": [10, 10], "counts": good["counts"]}}, "differs from the image"),
+        ({"rle": {"size": [64, 96], "counts": "not-rle!"}}, "mask 0"),
+        ({"rle": encode_mask(np.zeros((64, 96), bool)).to_coco()}, "empty"),
+        ({"mask_id": 10**9}, "not a candidate"),
+    ]
+    for mask, expected in cases:
+        response = judge(client, task, "corrected", masks=[mask])
+        assert response.status_code == 422 and expected in response.text, response.text
+    assert judge(client, task, "corrected").status_code == 422  # corrected needs a mask
+    assert judge(client, task, "not_present", masks=[{"rle": good}]).status_code == 422
+    # a valid correction: keep one candidate (as crowd), add one new mask, drop the rest
+    keep = task["masks"][0]["id"]
+    ok = judge(client, task, "corrected", masks=[{"mask_id": keep, "is_crowd": True, "tool": "existing"},
+                                                 {"rle": good, "tool": "tracker"}])
+    assert ok.status_code == 201, ok.text
+    with session_scope(web_settings.db_url) as s:
+        masks = {m.id: m for m in s.scalars(select(Mask).where(Mask.pair_id == _pair(s, task["id"])))}
+        accepted = {i for i, m in masks.items() if m.state == MaskState.ACCEPTED}
+        assert keep in accepted and masks[keep].is_crowd
+        new = [m for i, m in masks.items() if i not in {x["id"] for x in task["masks"]}]
+        assert len(new) == 1 and new[0].area == 100 and new[0].state == MaskState.ACCEPTED
+        assert all(m.state == MaskState.REJECTED for i, m in masks.items() if i not in accepted)
+        pair = s.get(ImageConcept, _pair(s, task["id"]))
+        assert (pair.is_exhaustive, pair.polarity, pair.decided_by) == (True, Polarity.POSITIVE, Decider.HUMAN)
+        verdict = s.scalars(select(Verdict).where(Verdict.task_id == task["id"])).one()
+        assert verdict.payload["new_mask_ids"] == [new[0].id]
+
+
+def _pair(s, task_id):
+    return s.get(HumanTask, task_id).pair_id
+
+
+def test_not_present_rejects_masks_and_cancels_moot_tasks(login, seeded, web_settings):
+    client = login("ann")
+    task = lease(client, ["check_exhaustivity"])
+    assert judge(client, task, "not_present").status_code == 201
+    with session_scope(web_settings.db_url) as s:
+        pair_id = _pair(s, task["id"])
+        pair = s.get(ImageConcept, pair_id)
+        assert (pair.polarity, pair.is_exhaustive) == (Polarity.NEGATIVE, True)
+        assert all(m.state == MaskState.REJECTED for m in s.scalars(select(Mask).where(Mask.pair_id == pair_id)))
+        others = s.scalars(select(HumanTask).where(HumanTask.pair_id == pair_id, HumanTask.id != task["id"])).all()
+        assert others and all(t.state == TaskState.CANCELLED for t in others)
+
+
+def test_instances_missing_creates_a_correction_task(login, web_settings):
+    with session_scope(web_settings.db_url) as s:
+        seed_review_items(s, web_settings.media_path, n_images=1, phrases=("dog",), kinds=("check_exhaustivity",))
+    client = login("ann")
+    task = lease(client)
+    assert judge(client, task, "missing").status_code == 201
+    follow = lease(login("ann2"))
+    assert follow["kind"] == "correct" and follow["phrase"] == "dog"
+
+
+def test_an_annotator_is_only_given_their_assigned_kinds(login, seeded):
+    root = login("root")
+    assert root.post("/api/v1/users", json={"username": "vonly", "password": PASSWORD, "role": "annotator",
+                                            "task_kinds": ["verify_mask"]}).status_code == 201
+    client = login("vonly")
+    kinds = {lease(client)["kind"] for _ in range(3)}
+    assert kinds == {"verify_mask"}
+    assert client.post("/api/v1/tasks/next", json={"kinds": ["correct"]}).status_code == 403
+
+
+def test_gold_items_are_mixed_in_and_scored(login, seeded, web_settings, app):
+    rev = login("rev")
+    task = lease(rev, ["verify_mask"])
+    assert judge(rev, task, "reject").status_code == 201
+    gold = rev.post("/api/v1/gold", json={"task_id": task["id"]})
+    assert gold.status_code == 201 and gold.json()["answer"] == "reject"
+    web_settings.queue.gold_rate = 1.0  # every lease a gold item while one is left for the caller
+    ann = login("ann")
+    first = lease(ann, ["verify_mask"])
+    assert first["target_mask_id"] == task["target_mask_id"] and "gold" not in str(first["reason"] or "")
+    out = judge(ann, first, "accept")
+    assert out.status_code == 201
+    second = lease(ann, ["verify_mask"])  # the only gold item is used up for ann: a normal task
+    assert second["id"] != first["id"] and second["target_mask_id"] != task["target_mask_id"]
+    with session_scope(web_settings.db_url) as s:
+        verdict = s.get(Verdict, out.json()["verdict_id"])
+        assert verdict.payload["gold"] is True and verdict.payload["gold_correct"] is False
+        mask = s.get(Mask, task["target_mask_id"])
+        assert mask.state == MaskState.REJECTED  # the gold answer does not move the label
+    listed = rev.get("/api/v1/gold").json()
+    assert [(g["answered"], g["correct"]) for g in listed] == [(1, 0)]
+    assert rev.delete(f"/api/v1/gold/{listed[0]['id']}").status_code == 204
+    with session_scope(web_settings.db_url) as s:
+        assert s.scalars(select(GoldItem.is_active)).one() is False
+
+
+def test_multi_review_waits_for_a_second_person_and_breaks_ties(login, seeded, web_settings):
+    web_settings.queue.multi_review_rate = 1.0
+    ann, ann2, rev = login("ann"), login("ann2"), login("rev")
+    task = lease(ann, ["verify_mask"])
+    assert judge(ann, task, "accept").json()["task_state"] == "open"
+    assert all(lease(ann, ["verify_mask"])["id"] != task["id"] for _ in range(3))  # never back to ann
+    again = next(t for t in iter(lambda: lease(ann2, ["verify_mask"]), None) if t["id"] == task["id"])
+    assert judge(ann2, again, "reject").json()["task_state"] == "open"  # tie: a third review
+    third = next(t for t in iter(lambda: lease(rev, ["verify_mask"]), None) if t["id"] == task["id"])
+    assert judge(rev, third, "reject").json()["task_state"] == "done"
+    with session_scope(web_settings.db_url) as s:
+        assert s.get(Mask, task["target_mask_id"]).state == MaskState.REJECTED  # the majority
+        t = s.get(HumanTask, task["id"])
+        assert (t.reviews_required, t.reviews_done) == (3, 3)
+
+
+def test_32_clients_at_once_never_receive_the_same_task(fresh_pg_url, tmp_path):
+    from engine.db.models import Role
+    from engine.services.users import create_user
+    from tests.conftest import make_settings
+    from web.app import create_app
+
+    settings = make_settings(fresh_pg_url, tmp_path)
+    settings.queue.gold_rate = 0
+    with session_scope(settings.db_url) as s:
+        seed_review_items(s, settings.media_path, n_images=8, phrases=("a", "b", "c", "d"), masks_per_pair=1,
+                          kinds=("verify_mask", "check_exhaustivity"))  # 64 tasks
+        for i in range(32):
+            create_user(s, f"user{i}", PASSWORD, Role.ANNOTATOR)
+    app = create_app(settings)
+    clients = []
+    for i in range(32):
+        c = TestClient(app)
+        c.headers["X-CSRF-Token"] = c.post("/api/v1/auth/login", json={"username": f"user{i}",
+                                                                      "password": PASSWORD}).json()["csrf_token"]
+        clients.append(c)
+    got: list[list[int]] = [[] for _ in clients]
+    barrier = threading.Barrier(len(clients))
+
+    def work(i: int) -> None:
+        barrier.wait()
+        for _ in range(3):
+            r = clients[i].post("/api/v1/tasks/next")
+            if r.status_code == 200:
+                got[i].append(r.json()["id"])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(clients))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [i for g in got for i in g]
+    assert len(ids) == 64 and len(set(ids)) == 64  # every task handed out exactly once
+
+
+def test_describe_never_reveals_gold(web_settings, seeded):
+    with session_scope(web_settings.db_url) as s:
+        item = GoldItem(kind=TaskKind.VERIFY_MASK, pair_id=s.get(Mask, seeded["masks"][0]).pair_id,
+                        mask_id=seeded["masks"][0], answer="accept")
+        s.add(item)
+        s.flush()
+        user_id = s.scalars(select(HumanTask.id)).first()  # any id: a fresh user id is fine below
+        from engine.db.models import User
+
+        user_id = s.scalars(select(User.id).where(User.username == "ann")).one()
+        task = queue.lease_gold(s, user_id, [TaskKind.VERIFY_MASK], 60)
+        described = annotation.describe(s, task)
+        assert "gold" not in str(described).lower()
