@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -46,6 +47,41 @@ def run_mine(settings: Settings, source: str, *, job_name: str | None = None,
                              options=options, retry_failed=retry_failed, until=until)
         leftovers = flow.reconcile(session, plan.job_id, STAGE_NAMES)
         flow.finish_if_complete(session, plan.job_id)
+    return _run(ctx, plan, leftovers, started, wait=wait, timeout_s=timeout_s, on_progress=on_progress,
+                queue=queue)
+
+
+def plan_mine(settings: Settings, source: str, *, job_name: str | None = None, kind: str | None = None,
+              options: dict[str, Any] | None = None, retry_failed: bool = False,
+              until: str | None = None) -> mine.JobPlan:
+    """The first half of :func:`run_mine`, committed: list the source into a job (created or
+    reopened). For callers that need the job id before the job runs (the web API); hand the plan
+    to :func:`run_planned`. Raises SourceError / JobConflict / ValueError (unknown stage)."""
+    if until is not None and until not in STAGE_NAMES:
+        raise ValueError(f"unknown stage {until!r}; stages: {', '.join(STAGE_NAMES)}")
+    with TaskContext.from_settings(settings).session() as session:
+        return mine.plan_job(session, settings, source, job_name=job_name, kind=kind,
+                             options=options, retry_failed=retry_failed, until=until)
+
+
+def run_planned(settings: Settings, plan: mine.JobPlan, *, wait: bool = True, timeout_s: float | None = None,
+                on_progress: Progress | None = None, queue: TaskQueue | None = None) -> RunResult:
+    """The second half of :func:`run_mine` for a plan from :func:`plan_mine`: catch up, enqueue
+    (in-process: run) and follow, exactly as run_mine does after planning."""
+    started = time.perf_counter()
+    ctx = TaskContext.from_settings(settings)
+    with ctx.session() as session:
+        plan = dataclasses.replace(plan, pending=jobs_repo.pending_ids(session, plan.job_id))
+        leftovers = flow.reconcile(session, plan.job_id, STAGE_NAMES)
+        flow.finish_if_complete(session, plan.job_id)
+    return _run(ctx, plan, leftovers, started, wait=wait, timeout_s=timeout_s, on_progress=on_progress,
+                queue=queue)
+
+
+def _run(ctx: TaskContext, plan: mine.JobPlan, leftovers: dict[str, list[int]], started: float, *,
+         wait: bool, timeout_s: float | None, on_progress: Progress | None,
+         queue: TaskQueue | None) -> RunResult:
+    settings = ctx.settings
     steps: Counter[str] = Counter()
     total, done = len(plan.pending), 0
 

@@ -405,6 +405,14 @@ class HumanTask(Base):
             postgresql_where=text("state = 'open'"),
             sqlite_where=text("state = 'open'"),
         ),
+        # annotators assigned every kind: the queue's order across kinds
+        Index(
+            "ix_human_tasks_open_order",
+            text("priority DESC"),
+            "id",
+            postgresql_where=text("state = 'open'"),
+            sqlite_where=text("state = 'open'"),
+        ),
         Index("ix_human_tasks_state_lease_expires_at", "state", "lease_expires_at"),
     )
 

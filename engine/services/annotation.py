@@ -115,7 +115,8 @@ def describe(session: Session, task: HumanTask) -> dict[str, Any]:
 def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settings: QueueSettings,
            now: dt.datetime | None = None) -> Submitted:
     now = now or utcnow()
-    prior = session.scalars(select(Verdict).where(Verdict.client_id == body.client_id)).first()
+    prior = session.execute(select(Verdict.id, Verdict.user_id, Verdict.task_id, Verdict.payload)
+                            .where(Verdict.client_id == body.client_id)).first()
     if prior is not None:
         if prior.user_id != user_id or prior.task_id != task_id:
             raise ClientIdConflict("this client id was used for another verdict; generate a new one")
@@ -129,8 +130,8 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
         # an expired lease still counts as long as nobody else took the task: the sweep has not run
         raise LeaseLost(f"task {task_id} is not leased to you (it expired or was done)")
     _validate(task, body)
-    pair = session.get(ImageConcept, task.pair_id)
-    image = session.get(Image, pair.image_id)  # type: ignore[union-attr]
+    pair, image = session.execute(select(ImageConcept, Image).join(Image, Image.id == ImageConcept.image_id)
+                                  .where(ImageConcept.id == task.pair_id)).one()
     masks = _check_masks(session, task, image, body) if task.kind == TaskKind.CORRECT else []
     payload: dict[str, Any] = {}
     if body.comment:
@@ -158,7 +159,7 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
     if task.reviews_done == 1 and task.kind != TaskKind.CORRECT and in_audit_sample(
             f"review:{task.id}", settings.multi_review_rate, settings.review_seed):
         task.reviews_required = max(task.reviews_required, 2)
-    label = _decision(session, task, settings)
+    label = body.label if task.reviews_required == 1 else _decision(session, task, settings)
     if label is None:
         task.state = TaskState.OPEN  # more reviews needed: back to the queue for someone else
     else:
@@ -218,8 +219,6 @@ def _decision(session: Session, task: HumanTask, settings: QueueSettings) -> str
         return None
     labels = list(session.scalars(select(Verdict.label).where(
         Verdict.task_id == task.id, Verdict.source == VerdictSource.HUMAN).order_by(Verdict.id)))
-    if task.reviews_required == 1:
-        return labels[-1]
     counts = Counter(labels).most_common()
     tied = len(counts) > 1 and counts[0][1] == counts[1][1]
     if tied and task.reviews_required < settings.max_reviews:

@@ -167,13 +167,11 @@ def throughput(session: Session, *, hours: int = 24, now: dt.datetime | None = N
         bucket = cast(func.floor((epoch - start_epoch) / 3600), Integer)
     else:  # SQLite stores UTC text; strftime('%s') gives whole seconds since the epoch
         epoch = cast(func.strftime("%s", Verdict.created_at), Integer)
-        bucket = (epoch - start_epoch) / literal(3600)
-    bucket = bucket.label("bucket")
-    rows = session.execute(
-        select(bucket, func.count())
-        .where(Verdict.source.in_(HUMAN_SOURCES), Verdict.created_at >= start)
-        .group_by(bucket)
-    ).all()
+        bucket = (epoch - start_epoch) // 3600
+    # bucket in a subquery: GROUP BY a column, not a second copy of a parameterised expression
+    buckets = (select(bucket.label("bucket"))
+               .where(Verdict.source.in_(HUMAN_SOURCES), Verdict.created_at >= start).subquery())
+    rows = session.execute(select(buckets.c.bucket, func.count()).group_by(buckets.c.bucket)).all()
     counts = {int(b): int(n) for b, n in rows if b is not None}
     return [HourCount(start + dt.timedelta(hours=i), counts.get(i, 0)) for i in range(hours)]
 
@@ -196,7 +194,7 @@ def median_active_seconds(session: Session, *, days: int = TIMING_DAYS,
     )
     rows = session.execute(
         select(ranked.c.kind, func.avg(ranked.c.ms), func.max(ranked.c.n))
-        .where(ranked.c.rn.in_([(ranked.c.n + 1) / 2, (ranked.c.n + 2) / 2]))
+        .where(ranked.c.rn.in_([(ranked.c.n + 1) // 2, (ranked.c.n + 2) // 2]))
         .group_by(ranked.c.kind)
     ).all()
     found = {TASK_KIND_OF[VerdictKind(kind)]: (float(ms) / 1000.0, int(n)) for kind, ms, n in rows}
@@ -296,19 +294,23 @@ def verifier_agreement(session: Session, *, limit: int = MAX_VERIFIER_ROWS) -> l
             human_pos = case((hv.label.in_(positive), 1),
                              (and_(hv.label == PRESENCE_POSITIVE, no_boxes), 1), else_=0)
         ai_pos = case((av.label.in_(positive), 1), else_=0)
-        scope = scope.label("scope")
-        rows = session.execute(
-            select(av.model_version_id, ModelVersion.name, ModelVersion.version, scope, func.count(),
-                   func.sum(case((ai_pos == human_pos, 1), else_=0)), func.sum(ai_pos), func.sum(human_pos),
-                   func.sum(ai_pos * human_pos))
+        pairs = (
+            select(av.model_version_id.label("version_id"), scope.label("scope"), ai_pos.label("ai"),
+                   human_pos.label("human"))
             .select_from(av)
             .join(latest_ai, latest_ai.c.id == av.id)
             .join(hv, same_target)
             .join(latest_human, latest_human.c.id == hv.id)
-            .join(ModelVersion, ModelVersion.id == av.model_version_id)
+            .subquery()
+        )
+        rows = session.execute(
+            select(pairs.c.version_id, ModelVersion.name, ModelVersion.version, pairs.c.scope, func.count(),
+                   func.sum(case((pairs.c.ai == pairs.c.human, 1), else_=0)), func.sum(pairs.c.ai),
+                   func.sum(pairs.c.human), func.sum(pairs.c.ai * pairs.c.human))
+            .join(ModelVersion, ModelVersion.id == pairs.c.version_id)
             .where(ModelVersion.kind == model_kind)
-            .group_by(av.model_version_id, ModelVersion.name, ModelVersion.version, scope)
-            .order_by(av.model_version_id, scope).limit(limit)
+            .group_by(pairs.c.version_id, ModelVersion.name, ModelVersion.version, pairs.c.scope)
+            .order_by(pairs.c.version_id, pairs.c.scope).limit(limit)
         ).all()
         for version_id, name, version, scope_value, n, agreed, ai_acc, human_acc, both in rows:
             n, agreed, ai_acc, human_acc, both = (int(x or 0) for x in (n, agreed, ai_acc, human_acc, both))

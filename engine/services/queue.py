@@ -35,25 +35,25 @@ def next_task(session: Session, user_id: int, kinds: Sequence[TaskKind], lease_s
               now: dt.datetime | None = None) -> HumanTask | None:
     """Lease the next task for ``user_id`` (None when the queue has nothing for them)."""
     now = now or utcnow()
-    # PostgreSQL: lock exactly one candidate and skip rows other annotators hold (locking several
-    # would hide them from concurrent callers, who could then see an empty queue that is not).
-    # SQLite serialises writers: several candidates, each taken by compare-and-set.
-    locking = session.get_bind().dialect.name == "postgresql"
-    query = (select(HumanTask.id)
-             .where(HumanTask.state == TaskState.OPEN, HumanTask.kind.in_(list(kinds)),
-                    HumanTask.is_gold.is_(False), _not_judged_by(user_id))
-             .order_by(HumanTask.priority.desc(), HumanTask.id)
-             .limit(1 if locking else MAX_CANDIDATES)
-             .with_for_update(skip_locked=True))
-    for task_id in session.scalars(query).all():
+    candidates = select(HumanTask.id).where(HumanTask.state == TaskState.OPEN, HumanTask.is_gold.is_(False),
+                                            _not_judged_by(user_id))
+    if set(kinds) != set(TaskKind):  # every kind: no filter, the (priority, id) index gives the order
+        candidates = candidates.where(HumanTask.kind.in_(list(kinds)))
+    candidates = candidates.order_by(HumanTask.priority.desc(), HumanTask.id)
+    lease = dict(state=TaskState.LEASED, lease_owner_id=user_id, lease_expires_at=now + dt.timedelta(seconds=lease_s),
+                 attempts=HumanTask.attempts + 1, updated_at=now)
+    if session.get_bind().dialect.name == "postgresql":
+        # one statement: lock exactly one candidate, skipping rows other annotators hold (locking
+        # several would hide them from concurrent callers, who could then see an empty queue)
+        chosen = candidates.limit(1).with_for_update(skip_locked=True).scalar_subquery()
+        return session.scalars(
+            update(HumanTask).where(HumanTask.id == chosen).values(**lease).returning(HumanTask),
+            execution_options={"synchronize_session": False}).one_or_none()
+    # SQLite serialises writers: a few candidates, each taken by compare-and-set
+    for task_id in session.scalars(candidates.limit(MAX_CANDIDATES)).all():
         taken = session.execute(
-            update(HumanTask)
-            .where(HumanTask.id == task_id, HumanTask.state == TaskState.OPEN)
-            .values(state=TaskState.LEASED, lease_owner_id=user_id,
-                    lease_expires_at=now + dt.timedelta(seconds=lease_s),
-                    attempts=HumanTask.attempts + 1, updated_at=now)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+            update(HumanTask).where(HumanTask.id == task_id, HumanTask.state == TaskState.OPEN).values(**lease)
+            .execution_options(synchronize_session=False)).rowcount
         if taken == 1:
             return session.get(HumanTask, task_id, populate_existing=True)
     return None

@@ -87,6 +87,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('reviews_done', sa.Integer(), server_default='0', nullable=False))
         batch_op.create_foreign_key(batch_op.f('fk_human_tasks_gold_item_id_gold_items'), 'gold_items', ['gold_item_id'], ['id'], ondelete='SET NULL')
 
+    op.create_index('ix_human_tasks_open_order', 'human_tasks', [sa.text('priority DESC'), 'id'], unique=False,
+                    postgresql_where=sa.text("state = 'open'"), sqlite_where=sa.text("state = 'open'"))
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('task_kinds', sa.JSON(), nullable=True))
 
@@ -96,6 +98,7 @@ def downgrade() -> None:
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_column('task_kinds')
 
+    op.drop_index('ix_human_tasks_open_order', table_name='human_tasks')
     with op.batch_alter_table('human_tasks', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_human_tasks_gold_item_id_gold_items'), type_='foreignkey')
         batch_op.drop_column('reviews_done')

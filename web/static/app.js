@@ -6,12 +6,13 @@
 const DE = (() => {
   let me = null;
 
-  async function api(method, path, body, {allow = []} = {}) {
+  // keepalive: the request outlives the page (pagehide); small bodies only.
+  async function api(method, path, body, {allow = [], keepalive = false} = {}) {
     const headers = {"Accept": "application/json"};
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (me && me.csrf_token && !["GET", "HEAD"].includes(method)) headers["X-CSRF-Token"] = me.csrf_token;
     const resp = await fetch("/api/v1" + path, {
-      method, headers, credentials: "same-origin",
+      method, headers, credentials: "same-origin", keepalive,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     if (resp.status === 401 && !path.startsWith("/auth/login")) {

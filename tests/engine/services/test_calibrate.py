@@ -1,4 +1,4 @@
-
+"""Human labels as the targets the verifiers are calibrated against."""
 
 def test_human_exhaustivity_labels_as_verifier_targets():
     from engine.db.models import TaskKind

@@ -1,0 +1,26 @@
+"""The dashboard's figures (admins, ML engineers): queue depth, throughput, speed, annotator
+quality, AI–human agreement per verifier version. Definitions: engine/services/dashboard.py."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from engine.services import dashboard as dashboard_service
+from web.deps import DashboardViewer, SessionDep
+
+router = APIRouter(prefix="/dashboard", tags=["dashboard"])
+
+
+@router.get("")
+def get_dashboard(_: DashboardViewer, session: SessionDep,
+                  hours: int = Query(24, ge=1, le=dashboard_service.MAX_HOURS,
+                                     description="throughput window: the last N hours")) -> dict[str, Any]:
+    """{generated_at, hours, queue: [{kind, open, leased, oldest_open_at}], throughput: [{hour, verdicts}],
+    timings: [{kind, median_s, n}], annotators: [{user_id, username, role, verdicts, active_s,
+    last_verdict_at, gold_answered, gold_correct, gold_accuracy, multi_reviewed, agreed, agreement}],
+    verifiers: [{model_version_id, verifier, model_kind, task_kind, scope, n, agreed, agreement,
+    ai_accepts, human_accepts, both_accept, precision, recall}]}"""
+    return dataclasses.asdict(dashboard_service.dashboard(session, hours=hours))
