@@ -115,17 +115,18 @@ def describe(session: Session, task: HumanTask) -> dict[str, Any]:
 def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settings: QueueSettings,
            now: dt.datetime | None = None) -> Submitted:
     now = now or utcnow()
+    # the task's row lock serialises submissions for it: a double-clicked retry waits here, then
+    # finds the first one's verdict by its client id
+    task = session.get(HumanTask, task_id, with_for_update=True, populate_existing=True)
+    if task is None:
+        raise LeaseLost(f"no task {task_id}")
     prior = session.execute(select(Verdict.id, Verdict.user_id, Verdict.task_id, Verdict.payload)
                             .where(Verdict.client_id == body.client_id)).first()
     if prior is not None:
         if prior.user_id != user_id or prior.task_id != task_id:
             raise ClientIdConflict("this client id was used for another verdict; generate a new one")
-        task = session.get(HumanTask, task_id)
-        return Submitted(prior.id, task.state.value if task else "unknown", False,
+        return Submitted(prior.id, task.state.value, False,
                          (prior.payload or {}).get("gold_correct"))
-    task = session.get(HumanTask, task_id, with_for_update=True, populate_existing=True)
-    if task is None:
-        raise LeaseLost(f"no task {task_id}")
     if task.state != TaskState.LEASED or task.lease_owner_id != user_id:
         # an expired lease still counts as long as nobody else took the task: the sweep has not run
         raise LeaseLost(f"task {task_id} is not leased to you (it expired or was done)")

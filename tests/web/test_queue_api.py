@@ -288,3 +288,34 @@ def test_describe_never_reveals_gold(web_settings, seeded):
         task = queue.lease_gold(s, user_id, [TaskKind.VERIFY_MASK], 60)
         described = annotation.describe(s, task)
         assert "gold" not in str(described).lower()
+
+
+def test_a_double_click_submission_at_the_same_instant_is_stored_once(fresh_pg_url, tmp_path):
+    from engine.db.models import Role
+    from engine.services.users import create_user
+    from tests.conftest import make_settings
+    from web.app import create_app
+
+    settings = make_settings(fresh_pg_url, tmp_path)
+    settings.queue.gold_rate = settings.queue.multi_review_rate = 0
+    with session_scope(settings.db_url) as s:
+        seed_review_items(s, settings.media_path, n_images=1, phrases=("dog",), kinds=("verify_mask",))
+        create_user(s, "ann", PASSWORD, Role.ANNOTATOR)
+    client = TestClient(create_app(settings))
+    client.headers["X-CSRF-Token"] = client.post(
+        "/api/v1/auth/login", json={"username": "ann", "password": PASSWORD}).json()["csrf_token"]
+    task = lease(client)
+    barrier, statuses = threading.Barrier(4), []
+
+    def send() -> None:
+        barrier.wait()
+        statuses.append(judge(client, task, "accept", client_id="double-click-1").status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200, 200, 200, 201]
+    with session_scope(settings.db_url) as s:
+        assert len(s.scalars(select(Verdict).where(Verdict.task_id == task["id"])).all()) == 1
