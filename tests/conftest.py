@@ -152,3 +152,14 @@ def http_server() -> Iterator[TestServer]:
     server = TestServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def models_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models cache dir (``settings.models.cache_dir``) holding the tiny random-weight models,
+    built once per test session."""
+    from annotators.tiny import ensure_tiny_models
+
+    root = tmp_path_factory.mktemp("models-cache")
+    ensure_tiny_models(root / "tiny")
+    return root

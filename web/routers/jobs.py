@@ -386,9 +386,11 @@ def _plan(settings: Settings, source: str, **kwargs: Any) -> JobPlan:
 
 
 @router.post("", status_code=202, response_model=Started)
-def start_job(body: JobIn, _: JobWriter, settings: SettingsDep, request: Request) -> JSONResponse:
+def start_job(body: JobIn, _: JobWriter, session: SessionDep, settings: SettingsDep,
+              request: Request) -> JSONResponse:
     """List the source into a job (created, or reopened when the name exists for the same source)
     and start it; 202 with the job id at once. Follow it with GET /jobs/{job_id}."""
+    session.commit()  # end the request's transaction (SQLite: it may hold the write lock) before planning
     source, kind, images_dir = validate_source(body, settings)
     plan = _plan(settings, source, job_name=body.name, kind=kind, options={"images_dir": images_dir},
                  until=body.until)
@@ -401,7 +403,7 @@ def retry_job(job_id: int, _: JobWriter, session: SessionDep, settings: Settings
     """Put the job's failed items (mining and model stages) back to pending and run it again."""
     job = _job(session, job_id)
     name, uri, kind, options = job.name, job.source_uri, job.source_kind, dict(job.options or {})
-    session.rollback()  # nothing to keep: end this read before the plan writes in its own transaction
+    session.commit()  # end the request's transaction before the plan writes in its own
     plan = _plan(settings, uri, job_name=name, kind=kind, options={"images_dir": options.get("images_dir")},
                  retry_failed=True)
     return JSONResponse(_start(request, settings, plan).model_dump(), status_code=202)
