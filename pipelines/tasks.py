@@ -86,8 +86,10 @@ def route_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
 
 @app.task(name="dataengine.queue.expire_leases", **RETRY)
 def expire_leases() -> int:
-    """Beat: abandoned leases go back to the queue."""
-    from engine.services import queue
+    """Beat: abandoned leases go back to the queue; expired log-in sessions and log-in attempts
+    older than a day are deleted."""
+    from engine.services import auth, queue
 
     with worker_context().session() as session:
+        auth.purge_expired_sessions(session)
         return queue.expire_leases(session)

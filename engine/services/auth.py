@@ -106,7 +106,9 @@ def from_session(session: Session, token: str, now: dt.datetime | None = None) -
 
 
 def purge_expired_sessions(session: Session, now: dt.datetime | None = None) -> int:
+    """Delete expired sessions and log-in attempts older than a day (far outside any rate window)."""
     now = now or utcnow()
+    session.execute(delete(LoginAttempt).where(LoginAttempt.created_at < now - dt.timedelta(days=1)))
     return session.execute(delete(AuthSession).where(AuthSession.expires_at < now)).rowcount or 0
 
 

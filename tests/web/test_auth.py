@@ -98,3 +98,22 @@ def test_security_headers_and_body_limit(app, web_settings):
     big = b"x" * (web_settings.serve.max_body_bytes + 1)
     assert client.post("/api/v1/auth/login", content=big,
                        headers={"content-type": "application/json"}).status_code == 413
+
+
+def test_expired_sessions_are_refused_and_purged(login, web_settings):
+    import datetime as dt
+
+    from sqlalchemy import func, select
+
+    from engine.db.models import AuthSession
+    from engine.db.session import session_scope
+    from engine.services.auth import purge_expired_sessions
+
+    client = login("ann")
+    with session_scope(web_settings.db_url) as s:
+        for row in s.scalars(select(AuthSession)):
+            row.expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    assert client.get("/api/v1/auth/me").status_code == 401
+    with session_scope(web_settings.db_url) as s:
+        assert purge_expired_sessions(s) == 1
+        assert s.scalar(select(func.count()).select_from(AuthSession)) == 0
