@@ -239,3 +239,28 @@ def test_users_commands(env):
     assert "ann" in listing and "annotator" in listing and "no" in listing
     missing = CliRunner().invoke(cli, ["users", "disable", "zed"])
     assert missing.exit_code == 1 and "no user 'zed'" in missing.output
+
+
+def test_users_with_task_kinds_and_queue_commands(env, tmp_path):
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from engine.db.models import HumanTask, User
+    from engine.db.session import session_scope
+    from tests.factories import seed_review_items
+
+    bad = CliRunner().invoke(cli, ["users", "create", "ann", "--role", "annotator", "--password-stdin",
+                                   "--kinds", "verify_mask,paint"], input="correct horse battery\n")
+    assert bad.exit_code != 0 and "unknown task kind(s) paint" in bad.output
+    ok = CliRunner().invoke(cli, ["users", "create", "ann", "--role", "annotator", "--password-stdin",
+                                  "--kinds", "verify_mask"], input="correct horse battery\n")
+    assert ok.exit_code == 0 and "task kinds verify_mask" in ok.output
+    with session_scope(env) as s:
+        assert s.scalars(select(User.task_kinds).where(User.username == "ann")).one() == ["verify_mask"]
+        made = seed_review_items(s, tmp_path / "media", n_images=1, phrases=("dog",), kinds=("verify_mask",))
+        task = s.get(HumanTask, made["tasks"][0])
+        task.state, task.lease_expires_at = "leased", dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    assert "1 expired lease(s) returned" in invoke("queue", "expire").output
+    stats = invoke("queue", "stats").output
+    assert "verify_mask" in stats and "2" in stats
