@@ -436,6 +436,18 @@ class HumanTask(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class TaskSkip(Base):
+    """An annotator skipped a task: it goes back to the queue for everyone else."""
+
+    __tablename__ = "task_skips"
+    __table_args__ = (UniqueConstraint("user_id", "task_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("human_tasks.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class GoldItem(Base):
     """A honeypot: an item with a known answer. Mixed into annotators' queues as a fresh leased
     task each time (never twice to one person); their answers measure their accuracy and never

@@ -270,37 +270,39 @@ def verifier_agreement(session: Session, *, limit: int = MAX_VERIFIER_ROWS) -> l
     out: list[VerifierAgreement] = []
     for task_kind, (model_kind, verdict_kind) in KINDS.items():
         positive = sorted(POSITIVE_LABELS[task_kind])
+        # the latest human label per target (a CTE used twice: PostgreSQL materialises it once),
+        # then only the AI verdicts on those targets: people judge a sample, so this stays small
         latest_human = (
             select(func.max(Verdict.id).label("id")).select_from(Verdict)
             .outerjoin(HumanTask, HumanTask.id == Verdict.task_id)
             .where(Verdict.kind == verdict_kind, Verdict.source.in_(HUMAN_SOURCES), _not_gold())
             .group_by(Verdict.pair_id, Verdict.mask_id).subquery()
         )
-        latest_ai = (
-            select(func.max(Verdict.id).label("id"))
-            .where(Verdict.kind == verdict_kind, Verdict.source == VerdictSource.AI,
-                   Verdict.model_version_id.is_not(None))
-            .group_by(Verdict.model_version_id, Verdict.pair_id, Verdict.mask_id).subquery()
-        )
-        hv, av = aliased(Verdict), aliased(Verdict)
+        human = (select(Verdict.pair_id, Verdict.mask_id, Verdict.label)
+                 .join(latest_human, latest_human.c.id == Verdict.id).cte(f"human_{task_kind.value}"))
+        av = aliased(Verdict)
         if task_kind == TaskKind.VERIFY_MASK:
-            same_target = and_(av.mask_id == hv.mask_id, av.pair_id == hv.pair_id)
+            same_target = av.mask_id == human.c.mask_id  # a mask belongs to one pair
             scope = literal("all")
-            human_pos = case((hv.label.in_(positive), 1), else_=0)
+            human_pos = case((human.c.label.in_(positive), 1), else_=0)
         else:
-            same_target = and_(av.pair_id == hv.pair_id, av.mask_id.is_(None), hv.mask_id.is_(None))
+            same_target = and_(av.pair_id == human.c.pair_id, av.mask_id.is_(None), human.c.mask_id.is_(None))
             no_boxes = func.coalesce(av.payload["boxes"].as_integer(), 0) == 0
             scope = case((no_boxes, "presence"), else_="with_masks")
-            human_pos = case((hv.label.in_(positive), 1),
-                             (and_(hv.label == PRESENCE_POSITIVE, no_boxes), 1), else_=0)
+            human_pos = case((human.c.label.in_(positive), 1),
+                             (and_(human.c.label == PRESENCE_POSITIVE, no_boxes), 1), else_=0)
+        latest_ai = (
+            select(func.max(av.id).label("id")).select_from(av).join(human, same_target)
+            .where(av.kind == verdict_kind, av.source == VerdictSource.AI, av.model_version_id.is_not(None))
+            .group_by(av.model_version_id, av.pair_id, av.mask_id).subquery()
+        )
         ai_pos = case((av.label.in_(positive), 1), else_=0)
         pairs = (
             select(av.model_version_id.label("version_id"), scope.label("scope"), ai_pos.label("ai"),
                    human_pos.label("human"))
             .select_from(av)
             .join(latest_ai, latest_ai.c.id == av.id)
-            .join(hv, same_target)
-            .join(latest_human, latest_human.c.id == hv.id)
+            .join(human, same_target)
             .subquery()
         )
         rows = session.execute(

@@ -15,7 +15,8 @@ from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import GoldItem, HumanTask, TaskKind, TaskState, Verdict
+from engine.db.upsert import insert_ignore
+from engine.db.models import GoldItem, HumanTask, TaskKind, TaskSkip, TaskState, Verdict
 
 MAX_CANDIDATES = 8
 
@@ -25,10 +26,12 @@ class LeaseLost(RuntimeError):
 
 
 def _not_judged_by(user_id: int):  # type: ignore[no-untyped-def]
+    """Neither judged (this item, in any task) nor skipped (this task) by the user."""
     judged = exists().where(
         Verdict.user_id == user_id, Verdict.pair_id == HumanTask.pair_id,
         or_(HumanTask.mask_id.is_(None), Verdict.mask_id == HumanTask.mask_id))
-    return ~judged
+    skipped = exists().where(TaskSkip.user_id == user_id, TaskSkip.task_id == HumanTask.id)
+    return ~judged & ~skipped
 
 
 def next_task(session: Session, user_id: int, kinds: Sequence[TaskKind], lease_s: int,
@@ -60,13 +63,14 @@ def next_task(session: Session, user_id: int, kinds: Sequence[TaskKind], lease_s
 
 
 def heartbeat(session: Session, task_id: int, user_id: int, lease_s: int, now: dt.datetime | None = None) -> dt.datetime:
-    """Extend the caller's lease; raises LeaseLost when they no longer hold it."""
+    """Extend the caller's lease; raises LeaseLost when they no longer hold it. A lease past its
+    expiry that the sweep has not returned yet is still the caller's (as for submitting)."""
     now = now or utcnow()
     expires = now + dt.timedelta(seconds=lease_s)
     held = session.execute(
         update(HumanTask)
         .where(HumanTask.id == task_id, HumanTask.state == TaskState.LEASED,
-               HumanTask.lease_owner_id == user_id, HumanTask.lease_expires_at >= now)
+               HumanTask.lease_owner_id == user_id)
         .values(lease_expires_at=expires, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -90,12 +94,17 @@ def expire_leases(session: Session, now: dt.datetime | None = None) -> int:
         .execution_options(synchronize_session=False)).rowcount or 0)
 
 
-def release(session: Session, task_id: int, user_id: int, now: dt.datetime | None = None) -> None:
-    """Give a leased task back unjudged (skip); raises LeaseLost when the caller does not hold it."""
+def release(session: Session, task_id: int, user_id: int, *, skip: bool = False,
+            now: dt.datetime | None = None) -> None:
+    """Give a leased task back unjudged; raises LeaseLost when the caller does not hold it. A skip
+    is remembered: the task is not handed to this user again (everyone else still gets it)."""
     now = now or utcnow()
     task = session.get(HumanTask, task_id, with_for_update=True)
     if task is None or task.state != TaskState.LEASED or task.lease_owner_id != user_id:
         raise LeaseLost(f"task {task_id} is not leased to you")
+    if skip and not task.is_gold:
+        insert_ignore(session, TaskSkip.__table__, [{"task_id": task_id, "user_id": user_id, "created_at": now}],
+                      ["user_id", "task_id"])
     task.state = TaskState.CANCELLED if task.is_gold else TaskState.OPEN
     task.lease_owner_id, task.lease_expires_at, task.updated_at = None, None, now
     session.flush()
@@ -137,3 +146,9 @@ def lease_for(session: Session, user_id: int, kinds: Sequence[TaskKind], *, leas
     return next_task(session, user_id, kinds, lease_s, now)
 
 
+
+
+def held_by(session: Session, user_id: int) -> list[HumanTask]:
+    """The tasks leased to the user (a page that crashed picks its leases up again)."""
+    return list(session.scalars(select(HumanTask).where(
+        HumanTask.state == TaskState.LEASED, HumanTask.lease_owner_id == user_id).order_by(HumanTask.id)))

@@ -1,4 +1,4 @@
-"""queue: sessions, API tokens, log-in attempts, gold items, multi-review
+"""queue: sessions, API tokens, log-in attempts, gold items, skips, multi-review
 
 Revision ID: 0003
 Revises: 0002
@@ -87,6 +87,19 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('reviews_done', sa.Integer(), server_default='0', nullable=False))
         batch_op.create_foreign_key(batch_op.f('fk_human_tasks_gold_item_id_gold_items'), 'gold_items', ['gold_item_id'], ['id'], ondelete='SET NULL')
 
+    op.create_table('task_skips',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('task_id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['task_id'], ['human_tasks.id'], name=op.f('fk_task_skips_task_id_human_tasks'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_task_skips_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_task_skips')),
+    sa.UniqueConstraint('user_id', 'task_id', name=op.f('uq_task_skips_user_id_task_id'))
+    )
+    with op.batch_alter_table('task_skips', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_task_skips_task_id'), ['task_id'], unique=False)
+
     op.create_index('ix_human_tasks_open_order', 'human_tasks', [sa.text('priority DESC'), 'id'], unique=False,
                     postgresql_where=sa.text("state = 'open'"), sqlite_where=sa.text("state = 'open'"))
     with op.batch_alter_table('users', schema=None) as batch_op:
@@ -98,6 +111,10 @@ def downgrade() -> None:
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_column('task_kinds')
 
+    with op.batch_alter_table('task_skips', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_task_skips_task_id'))
+
+    op.drop_table('task_skips')
     op.drop_index('ix_human_tasks_open_order', table_name='human_tasks')
     with op.batch_alter_table('human_tasks', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_human_tasks_gold_item_id_gold_items'), type_='foreignkey')

@@ -319,3 +319,36 @@ def test_a_double_click_submission_at_the_same_instant_is_stored_once(fresh_pg_u
     assert sorted(statuses) == [200, 200, 200, 201]
     with session_scope(settings.db_url) as s:
         assert len(s.scalars(select(Verdict).where(Verdict.task_id == task["id"])).all()) == 1
+
+
+def test_a_skipped_task_is_not_offered_again_to_the_same_person(login, web_settings):
+    with session_scope(web_settings.db_url) as s:
+        seed_review_items(s, web_settings.media_path, n_images=1, phrases=("dog", "cat"), masks_per_pair=1,
+                          kinds=("check_exhaustivity",))
+    ann, ann2 = login("ann"), login("ann2")
+    first = lease(ann)
+    assert ann.post(f"/api/v1/tasks/{first['id']}/release", json={"skip": True}).status_code == 204
+    second = lease(ann)
+    assert second["id"] != first["id"]
+    assert lease(ann) is None  # the skipped one stays away from ann
+    assert lease(ann2)["id"] == first["id"]  # but not from anyone else
+    # a plain release (closing the page) does not count as a skip
+    assert ann.post(f"/api/v1/tasks/{second['id']}/release").status_code == 204
+    assert lease(ann)["id"] == second["id"]
+
+
+def test_held_tasks_heartbeat_after_expiry_and_error_codes(login, seeded, web_settings):
+    ann, ann2 = login("ann"), login("ann2")
+    a, b = lease(ann, ["verify_mask"]), lease(ann, ["verify_mask"])
+    assert [t["id"] for t in ann.get("/api/v1/tasks/held").json()] == sorted([a["id"], b["id"]])
+    assert ann2.get("/api/v1/tasks/held").json() == []
+    with session_scope(web_settings.db_url) as s:  # expired, not yet swept: still ann's
+        s.get(HumanTask, a["id"]).lease_expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)
+    assert ann.post(f"/api/v1/tasks/{a['id']}/heartbeat").status_code == 200
+    lost = ann2.post(f"/api/v1/tasks/{a['id']}/heartbeat")
+    assert lost.status_code == 409 and lost.headers["x-error-code"] == "lease_lost"
+    assert judge(ann, a, "accept", client_id="code-test-1").status_code == 201
+    reused = judge(ann, b, "accept", client_id="code-test-1")
+    assert reused.status_code == 409 and reused.headers["x-error-code"] == "client_id_conflict"
+    me = ann.get("/api/v1/auth/me").json()
+    assert me["heartbeat_s"] == web_settings.queue.heartbeat_s and me["lease_s"] == web_settings.queue.lease_s

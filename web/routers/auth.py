@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from engine.services import auth as auth_service
+from engine.settings import Settings
 from web.deps import SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep, client_ip
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -23,6 +24,8 @@ class Me(BaseModel):
     role: str
     task_kinds: list[str] | None
     csrf_token: str | None = Field(None, description="echo in X-CSRF-Token on state-changing requests")
+    lease_s: int = Field(description="how long a leased task stays yours without a heartbeat")
+    heartbeat_s: int = Field(description="how often a page should renew its leases")
 
 
 class TokenIn(BaseModel):
@@ -44,9 +47,9 @@ class NewToken(TokenOut):
     token: str = Field(description="shown once; store it now")
 
 
-def _me(p: auth_service.Principal) -> Me:
+def _me(p: auth_service.Principal, settings: Settings) -> Me:
     return Me(username=p.username, role=p.role.value, task_kinds=list(p.task_kinds) if p.task_kinds else None,
-              csrf_token=p.csrf_token)
+              csrf_token=p.csrf_token, lease_s=settings.queue.lease_s, heartbeat_s=settings.queue.heartbeat_s)
 
 
 @router.post("/login", response_model=Me)
@@ -63,7 +66,7 @@ def login(body: LoginIn, request: Request, response: Response, session: SessionD
         raise HTTPException(401, str(exc)) from None
     response.set_cookie(SESSION_COOKIE, token, max_age=s.session_ttl_s, httponly=True, samesite="strict",
                         secure=s.secure_cookies, path="/")
-    return _me(principal)
+    return _me(principal, settings)
 
 
 @router.post("/logout", status_code=204)
@@ -76,8 +79,8 @@ def logout(principal: PrincipalDep, session: SessionDep, response: Response) -> 
 
 
 @router.get("/me", response_model=Me)
-def me(principal: PrincipalDep) -> Me:
-    return _me(principal)
+def me(principal: PrincipalDep, settings: SettingsDep) -> Me:
+    return _me(principal, settings)
 
 
 @router.get("/tokens", response_model=list[TokenOut])

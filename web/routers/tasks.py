@@ -30,6 +30,10 @@ class NextIn(BaseModel):
     kinds: list[TaskKind] | None = Field(None, description="only these kinds (within those you are assigned)")
 
 
+class ReleaseIn(BaseModel):
+    skip: bool = Field(False, description="remember the skip: the task is not handed to you again")
+
+
 class LeaseOut(BaseModel):
     lease_expires_at: dt.datetime
 
@@ -79,10 +83,18 @@ def _kinds(principal: Any, asked: list[TaskKind] | None) -> list[TaskKind]:
     return kinds
 
 
+#: machine-readable reasons, in the X-Error-Code header of 409s (the page tells them apart)
+LEASE_LOST, CLIENT_ID_CONFLICT = "lease_lost", "client_id_conflict"
+
+
+def _conflict(message: str, code: str) -> HTTPException:
+    return HTTPException(409, message, headers={"X-Error-Code": code})
+
+
 def _held(session: Any, task_id: int, user_id: int) -> HumanTask:
     task = session.get(HumanTask, task_id)
     if task is None or task.state != TaskState.LEASED or task.lease_owner_id != user_id:
-        raise HTTPException(409, f"task {task_id} is not leased to you (it expired or was done)")
+        raise _conflict(f"task {task_id} is not leased to you (it expired or was done)", LEASE_LOST)
     return task
 
 
@@ -98,6 +110,12 @@ def next_task(principal: Annotator, session: SessionDep, settings: SettingsDep,
     return annotation.describe(session, task)
 
 
+@router.get("/held")
+def held(principal: Annotator, session: SessionDep) -> list[Any]:
+    """The tasks leased to you now (after a crashed page: resume them or release them)."""
+    return [annotation.describe(session, t) for t in queue.held_by(session, principal.user_id)]
+
+
 @router.get("/{task_id}")
 def get_task(task_id: int, principal: Annotator, session: SessionDep) -> Any:
     """A task you hold (reloading the page keeps your place)."""
@@ -109,16 +127,16 @@ def heartbeat(task_id: int, principal: Annotator, session: SessionDep, settings:
     try:
         return LeaseOut(lease_expires_at=queue.heartbeat(session, task_id, principal.user_id, settings.queue.lease_s))
     except queue.LeaseLost as exc:
-        raise HTTPException(409, str(exc)) from None
+        raise _conflict(str(exc), LEASE_LOST) from None
 
 
 @router.post("/{task_id}/release", status_code=204)
-def release(task_id: int, principal: Annotator, session: SessionDep) -> Response:
-    """Skip: the task goes back to the queue unjudged."""
+def release(task_id: int, principal: Annotator, session: SessionDep, body: ReleaseIn | None = None) -> Response:
+    """Give the task back unjudged (closing the page); with ``skip`` it is not offered to you again."""
     try:
-        queue.release(session, task_id, principal.user_id)
+        queue.release(session, task_id, principal.user_id, skip=bool(body and body.skip))
     except queue.LeaseLost as exc:
-        raise HTTPException(409, str(exc)) from None
+        raise _conflict(str(exc), LEASE_LOST) from None
     return Response(status_code=204)
 
 
@@ -135,9 +153,9 @@ def submit(task_id: int, body: VerdictIn, principal: Annotator, session: Session
     except annotation.VerdictError as exc:
         raise HTTPException(422, str(exc)) from None
     except annotation.ClientIdConflict as exc:
-        raise HTTPException(409, str(exc)) from None
+        raise _conflict(str(exc), CLIENT_ID_CONFLICT) from None
     except queue.LeaseLost as exc:
-        raise HTTPException(409, str(exc)) from None
+        raise _conflict(str(exc), LEASE_LOST) from None
     if not out.created:
         response.status_code = 200
     return VerdictOut(verdict_id=out.verdict_id, task_state=out.task_state, created=out.created)

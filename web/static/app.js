@@ -5,6 +5,7 @@
 
 const DE = (() => {
   let me = null;
+  const logoutHooks = []; // run (awaited) before the session ends, e.g. to give leases back
 
   // keepalive: the request outlives the page (pagehide); small bodies only.
   async function api(method, path, body, {allow = [], keepalive = false} = {}) {
@@ -74,11 +75,34 @@ const DE = (() => {
       el("span", {class: "spacer"}),
       el("span", {class: "who", text: `${user.username} (${user.role})`}),
       el("button", {type: "button", id: "logout", text: "Log out", onclick: async () => {
+        await Promise.allSettled(logoutHooks.map((fn) => fn()));
         await api("POST", "/auth/logout"); location.assign("/login");
       }}),
     );
     return user;
   }
 
-  return {api, whoami, setMe, el, uuid, nav};
+  function onLogout(fn) { logoutHooks.push(fn); }
+
+  return {api, whoami, setMe, el, uuid, nav, onLogout};
 })();
+
+// Operator pages (dashboard, jobs, admin): small formatting and table helpers. Cells are text nodes
+// (or nodes the caller built); never HTML.
+DE.fmtTime = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+DE.fmtPct = (x) => (x === null || x === undefined ? "—" : `${(100 * x).toFixed(1)}%`);
+DE.fmtNum = (x, digits = 0) => (x === null || x === undefined ? "—" : Number(x).toFixed(digits));
+// An API error as one readable line (FastAPI validation errors are lists of {loc, msg}).
+DE.errorText = (err) => {
+  try {
+    const detail = JSON.parse(err.message);
+    if (Array.isArray(detail)) return detail.map(d => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+  } catch (e) { /* a plain message */ }
+  return err.message || String(err);
+};
+// table([{label, num?}], rows of cells) → <table class="data">; a cell is text or a Node.
+DE.table = (columns, rows) => DE.el("table", {class: "data"}, [
+  DE.el("thead", {}, [DE.el("tr", {}, columns.map(c => DE.el("th", {text: c.label, class: c.num ? "num" : ""})))]),
+  DE.el("tbody", {}, rows.map(cells => DE.el("tr", {}, cells.map((cell, i) =>
+    DE.el("td", {class: columns[i] && columns[i].num ? "num" : ""}, [cell instanceof Node ? cell : String(cell ?? "—")]))))),
+]);

@@ -1,0 +1,144 @@
+// The dashboard: GET /api/v1/dashboard drawn as small SVG bar charts and tables (no libraries).
+// Every label is set as text (textContent / SVG <title>), never as HTML.
+"use strict";
+
+const Charts = (() => {
+  const NS = "http://www.w3.org/2000/svg";
+
+  function svg(tag, attrs = {}, children = []) {
+    const node = document.createElementNS(NS, tag);
+    for (const [key, value] of Object.entries(attrs)) {
+      if (key === "text") node.textContent = String(value);
+      else node.setAttribute(key, String(value));
+    }
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  // The axis top: 4 ticks of a round step (1, 2, 2.5, 5 × 10^k; whole numbers for counts).
+  function niceMax(value, integer) {
+    if (value <= 0) return integer ? 4 : 1;
+    const raw = value / 4, pow = 10 ** Math.floor(Math.log10(raw));
+    for (const m of [1, 2, 2.5, 5, 10]) {
+      const step = m * pow;
+      if (integer && !Number.isInteger(step)) continue;
+      if (step >= raw) return 4 * step;
+    }
+    return 40 * pow;
+  }
+
+  // Vertical grouped bars: labels along x, one bar per series in each group.
+  // series: [{name, values}]; format(v) formats values for the axis and tooltips.
+  function bars(box, {labels, series, height = 170, format = String, every = 1, integer = false}) {
+    const width = 460, left = 40, right = 6, top = 10, bottom = 26;
+    const plotW = width - left - right, plotH = height - top - bottom;
+    const max = niceMax(Math.max(0, ...series.flatMap(s => s.values.map(v => v ?? 0))), integer);
+    const root = svg("svg", {viewBox: `0 0 ${width} ${height}`, role: "img"});
+    for (let i = 0; i <= 4; i++) {
+      const y = top + plotH - (plotH * i) / 4;
+      root.append(svg("line", {x1: left, x2: width - right, y1: y, y2: y, class: "grid-line"}),
+                  svg("text", {x: left - 6, y: y + 4, "text-anchor": "end", text: format((max * i) / 4)}));
+    }
+    const group = plotW / Math.max(1, labels.length);
+    const barW = Math.max(1, (group * 0.8) / series.length);
+    labels.forEach((label, i) => {
+      const x0 = left + i * group + group * 0.1;
+      series.forEach((s, j) => {
+        const v = s.values[i];
+        const h = v ? (plotH * v) / max : 0;
+        const tip = `${label} · ${s.name}: ${v === null || v === undefined ? "no data" : format(v)}`;
+        root.append(svg("rect", {x: x0 + j * barW, y: top + plotH - h, width: Math.max(0.5, barW - 1),
+                                 height: Math.max(0, h), class: `bar s${s.cls ?? j}`}, [svg("title", {text: tip})]));
+      });
+      if (i % every === 0) {
+        root.append(svg("text", {x: x0 + (group * 0.8) / 2, y: height - 10, "text-anchor": "middle", text: label}));
+      }
+    });
+    root.append(svg("line", {x1: left, x2: width - right, y1: top + plotH, y2: top + plotH, class: "axis"}));
+    box.replaceChildren(root);
+    return root;
+  }
+
+  return {bars, svg};
+})();
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const KIND = {verify_mask: "verify mask", check_exhaustivity: "exhaustivity", correct: "correct"};
+  let timer = null;
+
+  function hourLabel(iso) {
+    const d = new Date(iso);
+    return `${String(d.getHours()).padStart(2, "0")}:00`;
+  }
+
+  function seconds(s) {
+    if (s === null || s === undefined) return "—";
+    if (s < 60) return `${s.toFixed(1)} s`;
+    if (s < 3600) return `${(s / 60).toFixed(1)} min`;
+    return `${(s / 3600).toFixed(1)} h`;
+  }
+
+  function render(data) {
+    Charts.bars($("queue-chart"), {
+      labels: data.queue.map(q => KIND[q.kind] || q.kind),
+      series: [{name: "open", values: data.queue.map(q => q.open)},
+               {name: "leased", values: data.queue.map(q => q.leased)}],
+      format: v => String(Math.round(v)), integer: true,
+    });
+    const hours = data.throughput;
+    Charts.bars($("throughput-chart"), {
+      labels: hours.map(h => hourLabel(h.hour)),
+      series: [{name: "verdicts", values: hours.map(h => h.verdicts), cls: 2}],
+      format: v => String(Math.round(v)), integer: true, every: Math.max(1, Math.ceil(hours.length / 8)),
+    });
+    const total = hours.reduce((a, h) => a + h.verdicts, 0);
+    $("throughput-total").textContent = `${total} human verdicts in the last ${data.hours} hours`;
+    Charts.bars($("timing-chart"), {
+      labels: data.timings.map(t => `${KIND[t.kind] || t.kind} (n=${t.n})`),
+      series: [{name: "median", values: data.timings.map(t => t.median_s), cls: 3}],
+      format: v => `${Number(v).toFixed(v < 10 && !Number.isInteger(v) ? 1 : 0)}s`,
+    });
+
+    const people = data.annotators;
+    $("annotators").replaceChildren(people.length ? DE.table([
+      {label: "person"}, {label: "role"}, {label: "verdicts", num: true}, {label: "active time", num: true},
+      {label: "last verdict"}, {label: "gold correct", num: true}, {label: "gold accuracy", num: true},
+      {label: "multi-reviewed", num: true}, {label: "agreement", num: true},
+    ], people.map(a => [
+      a.username, a.role, a.verdicts, seconds(a.active_s), DE.fmtTime(a.last_verdict_at),
+      `${a.gold_correct} / ${a.gold_answered}`, DE.fmtPct(a.gold_accuracy), a.multi_reviewed, DE.fmtPct(a.agreement),
+    ])) : DE.el("p", {class: "empty", text: "No human verdicts yet."}));
+
+    const rows = data.verifiers;
+    $("verifiers").replaceChildren(rows.length ? DE.table([
+      {label: "verifier"}, {label: "kind"}, {label: "scope"}, {label: "items", num: true},
+      {label: "agreement", num: true}, {label: "precision", num: true}, {label: "recall", num: true},
+      {label: "AI accepts", num: true}, {label: "people accept", num: true},
+    ], rows.map(v => [
+      v.verifier, v.model_kind === "mask_verifier" ? "MV" : "EV", v.scope, v.n, DE.fmtPct(v.agreement),
+      DE.fmtPct(v.precision), DE.fmtPct(v.recall), v.ai_accepts, v.human_accepts,
+    ])) : DE.el("p", {class: "empty", text: "No item has both an AI and a human verdict yet."}));
+    $("updated").textContent = `updated ${new Date(data.generated_at).toLocaleTimeString()}`;
+  }
+
+  async function load() {
+    try {
+      const data = await DE.api("GET", `/dashboard?hours=${encodeURIComponent($("hours").value)}`);
+      $("error").textContent = "";
+      render(data);
+    } catch (err) {
+      $("error").textContent = err.status === 403 ? "Your role cannot see the dashboard." : `Could not load: ${DE.errorText(err)}`;
+    }
+    document.body.dataset.state = "ready";
+  }
+
+  document.addEventListener("DOMContentLoaded", async () => {
+    $("hours").addEventListener("change", load);
+    $("refresh").addEventListener("click", load);
+    try { await DE.nav("/dashboard"); } catch (err) { return; }
+    await load();
+    timer = setInterval(() => { if (!document.hidden) load(); }, 30000);
+  });
+  window.addEventListener("pagehide", () => clearInterval(timer));
+})();
