@@ -554,3 +554,44 @@ class DatasetSnapshot(Base):
     manifest_sha256: Mapped[str] = mapped_column(String(64))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class BridgeState(enum.StrEnum):
+    PUSHED = "pushed"  # in Label Studio, waiting for an annotation
+    DONE = "done"  # an annotation came back and was stored as a verdict
+    FAILED = "failed"  # the latest annotation could not be used (the error says why)
+
+
+class LabelStudioTask(Base):
+    """A task of ours pushed to a Label Studio server: its task id there. The task is leased to the
+    bridge user while it is there, so our own queue does not hand it out."""
+
+    __tablename__ = "label_studio_tasks"
+    __table_args__ = (UniqueConstraint("server", "ls_task_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    server: Mapped[str] = mapped_column(String(255))  # the server's base URL, normalised
+    project_id: Mapped[int] = mapped_column(Integer)
+    ls_task_id: Mapped[int] = mapped_column(Integer)
+    task_id: Mapped[int] = mapped_column(ForeignKey("human_tasks.id", ondelete="CASCADE"), index=True)
+    state: Mapped[BridgeState] = mapped_column(_enum(BridgeState, "bridge_state"))
+    error: Mapped[str | None] = mapped_column(Text)
+    pushed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class LabelStudioAnnotation(Base):
+    """One version (annotation id, its updated_at) of a Label Studio annotation that was pulled:
+    the verdict it became, or why it could not become one. A version is handled once."""
+
+    __tablename__ = "label_studio_annotations"
+    __table_args__ = (UniqueConstraint("link_id", "annotation_id", "ls_updated_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("label_studio_tasks.id", ondelete="CASCADE"))
+    annotation_id: Mapped[int] = mapped_column(Integer)
+    ls_updated_at: Mapped[str] = mapped_column(String(64))
+    ls_user: Mapped[str | None] = mapped_column(String(255))
+    verdict_id: Mapped[int | None] = mapped_column(ForeignKey("verdicts.id", ondelete="CASCADE"))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
