@@ -1,0 +1,116 @@
+"""Pure pieces of the training-set exports: the train/val split, SA-Co boxes, the flags of a pair,
+and the mapping of a stored label to the answer a verifier should have given.
+
+The verifier mapping is the shared contract between ``dataengine export verifier`` (which writes
+it into every record) and ``dataengine retrain verifier`` (which trains on it); see
+docs/architecture.md, "Exports"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SPLITS = ("train", "val")
+#: the verifier tasks of the export and the task kind of each (engine.db.models.TaskKind values)
+VERIFIER_TASKS = {"mv": "verify_mask", "ev": "check_exhaustivity"}
+#: labels that say "the AI should have said accept" (as engine/services/calibrate.py counts them)
+POSITIVE_LABELS = {
+    "mv": frozenset({"accept"}),
+    "ev": frozenset({"accept", "complete", "exhaustive"}),
+}
+#: "phrase not present": nothing is missing where the pair has no masks, everything is wrong where it has
+PRESENCE_POSITIVE = frozenset({"not_present", "negative"})
+UNGROUNDABLE = "ungroundable"
+#: the verifier's answer for a human "ungroundable" (annotators/verifiers.py choice labels)
+UNGROUNDABLE_ANSWER = {"mv": "flag_label", "ev": "ungroundable"}
+NEGATIVE_ANSWER = {"mv": "reject", "ev": "reject_missing"}
+#: choice labels of the verifiers (annotators/verifiers.py MV_CHOICES / EV_CHOICES, in that order)
+MV_ANSWERS = ("accept", "accept_as_text", "flag_label", "whole_image", "reject")
+EV_ANSWERS = ("accept", "reject_missing", "reject_unseparated", "flag_label", "whole_image", "ungroundable")
+ANSWERS = {"mv": MV_ANSWERS, "ev": EV_ANSWERS}
+LABEL_SOURCES = ("human", "ai", "both")
+
+
+class ExportSpecError(ValueError):
+    """An export request that cannot be honoured (unknown format, bad filter value)."""
+
+
+@dataclass(frozen=True)
+class VerifierLabel:
+    answer: str  # a choice label of the verifier (MV_ANSWERS / EV_ANSWERS)
+    target: int  # 1: the verifier should have said accept
+
+
+def split_of(sha256: str, val_percent: int) -> str:
+    """``val`` for about ``val_percent`` % of images, chosen by their content hash: an image stays
+    in the same split whatever else is exported, and copies of one image never straddle splits."""
+    if not 0 <= val_percent <= 100:
+        raise ExportSpecError(f"val_percent must lie in 0..100, not {val_percent}")
+    try:
+        bucket = int(sha256[:8], 16) % 100
+    except ValueError:
+        raise ExportSpecError(f"not a sha256 hex digest: {sha256!r}") from None
+    return "val" if bucket < val_percent else "train"
+
+
+def human_target(task: str, label: str, *, has_masks: bool) -> int:
+    """A label as the verifier's binary target, the rule of calibrate.human_positive: for EV a
+    "not present" is right (1) when no boxes were shown (scope ``presence``) and wrong with boxes."""
+    if task not in VERIFIER_TASKS:
+        raise ExportSpecError(f"unknown verifier task {task!r}; use mv or ev")
+    if task == "ev" and label in PRESENCE_POSITIVE:
+        return int(not has_masks)
+    return int(label in POSITIVE_LABELS[task])
+
+
+def verifier_label(task: str, label: str, *, has_masks: bool, source: str) -> VerifierLabel:
+    """The answer a verifier should give for an item that was labelled ``label``.
+
+    - ``source`` "ai": the AI verdict's own label is the answer (it decided the item); target 1
+      when that label is accept.
+    - a person's "ungroundable": ``flag_label`` (MV) / ``ungroundable`` (EV), target 0.
+    - a person's other labels: ``accept`` when :func:`human_target` is 1, else ``reject`` (MV) /
+      ``reject_missing`` (EV).
+    - a finished correction ("corrected"): the corrected set is complete and each drawn mask is an
+      instance, so ``accept`` for both tasks.
+    """
+    if task not in VERIFIER_TASKS:
+        raise ExportSpecError(f"unknown verifier task {task!r}; use mv or ev")
+    if source == "ai":
+        if label not in ANSWERS[task]:
+            raise ExportSpecError(f"{label!r} is not a {task} verifier answer")
+        return VerifierLabel(label, int(label == "accept"))
+    if label == "corrected":
+        return VerifierLabel("accept", 1)
+    if label == UNGROUNDABLE:
+        return VerifierLabel(UNGROUNDABLE_ANSWER[task], 0)
+    target = human_target(task, label, has_masks=has_masks)
+    return VerifierLabel("accept" if target else NEGATIVE_ANSWER[task], target)
+
+
+def saco_box(bbox: tuple[float, float, float, float], width: int, height: int) -> list[float]:
+    """An absolute ``[x, y, w, h]`` box as SA-Co's normalised ``[x, y, w, h]`` in 0..1."""
+    if width <= 0 or height <= 0:
+        raise ExportSpecError(f"image size must be positive, not {width}x{height}")
+    x, y, w, h = bbox
+    return [x / width, y / height, w / width, h / height]
+
+
+def saco_area(area: int, width: int, height: int) -> float:
+    """A mask's pixel count as the share of the image it covers (SA-Co's normalised area)."""
+    return area / (width * height)
+
+
+def exhaustivity_flags(is_exhaustive: bool | None, has_crowd: bool) -> tuple[int, int]:
+    """SA-Co's ``(is_instance_exhaustive, is_pixel_exhaustive)`` of a pair. A pair a person or the
+    EV declared exhaustive has every pixel of the phrase masked; its instances are separate only
+    when none of its masks is a crowd mask (one mask covering several instances)."""
+    if not is_exhaustive:
+        return 0, 0
+    return (0 if has_crowd else 1), 1
+
+
+def agreement(labels: list[str], agreeing: frozenset[str]) -> float:
+    """The share of judgements on an item whose label agrees with its final state (1.0 with none)."""
+    if not labels:
+        return 1.0
+    return sum(1 for label in labels if label in agreeing) / len(labels)
