@@ -47,6 +47,7 @@ VERDICT_KIND = {
 MAX_MASKS = 256
 MAX_ACTIVE_MS = 24 * 3600 * 1000
 HUMAN_MASK_SOURCE = "human-annotation"
+PEOPLE = (VerdictSource.HUMAN, VerdictSource.LABEL_STUDIO)  # verdicts by people, in our pages or elsewhere
 
 
 class VerdictError(ValueError):
@@ -113,7 +114,14 @@ def describe(session: Session, task: HumanTask) -> dict[str, Any]:
 
 # -------------------------------------------------------------------------------------- submit
 def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settings: QueueSettings,
-           now: dt.datetime | None = None) -> Submitted:
+           now: dt.datetime | None = None, *, source: VerdictSource = VerdictSource.HUMAN,
+           holder_id: int | None = None, supersedes_id: int | None = None) -> Submitted:
+    """Store ``user_id``'s verdict on a task and apply it once the task is decided.
+
+    Verdicts that come through a bridge (Label Studio) pass their ``source`` and the bridge user that
+    holds the lease (``holder_id``; default: the author holds it). A verdict that replaces an earlier
+    one of the same task (an annotation edited in Label Studio) names it in ``supersedes_id``: the task
+    need not be leased then, and the new label is applied over the old one."""
     now = now or utcnow()
     # the task's row lock serialises submissions for it: a double-clicked retry waits here, then
     # finds the first one's verdict by its client id
@@ -127,7 +135,9 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
             raise ClientIdConflict("this client id was used for another verdict; generate a new one")
         return Submitted(prior.id, task.state.value, False,
                          (prior.payload or {}).get("gold_correct"))
-    if task.state != TaskState.LEASED or task.lease_owner_id != user_id:
+    if supersedes_id is not None:
+        _check_superseded(session, task, supersedes_id)
+    elif task.state != TaskState.LEASED or task.lease_owner_id != (holder_id or user_id):
         # an expired lease still counts as long as nobody else took the task: the sweep has not run
         raise LeaseLost(f"task {task_id} is not leased to you (it expired or was done)")
     _validate(task, body)
@@ -145,12 +155,14 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
         payload["masks"] = [{"mask_id": m.mask_id, "tool": m.tool, "is_crowd": m.is_crowd} for m in masks]
     if task.kind == TaskKind.CORRECT and not task.is_gold:  # never multi-reviewed: decided now
         payload["new_mask_ids"] = _correct(session, pair, image, masks, task.id)  # type: ignore[arg-type]
-    verdict = Verdict(client_id=body.client_id, kind=VERDICT_KIND[task.kind], source=VerdictSource.HUMAN,
+    verdict = Verdict(client_id=body.client_id, kind=VERDICT_KIND[task.kind], source=source,
                       pair_id=task.pair_id, mask_id=task.mask_id, task_id=task.id, user_id=user_id,
                       label=body.label, payload=payload or None, duration_ms=body.active_ms,
-                      started_at=body.started_at, created_at=now)
+                      started_at=body.started_at, supersedes_id=supersedes_id, created_at=now)
     session.add(verdict)
     session.flush()
+    if supersedes_id is not None:
+        return _resubmitted(session, task, pair, verdict, settings, now)
     task.reviews_done += 1
     task.lease_owner_id, task.lease_expires_at, task.updated_at = None, None, now
     if task.is_gold:
@@ -166,6 +178,28 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
     else:
         task.state = TaskState.DONE
         _apply(session, task, pair, label, now)  # type: ignore[arg-type]
+    session.flush()
+    return Submitted(verdict.id, task.state.value, True)
+
+
+def _check_superseded(session: Session, task: HumanTask, supersedes_id: int) -> None:
+    old = session.execute(select(Verdict.task_id).where(Verdict.id == supersedes_id)).first()
+    if old is None or old.task_id != task.id:
+        raise VerdictError(f"verdict {supersedes_id} is not a verdict of task {task.id}")
+    if task.is_gold:
+        raise VerdictError("a gold task's verdict cannot be replaced")
+    if session.scalars(select(Verdict.id).where(Verdict.supersedes_id == supersedes_id)).first() is not None:
+        raise VerdictError(f"verdict {supersedes_id} was already replaced")
+
+
+def _resubmitted(session: Session, task: HumanTask, pair: ImageConcept, verdict: Verdict, settings: QueueSettings,
+                 now: dt.datetime) -> Submitted:
+    """A replacing verdict counts instead of the one it replaces: a decided task is decided again
+    (a correction was applied before the verdict was written); an undecided one waits for its reviews."""
+    if task.state == TaskState.DONE and task.kind != TaskKind.CORRECT:
+        label = verdict.label if task.reviews_required == 1 else _decision(session, task, settings, extend=False)
+        if label is not None:
+            _apply(session, task, pair, label, now)
     session.flush()
     return Submitted(verdict.id, task.state.value, True)
 
@@ -214,15 +248,17 @@ def _check_masks(session: Session, task: HumanTask, image: Image, body: VerdictI
     return out
 
 
-def _decision(session: Session, task: HumanTask, settings: QueueSettings) -> str | None:
-    """The task's label once enough people judged it (majority; a tie asks one more), else None."""
+def _decision(session: Session, task: HumanTask, settings: QueueSettings, extend: bool = True) -> str | None:
+    """The task's label once enough people judged it (majority; a tie asks one more), else None.
+    Replaced verdicts do not count; their replacements do."""
     if task.reviews_done < task.reviews_required:
         return None
+    replaced = select(Verdict.supersedes_id).where(Verdict.task_id == task.id, Verdict.supersedes_id.is_not(None))
     labels = list(session.scalars(select(Verdict.label).where(
-        Verdict.task_id == task.id, Verdict.source == VerdictSource.HUMAN).order_by(Verdict.id)))
+        Verdict.task_id == task.id, Verdict.source.in_(PEOPLE), Verdict.id.not_in(replaced)).order_by(Verdict.id)))
     counts = Counter(labels).most_common()
     tied = len(counts) > 1 and counts[0][1] == counts[1][1]
-    if tied and task.reviews_required < settings.max_reviews:
+    if tied and extend and task.reviews_required < settings.max_reviews:
         task.reviews_required += 1
         return None
     if tied:
