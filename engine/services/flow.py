@@ -72,7 +72,13 @@ def reconcile(session: Session, job_id: int, order: Sequence[str]) -> dict[str, 
 
 
 def finish_if_complete(session: Session, job_id: int) -> bool:
-    """Mark the job done when no item and no stage row is pending; reopen it otherwise."""
+    """Mark the job done when no item and no stage row is pending; reopen it otherwise.
+
+    The job row is locked first (PostgreSQL: FOR UPDATE; SQLite serialises writers anyway): two
+    workers finishing the last two batches at once would otherwise each see the other's items
+    still pending in their own snapshot, and neither would mark the job done. With the lock the
+    second one waits for the first to commit, and its (read-committed) check then sees it."""
+    session.execute(select(MiningJob.id).where(MiningJob.id == job_id).with_for_update())
     busy = jobs_repo.has_pending(session, job_id) or stages_repo.any_pending(session, job_id)
     if busy:
         session.execute(update(MiningJob).where(MiningJob.id == job_id, MiningJob.status == JobStatus.DONE)
