@@ -156,3 +156,89 @@ def seed_review_items(session, media_root: Path, n_images: int = 2, phrases: tup
                     session.flush()
                     made["tasks"].append(task.id)
     return made
+
+
+def seed_labelled(session, media_root: Path) -> dict[str, int]:
+    """Labels as the queue and the router leave them, for the exports (4 images × dog/cat/bird,
+    two rectangle masks per pair). People judge through engine.services.annotation.submit; the AI's
+    decisions are written as the router writes them. Returns named ids:
+
+    - img0 dog: m0 accepted, m1 rejected (people), then "complete" → exhaustive positive (people)
+    - img0 cat: "not_present" → negative (people); img0 bird: untouched
+    - img1 dog: both masks auto-accepted on the MV's word; not exhaustive
+    - img1 cat: negative on the EV's word (no boxes), masks auto-rejected
+    - img2 dog: a correction keeps m0 and draws one new mask → exhaustive positive (people)
+    - img3 dog: the MV said reject, a person accepted m0 (agreement 0.5); m1 untouched
+    """
+    import datetime as dt
+    import uuid
+
+    import numpy as np
+
+    from engine.db.models import (
+        Decider, HumanTask, ImageConcept, Mask, MaskState, ModelKind, Polarity, TaskKind, TaskState, User, Verdict,
+        VerdictKind, VerdictSource,
+    )
+    from engine.domain.masks import encode_mask
+    from engine.repositories.model_versions import get_or_create
+    from engine.services.annotation import MaskIn, VerdictIn, submit
+    from engine.settings import QueueSettings
+
+    made = seed_review_items(session, media_root, n_images=4, phrases=("dog", "cat", "bird"), kinds=())
+    users = [User(username=f"exp-ann{i}", role="annotator") for i in (1, 2)]
+    session.add_all(users)
+    mv = get_or_create(session, ModelKind.MASK_VERIFIER, "test-mv", "1")
+    ev = get_or_create(session, ModelKind.EXHAUSTIVITY_VERIFIER, "test-ev", "1")
+    session.flush()
+    queue = QueueSettings(multi_review_rate=0.0)
+    pairs = [session.get(ImageConcept, pid) for pid in made["pairs"]]  # 3 per image: dog, cat, bird
+    masks = {pid: list(session.query(Mask).filter_by(pair_id=pid).order_by(Mask.id)) for pid in made["pairs"]}
+
+    def judge(kind: TaskKind, pair: ImageConcept, label: str, mask: Mask | None = None,
+              given: list[MaskIn] | None = None) -> int:
+        task = HumanTask(kind=kind, pair_id=pair.id, mask_id=mask.id if mask else None, state=TaskState.LEASED,
+                         lease_owner_id=users[0].id, reason="test",
+                         lease_expires_at=dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(hours=1))
+        session.add(task)
+        session.flush()
+        return submit(session, task.id, users[0].id, VerdictIn(client_id=uuid.uuid4().hex, label=label,
+                                                                 active_ms=1000, masks=given or []), queue).verdict_id
+
+    def ai(version_id: int, kind: VerdictKind, pair: ImageConcept, label: str, mask: Mask | None = None,
+           payload: dict | None = None) -> None:
+        session.add(Verdict(kind=kind, source=VerdictSource.AI, pair_id=pair.id, mask_id=mask.id if mask else None,
+                            model_version_id=version_id, label=label, probabilities={label: 0.9}, payload=payload))
+
+    dog0, cat0, _, dog1, cat1, _, dog2, _, _, dog3, _, _ = pairs
+    judge(TaskKind.VERIFY_MASK, dog0, "accept", masks[dog0.id][0])
+    judge(TaskKind.VERIFY_MASK, dog0, "reject", masks[dog0.id][1])
+    judge(TaskKind.CHECK_EXHAUSTIVITY, dog0, "complete")
+    judge(TaskKind.CHECK_EXHAUSTIVITY, cat0, "not_present")
+    for m in masks[dog1.id]:
+        ai(mv.id, VerdictKind.MASK, dog1, "accept", m)
+        m.state, m.decided_by = MaskState.ACCEPTED, Decider.AI
+    for m in masks[cat1.id]:
+        ai(mv.id, VerdictKind.MASK, cat1, "reject", m)
+        m.state, m.decided_by = MaskState.REJECTED, Decider.AI
+    ai(ev.id, VerdictKind.EXHAUSTIVITY, cat1, "accept", payload={"boxes": 0})
+    cat1.polarity, cat1.is_exhaustive, cat1.decided_by = Polarity.NEGATIVE, True, Decider.AI
+    grid = np.zeros((64, 96), dtype=bool)
+    grid[40:60, 50:90] = True
+    drawn = encode_mask(grid)
+    correction = judge(TaskKind.CORRECT, dog2, "corrected", given=[
+        MaskIn(mask_id=masks[dog2.id][0].id, tool="existing"),
+        MaskIn(rle={"size": [64, 96], "counts": drawn.counts}, tool="brush")])
+    ai(mv.id, VerdictKind.MASK, dog3, "reject", masks[dog3.id][0])
+    session.flush()
+    judge(TaskKind.VERIFY_MASK, dog3, "accept", masks[dog3.id][0])
+    session.flush()
+    new_mask = session.get(Verdict, correction).payload["new_mask_ids"][0]
+    return {
+        "img0": made["images"][0], "img1": made["images"][1], "img2": made["images"][2], "img3": made["images"][3],
+        "dog0": dog0.id, "cat0": cat0.id, "dog1": dog1.id, "cat1": cat1.id, "dog2": dog2.id, "dog3": dog3.id,
+        "dog0_m0": masks[dog0.id][0].id, "dog0_m1": masks[dog0.id][1].id,
+        "dog1_m0": masks[dog1.id][0].id, "dog1_m1": masks[dog1.id][1].id,
+        "dog2_m0": masks[dog2.id][0].id, "dog2_drawn": new_mask, "dog3_m0": masks[dog3.id][0].id,
+        "dog": dog0.concept_id, "cat": cat0.concept_id, "bird": pairs[2].concept_id,
+        "mv_version": mv.id, "ev_version": ev.id, "user": users[0].id,
+    }

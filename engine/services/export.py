@@ -1,0 +1,250 @@
+"""Export stage: versioned training sets (COCO, SA-Co, verifier JSONL) streamed from the database.
+
+What is exported (see docs/architecture.md, "Exports"):
+
+- a mask is exported when it is *accepted* (``masks.state``) by a decider the label-source filter
+  allows (``masks.decided_by``: a person, the router on the AI verifier's word, or both) and its
+  pair is not negative;
+- a pair is a *negative* when its polarity is negative and it was decided (``decided_by``) by an
+  allowed decider; it is *exhaustive* when ``is_exhaustive`` is true and so decided. Unknown pairs
+  and positive pairs with no exported mask are left out;
+- ``min_agreement``: the share of judgements on the item (people and verifier versions, gold tasks
+  left out) that agree with its final state; items nobody judged count as 1.0. Masks below it are
+  left out; pairs below it are neither negatives nor exhaustive.
+
+Rows are read on their own connection (REPEATABLE READ on PostgreSQL: one snapshot for every
+query of the export) with server-side cursors (``yield_per``) and written by streaming writers, so
+memory does not grow with the export. Files go into a temporary folder beside the target, are
+fsynced and renamed into place at the end; the snapshot row is flushed just before the rename
+(the caller commits, see :func:`commit_or_discard`). Data files and ``manifest.json`` hold no
+time stamps and are sorted by ids: the same filters on unchanged data give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session
+
+from engine.db.models import Concept, DatasetSnapshot, MiningJob, ModelVersion
+from engine.domain.exports import ExportSpecError
+from engine.services.export_formats import WRITERS, Progress
+from engine.services.export_rows import ExportFilters, Stats
+from engine.settings import Settings
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class ExportError(RuntimeError):
+    """The export cannot be made (the output folder is not empty, a name is taken, …)."""
+
+
+@dataclass
+class ExportResult:
+    snapshot_id: int
+    name: str
+    format: str
+    out_dir: Path
+    manifest: dict[str, Any]
+    manifest_sha256: str
+    reused: bool  # an identical snapshot existed: its row was kept, no new one was made
+
+
+# ------------------------------------------------------------------------------- public API
+def resolve_jobs(session: Session, refs: Iterable[str | int]) -> tuple[int, ...]:
+    """Job ids from ids or names; an unknown one is an error."""
+    out = []
+    for ref in refs:
+        text = str(ref).strip()
+        cond = MiningJob.id == int(text) if text.isdigit() else MiningJob.name == text
+        job_id = session.scalars(select(MiningJob.id).where(cond)).first()
+        if job_id is None:
+            raise ExportSpecError(f"no mining job {text!r}")
+        out.append(job_id)
+    return tuple(sorted(set(out)))
+
+
+def export_dataset(session: Session, settings: Settings, fmt: str, out_dir: Path | str, filters: ExportFilters,
+                   *, force: bool = False, name: str | None = None, created_by_id: int | None = None,
+                   progress: Progress | None = None) -> ExportResult:
+    """Write an export of ``fmt`` into ``out_dir`` and record its snapshot (flushed, not committed).
+    ``progress`` is called with the number of records written so far, after each one."""
+    if fmt not in WRITERS:
+        raise ExportSpecError(f"unknown format {fmt!r}; use {', '.join(WRITERS)}")
+    _check_concepts(session, filters.concepts)
+    target = Path(out_dir).absolute()
+    _check_target(target, force)
+    with _staging(target) as tmp:
+        stats = Stats()
+        with _reader(session) as conn:
+            files = WRITERS[fmt](conn, filters, tmp, stats, progress)
+            versions = _versions(conn, stats.versions)
+        manifest = {"format": fmt, "format_version": FORMAT_VERSION, "filters": filters.to_dict(),
+                    "counts": stats.counts, "model_versions": versions, "files": files}
+        data = orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+        _write_synced(tmp / MANIFEST, data)
+        digest = hashlib.sha256(data).hexdigest()
+        row, reused = _snapshot(session, fmt, name, filters, manifest, digest, created_by_id)
+    return ExportResult(row.id, row.name, fmt, target, manifest, digest, reused)
+
+
+def export_coco(session: Session, settings: Settings, out_dir: Path | str, filters: ExportFilters,
+                **kwargs: Any) -> ExportResult:
+    return export_dataset(session, settings, "coco", out_dir, filters, **kwargs)
+
+
+def export_saco(session: Session, settings: Settings, out_dir: Path | str, filters: ExportFilters,
+                **kwargs: Any) -> ExportResult:
+    return export_dataset(session, settings, "saco", out_dir, filters, **kwargs)
+
+
+def export_verifier(session: Session, settings: Settings, out_dir: Path | str, filters: ExportFilters,
+                    **kwargs: Any) -> ExportResult:
+    """The MV and EV training sets: ``{mv,ev}.{train,val}.jsonl`` (record contract in
+    docs/architecture.md, "Exports")."""
+    return export_dataset(session, settings, "verifier", out_dir, filters, **kwargs)
+
+
+def commit_or_discard(session: Session, result: ExportResult) -> None:
+    """Commit the snapshot row; when that fails, remove the files it describes and re-raise."""
+    try:
+        session.commit()
+    except BaseException:
+        session.rollback()
+        shutil.rmtree(result.out_dir, ignore_errors=True)
+        raise
+
+
+def verify_files(folder: Path | str, manifest: dict[str, Any]) -> list[str]:
+    """Files of an export whose sha256 differs from its manifest (or that are missing)."""
+    bad = []
+    for rel, meta in sorted(manifest.get("files", {}).items()):
+        path = Path(folder) / rel
+        if not path.is_file() or _sha256_file(path) != meta["sha256"]:
+            bad.append(rel)
+    return bad
+
+
+# ------------------------------------------------------------------------ folder handling
+def _check_target(target: Path, force: bool) -> None:
+    if target.exists() and not target.is_dir():
+        raise ExportError(f"{target} exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        raise ExportError(f"{target} is not empty; choose an empty folder or pass --force to replace it")
+
+
+@contextmanager
+def _staging(target: Path) -> Iterator[Path]:
+    """A temporary folder beside ``target``, renamed onto it when the block succeeds and removed
+    when it fails (an existing ``target`` is replaced only then)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:12]
+    tmp = target.parent / f".{target.name}.export-{tag}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        _fsync_dir(tmp)
+        old = target.parent / f".{target.name}.replaced-{tag}"
+        if target.exists():
+            target.rename(old)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if old.exists():
+                old.rename(target)
+            raise
+        _fsync_dir(target.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------- reading
+@contextmanager
+def _reader(session: Session) -> Iterator[Connection]:
+    """A connection of its own for the export's reads; on PostgreSQL one REPEATABLE READ, read-only
+    snapshot for all of them."""
+    engine = session.get_bind()
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with conn.begin():
+            yield conn
+
+
+def _check_concepts(session: Session, concepts: tuple[str, ...]) -> None:
+    if not concepts:
+        return
+    known = set(session.scalars(select(Concept.text).where(Concept.text.in_(set(concepts)))))
+    missing = sorted(set(concepts) - known)
+    if missing:
+        raise ExportSpecError(f"unknown concept(s): {', '.join(missing)}")
+
+
+def _versions(conn: Connection, ids: set[int]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    rows = conn.execute(select(ModelVersion.id, ModelVersion.kind, ModelVersion.name, ModelVersion.version,
+                               ModelVersion.params_hash).where(ModelVersion.id.in_(sorted(ids)))
+                        .order_by(ModelVersion.id))
+    return [{"id": r.id, "kind": str(r.kind.value), "name": r.name, "version": r.version,
+             "params_hash": r.params_hash} for r in rows]
+
+
+# -------------------------------------------------------------------------------- snapshot
+def _snapshot(session: Session, fmt: str, name: str | None, filters: ExportFilters, manifest: dict[str, Any],
+              digest: str, created_by_id: int | None) -> tuple[DatasetSnapshot, bool]:
+    """The snapshot row of this export: an existing identical one (same format and manifest) is
+    reused; a given name already used for other contents is an error."""
+    if name is not None:
+        name = name.strip()
+        if not name or len(name) > 255 or not name.isprintable():
+            raise ExportSpecError("a snapshot name must be 1–255 printable characters")
+    wanted = name or f"{fmt}-{digest[:16]}"
+    same_name = session.scalars(select(DatasetSnapshot).where(DatasetSnapshot.name == wanted)).first()
+    if same_name is not None:
+        if same_name.manifest_sha256 != digest or same_name.format != fmt:
+            raise ExportError(f"a snapshot named {wanted!r} exists with other contents; choose another name")
+        return same_name, True
+    row = DatasetSnapshot(name=wanted, format=fmt, filters=filters.to_dict(), manifest=manifest,
+                          manifest_sha256=digest, created_by_id=created_by_id)
+    session.add(row)
+    session.flush()
+    return row, False
+
+

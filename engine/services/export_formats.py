@@ -1,0 +1,195 @@
+"""The three export formats, each written from one ordered stream of rows (two splits at once).
+
+- ``coco``: ``instances_{train,val}.json`` — COCO instance segmentation: one category per concept
+  (id = concept id), compressed RLE, absolute ``[x, y, w, h]`` boxes; each image lists the concepts
+  known to be absent (``neg_category_ids``) and the present ones whose masks may be incomplete
+  (``not_exhaustive_category_ids``), as LVIS does.
+- ``saco``: ``saco_{train,val}.json`` — SA-Co: one ``images`` entry per (image, phrase) pair with
+  ``text_input`` and the exhaustivity flags, normalised boxes and areas; a negative is an entry
+  without annotations.
+- ``verifier``: ``{mv,ev}.{train,val}.jsonl`` — one training example per line (contract in
+  docs/architecture.md, "Exports").
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from itertools import groupby
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, String, and_, or_, select, type_coerce
+
+from engine.db.models import Concept, Image, ImageConcept, Mask
+from engine.domain.exports import SPLITS, exhaustivity_flags, saco_area, saco_box, split_of
+from engine.services.export_rows import (
+    ExportFilters, HashingWriter, JsonArray, Progress, Stats, dumps, mask_conditions, pair_conditions, pair_trust,
+    stream, tick,
+)
+from engine.services.export_verifier import write_verifier
+
+# ------------------------------------------------------------------------------ COCO, SA-Co
+def _label_rows(filters: ExportFilters) -> Any:
+    """Every exported pair with its exported masks: (image, pair, mask) ordered by those ids; a
+    pair without masks comes once with the mask columns NULL."""
+    negative, exhaustive = pair_trust(filters)
+    stmt = (
+        select(Image.id, Image.sha256, Image.storage_key, Image.width, Image.height,
+               ImageConcept.id, ImageConcept.concept_id, Concept.text, ImageConcept.model_version_id,
+               negative.label("negative"), exhaustive.label("exhaustive"),
+               Mask.id, Mask.rle_counts, Mask.height, Mask.width, Mask.bbox_x, Mask.bbox_y, Mask.bbox_w,
+               Mask.bbox_h, Mask.area, Mask.is_crowd, Mask.model_version_id, type_coerce(Mask.decided_by, String))
+        .select_from(Image).join(ImageConcept, ImageConcept.image_id == Image.id)
+        .join(Concept, Concept.id == ImageConcept.concept_id)
+        .outerjoin(Mask, and_(Mask.pair_id == ImageConcept.id, *mask_conditions(filters)))
+        .where(*pair_conditions(filters), or_(negative, Mask.id.is_not(None)))
+        .order_by(Image.id, ImageConcept.id, Mask.id))
+    return stmt
+
+
+# row positions of _label_rows
+I_ID, I_SHA, I_KEY, I_W, I_H, P_ID, P_CONCEPT, P_TEXT, P_VERSION, P_NEG, P_EXH = range(11)
+M_ID, M_COUNTS, M_H, M_W, M_X, M_Y, M_BW, M_BH, M_AREA, M_CROWD, M_VERSION, M_SOURCE = range(11, 23)
+
+
+def _images(conn: Connection, filters: ExportFilters) -> Iterator[tuple[Any, list[tuple[Any, list[Any]]]]]:
+    """(first row of the image, [(first row of the pair, its mask rows)]) per image."""
+    for _, image_rows in groupby(stream(conn, _label_rows(filters)), key=itemgetter(I_ID)):
+        pairs = []
+        first = None
+        for _, pair_rows in groupby(image_rows, key=itemgetter(P_ID)):
+            rows = list(pair_rows)
+            first = first or rows[0]
+            pairs.append((rows[0], [r for r in rows if r[M_ID] is not None]))
+        yield first, pairs
+
+
+def _rle(row: Any) -> dict[str, Any]:
+    return {"counts": row[M_COUNTS], "size": [row[M_H], row[M_W]]}
+
+
+class _CocoFile:
+    """One split's file: annotations stream into it, images into a side file appended at the end."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.name = name
+        self.out = HashingWriter(folder / name)
+        self.out.write(b'{"annotations":')
+        self.annotations = JsonArray(self.out)
+        self.side_path = folder / f".{name}.images.part"
+        self.side = open(self.side_path, "wb", buffering=1 << 20)  # noqa: SIM115
+        self.images = JsonArray(self.side)
+
+    def finish(self, categories: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, Any]:
+        self.annotations.end()
+        self.images.end()
+        self.side.close()
+        self.out.write(b',"categories":' + dumps(categories) + b',"images":')
+        with open(self.side_path, "rb") as side:
+            shutil.copyfileobj(side, self.out)  # type: ignore[misc]
+        self.side_path.unlink()
+        self.out.write(b',"info":' + dumps(info) + b"}")
+        return self.out.close()
+
+    def abandon(self) -> None:
+        self.side.close()
+        self.out.abandon()
+
+
+def _write_split_files(folder: Path, names: dict[str, str], body: Callable[[dict[str, _CocoFile]], Any],
+                       categories: Callable[[], list[dict[str, Any]]], info: dict[str, Any]) -> dict[str, Any]:
+    files = {split: _CocoFile(folder, names[split]) for split in SPLITS}
+    try:
+        body(files)
+        cats = categories()
+        return {f.name: f.finish(cats, info) for f in files.values()}
+    except BaseException:
+        for f in files.values():
+            f.abandon()
+        raise
+
+
+def write_coco(conn: Connection, filters: ExportFilters, folder: Path, stats: Stats,
+               progress: Progress | None) -> dict[str, Any]:
+    concepts: dict[int, str] = {}
+
+    def body(files: dict[str, _CocoFile]) -> None:
+        for image, pairs in _images(conn, filters):
+            split = split_of(image[I_SHA], filters.val_percent)
+            out = files[split]
+            negatives, partial = [], []
+            for pair, masks in pairs:
+                concepts[pair[P_CONCEPT]] = pair[P_TEXT]
+                if pair[P_VERSION] is not None:
+                    stats.versions.add(pair[P_VERSION])
+                if not masks:
+                    negatives.append(pair[P_CONCEPT])
+                    continue
+                if not pair[P_EXH]:
+                    partial.append(pair[P_CONCEPT])
+                for m in masks:
+                    out.annotations.add(dumps({
+                        "area": m[M_AREA], "bbox": [m[M_X], m[M_Y], m[M_BW], m[M_BH]],
+                        "category_id": m[P_CONCEPT], "id": m[M_ID], "image_id": m[I_ID],
+                        "iscrowd": int(bool(m[M_CROWD])), "segmentation": _rle(m)}))
+                    stats.versions.add(m[M_VERSION])
+                    tick(stats, progress)
+                stats.add(split, "positive_pairs")
+                stats.add(split, "exhaustive_pairs", int(bool(pair[P_EXH])))
+                stats.add(split, "annotations", len(masks))
+            out.images.add(dumps({
+                "file_name": image[I_KEY], "height": image[I_H], "id": image[I_ID],
+                "neg_category_ids": sorted(negatives), "not_exhaustive_category_ids": sorted(partial),
+                "sha256": image[I_SHA], "width": image[I_W]}))
+            stats.add(split, "images")
+            stats.add(split, "negative_pairs", len(negatives))
+            tick(stats, progress)
+
+    def categories() -> list[dict[str, Any]]:
+        return [{"id": cid, "name": concepts[cid]} for cid in sorted(concepts)]
+
+    names = {split: f"instances_{split}.json" for split in SPLITS}
+    return _write_split_files(folder, names, body, categories,
+                              {"description": "Data Engine export", "format": "coco"})
+
+
+def write_saco(conn: Connection, filters: ExportFilters, folder: Path, stats: Stats,
+               progress: Progress | None) -> dict[str, Any]:
+    def body(files: dict[str, _CocoFile]) -> None:
+        for image, pairs in _images(conn, filters):
+            split = split_of(image[I_SHA], filters.val_percent)
+            out, w, h = files[split], image[I_W], image[I_H]
+            for pair, masks in pairs:
+                if pair[P_VERSION] is not None:
+                    stats.versions.add(pair[P_VERSION])
+                for m in masks:
+                    out.annotations.add(dumps({
+                        "area": saco_area(m[M_AREA], w, h),
+                        "bbox": saco_box((m[M_X], m[M_Y], m[M_BW], m[M_BH]), w, h),
+                        "category_id": 1, "id": m[M_ID], "image_id": pair[P_ID], "iscrowd": int(bool(m[M_CROWD])),
+                        "segmentation": _rle(m), "source": m[M_SOURCE]}))
+                    stats.versions.add(m[M_VERSION])
+                    tick(stats, progress)
+                if masks:
+                    instance, pixel = exhaustivity_flags(bool(pair[P_EXH]), any(m[M_CROWD] for m in masks))
+                else:  # a negative: nothing of the phrase is there, so nothing is missing
+                    instance, pixel = 1, 1
+                out.images.add(dumps({
+                    "file_name": image[I_KEY], "height": h, "id": pair[P_ID], "is_instance_exhaustive": instance,
+                    "is_pixel_exhaustive": pixel, "original_image_id": image[I_ID],
+                    "queried_category": str(pair[P_CONCEPT]), "sha256": image[I_SHA], "text_input": pair[P_TEXT],
+                    "width": w}))
+                stats.add(split, "pairs")
+                stats.add(split, "negative_pairs" if not masks else "positive_pairs")
+                stats.add(split, "annotations", len(masks))
+                tick(stats, progress)
+
+    names = {split: f"saco_{split}.json" for split in SPLITS}
+    return _write_split_files(folder, names, body, lambda: [{"id": 1, "name": "object"}],
+                              {"description": "Data Engine export", "format": "saco"})
+
+
+WRITERS: dict[str, Callable[..., dict[str, Any]]] = {"coco": write_coco, "saco": write_saco,
+                                                     "verifier": write_verifier}

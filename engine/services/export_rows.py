@@ -1,0 +1,188 @@
+"""The rows of an export and how they are written: filters as SQL conditions, server-side cursor
+streams, and writers that hash and fsync what they write (engine/services/export.py uses them)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from sqlalchemy import Connection, and_, case, exists, func, select
+
+from engine.db.models import (
+    Concept, Decider, HumanTask, Image, ImageConcept, JobItem, Mask, MaskState, Polarity, Verdict, VerdictKind,
+)
+from engine.domain.exports import LABEL_SOURCES, ExportSpecError
+
+YIELD_PER = 5000
+Progress = Callable[[int], None]
+#: exhaustivity labels that agree with a pair's final state (positive and exhaustive / negative)
+POSITIVE_PAIR_AGREES = ("accept", "complete", "exhaustive")
+NEGATIVE_PAIR_AGREES = ("accept", "complete", "not_present", "negative")
+
+
+@dataclass(frozen=True)
+class ExportFilters:
+    """What goes into an export. ``jobs`` are job ids (see :func:`resolve_jobs`), ``concepts``
+    exact concept texts, ``since``/``until`` bound when the image was mined (until: exclusive)."""
+
+    jobs: tuple[int, ...] = ()
+    concepts: tuple[str, ...] = ()
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    label_source: str = "both"  # human | ai | both
+    min_agreement: float | None = None
+    exhaustive_only: bool = False
+    val_percent: int = 10
+
+    def __post_init__(self) -> None:
+        if self.label_source not in LABEL_SOURCES:
+            raise ExportSpecError(f"label_source must be one of {', '.join(LABEL_SOURCES)}")
+        if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
+            raise ExportSpecError("min_agreement must lie in 0..1")
+        if not 0 <= self.val_percent <= 100:
+            raise ExportSpecError("val_percent must lie in 0..100")
+        if self.since and self.until and self.since >= self.until:
+            raise ExportSpecError("since must come before until")
+
+    @property
+    def deciders(self) -> tuple[Decider, ...]:
+        return {"human": (Decider.HUMAN,), "ai": (Decider.AI,), "both": (Decider.HUMAN, Decider.AI)}[
+            self.label_source]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"jobs": sorted(set(self.jobs)), "concepts": sorted(set(self.concepts)),
+                "since": self.since.isoformat() if self.since else None,
+                "until": self.until.isoformat() if self.until else None,
+                "label_source": self.label_source, "min_agreement": self.min_agreement,
+                "exhaustive_only": self.exhaustive_only, "val_percent": self.val_percent}
+
+
+@dataclass
+class Stats:
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    versions: set[int] = field(default_factory=set)
+    records: int = 0
+
+    def add(self, split: str, key: str, n: int = 1) -> None:
+        per = self.counts.setdefault(split, {})
+        per[key] = per.get(key, 0) + n
+
+
+
+# ---------------------------------------------------------------------------------- reading
+def stream(conn: Connection, stmt: Any) -> Iterator[Any]:
+    """The statement's rows through a server-side cursor (PostgreSQL), ``YIELD_PER`` at a time."""
+    result = conn.execution_options(stream_results=True, yield_per=YIELD_PER).execute(stmt)
+    yield from result
+
+
+def not_gold(verdict: Any = Verdict) -> Any:
+    """The verdict (table or alias) was not given on a gold task (those only score people)."""
+    return ~exists().where(HumanTask.id == verdict.task_id, HumanTask.is_gold.is_(True))
+
+
+def pair_conditions(filters: ExportFilters) -> list[Any]:
+    """Conditions on images ⋈ image_concepts ⋈ concepts shared by every format."""
+    conds: list[Any] = []
+    if filters.jobs:
+        conds.append(exists().where(JobItem.image_id == Image.id, JobItem.job_id.in_(filters.jobs)))
+    if filters.concepts:
+        conds.append(Concept.text.in_(sorted(set(filters.concepts))))
+    if filters.since:
+        conds.append(Image.created_at >= filters.since)
+    if filters.until:
+        conds.append(Image.created_at < filters.until)
+    if filters.exhaustive_only:
+        conds.append(pair_trust(filters)[1])
+    return conds
+
+
+def pair_trust(filters: ExportFilters) -> tuple[Any, Any]:
+    """SQL booleans: (the pair is a trusted negative, the pair is trusted exhaustive)."""
+    trusted = [ImageConcept.decided_by.in_(filters.deciders)]
+    if filters.min_agreement is not None:
+        trusted.append(_pair_agreement() >= filters.min_agreement)
+    negative = and_(ImageConcept.polarity == Polarity.NEGATIVE, *trusted)
+    exhaustive = and_(ImageConcept.is_exhaustive.is_(True), *trusted)
+    return negative, exhaustive
+
+
+def _pair_agreement() -> Any:
+    """Correlated: the share of the pair's exhaustivity judgements that agree with its state."""
+    agrees = case((ImageConcept.polarity == Polarity.NEGATIVE, Verdict.label.in_(NEGATIVE_PAIR_AGREES)),
+                  else_=Verdict.label.in_(POSITIVE_PAIR_AGREES))
+    share = (select(func.avg(case((agrees, 1.0), else_=0.0)))
+             .where(Verdict.pair_id == ImageConcept.id, Verdict.kind == VerdictKind.EXHAUSTIVITY,
+                    Verdict.mask_id.is_(None), not_gold())
+             .scalar_subquery())
+    return func.coalesce(share, 1.0)
+
+
+def mask_conditions(filters: ExportFilters) -> list[Any]:
+    """Conditions on a mask for it to be exported (its pair's conditions aside)."""
+    conds = [Mask.state == MaskState.ACCEPTED, Mask.decided_by.in_(filters.deciders),
+             ImageConcept.polarity != Polarity.NEGATIVE]
+    if filters.min_agreement is not None:
+        share = (select(func.avg(case((Verdict.label == "accept", 1.0), else_=0.0)))
+                 .where(Verdict.mask_id == Mask.id, Verdict.kind == VerdictKind.MASK, not_gold())
+                 .scalar_subquery())
+        conds.append(func.coalesce(share, 1.0) >= filters.min_agreement)
+    return conds
+
+
+
+# ---------------------------------------------------------------------------------- writing
+class HashingWriter:
+    """A binary file written once, front to back, hashed on the way; fsynced when closed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[bytes] = open(path, "wb", buffering=1 << 20)  # noqa: SIM115
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self._handle.write(data)
+        self._digest.update(data)
+        self.size += len(data)
+
+    def close(self) -> dict[str, Any]:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        return {"sha256": self._digest.hexdigest(), "bytes": self.size}
+
+    def abandon(self) -> None:
+        self._handle.close()
+
+
+class JsonArray:
+    """Writes ``[item, item, …]`` one item at a time into a :class:`HashingWriter` (or a plain file)."""
+
+    def __init__(self, out: Any) -> None:
+        self.out, self.count = out, 0
+        out.write(b"[")
+
+    def add(self, data: bytes) -> None:
+        self.out.write(b"," + data if self.count else data)
+        self.count += 1
+
+    def end(self) -> None:
+        self.out.write(b"]")
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def tick(stats: Stats, progress: Progress | None) -> None:
+    """One more record written."""
+    stats.records += 1
+    if progress is not None:
+        progress(stats.records)

@@ -1,0 +1,186 @@
+"""The verifier export: MV and EV training examples from the verdicts, as JSONL.
+
+Three streams ordered by pair id — the pairs with a (non-gold) verdict, their masks, their
+verdicts — are merged pair by pair, so only one pair's rows are held at a time. Per pair:
+
+- MV, people: per mask, the people's label (majority, a tie goes to the latest), answer from
+  :func:`engine.domain.exports.verifier_label`;
+- MV, AI: a mask the router decided on the verifier's word (``decided_by`` ai) and no person
+  judged: the latest AI verdict's label is the answer;
+- EV, people: the people's exhaustivity label; the masks are the pair's masks that existed when
+  it was given and are not rejected (the boxes the EV would have seen);
+- EV, AI: a pair the router decided (``decided_by`` ai) that no person judged: the latest AI
+  exhaustivity verdict;
+- a finished correction: an EV example with the final masks (none for "not present") answered
+  accept, and an MV example answered accept for each mask a person drew.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from itertools import groupby
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, String, exists, select, type_coerce
+from sqlalchemy.orm import aliased
+
+from engine.db.models import Concept, Image, ImageConcept, Mask, MaskState, Verdict, VerdictKind
+from engine.domain.exports import SPLITS, VERIFIER_TASKS, human_target, split_of, verifier_label
+from engine.services.export_rows import (
+    ExportFilters, HashingWriter, Progress, Stats, not_gold, pair_conditions, stream, tick,
+)
+
+HUMAN_SOURCES = ("human", "label_studio")
+
+
+def _joined(stmt: Any, filters: ExportFilters) -> Any:
+    """Restrict a statement over a pair-bearing table to the filtered pairs that have a verdict."""
+    judging = aliased(Verdict)
+    judged = exists().where(judging.pair_id == ImageConcept.id, not_gold(judging))
+    return (stmt.join(Image, Image.id == ImageConcept.image_id).join(Concept, Concept.id == ImageConcept.concept_id)
+            .where(*pair_conditions(filters), judged))
+
+
+def _streams(conn: Connection, filters: ExportFilters) -> tuple[Iterator[Any], Iterator[Any], Iterator[Any]]:
+    pairs = _joined(select(
+        ImageConcept.id.label("pair_id"), Image.id.label("image_id"), Image.sha256, Image.storage_key,
+        Image.width, Image.height, Concept.text, type_coerce(ImageConcept.decided_by, String).label("decided_by"),
+    ).select_from(ImageConcept), filters).order_by(ImageConcept.id)
+    masks = _joined(select(
+        Mask.id, Mask.pair_id, Mask.rle_counts, Mask.height, Mask.width, Mask.created_at, Mask.model_version_id,
+        type_coerce(Mask.state, String).label("state"), type_coerce(Mask.decided_by, String).label("decided_by"),
+    ).select_from(Mask).join(ImageConcept, ImageConcept.id == Mask.pair_id), filters).order_by(Mask.pair_id, Mask.id)
+    verdicts = _joined(select(
+        Verdict.id, Verdict.pair_id, Verdict.mask_id, type_coerce(Verdict.kind, String).label("kind"),
+        type_coerce(Verdict.source, String).label("source"), Verdict.label, Verdict.model_version_id,
+        Verdict.created_at, Verdict.payload,
+    ).select_from(Verdict).join(ImageConcept, ImageConcept.id == Verdict.pair_id).where(not_gold()),
+        filters).order_by(Verdict.pair_id, Verdict.id)
+    return stream(conn, pairs), stream(conn, masks), stream(conn, verdicts)
+
+
+def _by_pair(rows: Iterator[Any]) -> Iterator[tuple[int, list[Any]]]:
+    for pair_id, group in groupby(rows, key=attrgetter("pair_id")):
+        yield pair_id, list(group)
+
+
+def _take(groups: Iterator[tuple[int, list[Any]]], state: list[Any], pair_id: int) -> list[Any]:
+    """The rows of ``pair_id`` from an ordered group stream (``state`` holds the peeked group)."""
+    while state[0] is not None and state[0][0] < pair_id:
+        state[0] = next(groups, None)
+    if state[0] is not None and state[0][0] == pair_id:
+        rows = state[0][1]
+        state[0] = next(groups, None)
+        return rows
+    return []
+
+
+def write_verifier(conn: Connection, filters: ExportFilters, folder: Path, stats: Stats,
+                   progress: Progress | None) -> dict[str, Any]:
+    pairs, masks, verdicts = _streams(conn, filters)
+    mask_groups, verdict_groups = _by_pair(masks), _by_pair(verdicts)
+    mask_state, verdict_state = [next(mask_groups, None)], [next(verdict_groups, None)]
+    names = {(task, split): f"{task}.{split}.jsonl" for task in VERIFIER_TASKS for split in SPLITS}
+    files = {key: HashingWriter(folder / name) for key, name in names.items()}
+    try:
+        for pair in pairs:
+            split = split_of(pair.sha256, filters.val_percent)
+            examples = pair_examples(pair, _take(mask_groups, mask_state, pair.pair_id),
+                                     _take(verdict_groups, verdict_state, pair.pair_id), filters)
+            for ex in examples:
+                ex["split"] = split
+                files[(ex["task"], split)].write(orjson.dumps(ex, option=orjson.OPT_SORT_KEYS
+                                                              | orjson.OPT_APPEND_NEWLINE))
+                stats.add(split, ex["task"])
+                stats.add(split, f"{ex['task']}_positive", ex["target"])
+                if ex["model_version_id"] is not None:
+                    stats.versions.add(ex["model_version_id"])
+                tick(stats, progress)
+        return {names[key]: f.close() for key, f in files.items()}
+    except BaseException:
+        for f in files.values():
+            f.abandon()
+        raise
+
+
+# ------------------------------------------------------------------------- per-pair examples
+def _decided(verdicts: list[Any]) -> Any:
+    """The verdict that carries the people's decision: majority label, a tie to the latest."""
+    counts = Counter(v.label for v in verdicts)
+    best = max(counts.values())
+    winners = {label for label, n in counts.items() if n == best}
+    return [v for v in verdicts if v.label in winners][-1]
+
+
+def _agrees(task: str, target: int, labels: list[str], has_masks: bool, min_agreement: float | None) -> bool:
+    if min_agreement is None or not labels:
+        return True
+    same = sum(1 for label in labels if human_target(task, label, has_masks=has_masks) == target)
+    return same / len(labels) >= min_agreement
+
+
+def pair_examples(pair: Any, masks: list[Any], verdicts: list[Any], filters: ExportFilters) -> list[dict[str, Any]]:
+    """The training examples one pair gives (see the module's docstring)."""
+    people = filters.label_source in ("human", "both")
+    machine = filters.label_source in ("ai", "both")
+    by_id = {m.id: m for m in masks}
+    out: list[dict[str, Any]] = []
+
+    def add(task: str, verdict: Any, shown: list[Any], mask_id: int | None, source: str,
+            label: str | None = None, judged: list[str] | None = None) -> None:
+        label = label or verdict.label
+        mapped = verifier_label(task, label, has_masks=bool(shown), source="ai" if source == "ai" else "human")
+        if not _agrees(task, mapped.target, judged or [], bool(shown), filters.min_agreement):
+            return
+        out.append({
+            "task": task, "pair_id": pair.pair_id, "mask_id": mask_id, "phrase": pair.text,
+            "image": {"id": pair.image_id, "sha256": pair.sha256, "file_name": pair.storage_key,
+                      "width": pair.width, "height": pair.height},
+            "masks": [{"size": [m.height, m.width], "counts": m.rle_counts} for m in shown],
+            "answer": mapped.answer, "target": mapped.target, "label": label, "label_source": source,
+            "verdict_id": verdict.id if verdict is not None else None,
+            "model_version_id": verdict.model_version_id if source == "ai" else None})
+
+    mv = [v for v in verdicts if v.kind == VerdictKind.MASK.value and v.mask_id in by_id]
+    for mask_id, group in groupby(sorted(mv, key=attrgetter("mask_id", "id")), key=attrgetter("mask_id")):
+        rows = list(group)
+        human = [v for v in rows if v.source in HUMAN_SOURCES]
+        labels = [v.label for v in rows]
+        if human and people:
+            chosen = _decided(human)
+            add("mv", chosen, [by_id[mask_id]], mask_id, chosen.source, judged=labels)
+        elif not human and machine and by_id[mask_id].decided_by == "ai":
+            chosen = [v for v in rows if v.source == "ai"][-1]
+            add("mv", chosen, [by_id[mask_id]], mask_id, "ai", judged=labels)
+    _ev_examples(pair, masks, verdicts, people, machine, add)
+    return out
+
+
+def _shown(masks: list[Any], verdict: Any) -> list[Any]:
+    """The pair's masks an exhaustivity judge saw: made by then and not rejected."""
+    return [m for m in masks if m.state != MaskState.REJECTED.value and m.created_at <= verdict.created_at]
+
+
+def _ev_examples(pair: Any, masks: list[Any], verdicts: list[Any], people: bool, machine: bool, add: Any) -> None:
+    ev = [v for v in verdicts if v.kind == VerdictKind.EXHAUSTIVITY.value and v.mask_id is None]
+    corrections = [v for v in verdicts if v.kind == VerdictKind.CORRECTION.value and v.source in HUMAN_SOURCES]
+    human = [v for v in ev if v.source in HUMAN_SOURCES]
+    labels = [v.label for v in ev]
+    if human and people:
+        chosen = _decided(human)
+        add("ev", chosen, _shown(masks, chosen), None, chosen.source, judged=labels)
+    elif not human and not corrections and machine and pair.decided_by == "ai" and ev:
+        chosen = [v for v in ev if v.source == "ai"][-1]
+        add("ev", chosen, _shown(masks, chosen), None, "ai", judged=labels)
+    if corrections and people:
+        final = corrections[-1]
+        accepted = [m for m in masks if m.state == MaskState.ACCEPTED.value]
+        add("ev", final, accepted if final.label == "corrected" else [], None, final.source)
+        drawn = set((final.payload or {}).get("new_mask_ids") or [])
+        for m in accepted:
+            if m.id in drawn:
+                add("mv", final, [m], m.id, final.source)
