@@ -66,17 +66,29 @@ class _ChoiceScorer:
             raise ValueError(f"the tokenizer splits the answer letter {letter!r} into {ids}")
         return ids[0]
 
-    def score(self, images: Sequence[Image.Image], texts: Sequence[str]) -> list[dict[str, float]]:
-        if not images:
-            return []
+    def inputs(self, images: Sequence[Image.Image], texts: Sequence[str]) -> Any:
+        """The model inputs of a batch of questions (left-padded: the last position answers)."""
         chats = [self.processor.apply_chat_template(
             [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
             add_generation_prompt=True) for text in texts]
-        inputs = self.processor(images=[[img] for img in images], text=chats, return_tensors="pt",
-                                padding=True, add_special_tokens=False).to(self.device)
+        return self.processor(images=[[img] for img in images], text=chats, return_tensors="pt",
+                              padding=True, add_special_tokens=False).to(self.device)
+
+    def choice_logits(self, inputs: Any) -> Any:
+        """Logits of the choice letters at the answer position (batch × choices); the training
+        loss (annotators/verifier_training.py) and the scores below both start here."""
+        return self.model(**inputs).logits[:, -1, :][:, self.letter_ids].float()
+
+    def prompts(self, queries: Sequence[Any]) -> tuple[list[Image.Image], list[str]]:
+        """The rendered views and question texts of queries (per verifier kind)."""
+        raise NotImplementedError
+
+    def score(self, images: Sequence[Image.Image], texts: Sequence[str]) -> list[dict[str, float]]:
+        if not images:
+            return []
         with self.torch.inference_mode():
-            logits = self.model(**inputs).logits[:, -1, :]
-        probs = self.torch.softmax(logits[:, self.letter_ids].float(), dim=-1).cpu().tolist()
+            logits = self.choice_logits(self.inputs(images, texts))
+        probs = self.torch.softmax(logits, dim=-1).cpu().tolist()
         return [dict(zip(self.labels, row)) for row in probs]
 
 
@@ -84,23 +96,29 @@ class LlamaMaskVerifier(_ChoiceScorer):
     def __init__(self, ref: str, device: str = "auto") -> None:
         super().__init__(ref, ModelKind.MASK_VERIFIER, MV_CHOICES, MV_QUESTION, device)
 
-    def verify_masks(self, queries: Sequence[MaskQuery]) -> list[dict[str, float]]:
+    def prompts(self, queries: Sequence[MaskQuery]) -> tuple[list[Image.Image], list[str]]:
         views = [mask_view(q.image, q.mask) for q in queries]
         texts = [self.question.format(phrase=q.phrase, choices=_choices(self.options)) for q in queries]
-        return self.score(views, texts)
+        return views, texts
+
+    def verify_masks(self, queries: Sequence[MaskQuery]) -> list[dict[str, float]]:
+        return self.score(*self.prompts(queries))
 
 
 class LlamaExhaustivityVerifier(_ChoiceScorer):
     def __init__(self, ref: str, device: str = "auto") -> None:
         super().__init__(ref, ModelKind.EXHAUSTIVITY_VERIFIER, EV_CHOICES, EV_QUESTION, device)
 
-    def verify_pairs(self, queries: Sequence[PairQuery]) -> list[dict[str, float]]:
+    def prompts(self, queries: Sequence[PairQuery]) -> tuple[list[Image.Image], list[str]]:
         views = [boxes_view(q.image, q.boxes) for q in queries]
         texts = [self.question.format(
             phrase=q.phrase, choices=_choices(self.options),
             boxes=f"There are {len(q.boxes)} boxes." if q.boxes else "There are no boxes: no mask was found.")
             for q in queries]
-        return self.score(views, texts)
+        return views, texts
+
+    def verify_pairs(self, queries: Sequence[PairQuery]) -> list[dict[str, float]]:
+        return self.score(*self.prompts(queries))
 
 
 def presence_score(no_box_probabilities: dict[str, Any]) -> float:

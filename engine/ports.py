@@ -135,3 +135,42 @@ class PointSegmenter(Protocol):
 
     def cache_info(self) -> dict[str, int]:
         """Embedding cache counters: hits, misses, size, capacity."""
+
+
+@dataclass(frozen=True)
+class VerifierExample:
+    """One training example for a verifier: the question (as the verifier sees it at scoring time)
+    and the choice label that is right for it."""
+
+    query: MaskQuery | PairQuery
+    answer: str  # one of the verifier's labels
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 50
+    learning_rate: float = 1e-4
+    batch_size: int = 4
+    lora_rank: int | None = None  # None: LoRA only for large models; 0: full fine-tune; r > 0: LoRA rank r
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    stamp: ModelStamp  # the saved checkpoint as the verifier adapters will stamp it when they load it
+    output_dir: str
+    losses: list[float]  # training loss per step
+    val_probabilities: list[dict[str, float]]  # the trained model's answers on the validation queries
+    trainable_params: int
+    total_params: int
+    mode: str  # "full" or "lora(r=…)"
+
+
+class VerifierTrainer(Protocol):
+    """Fine-tunes a verifier checkpoint on examples, saves it, and scores validation queries with it."""
+
+    def train(self, task: str, base_ref: str, train: Sequence[VerifierExample],
+              val: Sequence[MaskQuery | PairQuery], config: TrainConfig, output_root: str) -> TrainResult:
+        """``task`` "mv" or "ev"; the checkpoint is saved into a new folder under ``output_root``
+        (named by its weights' hash), written atomically."""
