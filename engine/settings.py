@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -159,6 +159,23 @@ class ServeSettings(BaseModel):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body accepted")
 
 
+class LabelStudioSettings(BaseModel):
+    """The Label Studio bridge (``dataengine labelstudio``, the webhook, signed image URLs)."""
+
+    url: str | None = Field(None, description="Label Studio's base URL (push/pull default; the webhook's server)")
+    token: SecretStr | None = Field(None, description="a Label Studio API token (legacy token or personal access)")
+    project: str | None = Field(None, description="project title; default dataengine-<kind>")
+    public_url: str = Field("http://127.0.0.1:8000",
+                            description="our API's base URL as annotators' browsers reach it (image links)")
+    signing_secret: SecretStr | None = Field(None, description="HMAC key of signed image URLs (unset: no URLs)")
+    url_ttl_s: int = Field(14 * 86_400, ge=60, le=366 * 86_400, description="how long a signed image URL works")
+    webhook_secret: SecretStr | None = Field(None, description="shared secret the webhook must carry (unset: off)")
+    lease_s: int = Field(30 * 86_400, ge=3_600, description="how long a pushed task stays leased to the bridge")
+    batch_size: int = Field(500, ge=1, le=10_000, description="tasks per import request")
+    page_size: int = Field(200, ge=1, le=5_000, description="tasks per page when pulling")
+    timeout_s: float = Field(60.0, gt=0, description="HTTP timeout of calls to Label Studio")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DATAENGINE_",
@@ -183,6 +200,7 @@ class Settings(BaseSettings):
     routing: RoutingSettings = RoutingSettings()
     queue: QueueSettings = QueueSettings()
     serve: ServeSettings = ServeSettings()
+    labelstudio: LabelStudioSettings = LabelStudioSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
