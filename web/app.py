@@ -119,7 +119,7 @@ def _optional_routers(app: FastAPI) -> None:
     """Routers that live in their own modules (jobs, dashboard), included when present."""
     import importlib
 
-    for name in ("jobs", "dashboard"):
+    for name in ("jobs", "dashboard", "exports"):
         try:
             module = importlib.import_module(f"web.routers.{name}")
         except ModuleNotFoundError as exc:

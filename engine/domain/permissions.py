@@ -15,6 +15,7 @@ class Permission(enum.StrEnum):
     JOBS_WRITE = "jobs_write"  # start mining jobs, retry failed items
     IMAGES = "images"  # read images by id
     USERS = "users"  # create, change, disable people; see everyone's tokens
+    EXPORTS = "exports"  # write training-set exports, read dataset snapshots and manifests
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -22,7 +23,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ANNOTATOR: frozenset({Permission.QUEUE, Permission.IMAGES}),
     Role.REVIEWER: frozenset({Permission.QUEUE, Permission.IMAGES, Permission.GOLD}),
     Role.ML_ENGINEER: frozenset({Permission.DASHBOARD, Permission.JOBS_READ, Permission.JOBS_WRITE,
-                                 Permission.IMAGES}),
+                                 Permission.IMAGES, Permission.EXPORTS}),
 }
 
 

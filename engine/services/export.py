@@ -117,12 +117,14 @@ def export_verifier(session: Session, settings: Settings, out_dir: Path | str, f
 
 
 def commit_or_discard(session: Session, result: ExportResult) -> None:
-    """Commit the snapshot row; when that fails, remove the files it describes and re-raise."""
+    """Commit the snapshot row; when that fails, remove the files of a new snapshot and re-raise
+    (a reused snapshot's row was there before: its files stay)."""
     try:
         session.commit()
     except BaseException:
         session.rollback()
-        shutil.rmtree(result.out_dir, ignore_errors=True)
+        if not result.reused:
+            shutil.rmtree(result.out_dir, ignore_errors=True)
         raise
 
 

@@ -1,0 +1,144 @@
+"""Training-set exports for ML engineers (and admins): start one, list the dataset snapshots, read
+a snapshot's manifest.
+
+An export runs inside the request (it streams from the database; see engine/services/export.py)
+and is written under ``<data_dir>/exports/<snapshot name>``: clients choose the format, filters
+and optionally the snapshot name, never a path. Exporting the same filters on unchanged data again
+answers with the same snapshot (``reused``: true) and leaves its folder as it is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import func, select
+
+from engine.db.models import DatasetSnapshot
+from engine.domain.exports import ExportSpecError
+from engine.services.export import (
+    ExportError, ExportFilters, commit_or_discard, export_dataset, resolve_jobs, verify_files,
+)
+from engine.settings import Settings
+from web.deps import Exporter, SessionDep, SettingsDep
+
+router = APIRouter(prefix="/exports", tags=["exports"])
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MAX_PAGE = 200
+
+
+class FiltersIn(BaseModel):
+    jobs: list[str | int] = Field(default_factory=list, max_length=100, description="job names or ids")
+    concepts: list[str] = Field(default_factory=list, max_length=1000, description="exact concept texts")
+    since: dt.datetime | None = Field(None, description="images mined at or after (UTC)")
+    until: dt.datetime | None = Field(None, description="images mined before (UTC)")
+    label_source: Literal["human", "ai", "both"] = "both"
+    min_agreement: float | None = Field(None, ge=0, le=1)
+    exhaustive_only: bool = False
+    val_percent: int = Field(10, ge=0, le=100)
+
+    @field_validator("since", "until")
+    @classmethod
+    def _naive_utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+
+
+class ExportIn(BaseModel):
+    format: Literal["coco", "saco", "verifier"]
+    filters: FiltersIn = Field(default_factory=FiltersIn)
+    name: str | None = Field(None, description="snapshot (and folder) name: letters, digits, . _ -; "
+                                               "default: <format>-<manifest hash>")
+
+    @field_validator("name")
+    @classmethod
+    def _safe(cls, value: str | None) -> str | None:
+        if value is not None and not NAME.match(value):
+            raise ValueError("a name is 1–100 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return value
+
+
+def exports_root(settings: Settings) -> Path:
+    return (settings.data_dir / "exports").absolute()
+
+
+def _summary(row: DatasetSnapshot, settings: Settings) -> dict[str, Any]:
+    folder = exports_root(settings) / row.name
+    return {"id": row.id, "name": row.name, "format": row.format, "created_at": row.created_at.isoformat(),
+            "created_by_id": row.created_by_id, "manifest_sha256": row.manifest_sha256, "filters": row.filters,
+            "counts": row.manifest.get("counts", {}), "folder": f"exports/{row.name}",
+            "present": folder.is_dir()}
+
+
+@router.post("", status_code=201)
+def start_export(body: ExportIn, principal: Exporter, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    """Write the export and record its snapshot: {snapshot: {...}, reused, manifest}. 422: bad
+    filters (unknown concept or job); 409: the name is taken by a snapshot with other contents."""
+    root = exports_root(settings)
+    incoming = root / f".incoming-{uuid.uuid4().hex}"
+    try:
+        f = body.filters
+        filters = ExportFilters(jobs=resolve_jobs(session, f.jobs), concepts=tuple(f.concepts), since=f.since,
+                                until=f.until, label_source=f.label_source, min_agreement=f.min_agreement,
+                                exhaustive_only=f.exhaustive_only, val_percent=f.val_percent)
+        result = export_dataset(session, settings, body.format, incoming, filters, name=body.name,
+                                created_by_id=principal.user_id)
+    except ExportSpecError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except ExportError as exc:
+        raise HTTPException(409, str(exc)) from None
+    _place(incoming, root / result.name, result.manifest)
+    result.out_dir = root / result.name
+    commit_or_discard(session, result)
+    row = session.get(DatasetSnapshot, result.snapshot_id)
+    return {"snapshot": _summary(row, settings), "reused": result.reused,  # type: ignore[arg-type]
+            "manifest": result.manifest}
+
+
+def _place(incoming: Path, final: Path, manifest: dict[str, Any]) -> None:
+    """Move a finished export to its snapshot's folder; a folder that already holds exactly these
+    files (same snapshot, unchanged data) is kept and the new copy dropped."""
+    try:
+        if final.is_dir() and not verify_files(final, manifest):
+            shutil.rmtree(incoming)
+            return
+        old = final.parent / f".replaced-{uuid.uuid4().hex}"
+        if final.exists():
+            final.rename(old)
+        incoming.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(incoming, ignore_errors=True)
+        raise
+
+
+@router.get("")
+def list_exports(_: Exporter, session: SessionDep, settings: SettingsDep,
+                 limit: int = Query(50, ge=1, le=MAX_PAGE), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+    """Dataset snapshots, newest first: {total, snapshots: [...]}."""
+    total = session.scalar(select(func.count()).select_from(DatasetSnapshot)) or 0
+    rows = session.scalars(select(DatasetSnapshot).order_by(DatasetSnapshot.id.desc())
+                           .limit(limit).offset(offset)).all()
+    return {"total": total, "snapshots": [_summary(r, settings) for r in rows]}
+
+
+@router.get("/{snapshot_id}")
+def get_export(snapshot_id: int, _: Exporter, session: SessionDep, settings: SettingsDep,
+               verify: bool = Query(False, description="re-hash the files and list those that differ")
+               ) -> dict[str, Any]:
+    """One snapshot with its manifest (files and their sha256, counts, model versions, filters)."""
+    row = session.get(DatasetSnapshot, snapshot_id)
+    if row is None:
+        raise HTTPException(404, f"no snapshot {snapshot_id}")
+    out = {**_summary(row, settings), "manifest": row.manifest}
+    if verify:
+        folder = exports_root(settings) / row.name
+        out["mismatched_files"] = verify_files(folder, row.manifest) if folder.is_dir() else None
+    return out
