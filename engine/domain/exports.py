@@ -108,9 +108,3 @@ def exhaustivity_flags(is_exhaustive: bool | None, has_crowd: bool) -> tuple[int
         return 0, 0
     return (0 if has_crowd else 1), 1
 
-
-def agreement(labels: list[str], agreeing: frozenset[str]) -> float:
-    """The share of judgements on an item whose label agrees with its final state (1.0 with none)."""
-    if not labels:
-        return 1.0
-    return sum(1 for label in labels if label in agreeing) / len(labels)
