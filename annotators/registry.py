@@ -51,11 +51,12 @@ def make_parser(settings: Settings) -> PhraseParser:
                      device=settings.models.device)
 
 
-def make_proposer(settings: Settings) -> MaskProposer:
+def make_proposer(settings: Settings, ref: str | None = None) -> MaskProposer:
+    """``ref``: a checkpoint overriding the profile's (the promoted version's uri)."""
     from annotators.sam3 import Sam3Proposer
 
     p = settings.models.propose
-    return Sam3Proposer(model_refs(settings)["proposer"], score_threshold=p.score_threshold,
+    return Sam3Proposer(ref or model_refs(settings)["proposer"], score_threshold=p.score_threshold,
                         mask_threshold=p.mask_threshold, text_cache_size=p.text_cache_size,
                         device=settings.models.device)
 
@@ -68,19 +69,25 @@ def make_segmenter(settings: Settings) -> PointSegmenter:
                                 mask_threshold=t.mask_threshold, device=settings.models.device)
 
 
-def make_mask_verifier(settings: Settings) -> MaskVerifier:
+def verifier_ref(settings: Settings, task: str) -> str:
+    """The profile's checkpoint of the mask ("mv") or exhaustivity ("ev") verifier."""
+    if settings.model_profile == "tiny":
+        return model_refs(settings)["captioner"]
+    return settings.models.verify.mask_model if task == "mv" else settings.models.verify.exhaustivity_model
+
+
+def make_mask_verifier(settings: Settings, ref: str | None = None) -> MaskVerifier:
+    """``ref``: a checkpoint overriding the profile's (the promoted version's uri)."""
     from annotators.verifiers import LlamaMaskVerifier
 
-    ref = model_refs(settings)["captioner"] if settings.model_profile == "tiny" else settings.models.verify.mask_model
-    return LlamaMaskVerifier(ref, device=settings.models.device)
+    return LlamaMaskVerifier(ref or verifier_ref(settings, "mv"), device=settings.models.device)
 
 
-def make_exhaustivity_verifier(settings: Settings) -> ExhaustivityVerifier:
+def make_exhaustivity_verifier(settings: Settings, ref: str | None = None) -> ExhaustivityVerifier:
+    """``ref``: a checkpoint overriding the profile's (the promoted version's uri)."""
     from annotators.verifiers import LlamaExhaustivityVerifier
 
-    ref = (model_refs(settings)["captioner"] if settings.model_profile == "tiny"
-           else settings.models.verify.exhaustivity_model)
-    return LlamaExhaustivityVerifier(ref, device=settings.models.device)
+    return LlamaExhaustivityVerifier(ref or verifier_ref(settings, "ev"), device=settings.models.device)
 
 
 def make_embedder(settings: Settings) -> PhraseEmbedder:

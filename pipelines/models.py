@@ -1,10 +1,15 @@
-"""The worker's model cache: each adapter is built on first use and kept for the process."""
+"""The worker's model cache: each adapter is built on first use and kept for the process.
+
+The proposer and the verifiers follow the model registry: when a version of their kind is
+promoted (``dataengine models promote``), its checkpoint replaces the profile's, and a process
+that holds the old one builds the new one at its next batch."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any, Callable
 
+from engine.db.models import ModelKind
 from engine.ports import (
     Captioner, ConceptSuggester, ExhaustivityVerifier, MaskProposer, MaskVerifier, PhraseEmbedder, PhraseParser,
     PointSegmenter,
@@ -24,6 +29,19 @@ class ModelCache:
                 self._models[name] = build(self.settings)
             return self._models[name]
 
+    def _promoted(self, name: str, kind: ModelKind, build: Callable[[Settings, str | None], Any]) -> Any:
+        """The adapter for the promoted version of ``kind`` (the profile's when none is)."""
+        from engine.db.session import session_scope
+        from engine.repositories.model_versions import promoted_uri
+
+        with session_scope(self.settings.db_url) as session:
+            ref = promoted_uri(session, kind)
+        with self._lock:
+            held = self._models.get(name)
+            if held is None or held[0] != ref:
+                self._models[name] = (ref, build(self.settings, ref))
+            return self._models[name][1]
+
     def captioner(self) -> Captioner | None:
         from annotators.registry import make_captioner
 
@@ -37,7 +55,7 @@ class ModelCache:
     def proposer(self) -> MaskProposer:
         from annotators.registry import make_proposer
 
-        return self._get("proposer", make_proposer)
+        return self._promoted("proposer", ModelKind.PROPOSER, make_proposer)
 
     def segmenter(self) -> PointSegmenter:
         from annotators.registry import make_segmenter
@@ -47,12 +65,13 @@ class ModelCache:
     def mask_verifier(self) -> MaskVerifier:
         from annotators.registry import make_mask_verifier
 
-        return self._get("mask_verifier", make_mask_verifier)
+        return self._promoted("mask_verifier", ModelKind.MASK_VERIFIER, make_mask_verifier)
 
     def exhaustivity_verifier(self) -> ExhaustivityVerifier:
         from annotators.registry import make_exhaustivity_verifier
 
-        return self._get("exhaustivity_verifier", make_exhaustivity_verifier)
+        return self._promoted("exhaustivity_verifier", ModelKind.EXHAUSTIVITY_VERIFIER,
+                              make_exhaustivity_verifier)
 
     def embedder(self) -> PhraseEmbedder:
         from annotators.registry import make_embedder

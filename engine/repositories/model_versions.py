@@ -4,7 +4,7 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine.db.models import ModelKind, ModelVersion
@@ -40,3 +40,24 @@ def get_or_create(session: Session, kind: ModelKind, name: str, version: str,
 def source_version(session: Session, what: str) -> ModelVersion:
     """The pseudo model version for data that came with a source ("alt-text", "coco-annotations")."""
     return get_or_create(session, ModelKind.SOURCE, f"source:{what}", "1")
+
+
+def promoted(session: Session, kind: ModelKind) -> ModelVersion | None:
+    """The promoted version of a model kind (what new pipeline runs use), if any."""
+    return session.scalars(select(ModelVersion).where(ModelVersion.kind == kind, ModelVersion.is_promoted.is_(True))
+                           .order_by(ModelVersion.id.desc()).limit(1)).one_or_none()
+
+
+def promoted_uri(session: Session, kind: ModelKind) -> str | None:
+    row = promoted(session, kind)
+    return row.uri if row is not None else None
+
+
+def set_promoted(session: Session, row: ModelVersion) -> ModelVersion | None:
+    """Make ``row`` the one promoted version of its kind; returns the one it replaces."""
+    previous = promoted(session, row.kind)
+    session.execute(update(ModelVersion).where(ModelVersion.kind == row.kind, ModelVersion.id != row.id)
+                    .values(is_promoted=False))
+    row.is_promoted = True
+    session.flush()
+    return previous if previous is not None and previous.id != row.id else None

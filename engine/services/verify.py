@@ -4,7 +4,8 @@ MV: each mask of each pair, alone (rendered as two views). EV: each pair, with t
 masks MV thinks are present (P(accept) ≥ survive_probability); with no boxes its answer also gives
 the presence score. Each judgement is an AI verdict (label = the most likely choice, with all
 probabilities) from the verifier's model version; a verifier version never judges the same mask
-or pair twice."""
+or pair twice. Masks and pairs a person has judged are not judged again (a newly promoted version
+re-scores only what no person has decided); a mask a person accepted is one of EV's boxes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.models import (
-    Mask, StageStatus, Verdict, VerdictKind, VerdictSource,
+    Decider, ImageConcept, Mask, MaskState, StageStatus, Verdict, VerdictKind, VerdictSource,
 )
 from engine.domain.masks import decode_mask
 from engine.repositories import labels as labels_repo
@@ -67,8 +68,9 @@ def _verify_image(session: Session, image: PILImage.Image, pairs: list[tuple[int
         for v in session.scalars(select(Verdict).where(
             Verdict.pair_id.in_(pair_ids), Verdict.model_version_id.in_([mv_version, ev_version])))
     }
+    human_masks, human_pairs = _human_decided(session, pair_ids, masks)
     errors: list[str] = []
-    todo = [m for m in masks if (m.id, m.pair_id, VerdictKind.MASK) not in judged]
+    todo = [m for m in masks if (m.id, m.pair_id, VerdictKind.MASK) not in judged and m.id not in human_masks]
     queries = [MaskQuery(image, phrase_of[m.pair_id], decode_mask(labels_repo.rle_of(m))) for m in todo]
     for mask, result in zip(todo, call_split(lambda qs: mv.verify_masks(qs), queries)):
         if isinstance(result, Exception):
@@ -76,11 +78,13 @@ def _verify_image(session: Session, image: PILImage.Image, pairs: list[tuple[int
             continue
         _add(session, VerdictKind.MASK, mask.pair_id, mask.id, mv_version, result)
         judged[(mask.id, mask.pair_id, VerdictKind.MASK)] = result
-    ev_todo = [(pid, text) for pid, text in pairs if (None, pid, VerdictKind.EXHAUSTIVITY) not in judged]
+    ev_todo = [(pid, text) for pid, text in pairs
+               if (None, pid, VerdictKind.EXHAUSTIVITY) not in judged and pid not in human_pairs]
     ev_queries = []
     for pid, text in ev_todo:
         boxes = [(m.bbox_x, m.bbox_y, m.bbox_w, m.bbox_h) for m in masks if m.pair_id == pid
-                 and judged.get((m.id, pid, VerdictKind.MASK), {}).get("accept", 0.0) >= survive]
+                 and (judged.get((m.id, pid, VerdictKind.MASK), {}).get("accept", 0.0) >= survive
+                      if m.id not in human_masks else m.state == MaskState.ACCEPTED)]
         ev_queries.append(PairQuery(image, text, boxes))
     for (pid, _), query, result in zip(ev_todo, ev_queries, call_split(lambda qs: ev.verify_pairs(qs), ev_queries)):
         if isinstance(result, Exception):
@@ -89,6 +93,18 @@ def _verify_image(session: Session, image: PILImage.Image, pairs: list[tuple[int
         _add(session, VerdictKind.EXHAUSTIVITY, pid, None, ev_version, result,
              payload={"boxes": len(query.boxes)})
     return errors, (len(todo), len(ev_todo))
+
+
+def _human_decided(session: Session, pair_ids: list[int], masks: list[Mask]) -> tuple[set[int], set[int]]:
+    """Masks and pairs a person has decided or judged (any human verdict counts)."""
+    human = session.execute(select(Verdict.mask_id, Verdict.pair_id, Verdict.kind).where(
+        Verdict.pair_id.in_(pair_ids), Verdict.source != VerdictSource.AI)).all()
+    human_masks = {m.id for m in masks if m.decided_by == Decider.HUMAN}
+    human_masks |= {mask_id for mask_id, _, kind in human if mask_id is not None and kind == VerdictKind.MASK}
+    human_pairs = set(session.scalars(select(ImageConcept.id).where(
+        ImageConcept.id.in_(pair_ids), ImageConcept.decided_by == Decider.HUMAN)))
+    human_pairs |= {pair_id for _, pair_id, kind in human if kind != VerdictKind.MASK}
+    return human_masks, human_pairs
 
 
 def _add(session: Session, kind: VerdictKind, pair_id: int, mask_id: int | None, version: int,
