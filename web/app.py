@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.settings import Settings
 from pipelines.models import ModelCache
-from web.routers import admin, auth, health, images, tasks
+from web.routers import admin, auth, health, images, labelstudio, tasks
 
 STATIC = Path(__file__).parent / "static"
 #: page path → file in web/static
@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   redoc_url=None)
     app.state.settings = settings
     app.state.models = ModelCache(settings)  # the click-to-segment model, loaded on first use
-    for router in (health.router, auth.router, tasks.router, images.router, admin.router):
+    for router in (health.router, auth.router, tasks.router, images.router, admin.router, labelstudio.router):
         app.include_router(router, prefix="/api/v1")
     _optional_routers(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response
+import time
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy import select
 
 from engine.db.models import Image
+from engine.domain.signing import signature_valid
 from engine.storage import LocalMediaStore
 from web.deps import ImageReader, SessionDep, SettingsDep
 
@@ -16,6 +19,23 @@ MEDIA_TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "w
 
 @router.get("/{image_id}", responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
 def image(image_id: int, request: Request, _: ImageReader, session: SessionDep, settings: SettingsDep) -> Response:
+    return _serve(image_id, request, session, settings)
+
+
+@router.get("/{image_id}/signed", responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
+def signed_image(image_id: int, request: Request, session: SessionDep, settings: SettingsDep,
+                 expires: int = Query(..., ge=0, le=2**40), signature: str = Query(..., min_length=64, max_length=64),
+                 ) -> Response:
+    """No sign-in: a link signed by the server (labelstudio.signing_secret) opens one image until it expires."""
+    secret = settings.labelstudio.signing_secret
+    if secret is None:
+        raise HTTPException(404, "signed image links are off (labelstudio.signing_secret is not set)")
+    if not signature_valid(image_id, expires, signature, secret.get_secret_value(), time.time()):
+        raise HTTPException(403, "the link is expired or its signature is wrong")
+    return _serve(image_id, request, session, settings)
+
+
+def _serve(image_id: int, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     row = session.execute(select(Image.sha256, Image.storage_key, Image.format).where(Image.id == image_id)).first()
     if row is None:
         raise HTTPException(404, f"no image {image_id}")
