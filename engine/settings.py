@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
@@ -22,6 +22,10 @@ from pydantic_settings import (
 )
 
 CONFIG_FILE_ENV = "DATAENGINE_CONFIG_FILE"
+
+
+ModelProfile = Literal["tiny", "sam3"]  # tiny random-weight models | the real checkpoints
+MODEL_PROFILES: tuple[str, ...] = get_args(ModelProfile)
 
 
 class BatchSizes(BaseModel):
@@ -191,7 +195,7 @@ class Settings(BaseSettings):
         None, description="Celery broker (redis:// or amqp://); unset: run tasks in-process"
     )
     media_root: Path | None = Field(None, description="default: <data_dir>/media")
-    model_profile: Literal["tiny", "sam3"] = "tiny"
+    model_profile: ModelProfile = "tiny"
     batch_sizes: BatchSizes = BatchSizes()
     fetch: FetchSettings = FetchSettings()
     limits: ImageLimits = ImageLimits()

@@ -20,6 +20,15 @@ class TaskContext:
     settings: Settings
     store: MediaStore
     models: ModelCache = field(compare=False)
+    _by_profile: dict[str, ModelCache] = field(default_factory=dict, compare=False, repr=False)
+
+    def models_for(self, profile: str | None) -> ModelCache:
+        """The models of a job's own profile (``None`` or the settings' profile: ``models``)."""
+        if profile is None or profile == self.settings.model_profile:
+            return self.models
+        if profile not in self._by_profile:
+            self._by_profile[profile] = ModelCache(self.settings.model_copy(update={"model_profile": profile}))
+        return self._by_profile[profile]
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:

@@ -35,7 +35,8 @@ class RunResult:
 
 def run_mine(settings: Settings, source: str, *, job_name: str | None = None,
              kind: str | None = None, options: dict[str, Any] | None = None,
-             retry_failed: bool = False, until: str | None = None, wait: bool = True,
+             retry_failed: bool = False, until: str | None = None, model_profile: str | None = None,
+             wait: bool = True,
              timeout_s: float | None = None, on_progress: Progress | None = None,
              queue: TaskQueue | None = None) -> RunResult:
     if until is not None and until not in STAGE_NAMES:
@@ -44,7 +45,8 @@ def run_mine(settings: Settings, source: str, *, job_name: str | None = None,
     ctx = TaskContext.from_settings(settings)
     with ctx.session() as session:
         plan = mine.plan_job(session, settings, source, job_name=job_name, kind=kind,
-                             options=options, retry_failed=retry_failed, until=until)
+                             options=options, retry_failed=retry_failed, until=until,
+                             model_profile=model_profile)
         leftovers = flow.reconcile(session, plan.job_id, STAGE_NAMES)
         flow.finish_if_complete(session, plan.job_id)
     return _run(ctx, plan, leftovers, started, wait=wait, timeout_s=timeout_s, on_progress=on_progress,
@@ -53,7 +55,7 @@ def run_mine(settings: Settings, source: str, *, job_name: str | None = None,
 
 def plan_mine(settings: Settings, source: str, *, job_name: str | None = None, kind: str | None = None,
               options: dict[str, Any] | None = None, retry_failed: bool = False,
-              until: str | None = None) -> mine.JobPlan:
+              until: str | None = None, model_profile: str | None = None) -> mine.JobPlan:
     """The first half of :func:`run_mine`, committed: list the source into a job (created or
     reopened). For callers that need the job id before the job runs (the web API); hand the plan
     to :func:`run_planned`. Raises SourceError / JobConflict / ValueError (unknown stage)."""
@@ -61,7 +63,8 @@ def plan_mine(settings: Settings, source: str, *, job_name: str | None = None, k
         raise ValueError(f"unknown stage {until!r}; stages: {', '.join(STAGE_NAMES)}")
     with TaskContext.from_settings(settings).session() as session:
         return mine.plan_job(session, settings, source, job_name=job_name, kind=kind,
-                             options=options, retry_failed=retry_failed, until=until)
+                             options=options, retry_failed=retry_failed, until=until,
+                             model_profile=model_profile)
 
 
 def run_planned(settings: Settings, plan: mine.JobPlan, *, wait: bool = True, timeout_s: float | None = None,

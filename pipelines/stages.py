@@ -8,8 +8,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from engine.db.models import MiningJob
 from engine.services import caption, mine, negatives, parse, propose, route, verify
 from pipelines.context import TaskContext
+from pipelines.models import ModelCache
 
 Service = Callable[[TaskContext, Session, int, list[int]], Any]
 
@@ -29,26 +31,34 @@ def _mine(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
     return mine.mine_batch(s, ctx.settings, ctx.store, job_id, ids)
 
 
+def job_models(ctx: TaskContext, s: Session, job_id: int) -> ModelCache:
+    """The models of the job's profile (``mine --profile``; default: the settings' profile)."""
+    job = s.get(MiningJob, job_id)
+    return ctx.models_for((job.options or {}).get("model_profile") if job is not None else None)
+
+
 def _caption(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
-    return caption.caption_batch(s, ctx.store, ctx.models.captioner(), job_id, ids)
+    return caption.caption_batch(s, ctx.store, job_models(ctx, s, job_id).captioner(), job_id, ids)
 
 
 def _parse(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
-    return parse.parse_batch(s, ctx.models.parser(), job_id, ids)
+    return parse.parse_batch(s, job_models(ctx, s, job_id).parser(), job_id, ids)
 
 
 def _propose(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
-    return propose.propose_batch(s, ctx.store, ctx.models.proposer(), ctx.settings.models.propose, job_id, ids)
+    return propose.propose_batch(s, ctx.store, job_models(ctx, s, job_id).proposer(), ctx.settings.models.propose,
+                                 job_id, ids)
 
 
 def _negatives(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
-    m = ctx.settings.models
-    return negatives.negatives_batch(s, ctx.store, ctx.models.proposer(), ctx.models.embedder(),
-                                     ctx.models.suggester(), m.negatives, m.propose, job_id, ids)
+    m, models = ctx.settings.models, job_models(ctx, s, job_id)
+    return negatives.negatives_batch(s, ctx.store, models.proposer(), models.embedder(),
+                                     models.suggester(), m.negatives, m.propose, job_id, ids)
 
 
 def _verify(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
-    return verify.verify_batch(s, ctx.store, ctx.models.mask_verifier(), ctx.models.exhaustivity_verifier(),
+    models = job_models(ctx, s, job_id)
+    return verify.verify_batch(s, ctx.store, models.mask_verifier(), models.exhaustivity_verifier(),
                                ctx.settings.models.verify.survive_probability, job_id, ids)
 
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 import engine
-from engine.settings import CONFIG_FILE_ENV, Settings
+from engine.settings import CONFIG_FILE_ENV, MODEL_PROFILES, Settings
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 SAMPLE_IMAGES = Path(engine.__file__).resolve().parent / "sample_data" / "images"
@@ -157,11 +157,14 @@ def ensure_schema(settings: Settings) -> None:
 @click.option("--until", type=click.Choice(["mine", "caption", "parse", "propose", "negatives", "verify", "route"]),
               default=None,
               help="Last stage to run (default: all stages; a re-run keeps the job's own).")
+@click.option("--profile", "model_profile", type=click.Choice(MODEL_PROFILES), default=None,
+              help="Models this job's stages use (default: the model_profile setting; a re-run keeps the job's own).")
 @click.option("--no-wait", is_flag=True, help="With a broker: enqueue and return without waiting.")
 @click.option("--timeout", type=float, help="With a broker: stop waiting after this many seconds.")
 @pass_ctx
 def mine(ctx: Context, source: str, job_name: str | None, kind: str | None, images_dir: str | None,
-         retry_failed: bool, until: str | None, no_wait: bool, timeout: float | None) -> None:
+         retry_failed: bool, until: str | None, model_profile: str | None, no_wait: bool,
+         timeout: float | None) -> None:
     """Mine SOURCE: a folder, a URL list (.txt/.csv/.tsv), WebDataset .tar shards or a COCO .json.
 
     Items are fetched, validated, normalised, stored by sha256 and deduplicated (exact and
@@ -170,7 +173,8 @@ def mine(ctx: Context, source: str, job_name: str | None, kind: str | None, imag
     """
     _run_mine(ctx.settings, source, job_name=job_name, kind=kind,
               options={"images_dir": str(Path(images_dir).resolve()) if images_dir else None},
-              retry_failed=retry_failed, until=until, wait=not no_wait, timeout=timeout)
+              retry_failed=retry_failed, until=until, model_profile=model_profile, wait=not no_wait,
+              timeout=timeout)
 
 
 def _run_mine(settings: Settings, source: str, **kwargs: object) -> None:

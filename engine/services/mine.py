@@ -80,9 +80,12 @@ def open_job_source(job: MiningJob, settings: Settings) -> Source:
 
 def plan_job(session: Session, settings: Settings, source_uri: str, *, job_name: str | None = None,
              kind: str | None = None, options: dict[str, Any] | None = None,
-             retry_failed: bool = False, until: str | None = None) -> JobPlan:
+             retry_failed: bool = False, until: str | None = None,
+             model_profile: str | None = None) -> JobPlan:
     """Create or reopen a job and list its source. Raises SourceError / JobConflict.
-    ``until``: the last stage this job runs (kept on the job; None keeps the job's own)."""
+    ``until``: the last stage this job runs; ``model_profile``: the models its stages use
+    (``tiny`` / ``sam3``; both kept on the job, None keeps the job's own or, for a new job, means
+    the settings' profile)."""
     options = {k: v for k, v in (options or {}).items() if v is not None}
     source = open_source(source_uri, kind, options=options, fetch=settings.fetch)
     try:
@@ -101,8 +104,9 @@ def plan_job(session: Session, settings: Settings, source_uri: str, *, job_name:
         new_items = jobs_repo.add_items(session, job.id, source.iter_items())
     finally:
         source.close()
-    if until is not None and job.options.get("until") != until:
-        job.options = {**job.options, "until": until}
+    for key, value in (("until", until), ("model_profile", model_profile)):
+        if value is not None and job.options.get(key) != value:
+            job.options = {**job.options, key: value}
     retried = jobs_repo.reset_failed(session, job.id) if retry_failed else 0
     if retry_failed:
         retried += stages_repo.reset_failed(session, job.id)

@@ -62,13 +62,15 @@ def test_roles(login, sources):
 def test_start_a_folder_job_embedded_runs_it_to_completion(login, sources, web_settings):
     photos(sources / "photos", range(3))
     client = login("mle")
-    started = client.post("/api/v1/jobs", json={"source": "photos", "name": "web-photos", "until": "mine"})
+    started = client.post("/api/v1/jobs", json={"source": "photos", "name": "web-photos", "until": "mine",
+                                                "model_profile": "sam3"})
     assert started.status_code == 202, started.text
     body = started.json()
     assert body["name"] == "web-photos" and body["source_kind"] == "folder" and body["mode"] == "in-process"
     assert (body["items"], body["new_items"], body["pending"]) == (3, 3, 3)
     job = wait_done(client, body["job_id"])
     assert job["name"] == "web-photos" and job["until"] == "mine" and job["planned_stages"] == ["mine"]
+    assert job["model_profile"] == "sam3"  # kept on the job: its model stages would use the real checkpoints
     assert job["source_uri"] == str((sources / "photos").resolve())
     mine = job["stages"][0]
     assert mine["stage"] == "mine" and mine["counts"]["done"] == 3 and mine["total"] == 3
@@ -178,6 +180,7 @@ def test_bad_sources_are_clear_422s(login, sources, web_settings, tmp_path):
     refused({"source": "https://example.com/list.txt"}, "not a URL")
     refused({"source": "bad", "until": "export"}, "unknown stage")
     refused({"source": "bad", "kind": "zip"})
+    refused({"source": "bad", "model_profile": "huge"}, "model_profile")
     refused({"source": ""})
     # URL lists: http(s) only
     (sources / "urls.txt").write_text("https://example.com/a.jpg\n# comment\nfile:///etc/passwd\n")

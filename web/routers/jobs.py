@@ -43,7 +43,7 @@ from engine.db.base import utcnow
 from engine.db.models import ItemStatus, JobItem, MiningJob, StageItem, StageStatus
 from engine.services import status as status_service
 from engine.services.mine import JobConflict, JobPlan
-from engine.settings import Settings
+from engine.settings import ModelProfile, Settings
 from engine.sources import SOURCE_KINDS, SourceError, detect_kind
 from engine.sources.webdataset import expand_shards
 from pipelines.stages import STAGE_NAMES
@@ -65,6 +65,8 @@ class JobIn(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=255, description="default: derived from the source")
     until: str | None = Field(None, description=f"the last stage to run: {', '.join(STAGE_NAMES)}")
     images_dir: str | None = Field(None, max_length=4096, description="COCO: where the images are")
+    model_profile: ModelProfile | None = Field(
+        None, description="models the job's stages use: tiny (random weights) or sam3; default: the server's")
 
     @field_validator("until")
     @classmethod
@@ -313,11 +315,12 @@ def get_job(job_id: int, _: JobReader, session: SessionDep, settings: SettingsDe
             request: Request) -> dict[str, Any]:
     """What `dataengine status JOB --json` shows — {id, name, source_kind, source_uri, status,
     created_at, started_at, finished_at, stages: [{stage, counts, total, items_per_s,
-    recent_items_per_s}], failures: [{reason, count, example_key}]} — plus until,
+    recent_items_per_s}], failures: [{reason, count, example_key}]} — plus until, model_profile,
     planned_stages, item_count and runner (embedded mode: this process's thread's state)."""
     job = _job(session, job_id)
     report = status_service.job_report(session, job, order=STAGE_NAMES)
     return {**dataclasses.asdict(report), "until": (job.options or {}).get("until"),
+            "model_profile": (job.options or {}).get("model_profile") or settings.model_profile,
             "planned_stages": _planned_stages(job), "item_count": job.item_count,
             "runner": _runner_state(request, settings, job.id)}
 
@@ -393,7 +396,7 @@ def start_job(body: JobIn, _: JobWriter, session: SessionDep, settings: Settings
     session.commit()  # end the request's transaction (SQLite: it may hold the write lock) before planning
     source, kind, images_dir = validate_source(body, settings)
     plan = _plan(settings, source, job_name=body.name, kind=kind, options={"images_dir": images_dir},
-                 until=body.until)
+                 until=body.until, model_profile=body.model_profile)
     return JSONResponse(_start(request, settings, plan).model_dump(), status_code=202)
 
 

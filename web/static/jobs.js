@@ -64,7 +64,8 @@
     const source = $("source").value.trim();
     if (!source) { $("error").textContent = "Give the source: a path on the server."; $("source").focus(); return; }
     const body = {source};
-    for (const [key, id] of [["kind", "kind"], ["name", "job-name"], ["until", "until"], ["images_dir", "images-dir"]]) {
+    for (const [key, id] of [["kind", "kind"], ["name", "job-name"], ["until", "until"], ["model_profile", "model-profile"],
+                             ["images_dir", "images-dir"]]) {
       const value = $(id).value.trim();
       if (value) body[key] = value;
     }
@@ -146,7 +147,7 @@
     badge(job.status, $("detail-status"));
     const runner = job.runner;
     $("detail-runner").textContent = runner ? `runner: ${runner.state}${runner.error ? ` — ${runner.error}` : ""}` : "";
-    $("detail-source").textContent = `${job.source_kind} ${job.source_uri} · until ${job.until || "the end"} · `
+    $("detail-source").textContent = `${job.source_kind} ${job.source_uri} · until ${job.until || "the end"} · models ${job.model_profile} · `
       + `created ${DE.fmtTime(job.created_at)}${job.finished_at ? ` · finished ${DE.fmtTime(job.finished_at)}` : ""}`;
     const byName = Object.fromEntries(job.stages.map(s => [s.stage, s]));
     const names = [...job.planned_stages, ...job.stages.map(s => s.stage).filter(s => !job.planned_stages.includes(s))];
