@@ -45,7 +45,7 @@ def _label_rows(filters: ExportFilters) -> Any:
         .join(Concept, Concept.id == ImageConcept.concept_id)
         .outerjoin(Mask, and_(Mask.pair_id == ImageConcept.id, *mask_conditions(filters)))
         .where(*pair_conditions(filters), or_(negative, Mask.id.is_not(None)))
-        .order_by(Image.id, ImageConcept.id, Mask.id))
+        .order_by(ImageConcept.image_id, ImageConcept.concept_id, Mask.id))
     return stmt
 
 
@@ -56,7 +56,7 @@ M_ID, M_COUNTS, M_H, M_W, M_X, M_Y, M_BW, M_BH, M_AREA, M_CROWD, M_VERSION, M_SO
 
 def _images(conn: Connection, filters: ExportFilters) -> Iterator[tuple[Any, list[tuple[Any, list[Any]]]]]:
     """(first row of the image, [(first row of the pair, its mask rows)]) per image."""
-    for _, image_rows in groupby(stream(conn, _label_rows(filters)), key=itemgetter(I_ID)):
+    for _, image_rows in groupby(stream(conn, _label_rows(filters), prefetch=True), key=itemgetter(I_ID)):
         pairs = []
         first = None
         for _, pair_rows in groupby(image_rows, key=itemgetter(P_ID)):
@@ -129,13 +129,12 @@ def write_coco(conn: Connection, filters: ExportFilters, folder: Path, stats: St
                     continue
                 if not pair[P_EXH]:
                     partial.append(pair[P_CONCEPT])
-                for m in masks:
-                    out.annotations.add(dumps({
-                        "area": m[M_AREA], "bbox": [m[M_X], m[M_Y], m[M_BW], m[M_BH]],
-                        "category_id": m[P_CONCEPT], "id": m[M_ID], "image_id": m[I_ID],
-                        "iscrowd": int(bool(m[M_CROWD])), "segmentation": _rle(m)}))
-                    stats.versions.add(m[M_VERSION])
-                    tick(stats, progress)
+                out.annotations.extend([dumps({
+                    "area": m[M_AREA], "bbox": [m[M_X], m[M_Y], m[M_BW], m[M_BH]], "category_id": m[P_CONCEPT],
+                    "id": m[M_ID], "image_id": m[I_ID], "iscrowd": int(bool(m[M_CROWD])),
+                    "segmentation": {"counts": m[M_COUNTS], "size": [m[M_H], m[M_W]]}}) for m in masks])
+                stats.versions.update({m[M_VERSION] for m in masks})
+                tick(stats, progress, len(masks))
                 stats.add(split, "positive_pairs")
                 stats.add(split, "exhaustive_pairs", int(bool(pair[P_EXH])))
                 stats.add(split, "annotations", len(masks))
@@ -164,14 +163,12 @@ def write_saco(conn: Connection, filters: ExportFilters, folder: Path, stats: St
             for pair, masks in pairs:
                 if pair[P_VERSION] is not None:
                     stats.versions.add(pair[P_VERSION])
-                for m in masks:
-                    out.annotations.add(dumps({
-                        "area": saco_area(m[M_AREA], w, h),
-                        "bbox": saco_box((m[M_X], m[M_Y], m[M_BW], m[M_BH]), w, h),
-                        "category_id": 1, "id": m[M_ID], "image_id": pair[P_ID], "iscrowd": int(bool(m[M_CROWD])),
-                        "segmentation": _rle(m), "source": m[M_SOURCE]}))
-                    stats.versions.add(m[M_VERSION])
-                    tick(stats, progress)
+                out.annotations.extend([dumps({
+                    "area": saco_area(m[M_AREA], w, h), "bbox": saco_box((m[M_X], m[M_Y], m[M_BW], m[M_BH]), w, h),
+                    "category_id": 1, "id": m[M_ID], "image_id": pair[P_ID], "iscrowd": int(bool(m[M_CROWD])),
+                    "segmentation": _rle(m), "source": m[M_SOURCE]}) for m in masks])
+                stats.versions.update({m[M_VERSION] for m in masks})
+                tick(stats, progress, len(masks))
                 if masks:
                     instance, pixel = exhaustivity_flags(bool(pair[P_EXH]), any(m[M_CROWD] for m in masks))
                 else:  # a negative: nothing of the phrase is there, so nothing is missing

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,10 +78,63 @@ class Stats:
 
 
 # ---------------------------------------------------------------------------------- reading
-def stream(conn: Connection, stmt: Any) -> Iterator[Any]:
-    """The statement's rows through a server-side cursor (PostgreSQL), ``YIELD_PER`` at a time."""
+def stream(conn: Connection, stmt: Any, *, prefetch: bool = False) -> Iterator[Any]:
+    """The statement's rows through a server-side cursor (PostgreSQL), ``YIELD_PER`` at a time.
+
+    ``prefetch`` (PostgreSQL only; the caller must not use ``conn`` until the stream ends): a
+    thread fetches the next batches while the caller writes the last ones, so the database's
+    work and this process's overlap (psycopg waits without the GIL)."""
     result = conn.execution_options(stream_results=True, yield_per=YIELD_PER).execute(stmt)
-    yield from result
+    if prefetch and conn.dialect.name == "postgresql":
+        for rows in _prefetched(result.partitions()):
+            yield from rows
+        return
+    for rows in result.partitions():
+        yield from rows
+
+
+_DONE = object()
+
+
+def _prefetched(batches: Iterator[Any], depth: int = 4) -> Iterator[Any]:
+    """``batches`` fetched by a helper thread, at most ``depth`` ahead; when the consumer stops
+    early (an error while writing) the thread is stopped and joined before this returns."""
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        ahead.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ahead.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            ahead.put(exc)
+
+    worker = threading.Thread(target=fetch, name="export-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                ahead.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        worker.join()
 
 
 def not_gold(verdict: Any = Verdict) -> Any:
@@ -173,6 +228,11 @@ class JsonArray:
         self.out.write(b"," + data if self.count else data)
         self.count += 1
 
+    def extend(self, items: list[bytes]) -> None:
+        if items:
+            self.out.write((b"," if self.count else b"") + b",".join(items))
+            self.count += len(items)
+
     def end(self) -> None:
         self.out.write(b"]")
 
@@ -181,8 +241,8 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
-def tick(stats: Stats, progress: Progress | None) -> None:
-    """One more record written."""
-    stats.records += 1
+def tick(stats: Stats, progress: Progress | None, n: int = 1) -> None:
+    """``n`` more records written."""
+    stats.records += n
     if progress is not None:
         progress(stats.records)
