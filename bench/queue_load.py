@@ -1138,39 +1138,6 @@ def summarise_clicks(raw: dict[str, Any], model_load_s: float) -> dict[str, Any]
 
 
 # ============================================================================ one server configuration
-PROPOSED_INDEXES = {
-    # the lease's NOT EXISTS (a verdict of this user on the pair): without it, every lease reads all verdicts
-    "user_id": "CREATE INDEX bench_ix_verdicts_user_id_pair_id ON verdicts (user_id, pair_id) WHERE user_id IS NOT NULL",
-    # the multi-review decision (verdicts of the task), and ON DELETE SET NULL of human_tasks
-    "task_id": "CREATE INDEX bench_ix_verdicts_task_id ON verdicts (task_id) WHERE task_id IS NOT NULL",
-}
-
-
-def add_proposed_indexes(url: str) -> dict[str, Any]:
-    """``--add-indexes``: the indexes this benchmark proposes, created on the copy (not the template)
-    unless the schema already has an index on verdicts leading with that column."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    out: dict[str, Any] = {}
-    with psycopg.connect(host=u.host, port=u.port, user=u.username, password=u.password, dbname=u.database,
-                         autocommit=True) as conn:
-        for column, ddl in PROPOSED_INDEXES.items():
-            have = conn.execute(
-                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-                "WHERE i.indrelid = 'verdicts'::regclass AND a.attname = %s", (column,)).fetchone()
-            if have:
-                out[column] = f"exists: {have[0]}"
-                continue
-            t0 = time.perf_counter()
-            conn.execute(ddl)
-            out[column] = f"created in {time.perf_counter() - t0:.2f} s"
-        conn.execute("ANALYZE verdicts")
-    return out
-
-
 def load_users(url: str) -> dict[str, int]:
     import psycopg
     from sqlalchemy.engine import make_url
@@ -1191,8 +1158,6 @@ def run_config(pg: Pg, template: str, media: list[dict[str, Any]], workers: int,
         names = [ANNOTATOR.format(i) for i in range(args.clients)]
         if args.clients > 32:
             raise SystemExit("--clients: at most 32 annotators exist in the template")
-        if args.add_indexes:
-            out["added_indexes"] = add_proposed_indexes(url)
         out["explain_before"] = explain_lease(url, users[names[0]])
         server = Server(workers, url, media_dir, tmp / f"data-{workers}", args.cache_dir / "models",
                         args.multi_review_rate)
@@ -1373,8 +1338,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of each framework probe, GET /health and GET /auth/me (default 5)")
     parser.add_argument("--breakdown", type=int, default=None,
                         help="tasks of the in-process cost breakdown (default 300; 0 skips it)")
-    parser.add_argument("--add-indexes", action="store_true",
-                        help="create the proposed verdicts indexes on each copy before the server starts")
     parser.add_argument("--quick", action="store_true", help="20,000 tasks, short phases, workers 1,2")
     parser.add_argument("--rebuild-template", action="store_true")
     parser.add_argument("--drop-template", action="store_true", help="drop the template database at the end")

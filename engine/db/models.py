@@ -476,6 +476,11 @@ class Verdict(Base):
             "(user_id IS NOT NULL) OR (model_version_id IS NOT NULL)", name="has_author"
         ),
         Index("ix_verdicts_pair_id_kind", "pair_id", "kind"),
+        # the queue: "not judged by this person yet" (every lease) and the verdicts of a task
+        Index("ix_verdicts_user_id_pair_id", "user_id", "pair_id",
+              postgresql_where=text("user_id IS NOT NULL"), sqlite_where=text("user_id IS NOT NULL")),
+        Index("ix_verdicts_task_id", "task_id",
+              postgresql_where=text("task_id IS NOT NULL"), sqlite_where=text("task_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
