@@ -270,3 +270,22 @@ def test_a_name_used_for_other_contents_is_refused(settings, ids, tmp_path):
     with pytest.raises(ExportError, match="other contents"):
         run(settings, "coco", tmp_path / "b", ExportFilters(label_source="human"), name="v1")
     assert not (tmp_path / "b").exists() and snapshots(settings) == 1
+
+
+def test_the_database_refuses_to_change_a_snapshot(settings, ids, tmp_path):
+    from sqlalchemy import update
+    from sqlalchemy.exc import DatabaseError
+
+    from engine.db.models import User
+
+    result = run(settings, "coco", tmp_path / "out")
+    for values in ({"manifest_sha256": "0" * 64}, {"name": "renamed"}, {"manifest": {}}):
+        with pytest.raises(DatabaseError, match="immutable"):
+            with session_scope(settings.db_url) as s:
+                s.execute(update(DatasetSnapshot).where(DatasetSnapshot.id == result.snapshot_id).values(**values))
+    with session_scope(settings.db_url) as s:  # forgetting who made it (the user is gone) is allowed
+        s.execute(update(DatasetSnapshot).values(created_by_id=ids["user"]))
+        s.execute(update(DatasetSnapshot).values(created_by_id=None))
+        row = s.get(DatasetSnapshot, result.snapshot_id)
+        assert row.manifest_sha256 == result.manifest_sha256 and row.name == result.name
+        assert s.get(User, ids["user"]) is not None
