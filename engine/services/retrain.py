@@ -1,0 +1,153 @@
+"""Retraining the AI verifiers on human verdicts (``dataengine retrain verifier``).
+
+The training set is a verifier export (a dataset snapshot). The trainer (a port: the torch work
+lives in annotators/) fine-tunes the base checkpoint — the promoted version of the kind, else the
+profile's — and saves the new checkpoint. The new version is registered with its training
+snapshot and metrics (loss per step, accuracy on the validation split), and its routing thresholds
+are recalibrated on the validation split's *human* verdicts: examples it never trained on. With
+too few of those, the calibration row says how many more are needed and has no thresholds, so
+routing sends the new version's items to people until ``dataengine calibrate`` (run once people
+have judged items it scored) finds enough."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.models import Calibration, DatasetSnapshot, ModelKind, ModelVersion, TaskKind
+from engine.domain.calibration import calibrate_task
+from engine.domain.exports import VERIFIER_TASKS
+from engine.ports import TrainConfig, TrainResult, VerifierTrainer
+from engine.services.common import register
+from engine.services.verifier_records import Loaded, is_human, load_split
+from engine.storage import MediaStore
+
+MODEL_KINDS = {"mv": ModelKind.MASK_VERIFIER, "ev": ModelKind.EXHAUSTIVITY_VERIFIER}
+
+
+class RetrainError(RuntimeError):
+    """Retraining cannot run or its result cannot be registered; nothing was registered."""
+
+
+@dataclass(frozen=True)
+class VerifierRetrain:
+    task: str  # mv | ev
+    export_dir: Path
+    snapshot_id: int
+    base_ref: str
+    output_root: Path
+    config: TrainConfig = TrainConfig()
+    target_precision: float = 0.95
+    calibration_method: str = "isotonic"
+
+
+@dataclass
+class RetrainOutcome:
+    version_id: int
+    name: str
+    version: str
+    output_dir: str
+    metrics: dict[str, Any]
+    calibrations: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def retrain_verifier(session: Session, store: MediaStore, trainer: VerifierTrainer,
+                     request: VerifierRetrain) -> RetrainOutcome:
+    """Fine-tune, register (flushed; the caller commits) and calibrate a verifier. The saved
+    checkpoint is removed again when registering fails."""
+    if request.task not in VERIFIER_TASKS:
+        raise RetrainError(f"unknown verifier kind {request.task!r}; use mv or ev")
+    if session.get(DatasetSnapshot, request.snapshot_id) is None:
+        raise RetrainError(f"no dataset snapshot {request.snapshot_id}")
+    train = load_split(request.export_dir, request.task, "train", store)
+    val = load_split(request.export_dir, request.task, "val", store)
+    if not train.examples:
+        raise RetrainError(f"the export in {request.export_dir} has no usable {request.task} training examples"
+                           + (f" ({len(train.skipped)} unreadable)" if train.skipped else ""))
+    result = trainer.train(request.task, request.base_ref, [x.example for x in train.examples],
+                           [x.example.query for x in val.examples], request.config, str(request.output_root))
+    existed = _registered(session, result)
+    try:
+        outcome = _register(session, request, result, train.examples, val.examples)
+    except BaseException:
+        if not existed:
+            shutil.rmtree(result.output_dir, ignore_errors=True)
+        raise
+    outcome.skipped = train.skipped + val.skipped
+    return outcome
+
+
+def _registered(session: Session, result: TrainResult) -> bool:
+    return session.scalars(select(ModelVersion.id).where(
+        ModelVersion.kind == ModelKind(result.stamp.kind), ModelVersion.name == result.stamp.name,
+        ModelVersion.version == result.stamp.version)).first() is not None
+
+
+def _register(session: Session, request: VerifierRetrain, result: TrainResult, train: list[Loaded],
+              val: list[Loaded]) -> RetrainOutcome:
+    row = register(session, result.stamp)
+    row.training_snapshot_id = request.snapshot_id
+    row.metrics = training_metrics(request, result, train, val)
+    session.flush()
+    calibrations = _calibrate(session, request, row, val, result.val_probabilities)
+    return RetrainOutcome(row.id, row.name, row.version, result.output_dir, dict(row.metrics), calibrations)
+
+
+def training_metrics(request: VerifierRetrain, result: TrainResult, train: list[Loaded],
+                     val: list[Loaded]) -> dict[str, Any]:
+    """What the version's registry row records about its training."""
+    answers = [x.example.answer for x in val]
+    predicted = [max(p, key=p.__getitem__) for p in result.val_probabilities]
+    targets = [int(x.record["target"]) for x in val]
+    binary = [int(p.get("accept", 0.0) >= 0.5) for p in result.val_probabilities]
+    c = request.config
+    return {
+        "task": request.task, "base": request.base_ref, "mode": result.mode,
+        "steps": c.steps, "learning_rate": c.learning_rate, "batch_size": c.batch_size, "seed": c.seed,
+        "trainable_params": result.trainable_params, "total_params": result.total_params,
+        "n_train": len(train), "n_val": len(val), "loss_curve": [round(v, 6) for v in result.losses],
+        "val_accuracy": _share(predicted, answers), "val_accept_accuracy": _share(binary, targets),
+    }
+
+
+def _share(a: list[Any], b: list[Any]) -> float | None:
+    return sum(1 for x, y in zip(a, b) if x == y) / len(b) if b else None
+
+
+def _scope(task: str, record: dict[str, Any]) -> str:
+    if task == "mv":
+        return "all"
+    return "with_masks" if record["masks"] else "presence"
+
+
+def _calibrate(session: Session, request: VerifierRetrain, row: ModelVersion, val: list[Loaded],
+               probabilities: list[dict[str, float]]) -> list[dict[str, Any]]:
+    """One calibration per scope from the validation split's human verdicts."""
+    task_kind = TaskKind(VERIFIER_TASKS[request.task])
+    scopes = ["all"] if request.task == "mv" else ["with_masks", "presence"]
+    out = []
+    for scope in scopes:
+        picked = [(x, p) for x, p in zip(val, probabilities)
+                  if is_human(x.record) and _scope(request.task, x.record) == scope]
+        scores = [float(p.get("accept", 0.0)) for _, p in picked]
+        labels = [int(x.record["target"]) for x, _ in picked]
+        ai_labels = [int(max(p, key=p.__getitem__) == "accept") for _, p in picked]
+        result = calibrate_task(scores, labels, request.target_precision, request.calibration_method,
+                                ai_labels=ai_labels, verifier_version=f"{row.name}:{row.version}",
+                                task_kind=task_kind.value)
+        session.add(Calibration(
+            model_version_id=row.id, task_kind=task_kind, scope=scope, method=request.calibration_method,
+            calibrator=result.calibrator.to_dict() if result.calibrator else None,
+            target_precision=request.target_precision, accept_threshold=result.accept_threshold,
+            reject_threshold=result.reject_threshold, n_verdicts=len(picked),
+            metrics={**result.to_dict(), "source": "validation split of the training snapshot"}))
+        out.append({"scope": scope, "n": len(picked), "accept_threshold": result.accept_threshold,
+                    "reject_threshold": result.reject_threshold, "reason": result.reason})
+    session.flush()
+    return out
