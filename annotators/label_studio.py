@@ -128,11 +128,20 @@ class LabelStudioClient:
 
     def annotated_tasks(self, project_id: int, page_size: int) -> Iterator[dict[str, Any]]:
         """Every task of the project with at least one annotation, page by page, as plain dicts."""
-        with self._call(f"listing annotated tasks of project {project_id}"):
-            pager = self.sdk.tasks.list(project=project_id, fields="all", query=ANNOTATED, page_size=page_size)
-            for page in pager.iter_pages():
-                for task in page.items or []:
-                    yield task.model_dump(mode="json") if hasattr(task, "model_dump") else dict(task)
+        number, seen = 1, 0
+        while True:
+            with self._call(f"listing annotated tasks of project {project_id} (page {number})"):
+                page = self.sdk.tasks.list(project=project_id, fields="all", query=ANNOTATED, page=number,
+                                           page_size=page_size)
+                items = list(page.items or [])
+                total = int(getattr(page.response, "total", 0) or 0)
+            for task in items:
+                yield task.model_dump(mode="json")
+            seen += len(items)
+            # Label Studio answers 404 for a page past the end: stop at the total it announced
+            if not items or seen >= total:
+                return
+            number += 1
 
     def ensure_webhook(self, project_id: int, url: str, secret: str) -> bool:
         """Register our webhook on the project (once per URL); True when it was made now."""
