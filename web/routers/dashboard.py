@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from engine.services import dashboard as dashboard_service
+from engine.services import quality as quality_service
 from web.deps import DashboardViewer, SessionDep
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
@@ -24,3 +25,15 @@ def get_dashboard(_: DashboardViewer, session: SessionDep,
     verifiers: [{model_version_id, verifier, model_kind, task_kind, scope, n, agreed, agreement,
     ai_accepts, human_accepts, both_accept, precision, recall}]}"""
     return dataclasses.asdict(dashboard_service.dashboard(session, hours=hours))
+
+
+@router.get("/quality")
+def get_quality(_: DashboardViewer, session: SessionDep,
+                hours: int = Query(24, ge=1, le=dashboard_service.MAX_HOURS,
+                                   description="human throughput window: the last N hours")) -> dict[str, Any]:
+    """Quality per model version (definitions: engine/services/quality.py): {generated_at,
+    proposers: [{model_version_id, model, kind, promoted, pairs, positive_pairs, cg_f1, pm_f1, il_mcc,
+    il_counts}], verifiers: [AI–human agreement rows as in GET /dashboard], acceptance:
+    [{model_version_id, model, kind, promoted, outputs, decided, accepted, acceptance, routes}],
+    stages: [{stage, model_version_id, model, images, seconds, images_per_s}], human_per_hour: [{hour, verdicts}]}"""
+    return dataclasses.asdict(quality_service.quality_report(session, hours=hours))
