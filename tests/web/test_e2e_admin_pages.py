@@ -86,6 +86,9 @@ def test_dashboard_page(live_server: str, browser_page: Any, seeded: dict[str, A
     verifiers = page.inner_text("#verifiers")
     assert f"{XSS_MODEL}:1" in verifiers and "100.0%" in verifiers
     assert page.locator("#verifiers i").count() == 0
+    acceptance = page.inner_text("#acceptance")  # quality per model version (GET /dashboard/quality)
+    assert f"{XSS_MODEL}:1" in acceptance and page.locator("#acceptance i").count() == 0
+    assert "No human-verified exhaustive pair" in page.inner_text("#proposers")
     save_screenshot(page, "dashboard")
     page.select_option("#hours", "6")
     wait_until(page, "document.querySelectorAll('#throughput-chart rect.bar').length === 6")

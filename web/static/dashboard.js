@@ -122,11 +122,43 @@ const Charts = (() => {
     $("updated").textContent = `updated ${new Date(data.generated_at).toLocaleTimeString()}`;
   }
 
+  function num(v, digits = 1) {
+    return v === null || v === undefined ? "—" : Number(v).toFixed(digits);
+  }
+
+  // GET /api/v1/dashboard/quality: cgF1 / pmF1 / IL_MCC per proposer version, acceptance per version.
+  function renderQuality(q) {
+    const props = q.proposers;
+    Charts.bars($("quality-chart"), {
+      labels: props.map(p => p.model),
+      series: [{name: "cgF1", values: props.map(p => p.cg_f1)},
+               {name: "pmF1 × 100", values: props.map(p => p.pm_f1 === null ? null : 100 * p.pm_f1)},
+               {name: "IL_MCC × 100", values: props.map(p => p.il_mcc === null ? null : 100 * p.il_mcc)}],
+      format: v => num(v, 0),
+    });
+    $("proposers").replaceChildren(props.length ? DE.table([
+      {label: "proposer version"}, {label: "promoted"}, {label: "pairs", num: true}, {label: "positive", num: true},
+      {label: "cgF1", num: true}, {label: "pmF1", num: true}, {label: "IL_MCC", num: true},
+    ], props.map(p => [
+      p.model, p.promoted ? "yes" : "", p.pairs, p.positive_pairs, num(p.cg_f1), num(p.pm_f1, 3), num(p.il_mcc, 3),
+    ])) : DE.el("p", {class: "empty", text: "No human-verified exhaustive pair or confirmed negative yet."}));
+    const acc = q.acceptance;
+    $("acceptance").replaceChildren(acc.length ? DE.table([
+      {label: "model version"}, {label: "kind"}, {label: "promoted"}, {label: "outputs", num: true},
+      {label: "decided / routed", num: true}, {label: "accepted", num: true}, {label: "acceptance", num: true},
+    ], acc.map(a => [
+      a.model, a.kind, a.promoted ? "yes" : "", a.outputs, a.decided, a.accepted, DE.fmtPct(a.acceptance),
+    ])) : DE.el("p", {class: "empty", text: "No model output yet."}));
+  }
+
   async function load() {
     try {
-      const data = await DE.api("GET", `/dashboard?hours=${encodeURIComponent($("hours").value)}`);
+      const hours = encodeURIComponent($("hours").value);
+      const [data, quality] = await Promise.all([DE.api("GET", `/dashboard?hours=${hours}`),
+                                                 DE.api("GET", `/dashboard/quality?hours=${hours}`)]);
       $("error").textContent = "";
       render(data);
+      renderQuality(quality);
     } catch (err) {
       $("error").textContent = err.status === 403 ? "Your role cannot see the dashboard." : `Could not load: ${DE.errorText(err)}`;
     }
