@@ -541,11 +541,13 @@ def models_list(ctx: Context) -> None:
     ensure_schema(ctx.settings)
     with session_scope(ctx.settings.db_url) as session:
         versions = session.scalars(select(ModelVersion).order_by(ModelVersion.id)).all()
-        registry = Table("id", "kind", "name", "version", "random weights", "promoted", "created",
+        registry = Table("id", "kind", "name", "version", "random weights", "promoted", "trained on", "created",
                          title="registered model versions")
         for v in versions:
             registry.add_row(str(v.id), v.kind.value, v.name, v.version, "YES" if v.random_weights else "",
-                             "yes" if v.is_promoted else "", v.created_at.strftime("%Y-%m-%d %H:%M"))
+                             "yes" if v.is_promoted else "",
+                             f"snapshot {v.training_snapshot_id}" if v.training_snapshot_id else "",
+                             v.created_at.strftime("%Y-%m-%d %H:%M"))
     console.print(registry)
 
 
@@ -802,3 +804,12 @@ def demo(ctx: Context) -> None:
     click.echo(f"database: {settings.masked()['database_url']}\nmedia:    {settings.media_path}")
     _run_mine(settings, str(SAMPLE_IMAGES), job_name="demo", kind="folder", options={},
               retry_failed=False, until=None, wait=True, timeout=None)
+
+
+# ---------------------------------------------------------------------------- retraining, quality
+# dataengine/cli/training.py: retrain verifier|sam3, models promote, report
+from dataengine.cli import training as _training  # noqa: E402  (imports this module's helpers)
+
+cli.add_command(_training.retrain)
+cli.add_command(_training.report)
+models.add_command(_training.models_promote)
