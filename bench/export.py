@@ -15,8 +15,9 @@ Runs, each in its own process (so peak RSS is per run), on the same database cop
 
 - ``stream``: ``engine.services.export.export_dataset(…, "coco", …)`` — the real export: server-side
   cursor, streaming writers, split files, manifest with sha256, snapshot row;
-- ``in-memory``: the baseline — the same rows fetched at once, the COCO dict built in memory
-  (``images``, ``annotations``, ``categories``) and ``json.dump``-ed to one file.
+- ``in-memory``: the baseline — the same data fetched at once (one joined query, ``.all()``), the
+  COCO dict built in memory (``images``, ``annotations``, ``categories``) and ``json.dump``-ed to
+  one file (no split, no manifest).
 
 Throughput is exported masks per wall-clock second of the whole run (query included; the process
 start and imports are not). Peak RSS is the process's VmHWM. Both runs must export the same masks.
@@ -185,28 +186,41 @@ def run_stream(url: str, out: Path) -> dict[str, Any]:
             "bytes": sum(f["bytes"] for f in result.manifest["files"].values())}
 
 
+BASELINE_SQL = """
+    SELECT images.id, images.sha256, images.storage_key, images.width, images.height,
+           image_concepts.concept_id, concepts.text, masks.id, masks.rle_counts, masks.height, masks.width,
+           masks.bbox_x, masks.bbox_y, masks.bbox_w, masks.bbox_h, masks.area, masks.is_crowd
+    FROM images JOIN image_concepts ON image_concepts.image_id = images.id
+         JOIN concepts ON concepts.id = image_concepts.concept_id
+         LEFT JOIN masks ON masks.pair_id = image_concepts.id AND masks.state = 'accepted'
+                        AND masks.decided_by IS NOT NULL AND image_concepts.polarity <> 'negative'
+    WHERE (image_concepts.polarity = 'negative' AND image_concepts.decided_by IS NOT NULL) OR masks.id IS NOT NULL
+    ORDER BY images.id, image_concepts.concept_id, masks.id"""
+
+
 def run_in_memory(url: str, out: Path) -> dict[str, Any]:
-    """The same rows (the export's own query), fetched at once into a COCO dict, then json.dump."""
+    """The same data fetched at once (one joined query, all rows), the COCO dict built in memory,
+    then ``json.dump``."""
+    from sqlalchemy import text
+
     from engine.db.session import get_engine
-    from engine.services.export_formats import _label_rows
-    from engine.services.export_rows import ExportFilters
 
     t0 = time.perf_counter()
     images: dict[int, dict[str, Any]] = {}
     annotations: list[dict[str, Any]] = []
     categories: dict[int, str] = {}
     with get_engine(url).connect() as conn:
-        rows = conn.execute(_label_rows(ExportFilters())).all()
+        rows = conn.execute(text(BASELINE_SQL)).all()
     for r in rows:
         image = images.setdefault(r[0], {"id": r[0], "file_name": r[2], "width": r[3], "height": r[4],
-                                         "sha256": r[1], "neg_category_ids": [], "not_exhaustive_category_ids": []})
-        categories[r[6]] = r[7]
-        if r[11] is None:
-            image["neg_category_ids"].append(r[6])
+                                         "sha256": r[1], "neg_category_ids": []})
+        categories[r[5]] = r[6]
+        if r[7] is None:
+            image["neg_category_ids"].append(r[5])
             continue
-        annotations.append({"id": r[11], "image_id": r[0], "category_id": r[6],
-                            "segmentation": {"size": [r[13], r[14]], "counts": r[12]},
-                            "bbox": [r[15], r[16], r[17], r[18]], "area": r[19], "iscrowd": int(bool(r[20]))})
+        annotations.append({"id": r[7], "image_id": r[0], "category_id": r[5],
+                            "segmentation": {"size": [r[9], r[10]], "counts": r[8]},
+                            "bbox": [r[11], r[12], r[13], r[14]], "area": r[15], "iscrowd": int(bool(r[16]))})
     data = {"images": list(images.values()), "annotations": annotations,
             "categories": [{"id": k, "name": v} for k, v in sorted(categories.items())]}
     out.mkdir(parents=True, exist_ok=True)

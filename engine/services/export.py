@@ -218,7 +218,8 @@ def _check_concepts(session: Session, concepts: tuple[str, ...]) -> None:
         raise ExportSpecError(f"unknown concept(s): {', '.join(missing)}")
 
 
-def _versions(conn: Connection, ids: set[int]) -> list[dict[str, Any]]:
+def _versions(conn: Connection, ids: set[int | None]) -> list[dict[str, Any]]:
+    ids = {i for i in ids if i is not None}
     if not ids:
         return []
     rows = conn.execute(select(ModelVersion.id, ModelVersion.kind, ModelVersion.name, ModelVersion.version,

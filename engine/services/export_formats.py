@@ -14,60 +14,69 @@
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterator
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, String, and_, or_, select, type_coerce
 
 from engine.db.models import Concept, Image, ImageConcept, Mask
 from engine.domain.exports import SPLITS, exhaustivity_flags, saco_area, saco_box, split_of
 from engine.services.export_rows import (
-    ExportFilters, HashingWriter, JsonArray, Progress, Stats, dumps, mask_conditions, pair_conditions, pair_trust,
-    stream, tick,
+    SORTED, ExportFilters, HashingWriter, JsonArray, Progress, Stats, dumps, image_conditions, mask_conditions,
+    pair_conditions, pair_trust, stream, tick,
 )
 from engine.services.export_verifier import write_verifier
 
 # ------------------------------------------------------------------------------ COCO, SA-Co
 def _label_rows(filters: ExportFilters) -> Any:
-    """Every exported pair with its exported masks: (image, pair, mask) ordered by those ids; a
-    pair without masks comes once with the mask columns NULL."""
+    """Every exported pair with its exported masks, ordered by (image, concept, mask); a pair
+    without masks comes once with the mask columns NULL. Images are joined only to filter them
+    (their columns come from :func:`_image_rows`: narrower rows are faster to fetch)."""
     negative, exhaustive = pair_trust(filters)
     stmt = (
-        select(Image.id, Image.sha256, Image.storage_key, Image.width, Image.height,
-               ImageConcept.id, ImageConcept.concept_id, Concept.text, ImageConcept.model_version_id,
-               negative.label("negative"), exhaustive.label("exhaustive"),
+        select(ImageConcept.image_id, ImageConcept.id, ImageConcept.concept_id, Concept.text,
+               ImageConcept.model_version_id, negative.label("negative"), exhaustive.label("exhaustive"),
                Mask.id, Mask.rle_counts, Mask.height, Mask.width, Mask.bbox_x, Mask.bbox_y, Mask.bbox_w,
                Mask.bbox_h, Mask.area, Mask.is_crowd, Mask.model_version_id, type_coerce(Mask.decided_by, String))
-        .select_from(Image).join(ImageConcept, ImageConcept.image_id == Image.id)
-        .join(Concept, Concept.id == ImageConcept.concept_id)
-        .outerjoin(Mask, and_(Mask.pair_id == ImageConcept.id, *mask_conditions(filters)))
-        .where(*pair_conditions(filters), or_(negative, Mask.id.is_not(None)))
-        .order_by(ImageConcept.image_id, ImageConcept.concept_id, Mask.id))
-    return stmt
+        .select_from(ImageConcept).join(Concept, Concept.id == ImageConcept.concept_id))
+    if image_conditions(filters):
+        stmt = stmt.join(Image, Image.id == ImageConcept.image_id)
+    return (stmt.outerjoin(Mask, and_(Mask.pair_id == ImageConcept.id, *mask_conditions(filters)))
+            .where(*pair_conditions(filters), or_(negative, Mask.id.is_not(None)))
+            .order_by(ImageConcept.image_id, ImageConcept.concept_id, Mask.id))
 
 
-# row positions of _label_rows
-I_ID, I_SHA, I_KEY, I_W, I_H, P_ID, P_CONCEPT, P_TEXT, P_VERSION, P_NEG, P_EXH = range(11)
-M_ID, M_COUNTS, M_H, M_W, M_X, M_Y, M_BW, M_BH, M_AREA, M_CROWD, M_VERSION, M_SOURCE = range(11, 23)
+def _image_rows(filters: ExportFilters) -> Any:
+    return (select(Image.id, Image.sha256, Image.storage_key, Image.width, Image.height)
+            .where(*image_conditions(filters)).order_by(Image.id))
+
+
+# row positions of _image_rows and _label_rows
+I_ID, I_SHA, I_KEY, I_W, I_H = range(5)
+P_IMAGE, P_ID, P_CONCEPT, P_TEXT, P_VERSION, P_NEG, P_EXH = range(7)
+M_ID, M_COUNTS, M_H, M_W, M_X, M_Y, M_BW, M_BH, M_AREA, M_CROWD, M_VERSION, M_SOURCE = range(7, 19)
 
 
 def _images(conn: Connection, filters: ExportFilters) -> Iterator[tuple[Any, list[tuple[Any, list[Any]]]]]:
-    """(first row of the image, [(first row of the pair, its mask rows)]) per image."""
-    for _, image_rows in groupby(stream(conn, _label_rows(filters), prefetch=True), key=itemgetter(I_ID)):
+    """(image row, [(first row of the pair, its mask rows)]) per image with something exported:
+    the label rows merged with the image rows, both ordered by image id."""
+    images = stream(conn, _image_rows(filters))
+    image = next(images, None)
+    for image_id, image_rows in groupby(stream(conn, _label_rows(filters), prefetch=True), key=itemgetter(P_IMAGE)):
+        while image is not None and image[I_ID] < image_id:
+            image = next(images, None)
+        if image is None or image[I_ID] != image_id:
+            raise RuntimeError(f"image {image_id} has labels but no image row")  # the two reads disagree
         pairs = []
-        first = None
         for _, pair_rows in groupby(image_rows, key=itemgetter(P_ID)):
             rows = list(pair_rows)
-            first = first or rows[0]
             pairs.append((rows[0], [r for r in rows if r[M_ID] is not None]))
-        yield first, pairs
-
-
-def _rle(row: Any) -> dict[str, Any]:
-    return {"counts": row[M_COUNTS], "size": [row[M_H], row[M_W]]}
+        yield image, pairs
 
 
 class _CocoFile:
@@ -116,35 +125,39 @@ def write_coco(conn: Connection, filters: ExportFilters, folder: Path, stats: St
     concepts: dict[int, str] = {}
 
     def body(files: dict[str, _CocoFile]) -> None:
+        counts = {split: Counter[str]() for split in SPLITS}
+        versions = stats.versions
         for image, pairs in _images(conn, filters):
             split = split_of(image[I_SHA], filters.val_percent)
-            out = files[split]
-            negatives, partial = [], []
+            out, c = files[split], counts[split]
+            negatives, partial, annotations = [], [], []
             for pair, masks in pairs:
                 concepts[pair[P_CONCEPT]] = pair[P_TEXT]
-                if pair[P_VERSION] is not None:
-                    stats.versions.add(pair[P_VERSION])
+                versions.add(pair[P_VERSION])
                 if not masks:
                     negatives.append(pair[P_CONCEPT])
                     continue
                 if not pair[P_EXH]:
                     partial.append(pair[P_CONCEPT])
-                out.annotations.extend([dumps({
-                    "area": m[M_AREA], "bbox": [m[M_X], m[M_Y], m[M_BW], m[M_BH]], "category_id": m[P_CONCEPT],
-                    "id": m[M_ID], "image_id": m[I_ID], "iscrowd": int(bool(m[M_CROWD])),
-                    "segmentation": {"counts": m[M_COUNTS], "size": [m[M_H], m[M_W]]}}) for m in masks])
-                stats.versions.update({m[M_VERSION] for m in masks})
-                tick(stats, progress, len(masks))
-                stats.add(split, "positive_pairs")
-                stats.add(split, "exhaustive_pairs", int(bool(pair[P_EXH])))
-                stats.add(split, "annotations", len(masks))
-            out.images.add(dumps({
+                for m in masks:
+                    annotations.append(orjson.dumps({
+                        "area": m[M_AREA], "bbox": [m[M_X], m[M_Y], m[M_BW], m[M_BH]],
+                        "category_id": m[P_CONCEPT], "id": m[M_ID], "image_id": m[P_IMAGE],
+                        "iscrowd": 1 if m[M_CROWD] else 0,
+                        "segmentation": {"counts": m[M_COUNTS], "size": [m[M_H], m[M_W]]}}, option=SORTED))
+                    versions.add(m[M_VERSION])
+                c["positive_pairs"] += 1
+                c["exhaustive_pairs"] += 1 if pair[P_EXH] else 0
+            out.annotations.extend(annotations)
+            out.images.add(orjson.dumps({
                 "file_name": image[I_KEY], "height": image[I_H], "id": image[I_ID],
                 "neg_category_ids": sorted(negatives), "not_exhaustive_category_ids": sorted(partial),
-                "sha256": image[I_SHA], "width": image[I_W]}))
-            stats.add(split, "images")
-            stats.add(split, "negative_pairs", len(negatives))
-            tick(stats, progress)
+                "sha256": image[I_SHA], "width": image[I_W]}, option=SORTED))
+            c["images"] += 1
+            c["annotations"] += len(annotations)
+            c["negative_pairs"] += len(negatives)
+            tick(stats, progress, len(annotations) + 1)
+        stats.merge(counts)
 
     def categories() -> list[dict[str, Any]]:
         return [{"id": cid, "name": concepts[cid]} for cid in sorted(concepts)]
@@ -157,31 +170,36 @@ def write_coco(conn: Connection, filters: ExportFilters, folder: Path, stats: St
 def write_saco(conn: Connection, filters: ExportFilters, folder: Path, stats: Stats,
                progress: Progress | None) -> dict[str, Any]:
     def body(files: dict[str, _CocoFile]) -> None:
+        counts = {split: Counter[str]() for split in SPLITS}
+        versions = stats.versions
         for image, pairs in _images(conn, filters):
             split = split_of(image[I_SHA], filters.val_percent)
-            out, w, h = files[split], image[I_W], image[I_H]
+            out, c, w, h = files[split], counts[split], image[I_W], image[I_H]
+            annotations = []
             for pair, masks in pairs:
-                if pair[P_VERSION] is not None:
-                    stats.versions.add(pair[P_VERSION])
-                out.annotations.extend([dumps({
-                    "area": saco_area(m[M_AREA], w, h), "bbox": saco_box((m[M_X], m[M_Y], m[M_BW], m[M_BH]), w, h),
-                    "category_id": 1, "id": m[M_ID], "image_id": pair[P_ID], "iscrowd": int(bool(m[M_CROWD])),
-                    "segmentation": _rle(m), "source": m[M_SOURCE]}) for m in masks])
-                stats.versions.update({m[M_VERSION] for m in masks})
-                tick(stats, progress, len(masks))
+                versions.add(pair[P_VERSION])
+                for m in masks:
+                    annotations.append(orjson.dumps({
+                        "area": saco_area(m[M_AREA], w, h), "bbox": saco_box((m[M_X], m[M_Y], m[M_BW], m[M_BH]), w, h),
+                        "category_id": 1, "id": m[M_ID], "image_id": pair[P_ID], "iscrowd": 1 if m[M_CROWD] else 0,
+                        "segmentation": {"counts": m[M_COUNTS], "size": [m[M_H], m[M_W]]}, "source": m[M_SOURCE]},
+                        option=SORTED))
+                    versions.add(m[M_VERSION])
                 if masks:
                     instance, pixel = exhaustivity_flags(bool(pair[P_EXH]), any(m[M_CROWD] for m in masks))
                 else:  # a negative: nothing of the phrase is there, so nothing is missing
                     instance, pixel = 1, 1
-                out.images.add(dumps({
+                out.images.add(orjson.dumps({
                     "file_name": image[I_KEY], "height": h, "id": pair[P_ID], "is_instance_exhaustive": instance,
                     "is_pixel_exhaustive": pixel, "original_image_id": image[I_ID],
                     "queried_category": str(pair[P_CONCEPT]), "sha256": image[I_SHA], "text_input": pair[P_TEXT],
-                    "width": w}))
-                stats.add(split, "pairs")
-                stats.add(split, "negative_pairs" if not masks else "positive_pairs")
-                stats.add(split, "annotations", len(masks))
-                tick(stats, progress)
+                    "width": w}, option=SORTED))
+                c["pairs"] += 1
+                c["positive_pairs" if masks else "negative_pairs"] += 1
+            out.annotations.extend(annotations)
+            c["annotations"] += len(annotations)
+            tick(stats, progress, len(annotations) + len(pairs))
+        stats.merge(counts)
 
     names = {split: f"saco_{split}.json" for split in SPLITS}
     return _write_split_files(folder, names, body, lambda: [{"id": 1, "name": "object"}],

@@ -68,12 +68,19 @@ class ExportFilters:
 @dataclass
 class Stats:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    versions: set[int] = field(default_factory=set)
+    versions: set[int | None] = field(default_factory=set)  # model version ids (None: none recorded)
     records: int = 0
 
     def add(self, split: str, key: str, n: int = 1) -> None:
         per = self.counts.setdefault(split, {})
         per[key] = per.get(key, 0) + n
+
+    def merge(self, counts: dict[str, dict[str, int]]) -> None:
+        """Add per-split counts (a split with nothing counted is listed empty)."""
+        for split, per in counts.items():
+            self.counts.setdefault(split, {})
+            for key, n in per.items():
+                self.add(split, key, n)
 
 
 
@@ -142,20 +149,31 @@ def not_gold(verdict: Any = Verdict) -> Any:
     return ~exists().where(HumanTask.id == verdict.task_id, HumanTask.is_gold.is_(True))
 
 
-def pair_conditions(filters: ExportFilters) -> list[Any]:
-    """Conditions on images ⋈ image_concepts ⋈ concepts shared by every format."""
+def image_conditions(filters: ExportFilters) -> list[Any]:
+    """Conditions on ``images`` (the job and date filters)."""
     conds: list[Any] = []
     if filters.jobs:
         conds.append(exists().where(JobItem.image_id == Image.id, JobItem.job_id.in_(filters.jobs)))
-    if filters.concepts:
-        conds.append(Concept.text.in_(sorted(set(filters.concepts))))
     if filters.since:
         conds.append(Image.created_at >= filters.since)
     if filters.until:
         conds.append(Image.created_at < filters.until)
+    return conds
+
+
+def pair_only_conditions(filters: ExportFilters) -> list[Any]:
+    """Conditions on image_concepts ⋈ concepts (the concept and exhaustivity filters)."""
+    conds: list[Any] = []
+    if filters.concepts:
+        conds.append(Concept.text.in_(sorted(set(filters.concepts))))
     if filters.exhaustive_only:
         conds.append(pair_trust(filters)[1])
     return conds
+
+
+def pair_conditions(filters: ExportFilters) -> list[Any]:
+    """Conditions on images ⋈ image_concepts ⋈ concepts shared by every format."""
+    return image_conditions(filters) + pair_only_conditions(filters)
 
 
 def pair_trust(filters: ExportFilters) -> tuple[Any, Any]:
@@ -218,27 +236,43 @@ class HashingWriter:
 
 
 class JsonArray:
-    """Writes ``[item, item, …]`` one item at a time into a :class:`HashingWriter` (or a plain file)."""
+    """Writes ``[item, item, …]`` into a :class:`HashingWriter` (or a plain file), items given as
+    encoded JSON; they are written ``batch`` at a time (fewer, larger writes)."""
 
-    def __init__(self, out: Any) -> None:
-        self.out, self.count = out, 0
+    def __init__(self, out: Any, batch: int = 1000) -> None:
+        self.out, self.count, self.batch = out, 0, batch
+        self._pending: list[bytes] = []
+        self._written = 0
         out.write(b"[")
 
     def add(self, data: bytes) -> None:
-        self.out.write(b"," + data if self.count else data)
+        self._pending.append(data)
         self.count += 1
+        if len(self._pending) >= self.batch:
+            self._flush()
 
     def extend(self, items: list[bytes]) -> None:
-        if items:
-            self.out.write((b"," if self.count else b"") + b",".join(items))
-            self.count += len(items)
+        self._pending.extend(items)
+        self.count += len(items)
+        if len(self._pending) >= self.batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self.out.write((b"," if self._written else b"") + b",".join(self._pending))
+            self._written += len(self._pending)
+            self._pending = []
 
     def end(self) -> None:
+        self._flush()
         self.out.write(b"]")
 
 
+SORTED = orjson.OPT_SORT_KEYS
+
+
 def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(obj, option=SORTED)
 
 
 def tick(stats: Stats, progress: Progress | None, n: int = 1) -> None:
