@@ -39,15 +39,14 @@ from sqlalchemy.orm import Session
 from engine.db.models import Concept, DatasetSnapshot, MiningJob, ModelVersion
 from engine.domain.exports import ExportSpecError
 from engine.services.export_formats import WRITERS, Progress
-from engine.services.export_rows import ExportFilters, Stats
+from engine.services.export_rows import ExportError, ExportFilters, Stats
 from engine.settings import Settings
+
+__all__ = ["ExportError", "ExportFilters", "ExportResult", "ExportSpecError", "commit_or_discard", "export_coco",
+           "export_dataset", "export_saco", "export_verifier", "resolve_jobs", "verify_files"]
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-
-
-class ExportError(RuntimeError):
-    """The export cannot be made (the output folder is not empty, a name is taken, …)."""
 
 
 @dataclass
@@ -84,6 +83,9 @@ def export_dataset(session: Session, settings: Settings, fmt: str, out_dir: Path
         raise ExportSpecError(f"unknown format {fmt!r}; use {', '.join(WRITERS)}")
     _check_concepts(session, filters.concepts)
     target = Path(out_dir).absolute()
+    media = settings.media_path.absolute()
+    if target == media or media in target.parents or target in media.parents:
+        raise ExportError(f"{target} overlaps the media store {media}; write exports elsewhere")
     _check_target(target, force)
     with _staging(target) as tmp:
         stats = Stats()

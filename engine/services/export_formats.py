@@ -1,4 +1,4 @@
-"""The three export formats, each written from one ordered stream of rows (two splits at once).
+"""The three export formats, each written in one pass over rows ordered by image (both splits at once).
 
 - ``coco``: ``instances_{train,val}.json`` — COCO instance segmentation: one category per concept
   (id = concept id), compressed RLE, absolute ``[x, y, w, h]`` boxes; each image lists the concepts
@@ -27,10 +27,11 @@ from sqlalchemy import Connection, String, and_, or_, select, type_coerce
 from engine.db.models import Concept, Image, ImageConcept, Mask
 from engine.domain.exports import SPLITS, exhaustivity_flags, saco_area, saco_box, split_of
 from engine.services.export_rows import (
-    SORTED, ExportFilters, HashingWriter, JsonArray, Progress, Stats, dumps, image_conditions, mask_conditions,
+    SORTED, ExportError, ExportFilters, HashingWriter, JsonArray, Progress, Stats, dumps, image_conditions, mask_conditions,
     pair_conditions, pair_trust, stream, tick,
 )
 from engine.services.export_verifier import write_verifier
+
 
 # ------------------------------------------------------------------------------ COCO, SA-Co
 def _label_rows(filters: ExportFilters) -> Any:
@@ -71,7 +72,7 @@ def _images(conn: Connection, filters: ExportFilters) -> Iterator[tuple[Any, lis
         while image is not None and image[I_ID] < image_id:
             image = next(images, None)
         if image is None or image[I_ID] != image_id:
-            raise RuntimeError(f"image {image_id} has labels but no image row")  # the two reads disagree
+            raise ExportError(f"image {image_id} changed during the export; export again")  # the reads disagree
         pairs = []
         for _, pair_rows in groupby(image_rows, key=itemgetter(P_ID)):
             rows = list(pair_rows)

@@ -28,6 +28,10 @@ POSITIVE_PAIR_AGREES = ("accept", "complete", "exhaustive")
 NEGATIVE_PAIR_AGREES = ("accept", "complete", "not_present", "negative")
 
 
+class ExportError(RuntimeError):
+    """The export cannot be made (the output folder is not empty, a name is taken, …)."""
+
+
 @dataclass(frozen=True)
 class ExportFilters:
     """What goes into an export. ``jobs`` are job ids (see :func:`resolve_jobs`), ``concepts``

@@ -289,3 +289,10 @@ def test_the_database_refuses_to_change_a_snapshot(settings, ids, tmp_path):
         row = s.get(DatasetSnapshot, result.snapshot_id)
         assert row.manifest_sha256 == result.manifest_sha256 and row.name == result.name
         assert s.get(User, ids["user"]) is not None
+
+
+def test_an_export_never_writes_into_the_media_store(settings, ids):
+    for where in (settings.media_path / "exports", settings.media_path, settings.media_path.parent):
+        with pytest.raises(ExportError, match="media store"):
+            run(settings, "coco", where, force=True)
+    assert any(settings.media_path.rglob("*.png")) and snapshots(settings) == 0
