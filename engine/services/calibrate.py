@@ -58,6 +58,12 @@ def _target(verdict: Verdict) -> tuple[int | None, int]:
     return (verdict.mask_id, verdict.pair_id)
 
 
+def _has_calibration(session: Session, version_id: int, task_kind: TaskKind, scope: str) -> bool:
+    return session.scalars(select(Calibration.id).where(
+        Calibration.model_version_id == version_id, Calibration.task_kind == task_kind,
+        Calibration.scope == scope).limit(1)).first() is not None
+
+
 def calibrate(session: Session, *, target_precision: float, method: str,
               kinds: tuple[TaskKind, ...] = tuple(KINDS)) -> list[KindCalibration]:
     """One calibration per verifier version and task kind that has judged anything."""
@@ -80,6 +86,8 @@ def calibrate(session: Session, *, target_precision: float, method: str,
                 continue
             for scope, keys in _scopes(task_kind, ai).items():
                 both = [key for key in keys if key in human]
+                if not both and _has_calibration(session, version.id, task_kind, scope):
+                    continue  # nothing new to learn: keep e.g. a retrained version's validation-split one
                 scores = [float((ai[k].probabilities or {}).get("accept", 0.0)) for k in both]
                 labels = [human_positive(task_kind, human[k], scope) for k in both]
                 ai_labels = [int(ai[k].label in POSITIVE_LABELS[task_kind]) for k in both]

@@ -21,6 +21,7 @@ from engine.db.models import (
 from engine.db.session import session_scope
 from engine.ports import TrainConfig
 from engine.services.annotation import VerdictIn, submit
+from engine.services.calibrate import calibrate
 from engine.services.export_rows import ExportFilters
 from engine.services.promote import PromotionError
 from engine.services.retrain_sam3 import TrainingCommandError
@@ -154,6 +155,9 @@ def test_verifier_fine_tunes_registers_promotes_and_rescores_the_backlog(tiny, m
         assert s.scalar(select(func.count()).select_from(StageItem).where(
             StageItem.status == StageStatus.PENDING)) == 0
         assert s.scalars(select(MiningJob.status)).one() == JobStatus.DONE
+    with session_scope(tiny.db_url) as s:  # no person judged what it scored: its calibration stays
+        calibrate(s, target_precision=0.95, method="isotonic")
+        assert len(s.scalars(select(Calibration).where(Calibration.model_version_id == new_version)).all()) == 1
 
 
 def test_promotion_refuses_what_cannot_be_promoted(tiny, mined):
