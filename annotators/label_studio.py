@@ -126,13 +126,14 @@ class LabelStudioClient:
             for task_id in ids:
                 self.sdk.tasks.delete(id=task_id)
 
-    def annotated_tasks(self, project_id: int, page_size: int) -> Iterator[dict[str, Any]]:
-        """Every task of the project with at least one annotation, page by page, as plain dicts."""
+    def annotated_tasks(self, project_id: int, page_size: int, *, annotated: bool = True) -> Iterator[dict[str, Any]]:
+        """Every task of the project with at least one annotation (every task: ``annotated=False``), page
+        by page, as plain dicts."""
         number, seen = 1, 0
         while True:
             with self._call(f"listing annotated tasks of project {project_id} (page {number})"):
-                page = self.sdk.tasks.list(project=project_id, fields="all", query=ANNOTATED, page=number,
-                                           page_size=page_size)
+                page = self.sdk.tasks.list(project=project_id, fields="all", query=ANNOTATED if annotated else None,
+                                           page=number, page_size=page_size)
                 items = list(page.items or [])
                 total = int(getattr(page.response, "total", 0) or 0)
             for task in items:

@@ -33,6 +33,7 @@ REGION_LABEL = "instance"
 _SIZES = (3, 4, 8, 16)
 _HEADER_BITS = 32 + 5 + 4 * 4
 _MAX_RUN = 2**16
+_ASCII_BITS = bytes.maketrans(b"\x00\x01", b"01")
 
 
 class LabelStudioFormatError(ValueError):
@@ -82,10 +83,16 @@ class _Bits:
                 or raw.min() < 0 or raw.max() > 255:
             raise LabelStudioFormatError("brush RLE must be a non-empty list of byte values 0–255")
         self.bits = np.unpackbits(raw.astype(np.uint8))
+        self.text = self.bits.tobytes().translate(_ASCII_BITS).decode("ascii")  # fast short reads
         self.pos = 0
 
     def read(self, n: int) -> int:
-        return int(self.read_words(1, n)[0])
+        end = self.pos + n
+        if end > self.bits.size:
+            raise LabelStudioFormatError("brush RLE ends in the middle of a run")
+        value = int(self.text[self.pos:end], 2)
+        self.pos = end
+        return value
 
     def read_words(self, count: int, n: int) -> np.ndarray:
         end = self.pos + count * n
