@@ -59,7 +59,7 @@ def run_verifier_retrain(settings: Settings, task: str, *, snapshot_dir: Path | 
                                   target_precision=settings.routing.target_precision,
                                   calibration_method=settings.routing.calibration_method)
         outcome = retrain_verifier(session, LocalMediaStore(settings.media_path), VerifierFineTuner(), request)
-        _commit_or_remove(session, Path(outcome.output_dir), made=False)
+        _commit_or_remove(session, Path(outcome.output_dir), made=outcome.new_checkpoint)
         return outcome
     except BaseException:
         session.rollback()

@@ -55,6 +55,7 @@ class RetrainOutcome:
     metrics: dict[str, Any]
     calibrations: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    new_checkpoint: bool = True  # False: the trainer produced the weights of an already registered version
 
 
 def retrain_verifier(session: Session, store: MediaStore, trainer: VerifierTrainer,
@@ -80,6 +81,7 @@ def retrain_verifier(session: Session, store: MediaStore, trainer: VerifierTrain
             shutil.rmtree(result.output_dir, ignore_errors=True)
         raise
     outcome.skipped = train.skipped + val.skipped
+    outcome.new_checkpoint = not existed
     return outcome
 
 

@@ -225,3 +225,47 @@ def test_a_failing_training_command_registers_nothing(labelled):
 def test_a_command_that_leaves_no_weights_registers_nothing(labelled):
     with pytest.raises(TrainingCommandError, match="no weight files"):
         run_sam3_retrain(labelled, "echo nothing > {output_dir}/notes.txt")
+
+
+def _export(settings, out: Path, val_percent: int = 0):
+    from engine.services.export import commit_or_discard, export_dataset
+
+    with session_scope(settings.db_url) as s:
+        result = export_dataset(s, settings, "verifier", out, ExportFilters(label_source="human",
+                                                                             val_percent=val_percent))
+        commit_or_discard(s, result)
+    return result
+
+
+def test_ev_retrain_on_an_earlier_export(labelled, tmp_path):
+    export = _export(labelled, tmp_path / "v", val_percent=0)
+    outcome = run_verifier_retrain(labelled, "ev", snapshot_dir=export.out_dir,
+                                   config=TrainConfig(steps=2, learning_rate=1e-3, device="cpu", lora_rank=2))
+    assert outcome.metrics["mode"] == "lora(r=2)"
+    assert 0 < outcome.metrics["trainable_params"] < outcome.metrics["total_params"]
+    assert outcome.metrics["n_train"] == export.manifest["counts"]["train"]["ev"] and outcome.metrics["n_val"] == 0
+    assert [c["scope"] for c in outcome.calibrations] == ["with_masks", "presence"]
+    with session_scope(labelled.db_url) as s:
+        row = s.get(ModelVersion, outcome.version_id)
+        assert row.kind == ModelKind.EXHAUSTIVITY_VERIFIER and row.training_snapshot_id == export.snapshot_id
+        assert row.name.endswith("+ev-finetune")
+
+
+def test_a_changed_or_unknown_export_is_refused(labelled, tmp_path):
+    from engine.services.training_data import TrainingDataError
+    from engine.services.verifier_records import RecordError, read_records
+
+    export = _export(labelled, tmp_path / "v")
+    with (export.out_dir / "mv.train.jsonl").open("a") as handle:
+        handle.write('{"task": "mv"}\n')
+    with pytest.raises(TrainingDataError, match="changed since it was made: mv.train.jsonl"):
+        run_verifier_retrain(labelled, "mv", snapshot_dir=export.out_dir)
+    with pytest.raises(RecordError, match="missing"):
+        list(read_records(export.out_dir, "mv", "train"))
+    (tmp_path / "other").mkdir()
+    ((tmp_path / "other") / "manifest.json").write_text("{}")
+    with pytest.raises(TrainingDataError, match="not a recorded dataset snapshot"):
+        run_verifier_retrain(labelled, "mv", snapshot_dir=tmp_path / "other")
+    with session_scope(labelled.db_url) as s:
+        assert s.scalar(select(func.count()).select_from(ModelVersion).where(
+            ModelVersion.training_snapshot_id.is_not(None))) == 0
