@@ -29,7 +29,7 @@ from sqlalchemy import Connection, String, exists, select, type_coerce
 from sqlalchemy.orm import aliased
 
 from engine.db.models import Concept, Image, ImageConcept, Mask, MaskState, Verdict, VerdictKind
-from engine.domain.exports import SPLITS, VERIFIER_TASKS, human_target, split_of, verifier_label
+from engine.domain.exports import SPLITS, VERIFIER_TASKS, ExportSpecError, human_target, split_of, verifier_label
 from engine.services.export_rows import (
     ExportFilters, HashingWriter, Progress, Stats, not_gold, pair_conditions, stream, tick,
 )
@@ -89,8 +89,11 @@ def write_verifier(conn: Connection, filters: ExportFilters, folder: Path, stats
     try:
         for pair in pairs:
             split = split_of(pair.sha256, filters.val_percent)
+            skipped: list[str] = []
             examples = pair_examples(pair, _take(mask_groups, mask_state, pair.pair_id),
-                                     _take(verdict_groups, verdict_state, pair.pair_id), filters)
+                                     _take(verdict_groups, verdict_state, pair.pair_id), filters, skipped)
+            for reason in skipped:
+                stats.add("skipped", reason)
             for ex in examples:
                 ex["split"] = split
                 files[(ex["task"], split)].write(orjson.dumps(ex, option=orjson.OPT_SORT_KEYS
@@ -123,8 +126,11 @@ def _agrees(task: str, target: int, labels: list[str], has_masks: bool, min_agre
     return same / len(labels) >= min_agreement
 
 
-def pair_examples(pair: Any, masks: list[Any], verdicts: list[Any], filters: ExportFilters) -> list[dict[str, Any]]:
-    """The training examples one pair gives (see the module's docstring)."""
+def pair_examples(pair: Any, masks: list[Any], verdicts: list[Any], filters: ExportFilters,
+                  skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """The training examples one pair gives (see the module's docstring). A label that maps to no
+    verifier answer (e.g. an AI verdict of an older choice list) is left out and its reason
+    appended to ``skipped`` (the manifest counts them under ``counts.skipped``)."""
     people = filters.label_source in ("human", "both")
     machine = filters.label_source in ("ai", "both")
     by_id = {m.id: m for m in masks}
@@ -133,7 +139,12 @@ def pair_examples(pair: Any, masks: list[Any], verdicts: list[Any], filters: Exp
     def add(task: str, verdict: Any, shown: list[Any], mask_id: int | None, source: str,
             label: str | None = None, judged: list[str] | None = None) -> None:
         label = label or verdict.label
-        mapped = verifier_label(task, label, has_masks=bool(shown), source="ai" if source == "ai" else "human")
+        try:
+            mapped = verifier_label(task, label, has_masks=bool(shown), source="ai" if source == "ai" else "human")
+        except ExportSpecError:
+            if skipped is not None:
+                skipped.append(f"{task}: {source} label {label!r} is no verifier answer")
+            return
         if not _agrees(task, mapped.target, judged or [], bool(shown), filters.min_agreement):
             return
         out.append({

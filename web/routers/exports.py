@@ -19,6 +19,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from engine.db.models import DatasetSnapshot
 from engine.domain.exports import ExportSpecError
@@ -94,6 +95,8 @@ def start_export(body: ExportIn, principal: Exporter, session: SessionDep, setti
         raise HTTPException(422, str(exc)) from None
     except ExportError as exc:
         raise HTTPException(409, str(exc)) from None
+    except IntegrityError:  # the same snapshot name was just recorded by a simultaneous export
+        raise HTTPException(409, "another export recorded this snapshot at the same moment; ask again") from None
     _place(incoming, root / result.name, result.manifest)
     result.out_dir = root / result.name
     commit_or_discard(session, result)

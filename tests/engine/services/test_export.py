@@ -296,3 +296,17 @@ def test_an_export_never_writes_into_the_media_store(settings, ids):
         with pytest.raises(ExportError, match="media store"):
             run(settings, "coco", where, force=True)
     assert any(settings.media_path.rglob("*.png")) and snapshots(settings) == 0
+
+
+def test_a_label_no_verifier_answers_is_counted_not_fatal(settings, ids, tmp_path):
+    from engine.db.models import ImageConcept, Mask, Verdict, VerdictKind, VerdictSource
+
+    with session_scope(settings.db_url) as s:  # an AI verdict from a verifier with another choice list
+        mask = s.get(Mask, ids["dog1_m0"])
+        s.add(Verdict(kind=VerdictKind.MASK, source=VerdictSource.AI, pair_id=mask.pair_id, mask_id=mask.id,
+                      model_version_id=ids["mv_version"], label="maybe"))
+        assert s.get(ImageConcept, mask.pair_id) is not None
+    result = run(settings, "verifier", tmp_path / "out")
+    assert result.manifest["counts"]["skipped"] == {"mv: ai label 'maybe' is no verifier answer": 1}
+    mv = {r["mask_id"] for r in records(tmp_path / "out") if r["task"] == "mv"}
+    assert ids["dog1_m0"] not in mv and ids["dog1_m1"] in mv
