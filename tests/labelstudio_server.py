@@ -5,8 +5,8 @@ environment, started from a pre-migrated data directory on 127.0.0.1, stopped at
   ``~/.cache/dataengine-tests/label-studio-1.23.2``): ``venv/`` (``pip install label-studio==1.23.2``,
   about 80 s and 1 GB, once) and ``template/`` (a data directory after the first start's migrations,
   with the fixed user and token; about 50 s, once). Both are made under a file lock, so parallel
-  sessions wait for each other instead of installing twice, and both are renamed into place only
-  when complete.
+  sessions wait for each other instead of installing twice; the venv counts as installed only once
+  its marker file is written after a complete install, the template only once renamed into place.
 - Each :func:`start` copies the template into a fresh folder and starts ``label-studio start`` on a
   free port (about 7 s), with error reporting and version checks turned off (nothing leaves the machine).
 
@@ -81,12 +81,14 @@ def _locked(root: Path) -> Iterator[None]:
 
 
 def _installed(venv: Path) -> bool:
+    """True when ``venv`` holds a working label-studio of our version (the marker is written only
+    after a complete install; a venv without it is probed once, then marked)."""
     if (venv / ".installed").is_file():
         return True
     if not (venv / "bin" / "label-studio").exists():
         return False
     probe = subprocess.run([str(venv / "bin" / "python"), "-c",
-                            "import importlib.metadata as m; print(m.version('label-studio'))"],
+                            "import importlib.metadata as m, label_studio, django; print(m.version('label-studio'))"],
                            capture_output=True, text=True, check=False)
     if probe.returncode == 0 and probe.stdout.strip() == VERSION:
         (venv / ".installed").write_text(VERSION)
@@ -95,19 +97,19 @@ def _installed(venv: Path) -> bool:
 
 
 def ensure_installed(root: Path | None = None) -> Path:
-    """The virtual environment with label-studio installed (made on first use); its folder."""
+    """The virtual environment with label-studio installed (made on first use); its folder. A
+    half-made one (an interrupted install: no marker, no working label-studio) is made again."""
     root = root or home()
     venv = root / "venv"
     with _locked(root):
         if _installed(venv):
             return venv
-        staging = root / "venv.partial"
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(venv, ignore_errors=True)
         log = root / "install.log"
         base_python = getattr(sys, "_base_executable", sys.executable)
         with open(log, "wb") as out:
-            steps = [[base_python, "-m", "venv", str(staging)],
-                     [str(staging / "bin" / "pip"), "install", "--disable-pip-version-check",
+            steps = [[base_python, "-m", "venv", str(venv)],
+                     [str(venv / "bin" / "pip"), "install", "--disable-pip-version-check",
                       f"label-studio=={VERSION}"]]
             for step in steps:
                 try:
@@ -118,29 +120,12 @@ def ensure_installed(root: Path | None = None) -> Path:
                                                 f"log: {log}") from None
                 if done.returncode != 0:
                     raise LabelStudioSetupError(
-                        f"could not install label-studio=={VERSION} into {staging} ({' '.join(step[:3])} … exited "
-                        f"{done.returncode}). Package index reachable? Log {log}:\n{_tail(log)}")
-        shutil.rmtree(venv, ignore_errors=True)
-        # a venv's scripts name their own path: rename, then rewrite the shebangs
-        staging.rename(venv)
-        _relocate(venv, staging)
+                        f"could not install label-studio=={VERSION} into {venv} ({' '.join(step[:3])} … exited "
+                        f"{done.returncode}). Is the package index reachable? Log {log}:\n{_tail(log)}")
         if not _installed(venv):
-            raise LabelStudioSetupError(f"label-studio {VERSION} is not importable in {venv} after installing; "
+            raise LabelStudioSetupError(f"label-studio {VERSION} does not import in {venv} after installing; "
                                         f"log {log}:\n{_tail(log)}")
         return venv
-
-
-def _relocate(venv: Path, old: Path) -> None:
-    for script in (venv / "bin").iterdir():
-        if script.is_file() and not script.is_symlink():
-            try:
-                text = script.read_text()
-            except UnicodeDecodeError:
-                continue
-            if str(old) in text:
-                script.write_text(text.replace(str(old), str(venv)))
-    cfg = venv / "pyvenv.cfg"
-    cfg.write_text(cfg.read_text().replace(str(old), str(venv)))
 
 
 def _free_port() -> int:

@@ -39,6 +39,8 @@ from tests.factories import seed_review_items
 from tests.web.live import LiveServer
 from web.app import create_app
 
+# the first test of a fresh machine installs Label Studio (~80 s) and migrates its template (~50 s)
+pytestmark = pytest.mark.timeout(1800)
 SIGNING = "signing-secret-for-tests-0123456789"
 HOOK = "webhook-secret-for-tests"
 
@@ -369,7 +371,8 @@ def test_cli_push_and_pull(sqlite_settings, label_studio, client, monkeypatch):
     result = runner.invoke(cli, ["labelstudio", "push", "--url", label_studio.url, "--kind", "verify",
                                  "--project", title, "--limit", "1"])
     assert result.exit_code == 0, result.output
-    assert f"project '{title}'" in result.output and "created" in result.output and "pushed 1 task(s)" in result.output
+    assert f"project '{title}'" in result.output and "created" in result.output
+    assert "pushed 1 task(s)" in result.output
     project_id = client.find_project(title)[0]
     (task,) = ls_tasks(client, project_id)
     annotate(client, task["id"], [choice("accept")])
