@@ -83,8 +83,12 @@ def _trainable(model: Any, lora_rank: int | None) -> tuple[Any, str, int]:
         return model, "full", total
     from peft import LoraConfig, get_peft_model
 
-    wrapped = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
-                                               target_modules=LORA_TARGETS))
+    try:
+        wrapped = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
+                                                   target_modules=LORA_TARGETS))
+    except ValueError as exc:  # no module of the model matches the targets
+        raise TrainingError(f"cannot add LoRA adapters ({', '.join(LORA_TARGETS)}) to this model: {exc}; "
+                            "fine-tune it whole with --lora 0") from exc
     return wrapped, f"lora(r={rank})", sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
 
 
