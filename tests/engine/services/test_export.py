@@ -310,3 +310,41 @@ def test_a_label_no_verifier_answers_is_counted_not_fatal(settings, ids, tmp_pat
     assert result.manifest["counts"]["skipped"] == {"mv: ai label 'maybe' is no verifier answer": 1}
     mv = {r["mask_id"] for r in records(tmp_path / "out") if r["task"] == "mv"}
     assert ids["dog1_m0"] not in mv and ids["dog1_m1"] in mv
+
+
+CHILD = """
+import resource, signal, sys
+from pathlib import Path
+from engine.db.session import session_scope
+from engine.services.export import ExportFilters, commit_or_discard, export_dataset
+from engine.settings import Settings
+
+url, out, media = sys.argv[1:4]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (1500, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    with session_scope(url) as s:
+        commit_or_discard(s, export_dataset(s, Settings(database_url=url, media_root=media), "coco", Path(out),
+                                            ExportFilters(val_percent=0)))
+except OSError as exc:
+    print("FAILED", exc.errno)
+"""
+
+
+def test_a_file_system_that_refuses_writes_leaves_nothing(fresh_pg_url, tmp_path):
+    """A real write failure: the export runs in a process whose files may not grow past 1,500
+    bytes (RLIMIT_FSIZE), so the COCO file's write fails with EFBIG part-way."""
+    import errno
+    import subprocess
+    import sys
+
+    media = tmp_path / "media"
+    with session_scope(fresh_pg_url) as s:
+        seed_labelled(s, media)
+    out = tmp_path / "exports" / "coco"
+    done = subprocess.run([sys.executable, "-c", CHILD, fresh_pg_url, str(out), str(media)], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[3])
+    assert done.stdout.split() == ["FAILED", str(errno.EFBIG)], done.stderr[-2000:]
+    assert list((tmp_path / "exports").iterdir()) == []
+    with session_scope(fresh_pg_url) as s:
+        assert s.scalar(select(func.count()).select_from(DatasetSnapshot)) == 0
