@@ -1,7 +1,8 @@
 """The worker's model cache: each adapter is built on first use and kept for the process.
 
 The proposer and the verifiers follow the model registry: when a version of their kind is
-promoted (``dataengine models promote``), its checkpoint replaces the profile's, and a process
+promoted (``dataengine models promote``), its checkpoint replaces the profile's — if it is of the
+profile's sort (random-weight tiny models for profile tiny, real weights otherwise) — and a process
 that holds the old one builds the new one at its next batch."""
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class ModelCache:
         from engine.repositories.model_versions import promoted_uri
 
         with session_scope(self.settings.db_url) as session:
-            ref = promoted_uri(session, kind)
+            ref = promoted_uri(session, kind, random_weights=self.settings.model_profile == "tiny")
         with self._lock:
             held = self._models.get(name)
             if held is None or held[0] != ref:

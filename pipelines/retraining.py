@@ -51,7 +51,8 @@ def run_verifier_retrain(settings: Settings, task: str, *, snapshot_dir: Path | 
     try:
         data = _training_data(session, settings, "verifier", snapshot_dir,
                               filters or ExportFilters(label_source="human"))
-        base = promoted_uri(session, MODEL_KINDS[task]) if task in MODEL_KINDS else None
+        base = (promoted_uri(session, MODEL_KINDS[task], random_weights=settings.model_profile == "tiny")
+                if task in MODEL_KINDS else None)
         assert settings.models.cache_dir is not None
         request = VerifierRetrain(task=task, export_dir=data.folder, snapshot_id=data.snapshot_id,
                                   base_ref=base or verifier_ref(settings, task),

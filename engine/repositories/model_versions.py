@@ -48,9 +48,14 @@ def promoted(session: Session, kind: ModelKind) -> ModelVersion | None:
                            .order_by(ModelVersion.id.desc()).limit(1)).one_or_none()
 
 
-def promoted_uri(session: Session, kind: ModelKind) -> str | None:
+def promoted_uri(session: Session, kind: ModelKind, *, random_weights: bool | None = None) -> str | None:
+    """The promoted version's checkpoint; with ``random_weights`` given, only a version whose
+    weights are random (or real) alike: a random-weight (tiny) model never serves a real-model
+    profile, nor a real checkpoint the tiny profile."""
     row = promoted(session, kind)
-    return row.uri if row is not None else None
+    if row is None or (random_weights is not None and row.random_weights != random_weights):
+        return None
+    return row.uri
 
 
 def set_promoted(session: Session, row: ModelVersion) -> ModelVersion | None:

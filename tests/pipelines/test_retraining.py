@@ -20,6 +20,7 @@ from engine.db.models import (
 )
 from engine.db.session import session_scope
 from engine.ports import TrainConfig
+from engine.repositories.model_versions import promoted_uri
 from engine.services.annotation import VerdictIn, submit
 from engine.services.calibrate import calibrate
 from engine.services.export_rows import ExportFilters
@@ -150,6 +151,9 @@ def test_verifier_fine_tunes_registers_promotes_and_rescores_the_backlog(tiny, m
         promoted = s.scalars(select(ModelVersion.id).where(ModelVersion.kind == ModelKind.MASK_VERIFIER,
                                                            ModelVersion.is_promoted.is_(True))).all()
         assert promoted == [new_version]
+        # the tiny-derived version serves the tiny profile only, never a real-model profile
+        assert promoted_uri(s, ModelKind.MASK_VERIFIER, random_weights=True) == str(Path(outcome.output_dir).resolve())
+        assert promoted_uri(s, ModelKind.MASK_VERIFIER, random_weights=False) is None
         routed = set(s.scalars(select(RouteDecision.mask_id).where(RouteDecision.verifier_version_id == new_version)))
         assert routed == rescored
         assert s.scalar(select(func.count()).select_from(StageItem).where(
