@@ -348,3 +348,20 @@ def test_a_file_system_that_refuses_writes_leaves_nothing(fresh_pg_url, tmp_path
     assert list((tmp_path / "exports").iterdir()) == []
     with session_scope(fresh_pg_url) as s:
         assert s.scalar(select(func.count()).select_from(DatasetSnapshot)) == 0
+
+
+def test_min_agreement_on_pairs(settings, ids, tmp_path):
+    from engine.db.models import Verdict, VerdictKind, VerdictSource
+
+    with session_scope(settings.db_url) as s:  # the EV thought instances were missing; a person said absent
+        s.add(Verdict(kind=VerdictKind.EXHAUSTIVITY, source=VerdictSource.AI, pair_id=ids["cat0"],
+                      model_version_id=ids["ev_version"], label="reject_missing"))
+    loose = run(settings, "coco", tmp_path / "a", ExportFilters(val_percent=0, min_agreement=0.5))
+    strict = run(settings, "coco", tmp_path / "b", ExportFilters(val_percent=0, min_agreement=0.6))
+    assert (counts(loose)["negative_pairs"], counts(strict)["negative_pairs"]) == (2, 1)
+    images = {i["id"]: i for i in json.loads((tmp_path / "b" / "instances_train.json").read_text())["images"]}
+    assert images[ids["img0"]]["neg_category_ids"] == [] and images[ids["img1"]]["neg_category_ids"] == [ids["cat"]]
+    # the verifier set drops the disputed EV example the same way
+    run(settings, "verifier", tmp_path / "v", ExportFilters(val_percent=0, min_agreement=0.6))
+    ev = {r["pair_id"] for r in records(tmp_path / "v") if r["task"] == "ev"}
+    assert ids["cat0"] not in ev and ids["cat1"] in ev
