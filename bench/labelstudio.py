@@ -80,7 +80,7 @@ def convert_only(db_url: str, task_ids: list[int], public_url: str) -> tuple[lis
 
     started = time.perf_counter()
     with session_scope(db_url) as s:
-        items = bridge._describe(s, task_ids)
+        items = bridge.describe_outgoing(s, task_ids)
     payloads = [bridge.ls_task(item, public_url, SIGNING, int(time.time()) + 3600) for item in items]
     return payloads, time.perf_counter() - started
 

@@ -131,10 +131,12 @@ def claim(session: Session, server: str, kind: TaskKind, limit: int, lease_s: in
                 lease_expires_at=now + dt.timedelta(seconds=lease_s), attempts=HumanTask.attempts + 1,
                 updated_at=now)
         .returning(HumanTask.id).execution_options(synchronize_session=False)))
-    return _describe(session, sorted(leased, key=ids.index))
+    order = {task_id: n for n, task_id in enumerate(ids)}
+    return describe_outgoing(session, sorted(leased, key=order.__getitem__))
 
 
-def _describe(session: Session, task_ids: list[int]) -> list[Outgoing]:
+def describe_outgoing(session: Session, task_ids: list[int]) -> list[Outgoing]:
+    """What each task shows in Label Studio (image, phrase, masks), in the order of ``task_ids``."""
     rows = session.execute(
         select(HumanTask.id, HumanTask.kind, HumanTask.pair_id, HumanTask.mask_id, Image.id, Image.width,
                Image.height, Concept.text)
