@@ -92,13 +92,22 @@ class Stats:
 def stream(conn: Connection, stmt: Any, *, prefetch: bool = False) -> Iterator[Any]:
     """The statement's rows through a server-side cursor (PostgreSQL), ``YIELD_PER`` at a time.
 
-    ``prefetch`` (PostgreSQL only; the caller must not use ``conn`` until the stream ends): a
-    thread fetches the next batches while the caller writes the last ones, so the database's
-    work and this process's overlap (psycopg waits without the GIL)."""
+    ``prefetch`` (PostgreSQL only): a thread fetches the next batches while the caller writes the
+    last ones, so the database's work and this process's overlap (psycopg waits without the GIL;
+    its connection serialises the thread's fetches with other cursors' on ``conn``). The thread
+    reads plain tuples from the driver's cursor (measurably faster than result rows), so every
+    selected column must need no result processing: numbers, text, booleans, and enums through
+    ``type_coerce(column, String)``."""
     result = conn.execution_options(stream_results=True, yield_per=YIELD_PER).execute(stmt)
     if prefetch and conn.dialect.name == "postgresql":
-        for rows in _prefetched(result.partitions()):
-            yield from rows
+        cursor = result.cursor
+        try:
+            # the rows the result already took from the cursor (to learn the columns), then the rest
+            yield from [result.fetchone() for _ in range(cursor.rownumber or 0)]
+            for rows in _prefetched(iter(lambda: cursor.fetchmany(YIELD_PER), [])):
+                yield from rows
+        finally:
+            result.close()
         return
     for rows in result.partitions():
         yield from rows

@@ -365,3 +365,16 @@ def test_min_agreement_on_pairs(settings, ids, tmp_path):
     run(settings, "verifier", tmp_path / "v", ExportFilters(val_percent=0, min_agreement=0.6))
     ev = {r["pair_id"] for r in records(tmp_path / "v") if r["task"] == "ev"}
     assert ids["cat0"] not in ev and ids["cat1"] in ev
+
+
+@pytest.mark.parametrize("fmt", ["coco", "saco", "verifier"])
+def test_an_export_with_nothing_in_it(settings, ids, tmp_path, fmt):
+    result = run(settings, fmt, tmp_path / "out", ExportFilters(concepts=("bird",)))  # never labelled
+    assert all(not any(per.values()) for per in result.manifest["counts"].values())
+    for name in result.manifest["files"]:
+        path = tmp_path / "out" / name
+        if fmt == "verifier":
+            assert path.read_bytes() == b""
+        else:
+            coco = coco_of(path)
+            assert coco.getImgIds() == [] and coco.getAnnIds() == []
