@@ -45,10 +45,9 @@ class VerifierFineTuner:
         torch.manual_seed(config.seed)
         verifier = VERIFIERS[task](base_ref, device=config.device)
         targets = _targets(verifier.labels, train)
-        views, texts = verifier.prompts([e.query for e in train])
         model, mode, trainable = _trainable(verifier.model, config.lora_rank)
         verifier.model = model
-        losses = _fit(verifier, model, views, texts, targets, config)
+        losses = _fit(verifier, model, [e.query for e in train], targets, config)
         if mode != "full":
             model = model.merge_and_unload()
         model.eval()
@@ -92,9 +91,10 @@ def _trainable(model: Any, lora_rank: int | None) -> tuple[Any, str, int]:
     return wrapped, f"lora(r={rank})", sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
 
 
-def _fit(verifier: Any, model: Any, views: list[Any], texts: list[str], targets: list[int],
+def _fit(verifier: Any, model: Any, queries: list[MaskQuery | PairQuery], targets: list[int],
          config: TrainConfig) -> list[float]:
-    """``config.steps`` optimiser steps over shuffled batches (the examples are cycled)."""
+    """``config.steps`` optimiser steps over shuffled batches (the examples are cycled); each
+    batch's views are rendered when it is used, so memory holds one batch of them."""
     import torch
 
     model.train()
@@ -103,7 +103,7 @@ def _fit(verifier: Any, model: Any, views: list[Any], texts: list[str], targets:
     order = _batches(len(targets), config.batch_size, config.steps, config.seed)
     losses = []
     for batch in order:
-        inputs = verifier.inputs([views[i] for i in batch], [texts[i] for i in batch])
+        inputs = verifier.inputs(*verifier.prompts([queries[i] for i in batch]))
         logits = verifier.choice_logits(inputs)
         target = torch.tensor([targets[i] for i in batch], device=logits.device)
         loss = torch.nn.functional.cross_entropy(logits, target)

@@ -24,7 +24,7 @@ from engine.domain.calibration import calibrate_task
 from engine.domain.exports import VERIFIER_TASKS
 from engine.ports import TrainConfig, TrainResult, VerifierTrainer
 from engine.services.common import register
-from engine.services.verifier_records import Loaded, is_human, load_split
+from engine.services.verifier_records import is_human, load_split
 from engine.storage import MediaStore
 
 MODEL_KINDS = {"mv": ModelKind.MASK_VERIFIER, "ev": ModelKind.EXHAUSTIVITY_VERIFIER}
@@ -68,14 +68,14 @@ def retrain_verifier(session: Session, store: MediaStore, trainer: VerifierTrain
         raise RetrainError(f"no dataset snapshot {request.snapshot_id}")
     train = load_split(request.export_dir, request.task, "train", store)
     val = load_split(request.export_dir, request.task, "val", store)
-    if not train.examples:
+    if not train.records:
         raise RetrainError(f"the export in {request.export_dir} has no usable {request.task} training examples"
                            + (f" ({len(train.skipped)} unreadable)" if train.skipped else ""))
-    result = trainer.train(request.task, request.base_ref, [x.example for x in train.examples],
-                           [x.example.query for x in val.examples], request.config, str(request.output_root))
+    result = trainer.train(request.task, request.base_ref, train.examples, val.examples.queries, request.config,
+                           str(request.output_root))
     existed = _registered(session, result)
     try:
-        outcome = _register(session, request, result, train.examples, val.examples)
+        outcome = _register(session, request, result, train.records, val.records)
     except BaseException:
         if not existed:
             shutil.rmtree(result.output_dir, ignore_errors=True)
@@ -91,8 +91,8 @@ def _registered(session: Session, result: TrainResult) -> bool:
         ModelVersion.version == result.stamp.version)).first() is not None
 
 
-def _register(session: Session, request: VerifierRetrain, result: TrainResult, train: list[Loaded],
-              val: list[Loaded]) -> RetrainOutcome:
+def _register(session: Session, request: VerifierRetrain, result: TrainResult, train: list[dict[str, Any]],
+              val: list[dict[str, Any]]) -> RetrainOutcome:
     row = register(session, result.stamp)
     row.training_snapshot_id = request.snapshot_id
     row.metrics = training_metrics(request, result, train, val)
@@ -101,12 +101,12 @@ def _register(session: Session, request: VerifierRetrain, result: TrainResult, t
     return RetrainOutcome(row.id, row.name, row.version, result.output_dir, dict(row.metrics), calibrations)
 
 
-def training_metrics(request: VerifierRetrain, result: TrainResult, train: list[Loaded],
-                     val: list[Loaded]) -> dict[str, Any]:
-    """What the version's registry row records about its training."""
-    answers = [x.example.answer for x in val]
+def training_metrics(request: VerifierRetrain, result: TrainResult, train: list[dict[str, Any]],
+                     val: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the version's registry row records about its training (``train``/``val``: records)."""
+    answers = [r["answer"] for r in val]
     predicted = [max(p, key=p.__getitem__) for p in result.val_probabilities]
-    targets = [int(x.record["target"]) for x in val]
+    targets = [int(r["target"]) for r in val]
     binary = [int(p.get("accept", 0.0) >= 0.5) for p in result.val_probabilities]
     c = request.config
     return {
@@ -128,17 +128,16 @@ def _scope(task: str, record: dict[str, Any]) -> str:
     return "with_masks" if record["masks"] else "presence"
 
 
-def _calibrate(session: Session, request: VerifierRetrain, row: ModelVersion, val: list[Loaded],
+def _calibrate(session: Session, request: VerifierRetrain, row: ModelVersion, val: list[dict[str, Any]],
                probabilities: list[dict[str, float]]) -> list[dict[str, Any]]:
     """One calibration per scope from the validation split's human verdicts."""
     task_kind = TaskKind(VERIFIER_TASKS[request.task])
     scopes = ["all"] if request.task == "mv" else ["with_masks", "presence"]
     out = []
     for scope in scopes:
-        picked = [(x, p) for x, p in zip(val, probabilities)
-                  if is_human(x.record) and _scope(request.task, x.record) == scope]
+        picked = [(r, p) for r, p in zip(val, probabilities) if is_human(r) and _scope(request.task, r) == scope]
         scores = [float(p.get("accept", 0.0)) for _, p in picked]
-        labels = [int(x.record["target"]) for x, _ in picked]
+        labels = [int(r["target"]) for r, _ in picked]
         ai_labels = [int(max(p, key=p.__getitem__) == "accept") for _, p in picked]
         result = calibrate_task(scores, labels, request.target_precision, request.calibration_method,
                                 ai_labels=ai_labels, verifier_version=f"{row.name}:{row.version}",

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from PIL import Image as PILImage
 
 from engine.domain.exports import ANSWERS, VERIFIER_TASKS
-from engine.domain.masks import MaskError, decode_mask, from_coco_segmentation
+from engine.domain.masks import MaskError, RleMask, decode_mask, from_coco_segmentation
 from engine.ports import MaskQuery, PairQuery, VerifierExample
 from engine.storage import MediaStore
 
@@ -28,15 +29,65 @@ class RecordError(ValueError):
     """A verifier export that cannot be trained on (missing file, malformed record)."""
 
 
-@dataclass(frozen=True)
-class Loaded:
-    record: dict[str, Any]
-    example: VerifierExample
+class ExampleSet(Sequence[VerifierExample]):
+    """The examples of a split, built when they are read: records keep their masks as RLE, the
+    image of the last few images read is cached, so memory does not grow with the export."""
+
+    def __init__(self, task: str, records: list[dict[str, Any]], store: MediaStore, images_cached: int = 8) -> None:
+        self.task, self.records, self.store = task, records, store
+        self._images: OrderedDict[str, PILImage.Image] = OrderedDict()
+        self._capacity = images_cached
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @overload
+    def __getitem__(self, index: int) -> VerifierExample: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[VerifierExample]: ...
+
+    def __getitem__(self, index: int | slice) -> VerifierExample | list[VerifierExample]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        record = self.records[index]
+        return VerifierExample(_query(self.task, record, self._image(record)), record["answer"])
+
+    @property
+    def queries(self) -> Sequence[MaskQuery | PairQuery]:
+        return _Queries(self)
+
+    def _image(self, record: dict[str, Any]) -> PILImage.Image:
+        key = str(record["image"]["file_name"])
+        if key in self._images:
+            self._images.move_to_end(key)
+        else:
+            image = _open(self.store, key)
+            if isinstance(image, str):
+                raise RecordError(image)
+            self._images[key] = image
+            if len(self._images) > self._capacity:
+                self._images.popitem(last=False)
+        return self._images[key]
+
+
+class _Queries(Sequence[MaskQuery | PairQuery]):
+    def __init__(self, examples: ExampleSet) -> None:
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
+        if isinstance(index, slice):
+            return [e.query for e in self.examples[index]]
+        return self.examples[index].query
 
 
 @dataclass
 class LoadedSplit:
-    examples: list[Loaded]
+    records: list[dict[str, Any]]  # usable records, in file order
+    examples: ExampleSet  # their examples, built on access
     skipped: list[str]  # per record that could not be used: why
 
 
@@ -74,25 +125,40 @@ def _check(record: Any, task: str, where: str) -> None:
 
 
 def load_split(folder: Path, task: str, split: str, store: MediaStore) -> LoadedSplit:
-    """Examples of one split with their images; records whose image or masks cannot be read are
-    skipped with the reason (images are read once each)."""
-    images: dict[str, PILImage.Image | str] = {}
-    out = LoadedSplit([], [])
+    """The usable records of one split: each distinct image is opened once and each mask parsed
+    (not decoded) to check it; records that fail are skipped with the reason."""
+    readable: dict[str, str | None] = {}
+    records: list[dict[str, Any]] = []
+    skipped: list[str] = []
     for record in read_records(folder, task, split):
         key = str(record["image"].get("file_name"))
-        if key not in images:
-            images[key] = _open(store, key)
-        image = images[key]
-        if isinstance(image, str):
-            out.skipped.append(f"pair {record['pair_id']}: {image}")
+        if key not in readable:
+            readable[key] = _readable(store, key, int(record["image"]["width"]), int(record["image"]["height"]))
+        if readable[key] is not None:
+            skipped.append(f"pair {record['pair_id']}: {readable[key]}")
             continue
         try:
-            query = _query(task, record, image)
+            _masks(record)
         except (MaskError, ValueError, KeyError, TypeError) as exc:
-            out.skipped.append(f"pair {record['pair_id']}: bad mask: {exc}")
+            skipped.append(f"pair {record['pair_id']}: bad mask: {exc}")
             continue
-        out.examples.append(Loaded(record, VerifierExample(query, record["answer"])))
-    return out
+        records.append(record)
+    return LoadedSplit(records, ExampleSet(task, records, store), skipped)
+
+
+def _readable(store: MediaStore, key: str, width: int, height: int) -> str | None:
+    """Why the stored image cannot serve the records (None: it can)."""
+    opened = _open(store, key)
+    if isinstance(opened, str):
+        return opened
+    if opened.size != (width, height):
+        return f"stored image {key} is {opened.size[0]}x{opened.size[1]}, the export says {width}x{height}"
+    return None
+
+
+def _masks(record: dict[str, Any]) -> list[RleMask]:
+    height, width = int(record["image"]["height"]), int(record["image"]["width"])
+    return [from_coco_segmentation(m, height, width) for m in record["masks"]]
 
 
 def _open(store: MediaStore, key: str) -> PILImage.Image | str:
@@ -104,7 +170,7 @@ def _open(store: MediaStore, key: str) -> PILImage.Image | str:
 
 
 def _query(task: str, record: dict[str, Any], image: PILImage.Image) -> MaskQuery | PairQuery:
-    masks = [from_coco_segmentation(m, image.height, image.width) for m in record["masks"]]
+    masks = _masks(record)
     if task == "mv":
         return MaskQuery(image, record["phrase"], decode_mask(masks[0]))
     return PairQuery(image, record["phrase"], [m.bbox for m in masks])
