@@ -2,8 +2,9 @@
 
 - Proposers (and imported external predictions): cgF1, pmF1 and IL_MCC (engine/domain/metrics.py)
   against the *human-verified* ground truth: pairs a person declared exhaustive (their accepted
-  masks — people's own and the proposals they accepted or kept — are the ground truth) and
-  negatives a person confirmed (no mask). A version is scored on the pairs it ran on: pairs it left
+  masks — people's own and the proposals they accepted or kept — are the ground truth; pairs with
+  a crowd mask are not instance-exhaustive and are left out, as SA-Co evaluates) and negatives a
+  person confirmed (no mask). A version is scored on the pairs it ran on: pairs it left
   masks on, and the pairs of images its propose stage finished (so finding nothing counts).
 - Verifiers: AI–human agreement per version (engine/services/dashboard.py defines it).
 - Acceptance per version: of a proposer's masks, how many were decided and how many accepted;
@@ -18,7 +19,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
@@ -95,9 +96,12 @@ def _label(v: ModelVersion) -> str:
 
 # ------------------------------------------------------------------------------ proposers
 def ground_truth_pairs(session: Session) -> dict[int, int]:
-    """Pair id → image id of every human-verified pair: exhaustive, or a confirmed negative."""
+    """Pair id → image id of every human-verified, instance-exhaustive pair: declared exhaustive
+    without a crowd mask (a group of instances cannot be matched one to one), or a confirmed
+    negative."""
+    crowd = exists().where(Mask.pair_id == ImageConcept.id, Mask.state == MaskState.ACCEPTED, Mask.is_crowd.is_(True))
     rows = session.execute(select(ImageConcept.id, ImageConcept.image_id).where(
-        ImageConcept.decided_by == Decider.HUMAN,
+        ImageConcept.decided_by == Decider.HUMAN, ~crowd,
         or_(ImageConcept.is_exhaustive.is_(True), ImageConcept.polarity == Polarity.NEGATIVE)))
     return {pair_id: image_id for pair_id, image_id in rows}
 

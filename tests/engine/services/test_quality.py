@@ -62,3 +62,15 @@ def test_charts_of_an_empty_database(settings, tmp_path):
         report = quality_report(s)
     assert report.proposers == [] and report.acceptance == []
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in write_charts(report, tmp_path))
+
+
+def test_pairs_with_a_crowd_mask_are_not_ground_truth(settings, ids):
+    from engine.db.models import Mask
+
+    with session_scope(settings.db_url) as s:
+        s.get(Mask, ids["dog2_drawn"]).is_crowd = True  # a person grouped instances they could not separate
+    with session_scope(settings.db_url) as s:
+        (p,) = quality_report(s).proposers
+    assert (p.pairs, p.positive_pairs) == (2, 1)  # dog2 is left out
+    # dog0 alone: TP 1, FP 1 → F1 2/3 at every τ
+    assert p.pm_f1 == pytest.approx(2 / 3)
