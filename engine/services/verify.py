@@ -4,8 +4,10 @@ MV: each mask of each pair, alone (rendered as two views). EV: each pair, with t
 masks MV thinks are present (P(accept) ≥ survive_probability); with no boxes its answer also gives
 the presence score. Each judgement is an AI verdict (label = the most likely choice, with all
 probabilities) from the verifier's model version; a verifier version never judges the same mask
-or pair twice. Masks and pairs a person has judged are not judged again (a newly promoted version
-re-scores only what no person has decided); a mask a person accepted is one of EV's boxes."""
+or pair twice — except that EV judges a pair again when the boxes it would be shown changed (a newly
+promoted MV changed which masks survive; the verdict's payload records the mask ids it saw). Masks
+and pairs a person has judged are not judged again (a newly promoted version re-scores only what no
+person has decided); a mask a person accepted is one of EV's boxes."""
 
 from __future__ import annotations
 
@@ -78,21 +80,36 @@ def _verify_image(session: Session, image: PILImage.Image, pairs: list[tuple[int
             continue
         _add(session, VerdictKind.MASK, mask.pair_id, mask.id, mv_version, result)
         judged[(mask.id, mask.pair_id, VerdictKind.MASK)] = result
-    ev_todo = [(pid, text) for pid, text in pairs
-               if (None, pid, VerdictKind.EXHAUSTIVITY) not in judged and pid not in human_pairs]
-    ev_queries = []
-    for pid, text in ev_todo:
-        boxes = [(m.bbox_x, m.bbox_y, m.bbox_w, m.bbox_h) for m in masks if m.pair_id == pid
+    seen = _boxes_seen(session, pair_ids, ev_version)
+    ev_todo, ev_queries = [], []
+    for pid, text in pairs:
+        shown = [m for m in masks if m.pair_id == pid
                  and (judged.get((m.id, pid, VerdictKind.MASK), {}).get("accept", 0.0) >= survive
                       if m.id not in human_masks else m.state == MaskState.ACCEPTED)]
-        ev_queries.append(PairQuery(image, text, boxes))
-    for (pid, _), query, result in zip(ev_todo, ev_queries, call_split(lambda qs: ev.verify_pairs(qs), ev_queries)):
+        ids = sorted(m.id for m in shown)
+        if pid in human_pairs or (pid in seen and seen[pid] in (None, ids)):
+            continue  # a person decided it, or this EV version judged these very boxes
+        ev_todo.append((pid, ids))
+        ev_queries.append(PairQuery(image, text, [(m.bbox_x, m.bbox_y, m.bbox_w, m.bbox_h) for m in shown]))
+    for (pid, ids), result in zip(ev_todo, call_split(lambda qs: ev.verify_pairs(qs), ev_queries)):
         if isinstance(result, Exception):
             errors.append(f"pair {pid}: {describe(result)}")
             continue
         _add(session, VerdictKind.EXHAUSTIVITY, pid, None, ev_version, result,
-             payload={"boxes": len(query.boxes)})
+             payload={"boxes": len(ids), "mask_ids": ids})
     return errors, (len(todo), len(ev_todo))
+
+
+def _boxes_seen(session: Session, pair_ids: list[int], ev_version: int) -> dict[int, list[int] | None]:
+    """Per pair this EV version judged: the mask ids its latest verdict was shown (None: not
+    recorded, from before they were)."""
+    out: dict[int, list[int] | None] = {}
+    for v in session.scalars(select(Verdict).where(
+            Verdict.pair_id.in_(pair_ids), Verdict.model_version_id == ev_version,
+            Verdict.kind == VerdictKind.EXHAUSTIVITY).order_by(Verdict.id)):
+        ids = (v.payload or {}).get("mask_ids")
+        out[v.pair_id] = sorted(ids) if isinstance(ids, list) else None
+    return out
 
 
 def _human_decided(session: Session, pair_ids: list[int], masks: list[Mask]) -> tuple[set[int], set[int]]:
