@@ -78,7 +78,9 @@ def export_dataset(session: Session, settings: Settings, fmt: str, out_dir: Path
                    *, force: bool = False, name: str | None = None, created_by_id: int | None = None,
                    progress: Progress | None = None) -> ExportResult:
     """Write an export of ``fmt`` into ``out_dir`` and record its snapshot (flushed, not committed).
-    ``progress`` is called with the number of records written so far, after each one."""
+    ``progress`` is called with the number of records (annotations, image entries, examples)
+    written so far, after each image (COCO, SA-Co) or example (verifier); what it raises aborts the
+    export like any other error."""
     if fmt not in WRITERS:
         raise ExportSpecError(f"unknown format {fmt!r}; use {', '.join(WRITERS)}")
     _check_concepts(session, filters.concepts)
