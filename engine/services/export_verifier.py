@@ -172,7 +172,12 @@ def pair_examples(pair: Any, masks: list[Any], verdicts: list[Any], filters: Exp
 
 
 def _shown(masks: list[Any], verdict: Any) -> list[Any]:
-    """The pair's masks an exhaustivity judge saw: made by then and not rejected."""
+    """The pair's masks an exhaustivity judge saw: those its verdict lists (the EV records
+    ``mask_ids``), else those made by then and not rejected."""
+    listed = (verdict.payload or {}).get("mask_ids")
+    if isinstance(listed, list):
+        wanted = set(listed)
+        return [m for m in masks if m.id in wanted]
     return [m for m in masks if m.state != MaskState.REJECTED.value and m.created_at <= verdict.created_at]
 
 

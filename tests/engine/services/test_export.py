@@ -378,3 +378,20 @@ def test_an_export_with_nothing_in_it(settings, ids, tmp_path, fmt):
         else:
             coco = coco_of(path)
             assert coco.getImgIds() == [] and coco.getAnnIds() == []
+
+
+def test_an_ev_example_shows_the_boxes_the_ev_saw(settings, ids, tmp_path):
+    from engine.db.models import Decider, ImageConcept, Verdict, VerdictKind, VerdictSource
+
+    with session_scope(settings.db_url) as s:  # the EV saw one of the two masks and said some are missing
+        s.add(Verdict(kind=VerdictKind.EXHAUSTIVITY, source=VerdictSource.AI, pair_id=ids["dog1"],
+                      model_version_id=ids["ev_version"], label="reject_missing",
+                      payload={"boxes": 1, "mask_ids": [ids["dog1_m0"]]}))
+        pair = s.get(ImageConcept, ids["dog1"])
+        pair.is_exhaustive, pair.decided_by = False, Decider.AI
+    run(settings, "verifier", tmp_path / "out", ExportFilters(val_percent=0, label_source="ai"))
+    ev = {r["pair_id"]: r for r in records(tmp_path / "out") if r["task"] == "ev"}
+    example = ev[ids["dog1"]]
+    assert (example["answer"], example["target"], example["label_source"]) == ("reject_missing", 0, "ai")
+    mv = {r["mask_id"]: r for r in records(tmp_path / "out") if r["task"] == "mv"}
+    assert example["masks"] == mv[ids["dog1_m0"]]["masks"]  # the one mask it saw, not both
