@@ -7,8 +7,8 @@ verdicts — are merged pair by pair, so only one pair's rows are held at a time
   :func:`engine.domain.exports.verifier_label`;
 - MV, AI: a mask the router decided on the verifier's word (``decided_by`` ai) and no person
   judged: the latest AI verdict's label is the answer;
-- EV, people: the people's exhaustivity label; the masks are the pair's masks that existed when
-  it was given and are not rejected (the boxes the EV would have seen);
+- EV, people: the people's exhaustivity label; the masks are the boxes the EV saw (the
+  ``mask_ids`` a verdict recorded, else the pair's masks made by then and not rejected);
 - EV, AI: a pair the router decided (``decided_by`` ai) that no person judged: the latest AI
   exhaustivity verdict;
 - a finished correction: an EV example with the final masks (none for "not present") answered
