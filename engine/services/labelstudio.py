@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import exists, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
@@ -89,10 +90,14 @@ def person(session: Session, server: str, ls_user_id: int) -> User:
 
 def _service_user(session: Session, username: str) -> User:
     user = session.scalars(select(User).where(User.username == username)).first()
-    if user is None:
+    if user is not None:
+        return user
+    try:
         with session.begin_nested():
             user = User(username=username, password_hash=None, role=Role.ANNOTATOR, is_active=True)
             session.add(user)
+    except IntegrityError:  # made at the same moment by another pull or webhook call
+        return session.scalars(select(User).where(User.username == username)).one()
     return user
 
 
