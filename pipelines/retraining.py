@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from engine.db.session import session_factory
+from engine.db.session import session_scope
 from engine.ports import TrainConfig
 from engine.repositories.model_versions import promoted_uri
 from engine.services.export import commit_or_discard
@@ -47,8 +47,7 @@ def run_verifier_retrain(settings: Settings, task: str, *, snapshot_dir: Path | 
     from annotators.verifier_training import VerifierFineTuner
 
     config = config or TrainConfig(device=settings.models.device)
-    session = session_factory(settings.db_url)()
-    try:
+    with session_scope(settings.db_url) as session:  # our commit first; its own then has nothing to do
         data = _training_data(session, settings, "verifier", snapshot_dir,
                               filters or ExportFilters(label_source="human"))
         base = (promoted_uri(session, MODEL_KINDS[task], random_weights=settings.model_profile == "tiny")
@@ -62,11 +61,6 @@ def run_verifier_retrain(settings: Settings, task: str, *, snapshot_dir: Path | 
         outcome = retrain_verifier(session, LocalMediaStore(settings.media_path), VerifierFineTuner(), request)
         _commit_or_remove(session, Path(outcome.output_dir), made=outcome.new_checkpoint)
         return outcome
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def run_sam3_retrain(settings: Settings, command: str, *, snapshot_dir: Path | None = None,
@@ -74,8 +68,7 @@ def run_sam3_retrain(settings: Settings, command: str, *, snapshot_dir: Path | N
     """Export SAM 3's training data (COCO), run the training command, register its checkpoint."""
     from annotators.registry import make_proposer
 
-    session = session_factory(settings.db_url)()
-    try:
+    with session_scope(settings.db_url) as session:  # our commit first; its own then has nothing to do
         data = _training_data(session, settings, "coco", snapshot_dir, filters or ExportFilters())
         run = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         assert settings.models.cache_dir is not None
@@ -85,9 +78,4 @@ def run_sam3_retrain(settings: Settings, command: str, *, snapshot_dir: Path | N
         outcome = retrain_sam3(session, request, lambda ref: make_proposer(settings, ref).stamp)
         _commit_or_remove(session, request.output_dir, made=not outcome.reused)
         return outcome
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
