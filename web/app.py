@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.settings import Settings
 from pipelines.models import ModelCache
+from web.deps import PrincipalCache
 from web.routers import admin, auth, health, images, labelstudio, tasks
 
 STATIC = Path(__file__).parent / "static"
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Data Engine", version="0.1.0", docs_url="/docs", openapi_url="/openapi.json",
                   redoc_url=None)
     app.state.settings = settings
+    app.state.principals = PrincipalCache(settings.serve.auth_cache_s)  # see web.deps
     app.state.models = ModelCache(settings)  # the click-to-segment model, loaded on first use
     for router in (health.router, auth.router, tasks.router, images.router, admin.router, labelstudio.router):
         app.include_router(router, prefix="/api/v1")

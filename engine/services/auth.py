@@ -42,15 +42,18 @@ class Principal:
     via: str  # "session" or "token"
     csrf_token: str | None = None
     session_id: int | None = None
+    expires_at: dt.datetime | None = None  # when the log-in session ends (tokens: not given)
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _principal(user: User, via: str, csrf: str | None = None, session_id: int | None = None) -> Principal:
+def _principal(user: User, via: str, csrf: str | None = None, session_id: int | None = None,
+               expires_at: dt.datetime | None = None) -> Principal:
     return Principal(user.id, user.username, Role(user.role),
-                     tuple(user.task_kinds) if user.task_kinds is not None else None, via, csrf, session_id)
+                     tuple(user.task_kinds) if user.task_kinds is not None else None, via, csrf, session_id,
+                     expires_at)
 
 
 # ------------------------------------------------------------------------------------ log-in
@@ -102,7 +105,7 @@ def from_session(session: Session, token: str, now: dt.datetime | None = None) -
     expires = auth.expires_at if auth.expires_at.tzinfo else auth.expires_at.replace(tzinfo=dt.timezone.utc)
     if expires < now or not user.is_active:
         raise AuthError("session expired; sign in again")
-    return _principal(user, "session", auth.csrf_token, auth.id)
+    return _principal(user, "session", auth.csrf_token, auth.id, expires)
 
 
 def purge_expired_sessions(session: Session, now: dt.datetime | None = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import case, func, select
 
@@ -12,7 +12,7 @@ from engine.db.models import GoldItem, HumanTask, Role, TaskKind, TaskState, Use
 from engine.domain.passwords import WeakPassword, hash_password
 from engine.services import users as users_service
 from engine.services.annotation import LABELS
-from web.deps import Admin, GoldManager, SessionDep
+from web.deps import Admin, GoldManager, SessionDep, forget_principals
 
 router = APIRouter(tags=["admin"])
 
@@ -59,7 +59,7 @@ def create_user(body: UserIn, _: Admin, session: SessionDep) -> UserOut:
 
 
 @router.patch("/users/{username}", response_model=UserOut)
-def update_user(username: str, body: UserPatch, principal: Admin, session: SessionDep) -> UserOut:
+def update_user(username: str, body: UserPatch, request: Request, principal: Admin, session: SessionDep) -> UserOut:
     user = session.scalars(select(User).where(User.username == username.strip().lower())).first()
     if user is None:
         raise HTTPException(404, f"no user {username!r}")
@@ -77,7 +77,9 @@ def update_user(username: str, body: UserPatch, principal: Admin, session: Sessi
         except WeakPassword as exc:
             raise HTTPException(422, str(exc)) from None
     session.flush()
-    return UserOut.model_validate(user, from_attributes=True)
+    out = UserOut.model_validate(user, from_attributes=True)
+    forget_principals(request, session)  # a disabled user or a new role counts from the next request
+    return out
 
 
 # ------------------------------------------------------------------------------------------ gold

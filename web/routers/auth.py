@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from engine.services import auth as auth_service
 from engine.settings import Settings
-from web.deps import SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep, client_ip
+from web.deps import SESSION_COOKIE, PrincipalDep, forget_principals, SessionDep, SettingsDep, client_ip
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -70,9 +70,10 @@ def login(body: LoginIn, request: Request, response: Response, session: SessionD
 
 
 @router.post("/logout", status_code=204)
-def logout(principal: PrincipalDep, session: SessionDep, response: Response) -> Response:
+def logout(request: Request, principal: PrincipalDep, session: SessionDep, response: Response) -> Response:
     if principal.session_id is not None:
         auth_service.log_out(session, principal.session_id)
+        forget_principals(request, session)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -96,7 +97,8 @@ def create_token(body: TokenIn, principal: PrincipalDep, session: SessionDep) ->
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(token_id: int, principal: PrincipalDep, session: SessionDep) -> Response:
+def revoke_token(token_id: int, request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
     if not auth_service.revoke_token(session, token_id, principal.user_id):
         raise HTTPException(404, f"no active token {token_id} of yours")
+    forget_principals(request, session)
     return Response(status_code=204)

@@ -1,0 +1,95 @@
+"""The per-request path (web/deps.py): the transaction commits before the response is sent, and
+the principal cache trades a bounded delay for one database round trip fewer per request."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from engine.db.models import ApiToken, Role, User
+from engine.db.session import session_scope
+from engine.services.auth import Principal
+from web.app import create_app
+from web.deps import PrincipalCache, SessionDep
+
+
+def test_a_failed_commit_is_an_error_not_a_success(app):
+    """A change that only fails when the transaction commits must not be answered 2xx: the commit
+    runs before the response goes out (a client told "stored" has it stored)."""
+
+    def broken(session: SessionDep) -> dict[str, bool]:
+        session.add(User(username=None, password_hash="x", role=Role.ANNOTATOR))  # NOT NULL, seen at commit
+        return {"stored": True}
+
+    app.add_api_route("/api/v1/test-broken", broken, methods=["POST"])
+    client = TestClient(app, raise_server_exceptions=False)
+    assert client.post("/api/v1/test-broken").status_code == 500
+
+
+def test_a_change_is_committed_when_its_answer_arrives(login, web_settings):
+    client = login("root")
+    made = client.post("/api/v1/users", json={"username": "newbie", "password": "longenough1", "role": "annotator"})
+    assert made.status_code == 201
+    with session_scope(web_settings.db_url) as s:  # another connection sees it at once
+        assert s.scalars(select(User.id).where(User.username == "newbie")).first() is not None
+
+
+def test_cached_principals_outlive_a_change_made_elsewhere_at_most_the_cache_time(web_settings):
+    """A user disabled by another process (the CLI, another worker) keeps a cached session for at most
+    serve.auth_cache_s; with 0 the database is asked on every request."""
+    for ttl, still_in in ((60.0, True), (0.0, False)):
+        with session_scope(web_settings.db_url) as s:
+            s.execute(update(User).where(User.username == "ann").values(is_active=True))
+        web_settings.serve.auth_cache_s = ttl
+        client = TestClient(create_app(web_settings))
+        r = client.post("/api/v1/auth/login", json={"username": "ann", "password": "correct horse battery"})
+        assert r.status_code == 200
+        assert client.get("/api/v1/auth/me").status_code == 200
+        with session_scope(web_settings.db_url) as s:  # as `dataengine users disable ann` does
+            s.execute(update(User).where(User.username == "ann").values(is_active=False))
+        assert client.get("/api/v1/auth/me").status_code == (200 if still_in else 401), ttl
+        client.close()
+
+
+def test_changes_made_through_the_server_take_effect_at_once(login, app):
+    """Log-out, a revoked token and a disabled user are refused on the very next request, cache or not."""
+    assert app.state.principals.ttl_s > 0
+    made = login("mle").post("/api/v1/auth/tokens", json={"name": "script"})
+    bearer = {"Authorization": f"Bearer {made.json()['token']}"}
+    script = TestClient(app)
+    assert script.get("/api/v1/auth/me", headers=bearer).status_code == 200  # cached now
+    assert login("mle").delete(f"/api/v1/auth/tokens/{made.json()['id']}").status_code == 204
+    assert script.get("/api/v1/auth/me", headers=bearer).status_code == 401
+
+    ann = login("ann")
+    assert ann.get("/api/v1/auth/me").status_code == 200
+    assert login("root").patch("/api/v1/users/ann", json={"role": "ml_engineer"}).status_code == 200
+    assert ann.post("/api/v1/tasks/next").status_code == 403  # the new role, not the cached one
+
+
+def test_the_cache_keeps_no_credential_and_never_outlives_a_session(web_settings):
+    now = [100.0]
+    cache = PrincipalCache(ttl_s=5.0, clock=lambda: now[0])
+    who = Principal(1, "ann", Role.ANNOTATOR, None, "session", "csrf", 7)
+    cache.put("digest-a", who, expires_in_s=2.0)  # the log-in session ends in 2 s
+    cache.put("digest-b", who)
+    assert cache.get("digest-a") == who and cache.get("digest-b") == who
+    now[0] += 2.5
+    assert cache.get("digest-a") is None and cache.get("digest-b") == who
+    now[0] += 3.0
+    assert cache.get("digest-b") is None
+    cache.put("digest-c", who, expires_in_s=-1)  # already expired: not remembered
+    assert cache.get("digest-c") is None
+    small = PrincipalCache(ttl_s=5.0, max_entries=3, clock=lambda: now[0])
+    for i in range(10):
+        small.put(f"k{i}", who)
+    assert len(small._entries) <= 3 and small.get("k9") == who
+    assert PrincipalCache(ttl_s=0).get("x") is None
+
+
+def test_token_use_is_still_recorded_with_the_cache(login, app, web_settings):
+    made = login("mle").post("/api/v1/auth/tokens", json={"name": "script"})
+    bearer = {"Authorization": f"Bearer {made.json()['token']}"}
+    assert TestClient(app).get("/api/v1/auth/me", headers=bearer).status_code == 200
+    with session_scope(web_settings.db_url) as s:
+        assert s.scalars(select(ApiToken.last_used_at).where(ApiToken.id == made.json()["id"])).one() is not None
