@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
@@ -314,12 +314,18 @@ def _correct(session: Session, pair: ImageConcept, image: Image, masks: list[Mas
 
 
 def _cancel_moot(session: Session, pair_id: int, done_task_id: int) -> None:
-    """Open tasks on a pair a person has just settled (its masks or its absence) are moot."""
-    for other in session.scalars(select(HumanTask).where(
-            HumanTask.pair_id == pair_id, HumanTask.id != done_task_id, HumanTask.state == TaskState.OPEN,
-            HumanTask.is_gold.is_(False))):
-        other.state = TaskState.CANCELLED
-        other.reason = f"{other.reason or ''} | cancelled: settled by task {done_task_id}"[:2000]
+    """Open tasks on a pair a person has just settled (its masks or its absence) are moot.
+
+    One conditional UPDATE: a task someone leased after this transaction began stays theirs (reading
+    the open tasks first and writing them back would cancel a lease committed in between)."""
+    note = f" | cancelled: settled by task {done_task_id}"
+    session.execute(
+        update(HumanTask)
+        .where(HumanTask.pair_id == pair_id, HumanTask.id != done_task_id, HumanTask.state == TaskState.OPEN,
+               HumanTask.is_gold.is_(False))
+        .values(state=TaskState.CANCELLED,
+                reason=func.substr(func.coalesce(HumanTask.reason, "") + note, 1, 2000))
+        .execution_options(synchronize_session="fetch"))
 
 
 def _ensure_correction(session: Session, pair_id: int, task: HumanTask, now: dt.datetime) -> None:

@@ -136,3 +136,51 @@ def test_an_annotator_never_gets_an_item_they_already_judged(database_url):
     with session_scope(database_url) as s:
         assert queue.next_task(s, alice, KINDS, lease_s=60) is None
         assert queue.next_task(s, bob, KINDS, lease_s=60) is not None
+
+
+def test_settling_a_pair_leaves_a_task_leased_in_the_meantime_to_its_holder(database_url):
+    """A "not present" verdict cancels the pair's other open tasks. A task that another annotator
+    leased while that verdict was being stored stays theirs, and their verdict is accepted (reading
+    the open tasks and writing them back cancelled it: the annotator got a 409 under load)."""
+    from sqlalchemy import event
+
+    from engine.db.session import get_engine
+    from engine.services import annotation
+    from engine.settings import QueueSettings
+
+    if database_url.startswith("sqlite"):  # one writer at a time: the interleaving cannot happen there
+        pytest.skip("needs concurrent writers (PostgreSQL)")
+    (pair,), (alice, bob) = seed(database_url, 1, n_users=2)
+    with session_scope(database_url) as s:
+        other = HumanTask(kind=TaskKind.CHECK_EXHAUSTIVITY, pair_id=pair, state=TaskState.OPEN, priority=-1)
+        s.add(other)
+        s.flush()
+        other_id = other.id
+    with session_scope(database_url) as s:
+        first = queue.next_task(s, alice, KINDS, lease_s=60)
+        assert first.id != other_id
+    leased: list[int] = []
+
+    def lease_in_between(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        # before the settling transaction writes any task but its own, Bob leases the other task
+        if statement.startswith("UPDATE human_tasks") and "reason" in statement and not leased:
+            leased.append(0)
+            with session_scope(database_url) as other_session:
+                leased[0] = queue.next_task(other_session, bob, KINDS, lease_s=60).id
+
+    engine = get_engine(database_url)
+    event.listen(engine, "before_cursor_execute", lease_in_between)
+    settings = QueueSettings(multi_review_rate=0.0)
+    try:
+        with session_scope(database_url) as s:
+            done = annotation.submit(s, first.id, alice, annotation.VerdictIn("client-alice-1", "not_present", 900),
+                                     settings)
+        assert done.task_state == "done"
+    finally:
+        event.remove(engine, "before_cursor_execute", lease_in_between)
+    assert leased == [other_id]
+    with session_scope(database_url) as s:
+        task = s.get(HumanTask, other_id)
+        assert (task.state, task.lease_owner_id) == (TaskState.LEASED, bob)
+        judged = annotation.submit(s, other_id, bob, annotation.VerdictIn("client-bob-1", "complete", 900), settings)
+        assert judged.created
