@@ -8,10 +8,12 @@ annotators never wait on each other; on every database the lease itself is a com
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
@@ -25,7 +27,7 @@ class LeaseLost(RuntimeError):
     """The caller does not hold this task's lease (expired, or someone else's)."""
 
 
-def _not_judged_by(user_id: int):  # type: ignore[no-untyped-def]
+def _not_judged_by(user_id):  # type: ignore[no-untyped-def]
     """Neither judged (this item, in any task) nor skipped (this task) by the user."""
     judged = exists().where(
         Verdict.user_id == user_id, Verdict.pair_id == HumanTask.pair_id,
@@ -34,29 +36,43 @@ def _not_judged_by(user_id: int):  # type: ignore[no-untyped-def]
     return ~judged & ~skipped
 
 
+@functools.cache
+def _lease_statements(filter_kinds: bool) -> tuple[Any, Any, Any]:
+    """(candidates, PostgreSQL lease, compare-and-set lease), built once: building a statement of
+    this size costs more than PostgreSQL takes to run it. Parameters: user_id, kinds (when
+    ``filter_kinds``), expires, now; the compare-and-set lease also task_id."""
+    user = bindparam("user_id")
+    candidates = select(HumanTask.id).where(HumanTask.state == TaskState.OPEN, HumanTask.is_gold.is_(False),
+                                            _not_judged_by(user))
+    if filter_kinds:  # every kind: no filter, the (priority, id) index gives the order
+        candidates = candidates.where(HumanTask.kind.in_(bindparam("kinds", expanding=True)))
+    candidates = candidates.order_by(HumanTask.priority.desc(), HumanTask.id)
+    lease = dict(state=TaskState.LEASED, lease_owner_id=user, lease_expires_at=bindparam("expires"),
+                 attempts=HumanTask.attempts + 1, updated_at=bindparam("now"))
+    # one statement: lock exactly one candidate, skipping rows other annotators hold (locking several
+    # would hide them from concurrent callers, who could then see an empty queue)
+    chosen = candidates.limit(1).with_for_update(skip_locked=True).scalar_subquery()
+    pg_lease = update(HumanTask).where(HumanTask.id == chosen).values(**lease).returning(HumanTask)
+    cas_lease = (update(HumanTask).where(HumanTask.id == bindparam("task_id"), HumanTask.state == TaskState.OPEN)
+                 .values(**lease))
+    return candidates, pg_lease, cas_lease
+
+
 def next_task(session: Session, user_id: int, kinds: Sequence[TaskKind], lease_s: int,
               now: dt.datetime | None = None) -> HumanTask | None:
     """Lease the next task for ``user_id`` (None when the queue has nothing for them)."""
     now = now or utcnow()
-    candidates = select(HumanTask.id).where(HumanTask.state == TaskState.OPEN, HumanTask.is_gold.is_(False),
-                                            _not_judged_by(user_id))
-    if set(kinds) != set(TaskKind):  # every kind: no filter, the (priority, id) index gives the order
-        candidates = candidates.where(HumanTask.kind.in_(list(kinds)))
-    candidates = candidates.order_by(HumanTask.priority.desc(), HumanTask.id)
-    lease = dict(state=TaskState.LEASED, lease_owner_id=user_id, lease_expires_at=now + dt.timedelta(seconds=lease_s),
-                 attempts=HumanTask.attempts + 1, updated_at=now)
+    filter_kinds = set(kinds) != set(TaskKind)
+    candidates, pg_lease, cas_lease = _lease_statements(filter_kinds)
+    params: dict[str, Any] = {"user_id": user_id, "expires": now + dt.timedelta(seconds=lease_s), "now": now}
+    if filter_kinds:
+        params["kinds"] = [TaskKind(k) for k in kinds]
     if session.get_bind().dialect.name == "postgresql":
-        # one statement: lock exactly one candidate, skipping rows other annotators hold (locking
-        # several would hide them from concurrent callers, who could then see an empty queue)
-        chosen = candidates.limit(1).with_for_update(skip_locked=True).scalar_subquery()
-        return session.scalars(
-            update(HumanTask).where(HumanTask.id == chosen).values(**lease).returning(HumanTask),
-            execution_options={"synchronize_session": False}).one_or_none()
+        return session.scalars(pg_lease, params, execution_options={"synchronize_session": False}).one_or_none()
     # SQLite serialises writers: a few candidates, each taken by compare-and-set
-    for task_id in session.scalars(candidates.limit(MAX_CANDIDATES)).all():
-        taken = session.execute(
-            update(HumanTask).where(HumanTask.id == task_id, HumanTask.state == TaskState.OPEN).values(**lease)
-            .execution_options(synchronize_session=False)).rowcount
+    for task_id in session.scalars(candidates.limit(MAX_CANDIDATES), params).all():
+        taken = session.execute(cas_lease, {**params, "task_id": task_id},
+                                execution_options={"synchronize_session": False}).rowcount
         if taken == 1:
             return session.get(HumanTask, task_id, populate_existing=True)
     return None
