@@ -161,6 +161,10 @@ class ServeSettings(BaseModel):
     login_max_failures: int = Field(5, ge=1, description="failed log-ins per user name or address per window")
     login_window_s: int = Field(300, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body accepted")
+    threads: int = Field(
+        8, ge=1, le=256,
+        description="worker threads per server process for blocking work (database calls); more threads than "
+                    "pooled database connections (10) only wait, and many threads contend for the interpreter")
     auth_cache_s: float = Field(
         5.0, ge=0, le=60,
         description="how long a server process remembers who a session cookie or API token belongs to (0: ask "

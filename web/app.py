@@ -3,8 +3,11 @@ build step), security headers and a request size limit on every response."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -91,10 +94,20 @@ async def _empty_receive() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
+def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # the pool sync endpoints and dependencies run in: as many threads as the work can use
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.serve.threads
+        yield
+
+    return lifespan
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     app = FastAPI(title="Data Engine", version="0.1.0", docs_url="/docs", openapi_url="/openapi.json",
-                  redoc_url=None)
+                  redoc_url=None, lifespan=_lifespan(settings))
     app.state.settings = settings
     app.state.principals = PrincipalCache(settings.serve.auth_cache_s)  # see web.deps
     app.state.models = ModelCache(settings)  # the click-to-segment model, loaded on first use

@@ -10,7 +10,7 @@ from engine.db.models import ApiToken, Role, User
 from engine.db.session import session_scope
 from engine.services.auth import Principal
 from web.app import create_app
-from web.deps import PrincipalCache, SessionDep
+from web.deps import PrincipalCache, SessionDep, UnitOfWorkRoute, get_session
 
 
 def test_a_failed_commit_is_an_error_not_a_success(app):
@@ -93,3 +93,54 @@ def test_token_use_is_still_recorded_with_the_cache(login, app, web_settings):
     assert TestClient(app).get("/api/v1/auth/me", headers=bearer).status_code == 200
     with session_scope(web_settings.db_url) as s:
         assert s.scalars(select(ApiToken.last_used_at).where(ApiToken.id == made.json()["id"])).one() is not None
+
+
+def test_the_transaction_ends_in_the_endpoints_own_thread_call(app):
+    """A transaction never waits for a free worker thread while it holds locks: the commit (or the
+    rollback) runs in the thread that ran the endpoint, before the thread is given back."""
+    import threading
+
+    from fastapi import APIRouter, HTTPException
+    from sqlalchemy import event
+
+    seen: dict[str, int] = {}
+    router = APIRouter(route_class=UnitOfWorkRoute)
+
+    @router.post("/api/v1/test-commit")
+    def commit_here(session: SessionDep) -> dict[str, bool]:
+        seen["endpoint"] = threading.get_ident()
+        event.listen(session, "after_commit", lambda _s: seen.__setitem__("commit", threading.get_ident()))
+        session.execute(update(User).where(User.username == "ann").values(is_active=True))
+        return {"ok": True}
+
+    @router.post("/api/v1/test-rollback")
+    def roll_back_here(session: SessionDep) -> None:
+        seen["endpoint"] = threading.get_ident()
+        event.listen(session, "after_rollback", lambda _s: seen.__setitem__("rollback", threading.get_ident()))
+        session.execute(update(User).where(User.username == "ann").values(is_active=False))
+        raise HTTPException(409, "no")
+
+    app.include_router(router)
+    client = TestClient(app)
+    assert client.post("/api/v1/test-commit").status_code == 200
+    assert seen["commit"] == seen["endpoint"]
+    assert client.post("/api/v1/test-rollback").status_code == 409
+    assert seen["rollback"] == seen["endpoint"]
+    with session_scope(app.state.settings.db_url) as s:  # the failed request changed nothing
+        assert s.scalars(select(User.is_active).where(User.username == "ann")).one() is True
+
+
+def test_every_route_with_a_session_ends_its_transaction_in_its_thread(app):
+    from fastapi.routing import APIRoute
+
+    def uses_session(dependant) -> bool:  # type: ignore[no-untyped-def]
+        return any(d.call is get_session or uses_session(d) for d in dependant.dependencies)
+
+    def walk(routes):  # type: ignore[no-untyped-def]
+        for r in routes:
+            inner = getattr(r, "original_router", None)  # an included router (FastAPI >= 0.160)
+            yield from walk(inner.routes) if inner is not None else [r]
+
+    routes = [r for r in walk(app.routes) if isinstance(r, APIRoute) and uses_session(r.dependant)]
+    assert len(routes) > 20
+    assert [r.path for r in routes if not isinstance(r, UnitOfWorkRoute)] == []

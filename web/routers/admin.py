@@ -12,9 +12,9 @@ from engine.db.models import GoldItem, HumanTask, Role, TaskKind, TaskState, Use
 from engine.domain.passwords import WeakPassword, hash_password
 from engine.services import users as users_service
 from engine.services.annotation import LABELS
-from web.deps import Admin, GoldManager, SessionDep, forget_principals
+from web.deps import Admin, GoldManager, SessionDep, UnitOfWorkRoute, forget_principals
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["admin"])
 
 
 class UserOut(BaseModel):

@@ -9,9 +9,11 @@ from pydantic import BaseModel, Field
 
 from engine.services import auth as auth_service
 from engine.settings import Settings
-from web.deps import SESSION_COOKIE, PrincipalDep, forget_principals, SessionDep, SettingsDep, client_ip
+from web.deps import (
+    SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep, UnitOfWorkRoute, client_ip, forget_principals,
+)
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/auth", tags=["auth"])
 
 
 class LoginIn(BaseModel):

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query
 
 from engine.services import dashboard as dashboard_service
 from engine.services import quality as quality_service
-from web.deps import DashboardViewer, SessionDep
+from web.deps import DashboardViewer, SessionDep, UnitOfWorkRoute
 
-router = APIRouter(prefix="/dashboard", tags=["dashboard"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/dashboard", tags=["dashboard"])
 
 
 @router.get("")

@@ -27,9 +27,9 @@ from engine.services.export import (
     ExportError, ExportFilters, commit_or_discard, export_dataset, resolve_jobs, verify_files,
 )
 from engine.settings import Settings
-from web.deps import Exporter, SessionDep, SettingsDep
+from web.deps import Exporter, SessionDep, SettingsDep, UnitOfWorkRoute
 
-router = APIRouter(prefix="/exports", tags=["exports"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/exports", tags=["exports"])
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MAX_PAGE = 200
 

@@ -10,9 +10,9 @@ from sqlalchemy import select
 from engine.db.models import Image
 from engine.domain.signing import signature_valid
 from engine.storage import LocalMediaStore
-from web.deps import ImageReader, SessionDep, SettingsDep
+from web.deps import ImageReader, SessionDep, SettingsDep, UnitOfWorkRoute
 
-router = APIRouter(prefix="/images", tags=["images"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/images", tags=["images"])
 MEDIA_TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp",
                "gif": "image/gif"}
 

@@ -47,10 +47,10 @@ from engine.settings import ModelProfile, Settings
 from engine.sources import SOURCE_KINDS, SourceError, detect_kind
 from engine.sources.webdataset import expand_shards
 from pipelines.stages import STAGE_NAMES
-from web.deps import JobReader, JobWriter, SessionDep, SettingsDep
+from web.deps import JobReader, JobWriter, SessionDep, SettingsDep, UnitOfWorkRoute
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/jobs", tags=["jobs"])
 
 MAX_PAGE = 500
 URL_SCHEMES = ("http://", "https://")

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Header, HTTPException
 from pydantic import BaseModel, Field
 
 from engine.services import labelstudio as bridge
-from web.deps import SessionDep, SettingsDep
+from web.deps import SessionDep, SettingsDep, UnitOfWorkRoute
 
-router = APIRouter(prefix="/labelstudio", tags=["labelstudio"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/labelstudio", tags=["labelstudio"])
 HANDLED = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 
 

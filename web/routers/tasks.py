@@ -16,9 +16,9 @@ from engine.domain.masks import encode_mask
 from engine.services import annotation, queue
 from engine.services.common import load_images
 from engine.storage import LocalMediaStore
-from web.deps import Annotator, SessionDep, SettingsDep
+from web.deps import Annotator, SessionDep, SettingsDep, UnitOfWorkRoute
 
-router = APIRouter(prefix="/tasks", tags=["queue"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/tasks", tags=["queue"])
 _rng = random.Random()
 
 ROLE_KINDS: dict[Role, tuple[TaskKind, ...]] = {
