@@ -93,10 +93,17 @@ def dispose_engines(close: bool = False) -> None:
     for engine in _ENGINES.values():
         engine.dispose(close=close)
     _ENGINES.clear()
+    _FACTORIES.clear()
+
+
+_FACTORIES: dict[str, sessionmaker[Session]] = {}
 
 
 def session_factory(url: str) -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+    factory = _FACTORIES.get(url)
+    if factory is None or factory.kw["bind"] is not get_engine(url):
+        factory = _FACTORIES[url] = sessionmaker(bind=get_engine(url), expire_on_commit=False)
+    return factory
 
 
 @contextlib.contextmanager
