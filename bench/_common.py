@@ -336,3 +336,80 @@ def build_dir_atomically(final: Path, build: Any, prefix: str = ".build-") -> No
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class Pg:
+    """The administrative connection parameters (database ``postgres``)."""
+
+    host: str
+    port: int
+    user: str
+    password: str | None
+    admin_db: str
+
+    @classmethod
+    def from_url(cls, url: str) -> "Pg":
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+        return cls(u.host or "127.0.0.1", u.port or 5432, u.username or "postgres", u.password,
+                   u.database or "postgres")
+
+    def url(self, database: str) -> str:
+        from sqlalchemy.engine import URL
+
+        return URL.create("postgresql+psycopg", username=self.user, password=self.password, host=self.host,
+                          port=self.port, database=database).render_as_string(hide_password=False)
+
+    def connect(self, database: str | None = None, autocommit: bool = True) -> Any:
+        import psycopg
+
+        return psycopg.connect(host=self.host, port=self.port, user=self.user, password=self.password,
+                               dbname=database or self.admin_db, autocommit=autocommit)
+
+    def exists(self, name: str) -> bool:
+        with self.connect() as conn:
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+    @contextlib.contextmanager
+    def building(self, name: str) -> Iterator[str]:
+        """A new database under a build name for the block to fill; when the block succeeds it is
+        renamed to ``name`` and closed to connections (a template to copy), when it fails it is dropped."""
+        from psycopg import sql
+
+        from engine.db.session import dispose_engines
+
+        build = f"{name[:50]}_b{os.getpid()}"
+        self.drop(build)
+        with self.connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(build)))
+        try:
+            yield build
+            dispose_engines(close=True)  # the block's pooled connections would block the rename
+            with self.connect() as conn:
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(build),
+                                                                               sql.Identifier(name)))
+                conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+        except BaseException:
+            dispose_engines(close=True)
+            self.drop(build)
+            raise
+
+    def drop(self, name: str) -> None:
+        from psycopg import sql
+
+        with self.connect() as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def version(self) -> str:
+        with self.connect() as conn:
+            return str(conn.execute("SHOW server_version").fetchone()[0])
+
+    def settings(self) -> dict[str, str]:
+        names = ("shared_buffers", "synchronous_commit", "fsync", "max_connections", "autovacuum", "work_mem",
+                 "random_page_cost", "effective_cache_size", "wal_level")
+        with self.connect() as conn:
+            return {n: str(conn.execute(f"SHOW {n}").fetchone()[0]) for n in names}

@@ -107,18 +107,12 @@ STEPS = [
 
 
 def build_template(pg: Any, name: str, masks: int) -> dict[str, Any]:
-    from psycopg import sql
-
     import migrations
     from engine.db.session import dispose_engines
 
-    build = f"{name[:50]}_b{os.getpid()}"
-    pg.drop(build)
-    with pg.connect() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(build)))
-    url = pg.url(build)
     timings: dict[str, float] = {}
-    try:
+    with pg.building(name) as build:
+        url = pg.url(build)
         migrations.upgrade(url)
         dispose_engines(close=True)
         shapes = ellipses()
@@ -141,13 +135,6 @@ def build_template(pg: Any, name: str, masks: int) -> dict[str, Any]:
                     for t in ("images", "image_concepts", "masks")}
             rows["accepted_masks"] = conn.execute("SELECT count(*) FROM masks WHERE state = 'accepted'").fetchone()[0]
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-        with pg.connect() as conn:
-            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(build), sql.Identifier(name)))
-            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
-    except BaseException:
-        dispose_engines(close=True)
-        pg.drop(build)
-        raise
     return {"name": name, "rows": rows, "database_bytes": size, "build_timings_s": timings}
 
 
@@ -266,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     if args._child:
         child_main(json.loads(args._child))
         return 0
-    from bench.queue_load import Pg, database_copy
+    from bench._common import Pg
+    from bench.queue_load import database_copy
 
     pg = Pg.from_url(args.pg_url)
     sizes = [int(s) for s in args.masks.split(",") if s.strip()]

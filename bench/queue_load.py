@@ -81,7 +81,7 @@ from typing import Any
 import numpy as np
 
 from bench._common import (
-    CLK_TCK, RESULTS_DIR, _stat_fields, all_process_cpu, build_dir_atomically, environment, fmt, format_table, machine_cpu_s, process_tree,
+    CLK_TCK, RESULTS_DIR, Pg, _stat_fields, all_process_cpu, build_dir_atomically, environment, fmt, format_table, machine_cpu_s, process_tree,
     proc_cpu_s, wait_for_quiet, write_json,
 )
 from bench._loadgen import Connection, HttpError, LoopLag, summary_ms
@@ -117,59 +117,6 @@ assert len(CONCEPTS) == 50
 
 
 # ============================================================================ admin helpers
-@dataclass
-class Pg:
-    """The administrative connection parameters (database ``postgres``)."""
-
-    host: str
-    port: int
-    user: str
-    password: str | None
-    admin_db: str
-
-    @classmethod
-    def from_url(cls, url: str) -> "Pg":
-        from sqlalchemy.engine import make_url
-
-        u = make_url(url)
-        return cls(u.host or "127.0.0.1", u.port or 5432, u.username or "postgres", u.password,
-                   u.database or "postgres")
-
-    def url(self, database: str) -> str:
-        from sqlalchemy.engine import URL
-
-        return URL.create("postgresql+psycopg", username=self.user, password=self.password, host=self.host,
-                          port=self.port, database=database).render_as_string(hide_password=False)
-
-    def connect(self, database: str | None = None, autocommit: bool = True) -> Any:
-        import psycopg
-
-        return psycopg.connect(host=self.host, port=self.port, user=self.user, password=self.password,
-                               dbname=database or self.admin_db, autocommit=autocommit)
-
-    def exists(self, name: str) -> bool:
-        with self.connect() as conn:
-            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
-
-    def drop(self, name: str) -> None:
-        from psycopg import sql
-
-        with self.connect() as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-                conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
-                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-    def version(self) -> str:
-        with self.connect() as conn:
-            return str(conn.execute("SHOW server_version").fetchone()[0])
-
-    def settings(self) -> dict[str, str]:
-        names = ("shared_buffers", "synchronous_commit", "fsync", "max_connections", "autovacuum", "work_mem",
-                 "random_page_cost", "effective_cache_size", "wal_level")
-        with self.connect() as conn:
-            return {n: str(conn.execute(f"SHOW {n}").fetchone()[0]) for n in names}
-
-
 def schema_fingerprint() -> tuple[str, str]:
     """(head revision, 8 hex digits of the migration scripts' sha256): a template is rebuilt when a
     migration changes, even one edited without a new revision."""
@@ -239,8 +186,6 @@ def bench_mask() -> Any:
 
 def build_template(pg: Pg, name: str, tasks: int, media: list[dict[str, Any]], log: Any = print) -> dict[str, Any]:
     """Create database ``name`` (via a build name renamed at the end) holding the workload."""
-    from psycopg import sql
-
     import migrations
     from engine.db.models import Role
     from engine.db.session import dispose_engines, session_scope
@@ -249,14 +194,10 @@ def build_template(pg: Pg, name: str, tasks: int, media: list[dict[str, Any]], l
     images = tasks // TASKS_PER_IMAGE
     if images < REAL_IMAGES + 1:
         raise SystemExit(f"--tasks must be at least {(REAL_IMAGES + 1) * TASKS_PER_IMAGE}")
-    build = f"{name[:50]}_b{os.getpid()}"
-    pg.drop(build)
-    with pg.connect() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(build)))
-    url = pg.url(build)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    try:
+    with pg.building(name) as build:
+        url = pg.url(build)
         migrations.upgrade(url)
         timings["migrate_s"] = time.perf_counter() - started
         with session_scope(url) as session:
@@ -378,13 +319,6 @@ def build_template(pg: Pg, name: str, tasks: int, media: list[dict[str, Any]], l
                 "SELECT kind, count(*) FROM human_tasks WHERE state = 'open' GROUP BY kind").fetchall())
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         timings["vacuum_analyze_s"] = time.perf_counter() - t0
-        with pg.connect() as conn:
-            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(build), sql.Identifier(name)))
-            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
-    except BaseException:
-        dispose_engines(close=True)
-        pg.drop(build)
-        raise
     timings["total_s"] = time.perf_counter() - started
     return {"name": name, "rows": counts, "database_bytes": size, "build_timings_s": timings}
 
