@@ -16,7 +16,7 @@ router creates them, priority 5 (audit) for 2 % of them and 0 otherwise. 32 anno
 click user are created with ``engine.services.users.create_user``.
 
 Server. ``dataengine serve --workers N`` as a separate process tree (uvicorn with httptools and uvloop,
-the queue's endpoints on the event loop, ``serve.threads`` 8 for the rest: what the project ships), on 127.0.0.1 and a free port, with ``DATAENGINE_DATABASE_URL``,
+``serve.threads`` 8: what the project ships), on 127.0.0.1 and a free port, with ``DATAENGINE_DATABASE_URL``,
 ``DATAENGINE_MEDIA_ROOT``, ``DATAENGINE_MODELS__CACHE_DIR`` (bench/results/cache/models, reused),
 ``DATAENGINE_QUEUE__GOLD_RATE=0`` (no gold items in the data) and
 ``DATAENGINE_QUEUE__MULTI_REVIEW_RATE=0.1`` (the default: 10 % of tasks go back to the queue for a

@@ -19,7 +19,6 @@ import hmac
 import inspect
 import threading
 import time
-import typing
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
@@ -77,8 +76,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
 
 def _in_one_thread_call(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-    """The endpoint, then the commit (or the rollback) of its sessions, in the same call (a worker
-    thread's, or the event loop's for :func:`on_event_loop` endpoints).
+    """The endpoint, then the commit (or the rollback) of its sessions, in the same worker-thread call.
 
     A transaction must never wait for a free worker thread while it holds row locks: requests that
     wait for those locks may be holding every thread (a verdict on a mask that a "not present"
@@ -100,44 +98,12 @@ def _in_one_thread_call(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def on_event_loop(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a sync endpoint to run on the event loop itself, its transaction included (see
-    :class:`UnitOfWorkRoute`): for the annotators' queue, whose transactions take a few hundred
-    microseconds of PostgreSQL time, handing the work to a thread and back costs more CPU than the
-    work (measured: bench/queue_load.py). Only for short transactions that never wait long: the
-    process serves nothing else meanwhile, so run a few workers per core (``serve --workers``)."""
-    endpoint.__dict__["_on_event_loop"] = True
-    return endpoint
-
-
-def _inline(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-    """An async endpoint that runs ``endpoint`` and ends its sessions' transactions, without awaiting
-    in between (a transaction never holds locks across an await). FastAPI reads the signature, with
-    its annotations resolved in the endpoint's own module, from ``__signature__``."""
-    hints = typing.get_type_hints(endpoint, include_extras=True)
-    signature = inspect.signature(endpoint)
-    signature = signature.replace(
-        parameters=[p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()],
-        return_annotation=hints.get("return", signature.return_annotation))
-
-    async def run(*args: Any, **kwargs: Any) -> Any:
-        return _in_one_thread_call(endpoint)(*args, **kwargs)
-
-    run.__signature__ = signature  # type: ignore[attr-defined]
-    run.__name__, run.__qualname__, run.__doc__ = endpoint.__name__, endpoint.__qualname__, endpoint.__doc__
-    run.__module__ = endpoint.__module__
-    return run
-
-
 class UnitOfWorkRoute(APIRoute):
-    """The route class of every router here. A sync endpoint's transaction ends in the same
-    worker-thread call as the endpoint; one marked :func:`on_event_loop` runs on the loop, transaction
-    included. Either way no transaction waits for a thread, or for anything else, while it holds locks."""
+    """The route class of every router here: a sync endpoint's transaction ends in the same
+    worker-thread call as the endpoint, so no transaction waits for a thread while it holds locks."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        if getattr(endpoint, "_on_event_loop", False):
-            endpoint = _inline(endpoint)
-        elif not inspect.iscoroutinefunction(endpoint):
+        if not inspect.iscoroutinefunction(endpoint):
             endpoint = _in_one_thread_call(endpoint)
         super().__init__(path, endpoint, **kwargs)
 

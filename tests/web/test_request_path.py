@@ -10,7 +10,7 @@ from engine.db.models import ApiToken, Role, User
 from engine.db.session import session_scope
 from engine.services.auth import Principal
 from web.app import create_app
-from web.deps import PrincipalCache, SessionDep, UnitOfWorkRoute, get_session, on_event_loop
+from web.deps import PrincipalCache, SessionDep, UnitOfWorkRoute, get_session
 
 
 def test_a_failed_commit_is_an_error_not_a_success(app):
@@ -120,23 +120,10 @@ def test_the_transaction_ends_in_the_endpoints_own_thread_call(app):
         session.execute(update(User).where(User.username == "ann").values(is_active=False))
         raise HTTPException(409, "no")
 
-    @router.post("/api/v1/test-inline")
-    @on_event_loop
-    def on_the_loop(session: SessionDep) -> dict[str, bool]:
-        import asyncio
-
-        asyncio.get_running_loop()  # raises in a worker thread: this runs on the event loop
-        seen["inline"] = threading.get_ident()
-        event.listen(session, "after_commit", lambda _s: seen.__setitem__("inline_commit", threading.get_ident()))
-        session.execute(update(User).where(User.username == "ann").values(is_active=True))
-        return {"ok": True}
-
     app.include_router(router)
     client = TestClient(app)
     assert client.post("/api/v1/test-commit").status_code == 200
     assert seen["commit"] == seen["endpoint"]
-    assert client.post("/api/v1/test-inline").status_code == 200
-    assert seen["inline_commit"] == seen["inline"] != seen["endpoint"]
     assert client.post("/api/v1/test-rollback").status_code == 409
     assert seen["rollback"] == seen["endpoint"]
     with session_scope(app.state.settings.db_url) as s:  # the failed request changed nothing

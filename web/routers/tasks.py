@@ -16,7 +16,7 @@ from engine.domain.masks import encode_mask
 from engine.services import annotation, queue
 from engine.services.common import load_images
 from engine.storage import LocalMediaStore
-from web.deps import Annotator, SessionDep, SettingsDep, UnitOfWorkRoute, on_event_loop
+from web.deps import Annotator, SessionDep, SettingsDep, UnitOfWorkRoute
 
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/tasks", tags=["queue"])
 _rng = random.Random()
@@ -104,7 +104,6 @@ def _held(session: Any, task_id: int, user_id: int) -> HumanTask:
 
 
 @router.post("/next", responses={204: {"description": "nothing in the queue for you"}})
-@on_event_loop
 def next_task(principal: Annotator, session: SessionDep, settings: SettingsDep,
               body: NextIn | None = None) -> Any:
     """Lease the highest-priority open task of your kinds that you have not judged."""
@@ -129,7 +128,6 @@ def get_task(task_id: int, principal: Annotator, session: SessionDep) -> Any:
 
 
 @router.post("/{task_id}/heartbeat", response_model=LeaseOut)
-@on_event_loop
 def heartbeat(task_id: int, principal: Annotator, session: SessionDep, settings: SettingsDep) -> LeaseOut:
     try:
         return LeaseOut(lease_expires_at=queue.heartbeat(session, task_id, principal.user_id, settings.queue.lease_s))
@@ -138,7 +136,6 @@ def heartbeat(task_id: int, principal: Annotator, session: SessionDep, settings:
 
 
 @router.post("/{task_id}/release", status_code=204)
-@on_event_loop
 def release(task_id: int, principal: Annotator, session: SessionDep, body: ReleaseIn | None = None) -> Response:
     """Give the task back unjudged (closing the page); with ``skip`` it is not offered to you again."""
     try:
@@ -149,7 +146,6 @@ def release(task_id: int, principal: Annotator, session: SessionDep, body: Relea
 
 
 @router.post("/{task_id}/verdict", response_model=VerdictOut, status_code=201)
-@on_event_loop
 def submit(task_id: int, body: VerdictIn, principal: Annotator, session: SessionDep, settings: SettingsDep,
            response: Response) -> VerdictOut:
     """Judge a task you hold. Idempotent on ``client_id``: a retry returns the first answer (200)."""
