@@ -28,6 +28,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
+from engine.db.base import utcnow
 from engine.db.session import session_factory, session_scope
 from engine.domain.permissions import Permission, allowed
 from engine.services.auth import AuthError, Principal, from_session, from_token
@@ -169,8 +170,6 @@ def _look_up(settings: Settings, kind: str, credential: str) -> tuple[Principal,
         principal = from_session(session, credential)
     left = None
     if principal.expires_at is not None:
-        from engine.db.base import utcnow
-
         left = (principal.expires_at - utcnow()).total_seconds()
     return principal, left
 

@@ -101,7 +101,7 @@ _FACTORIES: dict[str, sessionmaker[Session]] = {}
 
 def session_factory(url: str) -> sessionmaker[Session]:
     factory = _FACTORIES.get(url)
-    if factory is None or factory.kw["bind"] is not get_engine(url):
+    if factory is None:  # dispose_engines forgets the factories with their engines
         factory = _FACTORIES[url] = sessionmaker(bind=get_engine(url), expire_on_commit=False)
     return factory
 
