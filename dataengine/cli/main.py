@@ -783,7 +783,10 @@ def labelstudio_pull(ctx: Context, url: str | None, token: str | None, project: 
     click.echo(f"{summary.tasks} annotated task(s) in {len(summary.projects)} project(s), {summary.seconds:.1f} s: "
                f"{report.count('stored')} stored, {report.count('replaced')} replaced an earlier verdict, "
                f"{report.count('unchanged')} already stored, {report.count('skipped')} skipped in Label Studio, "
-               f"{report.count('unknown')} not ours, {len(report.failures)} failed")
+               f"{report.count('unknown')} not ours, {report.count('conflict')} stored but in conflict with a "
+               f"decision made meanwhile (not applied), {len(report.failures)} failed")
+    for conflict in [o for o in report.outcomes if o.status == "conflict"][:20]:
+        click.echo(f"  task {conflict.ls_task_id} annotation {conflict.annotation_id}: {conflict.error}", err=True)
     for failure in report.failures[:20]:
         click.echo(f"  task {failure.ls_task_id} annotation {failure.annotation_id}: {failure.error}", err=True)
     if len(report.failures) > 20:
@@ -813,3 +816,9 @@ from dataengine.cli import training as _training  # noqa: E402  (imports this mo
 cli.add_command(_training.retrain)
 cli.add_command(_training.report)
 models.add_command(_training.models_promote)
+
+# ---------------------------------------------------------------------------- check
+# dataengine/cli/check.py: the database against its written invariants
+from dataengine.cli import check as _check  # noqa: E402  (imports this module's helpers)
+
+cli.add_command(_check.check_cmd)

@@ -19,18 +19,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
 from engine.db.models import (
-    Caption, Concept, Decider, HumanTask, Image, ImageConcept, Mask, MaskState, Polarity, TaskKind, TaskState,
-    Verdict, VerdictKind, VerdictSource,
+    Caption, Concept, Decider, HumanTask, Image, ImageConcept, Mask, MaskState, TaskKind, TaskState, Verdict,
+    VerdictKind, VerdictSource,
 )
+from engine.domain import decisions as dm
 from engine.domain.audit import in_audit_sample
 from engine.domain.masks import MaskError, from_coco_segmentation
 from engine.repositories import labels as labels_repo
 from engine.repositories.model_versions import source_version
+from engine.services import decide
 from engine.services.queue import LeaseLost
 from engine.settings import QueueSettings
 
@@ -84,6 +86,7 @@ class Submitted:
     task_state: str
     created: bool  # False when this was a retry of an earlier submission
     gold_correct: bool | None = None
+    conflict: str | None = None  # the verdict was stored but conflicts with a decision made (not applied)
 
 
 # ------------------------------------------------------------------------------------ describe
@@ -131,7 +134,11 @@ _PRIOR = (select(Verdict.id, Verdict.user_id, Verdict.task_id, Verdict.payload)
 def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settings: QueueSettings,
            now: dt.datetime | None = None, *, source: VerdictSource = VerdictSource.HUMAN,
            holder_id: int | None = None, supersedes_id: int | None = None) -> Submitted:
-    """Store ``user_id``'s verdict on a task and apply it once the task is decided.
+    """Store ``user_id``'s verdict on a task and, once the task is decided, apply it through the
+    decision model (engine/domain/decisions.py).
+
+    A verdict that conflicts with a person's decision of another task is stored all the same (with
+    the conflict in its payload), changes nothing, and comes back with ``conflict`` set (HTTP 409).
 
     Verdicts that come through a bridge (Label Studio) pass their ``source`` and the bridge user that
     holds the lease (``holder_id``; default: the author holds it). A verdict that replaces an earlier
@@ -147,18 +154,19 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
     if prior is not None:
         if prior.user_id != user_id or prior.task_id != task_id:
             raise ClientIdConflict("this client id was used for another verdict; generate a new one")
-        return Submitted(prior.id, task.state.value, False,
-                         (prior.payload or {}).get("gold_correct"))
+        payload = prior.payload or {}
+        return Submitted(prior.id, task.state.value, False, payload.get("gold_correct"),
+                         (payload.get("conflict") or {}).get("message"))
     if supersedes_id is not None:
         _check_superseded(session, task, supersedes_id)
     elif task.state != TaskState.LEASED or task.lease_owner_id != (holder_id or user_id):
         # an expired lease still counts as long as nobody else took the task: the sweep has not run
         raise LeaseLost(f"task {task_id} is not leased to you (it expired or was done)")
     _validate(task, body)
-    pair = image = None  # a mask verification needs neither (the common case: two statements fewer)
-    if task.kind != TaskKind.VERIFY_MASK:
-        pair, image = session.execute(select(ImageConcept, Image).join(Image, Image.id == ImageConcept.image_id)
-                                      .where(ImageConcept.id == task.pair_id)).one()
+    image = None  # a mask verification needs no image (the common case)
+    if task.kind == TaskKind.CORRECT:
+        image = session.execute(select(Image).join(ImageConcept, ImageConcept.image_id == Image.id)
+                                .where(ImageConcept.id == task.pair_id)).scalar_one()
     masks = _check_masks(session, task, image, body) if task.kind == TaskKind.CORRECT else []  # type: ignore[arg-type]
     payload: dict[str, Any] = {}
     if body.comment:
@@ -169,33 +177,68 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
                        gold_correct=body.label == expected)
     if masks:
         payload["masks"] = [{"mask_id": m.mask_id, "tool": m.tool, "is_crowd": m.is_crowd} for m in masks]
-    if task.kind == TaskKind.CORRECT and not task.is_gold:  # never multi-reviewed: decided now
-        payload["new_mask_ids"] = _correct(session, pair, image, masks, task.id)  # type: ignore[arg-type]
+    label = _decided_label(session, task, body.label, settings, supersedes_id, now)
+    outcome = None
+    if label is not None:
+        redecide = supersedes_id is not None
+        outcome = _judge(session, task, label, masks, redecide)
+        if outcome.conflict is not None:
+            payload["conflict"] = outcome.conflict.to_dict()
+            if masks:  # nothing is lost: the drawn masks stay in the verdict
+                payload["masks"] = [{"mask_id": m.mask_id, "tool": m.tool, "is_crowd": m.is_crowd, "rle": m.rle}
+                                    for m in masks]
+        elif task.kind == TaskKind.CORRECT:
+            payload["new_mask_ids"] = _add_drawn(session, task.pair_id, image, masks)  # type: ignore[arg-type]
     verdict = Verdict(client_id=body.client_id, kind=VERDICT_KIND[task.kind], source=source,
                       pair_id=task.pair_id, mask_id=task.mask_id, task_id=task.id, user_id=user_id,
                       label=body.label, payload=payload or None, duration_ms=body.active_ms,
                       started_at=body.started_at, supersedes_id=supersedes_id, created_at=now)
     session.add(verdict)
     session.flush()
-    if supersedes_id is not None:
-        return _resubmitted(session, task, pair, verdict, settings, now)
-    task.reviews_done += 1
-    task.lease_owner_id, task.lease_expires_at, task.updated_at = None, None, now
+    if outcome is not None:
+        decide.write(session, task.pair_id, outcome, task_id=task.id, priority=task.priority, now=now)
+    if supersedes_id is None:
+        task.lease_owner_id, task.lease_expires_at, task.updated_at = None, None, now
+        task.state = TaskState.DONE if (task.is_gold or label is not None) else TaskState.OPEN
+    session.flush()
+    conflict = outcome.conflict.message if outcome is not None and outcome.conflict else None
+    return Submitted(verdict.id, task.state.value, True, payload.get("gold_correct"), conflict)
+
+
+def _decided_label(session: Session, task: HumanTask, label: str, settings: QueueSettings,
+                   supersedes_id: int | None, now: dt.datetime) -> str | None:
+    """The task's label once this verdict is counted, or None (a gold task decides nothing; a
+    multi-review task waits for more people; a replacement on an undecided task waits too)."""
     if task.is_gold:
-        task.state = TaskState.DONE
-        session.flush()
-        return Submitted(verdict.id, task.state.value, True, bool(payload["gold_correct"]))
+        task.reviews_done += 1
+        return None
+    if supersedes_id is not None:
+        if task.state != TaskState.DONE:
+            return None
+        return label if task.reviews_required == 1 else _decision(session, task, settings, label, supersedes_id,
+                                                                  extend=False)
+    task.reviews_done += 1
     if task.reviews_done == 1 and task.kind != TaskKind.CORRECT and in_audit_sample(
             f"review:{task.id}", settings.multi_review_rate, settings.review_seed):
         task.reviews_required = max(task.reviews_required, 2)
-    label = body.label if task.reviews_required == 1 else _decision(session, task, settings)
-    if label is None:
-        task.state = TaskState.OPEN  # more reviews needed: back to the queue for someone else
-    else:
-        task.state = TaskState.DONE
-        _apply(session, task, pair, label, now)  # type: ignore[arg-type]
-    session.flush()
-    return Submitted(verdict.id, task.state.value, True)
+    return label if task.reviews_required == 1 else _decision(session, task, settings, label, None)
+
+
+def _judge(session: Session, task: HumanTask, label: str, masks: list[MaskIn], redecide: bool) -> dm.Outcome:
+    """What the decided label does, by the decision model."""
+    facts = decide.facts(session, task.pair_id, mask_id=task.mask_id)
+    if task.kind == TaskKind.VERIFY_MASK:
+        return dm.judge_mask(facts, task.mask_id, label, task_id=task.id, redecide=redecide)  # type: ignore[arg-type]
+    if task.kind == TaskKind.CHECK_EXHAUSTIVITY:
+        return dm.judge_pair(facts, label, task_id=task.id, redecide=redecide)
+    outcome = dm.correct(facts, [m.mask_id for m in masks if m.mask_id is not None],
+                         sum(1 for m in masks if m.rle is not None), task_id=task.id, redecide=redecide)
+    if outcome.conflict is None:  # a kept mask keeps the crowd flag the person gave it
+        for m in masks:
+            if m.mask_id is not None:
+                session.execute(update(Mask).where(Mask.id == m.mask_id).values(is_crowd=m.is_crowd)
+                                .execution_options(synchronize_session="fetch"))
+    return outcome
 
 
 def _check_superseded(session: Session, task: HumanTask, supersedes_id: int) -> None:
@@ -206,18 +249,6 @@ def _check_superseded(session: Session, task: HumanTask, supersedes_id: int) -> 
         raise VerdictError("a gold task's verdict cannot be replaced")
     if session.scalars(select(Verdict.id).where(Verdict.supersedes_id == supersedes_id)).first() is not None:
         raise VerdictError(f"verdict {supersedes_id} was already replaced")
-
-
-def _resubmitted(session: Session, task: HumanTask, pair: ImageConcept | None, verdict: Verdict, settings: QueueSettings,
-                 now: dt.datetime) -> Submitted:
-    """A replacing verdict counts instead of the one it replaces: a decided task is decided again
-    (a correction was applied before the verdict was written); an undecided one waits for its reviews."""
-    if task.state == TaskState.DONE and task.kind != TaskKind.CORRECT:
-        label = verdict.label if task.reviews_required == 1 else _decision(session, task, settings, extend=False)
-        if label is not None:
-            _apply(session, task, pair, label, now)
-    session.flush()
-    return Submitted(verdict.id, task.state.value, True)
 
 
 def _validate(task: HumanTask, body: VerdictIn) -> None:
@@ -240,7 +271,7 @@ def _validate(task: HumanTask, body: VerdictIn) -> None:
 
 def _check_masks(session: Session, task: HumanTask, image: Image, body: VerdictIn) -> list[MaskIn]:
     """Every mask decodes at the image's size and is not empty; kept ids belong to the pair."""
-    own = {m.id for m in session.scalars(select(Mask).where(Mask.pair_id == task.pair_id))}
+    own = set(session.scalars(select(Mask.id).where(Mask.pair_id == task.pair_id)))
     out = []
     for i, m in enumerate(body.masks):
         if (m.rle is None) == (m.mask_id is None):
@@ -264,14 +295,17 @@ def _check_masks(session: Session, task: HumanTask, image: Image, body: VerdictI
     return out
 
 
-def _decision(session: Session, task: HumanTask, settings: QueueSettings, extend: bool = True) -> str | None:
+def _decision(session: Session, task: HumanTask, settings: QueueSettings, label: str,
+              supersedes_id: int | None, extend: bool = True) -> str | None:
     """The task's label once enough people judged it (majority; a tie asks one more), else None.
+    ``label`` is the verdict being submitted (not stored yet; it replaces ``supersedes_id``).
     Replaced verdicts do not count; their replacements do."""
     if task.reviews_done < task.reviews_required:
         return None
     replaced = select(Verdict.supersedes_id).where(Verdict.task_id == task.id, Verdict.supersedes_id.is_not(None))
-    labels = list(session.scalars(select(Verdict.label).where(
-        Verdict.task_id == task.id, Verdict.source.in_(PEOPLE), Verdict.id.not_in(replaced)).order_by(Verdict.id)))
+    stored = session.execute(select(Verdict.id, Verdict.label).where(
+        Verdict.task_id == task.id, Verdict.source.in_(PEOPLE), Verdict.id.not_in(replaced)).order_by(Verdict.id))
+    labels = [v.label for v in stored if v.id != supersedes_id] + [label]
     counts = Counter(labels).most_common()
     tied = len(counts) > 1 and counts[0][1] == counts[1][1]
     if tied and extend and task.reviews_required < settings.max_reviews:
@@ -282,71 +316,15 @@ def _decision(session: Session, task: HumanTask, settings: QueueSettings, extend
     return counts[0][0]
 
 
-def _apply(session: Session, task: HumanTask, pair: ImageConcept | None, label: str, now: dt.datetime) -> None:
-    if task.kind == TaskKind.VERIFY_MASK:
-        session.execute(update(Mask).where(Mask.id == task.mask_id).values(
-            state=MaskState.ACCEPTED if label == "accept" else MaskState.REJECTED, decided_by=Decider.HUMAN))
-        return
-    assert pair is not None
-    if task.kind == TaskKind.CORRECT:
-        return  # applied before its verdict was written (_correct)
-    candidates = list(session.scalars(select(Mask).where(Mask.pair_id == pair.id, Mask.state != MaskState.REJECTED)))
-    if label == "not_present":
-        for m in candidates:
-            m.state, m.decided_by = MaskState.REJECTED, Decider.HUMAN
-        pair.polarity, pair.is_exhaustive, pair.decided_by = Polarity.NEGATIVE, True, Decider.HUMAN
-        _cancel_moot(session, pair.id, task.id)
-    elif task.kind == TaskKind.CHECK_EXHAUSTIVITY and label == "complete":
-        pair.is_exhaustive, pair.decided_by = True, Decider.HUMAN
-        pair.polarity = Polarity.POSITIVE if candidates else Polarity.NEGATIVE
-    elif task.kind == TaskKind.CHECK_EXHAUSTIVITY:  # missing: someone draws the rest
-        pair.is_exhaustive, pair.decided_by, pair.polarity = False, Decider.HUMAN, Polarity.POSITIVE
-        _ensure_correction(session, pair.id, task, now)
-    # corrections were applied before their verdict was written (see _correct)
-
-
-def _correct(session: Session, pair: ImageConcept, image: Image, masks: list[MaskIn], task_id: int) -> list[int]:
-    """A correction: exactly the submitted masks are the pair's masks now. Returns the new masks' ids."""
-    kept = {m.mask_id: m.is_crowd for m in masks if m.mask_id is not None}
-    for m in session.scalars(select(Mask).where(Mask.pair_id == pair.id, Mask.state != MaskState.REJECTED)):
-        if m.id in kept:
-            m.state, m.decided_by, m.is_crowd = MaskState.ACCEPTED, Decider.HUMAN, kept[m.id]
-        else:
-            m.state, m.decided_by = MaskState.REJECTED, Decider.HUMAN
+def _add_drawn(session: Session, pair_id: int, image: Image, masks: list[MaskIn]) -> list[int]:
+    """The masks a correction drew, stored as accepted by a person (the decision model said so)."""
     version = source_version(session, HUMAN_MASK_SOURCE)
     rows = []
     for m in masks:
         if m.rle is not None:
             rle = from_coco_segmentation(m.rle, image.height, image.width)
-            row = labels_repo.add_mask(session, pair.id, version.id, rle, score=None, is_crowd=m.is_crowd)
+            row = labels_repo.add_mask(session, pair_id, version.id, rle, score=None, is_crowd=m.is_crowd)
             row.state, row.decided_by = MaskState.ACCEPTED, Decider.HUMAN
             rows.append(row)
     session.flush()
-    pair.is_exhaustive, pair.decided_by = True, Decider.HUMAN
-    pair.polarity = Polarity.POSITIVE if masks else Polarity.NEGATIVE
-    _cancel_moot(session, pair.id, task_id)
     return [r.id for r in rows]
-
-
-def _cancel_moot(session: Session, pair_id: int, done_task_id: int) -> None:
-    """Open tasks on a pair a person has just settled (its masks or its absence) are moot.
-
-    One conditional UPDATE: a task someone leased after this transaction began stays theirs (reading
-    the open tasks first and writing them back would cancel a lease committed in between)."""
-    note = f" | cancelled: settled by task {done_task_id}"
-    session.execute(
-        update(HumanTask)
-        .where(HumanTask.pair_id == pair_id, HumanTask.id != done_task_id, HumanTask.state == TaskState.OPEN,
-               HumanTask.is_gold.is_(False))
-        .values(state=TaskState.CANCELLED,
-                reason=func.substr(func.coalesce(HumanTask.reason, "") + note, 1, 2000))
-        .execution_options(synchronize_session="fetch"))
-
-
-def _ensure_correction(session: Session, pair_id: int, task: HumanTask, now: dt.datetime) -> None:
-    exists = session.scalars(select(HumanTask.id).where(
-        HumanTask.kind == TaskKind.CORRECT, HumanTask.pair_id == pair_id,
-        HumanTask.state.in_([TaskState.OPEN, TaskState.LEASED]))).first()
-    if exists is None:
-        session.add(HumanTask(kind=TaskKind.CORRECT, pair_id=pair_id, state=TaskState.OPEN, priority=task.priority,
-                              reason=f"instances missing (task {task.id})", created_at=now, updated_at=now))

@@ -200,7 +200,8 @@ def linked_projects(session: Session, server: str) -> list[int]:
 # --------------------------------------------------------------------------------------- pull
 @dataclass
 class Outcome:
-    """What one pulled annotation did: stored | replaced | unchanged | skipped | failed | unknown."""
+    """What one pulled annotation did: stored | replaced | conflict (stored, not applied: it disagrees
+    with a decision a person made meanwhile) | unchanged | skipped | failed | unknown."""
 
     status: str
     ls_task_id: int
@@ -267,10 +268,14 @@ def store_annotation(session: Session, server: str, ls_task_id: int, annotation:
                 raise ClientIdConflict("this annotation version was stored before")
     except (lsf.LabelStudioFormatError, VerdictError, LeaseLost, ClientIdConflict) as exc:
         return _failed(session, link, annotation_id, updated_at, user_email, str(exc), now)
+    # a verdict that conflicts with a decision a person made meanwhile is stored, not applied: say so
     session.add(LabelStudioAnnotation(link_id=link.id, annotation_id=annotation_id, ls_updated_at=updated_at,
-                                      ls_user=user_email, verdict_id=done.verdict_id, created_at=now))
-    link.state, link.error, link.updated_at = BridgeState.DONE, None, now
+                                      ls_user=user_email, verdict_id=done.verdict_id, error=done.conflict,
+                                      created_at=now))
+    link.state, link.error, link.updated_at = BridgeState.DONE, done.conflict, now
     session.flush()
+    if done.conflict:
+        return Outcome("conflict", ls_task_id, annotation_id, done.verdict_id, error=done.conflict)
     return Outcome("replaced" if previous else "stored", ls_task_id, annotation_id, done.verdict_id)
 
 

@@ -15,15 +15,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.models import (
-    Calibration, Decider, HumanTask, ImageConcept, Mask, MaskState, Polarity, RouteAction,
-    RouteDecision, StageStatus, TaskKind, TaskState, Verdict, VerdictKind, VerdictSource,
+    Calibration, Decider, HumanTask, ImageConcept, Mask, MaskState, RouteAction, RouteDecision, StageStatus,
+    TaskKind, TaskState, Verdict, VerdictKind, VerdictSource,
 )
+from engine.domain import decisions as dm
 from engine.domain.audit import in_audit_sample, mask_key, pair_key
 from engine.domain.calibration import Calibrator
 from engine.domain.routing import (
     LABEL_NEGATIVE, Action, KindThresholds, MaskItem, PairItem, Thresholds, route_mask, route_pair,
 )
 from engine.repositories import stages as stages_repo
+from engine.services import decide
 from engine.services.common import StageReport, record
 from engine.settings import RoutingSettings
 
@@ -87,7 +89,9 @@ def _latest_ai(verdicts: list[Verdict]) -> dict[tuple[int | None, int], Verdict]
 
 
 def _route_image(session: Session, settings: RoutingSettings, image_id: int, calibration: Any) -> dict[str, int]:
-    pairs = {p.id: p for p in session.scalars(select(ImageConcept).where(ImageConcept.image_id == image_id))}
+    # locked (PostgreSQL): a person's verdict on one of these pairs waits for this decision, not the reverse
+    pairs = {p.id: p for p in session.scalars(select(ImageConcept).where(ImageConcept.image_id == image_id)
+                                              .order_by(ImageConcept.id).with_for_update())}
     if not pairs:
         return {}
     verdicts = session.scalars(select(Verdict).where(Verdict.pair_id.in_(pairs))).all()
@@ -136,42 +140,30 @@ def _count_key(decision: Any) -> str:
 
 def _apply_mask(session: Session, mask: Mask, decision: Any, verdict: Verdict, p: float) -> None:
     task_id = None
-    if decision.action == Action.AUTO_ACCEPT:
-        mask.state, mask.decided_by = MaskState.ACCEPTED, Decider.AI
-    elif decision.action == Action.AUTO_REJECT:
-        mask.state, mask.decided_by = MaskState.REJECTED, Decider.AI
     if decision.action in (Action.AUTO_ACCEPT, Action.AUTO_REJECT):
+        label = "accept" if decision.action == Action.AUTO_ACCEPT else "reject"
+        outcome = dm.route_mask(decide.facts(session, mask.pair_id), mask.id, label)
+        decide.write(session, mask.pair_id, outcome)
         _cancel_open(session, TaskKind.VERIFY_MASK, mask.pair_id, mask.id)
     elif decision.action == Action.HUMAN:
-        task_id = _ensure_task(session, TaskKind(decision.task_kind), mask.pair_id, mask.id, decision)
+        task_id = decide.ensure_task(session, TaskKind(decision.task_kind), mask.pair_id, decision.reason,
+                                     AUDIT_PRIORITY if decision.is_audit else 0, mask_id=mask.id)
     _log(session, mask.pair_id, mask.id, decision, verdict, p, task_id)
 
 
 def _apply_pair(session: Session, pair: ImageConcept, decision: Any, verdict: Verdict, p: float) -> None:
     task_id = None
     if decision.action == Action.AUTO_ACCEPT:
-        pair.is_exhaustive, pair.decided_by = True, Decider.AI
-        pair.polarity = Polarity.NEGATIVE if decision.auto_label == LABEL_NEGATIVE else Polarity.POSITIVE
-        for kind in (TaskKind.CHECK_EXHAUSTIVITY, TaskKind.CORRECT):
-            _cancel_open(session, kind, pair.id, None)
+        label = "negative" if decision.auto_label == LABEL_NEGATIVE else "exhaustive"
+        outcome = dm.route_pair(decide.facts(session, pair.id), label)
+        decide.write(session, pair.id, outcome)
+        if outcome.pair is not None:  # decided: a person need not check it (an audit task stays)
+            for kind in (TaskKind.CHECK_EXHAUSTIVITY, TaskKind.CORRECT):
+                _cancel_open(session, kind, pair.id, None)
     elif decision.action == Action.HUMAN:
-        task_id = _ensure_task(session, TaskKind(decision.task_kind), pair.id, None, decision)
+        task_id = decide.ensure_task(session, TaskKind(decision.task_kind), pair.id, decision.reason,
+                                     AUDIT_PRIORITY if decision.is_audit else 0)
     _log(session, pair.id, None, decision, verdict, p, task_id)
-
-
-def _ensure_task(session: Session, kind: TaskKind, pair_id: int, mask_id: int | None, decision: Any) -> int:
-    """The open or leased task for this item, or a new one (never two at once)."""
-    existing = session.scalars(select(HumanTask).where(
-        HumanTask.kind == kind, HumanTask.pair_id == pair_id,
-        HumanTask.mask_id.is_(None) if mask_id is None else HumanTask.mask_id == mask_id,
-        HumanTask.state.in_([TaskState.OPEN, TaskState.LEASED]))).first()
-    if existing is not None:
-        return existing.id
-    task = HumanTask(kind=kind, pair_id=pair_id, mask_id=mask_id, state=TaskState.OPEN,
-                     priority=AUDIT_PRIORITY if decision.is_audit else 0, reason=decision.reason[:2000])
-    session.add(task)
-    session.flush()
-    return task.id
 
 
 def _cancel_open(session: Session, kind: TaskKind, pair_id: int, mask_id: int | None) -> None:

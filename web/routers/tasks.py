@@ -30,6 +30,31 @@ class NextIn(BaseModel):
     kinds: list[TaskKind] | None = Field(None, description="only these kinds (within those you are assigned)")
 
 
+class BlockedOut(BaseModel):
+    kind: TaskKind
+    open: int = Field(description="how many (at most queue.CENSUS_CAP; a lower bound when capped)")
+    capped: bool = Field(description="more were not looked at: show the count as 1000+")
+    code: Literal["judged", "same_pair", "skipped"]
+    reason: str = Field(description="a sentence for the person")
+
+
+class WaitingOut(BaseModel):
+    kind: TaskKind
+    open: int
+    capped: bool
+    assigned: bool = Field(description="true: you may take these (ask for the kind); false: your role allows "
+                                       "the kind but you are not assigned it")
+
+
+class EmptyOut(BaseModel):
+    """The answer of /next when it has no task for you."""
+
+    task: None = Field(None, description="always null here; a leased task comes as the task object itself")
+    message: str = Field(description="why, in a sentence or a few, for the person")
+    blocked: list[BlockedOut] = Field(description="open tasks of the asked kinds you may not take, and why")
+    waiting: list[WaitingOut] = Field(description="open tasks of kinds you did not ask for or are not assigned")
+
+
 class ReleaseIn(BaseModel):
     skip: bool = Field(False, description="remember the skip: the task is not handed to you again")
 
@@ -78,18 +103,24 @@ def _json(body: Any) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-def _kinds(principal: Any, asked: list[TaskKind] | None) -> list[TaskKind]:
+def allowed_kinds(principal: Any) -> list[TaskKind]:
+    """The kinds the person may be handed: their role's, within those they are assigned."""
     allowed = set(ROLE_KINDS.get(principal.role, ()))
     if principal.task_kinds is not None:
         allowed &= {TaskKind(k) for k in principal.task_kinds}
-    kinds = [k for k in TaskKind if k in allowed and (asked is None or k in asked)]
+    return [k for k in TaskKind if k in allowed]
+
+
+def _kinds(principal: Any, asked: list[TaskKind] | None) -> list[TaskKind]:
+    kinds = [k for k in allowed_kinds(principal) if asked is None or k in asked]
     if not kinds:
         raise HTTPException(403, "you are not assigned any of the asked task kinds")
     return kinds
 
 
-#: machine-readable reasons, in the X-Error-Code header of 409s (the page tells them apart)
-LEASE_LOST, CLIENT_ID_CONFLICT = "lease_lost", "client_id_conflict"
+#: machine-readable reasons, in the X-Error-Code header of 409s (the page tells them apart);
+#: decision_conflict: the verdict was stored but disagrees with a decision another task made
+LEASE_LOST, CLIENT_ID_CONFLICT, DECISION_CONFLICT = "lease_lost", "client_id_conflict", "decision_conflict"
 
 
 def _conflict(message: str, code: str) -> HTTPException:
@@ -103,16 +134,29 @@ def _held(session: Any, task_id: int, user_id: int) -> HumanTask:
     return task
 
 
-@router.post("/next", responses={204: {"description": "nothing in the queue for you"}})
+@router.post("/next", responses={200: {
+    "model": EmptyOut,
+    "description": "the leased task (the object GET /tasks/{id} returns), or, when there is none for you, "
+                   "{task: null, message, blocked, waiting}: why, and where work is waiting"}})
 def next_task(principal: Annotator, session: SessionDep, settings: SettingsDep,
               body: NextIn | None = None) -> Any:
-    """Lease the highest-priority open task of your kinds that you have not judged."""
+    """Lease the highest-priority open task of your kinds that you may take (not one you judged or
+    skipped; with ``queue.independent_review = pair``, no exhaustivity or correction task of a pair you
+    judged). With none, the answer says why."""
     q = settings.queue
-    task = queue.lease_for(session, principal.user_id, _kinds(principal, body.kinds if body else None),
-                           lease_s=q.lease_s, gold_rate=q.gold_rate, rng=_rng)
-    if task is None:
-        return Response(status_code=204)
-    return _json(annotation.describe(session, task))
+    kinds = _kinds(principal, body.kinds if body else None)
+    task = queue.lease_for(session, principal.user_id, kinds, lease_s=q.lease_s, gold_rate=q.gold_rate, rng=_rng,
+                           independent_review=q.independent_review)
+    if task is not None:
+        return _json(annotation.describe(session, task))
+    empty = queue.why_empty(session, principal.user_id, kinds, allowed_kinds(principal),
+                            ROLE_KINDS.get(principal.role, ()), q.independent_review)
+    return _json({
+        "task": None, "message": empty.message,
+        "blocked": [{"kind": b.kind.value, "open": b.open, "capped": b.capped, "code": b.code, "reason": b.reason}
+                    for b in empty.blocked],
+        "waiting": [{"kind": w.kind.value, "open": w.open, "capped": w.capped, "assigned": w.assigned}
+                    for w in empty.waiting]})
 
 
 @router.get("/held")
@@ -145,7 +189,9 @@ def release(task_id: int, principal: Annotator, session: SessionDep, body: Relea
     return Response(status_code=204)
 
 
-@router.post("/{task_id}/verdict", response_model=VerdictOut, status_code=201)
+@router.post("/{task_id}/verdict", response_model=VerdictOut, status_code=201, responses={
+    409: {"description": "lease lost, client id reused, or (X-Error-Code: decision_conflict) the verdict was "
+                         "stored but not applied: it disagrees with a decision another task made"}})
 def submit(task_id: int, body: VerdictIn, principal: Annotator, session: SessionDep, settings: SettingsDep,
            response: Response) -> VerdictOut:
     """Judge a task you hold. Idempotent on ``client_id``: a retry returns the first answer (200)."""
@@ -161,6 +207,10 @@ def submit(task_id: int, body: VerdictIn, principal: Annotator, session: Session
         raise _conflict(str(exc), CLIENT_ID_CONFLICT) from None
     except queue.LeaseLost as exc:
         raise _conflict(str(exc), LEASE_LOST) from None
+    if out.conflict:  # stored (nothing is lost), not applied: the person must see why
+        return Response(orjson.dumps({"detail": out.conflict, "verdict_id": out.verdict_id,
+                                      "task_state": out.task_state, "created": out.created}),
+                        status_code=409, media_type="application/json", headers={"X-Error-Code": DECISION_CONFLICT})
     if not out.created:
         response.status_code = 200
     return VerdictOut(verdict_id=out.verdict_id, task_state=out.task_state, created=out.created)

@@ -25,6 +25,7 @@ const DE = (() => {
       try { const data = await resp.json(); detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail); } catch (e) { /* not JSON */ }
       const err = new Error(detail);
       err.status = resp.status;
+      err.code = resp.headers.get("X-Error-Code");
       throw err;
     }
     if (resp.status === 204) return null;

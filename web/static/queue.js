@@ -921,6 +921,13 @@
         return;
       } catch (err) {
         if (err.message === "not signed in") return; // on the way to the log-in page
+        if (err.status === 409 && err.code === "decision_conflict") {
+          // stored, but not applied: someone decided this item differently in another task
+          Q.outbox.delete(id);
+          updateCounters();
+          notify(`Task ${id}: ${err.message}`, "warn");
+          return;
+        }
         if (!err.status || err.status >= 500 || err.status === 429) {
           item.attempts++;
           updateCounters();

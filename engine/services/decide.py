@@ -1,0 +1,140 @@
+"""Reading and writing label state for the decision model (engine/domain/decisions.py).
+
+``facts`` reads what the model needs about a pair (its claim, its masks, and who decided them when a
+person did), locking the pair's row so that two decisions on one pair never interleave (PostgreSQL);
+``write`` applies an :class:`~engine.domain.decisions.Outcome`: mask states, the pair's columns,
+the moot open tasks of a settled pair, the follow-up task a pair now needs. Every writer of label
+state — verdicts, corrections, the Label Studio pull, the router — goes through these two."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from engine.db.base import utcnow
+from engine.db.models import (
+    Decider, HumanTask, ImageConcept, Mask, MaskState, Polarity, TaskKind, TaskState, User, Verdict, VerdictKind,
+    VerdictSource,
+)
+from engine.domain import decisions as dm
+
+PEOPLE = (VerdictSource.HUMAN, VerdictSource.LABEL_STUDIO)
+LEVELS = {VerdictKind.MASK: dm.Level.MASK, VerdictKind.EXHAUSTIVITY: dm.Level.PAIR,
+          VerdictKind.CORRECTION: dm.Level.CORRECTION}
+#: how many of a pair's latest verdicts by people are read to find the decision behind its state
+_LOOKBACK = 64
+
+_PAIR = select(ImageConcept.id, ImageConcept.polarity, ImageConcept.is_exhaustive, ImageConcept.decided_by)
+_MASKS = select(Mask.id, Mask.state, Mask.decided_by)
+
+
+def _value(x: object) -> str | None:
+    return None if x is None else str(getattr(x, "value", x))
+
+
+def facts(session: Session, pair_id: int, *, mask_id: int | None = None, lock: bool = True) -> dm.PairFacts:
+    """The pair as the decision model sees it. The decisions of people behind its claim and behind
+    ``mask_id``'s state are looked up when a person made them (only then can a judgement conflict)."""
+    stmt = _PAIR.where(ImageConcept.id == pair_id)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=ImageConcept)
+    row = session.execute(stmt).one()
+    masks = session.execute(_MASKS.where(Mask.pair_id == pair_id).order_by(Mask.id)).all()
+    decided_by = _value(row.decided_by)
+    claim = dm.claim_of(row.is_exhaustive, _value(row.polarity) or dm.UNKNOWN, decided_by)
+    people = None
+    if decided_by == dm.HUMAN or (mask_id is not None and any(
+            m.id == mask_id and _value(m.decided_by) == dm.HUMAN for m in masks)):
+        people = _latest_by_people(session, pair_id)
+    pair_decision = _decision(people, lambda v: v.kind in (VerdictKind.EXHAUSTIVITY, VerdictKind.CORRECTION)) \
+        if decided_by == dm.HUMAN else None
+    out = []
+    for m in masks:
+        decision = None
+        if m.id == mask_id and _value(m.decided_by) == dm.HUMAN:
+            decision = _decision(people, lambda v, mid=m.id: (
+                v.mask_id == mid and v.kind == VerdictKind.MASK) or v.kind == VerdictKind.CORRECTION or (
+                v.kind == VerdictKind.EXHAUSTIVITY and v.label == "not_present"))
+        out.append(dm.MaskFacts(m.id, _value(m.state) or dm.CANDIDATE, _value(m.decided_by), decision))
+    return dm.PairFacts(pair_id, claim, decided_by if claim != dm.Claim.NONE else None, tuple(out), pair_decision)
+
+
+def _latest_by_people(session: Session, pair_id: int) -> list:  # type: ignore[type-arg]
+    return list(session.execute(
+        select(Verdict.id, Verdict.task_id, Verdict.kind, Verdict.mask_id, Verdict.label, Verdict.payload,
+               Verdict.created_at, User.username)
+        .join(User, User.id == Verdict.user_id)
+        .where(Verdict.pair_id == pair_id, Verdict.source.in_(PEOPLE))
+        .order_by(Verdict.id.desc()).limit(_LOOKBACK)))
+
+
+def _decision(rows: list | None, matches) -> dm.Decision | None:  # type: ignore[no-untyped-def, type-arg]
+    """The newest applied verdict by a person among ``rows`` that ``matches`` (gold answers and
+    conflicting verdicts never decided anything)."""
+    for v in rows or []:
+        payload = v.payload or {}
+        if payload.get("gold") or payload.get("conflict") or not matches(v):
+            continue
+        return dm.Decision(v.task_id, LEVELS[v.kind], v.label, v.id, v.username, v.created_at)
+    return None
+
+
+def write(session: Session, pair_id: int, outcome: dm.Outcome, *, task_id: int | None = None,
+          priority: int = 0, now: dt.datetime | None = None) -> None:
+    """Apply an outcome (nothing for a conflict). ``task_id``: the task whose decision this is (its
+    own row is never cancelled as moot)."""
+    if outcome.conflict is not None:
+        return
+    now = now or utcnow()
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for mask_id, change in outcome.masks.items():
+        groups[change].append(mask_id)
+    for (state, by), ids in groups.items():
+        session.execute(update(Mask).where(Mask.id.in_(ids)).values(state=MaskState(state), decided_by=Decider(by))
+                        .execution_options(synchronize_session="fetch"))
+    if outcome.pair is not None:
+        p = outcome.pair
+        session.execute(update(ImageConcept).where(ImageConcept.id == pair_id).values(
+            polarity=Polarity(p.polarity), is_exhaustive=p.is_exhaustive,
+            decided_by=Decider(p.decided_by) if p.decided_by else None)
+            .execution_options(synchronize_session="fetch"))
+    if outcome.settles:
+        cancel_moot(session, pair_id, task_id)
+    if outcome.follow_up:
+        ensure_task(session, TaskKind(outcome.follow_up), pair_id, outcome.follow_up_reason or "", priority, now)
+
+
+def cancel_moot(session: Session, pair_id: int, done_task_id: int | None) -> None:
+    """Open tasks on a pair a person has just settled (its masks or its absence) are moot.
+
+    One conditional UPDATE: a task someone leased after this transaction began stays theirs (reading
+    the open tasks first and writing them back would cancel a lease committed in between); its
+    verdict will meet the settled state in the decision model."""
+    note = f" | cancelled: settled by task {done_task_id}"
+    conds = [HumanTask.pair_id == pair_id, HumanTask.state == TaskState.OPEN, HumanTask.is_gold.is_(False)]
+    if done_task_id is not None:
+        conds.append(HumanTask.id != done_task_id)
+    session.execute(
+        update(HumanTask).where(*conds)
+        .values(state=TaskState.CANCELLED, reason=func.substr(func.coalesce(HumanTask.reason, "") + note, 1, 2000))
+        .execution_options(synchronize_session="fetch"))
+
+
+def ensure_task(session: Session, kind: TaskKind, pair_id: int, reason: str, priority: int = 0,
+                now: dt.datetime | None = None, mask_id: int | None = None) -> int:
+    """The open or leased task of this kind for the item, or a new one (never two at once)."""
+    now = now or utcnow()
+    existing = session.scalars(select(HumanTask.id).where(
+        HumanTask.kind == kind, HumanTask.pair_id == pair_id, HumanTask.is_gold.is_(False),
+        HumanTask.mask_id.is_(None) if mask_id is None else HumanTask.mask_id == mask_id,
+        HumanTask.state.in_([TaskState.OPEN, TaskState.LEASED]))).first()
+    if existing is not None:
+        return existing
+    task = HumanTask(kind=kind, pair_id=pair_id, mask_id=mask_id, state=TaskState.OPEN, priority=priority,
+                     reason=reason[:2000], created_at=now, updated_at=now)
+    session.add(task)
+    session.flush()
+    return task.id
