@@ -1,27 +1,40 @@
-"""SA-Co quality metrics of a proposer against exhaustive ground truth (SAM 3, sam3/eval/cgf1_eval.py).
+"""SA-Co quality of a proposer: cgF1, pmF1 and IL_MCC, with the official evaluator's conventions.
 
-Per image–phrase pair: the ground-truth masks (none: a negative pair) and the predictions with
-their scores; only predictions scoring at least ``MIN_SCORE`` count.
+The reference is Meta's evaluator, ``sam3/eval/cgf1_eval.py`` in the ``sam3`` package on PyPI
+(version 0.1.4: ``CGF1Evaluator``, ``CGF1Eval.evaluateImg`` and ``CGF1Eval.accumulate``, built on
+pycocotools' ``COCOeval``). This module reproduces it number for number (tests/engine/domain/
+test_metrics.py computes each convention by hand; tests/engine/services/test_saco_oracle.py runs
+the official module on the same files and compares to 1e-6). The conventions, as that file has them:
 
-* pmF1 (positive micro F1) over positive pairs: predictions and ground truth are matched one to
-  one by the Hungarian algorithm on mask IoU; a matched prediction with IoU ≥ τ is a true
-  positive, every other prediction a false positive, every unmatched ground-truth mask a false
-  negative; counts are summed over pairs, F1_τ = 2TP / (2TP + FP + FN), averaged over
-  τ = 0.50, 0.55 … 0.95.
-* IL_MCC (image-level Matthews correlation) over all pairs: a positive pair with any prediction is
-  a TP, with none an FN; a negative pair with any prediction an FP, with none a TN.
-* cgF1 = 100 · pmF1 · IL_MCC.
+1. Scored set: the (image, phrase) pairs whose ground truth is ``is_instance_exhaustive``; the
+   caller chooses them. Crowd ground truth (``iscrowd``) is ignored, as COCOeval ignores it: it is
+   dropped before matching and counts nowhere.
+2. Predictions scoring below 0.5 are dropped (``score >= 0.5`` is kept).
+3. Per pair: nothing to find and nothing found → image-level TN only (no instance counts); ground
+   truth and no prediction → image-level FN and FN += #gt; otherwise the Hungarian assignment
+   ``scipy.optimize.linear_sum_assignment(-ious)`` on the **prediction × ground-truth** IoU matrix
+   (rows are predictions in their given order, columns ground truth in its given order: with exact
+   ties in a square matrix the orientation decides which assignment wins), then at every IoU
+   threshold τ: TP_τ = matched couples with IoU ≥ τ, FP_τ = #pred − TP_τ, FN_τ = #gt − TP_τ. A pair
+   with ground truth and predictions is an image-level TP; predictions and no ground truth an
+   image-level FP (its FPs count in the plain precision, not in the positive-micro one).
+4. τ runs over COCOeval's ``np.linspace(0.5, 0.95, 10)`` (its 0.9 is 0.8999999999999999).
+5. Summed over pairs: positive-micro precision_τ = TP / (TP + FP of pairs with ground truth + 1e-4),
+   recall_τ = TP / (TP + FN + 1e-4), pmF1_τ = 2PR / (P + R + 1e-4). So pmF1 is 0 when no pair is
+   positive, and a perfect proposer gets slightly less than 1.
+6. IL_MCC = (TP·TN − FP·FN) / (sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)) + 1e-6) on the image-level counts:
+   0 whenever a margin is empty (e.g. no negative pair at all), never 1 by convention.
+7. cgF1_τ = pmF1_τ · IL_MCC; cgF1 and pmF1 are the means over τ (of the values above −1, as the
+   evaluator's ``summarize`` takes them). All three are fractions here, as the evaluator gives them;
+   the report prints cgF1 × 100, as the SAM 3 paper does.
 
-Conventions where a ratio is 0/0 (not fixed by the paper): F1_τ with no ground truth and no
-prediction at all is 1; MCC with a zero denominator is 1 when there is no error (FP = FN = 0) and
-0 otherwise; pmF1 (and so cgF1) is None when no pair is positive.
+The official evaluator fails on an empty scored set; :func:`quality` refuses one too.
 
 Pure functions: numpy and scipy only.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,13 +42,17 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 MIN_SCORE = 0.5
-THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+#: COCOeval's ``Params.iouThrs`` exactly (the same float values, so IoU = τ compares the same way)
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+THRESHOLDS = tuple(float(t) for t in IOU_THRESHOLDS)
+F1_EPS = 1e-4  # added to the denominators of precision, recall and F1
+MCC_EPS = 1e-6  # added to the denominator of IL_MCC
 
 
 @dataclass(frozen=True)
 class PairMatch:
-    """One pair after matching: how many ground-truth masks and counted predictions, and the IoU of
-    each matched (ground truth, prediction) couple."""
+    """One pair after matching: ground-truth instances (crowd ones dropped), predictions kept
+    (score ≥ 0.5), and the IoU of each couple the assignment matched."""
 
     n_gt: int
     n_pred: int
@@ -50,82 +67,100 @@ class PairMatch:
 class Quality:
     pairs: int
     positive_pairs: int
-    pm_f1: float | None
-    f1_by_threshold: dict[float, float]
+    pm_f1: float  # mean over τ of pmF1_τ (a fraction)
+    pm_f1_by_threshold: dict[float, float]
     il_mcc: float
     il_counts: dict[str, int]  # tp, fp, fn, tn at image level
-    cg_f1: float | None
+    cg_f1: float  # mean over τ of pmF1_τ · IL_MCC (a fraction; the paper prints it × 100)
+    counts: dict[str, list[int]]  # per τ: tp, fp (all pairs), pm_fp (pairs with ground truth), fn
 
     def to_dict(self) -> dict[str, object]:
         return {"pairs": self.pairs, "positive_pairs": self.positive_pairs, "pmF1": self.pm_f1,
-                "f1_by_threshold": {f"{t:.2f}": v for t, v in self.f1_by_threshold.items()},
-                "IL_MCC": self.il_mcc, "il_counts": dict(self.il_counts), "cgF1": self.cg_f1}
+                "pmF1_by_threshold": {f"{t:.2f}": v for t, v in self.pm_f1_by_threshold.items()},
+                "IL_MCC": self.il_mcc, "il_counts": dict(self.il_counts), "cgF1": self.cg_f1,
+                "counts": {k: list(v) for k, v in self.counts.items()}}
 
 
-def mask_ious(gt: Sequence[np.ndarray], pred: Sequence[np.ndarray]) -> np.ndarray:
-    """IoU of every ground-truth mask (rows) with every predicted mask (columns); bool H×W arrays."""
-    out = np.zeros((len(gt), len(pred)))
-    for i, g in enumerate(gt):
-        for j, p in enumerate(pred):
-            union = np.logical_or(g, p).sum()
-            out[i, j] = np.logical_and(g, p).sum() / union if union else 0.0
+def mask_ious(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray]) -> np.ndarray:
+    """IoU of every prediction (rows) with every ground-truth mask (columns); bool H×W arrays.
+    An empty union gives 0 (as pycocotools' ``maskUtils.iou``)."""
+    out = np.zeros((len(pred), len(gt)))
+    for i, p in enumerate(pred):
+        for j, g in enumerate(gt):
+            union = int(np.logical_or(p, g).sum())
+            out[i, j] = int(np.logical_and(p, g).sum()) / union if union else 0.0
     return out
 
 
-def match_pair(ious: np.ndarray, scores: Sequence[float], min_score: float = MIN_SCORE) -> PairMatch:
-    """Hungarian matching (maximum total IoU) of one pair; ``ious`` is n_gt × n_pred over all
-    predictions, ``scores`` their scores (those under ``min_score`` are dropped first)."""
+def match_pair(ious: np.ndarray, scores: Sequence[float], gt_crowd: Sequence[bool] | None = None,
+               min_score: float = MIN_SCORE) -> PairMatch:
+    """Match one pair. ``ious`` is n_pred × n_gt over all its predictions (rows, in the order of
+    the results) and all its ground truth (columns, in the order of the annotations), ``scores``
+    the predictions' scores, ``gt_crowd`` which ground-truth masks are crowd masks (ignored)."""
     ious = np.asarray(ious, dtype=float)
-    if ious.ndim != 2 or ious.shape[1] != len(scores):
-        raise ValueError(f"ious must be n_gt × {len(scores)} (one column per score), not {ious.shape}")
-    keep = [j for j, s in enumerate(scores) if s >= min_score]
-    counted = ious[:, keep]
-    n_gt, n_pred = counted.shape
-    if n_gt == 0 or n_pred == 0:
-        return PairMatch(n_gt, n_pred, ())
-    rows, cols = linear_sum_assignment(counted, maximize=True)
-    return PairMatch(n_gt, n_pred, tuple(float(counted[r, c]) for r, c in zip(rows, cols)))
-
-
-def f1_at(matches: Sequence[PairMatch], threshold: float) -> float:
-    """Micro F1 at one IoU threshold, summed over the given (positive) pairs."""
-    tp = sum(sum(1 for iou in m.matched_ious if iou >= threshold) for m in matches)
-    fp = sum(m.n_pred for m in matches) - tp
-    fn = sum(m.n_gt for m in matches) - tp
-    denominator = 2 * tp + fp + fn
-    return 1.0 if denominator == 0 else 2 * tp / denominator
-
-
-def pm_f1(matches: Sequence[PairMatch]) -> tuple[float | None, dict[float, float]]:
-    """pmF1 over the positive pairs and F1 per threshold; (None, {}) without a positive pair."""
-    positives = [m for m in matches if m.positive]
-    if not positives:
-        return None, {}
-    by_threshold = {t: f1_at(positives, t) for t in THRESHOLDS}
-    return sum(by_threshold.values()) / len(by_threshold), by_threshold
-
-
-def image_level_counts(matches: Sequence[PairMatch]) -> dict[str, int]:
-    counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
-    for m in matches:
-        key = ("tp" if m.n_pred else "fn") if m.positive else ("fp" if m.n_pred else "tn")
-        counts[key] += 1
-    return counts
+    n_gt_all = ious.shape[1] if ious.ndim == 2 else 0
+    if ious.ndim != 2 or ious.shape[0] != len(scores):
+        raise ValueError(f"ious must be {len(scores)} × n_gt (one row per score), not {ious.shape}")
+    crowd = [False] * n_gt_all if gt_crowd is None else [bool(c) for c in gt_crowd]
+    if len(crowd) != n_gt_all:
+        raise ValueError(f"gt_crowd has {len(crowd)} flags for {n_gt_all} ground-truth masks")
+    keep_pred = np.array([s >= min_score for s in scores], dtype=bool)
+    keep_gt = np.array([not c for c in crowd], dtype=bool)
+    kept = ious[keep_pred, :][:, keep_gt]
+    n_pred, n_gt = kept.shape
+    if n_pred == 0:
+        return PairMatch(n_gt, 0, ())
+    rows, cols = linear_sum_assignment(-kept)
+    return PairMatch(n_gt, n_pred, tuple(float(v) for v in kept[rows, cols]))
 
 
 def mcc(tp: int, fp: int, fn: int, tn: int) -> float:
-    """Matthews correlation coefficient; a zero denominator gives 1 without errors, else 0."""
-    denominator = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    if denominator == 0:
-        return 1.0 if fp == 0 and fn == 0 else 0.0
-    return (tp * tn - fp * fn) / denominator
+    """The evaluator's IL_MCC: the denominator is smoothed by 1e-6 (so an empty margin gives 0)."""
+    denominator = (float(tp + fp) * float(tp + fn) * float(tn + fp) * float(tn + fn)) ** 0.5 + MCC_EPS
+    return float(tp * tn - fp * fn) / denominator
+
+
+def _mean_over_thresholds(values: np.ndarray) -> float:
+    kept = values[values > -1]
+    return -1.0 if len(kept) == 0 else float(np.mean(kept))
 
 
 def quality(matches: Sequence[PairMatch]) -> Quality:
-    """pmF1, IL_MCC and cgF1 of a set of matched pairs (evaluate only instance-exhaustive pairs)."""
-    pm, by_threshold = pm_f1(matches)
-    counts = image_level_counts(matches)
-    il = mcc(counts["tp"], counts["fp"], counts["fn"], counts["tn"])
-    return Quality(pairs=len(matches), positive_pairs=sum(1 for m in matches if m.positive), pm_f1=pm,
-                   f1_by_threshold=by_threshold, il_mcc=il, il_counts=counts,
-                   cg_f1=None if pm is None else 100.0 * pm * il)
+    """pmF1, IL_MCC and cgF1 of the scored pairs (all of them instance-exhaustive)."""
+    if not matches:
+        raise ValueError("nothing to score: no pair (the official evaluator fails on an empty set too)")
+    n = len(IOU_THRESHOLDS)
+    tp = np.zeros(n, dtype=np.int64)
+    fp = np.zeros(n, dtype=np.int64)
+    pm_fp = np.zeros(n, dtype=np.int64)
+    fn = np.zeros(n, dtype=np.int64)
+    il = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    for m in matches:
+        if m.n_gt == 0 and m.n_pred == 0:
+            il["tn"] += 1
+            continue
+        if m.n_pred == 0:
+            il["fn"] += 1
+            fn += m.n_gt
+            continue
+        matched = np.asarray(m.matched_ious, dtype=float)
+        hits = np.array([(matched >= t).sum() for t in IOU_THRESHOLDS], dtype=np.int64)
+        tp += hits
+        fp += m.n_pred - hits
+        fn += m.n_gt - hits
+        if m.n_gt > 0:
+            il["tp"] += 1
+            pm_fp += m.n_pred - hits
+        else:
+            il["fp"] += 1
+    precision = tp / (tp + pm_fp + F1_EPS)
+    recall = tp / (tp + fn + F1_EPS)
+    pm_f1_t = 2 * precision * recall / (precision + recall + F1_EPS)
+    il_mcc = mcc(il["tp"], il["fp"], il["fn"], il["tn"])
+    cg_f1_t = pm_f1_t * il_mcc
+    return Quality(
+        pairs=len(matches), positive_pairs=sum(1 for m in matches if m.positive),
+        pm_f1=_mean_over_thresholds(pm_f1_t),
+        pm_f1_by_threshold={t: float(v) for t, v in zip(THRESHOLDS, pm_f1_t, strict=True)},
+        il_mcc=il_mcc, il_counts=il, cg_f1=_mean_over_thresholds(cg_f1_t),
+        counts={"tp": tp.tolist(), "fp": fp.tolist(), "pm_fp": pm_fp.tolist(), "fn": fn.tolist()})
