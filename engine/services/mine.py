@@ -249,8 +249,9 @@ def _prepare_annotations(prepared: PreparedImage, meta: dict[str, Any]) -> list[
 
 
 def _import_annotations(session: Session, image_id: int, masks: list[tuple[str, RleMask, bool]]) -> None:
-    """Dataset annotations become positive pairs with masks from the 'source' model version
-    (once: a pair that already has masks from it gets no second copy)."""
+    """Dataset annotations become pairs with candidate masks from the 'source' model version (once: a
+    pair that already has masks from it gets no second copy). The pair's polarity is left to the
+    decision model (engine/domain/decisions.py): it turns positive when a mask is accepted."""
     version = model_versions.source_version(session, "annotations").id
     ids = labels_repo.concept_ids(session, {phrase for phrase, _, _ in masks})
     pairs_with_masks = set(session.scalars(
@@ -258,7 +259,7 @@ def _import_annotations(session: Session, image_id: int, masks: list[tuple[str, 
         .where(ImageConcept.image_id == image_id, Mask.model_version_id == version)
     ))
     for phrase, mask, crowd in masks:
-        pair = labels_repo.pair_id(session, image_id, ids[phrase], polarity=Polarity.POSITIVE,
+        pair = labels_repo.pair_id(session, image_id, ids[phrase], polarity=Polarity.UNKNOWN,
                                    origin=PairOrigin.SOURCE_ANNOTATION, model_version_id=version)
         if pair not in pairs_with_masks:
             labels_repo.add_mask(session, pair, version, mask, is_crowd=crowd)
