@@ -148,6 +148,15 @@ class QueueSettings(BaseModel):
     multi_review_rate: float = Field(0.1, ge=0, le=1, description="share of tasks judged by two people")
     max_reviews: int = Field(3, ge=2, le=10, description="a disagreement adds reviews up to this many")
     review_seed: int = 0
+    independent_review: Literal["task", "pair"] = Field(
+        "task",
+        description="who may take an exhaustivity or correction task. task: anyone who has not judged (or "
+                    "skipped) that very task, so a small team never starves (a person may check the instances of "
+                    "a pair whose masks they verified, and correct the pair they said has instances missing). "
+                    "pair: nobody who judged any task of the pair (independent checks, as when each person "
+                    "works one task kind; a team smaller than the review chain runs out of tasks). Either way a "
+                    "verify task never goes to someone who judged it (multi-review asks someone else) and a gold "
+                    "item never goes twice to one person")
 
 
 class ServeSettings(BaseModel):

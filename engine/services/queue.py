@@ -1,9 +1,12 @@
-"""The human task queue: lease the next task, mix in gold items, keep leases alive, expire them.
+"""The human task queue: lease the next task, mix in gold items, keep leases alive, expire them,
+and say why the queue is empty for someone.
 
-Leasing takes the highest-priority open task of the kinds asked for that the annotator has not
-judged before. On PostgreSQL the candidate row is locked with FOR UPDATE SKIP LOCKED so concurrent
-annotators never wait on each other; on every database the lease itself is a compare-and-set
-(UPDATE … WHERE state = 'open'), so two annotators can never hold the same task."""
+Leasing takes the highest-priority open task of the kinds asked for that the annotator may take: not
+one they judged or skipped, and — with ``queue.independent_review = pair`` — no exhaustivity or
+correction task of a pair they judged in any task. On PostgreSQL the candidate row is locked with
+FOR UPDATE SKIP LOCKED so concurrent annotators never wait on each other; on every database the lease
+itself is a compare-and-set (UPDATE … WHERE state = 'open'), so two annotators can never hold the
+same task."""
 
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ import datetime as dt
 import functools
 import random
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from sqlalchemy import bindparam, exists, or_, select, update
+from sqlalchemy import bindparam, case, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
@@ -21,29 +25,63 @@ from engine.db.upsert import insert_ignore
 from engine.db.models import GoldItem, HumanTask, TaskKind, TaskSkip, TaskState, Verdict
 
 MAX_CANDIDATES = 8
+#: an empty queue's census looks at this many open tasks per kind at most ("1000+" beyond)
+CENSUS_CAP = 1000
+
+IndependentReview = Literal["task", "pair"]
+#: the kinds ``independent_review = pair`` keeps from anyone who judged another task of the pair: the
+#: person who checks a pair's instances (or corrects them) is not the one who verified its masks
+PAIR_KINDS = (TaskKind.CHECK_EXHAUSTIVITY, TaskKind.CORRECT)
+KIND_NAMES = {TaskKind.VERIFY_MASK: "verify mask", TaskKind.CHECK_EXHAUSTIVITY: "check every instance",
+              TaskKind.CORRECT: "correct masks"}
+
+#: why an open task is not for a person (the census' codes, in the order they are tested)
+JUDGED, SAME_PAIR, SKIPPED = "judged", "same_pair", "skipped"
+REASONS = {JUDGED: "you judged these tasks already",
+           SAME_PAIR: "you judged other tasks of these pairs (queue.independent_review = pair)",
+           SKIPPED: "you skipped these"}
 
 
 class LeaseLost(RuntimeError):
     """The caller does not hold this task's lease (expired, or someone else's)."""
 
 
-def _not_judged_by(user_id):  # type: ignore[no-untyped-def]
-    """Neither judged (this item, in any task) nor skipped (this task) by the user."""
-    judged = exists().where(
-        Verdict.user_id == user_id, Verdict.pair_id == HumanTask.pair_id,
-        or_(HumanTask.mask_id.is_(None), Verdict.mask_id == HumanTask.mask_id))
-    skipped = exists().where(TaskSkip.user_id == user_id, TaskSkip.task_id == HumanTask.id)
-    return ~judged & ~skipped
+# The tests of "not for this person", as WHERE conditions on verdicts / task_skips correlated with a
+# task's columns: EXISTS in the lease (anti-joins probing an index per candidate), one-row probes
+# in the census.
+def _judged(user, task_id) -> tuple[Any, ...]:  # type: ignore[no-untyped-def]
+    """The user gave a verdict on this very task (index ix_verdicts_task_id: a handful of rows)."""
+    return Verdict.task_id == task_id, Verdict.user_id == user
+
+
+def _skipped(user, task_id) -> tuple[Any, ...]:  # type: ignore[no-untyped-def]
+    return TaskSkip.user_id == user, TaskSkip.task_id == task_id
+
+
+def _same_pair(user, kind, pair_id) -> tuple[Any, ...]:  # type: ignore[no-untyped-def]
+    """An exhaustivity or correction task of a pair the user judged in any task (the ``pair`` rule;
+    index ix_verdicts_user_id_pair_id). The kind test sits inside the subquery: OR-ed outside a NOT
+    EXISTS, PostgreSQL hashed every verdict of the user instead of probing the index per candidate."""
+    return Verdict.user_id == user, Verdict.pair_id == pair_id, kind.in_(PAIR_KINDS)
+
+
+def _may_take(user, independent_review: IndependentReview):  # type: ignore[no-untyped-def]
+    """Neither judged nor skipped (this task) by the user; with ``pair``, no exhaustivity or
+    correction task of a pair the user judged in any task."""
+    allowed = ~exists().where(*_judged(user, HumanTask.id)) & ~exists().where(*_skipped(user, HumanTask.id))
+    if independent_review == "pair":
+        allowed &= ~exists().where(*_same_pair(user, HumanTask.kind, HumanTask.pair_id))
+    return allowed
 
 
 @functools.cache
-def _lease_statements(filter_kinds: bool) -> tuple[Any, Any, Any]:
-    """(candidates, PostgreSQL lease, compare-and-set lease), built once: building a statement of
-    this size costs more than PostgreSQL takes to run it. Parameters: user_id, kinds (when
-    ``filter_kinds``), expires, now; the compare-and-set lease also task_id."""
+def _lease_statements(filter_kinds: bool, independent_review: IndependentReview = "task") -> tuple[Any, Any, Any]:
+    """(candidates, PostgreSQL lease, compare-and-set lease), built once per setting: building a
+    statement of this size costs more than PostgreSQL takes to run it. Parameters: user_id, kinds
+    (when ``filter_kinds``), expires, now; the compare-and-set lease also task_id."""
     user = bindparam("user_id")
     candidates = select(HumanTask.id).where(HumanTask.state == TaskState.OPEN, HumanTask.is_gold.is_(False),
-                                            _not_judged_by(user))
+                                            _may_take(user, independent_review))
     if filter_kinds:  # every kind: no filter, the (priority, id) index gives the order
         candidates = candidates.where(HumanTask.kind.in_(bindparam("kinds", expanding=True)))
     candidates = candidates.order_by(HumanTask.priority.desc(), HumanTask.id)
@@ -59,11 +97,11 @@ def _lease_statements(filter_kinds: bool) -> tuple[Any, Any, Any]:
 
 
 def next_task(session: Session, user_id: int, kinds: Sequence[TaskKind], lease_s: int,
-              now: dt.datetime | None = None) -> HumanTask | None:
+              now: dt.datetime | None = None, independent_review: IndependentReview = "task") -> HumanTask | None:
     """Lease the next task for ``user_id`` (None when the queue has nothing for them)."""
     now = now or utcnow()
     filter_kinds = set(kinds) != set(TaskKind)
-    candidates, pg_lease, cas_lease = _lease_statements(filter_kinds)
+    candidates, pg_lease, cas_lease = _lease_statements(filter_kinds, independent_review)
     params: dict[str, Any] = {"user_id": user_id, "expires": now + dt.timedelta(seconds=lease_s), "now": now}
     if filter_kinds:
         params["kinds"] = [TaskKind(k) for k in kinds]
@@ -151,7 +189,8 @@ def lease_gold(session: Session, user_id: int, kinds: Sequence[TaskKind], lease_
 
 
 def lease_for(session: Session, user_id: int, kinds: Sequence[TaskKind], *, lease_s: int, gold_rate: float,
-              rng: random.Random | None = None, now: dt.datetime | None = None) -> HumanTask | None:
+              rng: random.Random | None = None, now: dt.datetime | None = None,
+              independent_review: IndependentReview = "task") -> HumanTask | None:
     """The next task for an annotator: a gold item at ``gold_rate`` (when one is left for them),
     otherwise the queue's highest-priority task."""
     rng = rng or random.Random()
@@ -159,8 +198,120 @@ def lease_for(session: Session, user_id: int, kinds: Sequence[TaskKind], *, leas
         task = lease_gold(session, user_id, kinds, lease_s, rng, now)
         if task is not None:
             return task
-    return next_task(session, user_id, kinds, lease_s, now)
+    return next_task(session, user_id, kinds, lease_s, now, independent_review)
 
+
+# ---------------------------------------------------------------------------- an empty queue, explained
+@dataclass(frozen=True)
+class Blocked:
+    """Open tasks of a kind the person asked for that are not for them, and why."""
+
+    kind: TaskKind
+    code: str  # JUDGED | SAME_PAIR | SKIPPED
+    open: int
+    capped: bool  # a lower bound: the census stopped looking ("1000+")
+
+    @property
+    def reason(self) -> str:
+        return REASONS[self.code]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Open tasks of a kind the person did not ask for: ``assigned`` ones they may take (asking for
+    the kind gives them one), others their role allows but they are not assigned."""
+
+    kind: TaskKind
+    open: int
+    capped: bool
+    assigned: bool
+
+
+@dataclass(frozen=True)
+class EmptyQueue:
+    message: str
+    blocked: list[Blocked]
+    waiting: list[Waiting]
+
+
+@functools.cache
+def _census_statement(independent_review: IndependentReview) -> Any:
+    """(code, count) of one kind's first CENSUS_CAP + 1 open tasks in queue order (the open-queue
+    index; never the whole table): why each one is not for the user, ``free`` when it is (a lease
+    running at the same time took or locked it). Parameters: user_id, kind."""
+    user = bindparam("user_id")
+    sample = (select(HumanTask.id, HumanTask.kind, HumanTask.pair_id)
+              .where(HumanTask.state == TaskState.OPEN, HumanTask.is_gold.is_(False),
+                     HumanTask.kind == bindparam("kind"))
+              .order_by(HumanTask.priority.desc(), HumanTask.id).limit(CENSUS_CAP + 1).subquery("sample"))
+    # each test a one-row scalar subquery, an index probe per sampled task: as EXISTS, PostgreSQL may
+    # hash the subquery instead, reading every verdict the user ever gave
+    def probe(test: tuple[Any, ...]) -> Any:
+        return select(literal(1)).where(*test).limit(1).scalar_subquery().is_not(None)
+
+    whens: list[Any] = [(probe(_judged(user, sample.c.id)), JUDGED)]
+    if independent_review == "pair":
+        whens.append((probe(_same_pair(user, sample.c.kind, sample.c.pair_id)), SAME_PAIR))
+    whens.append((probe(_skipped(user, sample.c.id)), SKIPPED))
+    coded = select(case(*whens, else_="free").label("code")).select_from(sample).subquery("coded")
+    return select(coded.c.code, func.count()).group_by(coded.c.code)
+
+
+def census(session: Session, user_id: int, kind: TaskKind,
+           independent_review: IndependentReview = "task") -> tuple[dict[str, int], bool]:
+    """The open tasks of ``kind`` by why they are not for the user (``free``: they are), and whether
+    there were more than CENSUS_CAP (the counts are then of the first CENSUS_CAP + 1)."""
+    rows = session.execute(_census_statement(independent_review), {"user_id": user_id, "kind": kind}).all()
+    counts = {code: int(n) for code, n in rows}
+    return counts, sum(counts.values()) > CENSUS_CAP
+
+
+def _tasks(n: int, capped: bool) -> str:
+    return f"{min(n, CENSUS_CAP)}+ tasks" if capped else f"{n} task" + ("" if n == 1 else "s")
+
+
+def why_empty(session: Session, user_id: int, asked: Sequence[TaskKind], allowed: Sequence[TaskKind],
+              permitted: Sequence[TaskKind] = tuple(TaskKind),
+              independent_review: IndependentReview = "task") -> EmptyQueue:
+    """Why the queue had nothing for the user: open tasks of the ``asked`` kinds they may not take
+    (and the reason), and open tasks of other kinds — ``allowed`` (assigned to them) but not asked
+    for, or ``permitted`` by their role but not assigned. At most one census per kind (each looks at
+    CENSUS_CAP + 1 tasks at most), so answering costs about the same however long the queue is."""
+    blocked: list[Blocked] = []
+    waiting: list[Waiting] = []
+    racing = 0
+    for kind in TaskKind:
+        if kind not in asked and kind not in permitted:
+            continue
+        counts, capped = census(session, user_id, kind, independent_review)
+        if kind in asked:
+            blocked += [Blocked(kind, code, min(counts[code], CENSUS_CAP), capped)
+                        for code in (JUDGED, SAME_PAIR, SKIPPED) if counts.get(code)]
+            racing += counts.get("free", 0)
+        elif kind in allowed:
+            if counts.get("free"):
+                waiting.append(Waiting(kind, min(counts["free"], CENSUS_CAP), capped, True))
+        elif sum(counts.values()):
+            waiting.append(Waiting(kind, min(sum(counts.values()), CENSUS_CAP), capped, False))
+    names = ", ".join(KIND_NAMES[k] for k in TaskKind if k in asked)
+    parts = [f"No task for you right now ({names})."]
+    for b in blocked:
+        verb = "is" if b.open == 1 and not b.capped else "are"
+        parts.append(f"{_tasks(b.open, b.capped)} of kind {KIND_NAMES[b.kind]} {verb} open but not for you: "
+                     f"{b.reason}.")
+    if racing:
+        parts.append("Others were being handed out at this moment: ask again.")
+    mine = [w for w in waiting if w.assigned]
+    if mine:
+        parts.append("Other kinds you may take have work: "
+                     + "; ".join(f"{KIND_NAMES[w.kind]}, {_tasks(w.open, w.capped)}" for w in mine) + ".")
+    others = [w for w in waiting if not w.assigned]
+    if others:
+        parts.append("Waiting for kinds you are not assigned (an admin can assign them): "
+                     + "; ".join(f"{KIND_NAMES[w.kind]}, {_tasks(w.open, w.capped)}" for w in others) + ".")
+    if not blocked and not racing and not waiting:
+        parts.append("The queue is empty: new tasks come as the pipeline sends items to people.")
+    return EmptyQueue(" ".join(parts), blocked, waiting)
 
 
 

@@ -28,10 +28,19 @@ def seeded(web_settings):
                                  kinds=("verify_mask", "check_exhaustivity", "correct"))
 
 
-def lease(client, kinds=None):
+def ask(client, kinds=None):
+    """POST /tasks/next: the task object, or the empty answer {task: null, message, blocked, waiting}."""
     response = client.post("/api/v1/tasks/next", json={"kinds": kinds} if kinds else None)
-    assert response.status_code in (200, 204), response.text
-    return response.json() if response.status_code == 200 else None
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def lease(client, kinds=None):
+    body = ask(client, kinds)
+    if "id" in body:
+        return body
+    assert body["task"] is None and body["message"], body
+    return None
 
 
 def judge(client, task, label, client_id=None, **extra):
@@ -263,7 +272,8 @@ def test_32_clients_at_once_never_receive_the_same_task(fresh_pg_url, tmp_path):
         barrier.wait()
         for _ in range(3):
             r = clients[i].post("/api/v1/tasks/next")
-            if r.status_code == 200:
+            assert r.status_code == 200, r.text
+            if r.json().get("id") is not None:  # else the empty answer: the 64 tasks are all handed out
                 got[i].append(r.json()["id"])
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(clients))]
@@ -352,3 +362,105 @@ def test_held_tasks_heartbeat_after_expiry_and_error_codes(login, seeded, web_se
     assert reused.status_code == 409 and reused.headers["x-error-code"] == "client_id_conflict"
     me = ann.get("/api/v1/auth/me").json()
     assert me["heartbeat_s"] == web_settings.queue.heartbeat_s and me["lease_s"] == web_settings.queue.lease_s
+
+
+# ---------------------------------------------------------------------------- a queue that never starves
+def _three_verify_every_pair(login, web_settings):
+    """Three annotators verify the masks in turn (3 masks per pair): each verified a mask of every pair."""
+    with session_scope(web_settings.db_url) as s:
+        made = seed_review_items(s, web_settings.media_path, n_images=2, phrases=("dog", "cat"), masks_per_pair=3,
+                                 kinds=("verify_mask", "check_exhaustivity"))
+    team = [login(name) for name in ("ann", "ann2", "rev")]
+    for turn in range(12):
+        client = team[turn % 3]
+        task = lease(client, ["verify_mask"])
+        assert judge(client, task, "accept").status_code == 201
+    for client in team:
+        assert lease(client, ["verify_mask"]) is None
+    with session_scope(web_settings.db_url) as s:
+        judged = s.execute(select(Verdict.pair_id, Verdict.user_id).where(Verdict.user_id.is_not(None))).all()
+        assert {p: len({u for q, u in judged if q == p}) for p, _ in judged} == {p: 3 for p in made["pairs"]}
+    return made, team
+
+
+def test_annotators_who_verified_the_masks_still_get_the_exhaustivity_tasks(login, web_settings):
+    """Regression: the lease skipped every task of a pair its annotator had judged in any way, so once
+    three annotators had verified the masks, every exhaustivity task stayed open and /next had nothing
+    for any of them. By default only the task itself is off limits."""
+    assert web_settings.queue.independent_review == "task"
+    made, team = _three_verify_every_pair(login, web_settings)
+    got = [lease(client, ["check_exhaustivity"]) for client in (*team, team[0])]
+    assert all(t is not None and t["kind"] == "check_exhaustivity" for t in got)
+    with session_scope(web_settings.db_url) as s:
+        assert sorted(t["id"] for t in got) == list(s.scalars(select(HumanTask.id).where(
+            HumanTask.id.in_(made["tasks"]), HumanTask.kind == TaskKind.CHECK_EXHAUSTIVITY).order_by(HumanTask.id)))
+    empty = ask(team[1], ["check_exhaustivity"])  # all four are leased now: nothing blocked, nothing waiting
+    assert empty["task"] is None and empty["blocked"] == [] and empty["waiting"] == []
+    assert "empty" in empty["message"]
+
+
+def test_with_independent_review_by_pair_the_team_is_told_why_nothing_comes(login, web_settings):
+    web_settings.queue.independent_review = "pair"
+    _, team = _three_verify_every_pair(login, web_settings)
+    for client in team:
+        empty = ask(client, ["check_exhaustivity"])
+        assert empty["task"] is None
+        assert empty["blocked"] == [{"kind": "check_exhaustivity", "open": 4, "capped": False, "code": "same_pair",
+                                     "reason": "you judged other tasks of these pairs "
+                                               "(queue.independent_review = pair)"}]
+        assert "4 tasks of kind check every instance are open but not for you" in empty["message"]
+        assert "independent_review = pair" in empty["message"]
+    # a fourth person who judged nothing is independent: they get them
+    root = login("root")
+    assert lease(root, ["check_exhaustivity"])["kind"] == "check_exhaustivity"
+
+
+@pytest.mark.parametrize("independent_review", ["task", "pair"])
+def test_a_lone_annotator_gets_the_correction_their_own_missing_created(login, web_settings, independent_review):
+    web_settings.queue.independent_review = independent_review
+    with session_scope(web_settings.db_url) as s:
+        seed_review_items(s, web_settings.media_path, n_images=1, phrases=("dog",), kinds=("check_exhaustivity",))
+    ann = login("ann")
+    task = lease(ann)
+    assert judge(ann, task, "missing").status_code == 201
+    answer = ask(ann)
+    if independent_review == "task":
+        assert answer["kind"] == "correct" and answer["phrase"] == "dog"
+        return
+    assert answer["task"] is None and answer["waiting"] == []
+    assert [(b["kind"], b["open"], b["code"]) for b in answer["blocked"]] == [("correct", 1, "same_pair")]
+    assert "1 task of kind correct masks is open but not for you" in answer["message"]
+    assert lease(login("ann2"))["kind"] == "correct"  # someone independent takes it
+
+
+def test_the_empty_answer_names_judged_skipped_and_waiting_work(login, web_settings):
+    web_settings.queue.multi_review_rate = 1.0  # every verdict waits for a second person
+    with session_scope(web_settings.db_url) as s:
+        seed_review_items(s, web_settings.media_path, n_images=1, phrases=("dog",), masks_per_pair=2,
+                          kinds=("verify_mask", "check_exhaustivity"))
+    ann = login("ann")
+    first = lease(ann, ["verify_mask"])
+    assert judge(ann, first, "accept").json()["task_state"] == "open"  # back in the queue for someone else
+    second = lease(ann, ["verify_mask"])
+    assert ann.post(f"/api/v1/tasks/{second['id']}/release", json={"skip": True}).status_code == 204
+    empty = ask(ann, ["verify_mask"])
+    assert empty["task"] is None
+    assert [(b["kind"], b["open"], b["code"], b["reason"]) for b in empty["blocked"]] == [
+        ("verify_mask", 1, "judged", "you judged these tasks already"),
+        ("verify_mask", 1, "skipped", "you skipped these")]
+    # the exhaustivity task is waiting: ann may take it when she asks for that kind
+    assert empty["waiting"] == [{"kind": "check_exhaustivity", "open": 1, "capped": False, "assigned": True}]
+    assert "Other kinds you may take have work: check every instance, 1 task." in empty["message"]
+    # someone assigned verify_mask only is told the exhaustivity task is not theirs to take
+    root = login("root")
+    assert root.post("/api/v1/users", json={"username": "vonly", "password": PASSWORD, "role": "annotator",
+                                            "task_kinds": ["verify_mask"]}).status_code == 201
+    vonly = login("vonly")
+    assert vonly.get("/api/v1/auth/me").json()["allowed_kinds"] == ["verify_mask"]
+    assert ann.get("/api/v1/auth/me").json()["allowed_kinds"] == ["verify_mask", "check_exhaustivity", "correct"]
+    assert lease(vonly)["id"] in {first["id"], second["id"]}
+    assert lease(vonly)["id"] in {first["id"], second["id"]}
+    empty = ask(vonly)
+    assert empty["blocked"] == [] and empty["waiting"] == [
+        {"kind": "check_exhaustivity", "open": 1, "capped": False, "assigned": False}]
+    assert "not assigned" in empty["message"]

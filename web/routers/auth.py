@@ -12,6 +12,7 @@ from engine.settings import Settings
 from web.deps import (
     SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep, UnitOfWorkRoute, client_ip, forget_principals,
 )
+from web.routers.tasks import allowed_kinds
 
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/auth", tags=["auth"])
 
@@ -25,6 +26,7 @@ class Me(BaseModel):
     username: str
     role: str
     task_kinds: list[str] | None
+    allowed_kinds: list[str] = Field(description="the task kinds the queue may hand you (role and assignment)")
     csrf_token: str | None = Field(None, description="echo in X-CSRF-Token on state-changing requests")
     lease_s: int = Field(description="how long a leased task stays yours without a heartbeat")
     heartbeat_s: int = Field(description="how often a page should renew its leases")
@@ -51,7 +53,8 @@ class NewToken(TokenOut):
 
 def _me(p: auth_service.Principal, settings: Settings) -> Me:
     return Me(username=p.username, role=p.role.value, task_kinds=list(p.task_kinds) if p.task_kinds else None,
-              csrf_token=p.csrf_token, lease_s=settings.queue.lease_s, heartbeat_s=settings.queue.heartbeat_s)
+              allowed_kinds=[k.value for k in allowed_kinds(p)], csrf_token=p.csrf_token,
+              lease_s=settings.queue.lease_s, heartbeat_s=settings.queue.heartbeat_s)
 
 
 @router.post("/login", response_model=Me)

@@ -8,8 +8,11 @@ import threading
 import pytest
 
 from engine.db.base import utcnow
+from sqlalchemy import select
+
 from engine.db.models import (
-    Concept, HumanTask, Image, ImageConcept, PairOrigin, Polarity, Role, TaskKind, TaskState, Verdict, VerdictKind, VerdictSource,
+    Concept, HumanTask, Image, ImageConcept, PairOrigin, Polarity, Role, TaskKind, TaskSkip, TaskState, Verdict,
+    VerdictKind, VerdictSource,
 )
 from engine.db.session import session_scope
 from engine.domain.passwords import WeakPassword, hash_password, verify_password
@@ -126,16 +129,90 @@ def test_expired_leases_return_to_the_queue(database_url):
             queue.heartbeat(s, task.id, alice, lease_s=30, now=t0 + dt.timedelta(seconds=53))
 
 
-def test_an_annotator_never_gets_an_item_they_already_judged(database_url):
-    pairs, (alice, bob) = seed(database_url, 2, n_users=2)
+def _judge(s, task_id, user, label="complete"):  # type: ignore[no-untyped-def]
+    task = s.get(HumanTask, task_id)
+    kind = {TaskKind.CHECK_EXHAUSTIVITY: VerdictKind.EXHAUSTIVITY, TaskKind.CORRECT: VerdictKind.CORRECTION,
+            TaskKind.VERIFY_MASK: VerdictKind.MASK}[task.kind]
+    s.add(Verdict(kind=kind, source=VerdictSource.HUMAN, pair_id=task.pair_id, mask_id=task.mask_id,
+                  task_id=task.id, user_id=user, label=label))
+
+
+def _verify_task(s, pair_id):  # type: ignore[no-untyped-def]
+    """A verify_mask task on a new candidate mask of the pair."""
+    import numpy as np
+
+    from engine.db.models import ModelKind
+    from engine.domain.masks import encode_mask
+    from engine.repositories.labels import add_mask
+    from engine.repositories.model_versions import get_or_create
+
+    grid = np.zeros((4, 4), bool)
+    grid[1:3, 1:3] = True
+    mask = add_mask(s, pair_id, get_or_create(s, ModelKind.PROPOSER, "test-proposer", "1").id, encode_mask(grid),
+                    score=0.9)
+    s.flush()
+    task = HumanTask(kind=TaskKind.VERIFY_MASK, pair_id=pair_id, mask_id=mask.id, state=TaskState.OPEN, priority=9)
+    s.add(task)
+    s.flush()
+    return task.id
+
+
+def test_who_may_take_a_task_task_rule_and_pair_rule(database_url):
+    """Never a task one judged or skipped. By default (``task``) a person may check the instances of
+    a pair whose masks they verified; with ``pair`` no exhaustivity or correction task of a pair they
+    judged in any task goes to them (verify tasks keep the task rule)."""
+    (p0, p1, p2), (alice, bob) = seed(database_url, 3, n_users=2)
     with session_scope(database_url) as s:
-        s.add(Verdict(kind=VerdictKind.EXHAUSTIVITY, source=VerdictSource.HUMAN, pair_id=pairs[1],
-                      user_id=alice, label="complete"))
-        s.add(Verdict(kind=VerdictKind.EXHAUSTIVITY, source=VerdictSource.HUMAN, pair_id=pairs[0],
-                      user_id=alice, label="complete"))
+        tasks = {t.pair_id: t.id for t in s.scalars(select(HumanTask))}
+        e0, e1, e2 = tasks[p0], tasks[p1], tasks[p2]
+        _judge(s, e0, alice)  # alice judged e0 itself (a multi-review task, open again)
+        done_verify = _verify_task(s, p1)  # alice verified a mask of p1 …
+        _judge(s, done_verify, alice, "accept")
+        s.get(HumanTask, done_verify).state = TaskState.DONE
+        open_verify = _verify_task(s, p1)  # … and another mask of p1 is still to verify
+        s.add(TaskSkip(task_id=e2, user_id=alice))  # alice skipped e2
+    everything = tuple(TaskKind)
+    with session_scope(database_url) as s:  # task rule: e1 and the open verify task, not e0, not e2
+        got = {queue.next_task(s, alice, everything, lease_s=60).id for _ in range(2)}
+        assert got == {e1, open_verify} and queue.next_task(s, alice, everything, lease_s=60) is None
+        s.rollback()
+    with session_scope(database_url) as s:  # pair rule: e1 is off limits too; the verify task is not
+        assert queue.next_task(s, alice, everything, lease_s=60, independent_review="pair").id == open_verify
+        assert queue.next_task(s, alice, everything, lease_s=60, independent_review="pair") is None
+        assert queue.census(s, alice, TaskKind.CHECK_EXHAUSTIVITY, "pair") == (
+            {"judged": 1, "same_pair": 1, "skipped": 1}, False)
+        assert queue.census(s, alice, TaskKind.CHECK_EXHAUSTIVITY, "task") == (
+            {"judged": 1, "free": 1, "skipped": 1}, False)
+        s.rollback()
+    with session_scope(database_url) as s:  # nobody else is held back
+        assert {queue.next_task(s, bob, KINDS, lease_s=60, independent_review="pair").id for _ in range(4)} == {
+            e0, e1, e2, open_verify}
+
+
+def test_the_empty_answer_is_bounded_and_says_why(database_url, monkeypatch):
+    _, (alice,) = seed(database_url, 5)
+    monkeypatch.setattr(queue, "CENSUS_CAP", 3)
+    queue._census_statement.cache_clear()  # built with the cap
+    try:
+        with session_scope(database_url) as s:
+            for task_id in s.scalars(select(HumanTask.id)):
+                s.add(TaskSkip(task_id=task_id, user_id=alice))
+        with session_scope(database_url) as s:
+            assert queue.next_task(s, alice, KINDS, lease_s=60) is None
+            assert queue.census(s, alice, TaskKind.CHECK_EXHAUSTIVITY) == ({"skipped": 4}, True)
+            empty = queue.why_empty(s, alice, [TaskKind.CHECK_EXHAUSTIVITY], allowed=list(TaskKind))
+        assert empty.blocked == [queue.Blocked(TaskKind.CHECK_EXHAUSTIVITY, "skipped", 3, True)]
+        assert empty.waiting == []
+        assert empty.message == ("No task for you right now (check every instance). 3+ tasks of kind check every "
+                                 "instance are open but not for you: you skipped these.")
+    finally:
+        monkeypatch.undo()
+        queue._census_statement.cache_clear()
     with session_scope(database_url) as s:
-        assert queue.next_task(s, alice, KINDS, lease_s=60) is None
-        assert queue.next_task(s, bob, KINDS, lease_s=60) is not None
+        empty = queue.why_empty(s, alice, [TaskKind.CORRECT], allowed=[TaskKind.CORRECT])
+    assert empty.blocked == [] and empty.waiting == [
+        queue.Waiting(TaskKind.CHECK_EXHAUSTIVITY, 5, False, assigned=False)]
+    assert "not assigned" in empty.message and "check every instance, 5 tasks" in empty.message
 
 
 def test_settling_a_pair_leaves_a_task_leased_in_the_meantime_to_its_holder(database_url):
