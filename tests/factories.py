@@ -176,10 +176,11 @@ def seed_labelled(session, media_root: Path) -> dict[str, int]:
     import numpy as np
 
     from engine.db.models import (
-        Decider, HumanTask, ImageConcept, Mask, MaskState, ModelKind, Polarity, TaskKind, TaskState, User, Verdict,
-        VerdictKind, VerdictSource,
+        HumanTask, ImageConcept, Mask, ModelKind, TaskKind, TaskState, User, Verdict, VerdictKind, VerdictSource,
     )
+    from engine.domain import decisions as dm
     from engine.domain.masks import encode_mask
+    from engine.services import decide
     from engine.repositories.model_versions import get_or_create
     from engine.services.annotation import MaskIn, VerdictIn, submit
     from engine.settings import QueueSettings
@@ -214,14 +215,18 @@ def seed_labelled(session, media_root: Path) -> dict[str, int]:
     judge(TaskKind.VERIFY_MASK, dog0, "reject", masks[dog0.id][1])
     judge(TaskKind.CHECK_EXHAUSTIVITY, dog0, "complete")
     judge(TaskKind.CHECK_EXHAUSTIVITY, cat0, "not_present")
+    def routed(pair: ImageConcept, outcome: dm.Outcome) -> None:  # as engine/services/route.py writes it
+        decide.write(session, pair.id, outcome)
+        session.flush()
+
     for m in masks[dog1.id]:
         ai(mv.id, VerdictKind.MASK, dog1, "accept", m)
-        m.state, m.decided_by = MaskState.ACCEPTED, Decider.AI
+        routed(dog1, dm.route_mask(decide.facts(session, dog1.id), m.id, "accept"))
     for m in masks[cat1.id]:
         ai(mv.id, VerdictKind.MASK, cat1, "reject", m)
-        m.state, m.decided_by = MaskState.REJECTED, Decider.AI
+        routed(cat1, dm.route_mask(decide.facts(session, cat1.id), m.id, "reject"))
     ai(ev.id, VerdictKind.EXHAUSTIVITY, cat1, "accept", payload={"boxes": 0})
-    cat1.polarity, cat1.is_exhaustive, cat1.decided_by = Polarity.NEGATIVE, True, Decider.AI
+    routed(cat1, dm.route_pair(decide.facts(session, cat1.id), "negative"))
     grid = np.zeros((64, 96), dtype=bool)
     grid[40:60, 50:90] = True
     drawn = encode_mask(grid)
