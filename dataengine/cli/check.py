@@ -1,0 +1,82 @@
+"""``dataengine check [--repair] [--json] [--limit N]``: the database against its written invariants,
+like fsck (registered on the main group in dataengine/cli/main.py)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from dataengine.cli.main import Context, ensure_schema, pass_ctx
+
+
+def _ids(ids: dict[str, object]) -> str:
+    parts = []
+    for key, value in ids.items():
+        if value is None:
+            continue
+        parts.append(f"{key} {', '.join(map(str, value))}" if isinstance(value, list) else f"{key} {value}")
+    return " · ".join(parts)
+
+
+@click.command("check")
+@click.option("--repair", is_flag=True,
+              help="First fix the violations whose repair is unambiguous (M1, T1, T5), each one printed and logged.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Violations listed per invariant (0: all); each invariant's count is always exact.")
+@pass_ctx
+def check_cmd(ctx: Context, repair: bool, as_json: bool, limit: int) -> None:
+    """Scan the database for every violation of the label and task invariants (docs/architecture.md,
+    engine/domain/invariants.py) and print each with the ids involved.
+
+    Exit status: 0 when nothing is violated, 1 when something is (after --repair: when something is
+    left). Label contradictions are never repaired here: they need a person."""
+    from engine.db.session import session_scope
+    from engine.services import check as service
+
+    ensure_schema(ctx.settings)
+    repairs: list[service.Repair] = []
+    if repair:
+        with session_scope(ctx.settings.db_url) as session:
+            repairs = service.repair(session)
+            session.commit()
+    with session_scope(ctx.settings.db_url) as session:
+        report = service.check(session, limit_per_invariant=limit or None)
+    if as_json:
+        data = report.to_dict()
+        if repair:
+            data["repairs"] = [r.to_dict() for r in repairs]
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        _print(report, repairs, repair)
+    if not report.ok:
+        click.get_current_context().exit(1)
+
+
+def _print(report, repairs, repaired: bool) -> None:  # type: ignore[no-untyped-def]
+    for r in repairs:
+        click.echo(f"repaired {r.code}  {_ids(r.ids)}: {r.action}")
+    if repaired:
+        click.echo(f"{len(repairs)} repair(s) committed" + ("; what is left:" if not report.ok else ""))
+    for result in report.results:
+        inv = result.invariant
+        if result.ok:
+            click.echo(f"{inv.code}  ok  {inv.statement}")
+            continue
+        shown = f" ({len(result.violations)} listed)" if len(result.violations) < result.count else ""
+        fix = "repairable with --repair" if inv.repairable else "needs a person"
+        click.echo(f"{inv.code}  {result.count} violation(s){shown}, {fix}: {inv.statement}")
+        for v in result.violations:
+            click.echo(f"    {_ids(v.ids)}: {v.detail}")
+    bad = [r for r in report.results if not r.ok]
+    if not bad:
+        click.echo(f"check: no violations ({len(report.results)} invariants, {report.seconds:.2f} s)")
+        return
+    counts = ", ".join(f"{r.invariant.code} {r.count}" for r in bad)
+    fixable = [r.invariant.code for r in bad if r.invariant.repairable]
+    person = [r.invariant.code for r in bad if not r.invariant.repairable]
+    tail = "".join([f"; repairable with --repair: {', '.join(fixable)}" if fixable and not repaired else "",
+                    f"; need a person: {', '.join(person)}" if person else ""])
+    click.echo(f"check: {report.total} violation(s) of {len(bad)} invariant(s) ({counts}) "
+               f"in {report.seconds:.2f} s{tail}")
