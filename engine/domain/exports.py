@@ -9,16 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.domain.ground_truth import (  # noqa: F401 - part of this module's interface
+    LABEL_SOURCES, POSITIVE_LABELS, PRESENCE_POSITIVE, VERIFIER_TASKS, verifier_target,
+)
+
 SPLITS = ("train", "val")
-#: the verifier tasks of the export and the task kind of each (engine.db.models.TaskKind values)
-VERIFIER_TASKS = {"mv": "verify_mask", "ev": "check_exhaustivity"}
-#: labels that say "the AI should have said accept" (as engine/services/calibrate.py counts them)
-POSITIVE_LABELS = {
-    "mv": frozenset({"accept"}),
-    "ev": frozenset({"accept", "complete", "exhaustive"}),
-}
-#: "phrase not present": nothing is missing where the pair has no masks, everything is wrong where it has
-PRESENCE_POSITIVE = frozenset({"not_present", "negative"})
 UNGROUNDABLE = "ungroundable"
 #: the verifier's answer for a human "ungroundable" (annotators/verifiers.py choice labels)
 UNGROUNDABLE_ANSWER = {"mv": "flag_label", "ev": "ungroundable"}
@@ -27,7 +22,6 @@ NEGATIVE_ANSWER = {"mv": "reject", "ev": "reject_missing"}
 MV_ANSWERS = ("accept", "accept_as_text", "flag_label", "whole_image", "reject")
 EV_ANSWERS = ("accept", "reject_missing", "reject_unseparated", "flag_label", "whole_image", "ungroundable")
 ANSWERS = {"mv": MV_ANSWERS, "ev": EV_ANSWERS}
-LABEL_SOURCES = ("human", "ai", "both")
 
 
 class ExportSpecError(ValueError):
@@ -53,13 +47,11 @@ def split_of(sha256: str, val_percent: int) -> str:
 
 
 def human_target(task: str, label: str, *, has_masks: bool) -> int:
-    """A label as the verifier's binary target, the rule of calibrate.human_positive: for EV a
-    "not present" is right (1) when no boxes were shown (scope ``presence``) and wrong with boxes."""
+    """A person's label as the verifier's binary target: the one mapping of
+    :func:`engine.domain.ground_truth.verifier_target` (calibration uses it too)."""
     if task not in VERIFIER_TASKS:
         raise ExportSpecError(f"unknown verifier task {task!r}; use mv or ev")
-    if task == "ev" and label in PRESENCE_POSITIVE:
-        return int(not has_masks)
-    return int(label in POSITIVE_LABELS[task])
+    return verifier_target(task, label, has_masks=has_masks)
 
 
 def verifier_label(task: str, label: str, *, has_masks: bool, source: str) -> VerifierLabel:
@@ -98,6 +90,14 @@ def saco_box(bbox: tuple[float, float, float, float], width: int, height: int) -
 def saco_area(area: int, width: int, height: int) -> float:
     """A mask's pixel count as the share of the image it covers (SA-Co's normalised area)."""
     return area / (width * height)
+
+
+def saco_flags(negative: bool, exhaustive: bool, instance_exhaustive: bool) -> tuple[int, int]:
+    """SA-Co's ``(is_instance_exhaustive, is_pixel_exhaustive)`` of an exported pair, from its
+    ground truth (engine/domain/ground_truth.py): a negative has nothing missing (1, 1); an
+    exhaustive pair has every pixel masked and separate instances unless a mask is a crowd
+    (``instance_exhaustive``, the one predicate); a partial pair may miss instances (0, 0)."""
+    return int(instance_exhaustive), int(negative or exhaustive)
 
 
 def exhaustivity_flags(is_exhaustive: bool | None, has_crowd: bool) -> tuple[int, int]:

@@ -11,15 +11,17 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import orjson
-from sqlalchemy import Connection, and_, case, exists, func, select
+from sqlalchemy import Connection, and_, case, exists, func, or_, select
+from sqlalchemy.orm import aliased
 
 from engine.db.models import (
-    Concept, Decider, HumanTask, Image, ImageConcept, JobItem, Mask, MaskState, Polarity, Verdict, VerdictKind,
+    Concept, Decider, HumanTask, Image, ImageConcept, JobItem, Mask, Polarity, Verdict, VerdictKind,
 )
 from engine.domain.exports import LABEL_SOURCES, ExportSpecError
+from engine.domain.ground_truth import GroundTruth, deciders
 
 YIELD_PER = 5000
 Progress = Callable[[int], None]
@@ -58,8 +60,12 @@ class ExportFilters:
 
     @property
     def deciders(self) -> tuple[Decider, ...]:
-        return {"human": (Decider.HUMAN,), "ai": (Decider.AI,), "both": (Decider.HUMAN, Decider.AI)}[
-            self.label_source]
+        return deciders(self.label_source)
+
+    @property
+    def ground_truth(self) -> GroundTruth:
+        """The one definition of ground truth (engine/domain/ground_truth.py) under this label source."""
+        return GroundTruth(self.label_source)
 
     def to_dict(self) -> dict[str, Any]:
         return {"jobs": sorted(set(self.jobs)), "concepts": sorted(set(self.concepts)),
@@ -180,7 +186,8 @@ def pair_only_conditions(filters: ExportFilters) -> list[Any]:
     if filters.concepts:
         conds.append(Concept.text.in_(sorted(set(filters.concepts))))
     if filters.exhaustive_only:
-        conds.append(pair_trust(filters)[1])
+        trust = pair_trust(filters)
+        conds.append(or_(trust.negative, trust.exhaustive))
     return conds
 
 
@@ -189,14 +196,31 @@ def pair_conditions(filters: ExportFilters) -> list[Any]:
     return image_conditions(filters) + pair_only_conditions(filters)
 
 
-def pair_trust(filters: ExportFilters) -> tuple[Any, Any]:
-    """SQL booleans: (the pair is a trusted negative, the pair is trusted exhaustive)."""
-    trusted = [ImageConcept.decided_by.in_(filters.deciders)]
+class PairTrust(NamedTuple):
+    """SQL booleans on a pair, for statements whose rows are its exported masks (see
+    :func:`pair_trust`)."""
+
+    negative: Any  # a ground-truth negative
+    exhaustive: Any  # an exhaustive claim (with its rows' masks: an exhaustive ground-truth pair)
+    instance_exhaustive: Any  # SA-Co's is_instance_exhaustive
+
+
+def pair_trust(filters: ExportFilters) -> PairTrust:
+    """The pair's ground truth under the filters' label source (engine/domain/ground_truth.py),
+    narrowed by ``--min-agreement``: a pair below it is neither negative nor exhaustive, and an
+    exhaustive pair one of whose ground-truth masks falls below it is exported as partial (its
+    masks would no longer be complete)."""
+    gt = filters.ground_truth
+    negative, exhaustive, instance = gt.negative_pair(), gt.exhaustive_claim(), gt.instance_exhaustive_row()
     if filters.min_agreement is not None:
-        trusted.append(_pair_agreement() >= filters.min_agreement)
-    negative = and_(ImageConcept.polarity == Polarity.NEGATIVE, *trusted)
-    exhaustive = and_(ImageConcept.is_exhaustive.is_(True), *trusted)
-    return negative, exhaustive
+        agreed = _pair_agreement() >= filters.min_agreement
+        m = aliased(Mask)
+        dropped = exists().where(m.pair_id == ImageConcept.id,
+                                 GroundTruth(filters.label_source, mask=m).mask_is_ground_truth(),
+                                 _mask_agreement(m) < filters.min_agreement)
+        negative, exhaustive = and_(negative, agreed), and_(exhaustive, agreed, ~dropped)
+        instance = and_(instance, agreed, ~dropped)
+    return PairTrust(negative, exhaustive, instance)
 
 
 def _pair_agreement() -> Any:
@@ -210,15 +234,20 @@ def _pair_agreement() -> Any:
     return func.coalesce(share, 1.0)
 
 
+def _mask_agreement(mask: Any = Mask) -> Any:
+    """Correlated: the share of the mask's (non-gold) mask judgements that say accept (1.0: none)."""
+    share = (select(func.avg(case((Verdict.label == "accept", 1.0), else_=0.0)))
+             .where(Verdict.mask_id == mask.id, Verdict.kind == VerdictKind.MASK, not_gold())
+             .scalar_subquery())
+    return func.coalesce(share, 1.0)
+
+
 def mask_conditions(filters: ExportFilters) -> list[Any]:
-    """Conditions on a mask for it to be exported (its pair's conditions aside)."""
-    conds = [Mask.state == MaskState.ACCEPTED, Mask.decided_by.in_(filters.deciders),
-             ImageConcept.polarity != Polarity.NEGATIVE]
+    """Conditions on a mask (joined to its pair) for it to be exported: a ground-truth mask of its
+    pair under the label source, narrowed by ``--min-agreement``."""
+    conds = [filters.ground_truth.mask_is_ground_truth()]
     if filters.min_agreement is not None:
-        share = (select(func.avg(case((Verdict.label == "accept", 1.0), else_=0.0)))
-                 .where(Verdict.mask_id == Mask.id, Verdict.kind == VerdictKind.MASK, not_gold())
-                 .scalar_subquery())
-        conds.append(func.coalesce(share, 1.0) >= filters.min_agreement)
+        conds.append(_mask_agreement() >= filters.min_agreement)
     return conds
 
 

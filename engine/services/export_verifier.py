@@ -13,11 +13,15 @@ verdicts — are merged pair by pair, so only one pair's rows are held at a time
   exhaustivity verdict;
 - a finished correction: an EV example with the final masks (none for "not present") answered
   accept, and an MV example answered accept for each mask a person drew.
+
+Every example's item must be ground truth under the label source (engine/domain/ground_truth.py):
+an MV example's target must be its mask's ground truth (1: a ground-truth mask, 0: rejected by an
+allowed decider); an EV example's pair must carry a claim decided by an allowed decider. Others are
+left out and counted in the manifest under ``counts.skipped``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from itertools import groupby
 from operator import attrgetter
@@ -30,6 +34,7 @@ from sqlalchemy.orm import aliased
 
 from engine.db.models import Concept, Image, ImageConcept, Mask, MaskState, Verdict, VerdictKind
 from engine.domain.exports import SPLITS, VERIFIER_TASKS, ExportSpecError, human_target, split_of, verifier_label
+from engine.domain.ground_truth import mask_truth, people_decision
 from engine.services.export_rows import (
     ExportFilters, HashingWriter, Progress, Stats, not_gold, pair_conditions, stream, tick,
 )
@@ -46,13 +51,16 @@ def _joined(stmt: Any, filters: ExportFilters) -> Any:
 
 
 def _streams(conn: Connection, filters: ExportFilters) -> tuple[Iterator[Any], Iterator[Any], Iterator[Any]]:
+    gt = filters.ground_truth
     pairs = _joined(select(
         ImageConcept.id.label("pair_id"), Image.id.label("image_id"), Image.sha256, Image.storage_key,
         Image.width, Image.height, Concept.text, type_coerce(ImageConcept.decided_by, String).label("decided_by"),
+        gt.decided_claim().label("claim_is_truth"),
     ).select_from(ImageConcept), filters).order_by(ImageConcept.id)
     masks = _joined(select(
         Mask.id, Mask.pair_id, Mask.rle_counts, Mask.height, Mask.width, Mask.created_at, Mask.model_version_id,
         type_coerce(Mask.state, String).label("state"), type_coerce(Mask.decided_by, String).label("decided_by"),
+        gt.mask_is_ground_truth().label("is_truth"), gt.mask_rejection_is_ground_truth().label("is_rejection"),
     ).select_from(Mask).join(ImageConcept, ImageConcept.id == Mask.pair_id), filters).order_by(Mask.pair_id, Mask.id)
     verdicts = _joined(select(
         Verdict.id, Verdict.pair_id, Verdict.mask_id, type_coerce(Verdict.kind, String).label("kind"),
@@ -113,10 +121,7 @@ def write_verifier(conn: Connection, filters: ExportFilters, folder: Path, stats
 # ------------------------------------------------------------------------- per-pair examples
 def _decided(verdicts: list[Any]) -> Any:
     """The verdict that carries the people's decision: majority label, a tie to the latest."""
-    counts = Counter(v.label for v in verdicts)
-    best = max(counts.values())
-    winners = {label for label, n in counts.items() if n == best}
-    return [v for v in verdicts if v.label in winners][-1]
+    return verdicts[people_decision([v.label for v in verdicts])]
 
 
 def _agrees(task: str, target: int, labels: list[str], has_masks: bool, min_agreement: float | None) -> bool:
@@ -145,6 +150,11 @@ def pair_examples(pair: Any, masks: list[Any], verdicts: list[Any], filters: Exp
             if skipped is not None:
                 skipped.append(f"{task}: {source} label {label!r} is no verifier answer")
             return
+        reason = _not_truth(task, mapped.target, pair, by_id.get(mask_id) if mask_id is not None else None)
+        if reason:
+            if skipped is not None:
+                skipped.append(f"{task}: {source} label {label!r}: {reason}")
+            return
         if not _agrees(task, mapped.target, judged or [], bool(shown), filters.min_agreement):
             return
         out.append({
@@ -169,6 +179,18 @@ def pair_examples(pair: Any, masks: list[Any], verdicts: list[Any], filters: Exp
             add("mv", chosen, [by_id[mask_id]], mask_id, "ai", judged=labels)
     _ev_examples(pair, masks, verdicts, people, machine, add)
     return out
+
+
+def _not_truth(task: str, target: int, pair: Any, mask: Any) -> str | None:
+    """Why an example with ``target`` is not ground truth under the export's label source (None:
+    it is): an MV target must be its mask's ground truth, an EV example's pair must carry a claim
+    decided by an allowed decider."""
+    if task == "mv":
+        truth = mask_truth(bool(mask.is_truth), bool(mask.is_rejection))
+        if truth is None:
+            return "the mask is not decided under the label source"
+        return None if truth == target else "the mask's final state disagrees"
+    return None if pair.claim_is_truth else "the pair has no claim decided under the label source"
 
 
 def _shown(masks: list[Any], verdict: Any) -> list[Any]:

@@ -168,7 +168,7 @@ def test_calibrate_needs_human_verdicts_then_finds_thresholds(settings, verified
 
 
 def test_calibration_counts_each_mask_once_and_refuses_small_samples(settings, verified):
-    from engine.db.models import Role, User
+    from engine.db.models import Decider, Mask, MaskState, Role, User
 
     job_id, ids, *_ = verified
     with session_scope(settings.db_url) as s:
@@ -180,8 +180,42 @@ def test_calibration_counts_each_mask_once_and_refuses_small_samples(settings, v
                 for label in ("reject", "accept" if v.probabilities["accept"] > 0.5 else "reject"):
                     s.add(Verdict(kind=VerdictKind.MASK, source=VerdictSource.HUMAN, pair_id=v.pair_id,
                                   mask_id=v.mask_id, user_id=user.id, label=label))
+                mask = s.get(Mask, v.mask_id)  # the people's decision (a tie goes to the latest), as applied
+                mask.state = MaskState.ACCEPTED if label == "accept" else MaskState.REJECTED
+                mask.decided_by = Decider.HUMAN
     with session_scope(settings.db_url) as s:
         (mv,) = calibrate.calibrate(s, target_precision=0.95, method="isotonic", kinds=(TaskKind.VERIFY_MASK,))
-    assert mv.result.n == 4  # one (AI score, latest human label) per mask
-    assert mv.result.agreement == 1.0  # the latest human word agrees with the AI on all four
+    assert mv.result.n == 4  # one (AI score, the people's decision) per mask
+    assert mv.result.agreement == 1.0  # the people's decision agrees with the AI on all four
     assert mv.result.accept_threshold is None and "more" in mv.result.reason
+
+
+def test_calibration_targets_are_human_decided_ground_truth(settings, verified):
+    """Only items that are ground truth under label source human count: a person's verdict on a
+    mask the person's decision did not settle (still a candidate, or overruled since) is left out."""
+    from engine.db.models import Decider, Mask, MaskState, Role, User
+
+    job_id, ids, *_ = verified
+    with session_scope(settings.db_url) as s:
+        user = User(username="judge", role=Role.REVIEWER)
+        s.add(user)
+        s.flush()
+        clear = [v for v in ai_verdicts(s, VerdictKind.MASK) if v.probabilities["accept"] != 0.6]
+        assert len(clear) == 4
+        for i, v in enumerate(clear):
+            s.add(Verdict(kind=VerdictKind.MASK, source=VerdictSource.HUMAN, pair_id=v.pair_id, mask_id=v.mask_id,
+                          user_id=user.id, label="accept"))
+            mask = s.get(Mask, v.mask_id)
+            if i == 0:  # applied: a ground-truth mask
+                mask.state, mask.decided_by = MaskState.ACCEPTED, Decider.HUMAN
+            elif i == 1:  # overruled since (a correction rejected it): the label is no longer the truth
+                mask.state, mask.decided_by = MaskState.REJECTED, Decider.HUMAN
+            elif i == 2:  # decided by the AI only
+                mask.state, mask.decided_by = MaskState.ACCEPTED, Decider.AI
+            else:  # never applied: still a candidate
+                mask.state, mask.decided_by = MaskState.CANDIDATE, None
+        kept = {(clear[0].mask_id, clear[0].pair_id)}
+    with session_scope(settings.db_url) as s:
+        assert set(calibrate.human_decisions(s, TaskKind.VERIFY_MASK)) == kept
+        (mv,) = calibrate.calibrate(s, target_precision=0.95, method="isotonic", kinds=(TaskKind.VERIFY_MASK,))
+    assert mv.result.n == 1
