@@ -27,6 +27,7 @@ from engine.db.models import (
     Decider, ImageConcept, Mask, MaskState, ModelKind, ModelVersion, Polarity, RouteDecision, StageItem, StageStatus,
     Verdict, VerdictSource,
 )
+from engine.domain.ground_truth import GroundTruth
 from engine.domain.masks import iou_matrix
 from engine.domain.metrics import PairMatch, match_pair, quality
 from engine.repositories.labels import rle_of
@@ -95,14 +96,13 @@ def _label(v: ModelVersion) -> str:
 
 
 # ------------------------------------------------------------------------------ proposers
-def ground_truth_pairs(session: Session) -> dict[int, int]:
-    """Pair id → image id of every human-verified, instance-exhaustive pair: declared exhaustive
-    without a crowd mask (a group of instances cannot be matched one to one), or a confirmed
-    negative."""
-    crowd = exists().where(Mask.pair_id == ImageConcept.id, Mask.state == MaskState.ACCEPTED, Mask.is_crowd.is_(True))
+def ground_truth_pairs(session: Session, label_source: str = "human") -> dict[int, int]:
+    """Pair id → image id of every instance-exhaustive ground-truth pair under ``label_source``
+    (the deciders allowed: human | ai | both), as engine/domain/ground_truth.py defines it for the
+    exports too: a negative, or an exhaustive pair without a crowd mask (a group of instances
+    cannot be matched one to one). Its accepted masks are its ground-truth masks."""
     rows = session.execute(select(ImageConcept.id, ImageConcept.image_id).where(
-        ImageConcept.decided_by == Decider.HUMAN, ~crowd,
-        or_(ImageConcept.is_exhaustive.is_(True), ImageConcept.polarity == Polarity.NEGATIVE)))
+        GroundTruth(label_source).instance_exhaustive_pair()))
     return {pair_id: image_id for pair_id, image_id in rows}
 
 
