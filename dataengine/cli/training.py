@@ -171,17 +171,27 @@ def models_promote(ctx: Context, version_id: int, no_rescore: bool) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write PNG charts into this folder.")
 @click.option("--hours", type=click.IntRange(1, 168), default=24, show_default=True,
               help="Human throughput window: the last N hours.")
+@click.option("--label-source", type=click.Choice(["human", "ai", "both"]), default="human", show_default=True,
+              help="Whose decisions make the ground truth the proposers are scored on.")
+@click.option("--predictions-out", "predictions_out", type=click.Path(file_okay=False),
+              help="Write per proposer version the COCO results and the SA-Co ground truth it was scored on "
+                   "(the official evaluator on the two gives the same numbers).")
 @pass_ctx
-def report(ctx: Context, out_dir: str | None, hours: int) -> None:
-    """Quality per model version: cgF1 / pmF1 / IL_MCC of proposers on human-verified exhaustive
-    pairs, AI–human agreement of verifiers, acceptance rates and throughput."""
+def report(ctx: Context, out_dir: str | None, hours: int, label_source: str, predictions_out: str | None) -> None:
+    """Quality per model version: cgF1 / pmF1 / IL_MCC of proposers (the official SA-Co evaluator's
+    conventions; cgF1 × 100) on instance-exhaustive ground-truth pairs, AI–human agreement of
+    verifiers, acceptance rates and throughput."""
     from engine.db.session import session_scope
     from engine.services.quality import quality_report
 
     ensure_schema(ctx.settings)
     with session_scope(ctx.settings.db_url) as session:
-        data = quality_report(session, hours=hours)
-    _print_report(data)
+        data = quality_report(session, hours=hours, label_source=label_source,
+                              predictions_out=Path(predictions_out) if predictions_out else None)
+    _print_report(data, label_source)
+    for p in data.proposers:
+        if p.files:
+            click.echo(f"wrote {p.files} (predictions.json, ground_truth.json, scores.json)")
     if out_dir:
         from engine.services.report_charts import write_charts
 
@@ -189,9 +199,9 @@ def report(ctx: Context, out_dir: str | None, hours: int) -> None:
             click.echo(f"wrote {path}")
 
 
-def _print_report(data) -> None:  # type: ignore[no-untyped-def]
-    t = Table("id", "proposer", "promoted", "pairs", "positive", "cgF1", "pmF1", "IL_MCC", "IL tp/fp/fn/tn",
-              title="proposers on human-verified exhaustive pairs")
+def _print_report(data, label_source: str = "human") -> None:  # type: ignore[no-untyped-def]
+    t = Table("id", "proposer", "promoted", "pairs", "positive", "cgF1 ×100", "pmF1", "IL_MCC", "IL tp/fp/fn/tn",
+              title=f"proposers on instance-exhaustive ground truth (label source {label_source})")
     for p in data.proposers:
         c = p.il_counts
         t.add_row(str(p.model_version_id), p.model, "yes" if p.promoted else "", str(p.pairs), str(p.positive_pairs),

@@ -600,3 +600,17 @@ class LabelStudioAnnotation(Base):
     verdict_id: Mapped[int | None] = mapped_column(ForeignKey("verdicts.id", ondelete="CASCADE"))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PredictionImage(Base):
+    """An image an imported predictions version (kind ``external``) ran on: the images of its
+    rows and those the import named (``--images``, ``--job``: it ran there and found nothing). The
+    version is scored on every instance-exhaustive ground-truth pair of these images."""
+
+    __tablename__ = "prediction_images"
+    __table_args__ = (UniqueConstraint("model_version_id", "image_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -3,12 +3,18 @@
 Each row: ``image_id`` (our image id), ``segmentation`` (COCO RLE or polygons at the image's
 size), ``score`` (optional, 0–1) and the phrase as ``phrase`` / ``text_input`` or a
 ``category_id`` resolved through a categories list. Bad rows are reported one by one with the
-reason and imported rows are all-or-nothing per file (one transaction, the caller's)."""
+reason and imported rows are all-or-nothing per file (one transaction, the caller's).
+
+The import also records which images the version ran on (``prediction_images``): the images of its
+rows plus those named by the caller (``--images FILE``, ``--job NAME``: images where it found
+nothing). The report scores the version on every instance-exhaustive ground-truth pair of these
+images, so its misses and its true negatives count (engine/services/quality.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +22,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Image, ImageConcept, Mask, ModelKind, PairOrigin, Polarity
+from engine.db.base import utcnow
+from engine.db.models import Image, ImageConcept, JobItem, Mask, ModelKind, PairOrigin, Polarity, PredictionImage
+from engine.db.upsert import insert_ignore
 from engine.domain.masks import MaskError, RleMask, from_coco_segmentation
 from engine.domain.phrases import clean_phrase
 from engine.repositories import labels as labels_repo
@@ -35,6 +43,7 @@ class ImportReport:
     skipped_existing: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)  # (row index, reason)
     model_version_id: int | None = None
+    images: int = 0  # images the version is recorded as having run on (rows' and named ones)
 
 
 def load_rows(path: Path) -> list[Any]:
@@ -49,16 +58,58 @@ def load_rows(path: Path) -> list[Any]:
     return data
 
 
+def load_image_ids(path: Path) -> list[int]:
+    """Image ids from a file: a JSON list of ids, or one id per line (blank lines and lines
+    starting with ``#`` skipped)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PredictionFileError(f"{path}: cannot read image ids ({exc})") from None
+    if text.lstrip().startswith("["):
+        try:
+            values = json.loads(text)
+        except ValueError as exc:
+            raise PredictionFileError(f"{path}: not a JSON list of image ids ({exc})") from None
+    else:
+        values = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    out = []
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool):
+            out.append(value)
+        elif isinstance(value, str) and value.isdigit():
+            out.append(int(value))
+        else:
+            raise PredictionFileError(f"{path}: {value!r} is not an image id")
+    return out
+
+
+def job_image_ids(session: Session, job_ids: Iterable[int]) -> list[int]:
+    """The images a mining job's items point to (as ``export --job`` selects them)."""
+    ids = list(job_ids)
+    if not ids:
+        return []
+    return sorted(set(session.scalars(select(JobItem.image_id).where(JobItem.job_id.in_(ids),
+                                                                      JobItem.image_id.is_not(None)))))
+
+
 def file_version(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def import_predictions(session: Session, rows: list[Any], *, model_name: str, version: str,
-                       categories: dict[int, str] | None = None, strict: bool = False) -> ImportReport:
+                       categories: dict[int, str] | None = None, strict: bool = False,
+                       ran_on: Iterable[int] = ()) -> ImportReport:
+    """Import the rows as masks of an ``external`` model version; ``ran_on``: more images the
+    model ran on (it found nothing there), all of which must exist."""
     report = ImportReport(rows=len(rows))
+    named = set(ran_on)
     image_ids = {r.get("image_id") for r in rows if isinstance(r, dict)}
-    images = {img.id: img for img in session.scalars(
-        select(Image).where(Image.id.in_([i for i in image_ids if isinstance(i, int)])))}
+    wanted = [i for i in image_ids | named if isinstance(i, int) and not isinstance(i, bool)]
+    images = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(wanted)))} if wanted else {}
+    unknown = sorted(named - images.keys())
+    if unknown:
+        raise PredictionFileError(f"{len(unknown)} of the images named are not here (first: "
+                                  f"{', '.join(map(str, unknown[:5]))}): nothing imported")
     valid: list[tuple[int, str, RleMask, float | None, bool]] = []
     for index, row in enumerate(rows):
         try:
@@ -70,6 +121,12 @@ def import_predictions(session: Session, rows: list[Any], *, model_name: str, ve
     version_row = model_versions.get_or_create(session, ModelKind.EXTERNAL, model_name, version,
                                                {"source": "coco-results"})
     report.model_version_id = version_row.id
+    covered = sorted(named | {i for i in image_ids if i in images})
+    for start in range(0, len(covered), 1000):
+        insert_ignore(session, PredictionImage.__table__,
+                      [{"model_version_id": version_row.id, "image_id": i, "created_at": utcnow()}
+                       for i in covered[start:start + 1000]], ["model_version_id", "image_id"])
+    report.images = len(covered)
     if not valid:
         return report
     concept_ids = labels_repo.concept_ids(session, {phrase for _, phrase, _, _, _ in valid})

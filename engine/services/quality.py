@@ -1,11 +1,15 @@
 """Quality per model version (``dataengine report``, the dashboard's quality panel).
 
-- Proposers (and imported external predictions): cgF1, pmF1 and IL_MCC (engine/domain/metrics.py)
-  against the *human-verified* ground truth: pairs a person declared exhaustive (their accepted
-  masks — people's own and the proposals they accepted or kept — are the ground truth; pairs with
-  a crowd mask are not instance-exhaustive and are left out, as SA-Co evaluates) and negatives a
-  person confirmed (no mask). A version is scored on the pairs it ran on: pairs it left
-  masks on, and the pairs of images its propose stage finished (so finding nothing counts).
+- Proposers (and imported external predictions): cgF1, pmF1 and IL_MCC with the official SA-Co
+  evaluator's conventions (engine/domain/metrics.py, pinned to Meta's ``sam3/eval/cgf1_eval.py`` by
+  tests/engine/services/test_saco_oracle.py) on the instance-exhaustive ground-truth pairs under a
+  label source (``ground_truth_pairs``; engine/domain/ground_truth.py defines them): negatives, and
+  exhaustive pairs without a crowd mask, whose accepted masks are the ground truth. A version is
+  scored on every such pair of the images it ran on (:func:`scored_pairs`): for a proposer the
+  images its propose stage finished, for imported predictions the images the import named
+  (``prediction_images``), plus any pair it left masks on — so finding nothing counts. Ground
+  truth and predictions are matched in mask-id order, the order the files of
+  :class:`PredictionFiles` list them in. cgF1 is reported × 100 (pmF1 and IL_MCC as fractions).
 - Verifiers: AI–human agreement per version (engine/services/dashboard.py defines it).
 - Acceptance per version: of a proposer's masks, how many were decided and how many accepted;
   of a verifier's verdicts, how many said accept and where the router sent its items.
@@ -16,24 +20,29 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+import orjson
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
 from engine.db.models import (
-    Decider, ImageConcept, Mask, MaskState, ModelKind, ModelVersion, Polarity, RouteDecision, StageItem, StageStatus,
-    Verdict, VerdictSource,
+    Concept, Image, ImageConcept, Mask, MaskState, ModelKind, ModelVersion, PredictionImage, RouteDecision, StageItem,
+    StageStatus, Verdict, VerdictSource,
 )
+from engine.domain.exports import saco_area, saco_box
 from engine.domain.ground_truth import GroundTruth
-from engine.domain.masks import iou_matrix
-from engine.domain.metrics import PairMatch, match_pair, quality
-from engine.repositories.labels import rle_of
+from engine.domain.metrics import PairMatch, Quality, quality
+from engine.domain.saco_eval import match_rles
 from engine.services import dashboard, propose
 
 EVALUATED_KINDS = (ModelKind.PROPOSER, ModelKind.EXTERNAL)
+CHUNK = 1000  # pairs per query
 VERIFIER_KINDS = (ModelKind.MASK_VERIFIER, ModelKind.EXHAUSTIVITY_VERIFIER)
 
 
@@ -43,12 +52,13 @@ class ProposerQuality:
     model: str  # name:version
     kind: str
     promoted: bool
-    pairs: int  # ground-truth pairs it ran on
+    pairs: int  # ground-truth pairs it was scored on
     positive_pairs: int
-    cg_f1: float | None
-    pm_f1: float | None
-    il_mcc: float | None
+    cg_f1: float  # × 100, as the SAM 3 paper prints it (the official evaluator's value is this / 100)
+    pm_f1: float  # a fraction, as the official evaluator gives it
+    il_mcc: float
     il_counts: dict[str, int]
+    files: str | None = None  # the folder --predictions-out wrote for it
 
 
 @dataclass(frozen=True)
@@ -84,9 +94,11 @@ class QualityReport:
     human_per_hour: list[dashboard.HourCount]
 
 
-def quality_report(session: Session, *, hours: int = 24, now: dt.datetime | None = None) -> QualityReport:
+def quality_report(session: Session, *, hours: int = 24, now: dt.datetime | None = None,
+                   label_source: str = "human", predictions_out: Path | None = None) -> QualityReport:
     now = now or utcnow()
-    return QualityReport(now, proposer_quality(session), dashboard.verifier_agreement(session),
+    return QualityReport(now, proposer_quality(session, label_source, predictions_out),
+                         dashboard.verifier_agreement(session),
                          proposer_acceptance(session) + verifier_acceptance(session), stage_throughput(session),
                          dashboard.throughput(session, hours=hours, now=now))
 
@@ -106,40 +118,171 @@ def ground_truth_pairs(session: Session, label_source: str = "human") -> dict[in
     return {pair_id: image_id for pair_id, image_id in rows}
 
 
-def _ran_on(session: Session, version_id: int, truth: dict[int, int]) -> list[int]:
-    """Ground-truth pairs the version ran on: it left masks there, or proposed on the image."""
-    with_masks = set(session.scalars(select(Mask.pair_id).where(Mask.model_version_id == version_id).distinct()))
-    images = set(session.scalars(select(StageItem.subject_id).where(
-        StageItem.stage == propose.STAGE, StageItem.model_version_id == version_id,
-        StageItem.status == StageStatus.DONE)))
+def scored_pairs(session: Session, version: ModelVersion, truth: dict[int, int]) -> list[int]:
+    """The ground-truth pairs a version is scored on: pairs it left masks on, and every pair of the
+    images it ran on — for a proposer the images its propose stage finished, for imported
+    predictions the images the import named (``prediction_images``) — so that finding nothing
+    counts (a miss, or a true negative)."""
+    with_masks = set(session.scalars(select(Mask.pair_id).where(Mask.model_version_id == version.id).distinct()))
+    if version.kind == ModelKind.EXTERNAL:
+        images = set(session.scalars(select(PredictionImage.image_id)
+                                     .where(PredictionImage.model_version_id == version.id)))
+    else:
+        images = set(session.scalars(select(StageItem.subject_id).where(
+            StageItem.stage == propose.STAGE, StageItem.model_version_id == version.id,
+            StageItem.status == StageStatus.DONE)))
     return sorted(p for p, image in truth.items() if p in with_masks or image in images)
 
 
-def _matches(session: Session, version_id: int, pair_ids: list[int]) -> Iterator[PairMatch]:
-    for i in range(0, len(pair_ids), 500):
-        chunk = pair_ids[i:i + 500]
-        masks = session.scalars(select(Mask).where(Mask.pair_id.in_(chunk), or_(
-            Mask.state == MaskState.ACCEPTED, Mask.model_version_id == version_id)).order_by(Mask.id)).all()
+def _mask_rows(session: Session, version_id: int, pair_ids: list[int]) -> Iterator[tuple[int, list[Any], list[Any]]]:
+    """Per pair, in ``pair_ids`` order: its accepted masks (the ground truth) and the version's
+    masks (its predictions), each ordered by mask id — the order the files of
+    :class:`PredictionFiles` list them in, which the official evaluator's matching follows."""
+    columns = (Mask.id, Mask.pair_id, Mask.rle_counts, Mask.height, Mask.width, Mask.bbox_x, Mask.bbox_y,
+               Mask.bbox_w, Mask.bbox_h, Mask.area, Mask.score, Mask.is_crowd, Mask.state, Mask.model_version_id,
+               Mask.decided_by)
+    for start in range(0, len(pair_ids), CHUNK):
+        chunk = pair_ids[start:start + CHUNK]
+        by_pair: dict[int, tuple[list[Any], list[Any]]] = {p: ([], []) for p in chunk}
+        for row in session.execute(select(*columns).where(Mask.pair_id.in_(chunk), or_(
+                Mask.state == MaskState.ACCEPTED, Mask.model_version_id == version_id)).order_by(Mask.id)):
+            gt, pred = by_pair[row.pair_id]
+            if row.state == MaskState.ACCEPTED:
+                gt.append(row)
+            if row.model_version_id == version_id:
+                pred.append(row)
         for pair_id in chunk:
-            own = [m for m in masks if m.pair_id == pair_id]
-            gt = [rle_of(m) for m in own if m.state == MaskState.ACCEPTED]
-            pred = [m for m in own if m.model_version_id == version_id]
-            scores = [1.0 if m.score is None else float(m.score) for m in pred]
-            yield match_pair(iou_matrix(gt, [rle_of(m) for m in pred]).reshape(len(gt), len(pred)), scores)
+            yield pair_id, *by_pair[pair_id]
 
 
-def proposer_quality(session: Session) -> list[ProposerQuality]:
-    truth = ground_truth_pairs(session)
+def _rle(row: Any) -> dict[str, Any]:
+    return {"size": [row.height, row.width], "counts": row.rle_counts}
+
+
+def _score(row: Any) -> float:
+    return 1.0 if row.score is None else float(row.score)  # no score: the model was sure
+
+
+def score_version(session: Session, version: ModelVersion, pair_ids: list[int],
+                  files: PredictionFiles | None = None) -> Quality:
+    """pmF1, IL_MCC and cgF1 (fractions) of a version on the given ground-truth pairs; with
+    ``files``, the results and the ground truth that were scored are written there too."""
+    matches: list[PairMatch] = []
+    for pair_id, gt, pred in _mask_rows(session, version.id, pair_ids):
+        matches.append(match_rles([_rle(m) for m in pred], [_score(m) for m in pred], [_rle(m) for m in gt],
+                                  [bool(m.is_crowd) for m in gt]))
+        if files is not None:
+            files.add(pair_id, gt, pred)
+    result = quality(matches)
+    if files is not None:
+        files.finish(session, result)
+    return result
+
+
+def proposer_quality(session: Session, label_source: str = "human",
+                     predictions_out: Path | None = None) -> list[ProposerQuality]:
+    """Every proposer and imported predictions version with at least one scored pair; with
+    ``predictions_out``, per version a folder with the files that were scored (:class:`PredictionFiles`)."""
+    truth = ground_truth_pairs(session, label_source)
     out = []
     for v in session.scalars(select(ModelVersion).where(ModelVersion.kind.in_(EVALUATED_KINDS))
                              .order_by(ModelVersion.id)):
-        pair_ids = _ran_on(session, v.id, truth) if truth else []
+        pair_ids = scored_pairs(session, v, truth) if truth else []
         if not pair_ids:
             continue
-        q = quality(list(_matches(session, v.id, pair_ids)))
+        files = PredictionFiles(predictions_out, v, label_source) if predictions_out is not None else None
+        q = score_version(session, v, pair_ids, files)
         out.append(ProposerQuality(v.id, _label(v), v.kind.value, v.is_promoted, q.pairs, q.positive_pairs,
-                                   q.cg_f1, q.pm_f1, q.il_mcc, q.il_counts))
+                                   100.0 * q.cg_f1, q.pm_f1, q.il_mcc, q.il_counts,
+                                   str(files.folder) if files is not None else None))
     return out
+
+
+class PredictionFiles:
+    """What a version was scored on, as files the official evaluator reads: in
+    ``<out>/<version id>-<name>-<version>/``, ``predictions.json`` (COCO results: ``image_id`` = pair
+    id, ``score``, ``segmentation`` RLE, absolute ``bbox``, ``category_id`` 1; every mask of the
+    version on the scored pairs, those under 0.5 included), ``ground_truth.json`` (SA-Co: the scored
+    pairs only, all ``is_instance_exhaustive``, their accepted masks as annotations, as
+    ``dataengine export saco`` writes them) and ``scores.json`` (our numbers). The official
+    evaluator on the first two gives the numbers of the third (tests/engine/services/
+    test_saco_oracle.py)."""
+
+    def __init__(self, out: Path, version: ModelVersion, label_source: str) -> None:
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{version.id}-{version.name}-{version.version}")[:120]
+        self.folder = Path(out) / slug
+        self.version = version
+        self.label_source = label_source
+        self.pair_ids: list[int] = []
+        self.results: list[bytes] = []
+        self.gt: list[tuple[int, Any]] = []  # (pair id, mask row)
+
+    def add(self, pair_id: int, gt: list[Any], pred: list[Any]) -> None:
+        self.pair_ids.append(pair_id)
+        for m in pred:
+            self.results.append(orjson.dumps({
+                "bbox": [m.bbox_x, m.bbox_y, m.bbox_w, m.bbox_h], "category_id": 1, "image_id": pair_id,
+                "score": _score(m), "segmentation": _rle(m)}, option=orjson.OPT_SORT_KEYS))
+        self.gt.extend((pair_id, m) for m in gt)
+
+    def finish(self, session: Session, result: Quality) -> None:
+        images: list[bytes] = []
+        annotations: list[bytes] = []
+        sizes: dict[int, tuple[int, int]] = {}
+        for start in range(0, len(self.pair_ids), CHUNK):
+            chunk = self.pair_ids[start:start + CHUNK]
+            for row in session.execute(
+                    select(ImageConcept.id, ImageConcept.image_id, ImageConcept.concept_id, Concept.text, Image.width,
+                           Image.height, Image.storage_key, Image.sha256)
+                    .join(Concept, Concept.id == ImageConcept.concept_id).join(Image, Image.id == ImageConcept.image_id)
+                    .where(ImageConcept.id.in_(chunk)).order_by(ImageConcept.id)):
+                sizes[row.id] = (row.width, row.height)
+                images.append(orjson.dumps({
+                    "file_name": row.storage_key, "height": row.height, "id": row.id, "is_instance_exhaustive": 1,
+                    "is_pixel_exhaustive": 1, "original_image_id": row.image_id,
+                    "queried_category": str(row.concept_id), "sha256": row.sha256, "text_input": row.text,
+                    "width": row.width}, option=orjson.OPT_SORT_KEYS))
+        for pair_id, m in self.gt:  # as dataengine export saco writes an annotation
+            w, h = sizes[pair_id]
+            annotations.append(orjson.dumps({
+                "area": saco_area(m.area, w, h), "bbox": saco_box((m.bbox_x, m.bbox_y, m.bbox_w, m.bbox_h), w, h),
+                "category_id": 1, "id": m.id, "image_id": pair_id, "iscrowd": 1 if m.is_crowd else 0,
+                "segmentation": _rle(m), "source": m.decided_by.value if m.decided_by is not None else None},
+                option=orjson.OPT_SORT_KEYS))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _write_array(self.folder / "predictions.json", self.results)
+        with open(self.folder / "ground_truth.json", "wb") as handle:
+            handle.write(b'{"info":' + orjson.dumps({
+                "description": f"SA-Co ground truth that {_label(self.version)} was scored on",
+                "label_source": self.label_source, "format": "saco"}))
+            handle.write(b',"images":')
+            _write_items(handle, images)
+            handle.write(b',"annotations":')
+            _write_items(handle, annotations)
+            handle.write(b',"categories":[{"id":1,"name":"object"}]}')
+        (self.folder / "scores.json").write_bytes(orjson.dumps({
+            "model_version_id": self.version.id, "model": _label(self.version), "kind": self.version.kind.value,
+            "label_source": self.label_source, "cgF1": result.cg_f1, "cgF1_x100": 100.0 * result.cg_f1,
+            "pmF1": result.pm_f1, "IL_MCC": result.il_mcc, "il_counts": result.il_counts, "pairs": result.pairs,
+            "positive_pairs": result.positive_pairs,
+            "official": "sam3/eval/cgf1_eval.py: CGF1Evaluator('ground_truth.json').evaluate('predictions.json') "
+                        "gives cgF1 (cgF1_eval_segm_cgF1), pmF1 (..._positive_micro_F1) and IL_MCC as fractions"},
+            option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
+def _write_items(handle: Any, items: list[bytes]) -> None:
+    handle.write(b"[")
+    for i, item in enumerate(items):
+        if i:
+            handle.write(b",\n")
+        handle.write(item)
+    handle.write(b"]")
+
+
+def _write_array(path: Path, items: list[bytes]) -> None:
+    with open(path, "wb") as handle:
+        _write_items(handle, items)
+        handle.write(b"\n")
 
 
 # ----------------------------------------------------------------------------- acceptance

@@ -8,6 +8,7 @@ import pytest
 from engine.db.session import session_scope
 from engine.services.quality import quality_report
 from engine.services.report_charts import CHARTS, write_charts
+from tests.engine.domain.test_metrics import smoothed_f1
 from tests.factories import seed_labelled
 
 
@@ -26,9 +27,9 @@ def test_proposer_quality_on_human_verified_pairs(settings, ids):
     # m0 + a drawn mask). The proposer's two masks per pair score 0.9 and 0.8 (both count).
     assert (p.pairs, p.positive_pairs) == (3, 2)
     # dog0: m0 matched (IoU 1), m1 FP; dog2: m0 matched, m1 against the drawn mask (IoU 0) → FP, FN
-    # TP 2, FP 2, FN 1 at every τ → 4/7
-    assert p.pm_f1 == pytest.approx(4 / 7)
-    # image level: both positives found (TP 2), the negative got masks (FP 1): MCC denominator 0 → 0
+    # TP 2, FP 2, FN 1 at every τ → the evaluator's smoothed F1 (4/7 unsmoothed)
+    assert p.pm_f1 == pytest.approx(smoothed_f1(2, 2, 1), abs=1e-12)
+    # image level: both positives found (TP 2), the negative got masks (FP 1): TN + FN = 0 → 0
     assert p.il_counts == {"tp": 2, "fp": 1, "fn": 0, "tn": 0}
     assert p.il_mcc == 0.0 and p.cg_f1 == 0.0
 
@@ -72,5 +73,5 @@ def test_pairs_with_a_crowd_mask_are_not_ground_truth(settings, ids):
     with session_scope(settings.db_url) as s:
         (p,) = quality_report(s).proposers
     assert (p.pairs, p.positive_pairs) == (2, 1)  # dog2 is left out
-    # dog0 alone: TP 1, FP 1 → F1 2/3 at every τ
-    assert p.pm_f1 == pytest.approx(2 / 3)
+    # dog0 alone: TP 1, FP 1 → F1 2/3 at every τ (smoothed)
+    assert p.pm_f1 == pytest.approx(smoothed_f1(1, 1, 0), abs=1e-12)
