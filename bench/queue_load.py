@@ -598,14 +598,16 @@ async def annotate(a: Annotator, log: PhaseLog, *, think: tuple[float, float] | 
     seq = 0
     while time.perf_counter() < end_at and seq < max_requests:
         r = await timed(a, log, "next", "/api/v1/tasks/next", None)
-        if r is None or r.status not in (200, 204):
+        if r is None or r.status != 200:
             await asyncio.sleep(0.1)
             continue
-        if r.status == 204:
+        task = r.json()
+        if task.get("id") is None:  # the empty answer: {task: null, message, blocked, waiting}
             log.empty += 1
+            # its sample (the last one: nothing ran since timed() appended it) is not a hand-out
+            log.samples[-1] = ("next (empty)", *log.samples[-1][1:])
             await asyncio.sleep(0.2)
             continue
-        task = r.json()
         log.handouts.append((task["id"], a.user_id, task["kind"]))
         pause = a.rng.uniform(*think) if think else 0.0
         if pause:
@@ -673,7 +675,7 @@ def summarise_phase(log: PhaseLog, name: str, think: Any, warmup_s: float, durat
         "phase": name, "think_s": list(think) if think else None, "warmup_s": warmup_s, "duration_s": duration_s,
         "clients": len(annotators), "requests_in_window": requests, "requests_total": all_requests,
         "statuses_total": dict(statuses), "errors": len(log.errors), "error_samples": log.errors[:10],
-        "empty_204": log.empty,
+        "empty": log.empty,
         "latency_ms": lat, "tasks_handed_per_s": round(handed / duration_s, 2),
         "tasks_submitted_per_s": round(submitted / duration_s, 2), "requests_per_s": round(requests / duration_s, 2),
         "cpu": cpu, "loadgen_cpu_us_per_request": round(cpu["loadgen_s"] / max(1, requests) * 1e6, 1),

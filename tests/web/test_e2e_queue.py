@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from engine.db.models import (
-    Caption, Decider, HumanTask, ImageConcept, Mask, MaskState, ModelKind, Role, TaskKind, TaskSkip, TaskState,
+    Caption, Decider, HumanTask, ImageConcept, Mask, MaskState, ModelKind, Role, TaskKind, TaskSkip, TaskState, User,
     Verdict,
 )
 from engine.db.session import session_scope
@@ -230,7 +230,7 @@ def test_annotator_reviews_corrects_and_skips_in_the_browser(live_server: str, b
     wait_task(page, t_skip, "verify_mask")
     page.click("#skip")
     wait_body(page, state="empty")
-    assert "No tasks" in page.text_content("#stage-message")
+    assert "No task for you right now" in page.text_content("#stage-message")
     wait_body(page, pending=0)
     save_screenshot(page, "empty")
 
@@ -279,6 +279,78 @@ def test_annotator_reviews_corrects_and_skips_in_the_browser(live_server: str, b
         fresh_id = fresh.id
     wait_task(page, fresh_id, "verify_mask")
     assert page_errors(page) == []
+
+
+def test_the_annotator_chooses_task_kinds_and_the_empty_queue_says_why(
+        live_server: str, browser_page: Any, settings: Settings) -> None:  # noqa: F811
+    """The kinds control lists what the annotator may take and is remembered; an empty queue names the
+    open tasks that are not for them (here: ``queue.independent_review = pair``) and the kinds with
+    work waiting, one of which they ask for with a click."""
+    settings.queue.independent_review = "pair"
+    with session_scope(settings.db_url) as s:
+        create_user(s, "annie", PASSWORD, Role.ANNOTATOR)
+        made = seed_review_items(s, settings.media_path, n_images=1, phrases=(PLAIN_PHRASE, "dog"), size=(320, 240),
+                                 masks_per_pair=1, kinds=("verify_mask", "check_exhaustivity"))
+        kite, dog = made["pairs"]
+        tasks = {(t.pair_id, t.kind): t for t in s.scalars(select(HumanTask).where(HumanTask.id.in_(made["tasks"])))}
+        tasks[(dog, TaskKind.VERIFY_MASK)].state = TaskState.CANCELLED  # only the kite's mask is to verify
+        verify_kite = tasks[(kite, TaskKind.VERIFY_MASK)].id
+        exh_kite, exh_dog = tasks[(kite, TaskKind.CHECK_EXHAUSTIVITY)].id, tasks[(dog, TaskKind.CHECK_EXHAUSTIVITY)].id
+    page = browser_page
+    page.goto(f"{live_server}/login?next=%2Fqueue")
+    page.fill("#username", "annie")
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_url(f"{live_server}/queue")
+    # every kind she may take is offered and chosen; she keeps mask verification only
+    assert page.locator("#kind-choices input").evaluate_all("nodes => nodes.map(n => [n.value, n.checked])") == [
+        ["verify_mask", True], ["check_exhaustivity", True], ["correct", True]]
+    assert page.locator("#kind-choices label").all_text_contents() == [
+        "Verify mask", "Check every instance", "Correct masks"]
+    wait_task(page, verify_kite, "verify_mask")  # the first in the queue (the next one is leased in reserve)
+    page.uncheck("#kind-check_exhaustivity")
+    page.uncheck("#kind-correct")
+    wait_body(page, kinds="verify_mask")
+    page.click("#kind-verify_mask")  # the last one stays: something must be asked for
+    assert page.is_checked("#kind-verify_mask") and "at least one" in page.text_content("#toasts")
+    assert eventually(lambda: leased_to(settings, made_user(settings)) == {verify_kite})  # the reserve went back
+    page.keyboard.press("a")
+    # nothing left to verify: the exhaustivity task of the dog is waiting, the kite's is not hers
+    wait_body(page, state="empty", pending=0)  # once the verdict is stored the page asks again
+    waiting = page.locator('#waiting-list li[data-kind="check_exhaustivity"]')
+    waiting.locator(".count", has_text="1 Check every instance").wait_for()
+    assert "No task for you right now (verify mask)." in page.text_content("#stage-message")
+    assert page.locator("#blocked-box").is_hidden()
+    save_screenshot(page, "empty_other_kinds_waiting")
+    waiting.locator("button", has_text="Add this kind").click()
+    wait_task(page, exh_dog, "check_exhaustivity")
+    wait_body(page, kinds="verify_mask,check_exhaustivity")
+    page.keyboard.press("c")
+    # now only the kite's exhaustivity task is open, and she verified that pair's mask
+    wait_body(page, state="empty", pending=0)
+    page.locator("#waiting-box").wait_for(state="hidden")
+    blocked = page.locator('#blocked-list li[data-kind="check_exhaustivity"][data-code="same_pair"]')
+    assert blocked.locator(".count").text_content() == "1 Check every instance"
+    assert blocked.locator(".why").text_content() == ("you judged other tasks of these pairs "
+                                                      "(queue.independent_review = pair)")
+    message = page.text_content("#stage-message")
+    assert "1 task of kind check every instance is open but not for you" in message
+    assert page.locator("#empty-info").is_visible()
+    save_screenshot(page, "empty_says_why")
+    # the choice is remembered
+    page.reload()
+    wait_body(page, state="empty", kinds="verify_mask,check_exhaustivity")
+    assert page.locator("#kind-choices input").evaluate_all("nodes => nodes.map(n => [n.value, n.checked])") == [
+        ["verify_mask", True], ["check_exhaustivity", True], ["correct", False]]
+    with session_scope(settings.db_url) as s:
+        labels = {v.task_id: v.label for v in s.scalars(select(Verdict).where(Verdict.user_id.is_not(None)))}
+        assert labels.get(verify_kite) == "accept" and labels.get(exh_dog) == "complete" and exh_kite not in labels
+        assert s.get(HumanTask, exh_kite).state == TaskState.OPEN
+
+
+def made_user(settings: Settings, name: str = "annie") -> int:
+    with session_scope(settings.db_url) as s:
+        return s.scalars(select(User.id).where(User.username == name)).one()
 
 
 def test_login_redirects_only_to_same_origin_paths(live_server: str, browser_page: Any) -> None:  # noqa: F811

@@ -10,7 +10,14 @@
 //   viewer            the image on a canvas with zoom (wheel) and pan (space+drag, middle drag),
 //                     masks as translucent layers with outlines (built from RLE, see rle.js).
 //
+//   task kinds        the annotator picks among the kinds they may take (/auth/me allowed_kinds); the
+//                     choice is remembered per user (localStorage) and sent as ``kinds`` to /tasks/next.
+//   empty queue       /tasks/next answers {task: null, message, blocked, waiting}: the page shows the
+//                     message, the open tasks that are not for this person and why, and the kinds that
+//                     have work waiting (one click asks for such a kind too).
+//
 // For tests and tooling the page sets on <body>: data-state ("busy" | "ready" | "empty" | "error"),
+// data-kinds (the kinds asked for, comma-separated),
 // data-task-id, data-task-kind, data-pending (verdicts not yet stored) and, on correct tasks,
 // data-mask-count, data-segmenting ("1" while a click-to-segment request runs), data-segmented
 // (how many clicks the working mask reflects) and data-working ("1" when a working mask is shown).
@@ -754,6 +761,7 @@
     parked: new Set(), // skipped tasks, held until the next task is leased so it is not the same one
     outbox: new Map(), // task id → {entry, body, attempts}: verdicts not yet stored
     kinds: null, done: 0, pollTimer: null, lastError: null, stopped: false,
+    empty: null, // the last empty answer of /tasks/next: {message, blocked, waiting}
   };
 
   function loadImage(url) {
@@ -768,7 +776,10 @@
 
   async function lease() {
     const task = await DE.api("POST", "/tasks/next", Q.kinds ? {kinds: Q.kinds} : {});
-    if (!task) return null;
+    if (!task || task.id === undefined || task.id === null) { // nothing for us: the answer says why
+      Q.empty = task;
+      return null;
+    }
     const entry = {task, img: null, imgError: null};
     try { entry.img = await loadImage(task.image.url); } catch (err) { entry.imgError = err.message; }
     return entry;
@@ -783,6 +794,10 @@
       Q.prefetching = null;
       Q.lastError = null;
       if (entry && Q.stopped) { release(entry.task.id, true); return null; }
+      if (entry && Q.kinds && !Q.kinds.includes(entry.task.kind)) { // asked before the choice changed
+        release(entry.task.id);
+        return prefetch();
+      }
       Q.prefetched = entry;
       return entry;
     }, (err) => {
@@ -841,6 +856,7 @@
     $("reason").textContent = t.reason ? `Why: ${t.reason}` : "";
     $("comment").value = entry.comment || "";
     stageMessage("");
+    renderEmpty(null);
     if (entry.img) viewer.setImage(entry.img, t.image.width, t.image.height);
     else { viewer.clear(); stageMessage(`Image unavailable (${entry.imgError}). Skip this task with K.`, true); }
     try {
@@ -868,11 +884,15 @@
     viewer.clear();
     const err = Q.lastError;
     if (err && [400, 403, 404, 422].includes(err.status)) { // asking again would not help
+      renderEmpty(null);
       setState("error");
       stageMessage(`The queue refused: ${err.message}`, true);
       return;
     }
-    stageMessage(err ? "Cannot reach the server; trying again every 10 s." : "No tasks right now. Checking again every 10 s.", !!err);
+    const info = err ? null : Q.empty;
+    stageMessage(err ? "Cannot reach the server; trying again every 10 s."
+      : `${info?.message || "No tasks right now."} Checking again every 10 s.`, !!err);
+    renderEmpty(info);
     setState("empty");
     clearTimeout(Q.pollTimer);
     Q.pollTimer = setTimeout(poll, POLL_MS);
@@ -886,6 +906,77 @@
     }
     if (Q.backlog.length || await prefetch()) advance();
     else if (!Q.current && !Q.advancing) showEmpty();
+  }
+
+  // What the empty answer says in lists: open tasks that are not for this person (and why), and kinds
+  // with work waiting — those the person may take get a button that asks for them too.
+  function renderEmpty(info) {
+    const count = (n, capped) => `${n}${capped ? "+" : ""}`;
+    const blocked = info?.blocked || [], waiting = info?.waiting || [];
+    $("blocked-list").replaceChildren(...blocked.map((b) => DE.el("li", {"data-kind": b.kind, "data-code": b.code}, [
+      DE.el("span", {class: "count", text: `${count(b.open, b.capped)} ${KIND_NAMES[b.kind] || b.kind}`}),
+      DE.el("span", {class: "why", text: b.reason}),
+    ])));
+    $("waiting-list").replaceChildren(...waiting.map((w) => {
+      const item = DE.el("li", {"data-kind": w.kind, "data-assigned": w.assigned ? "1" : "0"}, [
+        DE.el("span", {class: "count", text: `${count(w.open, w.capped)} ${KIND_NAMES[w.kind] || w.kind}`})]);
+      if (w.assigned && (Q.allowed || []).includes(w.kind)) {
+        item.append(DE.el("button", {type: "button", class: "ask-kind", text: "Add this kind",
+          onclick: () => chooseKinds([...Q.kinds, w.kind])}));
+      } else {
+        item.append(DE.el("span", {class: "why", text: "not assigned to you (an admin can assign it)"}));
+      }
+      return item;
+    }));
+    $("blocked-box").hidden = !blocked.length;
+    $("waiting-box").hidden = !waiting.length;
+    $("empty-info").hidden = !info || (!blocked.length && !waiting.length);
+  }
+
+  // ------------------------------------------------------------ task kinds
+  function kindsKey() { return `dataengine.queue.kinds.${me?.username || ""}`; }
+
+  // The kinds this person may take, as checkboxes; the last choice (localStorage) or all of them.
+  function setupKinds() {
+    const allowed = Array.isArray(me.allowed_kinds) ? me.allowed_kinds : Object.keys(KIND_NAMES);
+    let saved = null;
+    try { saved = JSON.parse(localStorage.getItem(kindsKey()) || "null"); } catch (err) { saved = null; }
+    const chosen = (Array.isArray(saved) ? saved : allowed).filter((k) => allowed.includes(k));
+    Q.allowed = allowed;
+    Q.kinds = chosen.length ? chosen : allowed;
+    body.dataset.kinds = Q.kinds.join(",");
+    $("kind-choices").replaceChildren(...allowed.map((kind) => {
+      const input = DE.el("input", {type: "checkbox", value: kind, id: `kind-${kind}`});
+      input.checked = Q.kinds.includes(kind);
+      input.disabled = allowed.length === 1;
+      input.addEventListener("change", () => {
+        const picked = [...document.querySelectorAll("#kind-choices input:checked")].map((n) => n.value);
+        if (!picked.length) { input.checked = true; notify("Choose at least one task kind.", "warn"); return; }
+        chooseKinds(picked);
+      });
+      return DE.el("label", {for: `kind-${kind}`}, [input, DE.el("span", {text: KIND_NAMES[kind] || kind})]);
+    }));
+    $("kinds").hidden = !allowed.length;
+  }
+
+  // Ask for these kinds from now on: remembered, a reserve task of another kind is given back, and an
+  // empty page asks again at once. The task on screen stays (judge it or skip it).
+  function chooseKinds(kinds) {
+    Q.kinds = Q.allowed.filter((k) => kinds.includes(k));
+    for (const node of document.querySelectorAll("#kind-choices input")) node.checked = Q.kinds.includes(node.value);
+    body.dataset.kinds = Q.kinds.join(",");
+    try { localStorage.setItem(kindsKey(), JSON.stringify(Q.kinds)); } catch (err) { /* private mode: not kept */ }
+    const reserve = Q.prefetched;
+    if (reserve && !Q.kinds.includes(reserve.task.kind)) {
+      Q.prefetched = null;
+      release(reserve.task.id);
+      if (Q.current) prefetch();
+    }
+    if (!Q.current && !Q.advancing && ["empty", "error"].includes(body.dataset.state)) {
+      clearTimeout(Q.pollTimer);
+      Q.lastError = null;
+      advance();
+    }
   }
 
   function renderHelp(keys) {
@@ -918,6 +1009,9 @@
         await DE.api("POST", `/tasks/${id}/verdict`, item.body);
         Q.outbox.delete(id);
         updateCounters();
+        // the queue was asked while this verdict was on its way: ask again now that it counts (it may
+        // have made a task, e.g. the correction after "instances missing")
+        if (body.dataset.state === "empty") { clearTimeout(Q.pollTimer); poll(); }
         return;
       } catch (err) {
         if (err.message === "not signed in") return; // on the way to the log-in page
@@ -1096,8 +1190,7 @@
     }
     heartbeatMs = Math.max(5, Number(me.heartbeat_s) || DEFAULT_HEARTBEAT_S) * 1000;
     DE.onLogout(releaseAll);
-    const kinds = new URLSearchParams(location.search).get("kinds");
-    Q.kinds = kinds ? kinds.split(",").map((k) => k.trim()).filter(Boolean) : null;
+    setupKinds();
     setInterval(heartbeatAll, heartbeatMs);
     advance();
   });
