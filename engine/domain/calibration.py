@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -321,49 +321,137 @@ class ThresholdChoice:
                                            "ci_low", "ci_high", "support", "n", "reason")})
 
 
+@dataclass(frozen=True)
+class _Cuts:
+    """The candidate sets {sign·score ≥ u} of one side, smallest first: one cut after each run of
+    equal scores (ties stay together)."""
+
+    v: np.ndarray  # sign·score at the cut
+    support: np.ndarray  # items in the set
+    hits: np.ndarray  # good items in the set (the side's label is right)
+    low: np.ndarray  # 95% Wilson interval of hits / support
+    high: np.ndarray
+    n: int  # items searched
+    n_good: int
+
+    @classmethod
+    def of(cls, s: np.ndarray, good: np.ndarray, sign: float, z: float) -> _Cuts:
+        v = sign * s
+        order = np.argsort(-v, kind="stable")
+        v_sorted = v[order]
+        cum_good = np.cumsum(good[order])
+        last = np.flatnonzero(np.append(v_sorted[1:] != v_sorted[:-1], True))
+        support = last + 1
+        hits = cum_good[last]
+        low, high = wilson_interval(hits, support, z)
+        return cls(v_sorted[last], support, hits, np.atleast_1d(low), np.atleast_1d(high), int(s.size),
+                   int(good.sum()))
+
+
+def final_precision_curve(hits: Any, support: Any, n_good: int, n: int, human_error: float) -> np.ndarray:
+    """Estimated precision of the final label-1 set when the ``support`` items of a cut (``hits`` of
+    them right) are decided automatically and a person with error rate ``human_error`` labels the
+    other items: ``(hits + (1 − e)·P′) / (support + (1 − e)·P′ + e·N′)`` with ``P′``/``N′`` the
+    positives/negatives left to people. ``support = 0`` gives the all-human precision."""
+    e = _check_error(human_error)
+    k = np.asarray(hits, dtype=np.float64)
+    m = np.asarray(support, dtype=np.float64)
+    rest_pos = n_good - k
+    rest_neg = (n - n_good) - (m - k)
+    num = k + (1.0 - e) * rest_pos
+    den = m + (1.0 - e) * rest_pos + e * rest_neg
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+
+
+def expected_final_precision(labels: Any, auto_accepted: Any, human_error: float,
+                             auto_rejected: Any | None = None) -> float | None:
+    """The final precision of the label-1 set (accepted masks; negative labels for pairs without
+    masks) on a labelled sample: items in ``auto_accepted`` keep the automatic label, items in
+    ``auto_rejected`` are dropped, a person with error ``human_error`` labels the rest. Pass no
+    automatic decisions for the all-human figure. None when nothing ends with label 1."""
+    y = _as_labels(labels, np.asarray(labels).size)
+    acc = np.asarray(auto_accepted, dtype=bool).reshape(-1)
+    rej = np.zeros_like(acc) if auto_rejected is None else np.asarray(auto_rejected, dtype=bool).reshape(-1)
+    if acc.size != y.size or rej.size != y.size:
+        raise ValueError("labels and decisions must have the same length")
+    if np.any(acc & rej):
+        raise ValueError("an item cannot be both auto-accepted and auto-rejected")
+    e = _check_error(human_error)
+    pile = ~acc & ~rej
+    num = float(y[acc].sum() + (1.0 - e) * y[pile].sum())
+    den = float(acc.sum() + (1.0 - e) * y[pile].sum() + e * (~y[pile]).sum())
+    return num / den if den > 0 else None
+
+
+def _check_error(human_error: float) -> float:
+    e = float(human_error)
+    if not (math.isfinite(e) and 0.0 <= e < 0.5):
+        raise ValueError(f"human error rate must lie in [0, 0.5), got {human_error!r}")
+    return e
+
+
+def _choice_at(cuts: _Cuts, idx: int, side: str, target: float, sign: float, reason: str = "") -> ThresholdChoice:
+    k, m = int(cuts.hits[idx]), int(cuts.support[idx])
+    threshold = sign * float(cuts.v[idx])
+    symbol = "≥" if side == ACCEPT_SIDE else "≤"
+    text = (f"{side} when score {symbol} {_fmt(threshold, 4)}: precision {_fmt(k / m)} ({k}/{m}), "
+            f"95% Wilson [{_fmt(float(cuts.low[idx]))}, {_fmt(float(cuts.high[idx]))}] ≥ target {_fmt(target)}, "
+            f"coverage {_fmt(m / cuts.n)}") + reason
+    return ThresholdChoice(side, target, threshold, m / cuts.n, k / m, float(cuts.low[idx]), float(cuts.high[idx]),
+                           m, cuts.n, text)
+
+
+def _passing(cuts: _Cuts, target: float, min_support: int, sign: float, bound: float | None,
+             final: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(ok, allowed by the bound, final precision per cut or None) of each cut."""
+    allowed = np.ones(cuts.v.size, bool) if bound is None else cuts.v >= sign * bound
+    ok = (cuts.low >= target) & (cuts.support >= min_support) & allowed
+    curve = None
+    if final is not None:
+        # the auto-decided set at its Wilson lower bound: the same confidence as the target
+        curve = final_precision_curve(cuts.low * cuts.support, cuts.support, cuts.n_good, cuts.n, final[0])
+        ok &= curve >= final[1] - 1e-12
+    return ok, allowed, curve
+
+
 def _search_upper_set(s: np.ndarray, good: np.ndarray, target: float, min_support: int, z: float,
-                      side: str, sign: float, bound: float | None) -> ThresholdChoice:
+                      side: str, sign: float, bound: float | None,
+                      final: tuple[float, float] | None = None) -> ThresholdChoice:
     """Largest set {sign·score ≥ u} (u a score value, sign·u ≥ sign·bound) whose Wilson lower bound
-    reaches ``target``."""
+    reaches ``target``. ``final`` = (human error, floor): the set must also keep the estimated final
+    precision (:func:`final_precision_curve`) at or above the floor."""
     n = int(s.size)
     symbol = "≥" if side == ACCEPT_SIDE else "≤"
     if n == 0:
         return ThresholdChoice(side, target, None, 0.0, None, None, None, 0, 0, "no items")
-    v = sign * s
-    order = np.argsort(-v, kind="stable")
-    v_sorted = v[order]
-    cum_good = np.cumsum(good[order])
-    # a cut may fall only after the last item of a run of equal scores (ties stay together)
-    last = np.flatnonzero(np.append(v_sorted[1:] != v_sorted[:-1], True))
-    support = last + 1
-    hits = cum_good[last]
-    low, high = wilson_interval(hits, support, z)
-    ok = (low >= target) & (support >= min_support)
-    if bound is not None:
-        ok &= v_sorted[last] >= sign * bound
+    cuts = _Cuts.of(s, good, sign, z)
+    ok, allowed, curve = _passing(cuts, target, min_support, sign, bound, final)
     if not ok.any():
-        allowed = np.ones(last.size, bool) if bound is None else v_sorted[last] >= sign * bound
         if not allowed.any():
-            limit = "≥" if side == ACCEPT_SIDE else "≤"
             return ThresholdChoice(side, target, None, 0.0, None, None, None, 0, n,
-                                   f"no {side} threshold: no score {limit} {_fmt(bound, 4)}")
-        best = int(np.flatnonzero(allowed)[np.argmax(low[allowed])])
-        needed = needed_for_target(int(hits[best]), target, z=z, min_support=min_support)
+                                   f"no {side} threshold: no score {symbol} {_fmt(bound, 4)}")
+        wilson_ok = (cuts.low >= target) & (cuts.support >= min_support) & allowed
+        if curve is not None and wilson_ok.any():
+            best = int(np.flatnonzero(wilson_ok)[np.argmax(curve[wilson_ok])])
+            reason = (f"no {side} threshold keeps the estimated final precision ≥ {_fmt(final[1])} "  # type: ignore[index]
+                      f"(all-human estimate minus the allowed drop): best is score {symbol} "
+                      f"{_fmt(sign * float(cuts.v[best]), 4)} with {_fmt(float(curve[best]))}")
+            return ThresholdChoice(side, target, None, 0.0, None, None, None, 0, n, reason)
+        best = int(np.flatnonzero(allowed)[np.argmax(cuts.low[allowed])])
+        needed = needed_for_target(int(cuts.hits[best]), target, z=z, min_support=min_support)
         reason = (f"no {side} threshold reaches precision {_fmt(target)} at 95% confidence: best is "
-                  f"score {symbol} {_fmt(sign * float(v_sorted[last[best]]), 4)} with precision "
-                  f"{_fmt(float(hits[best] / support[best]))} ({int(hits[best])}/{int(support[best])}, "
-                  f"Wilson lower bound {_fmt(float(low[best]))})")
+                  f"score {symbol} {_fmt(sign * float(cuts.v[best]), 4)} with precision "
+                  f"{_fmt(float(cuts.hits[best] / cuts.support[best]))} "
+                  f"({int(cuts.hits[best])}/{int(cuts.support[best])}, "
+                  f"Wilson lower bound {_fmt(float(cuts.low[best]))})")
         if needed:
             reason += f"; even a perfect sample needs {needed} more correct verdicts"
         return ThresholdChoice(side, target, None, 0.0, None, None, None, 0, n, reason)
     idx = int(np.flatnonzero(ok)[-1])  # the largest passing set = the lowest accept threshold
-    k, m = int(hits[idx]), int(support[idx])
-    threshold = sign * float(v_sorted[last[idx]])
-    reason = (f"{side} when score {symbol} {_fmt(threshold, 4)}: precision {_fmt(k / m)} ({k}/{m}), "
-              f"95% Wilson [{_fmt(float(low[idx]))}, {_fmt(float(high[idx]))}] ≥ target {_fmt(target)}, "
-              f"coverage {_fmt(m / n)}")
-    return ThresholdChoice(side, target, threshold, m / n, k / m, float(low[idx]), float(high[idx]), m, n,
-                           reason)
+    extra = ""
+    if curve is not None:
+        extra = (f", estimated final precision {_fmt(float(curve[idx]))} ≥ {_fmt(final[1])}")  # type: ignore[index]
+    return _choice_at(cuts, idx, side, target, sign, extra)
 
 
 def choose_threshold(scores: Any, labels: Any, target_precision: float,
@@ -416,6 +504,13 @@ class CalibrationResult:
     reason: str | None = None  # why a threshold is missing (None when both exist)
     verifier_version: str | None = None
     task_kind: str | None = None
+    # Final-label check (``human_error`` given): the estimated precision of the final label-1 set
+    # (auto-accepted + what people accept of the rest) with these thresholds and with none
+    # (all-human), and the drop from all-human that the accept threshold was allowed.
+    human_error: float | None = None
+    max_final_drop: float | None = None
+    final_precision: float | None = None
+    all_human_precision: float | None = None
 
     @property
     def accept_threshold(self) -> float | None:
@@ -439,7 +534,8 @@ class CalibrationResult:
             "needed_positive": self.needed_positive, "needed_negative": self.needed_negative,
             "more_verdicts_needed": self.more_verdicts_needed, "reason": self.reason,
             "verifier_version": self.verifier_version, "task_kind": self.task_kind,
-            "coverage": self.coverage,
+            "coverage": self.coverage, "human_error": self.human_error, "max_final_drop": self.max_final_drop,
+            "final_precision": self.final_precision, "all_human_precision": self.all_human_precision,
         }
 
     @classmethod
@@ -452,7 +548,9 @@ class CalibrationResult:
             agreement=data.get("agreement"), needed_positive=data["needed_positive"],
             needed_negative=data["needed_negative"], more_verdicts_needed=data["more_verdicts_needed"],
             reason=data.get("reason"), verifier_version=data.get("verifier_version"),
-            task_kind=data.get("task_kind"),
+            task_kind=data.get("task_kind"), human_error=data.get("human_error"),
+            max_final_drop=data.get("max_final_drop"), final_precision=data.get("final_precision"),
+            all_human_precision=data.get("all_human_precision"),
         )
 
 
@@ -463,7 +561,8 @@ def _skipped(side: str, target: float, n: int, reason: str) -> ThresholdChoice:
 def calibrate_task(scores: Any, labels: Any, target_precision: float = 0.95, method: str = ISOTONIC,
                    min_support: int = DEFAULT_MIN_SUPPORT, *, ai_labels: Sequence[Any] | None = None,
                    verifier_version: str | None = None, task_kind: str | None = None,
-                   z: float = Z_95, min_probability: float = 0.5) -> CalibrationResult:
+                   z: float = Z_95, min_probability: float = 0.5, human_error: float | None = None,
+                   max_final_drop: float | None = None) -> CalibrationResult:
     """Fit a calibrator on (score, human label) pairs and choose the accept and reject thresholds on
     the calibrated probability at ``target_precision``.
 
@@ -477,9 +576,20 @@ def calibrate_task(scores: Any, labels: Any, target_precision: float = 0.95, met
     rate alone exceeds the target (pairs without masks are ~98% negatives) the set criterion
     would also auto-accept items the calibrated model itself thinks are more likely wrong; the
     floor (default 0.5: never against the calibrated odds) keeps those for humans.
+
+    ``human_error`` (the annotators' error rate, e.g. measured on gold items) and ``max_final_drop``:
+    the precision target holds for the auto-decided set, yet the final labels of the population
+    (the auto-accepted items plus what people accept of the rest, whose share of right items
+    falls as the best go automatically) can end less right than all-human. With both given, the
+    accept threshold must also keep :func:`final_precision_curve` at or above the all-human estimate
+    minus ``max_final_drop``. With ``human_error`` alone both estimates are only reported.
     """
     if not 0.0 <= min_probability <= 1.0:
         raise ValueError(f"min_probability must lie in [0, 1], got {min_probability}")
+    if max_final_drop is not None and (human_error is None or not 0.0 <= max_final_drop < 1.0):
+        raise ValueError("max_final_drop needs human_error and must lie in [0, 1)")
+    if human_error is not None:
+        _check_error(human_error)
     target = _check_target(target_precision)
     if method not in METHODS:
         raise ValueError(f"unknown calibration method {method!r}; expected one of {METHODS}")
@@ -509,6 +619,10 @@ def calibrate_task(scores: Any, labels: Any, target_precision: float = 0.95, met
         more = min(estimates) if estimates else required
     calibrator = fit_calibrator(s, y, method) if n_pos and n_neg else None
     probs = calibrator.calibrate_many(s) if calibrator is not None else s
+    all_human = expected_final_precision(y, np.zeros(n, bool), human_error) if human_error is not None else None
+    final = None
+    if max_final_drop is not None and all_human is not None:
+        final = (float(human_error), all_human - float(max_final_drop))  # type: ignore[arg-type]
 
     def side_choice(side: str, need: int, have: int, what: str) -> ThresholdChoice:
         if need:
@@ -517,7 +631,8 @@ def calibrate_task(scores: Any, labels: Any, target_precision: float = 0.95, met
         if calibrator is None:
             return _skipped(side, target, n, f"{side}: verdicts of only one class, nothing to calibrate")
         if side == ACCEPT_SIDE:
-            return choose_threshold(probs, y, target, min_support, z=z, min_threshold=min_probability)
+            return _search_upper_set(probs, y, target, int(min_support), z, ACCEPT_SIDE, 1.0, min_probability,
+                                     final)
         return choose_reject_threshold(probs, y, target, min_support, z=z, max_threshold=1.0 - min_probability)
 
     accept = side_choice(ACCEPT_SIDE, need_pos, n_pos, "positive")
@@ -532,9 +647,210 @@ def calibrate_task(scores: Any, labels: Any, target_precision: float = 0.95, met
         if not accept.passed and not reject.passed and more:
             reason = (f"too few human verdicts: about {more} more needed before any threshold can pass "
                       f"({reason})")
+    final_precision = None
+    if human_error is not None and n:
+        final_precision = expected_final_precision(
+            y, probs >= accept.threshold if accept.passed else np.zeros(n, bool), human_error,
+            probs <= reject.threshold if reject.passed else None)
     return CalibrationResult(
         method=method, target_precision=target, n=n, n_positive=n_pos, n_negative=n_neg,
         calibrator=calibrator, accept=accept, reject=reject, agreement=agreement, needed_positive=need_pos,
         needed_negative=need_neg, more_verdicts_needed=more, reason=reason,
-        verifier_version=verifier_version, task_kind=task_kind,
+        verifier_version=verifier_version, task_kind=task_kind, human_error=human_error,
+        max_final_drop=max_final_drop, final_precision=final_precision, all_human_precision=all_human,
     )
+
+
+# ============================================================================ pairs: one budget for the positives
+@dataclass(frozen=True)
+class PairCalibration:
+    """The exhaustivity verifier calibrated in its two scopes — pairs with surviving masks
+    (``with_masks``: accept = exhaustive) and pairs without (``presence``: accept = a negative
+    label) — under one budget for the positive pairs.
+
+    ``positive_loss``: the estimated share of positive pairs (the phrase is present) that the two
+    accept thresholds label wrongly — present pairs without masks made negatives, incomplete pairs
+    made exhaustive — on the (weighted) calibration sample, ``(lost + 1) / (positives + 1)`` (0
+    without any auto-accept; see :func:`calibrate_pairs`); ``unconstrained_loss``: the same with
+    each scope's own thresholds, before the budget. ``positives``: weighted positive pairs seen.
+    """
+
+    with_masks: CalibrationResult
+    presence: CalibrationResult
+    max_positive_loss: float | None
+    positive_loss: float | None
+    unconstrained_loss: float | None
+    positives: float
+    reason: str | None = None
+
+    @property
+    def budget_applied(self) -> bool:
+        """True when the budget moved an accept threshold above the scope's own."""
+        return self.reason is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"with_masks": self.with_masks.to_dict(), "presence": self.presence.to_dict(),
+                "max_positive_loss": self.max_positive_loss, "positive_loss": self.positive_loss,
+                "unconstrained_loss": self.unconstrained_loss, "positives": self.positives, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PairCalibration:
+        return cls(with_masks=CalibrationResult.from_dict(data["with_masks"]),
+                   presence=CalibrationResult.from_dict(data["presence"]),
+                   max_positive_loss=data.get("max_positive_loss"), positive_loss=data.get("positive_loss"),
+                   unconstrained_loss=data.get("unconstrained_loss"), positives=float(data.get("positives", 0.0)),
+                   reason=data.get("reason"))
+
+
+@dataclass(frozen=True)
+class _ScopeOptions:
+    """The accept cuts of one scope that pass on their own, with their weighted loss and gain."""
+
+    cuts: _Cuts | None
+    index: np.ndarray  # cut indices that pass (smallest set first)
+    loss: np.ndarray  # weighted positive pairs the set labels wrongly, per passing cut
+    gain: np.ndarray  # weighted gain (seconds saved) per passing cut
+
+
+def _scope_options(result: CalibrationResult, probs: np.ndarray, y: np.ndarray, lossy: np.ndarray,
+                   weight: float, gain: float, min_support: int, z: float, min_probability: float,
+                   human_error: float | None, max_final_drop: float | None) -> _ScopeOptions:
+    empty = _ScopeOptions(None, np.zeros(0, int), np.zeros(0), np.zeros(0))
+    if result.calibrator is None or result.needed_positive or not y.size:
+        return empty
+    cuts = _Cuts.of(probs, y, 1.0, z)
+    final = None
+    if max_final_drop is not None and result.all_human_precision is not None:
+        final = (float(human_error), result.all_human_precision - float(max_final_drop))  # type: ignore[arg-type]
+    ok, _, _ = _passing(cuts, result.target_precision, min_support, 1.0, min_probability, final)
+    index = np.flatnonzero(ok)
+    order = np.argsort(-probs, kind="stable")
+    cum_loss = np.cumsum(lossy[order])[cuts.support - 1]
+    return _ScopeOptions(cuts, index, weight * cum_loss[index].astype(np.float64),
+                         weight * gain * cuts.support[index].astype(np.float64))
+
+
+def _with_accept(result: CalibrationResult, accept: ThresholdChoice, probs: np.ndarray,
+                 y: np.ndarray) -> CalibrationResult:
+    reasons = [c.reason for c in (accept, result.reject) if not c.passed]
+    final_precision = result.final_precision
+    if result.human_error is not None and y.size:
+        final_precision = expected_final_precision(
+            y, probs >= accept.threshold if accept.passed else np.zeros(y.size, bool), result.human_error,
+            probs <= result.reject.threshold if result.reject.passed else None)
+    return replace(result, accept=accept, reason="; ".join(reasons) if reasons else None,
+                   final_precision=final_precision)
+
+
+def calibrate_pairs(with_masks_scores: Any, with_masks_labels: Any, presence_scores: Any, presence_labels: Any,
+                    target_precision: float = 0.95, method: str = ISOTONIC,
+                    min_support: int = DEFAULT_MIN_SUPPORT, *, max_positive_loss: float | None = None,
+                    with_masks_present: Any | None = None, presence_present: Any | None = None,
+                    weights: tuple[float, float] = (1.0, 1.0), gains: tuple[float, float] = (1.0, 1.0),
+                    human_error: float | None = None, max_final_drop: float | None = None,
+                    with_masks_ai_labels: Sequence[Any] | None = None,
+                    presence_ai_labels: Sequence[Any] | None = None, verifier_version: str | None = None,
+                    task_kind: str | None = None, z: float = Z_95,
+                    min_probability: float = 0.5) -> PairCalibration:
+    """Calibrate the exhaustivity verifier for pairs with masks and pairs without (presence), each
+    with :func:`calibrate_task`, then lower the two accept sides jointly until the positive pairs
+    keep their budget.
+
+    Why: a negative label at 98% precision looks safe, but negatives outnumber the present pairs
+    without masks ~50 to 1, so its 2% errors are most of those positives: the positive pairs — the
+    training signal that matters most — pay for the precision of the plentiful negatives. The
+    budget bounds what the accept sides take from them: ``loss = (weighted present pairs without
+    masks auto-labelled negative + weighted incomplete pairs auto-labelled exhaustive) / weighted
+    positive pairs ≤ max_positive_loss``. Among the cut pairs that pass each scope's own tests
+    (Wilson bound, support, probability floor, final-precision drop), the one with the largest
+    weighted gain (``weights[i] · gains[i] · items auto-accepted``) within the budget is chosen;
+    reject sides are each scope's own (they send pairs to a person, they cannot lose a positive).
+
+    Scope order in ``weights`` / ``gains``: (with masks, presence). ``weights``: production pairs
+    per sampled pair of the scope (1, 1 for a uniform sample; a stratified sample passes its
+    inverse sampling rates). ``with_masks_present``: per pair with masks, whether the phrase is
+    present (default all; a person's "not present" makes it False); ``presence_present``: default
+    ``label == 0`` (nothing missing with no mask means absent).
+
+    The loss estimate is rank-based (split-conformal): ``(lost + 1) / (positives + 1)`` in weighted
+    pairs (the +1 in units of the largest weight). A cut just above the k-th sampled positive
+    loses a new positive with probability at most ``k / (positives + 1)`` whatever the score
+    distributions, so this keeps the expected loss within the budget where the plain share
+    ``lost / positives`` — taken at the deepest cut that fits — runs over it; no auto-accept at
+    all loses nothing and is always allowed. A Wilson-style confidence bound would need thousands
+    of present pairs without masks at these base rates. Label noise weighs on the presence scope
+    (a wrong "present" is a phantom loss that shuts the gate): re-check its "present" labels
+    (:mod:`bench.annotation_efficiency` does) and watch the audit of auto-negatives.
+    ``max_positive_loss`` None: no budget, the per-scope thresholds stand (the loss is reported).
+    """
+    if max_positive_loss is not None and not 0.0 <= max_positive_loss < 1.0:
+        raise ValueError(f"max_positive_loss must lie in [0, 1), got {max_positive_loss}")
+    if len(weights) != 2 or len(gains) != 2 or any(not (math.isfinite(w) and w > 0) for w in (*weights, *gains)):
+        raise ValueError("weights and gains: two positive numbers each (with masks, presence)")
+    common = dict(target_precision=target_precision, method=method, min_support=min_support,
+                  verifier_version=verifier_version, task_kind=task_kind, z=z, min_probability=min_probability,
+                  human_error=human_error, max_final_drop=max_final_drop)
+    results: list[CalibrationResult] = [
+        calibrate_task(with_masks_scores, with_masks_labels, ai_labels=with_masks_ai_labels, **common),  # type: ignore[arg-type]
+        calibrate_task(presence_scores, presence_labels, ai_labels=presence_ai_labels, **common),  # type: ignore[arg-type]
+    ]
+    scores = [_as_scores(with_masks_scores), _as_scores(presence_scores)]
+    labels = [_as_labels(with_masks_labels, scores[0].size), _as_labels(presence_labels, scores[1].size)]
+    present = [np.ones(scores[0].size, bool) if with_masks_present is None
+               else _as_labels(with_masks_present, scores[0].size),
+               ~labels[1] if presence_present is None else _as_labels(presence_present, scores[1].size)]
+    probs = [r.calibrator.calibrate_many(s) if r.calibrator is not None else s for r, s in zip(results, scores)]
+    lossy = [p & ~y for p, y in zip(present, labels)]
+    positives = float(sum(w * p.sum() for w, p in zip(weights, present)))
+
+    pad = max(weights)  # the conformal +1, in weighted pairs
+
+    def loss_of(rs: list[CalibrationResult]) -> float:
+        if not any(r.accept.passed for r in rs):
+            return 0.0
+        lost = sum(float(w * lz[pr >= r.accept_threshold].sum()) if r.accept.passed else 0.0
+                   for r, pr, lz, w in zip(rs, probs, lossy, weights))
+        return (lost + pad) / (positives + pad)
+
+    unconstrained = loss_of(results)
+    if max_positive_loss is None or unconstrained <= max_positive_loss:
+        return PairCalibration(results[0], results[1], max_positive_loss, unconstrained, unconstrained, positives)
+
+    budget = max_positive_loss * (positives + pad) - pad + 1e-9  # weighted lost pairs allowed in the sample
+    options = [_scope_options(r, pr, y, lz, w, g, int(min_support), z, min_probability, human_error,
+                              max_final_drop)
+               for r, pr, y, lz, w, g in zip(results, probs, labels, lossy, weights, gains)]
+    a, b = options  # with masks, presence
+    # every presence option (none first), then the deepest with-masks cut that fits what is left
+    a_loss = np.concatenate([[0.0], a.loss])
+    a_gain = np.concatenate([[0.0], a.gain])
+    best = (0.0, -1, -1)  # no auto-accept at all: nothing lost
+    for j, (b_loss, b_gain) in enumerate(zip(np.concatenate([[0.0], b.loss]), np.concatenate([[0.0], b.gain]))):
+        if b_loss > budget or budget < 0:
+            break
+        i = int(np.searchsorted(a_loss, budget - b_loss, side="right")) - 1  # a_loss is non-decreasing
+        total = float(a_gain[i] + b_gain)
+        if total > best[0]:
+            best = (total, i - 1, j - 1)
+    _, ia, ib = best
+    chosen: list[CalibrationResult] = []
+    for result, opts, k, pr, y, name in zip(results, options, (ia, ib), probs, labels, ("with masks", "presence")):
+        if k < 0 or opts.cuts is None:
+            if not result.accept.passed:
+                chosen.append(result)
+                continue
+            accept = _skipped(ACCEPT_SIDE, result.target_precision, result.n,
+                              f"no accept threshold ({name}) within the positive-pair budget "
+                              f"{_fmt(max_positive_loss)}: own threshold {_fmt(result.accept_threshold, 4)} "
+                              f"would leave too little for the positives")
+        else:
+            accept = _choice_at(opts.cuts, int(opts.index[k]), ACCEPT_SIDE, result.target_precision, 1.0,
+                                f"; raised from {_fmt(result.accept_threshold, 4)} for the positive-pair budget")
+            if accept.threshold == result.accept_threshold:
+                chosen.append(result)
+                continue
+        chosen.append(_with_accept(result, accept, pr, y))
+    loss = loss_of(chosen)
+    reason = (f"positive-pair budget {_fmt(max_positive_loss)}: the scopes' own accept thresholds would label "
+              f"{_fmt(unconstrained)} of the positive pairs wrongly; raised to keep {_fmt(loss)}")
+    return PairCalibration(chosen[0], chosen[1], max_positive_loss, loss, unconstrained, positives, reason)

@@ -6,7 +6,13 @@ Two kinds of items reach the router once the AI verifiers have scored them:
 * an image–phrase pair (:class:`PairItem`) whose masks have been verified, with the exhaustivity
   verifier's calibrated P(accept) = P(nothing is missing) and the number of surviving masks.
 
-Thresholds come from :mod:`engine.domain.calibration` per task kind; a missing threshold means
+Thresholds come from :mod:`engine.domain.calibration`, one pair per population the router labels:
+masks (accept / reject), pairs with surviving masks (exhaustive / straight to correction) and
+pairs without (the negative label / straight to correction). Each is calibrated on its own so
+that its automatic decisions meet the target precision and its final labels stay close to
+all-human (``calibrate_task(human_error=, max_final_drop=)``), and the two pair accept sides
+share one budget for the positive pairs (``calibrate_pairs(max_positive_loss=)``): the plentiful
+negatives must not buy their coverage with the positives' labels. A missing threshold means
 "not calibrated", and everything on that side goes to a human. An item already decided by a
 human is never overridden. An auto-decision picked for the audit sample (:mod:`engine.domain.audit`)
 still goes to a human, with the decision it would have had written in the reason, so that the
@@ -24,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from engine.domain.calibration import CalibrationResult
+    from engine.domain.calibration import CalibrationResult, PairCalibration
 
 # Task kinds: the values of engine.db.models.TaskKind (kept as text so the domain needs no ORM).
 VERIFY_MASK = "verify_mask"
@@ -120,7 +126,15 @@ class Thresholds:
     @classmethod
     def from_calibration(cls, mask: CalibrationResult | None = None,
                          exhaustivity: CalibrationResult | None = None,
-                         presence: CalibrationResult | None = None) -> Thresholds:
+                         presence: CalibrationResult | None = None,
+                         pairs: PairCalibration | None = None) -> Thresholds:
+        """``pairs`` (from :func:`~engine.domain.calibration.calibrate_pairs`) stands for
+        ``exhaustivity`` = its pairs with masks and ``presence`` = its pairs without."""
+        if pairs is not None:
+            if exhaustivity is not None or presence is not None:
+                raise ValueError("pass pairs, or exhaustivity and presence, not both")
+            exhaustivity, presence = pairs.with_masks, pairs.presence
+
         def kind(result: CalibrationResult | None) -> KindThresholds:
             if result is None:
                 return KindThresholds()
