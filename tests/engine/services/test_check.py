@@ -253,6 +253,9 @@ def test_each_violation_is_named_with_its_ids(session, world, plant):
     assert not report.ok and report.total == sum(len(v) for v in expected.values())
     for code in expected:
         assert all(v.code == code and v.detail for v in report.result(code).violations)
+    counted = checker.check(session, limit_per_invariant=0)  # nothing listed: every count by its own query
+    assert {r.invariant.code: r.count for r in counted.results if r.count} == {c: len(v) for c, v in expected.items()}
+    assert all(r.violations == [] for r in counted.results)
 
 
 def test_legal_states_that_look_alike_are_not_violations(session, world):
