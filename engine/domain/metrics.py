@@ -47,6 +47,7 @@ IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, 
 THRESHOLDS = tuple(float(t) for t in IOU_THRESHOLDS)
 F1_EPS = 1e-4  # added to the denominators of precision, recall and F1
 MCC_EPS = 1e-6  # added to the denominator of IL_MCC
+NO_HITS = np.zeros(len(IOU_THRESHOLDS), dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -104,12 +105,17 @@ def match_pair(ious: np.ndarray, scores: Sequence[float], gt_crowd: Sequence[boo
     crowd = [False] * n_gt_all if gt_crowd is None else [bool(c) for c in gt_crowd]
     if len(crowd) != n_gt_all:
         raise ValueError(f"gt_crowd has {len(crowd)} flags for {n_gt_all} ground-truth masks")
-    keep_pred = np.array([s >= min_score for s in scores], dtype=bool)
-    keep_gt = np.array([not c for c in crowd], dtype=bool)
-    kept = ious[keep_pred, :][:, keep_gt]
+    keep_pred = np.asarray(scores, dtype=float) >= min_score
+    kept = ious[keep_pred, :]
+    if any(crowd):
+        kept = kept[:, ~np.asarray(crowd, dtype=bool)]
     n_pred, n_gt = kept.shape
-    if n_pred == 0:
-        return PairMatch(n_gt, 0, ())
+    if n_pred == 0 or n_gt == 0:
+        return PairMatch(n_gt, n_pred, ())
+    if n_pred == 1 or n_gt == 1:
+        # one row or one column: every optimal assignment matches one couple of the largest IoU
+        # (which one among equal values does not change any count)
+        return PairMatch(n_gt, n_pred, (float(kept.max()),))
     rows, cols = linear_sum_assignment(-kept)
     return PairMatch(n_gt, n_pred, tuple(float(v) for v in kept[rows, cols]))
 
@@ -143,8 +149,10 @@ def quality(matches: Sequence[PairMatch]) -> Quality:
             il["fn"] += 1
             fn += m.n_gt
             continue
-        matched = np.asarray(m.matched_ious, dtype=float)
-        hits = np.array([(matched >= t).sum() for t in IOU_THRESHOLDS], dtype=np.int64)
+        if m.matched_ious:
+            hits = (np.asarray(m.matched_ious)[:, None] >= IOU_THRESHOLDS).sum(axis=0)
+        else:
+            hits = NO_HITS
         tp += hits
         fp += m.n_pred - hits
         fn += m.n_gt - hits

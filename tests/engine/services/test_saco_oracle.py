@@ -257,3 +257,41 @@ def test_an_import_is_scored_on_every_pair_of_its_images(settings, workload):
     i0, i1 = workload.images[:2]
     assert with_masks == {p[(i0, "dog")]}
     assert scored == sorted([p[(i0, "dog")], p[(i0, "cat")], p[(i1, "dog")], p[(i1, "cat")]])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_files_score_the_same(tmp_path, seed):
+    """Seeded random SA-Co files on a 6×8 grid of small rectangles, where equal IoUs (ties), IoUs
+    exactly at a threshold, duplicate predictions, scores around 0.5 and crowd masks are common:
+    engine.domain.saco_eval on the files equals the official evaluator on them."""
+    rng = np.random.default_rng(seed)
+    shape = (6, 8)
+
+    def box() -> dict:
+        r0, c0 = int(rng.integers(0, 5)), int(rng.integers(0, 7))
+        grid = np.zeros(shape, dtype=bool)
+        grid[r0:int(rng.integers(r0 + 1, 7)), c0:int(rng.integers(c0 + 1, 9))] = True
+        return encode_mask(grid).to_coco()
+
+    images, annotations, results = [], [], []
+    for pair_id in range(1, 401):
+        images.append({"id": pair_id, "height": shape[0], "width": shape[1], "file_name": f"{pair_id}.png",
+                       "is_instance_exhaustive": int(rng.random() < 0.9), "is_pixel_exhaustive": 1})
+        for _ in range(int(rng.choice([0, 0, 1, 2, 3]))):
+            annotations.append({"id": len(annotations) + 1, "image_id": pair_id, "category_id": 1,
+                                "segmentation": box(), "bbox": [0, 0, 1, 1], "area": 0.1,
+                                "iscrowd": int(rng.random() < 0.05)})
+        for _ in range(int(rng.choice([0, 1, 2, 3]))):
+            seg = box()
+            for _ in range(1 + int(rng.random() < 0.1)):  # sometimes the same mask twice
+                results.append({"image_id": pair_id, "category_id": 1, "segmentation": seg,
+                                "score": float(rng.choice([0.3, 0.49, 0.5, 0.7, 0.9]))})
+    gt_path, results_path = tmp_path / "gt.json", tmp_path / "results.json"
+    gt_path.write_bytes(orjson.dumps({"images": images, "annotations": annotations,
+                                      "categories": [{"id": 1, "name": "object"}]}))
+    results_path.write_bytes(orjson.dumps(results))
+    ours = evaluate_files(gt_path, results_path)
+    official = official_scores(gt_path, results_path)
+    assert (ours.cg_f1, ours.pm_f1, ours.il_mcc) == pytest.approx(
+        (official["cgF1"], official["pmF1"], official["IL_MCC"]), abs=1e-6)
+    assert all(ours.il_counts.values())  # every image-level outcome occurs
