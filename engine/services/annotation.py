@@ -129,6 +129,7 @@ def describe(session: Session, task: HumanTask) -> dict[str, Any]:
 # -------------------------------------------------------------------------------------- submit
 _PRIOR = (select(Verdict.id, Verdict.user_id, Verdict.task_id, Verdict.payload)
           .where(Verdict.client_id == bindparam("client_id")))
+_TASK_PAIR = select(HumanTask.pair_id).where(HumanTask.id == bindparam("task_id"))
 
 
 def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settings: QueueSettings,
@@ -145,8 +146,13 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
     one of the same task (an annotation edited in Label Studio) names it in ``supersedes_id``: the task
     need not be leased then, and the new label is applied over the old one."""
     now = now or utcnow()
-    # the task's row lock serialises submissions for it: a double-clicked retry waits here, then
-    # finds the first one's verdict by its client id
+    # Locks in one order everywhere: the pair, then its tasks (the router and a settling verdict
+    # lock the pair, then update its open tasks). The task's row lock serialises submissions for
+    # it: a double-clicked retry waits here, then finds the first one's verdict by its client id.
+    pair_id = session.scalar(_TASK_PAIR, {"task_id": task_id})
+    if pair_id is None:
+        raise LeaseLost(f"no task {task_id}")
+    decide.lock_pair(session, pair_id)
     task = session.get(HumanTask, task_id, with_for_update=True, populate_existing=True)
     if task is None:
         raise LeaseLost(f"no task {task_id}")

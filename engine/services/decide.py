@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
@@ -33,6 +33,16 @@ _MASKS = select(Mask.id, Mask.state, Mask.decided_by)
 
 def _value(x: object) -> str | None:
     return None if x is None else str(getattr(x, "value", x))
+
+
+_LOCK_PAIR = select(ImageConcept.id).where(ImageConcept.id == bindparam("pair_id")).with_for_update()
+
+
+def lock_pair(session: Session, pair_id: int) -> None:
+    """Hold the pair's row until the transaction ends (PostgreSQL; SQLite has one writer at a time).
+    Every writer of a pair's labels takes this lock before it locks any of the pair's tasks."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_LOCK_PAIR, {"pair_id": pair_id})
 
 
 def facts(session: Session, pair_id: int, *, mask_id: int | None = None, lock: bool = True) -> dm.PairFacts:
