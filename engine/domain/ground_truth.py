@@ -132,11 +132,15 @@ class GroundTruth:
         """Negative, or exhaustive without an accepted crowd mask."""
         return or_(self.negative_pair(), and_(self.exhaustive_pair(), ~self._has_accepted(crowd=True)))
 
-    def instance_exhaustive_row(self) -> ColumnElement[bool]:
-        """:meth:`instance_exhaustive_pair` for a statement whose rows are the pair's ground-truth
-        masks (the exports): there a row with a mask already shows the accepted mask an
-        exhaustive pair needs, so only the crowd test is left to ask."""
-        return or_(self.negative_pair(), and_(self.exhaustive_claim(), ~self._has_accepted(crowd=True)))
+
+def instance_exhaustive(negative: bool, exhaustive: bool, crowd: bool) -> bool:
+    """:meth:`GroundTruth.instance_exhaustive_pair` for a pair whose ground-truth masks are in hand
+    (the exports stream them): ``negative`` and ``exhaustive`` are the pair's predicates, ``crowd``
+    whether one of its ground-truth masks is a crowd mask (an exhaustive pair's ground-truth masks
+    are all its accepted masks, so this is the predicate's crowd test). Evaluating it on the rows
+    keeps a correlated subquery out of the export's statement (with it PostgreSQL took 1.2 s
+    instead of 0.3 s for 125,000 rows, most of it JIT compilation)."""
+    return negative or (exhaustive and not crowd)
 
 
 # ---------------------------------------------------------------------- the verifiers' targets

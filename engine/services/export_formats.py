@@ -26,6 +26,7 @@ from sqlalchemy import Connection, String, and_, or_, select, type_coerce
 
 from engine.db.models import Concept, Image, ImageConcept, Mask
 from engine.domain.exports import SPLITS, saco_area, saco_box, saco_flags, split_of
+from engine.domain.ground_truth import instance_exhaustive
 from engine.services.export_rows import (
     SORTED, ExportError, ExportFilters, HashingWriter, JsonArray, Progress, Stats, dumps, image_conditions, mask_conditions,
     pair_conditions, pair_trust, stream, tick,
@@ -34,20 +35,18 @@ from engine.services.export_verifier import write_verifier
 
 
 # ------------------------------------------------------------------------------ COCO, SA-Co
-def _label_rows(filters: ExportFilters, *, instance: bool = False) -> Any:
+def _label_rows(filters: ExportFilters) -> Any:
     """Every exported pair with its exported masks, ordered by (image, concept, mask): the ground
     truth under the label source (engine/domain/ground_truth.py) narrowed by the filters. A
     negative comes once with the mask columns NULL; an exhaustive or partial pair comes once per
-    ground-truth mask (a positive pair without one is not exported). ``instance``: the last column
-    is SA-Co's is_instance_exhaustive. Images are joined only to filter them (their columns come
-    from :func:`_image_rows`: narrower rows are faster to fetch)."""
+    ground-truth mask (a positive pair without one is not exported). Images are joined only to
+    filter them (their columns come from :func:`_image_rows`: narrower rows are faster to fetch)."""
     trust = pair_trust(filters)
     stmt = (
         select(ImageConcept.image_id, ImageConcept.id, ImageConcept.concept_id, Concept.text,
                ImageConcept.model_version_id, trust.negative.label("negative"), trust.exhaustive.label("exhaustive"),
                Mask.id, Mask.rle_counts, Mask.height, Mask.width, Mask.bbox_x, Mask.bbox_y, Mask.bbox_w,
-               Mask.bbox_h, Mask.area, Mask.is_crowd, Mask.model_version_id, type_coerce(Mask.decided_by, String),
-               *([trust.instance_exhaustive.label("instance_exhaustive")] if instance else []))
+               Mask.bbox_h, Mask.area, Mask.is_crowd, Mask.model_version_id, type_coerce(Mask.decided_by, String))
         .select_from(ImageConcept).join(Concept, Concept.id == ImageConcept.concept_id))
     if image_conditions(filters):
         stmt = stmt.join(Image, Image.id == ImageConcept.image_id)
@@ -65,16 +64,14 @@ def _image_rows(filters: ExportFilters) -> Any:
 I_ID, I_SHA, I_KEY, I_W, I_H = range(5)
 P_IMAGE, P_ID, P_CONCEPT, P_TEXT, P_VERSION, P_NEG, P_EXH = range(7)
 M_ID, M_COUNTS, M_H, M_W, M_X, M_Y, M_BW, M_BH, M_AREA, M_CROWD, M_VERSION, M_SOURCE = range(7, 19)
-P_INSTANCE = 19  # SA-Co only
 
 
-def _images(conn: Connection, filters: ExportFilters, *,
-            instance: bool = False) -> Iterator[tuple[Any, list[tuple[Any, list[Any]]]]]:
+def _images(conn: Connection, filters: ExportFilters) -> Iterator[tuple[Any, list[tuple[Any, list[Any]]]]]:
     """(image row, [(first row of the pair, its mask rows)]) per image with something exported:
     the label rows merged with the image rows, both ordered by image id."""
     images = stream(conn, _image_rows(filters))
     image = next(images, None)
-    rows = stream(conn, _label_rows(filters, instance=instance), prefetch=True)
+    rows = stream(conn, _label_rows(filters), prefetch=True)
     for image_id, image_rows in groupby(rows, key=itemgetter(P_IMAGE)):
         while image is not None and image[I_ID] < image_id:
             image = next(images, None)
@@ -180,7 +177,7 @@ def write_saco(conn: Connection, filters: ExportFilters, folder: Path, stats: St
     def body(files: dict[str, _CocoFile]) -> None:
         counts = {split: Counter[str]() for split in SPLITS}
         versions = stats.versions
-        for image, pairs in _images(conn, filters, instance=True):
+        for image, pairs in _images(conn, filters):
             split = split_of(image[I_SHA], filters.val_percent)
             out, c, w, h = files[split], counts[split], image[I_W], image[I_H]
             annotations = []
@@ -193,7 +190,9 @@ def write_saco(conn: Connection, filters: ExportFilters, folder: Path, stats: St
                         "segmentation": {"counts": m[M_COUNTS], "size": [m[M_H], m[M_W]]}, "source": m[M_SOURCE]},
                         option=SORTED))
                     versions.add(m[M_VERSION])
-                instance, pixel = saco_flags(bool(pair[P_NEG]), bool(pair[P_EXH]), bool(pair[P_INSTANCE]))
+                negative, exhaustive = bool(pair[P_NEG]), bool(pair[P_EXH])
+                instance, pixel = saco_flags(negative, exhaustive, instance_exhaustive(
+                    negative, exhaustive, any(m[M_CROWD] for m in masks)))
                 out.images.add(orjson.dumps({
                     "file_name": image[I_KEY], "height": h, "id": pair[P_ID], "is_instance_exhaustive": instance,
                     "is_pixel_exhaustive": pixel, "original_image_id": image[I_ID],

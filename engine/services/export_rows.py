@@ -202,16 +202,16 @@ class PairTrust(NamedTuple):
 
     negative: Any  # a ground-truth negative
     exhaustive: Any  # an exhaustive claim (with its rows' masks: an exhaustive ground-truth pair)
-    instance_exhaustive: Any  # SA-Co's is_instance_exhaustive
 
 
 def pair_trust(filters: ExportFilters) -> PairTrust:
     """The pair's ground truth under the filters' label source (engine/domain/ground_truth.py),
     narrowed by ``--min-agreement``: a pair below it is neither negative nor exhaustive, and an
     exhaustive pair one of whose ground-truth masks falls below it is exported as partial (its
-    masks would no longer be complete)."""
+    masks would no longer be complete). With the rows' masks, ``exhaustive`` is the definition's
+    exhaustive pair: an exhaustive claim's ground-truth masks are all its accepted masks."""
     gt = filters.ground_truth
-    negative, exhaustive, instance = gt.negative_pair(), gt.exhaustive_claim(), gt.instance_exhaustive_row()
+    negative, exhaustive = gt.negative_pair(), gt.exhaustive_claim()
     if filters.min_agreement is not None:
         agreed = _pair_agreement() >= filters.min_agreement
         m = aliased(Mask)
@@ -219,8 +219,7 @@ def pair_trust(filters: ExportFilters) -> PairTrust:
                                  GroundTruth(filters.label_source, mask=m).mask_is_ground_truth(),
                                  _mask_agreement(m) < filters.min_agreement)
         negative, exhaustive = and_(negative, agreed), and_(exhaustive, agreed, ~dropped)
-        instance = and_(instance, agreed, ~dropped)
-    return PairTrust(negative, exhaustive, instance)
+    return PairTrust(negative, exhaustive)
 
 
 def _pair_agreement() -> Any:

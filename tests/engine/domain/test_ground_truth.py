@@ -10,7 +10,7 @@ from sqlalchemy import select
 from engine.db.models import ImageConcept, Mask, TaskKind
 from engine.domain.exports import verifier_label
 from engine.domain.ground_truth import (
-    LABEL_SOURCES, GroundTruth, deciders, mask_truth, people_decision, verifier_target,
+    LABEL_SOURCES, GroundTruth, deciders, instance_exhaustive, mask_truth, people_decision, verifier_target,
 )
 from engine.services.calibrate import human_positive
 from tests.ground_truth_states import EXPECTED, SOURCES, STATES, seed_states
@@ -35,6 +35,9 @@ def test_pairs_of_every_state(session, seeded, source):
         expected = (kind == "negative", kind == "exhaustive", kind == "partial", truth is not None,
                     bool(truth and truth.instance_exhaustive), bool(truth and truth.masks))
         assert got[name] == expected, (source, name)
+        # the row form the exports evaluate (crowd: among the pair's ground-truth masks) agrees
+        crowd = bool(truth) and any(STATES[name].masks[i][2] for i in truth.masks)
+        assert instance_exhaustive(got[name][0], got[name][1], crowd) == got[name][4], (source, name)
 
 
 @pytest.mark.parametrize("source", SOURCES)
