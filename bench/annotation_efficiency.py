@@ -418,11 +418,11 @@ def populations(arm: dict[str, Any], mv: Population, ev: Population, mv_idx: np.
 
 def run_scenario(auc: float, args: argparse.Namespace, *, policy: str = "after", labels_by: str = "adjudicated",
                  stratified: bool = True, presence_target: float | None = None, budget: float | None = -1.0,
-                 version2: bool = False) -> dict[str, Any]:
+                 version2: bool = False, method: str = "isotonic") -> dict[str, Any]:
     """One calibration + routing run. ``policy``: before (per-scope thresholds) or after (every
     population on its own). ``budget``: the positive-pair budget of the after policy (-1: the
     command line's). ``version2``: route with a second verifier version calibrated on the first
-    version's labelled sample (no new human seconds)."""
+    version's labelled sample (no new human seconds). ``method``: the after-policy's EV calibrator."""
     if budget == -1.0:
         budget = args.positive_budget
     mv, ev = make_workload(args)
@@ -470,7 +470,7 @@ def run_scenario(auc: float, args: argparse.Namespace, *, policy: str = "after",
                                 verifier_version="simulated-mv", human_error=rate,
                                 max_final_drop=args.max_final_drop)
         pair_cal = calibrate_pairs(ev_scores[cal_idx][~zero], ev_lab[~zero], ev_scores[cal_idx][zero], ev_lab[zero],
-                                   args.target, "isotonic", max_positive_loss=budget, human_error=rate,
+                                   args.target, method, max_positive_loss=budget, human_error=rate,
                                    max_final_drop=args.max_final_drop, verifier_version="simulated-ev",
                                    task_kind=CHECK_EXHAUSTIVITY)
         ev_cal, presence_cal = pair_cal.with_masks, pair_cal.presence
@@ -496,6 +496,7 @@ def run_scenario(auc: float, args: argparse.Namespace, *, policy: str = "after",
         "auc": auc, "d_prime": d_prime(auc), "policy": policy, "labels_by": labels_by, "ev_stratified": stratified,
         "presence_target": (presence_target or args.target) if stratified else None,
         "positive_budget": budget if policy == "after" else None, "version": 2 if version2 else 1,
+        "ev_method": method if policy == "after" else "isotonic",
         "measured_auc": {"mv": empirical_auc(mv_scores, mv.y), "ev": empirical_auc(ev_scores, ev.y)},
         "calibration": calibration,
         "pair_calibration": ({k: v for k, v in pair_cal.to_dict().items() if k not in ("with_masks", "presence")}
@@ -760,16 +761,19 @@ def main(argv: list[str] | None = None) -> int:
     # the trade-off of the positive-pair budget
     curve = []
     rows = []
-    for budget in BUDGETS:
-        res = run_scenario(target_auc, args, policy="after", budget=budget)
-        curve.append(res)
-        pair = res["pair_calibration"]
-        rows.append([pct(budget) if budget is not None else "none", pct(pair["positive_loss"]),
-                     pct(res["rows"]["ev_negatives"]["engine"]["human_share"])]
-                    + compact_row("", res, args)[1:])
+    for method in ("isotonic", "platt"):
+        for budget in BUDGETS if method == "isotonic" else (args.positive_budget,):
+            res = run_scenario(target_auc, args, policy="after", budget=budget, method=method)
+            curve.append(res)
+            pair = res["pair_calibration"]
+            rows.append([method, pct(budget) if budget is not None else "none", pct(pair["positive_loss"]),
+                         pct(res["rows"]["ev_negatives"]["engine"]["human_share"])]
+                        + compact_row("", res, args)[1:])
     print(f"Trade-off at AUC {target_auc:.2f}, after-policy, adjudicated labels: the positive-pair budget "
-          f"(share of positive pairs the auto-accepts may label wrongly, estimated on the calibration sample)")
-    print(format_table(["budget", "est. loss", "negatives to human"] + COMPACT_HEADERS[1:], rows))
+          f"(share of positive pairs the auto-accepts may label wrongly, estimated on the calibration sample "
+          f"as (lost + 1) / (positives + 1)); EV calibrator isotonic (cuts only between its flat blocks) or "
+          f"Platt (any score)")
+    print(format_table(["EV calibrator", "budget", "est. loss", "negatives to human"] + COMPACT_HEADERS[1:], rows))
     print()
 
     sens = [

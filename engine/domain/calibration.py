@@ -431,9 +431,9 @@ def _search_upper_set(s: np.ndarray, good: np.ndarray, target: float, min_suppor
             return ThresholdChoice(side, target, None, 0.0, None, None, None, 0, n,
                                    f"no {side} threshold: no score {symbol} {_fmt(bound, 4)}")
         wilson_ok = (cuts.low >= target) & (cuts.support >= min_support) & allowed
-        if curve is not None and wilson_ok.any():
+        if curve is not None and final is not None and wilson_ok.any():
             best = int(np.flatnonzero(wilson_ok)[np.argmax(curve[wilson_ok])])
-            reason = (f"no {side} threshold keeps the estimated final precision ≥ {_fmt(final[1])} "  # type: ignore[index]
+            reason = (f"no {side} threshold keeps the estimated final precision ≥ {_fmt(final[1])} "
                       f"(all-human estimate minus the allowed drop): best is score {symbol} "
                       f"{_fmt(sign * float(cuts.v[best]), 4)} with {_fmt(float(curve[best]))}")
             return ThresholdChoice(side, target, None, 0.0, None, None, None, 0, n, reason)
@@ -449,8 +449,8 @@ def _search_upper_set(s: np.ndarray, good: np.ndarray, target: float, min_suppor
         return ThresholdChoice(side, target, None, 0.0, None, None, None, 0, n, reason)
     idx = int(np.flatnonzero(ok)[-1])  # the largest passing set = the lowest accept threshold
     extra = ""
-    if curve is not None:
-        extra = (f", estimated final precision {_fmt(float(curve[idx]))} ≥ {_fmt(final[1])}")  # type: ignore[index]
+    if curve is not None and final is not None:
+        extra = f", estimated final precision {_fmt(float(curve[idx]))} ≥ {_fmt(final[1])}"
     return _choice_at(cuts, idx, side, target, sign, extra)
 
 
@@ -787,13 +787,14 @@ def calibrate_pairs(with_masks_scores: Any, with_masks_labels: Any, presence_sco
         raise ValueError(f"max_positive_loss must lie in [0, 1), got {max_positive_loss}")
     if len(weights) != 2 or len(gains) != 2 or any(not (math.isfinite(w) and w > 0) for w in (*weights, *gains)):
         raise ValueError("weights and gains: two positive numbers each (with masks, presence)")
-    common = dict(target_precision=target_precision, method=method, min_support=min_support,
-                  verifier_version=verifier_version, task_kind=task_kind, z=z, min_probability=min_probability,
-                  human_error=human_error, max_final_drop=max_final_drop)
-    results: list[CalibrationResult] = [
-        calibrate_task(with_masks_scores, with_masks_labels, ai_labels=with_masks_ai_labels, **common),  # type: ignore[arg-type]
-        calibrate_task(presence_scores, presence_labels, ai_labels=presence_ai_labels, **common),  # type: ignore[arg-type]
-    ]
+    def scope(scores: Any, labels: Any, ai_labels: Sequence[Any] | None) -> CalibrationResult:
+        return calibrate_task(scores, labels, target_precision, method, min_support, ai_labels=ai_labels,
+                              verifier_version=verifier_version, task_kind=task_kind, z=z,
+                              min_probability=min_probability, human_error=human_error,
+                              max_final_drop=max_final_drop)
+
+    results = [scope(with_masks_scores, with_masks_labels, with_masks_ai_labels),
+               scope(presence_scores, presence_labels, presence_ai_labels)]
     scores = [_as_scores(with_masks_scores), _as_scores(presence_scores)]
     labels = [_as_labels(with_masks_labels, scores[0].size), _as_labels(presence_labels, scores[1].size)]
     present = [np.ones(scores[0].size, bool) if with_masks_present is None

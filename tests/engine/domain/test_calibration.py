@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from engine.domain.calibration import (
-    CalibrationResult, Calibrator, ThresholdChoice, calibrate_task, choose_reject_threshold,
-    choose_threshold, fit_isotonic, fit_platt, min_sample_size, needed_for_target, wilson_interval,
+    CalibrationResult, Calibrator, PairCalibration, ThresholdChoice, calibrate_pairs, calibrate_task,
+    choose_reject_threshold, choose_threshold, expected_final_precision, final_precision_curve, fit_isotonic,
+    fit_platt, min_sample_size, needed_for_target, wilson_interval,
 )
 
 A_TRUE, B_TRUE = 3.0, -0.5
@@ -245,3 +246,132 @@ def test_threshold_bounds_and_the_probability_floor():
     assert calibrate_task(s, y, 0.95, min_probability=0.0).accept.coverage == 1.0
     with pytest.raises(ValueError):
         calibrate_task(s, y, 0.95, min_probability=1.5)
+
+
+# ----------------------------------------------------------------------------- final labels per population
+def test_expected_final_precision_by_hand():
+    labels = np.array([1, 1, 1, 0, 0, 1, 0, 1, 0, 0], bool)  # 5 right, 5 wrong
+    auto = np.arange(10) < 3  # the three best, all right
+    # people (error 0.1) on the rest: 2 right items accepted at 0.9, 5 wrong ones at 0.1
+    assert expected_final_precision(labels, auto, 0.1) == pytest.approx((3 + 0.9 * 2) / (3 + 0.9 * 2 + 0.1 * 5))
+    assert expected_final_precision(labels, np.zeros(10, bool), 0.1) == pytest.approx(0.9 * 5 / (0.9 * 5 + 0.5))
+    rejected = np.isin(np.arange(10), [3, 4])  # two wrong items auto-rejected leave the people's pile
+    assert expected_final_precision(labels, auto, 0.1, rejected) == pytest.approx(4.8 / (3 + 1.8 + 0.3))
+    curve = final_precision_curve([0, 3], [0, 3], 5, 10, 0.1)
+    assert curve == pytest.approx([0.9, 4.8 / 5.3])
+    with pytest.raises(ValueError):
+        expected_final_precision(labels, auto, 0.1, auto)
+    with pytest.raises(ValueError):
+        expected_final_precision(labels, auto, 0.5)
+
+
+def blocks(*parts: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Scores rising block by block; each (size, right) block puts its right items lowest, so
+    isotonic regression pools the block into one value right / size."""
+    labels = np.concatenate([np.r_[np.ones(right), np.zeros(size - right)] for size, right in parts])
+    return np.arange(labels.size, dtype=float), labels.astype(bool)
+
+
+def test_calibrate_task_keeps_the_final_labels_near_all_human():
+    # C: 300 items, 180 right (p 0.6); B: 300 items, 296 right (p 0.98667); A: 100 right (p 1)
+    s, y = blocks((300, 180), (300, 296), (100, 100))
+    free = calibrate_task(s, y, 0.95, human_error=0.05)
+    assert free.accept_threshold == pytest.approx(296 / 300)  # A + B: 396/400 right, Wilson ≥ 0.95
+    p_all, n_all = 576, 124  # right / wrong items
+    all_human = 0.95 * p_all / (0.95 * p_all + 0.05 * n_all)
+    assert free.all_human_precision == pytest.approx(all_human)
+    # final with A + B automatic: 396 right of 400, people on C accept 0.95·180 right and 0.05·120 wrong
+    assert free.final_precision == pytest.approx((396 + 171) / (400 + 171 + 6))
+    assert free.max_final_drop is None and CalibrationResult.from_dict(free.to_dict()) == free
+    # at most one point below all-human, judged with the Wilson lower bound of the automatic set:
+    # A + B falls short, A alone keeps it
+    low_ab = wilson_interval(396, 400)[0]
+    assert (low_ab * 400 + 171) / (400 + 171 + 6) < all_human - 0.01
+    low_a = wilson_interval(100, 100)[0]
+    assert (low_a * 100 + 0.95 * 476) / (100 + 0.95 * 476 + 6.2) >= all_human - 0.01
+    held = calibrate_task(s, y, 0.95, human_error=0.05, max_final_drop=0.01)
+    assert held.accept_threshold == 1.0 and held.accept.support == 100
+    assert "estimated final precision" in held.accept.reason
+    assert held.final_precision == pytest.approx((100 + 0.95 * 476) / (100 + 0.95 * 476 + 6.2))
+    assert calibrate_task(s, y, 0.95, human_error=0.05, max_final_drop=0.05).accept_threshold == free.accept_threshold
+    nothing = calibrate_task(s, y, 0.95, human_error=0.05, max_final_drop=0.0)
+    assert nothing.accept_threshold is None and "final precision" in nothing.accept.reason
+    with pytest.raises(ValueError):
+        calibrate_task(s, y, 0.95, max_final_drop=0.01)  # a drop needs the annotators' error rate
+    with pytest.raises(ValueError):
+        calibrate_task(s, y, 0.95, human_error=0.6)
+
+
+# ----------------------------------------------------------------------------- pairs: the positive-pair budget
+# Presence (pairs without masks, 1 = absent): P0 100 items half present (p 0.5), P1 1 present in 100
+# (p 0.99), P2 100 absent (p 1). With masks (1 = exhaustive): W0 100 items 60 incomplete (p 0.4), W1
+# 2 incomplete in 200 (p 0.99). Positive pairs: all 300 with masks + 51 present = 351.
+PRESENCE = blocks((100, 50), (100, 99), (100, 100))
+WITH_MASKS = blocks((100, 40), (200, 198))
+
+
+def pairs(budget, **kwargs):
+    return calibrate_pairs(WITH_MASKS[0], WITH_MASKS[1], PRESENCE[0], PRESENCE[1], 0.95, max_positive_loss=budget,
+                           **kwargs)
+
+
+def test_calibrate_pairs_without_a_budget_keeps_each_scopes_thresholds():
+    free = pairs(None)
+    assert free.presence.accept_threshold == pytest.approx(0.99)  # P1 + P2: 199/200
+    assert free.with_masks.accept_threshold == pytest.approx(0.99)  # W1: 198/200, Wilson 0.964
+    assert free.positives == 351
+    # lost: 1 present pair made negative + 2 incomplete made exhaustive; conformal (3 + 1) / (351 + 1)
+    assert free.positive_loss == pytest.approx(4 / 352) and free.unconstrained_loss == free.positive_loss
+    assert not free.budget_applied and free.reason is None
+    assert pairs(0.02).positive_loss == pytest.approx(4 / 352) and not pairs(0.02).budget_applied
+
+
+def test_calibrate_pairs_spends_the_budget_where_it_saves_most():
+    # 1%: 0.01 · 352 − 1 = 2.52 lost pairs allowed. P1 + P2 with W1 would lose 3; P2 with W1 loses 2
+    # and auto-accepts 300; P1 + P2 alone loses 1 and auto-accepts 200.
+    one = pairs(0.01)
+    assert one.budget_applied and "raised" in one.reason
+    assert one.presence.accept_threshold == 1.0 and one.presence.accept.support == 100
+    assert one.with_masks.accept_threshold == pytest.approx(0.99)
+    assert one.positive_loss == pytest.approx(3 / 352) and one.unconstrained_loss == pytest.approx(4 / 352)
+    assert "positive-pair budget" in one.presence.accept.reason
+    # an auto-negative worth three times an auto-exhaustive: P1 + P2 (600) beats P2 + W1 (300 + 200)
+    weighted = pairs(0.01, gains=(1.0, 3.0))
+    assert weighted.presence.accept_threshold == pytest.approx(0.99) and weighted.with_masks.accept_threshold is None
+    assert "positive-pair budget" in weighted.with_masks.accept.reason
+    assert weighted.positive_loss == pytest.approx(2 / 352)
+    # 0.5%: 0.76 allowed, nothing may be lost: P2 only
+    half = pairs(0.005)
+    assert half.presence.accept_threshold == 1.0 and half.with_masks.accept_threshold is None
+    assert half.positive_loss == pytest.approx(1 / 352)
+    # below 1 / 352 no auto-accept can be vouched for: none at all, nothing lost
+    none = pairs(0.002)
+    assert none.presence.accept_threshold is None and none.with_masks.accept_threshold is None
+    assert none.positive_loss == 0.0
+    # reject sides and calibrators are the scopes' own
+    assert one.presence.calibrator == pairs(None).presence.calibrator
+    assert PairCalibration.from_dict(json.loads(json.dumps(one.to_dict()))) == one
+
+
+def test_calibrate_pairs_counts_who_is_present():
+    # a person's "not present" on a pair with masks: not a positive pair, so no loss when made exhaustive
+    present = np.ones(WITH_MASKS[0].size, bool)
+    present[-2:] = False  # the two wrong ones in W1
+    free = pairs(None, with_masks_present=present)
+    assert free.positives == 349 and free.positive_loss == pytest.approx(2 / 350)
+    assert pairs(0.01, with_masks_present=present).with_masks.accept_threshold == pytest.approx(0.99)
+    # weights: a stratified sample with pairs without masks at a tenth of their rate
+    heavy = pairs(None, weights=(1.0, 10.0))
+    assert heavy.positives == 300 + 510 and heavy.positive_loss == pytest.approx((2 + 10 + 10) / (810 + 10))
+
+
+def test_calibrate_pairs_edge_cases():
+    # no positive pair seen: no loss can be vouched for, so no auto-accept under a budget
+    s = np.arange(200.0)
+    absent = np.ones(200, bool)
+    blind = calibrate_pairs([], [], s, absent, 0.95, max_positive_loss=0.05)
+    assert blind.positives == 0 and blind.presence.accept_threshold is None and blind.positive_loss == 0.0
+    assert calibrate_pairs([], [], s, absent, 0.95).presence.accept_threshold is None  # one class only
+    for bad in ({"max_positive_loss": 1.0}, {"weights": (1.0, 0.0)}, {"gains": (1.0,)}):
+        with pytest.raises(ValueError):
+            calibrate_pairs([], [], [], [], 0.95, **bad)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from engine.db.models import TaskKind
-from engine.domain.calibration import calibrate_task
+from engine.domain.calibration import calibrate_pairs, calibrate_task
 from engine.domain.routing import (
     CHECK_EXHAUSTIVITY, CORRECT, TASK_KINDS, VERIFY_MASK, Action, KindThresholds, MaskItem, PairItem,
     RouteDecision, Thresholds, route_mask, route_pair,
@@ -185,3 +185,20 @@ def test_thresholds_from_calibration():
     assert route_pair(PairItem(1, 1.0, 0), thresholds).task_kind == CHECK_EXHAUSTIVITY
     top = route_mask(MaskItem(1, 1, mv.calibrator.calibrate(10.0)), thresholds)
     assert top.action is AA
+
+
+def test_thresholds_from_a_pair_calibration_route_each_population_on_its_own():
+    # pairs without masks: 1 = absent; 30 present below 270 absent; pairs with masks: 1 = exhaustive
+    presence_s, presence_y = np.arange(300.0), np.arange(300) >= 30
+    masks_s, masks_y = np.arange(200.0), np.arange(200) >= 100
+    pairs = calibrate_pairs(masks_s, masks_y, presence_s, presence_y, 0.95, max_positive_loss=0.05)
+    thresholds = Thresholds.from_calibration(mask=None, pairs=pairs)
+    assert thresholds.presence == KindThresholds(pairs.presence.accept_threshold, pairs.presence.reject_threshold)
+    assert thresholds.exhaustivity == KindThresholds(pairs.with_masks.accept_threshold,
+                                                     pairs.with_masks.reject_threshold)
+    top = pairs.presence.calibrator.calibrate(299.0)
+    assert route_pair(PairItem(1, top, 0), thresholds).auto_label == "negative"
+    low = pairs.with_masks.calibrator.calibrate(0.0)
+    assert route_pair(PairItem(1, low, 2), thresholds).task_kind == CORRECT
+    with pytest.raises(ValueError):
+        Thresholds.from_calibration(exhaustivity=pairs.with_masks, pairs=pairs)
