@@ -128,6 +128,34 @@ def needed_for_target(n_positive_seen: int, target_precision: float, *, z: float
     return max(0, required - int(n_positive_seen))
 
 
+def clopper_pearson_upper(successes: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided upper confidence bound of a binomial proportion (exact, Clopper–Pearson): the ``p``
+    at which ``P(Binomial(n, p) ≤ successes) = 1 − confidence``. ``successes = 0`` gives
+    ``1 − (1 − confidence)^(1/n)``; ``n = 0`` gives 1."""
+    k, m, c = int(successes), int(n), float(confidence)
+    if not 0.0 < c < 1.0:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+    if k < 0 or k > m:
+        raise ValueError("successes must lie between 0 and n")
+    if k == m:
+        return 1.0
+    if k == 0:
+        return 1.0 - (1.0 - c) ** (1.0 / m)
+
+    def cdf(p: float) -> float:
+        log_p, log_q = math.log(p), math.log1p(-p)
+        terms = [math.lgamma(m + 1) - math.lgamma(i + 1) - math.lgamma(m - i + 1) + i * log_p + (m - i) * log_q
+                 for i in range(k + 1)]
+        top = max(terms)
+        return math.exp(top) * sum(math.exp(t - top) for t in terms)
+
+    lo, hi = k / m, 1.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) > 1.0 - c else (lo, mid)
+    return hi
+
+
 # ============================================================================ calibrators
 @dataclass(frozen=True)
 class Calibrator:
@@ -682,6 +710,7 @@ class PairCalibration:
     unconstrained_loss: float | None
     positives: float
     reason: str | None = None
+    loss_confidence: float | None = None  # set: the loss is a Clopper–Pearson upper bound, not a mean
 
     @property
     def budget_applied(self) -> bool:
@@ -691,7 +720,8 @@ class PairCalibration:
     def to_dict(self) -> dict[str, Any]:
         return {"with_masks": self.with_masks.to_dict(), "presence": self.presence.to_dict(),
                 "max_positive_loss": self.max_positive_loss, "positive_loss": self.positive_loss,
-                "unconstrained_loss": self.unconstrained_loss, "positives": self.positives, "reason": self.reason}
+                "unconstrained_loss": self.unconstrained_loss, "positives": self.positives, "reason": self.reason,
+                "loss_confidence": self.loss_confidence}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PairCalibration:
@@ -699,7 +729,7 @@ class PairCalibration:
                    presence=CalibrationResult.from_dict(data["presence"]),
                    max_positive_loss=data.get("max_positive_loss"), positive_loss=data.get("positive_loss"),
                    unconstrained_loss=data.get("unconstrained_loss"), positives=float(data.get("positives", 0.0)),
-                   reason=data.get("reason"))
+                   reason=data.get("reason"), loss_confidence=data.get("loss_confidence"))
 
 
 @dataclass(frozen=True)
@@ -750,8 +780,8 @@ def calibrate_pairs(with_masks_scores: Any, with_masks_labels: Any, presence_sco
                     human_error: float | None = None, max_final_drop: float | None = None,
                     with_masks_ai_labels: Sequence[Any] | None = None,
                     presence_ai_labels: Sequence[Any] | None = None, verifier_version: str | None = None,
-                    task_kind: str | None = None, z: float = Z_95,
-                    min_probability: float = 0.5) -> PairCalibration:
+                    task_kind: str | None = None, z: float = Z_95, min_probability: float = 0.5,
+                    loss_confidence: float | None = None) -> PairCalibration:
     """Calibrate the exhaustivity verifier for pairs with masks and pairs without (presence), each
     with :func:`calibrate_task`, then lower the two accept sides jointly until the positive pairs
     keep their budget.
@@ -782,7 +812,15 @@ def calibrate_pairs(with_masks_scores: Any, with_masks_labels: Any, presence_sco
     (a wrong "present" is a phantom loss that shuts the gate): re-check its "present" labels
     (:mod:`bench.annotation_efficiency` does) and watch the audit of auto-negatives.
     ``max_positive_loss`` None: no budget, the per-scope thresholds stand (the loss is reported).
+
+    ``loss_confidence`` (e.g. 0.9): hold the budget with that probability over calibration samples
+    rather than on average: the loss is then the Clopper–Pearson upper bound of ``lost`` out of
+    ``positives`` (counts in units of the largest weight), i.e. the ``confidence`` quantile of
+    the Beta(lost + 1, positives − lost) that the conformal argument gives the loss. With ~240
+    positive pairs in the sample and a 1% budget, 0.9 allows no lost positive at all.
     """
+    if loss_confidence is not None and not 0.0 < loss_confidence < 1.0:
+        raise ValueError(f"loss_confidence must lie strictly between 0 and 1, got {loss_confidence}")
     if max_positive_loss is not None and not 0.0 <= max_positive_loss < 1.0:
         raise ValueError(f"max_positive_loss must lie in [0, 1), got {max_positive_loss}")
     if len(weights) != 2 or len(gains) != 2 or any(not (math.isfinite(w) and w > 0) for w in (*weights, *gains)):
@@ -805,19 +843,32 @@ def calibrate_pairs(with_masks_scores: Any, with_masks_labels: Any, presence_sco
     positives = float(sum(w * p.sum() for w, p in zip(weights, present)))
 
     pad = max(weights)  # the conformal +1, in weighted pairs
+    n_units = int(positives / pad + 1e-9)
+
+    def estimate(lost: float) -> float:
+        if loss_confidence is None:
+            return (lost + pad) / (positives + pad)
+        return clopper_pearson_upper(min(n_units, math.ceil(lost / pad - 1e-9)), n_units, loss_confidence)
 
     def loss_of(rs: list[CalibrationResult]) -> float:
         if not any(r.accept.passed for r in rs):
             return 0.0
-        lost = sum(float(w * lz[pr >= r.accept_threshold].sum()) if r.accept.passed else 0.0
-                   for r, pr, lz, w in zip(rs, probs, lossy, weights))
-        return (lost + pad) / (positives + pad)
+        return estimate(sum(float(w * lz[pr >= r.accept_threshold].sum()) if r.accept.passed else 0.0
+                            for r, pr, lz, w in zip(rs, probs, lossy, weights)))
 
     unconstrained = loss_of(results)
     if max_positive_loss is None or unconstrained <= max_positive_loss:
-        return PairCalibration(results[0], results[1], max_positive_loss, unconstrained, unconstrained, positives)
+        return PairCalibration(results[0], results[1], max_positive_loss, unconstrained, unconstrained, positives,
+                               loss_confidence=loss_confidence)
 
-    budget = max_positive_loss * (positives + pad) - pad + 1e-9  # weighted lost pairs allowed in the sample
+    # weighted lost pairs the sample may show (< 0: not even none)
+    if loss_confidence is None:
+        budget = max_positive_loss * (positives + pad) - pad + 1e-9
+    else:
+        allowed = -1
+        while allowed < n_units and estimate(pad * (allowed + 1)) <= max_positive_loss:
+            allowed += 1
+        budget = pad * allowed + 1e-9 if allowed >= 0 else -1.0
     options = [_scope_options(r, pr, y, lz, w, g, int(min_support), z, min_probability, human_error,
                               max_final_drop)
                for r, pr, y, lz, w, g in zip(results, probs, labels, lossy, weights, gains)]
@@ -852,6 +903,8 @@ def calibrate_pairs(with_masks_scores: Any, with_masks_labels: Any, presence_sco
                 continue
         chosen.append(_with_accept(result, accept, pr, y))
     loss = loss_of(chosen)
+    bound = "" if loss_confidence is None else f" (upper bound at confidence {_fmt(loss_confidence)})"
     reason = (f"positive-pair budget {_fmt(max_positive_loss)}: the scopes' own accept thresholds would label "
-              f"{_fmt(unconstrained)} of the positive pairs wrongly; raised to keep {_fmt(loss)}")
-    return PairCalibration(chosen[0], chosen[1], max_positive_loss, loss, unconstrained, positives, reason)
+              f"{_fmt(unconstrained)} of the positive pairs wrongly{bound}; raised to keep {_fmt(loss)}")
+    return PairCalibration(chosen[0], chosen[1], max_positive_loss, loss, unconstrained, positives, reason,
+                           loss_confidence)

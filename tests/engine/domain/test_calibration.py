@@ -6,8 +6,8 @@ import pytest
 
 from engine.domain.calibration import (
     CalibrationResult, Calibrator, PairCalibration, ThresholdChoice, calibrate_pairs, calibrate_task,
-    choose_reject_threshold, choose_threshold, expected_final_precision, final_precision_curve, fit_isotonic,
-    fit_platt, min_sample_size, needed_for_target, wilson_interval,
+    choose_reject_threshold, choose_threshold, clopper_pearson_upper, expected_final_precision,
+    final_precision_curve, fit_isotonic, fit_platt, min_sample_size, needed_for_target, wilson_interval,
 )
 
 A_TRUE, B_TRUE = 3.0, -0.5
@@ -375,3 +375,28 @@ def test_calibrate_pairs_edge_cases():
     for bad in ({"max_positive_loss": 1.0}, {"weights": (1.0, 0.0)}, {"gains": (1.0,)}):
         with pytest.raises(ValueError):
             calibrate_pairs([], [], [], [], 0.95, **bad)
+
+
+def test_clopper_pearson_upper_by_hand():
+    assert clopper_pearson_upper(0, 100, 0.95) == pytest.approx(1 - 0.05 ** (1 / 100))  # 0.0295
+    # 1 of 100: P(Binomial(100, u) ≤ 1) = 0.05 at u ≈ 0.0466 (the "4.74 / n" rule)
+    u = clopper_pearson_upper(1, 100, 0.95)
+    assert (1 - u) ** 100 + 100 * u * (1 - u) ** 99 == pytest.approx(0.05, abs=1e-9)
+    assert u == pytest.approx(0.0466, abs=1e-3)
+    assert clopper_pearson_upper(5, 5) == 1.0 and clopper_pearson_upper(0, 0) == 1.0
+    with pytest.raises(ValueError):
+        clopper_pearson_upper(3, 2)
+
+
+def test_calibrate_pairs_can_hold_the_budget_with_confidence():
+    # 351 positive pairs: at 90% a 1% budget allows no lost one (0 → 0.65%, 1 → 1.1%): P2 only
+    sure = pairs(0.01, loss_confidence=0.9)
+    assert sure.presence.accept_threshold == 1.0 and sure.with_masks.accept_threshold is None
+    assert sure.positive_loss == pytest.approx(1 - 0.1 ** (1 / 351))
+    assert clopper_pearson_upper(1, 351, 0.9) > 0.01 and "confidence 0.9" in sure.reason
+    assert sure.unconstrained_loss == pytest.approx(clopper_pearson_upper(3, 351, 0.9))
+    assert PairCalibration.from_dict(json.loads(json.dumps(sure.to_dict()))) == sure
+    # a loose budget holds even at 90%
+    assert not pairs(0.05, loss_confidence=0.9).budget_applied
+    with pytest.raises(ValueError):
+        pairs(0.01, loss_confidence=1.0)
