@@ -137,6 +137,30 @@ class RoutingSettings(BaseModel):
     audit_rate: float = Field(0.02, ge=0, le=1, description="share of auto-decided items also sent to humans")
     audit_seed: int = 0
     calibration_method: Literal["isotonic", "platt"] = "isotonic"
+    # Every population on its own (docs/architecture.md, "Routing and calibration per population").
+    max_final_drop: float | None = Field(
+        0.01, ge=0, lt=1,
+        description="final-label check: how far each population's final labels (the automatic ones plus what "
+                    "people decide of the rest: accepted masks, negative labels, exhaustive pairs) may fall below "
+                    "all-human in precision, estimated on the calibration sample with the annotators' error rate; "
+                    "unset: no check, the target precision of the automatic decisions alone")
+    max_positive_loss: float | None = Field(
+        0.01, ge=0, lt=1,
+        description="positive-pair budget: the share of positive pairs (the phrase is present) that the "
+                    "exhaustivity verifier's automatic accepts may label wrongly — present pairs without masks made "
+                    "negative, incomplete pairs made exhaustive — estimated on the calibration sample; the two pair "
+                    "scopes share it. Unset: no budget (negatives outnumber positives without masks ~50 to 1 and "
+                    "take them)")
+    positive_loss_confidence: float | None = Field(
+        None, gt=0, lt=1,
+        description="hold the positive-pair budget with this probability over calibration samples (Clopper-Pearson "
+                    "upper bound) instead of on average; unset: on average (conformal estimate)")
+    human_error: float = Field(
+        0.05, ge=0, lt=0.5,
+        description="the annotators' error rate for the final-label check when fewer than min_gold_answers gold "
+                    "answers of the task kind exist; with enough, their measured share wrong is used instead")
+    min_gold_answers: int = Field(
+        100, ge=1, description="gold answers of a task kind needed before their error rate replaces human_error")
 
 
 class QueueSettings(BaseModel):

@@ -57,7 +57,8 @@ def run_verifier_retrain(settings: Settings, task: str, *, snapshot_dir: Path | 
                                   base_ref=base or verifier_ref(settings, task),
                                   output_root=Path(settings.models.cache_dir) / "finetuned", config=config,
                                   target_precision=settings.routing.target_precision,
-                                  calibration_method=settings.routing.calibration_method)
+                                  calibration_method=settings.routing.calibration_method,
+                                  routing=settings.routing)
         outcome = retrain_verifier(session, LocalMediaStore(settings.media_path), VerifierFineTuner(), request)
         _commit_or_remove(session, Path(outcome.output_dir), made=outcome.new_checkpoint)
         return outcome

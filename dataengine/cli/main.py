@@ -348,11 +348,14 @@ def users_disable(ctx: Context, username: str) -> None:
               help="Calibration method (default: the routing setting).")
 @pass_ctx
 def calibrate(ctx: Context, kind: str, target: float | None, method: str | None) -> None:
-    """Fit verifier scores to human verdicts; store thresholds that meet the target precision.
+    """Fit verifier scores to human verdicts; store thresholds that keep every population at the target.
 
-    Reports per verifier version: coverage (share auto-decided), measured precision with its 95%
-    interval, AI–human agreement; with too few human verdicts, how many more are needed (routing
-    then keeps sending everything to humans).
+    Each population on its own (routing.* settings): automatic decisions at the target precision,
+    final labels at most routing.max_final_drop below all-human, and the exhaustivity verifier's
+    two scopes under one positive-pair budget (routing.max_positive_loss). Reports per verifier
+    version: coverage (share auto-decided), measured precision with its 95% interval, AI–human
+    agreement, the estimated final precision and positive-pair loss; with too few human verdicts,
+    how many more are needed (routing then keeps sending everything to humans).
     """
     from engine.db.models import TaskKind
     from engine.db.session import session_scope
@@ -367,7 +370,7 @@ def calibrate(ctx: Context, kind: str, target: float | None, method: str | None)
              "all": (TaskKind.VERIFY_MASK, TaskKind.CHECK_EXHAUSTIVITY)}[kind]
     with session_scope(ctx.settings.db_url) as session:
         results = run_calibration(session, target_precision=target, method=method or routing.calibration_method,
-                                  kinds=kinds)
+                                  kinds=kinds, routing=routing)
     if not results:
         click.echo("no verifier has judged anything yet: run a job through --until verify first")
         return
@@ -387,6 +390,15 @@ def calibrate(ctx: Context, kind: str, target: float | None, method: str | None)
     for r in results:
         if r.result.reason:
             click.echo(f"{r.verifier} {r.task_kind.value} ({r.scope}): {r.result.reason}")
+        if r.result.final_precision is not None and r.result.all_human_precision is not None:
+            click.echo(f"{r.verifier} {r.task_kind.value} ({r.scope}): estimated final precision "
+                       f"{r.result.final_precision:.3f} vs all-human {r.result.all_human_precision:.3f} "
+                       f"(annotator error {r.result.human_error:.3f})")
+        if r.pairs is not None and r.scope == "presence":
+            budget = r.pairs.max_positive_loss
+            click.echo(f"{r.verifier} positive pairs: estimated share labelled wrongly by the accept thresholds "
+                       f"{r.pairs.positive_loss:.3f}" + (f" (budget {budget:.3f})" if budget is not None else "")
+                       + (f"; {r.pairs.reason}" if r.pairs.reason else ""))
 
 
 # ---------------------------------------------------------------------------------- exports

@@ -4,10 +4,12 @@ The training set is a verifier export (a dataset snapshot). The trainer (a port:
 lives in annotators/) fine-tunes the base checkpoint — the promoted version of the kind, else the
 profile's — and saves the new checkpoint. The new version is registered with its training
 snapshot and metrics (loss per step, accuracy on the validation split), and its routing thresholds
-are recalibrated on the validation split's *human* verdicts: examples it never trained on. With
-too few of those, the calibration row says how many more are needed and has no thresholds, so
-routing sends the new version's items to people until ``dataengine calibrate`` (run once people
-have judged items it scored) finds enough."""
+are recalibrated on the validation split's *human* verdicts: examples it never trained on, with
+the same per-population checks as ``dataengine calibrate`` (engine/services/calibrate.py: masks
+with the final-label check; the exhaustivity verifier's two scopes together under the
+positive-pair budget). With too few of those, the calibration row says how many more are
+needed and has no thresholds, so routing sends the new version's items to people until
+``dataengine calibrate`` (run once people have judged items it scored) finds enough."""
 
 from __future__ import annotations
 
@@ -20,10 +22,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.models import Calibration, DatasetSnapshot, ModelKind, ModelVersion, TaskKind
-from engine.domain.calibration import calibrate_task
-from engine.domain.exports import VERIFIER_TASKS
+from engine.domain.exports import PRESENCE_POSITIVE, VERIFIER_TASKS
 from engine.ports import TrainConfig, TrainResult, VerifierTrainer
+from engine.services.calibrate import (
+    PairSample, annotator_error, calibrate_masks, calibrate_pair_scopes, calibration_row, pair_metrics,
+)
 from engine.services.common import register
+from engine.settings import RoutingSettings
 from engine.services.verifier_records import is_human, load_split
 from engine.storage import MediaStore
 
@@ -44,6 +49,7 @@ class VerifierRetrain:
     config: TrainConfig = TrainConfig()
     target_precision: float = 0.95
     calibration_method: str = "isotonic"
+    routing: RoutingSettings = field(default_factory=RoutingSettings)  # the per-population checks
 
 
 @dataclass
@@ -130,25 +136,38 @@ def _scope(task: str, record: dict[str, Any]) -> str:
 
 def _calibrate(session: Session, request: VerifierRetrain, row: ModelVersion, val: list[dict[str, Any]],
                probabilities: list[dict[str, float]]) -> list[dict[str, Any]]:
-    """One calibration per scope from the validation split's human verdicts."""
+    """One calibration per scope from the validation split's human verdicts, with the checks of
+    ``request.routing`` (the exhaustivity scopes together, under one positive-pair budget)."""
     task_kind = TaskKind(VERIFIER_TASKS[request.task])
-    scopes = ["all"] if request.task == "mv" else ["with_masks", "presence"]
-    out = []
-    for scope in scopes:
+    error = annotator_error(session, task_kind, request.routing)
+    name = f"{row.name}:{row.version}"
+
+    def sample(scope: str) -> PairSample:
         picked = [(r, p) for r, p in zip(val, probabilities) if is_human(r) and _scope(request.task, r) == scope]
-        scores = [float(p.get("accept", 0.0)) for _, p in picked]
-        labels = [int(r["target"]) for r, _ in picked]
-        ai_labels = [int(max(p, key=p.__getitem__) == "accept") for _, p in picked]
-        result = calibrate_task(scores, labels, request.target_precision, request.calibration_method,
-                                ai_labels=ai_labels, verifier_version=f"{row.name}:{row.version}",
-                                task_kind=task_kind.value)
-        session.add(Calibration(
-            model_version_id=row.id, task_kind=task_kind, scope=scope, method=request.calibration_method,
-            calibrator=result.calibrator.to_dict() if result.calibrator else None,
-            target_precision=request.target_precision, accept_threshold=result.accept_threshold,
-            reject_threshold=result.reject_threshold, n_verdicts=len(picked),
-            metrics={**result.to_dict(), "source": "validation split of the training snapshot"}))
-        out.append({"scope": scope, "n": len(picked), "accept_threshold": result.accept_threshold,
+        return PairSample(
+            scores=[float(p.get("accept", 0.0)) for _, p in picked],
+            labels=[int(r["target"]) for r, _ in picked],
+            ai_labels=[int(max(p, key=p.__getitem__) == "accept") for _, p in picked],
+            # a person's "not present" on a pair shown with masks: the phrase is absent
+            present=[r.get("label") not in PRESENCE_POSITIVE for r, _ in picked] if scope == "with_masks" else None)
+
+    options = {"routing": request.routing, "target_precision": request.target_precision,
+               "method": request.calibration_method, "human_error": error.rate, "verifier_version": name}
+    metrics: dict[str, Any] = {"source": "validation split of the training snapshot",
+                               "annotator_error": error.to_dict()}
+    if request.task == "mv":
+        s = sample("all")
+        rows = [("all", calibrate_masks(s.scores, s.labels, s.ai_labels, **options), len(s.scores), metrics)]
+    else:
+        with_masks, presence = sample("with_masks"), sample("presence")
+        pairs = calibrate_pair_scopes(with_masks, presence, **options)
+        joint = {**metrics, "pairs": pair_metrics(pairs)}
+        rows = [("with_masks", pairs.with_masks, len(with_masks.scores), joint),
+                ("presence", pairs.presence, len(presence.scores), joint)]
+    out = []
+    for scope, result, n, extra in rows:
+        session.add(calibration_row(row.id, task_kind, scope, result, n, extra))
+        out.append({"scope": scope, "n": n, "accept_threshold": result.accept_threshold,
                     "reject_threshold": result.reject_threshold, "reason": result.reason})
     session.flush()
     return out

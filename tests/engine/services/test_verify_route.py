@@ -219,3 +219,75 @@ def test_calibration_targets_are_human_decided_ground_truth(settings, verified):
         assert set(calibrate.human_decisions(s, TaskKind.VERIFY_MASK)) == kept
         (mv,) = calibrate.calibrate(s, target_precision=0.95, method="isotonic", kinds=(TaskKind.VERIFY_MASK,))
     assert mv.result.n == 1
+
+
+def test_routing_follows_the_per_population_calibration(settings):
+    """`dataengine calibrate` on a constructed sample (tests/engine/services/test_calibrate.py:
+    World), then the router on a new image: a pair without masks above the presence threshold
+    that the positive-pair budget raised becomes a negative; one the scope's own threshold would
+    have taken, but the budget does not, goes to a person; masks go by the threshold the
+    final-label check chose; a pair with masks goes to a person (150 clean pairs are too few for
+    its final-label check)."""
+    from engine.db.models import (
+        Concept, Decider, Image, ImageConcept, JobStatus, MiningJob, ModelVersion, PairOrigin, Polarity,
+    )
+    from engine.repositories.labels import add_mask
+    from engine.domain.calibration import calibrate_task
+    from tests.engine.services.test_calibrate import PRESENCE_ABSENT, PRESENCE_PRESENT, World
+
+    with session_scope(settings.db_url) as s:
+        world = World(s)
+    with session_scope(settings.db_url) as s:
+        results = calibrate.calibrate(s, target_precision=0.95, method="isotonic", routing=RoutingSettings())
+    by_scope = {(r.task_kind, r.scope): r for r in results}
+    presence = by_scope[(TaskKind.CHECK_EXHAUSTIVITY, "presence")]
+    assert presence.pairs is not None and presence.pairs.budget_applied
+    p = presence.result.calibrator.calibrate
+    assert p(0.95) >= presence.result.accept_threshold > p(0.6)
+    assert presence.pairs.unconstrained_loss > 0.01 >= presence.pairs.positive_loss
+    own = calibrate_task(PRESENCE_ABSENT + PRESENCE_PRESENT, [1] * len(PRESENCE_ABSENT) + [0] * len(PRESENCE_PRESENT),
+                         0.95, human_error=0.05, max_final_drop=0.01)  # the scope alone
+    assert own.calibrator.calibrate(0.6) >= own.accept_threshold
+    with session_scope(settings.db_url) as s:
+        job = MiningJob(name="route-new", source_uri="-", source_kind="folder", status=JobStatus.RUNNING)
+        image = Image(sha256="f" * 64, phash=1, phash_b0=0, phash_b1=0, phash_b2=0, phash_b3=1, width=16,
+                      height=16, format="png", byte_size=1, storage_key="cal/new.png")
+        concepts = [Concept(text=f"new thing {i}") for i in range(3)]
+        s.add_all([job, image, *concepts])
+        s.flush()
+        absent, unsure, shown = (ImageConcept(image_id=image.id, concept_id=c.id, polarity=Polarity.UNKNOWN,
+                                              origin=PairOrigin.CAPTION) for c in concepts)
+        s.add_all([absent, unsure, shown])
+        s.flush()
+        proposer = s.scalars(select(ModelVersion.id).where(ModelVersion.name == "cal-proposer")).one()
+        masks = [add_mask(s, shown.id, proposer, world.rle, score=0.9) for _ in range(3)]
+        s.flush()
+        for mask, score in zip(masks, (0.999, 0.002, 0.6)):
+            s.add(Verdict(kind=VerdictKind.MASK, source=VerdictSource.AI, pair_id=shown.id, mask_id=mask.id,
+                          model_version_id=world.mv, label="accept" if score >= 0.5 else "reject",
+                          probabilities={"accept": score, "reject": 1 - score}))
+        for pair, score, boxes in ((absent, 0.95, 0), (unsure, 0.6, 0), (shown, 0.99, 2)):
+            s.add(Verdict(kind=VerdictKind.EXHAUSTIVITY, source=VerdictSource.AI, pair_id=pair.id,
+                          model_version_id=world.ev, label="accept",
+                          probabilities={"accept": score, "reject_missing": 1 - score},
+                          payload={"boxes": boxes, "mask_ids": [m.id for m in masks][:boxes]}))
+        s.add(StageItem(job_id=job.id, stage="route", subject_id=image.id, status=StageStatus.PENDING))
+        ids = {"job": job.id, "image": image.id, "absent": absent.id, "unsure": unsure.id, "shown": shown.id,
+               "masks": [m.id for m in masks]}
+    with session_scope(settings.db_url) as s:
+        report = route.route_batch(s, ROUTING, ids["job"], [ids["image"]])
+    assert report.counts["auto_accept"] == 2 and report.counts["auto_reject"] == 1 and report.counts["human"] == 3
+    with session_scope(settings.db_url) as s:
+        absent, unsure, shown = (s.get(ImageConcept, ids[k]) for k in ("absent", "unsure", "shown"))
+        assert (absent.polarity, absent.is_exhaustive, absent.decided_by) == (Polarity.NEGATIVE, True, Decider.AI)
+        assert unsure.is_exhaustive is None and shown.is_exhaustive is None
+        assert [s.get(Mask, m).state for m in ids["masks"]] == [MaskState.ACCEPTED, MaskState.REJECTED,
+                                                                MaskState.CANDIDATE]
+        tasks = {(t.pair_id, t.mask_id): t.kind for t in s.scalars(select(HumanTask).where(
+            HumanTask.state == TaskState.OPEN))}
+        assert tasks == {(ids["unsure"], None): TaskKind.CHECK_EXHAUSTIVITY,
+                         (ids["shown"], None): TaskKind.CHECK_EXHAUSTIVITY,
+                         (ids["shown"], ids["masks"][2]): TaskKind.VERIFY_MASK}
+        reasons = {d.pair_id: d.reason for d in s.scalars(select(RouteDecision).where(
+            RouteDecision.mask_id.is_(None)))}
+        assert reasons[ids["absent"]].startswith("verified negative") and "accept threshold" in reasons[ids["unsure"]]
