@@ -183,7 +183,7 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
                        gold_correct=body.label == expected)
     if masks:
         payload["masks"] = [{"mask_id": m.mask_id, "tool": m.tool, "is_crowd": m.is_crowd} for m in masks]
-    label = _decided_label(session, task, body.label, settings, supersedes_id, now)
+    label = _decided_label(session, task, body.label, settings, supersedes_id)
     outcome = None
     if label is not None:
         redecide = supersedes_id is not None
@@ -212,7 +212,7 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
 
 
 def _decided_label(session: Session, task: HumanTask, label: str, settings: QueueSettings,
-                   supersedes_id: int | None, now: dt.datetime) -> str | None:
+                   supersedes_id: int | None) -> str | None:
     """The task's label once this verdict is counted, or None (a gold task decides nothing; a
     multi-review task waits for more people; a replacement on an undecided task waits too)."""
     if task.is_gold:
