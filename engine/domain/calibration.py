@@ -701,6 +701,13 @@ class PairCalibration:
     made exhaustive — on the (weighted) calibration sample, ``(lost + 1) / (positives + 1)`` (0
     without any auto-accept; see :func:`calibrate_pairs`); ``unconstrained_loss``: the same with
     each scope's own thresholds, before the budget. ``positives``: weighted positive pairs seen.
+
+    Final-label check of the positive pairs (``positive_final_drop`` given): ``loss_budget`` is the
+    loss the check allows — ``(positive_final_drop + reject_credit) / (1 − e)²`` — where
+    ``reject_credit`` is the (conservative) share of positive pairs the reject sides make more
+    right than all-human by sending them straight to correction; ``positive_final`` and
+    ``positive_all_human`` estimate the share of positive pairs whose final label is right with
+    the chosen thresholds and with none (people with error ``e`` check and correct every pair).
     """
 
     with_masks: CalibrationResult
@@ -711,6 +718,11 @@ class PairCalibration:
     positives: float
     reason: str | None = None
     loss_confidence: float | None = None  # set: the loss is a Clopper–Pearson upper bound, not a mean
+    positive_final_drop: float | None = None
+    reject_credit: float | None = None
+    loss_budget: float | None = None  # the loss allowed: max_positive_loss and/or the final-label check
+    positive_final: float | None = None
+    positive_all_human: float | None = None
 
     @property
     def budget_applied(self) -> bool:
@@ -721,7 +733,9 @@ class PairCalibration:
         return {"with_masks": self.with_masks.to_dict(), "presence": self.presence.to_dict(),
                 "max_positive_loss": self.max_positive_loss, "positive_loss": self.positive_loss,
                 "unconstrained_loss": self.unconstrained_loss, "positives": self.positives, "reason": self.reason,
-                "loss_confidence": self.loss_confidence}
+                "loss_confidence": self.loss_confidence, "positive_final_drop": self.positive_final_drop,
+                "reject_credit": self.reject_credit, "loss_budget": self.loss_budget,
+                "positive_final": self.positive_final, "positive_all_human": self.positive_all_human}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PairCalibration:
@@ -729,7 +743,10 @@ class PairCalibration:
                    presence=CalibrationResult.from_dict(data["presence"]),
                    max_positive_loss=data.get("max_positive_loss"), positive_loss=data.get("positive_loss"),
                    unconstrained_loss=data.get("unconstrained_loss"), positives=float(data.get("positives", 0.0)),
-                   reason=data.get("reason"), loss_confidence=data.get("loss_confidence"))
+                   reason=data.get("reason"), loss_confidence=data.get("loss_confidence"),
+                   positive_final_drop=data.get("positive_final_drop"), reject_credit=data.get("reject_credit"),
+                   loss_budget=data.get("loss_budget"), positive_final=data.get("positive_final"),
+                   positive_all_human=data.get("positive_all_human"))
 
 
 @dataclass(frozen=True)
@@ -781,7 +798,8 @@ def calibrate_pairs(with_masks_scores: Any, with_masks_labels: Any, presence_sco
                     with_masks_ai_labels: Sequence[Any] | None = None,
                     presence_ai_labels: Sequence[Any] | None = None, verifier_version: str | None = None,
                     task_kind: str | None = None, z: float = Z_95, min_probability: float = 0.5,
-                    loss_confidence: float | None = None) -> PairCalibration:
+                    loss_confidence: float | None = None,
+                    positive_final_drop: float | None = None) -> PairCalibration:
     """Calibrate the exhaustivity verifier for pairs with masks and pairs without (presence), each
     with :func:`calibrate_task`, then lower the two accept sides jointly until the positive pairs
     keep their budget.
@@ -818,7 +836,25 @@ def calibrate_pairs(with_masks_scores: Any, with_masks_labels: Any, presence_sco
     ``positives`` (counts in units of the largest weight), i.e. the ``confidence`` quantile of
     the Beta(lost + 1, positives − lost) that the conformal argument gives the loss. With ~240
     positive pairs in the sample and a 1% budget, 0.9 allows no lost positive at all.
+
+    ``positive_final_drop`` (needs ``human_error`` e): the positive pairs as a population of final
+    labels, like the others — the share of them whose final label is right may fall at most this
+    far below all-human. All-human gets a complete pair right with 1 − e² (the check, else a
+    correction that adds nothing) and an incomplete one with (1 − e)² (the check, then the
+    correction). A lost pair (auto-accepted while instances are missing) costs (1 − e)²; a pair a
+    reject side sends straight to correction ends right with 1 − e: e(1 − e) more than all-human
+    when it is incomplete, e(1 − e) less when it is complete. The reject sides are the scopes'
+    own; their credit is counted at their Wilson lower bound (incomplete present pairs at least
+    ``low · |R|`` minus the sampled pairs that are not present, complete ones at most the rest; a
+    scope whose present pairs all have label 0, the presence scope, is never charged). The loss
+    may then reach ``(positive_final_drop + credit) / (1 − e)²`` — the credit in shares of the
+    positive pairs, ``(positives + 1)`` as denominator like the loss — and the same joint choice
+    keeps it (the smaller of it and ``max_positive_loss`` when both are given). The few complete
+    pairs an exhaustive label makes more right (e² each) are not counted.
     """
+    if positive_final_drop is not None:
+        if human_error is None or not 0.0 <= positive_final_drop < 1.0:
+            raise ValueError("positive_final_drop needs human_error and must lie in [0, 1)")
     if loss_confidence is not None and not 0.0 < loss_confidence < 1.0:
         raise ValueError(f"loss_confidence must lie strictly between 0 and 1, got {loss_confidence}")
     if max_positive_loss is not None and not 0.0 <= max_positive_loss < 1.0:
@@ -856,17 +892,36 @@ def calibrate_pairs(with_masks_scores: Any, with_masks_labels: Any, presence_sco
         return estimate(sum(float(w * lz[pr >= r.accept_threshold].sum()) if r.accept.passed else 0.0
                             for r, pr, lz, w in zip(rs, probs, lossy, weights)))
 
+    credit_share = None
+    final_budget = None
+    if positive_final_drop is not None:
+        e = _check_error(human_error)  # type: ignore[arg-type]
+        credit = sum(_reject_credit(r, pr, y, pz, w, e) for r, pr, y, pz, w in zip(results, probs, labels, present,
+                                                                                   weights))
+        denom = (positives + pad) if loss_confidence is None else positives
+        credit_share = credit / denom if denom > 0 else 0.0
+        final_budget = (positive_final_drop + credit_share) / (1.0 - e) ** 2 if denom > 0 else 0.0
+    limits = [b for b in (max_positive_loss, final_budget) if b is not None]
+    loss_budget = min(limits) if limits else None
+    extra = {"positive_final_drop": positive_final_drop, "reject_credit": credit_share, "loss_budget": loss_budget}
+
+    def finished(rs: list[CalibrationResult], loss: float, reason: str | None = None) -> PairCalibration:
+        finals: tuple[float | None, float | None] = (None, None)
+        if human_error is not None and positives > 0:
+            finals = _positive_finals(rs, probs, labels, present, weights, human_error)
+        return PairCalibration(rs[0], rs[1], max_positive_loss, loss, unconstrained, positives, reason,
+                               loss_confidence, **extra, positive_final=finals[0], positive_all_human=finals[1])
+
     unconstrained = loss_of(results)
-    if max_positive_loss is None or unconstrained <= max_positive_loss:
-        return PairCalibration(results[0], results[1], max_positive_loss, unconstrained, unconstrained, positives,
-                               loss_confidence=loss_confidence)
+    if loss_budget is None or unconstrained <= loss_budget:
+        return finished(results, unconstrained)
 
     # weighted lost pairs the sample may show (< 0: not even none)
     if loss_confidence is None:
-        budget = max_positive_loss * (positives + pad) - pad + 1e-9
+        budget = loss_budget * (positives + pad) - pad + 1e-9
     else:
         allowed = -1
-        while allowed < n_units and estimate(pad * (allowed + 1)) <= max_positive_loss:
+        while allowed < n_units and estimate(pad * (allowed + 1)) <= loss_budget:
             allowed += 1
         budget = pad * allowed + 1e-9 if allowed >= 0 else -1.0
     options = [_scope_options(r, pr, y, lz, w, g, int(min_support), z, min_probability, human_error,
@@ -893,7 +948,7 @@ def calibrate_pairs(with_masks_scores: Any, with_masks_labels: Any, presence_sco
                 continue
             accept = _skipped(ACCEPT_SIDE, result.target_precision, result.n,
                               f"no accept threshold ({name}) within the positive-pair budget "
-                              f"{_fmt(max_positive_loss)}: own threshold {_fmt(result.accept_threshold, 4)} "
+                              f"{_fmt(loss_budget)}: own threshold {_fmt(result.accept_threshold, 4)} "
                               f"would leave too little for the positives")
         else:
             accept = _choice_at(opts.cuts, int(opts.index[k]), ACCEPT_SIDE, result.target_precision, 1.0,
@@ -904,7 +959,43 @@ def calibrate_pairs(with_masks_scores: Any, with_masks_labels: Any, presence_sco
         chosen.append(_with_accept(result, accept, pr, y))
     loss = loss_of(chosen)
     bound = "" if loss_confidence is None else f" (upper bound at confidence {_fmt(loss_confidence)})"
-    reason = (f"positive-pair budget {_fmt(max_positive_loss)}: the scopes' own accept thresholds would label "
+    why = ""
+    if final_budget is not None and loss_budget == final_budget:
+        why = (f" (the positive pairs' final labels at most {_fmt(positive_final_drop)} below all-human, "
+               f"{_fmt(credit_share)} credited to the reject sides)")
+    reason = (f"positive-pair budget {_fmt(loss_budget)}{why}: the scopes' own accept thresholds would label "
               f"{_fmt(unconstrained)} of the positive pairs wrongly{bound}; raised to keep {_fmt(loss)}")
-    return PairCalibration(chosen[0], chosen[1], max_positive_loss, loss, unconstrained, positives, reason,
-                           loss_confidence)
+    return finished(chosen, loss, reason)
+
+
+def _reject_credit(result: CalibrationResult, probs: np.ndarray, labels: np.ndarray, present: np.ndarray,
+                   weight: float, e: float) -> float:
+    """Weighted positive pairs a scope's reject side makes right beyond all-human (may be < 0):
+    e(1 − e) per incomplete present pair sent straight to correction, minus as much per complete
+    one, counted at the reject set's Wilson lower bound (see :func:`calibrate_pairs`)."""
+    if not result.reject.passed or result.reject.ci_low is None or not labels.size:
+        return 0.0
+    sent = probs <= result.reject.threshold
+    size = float(sent.sum())
+    good_low = float(result.reject.ci_low) * size  # label 0 (instances missing) at least
+    not_present = float((sent & ~labels & ~present).sum())
+    complete_high = (size - good_low) if bool((labels & present).any()) else 0.0
+    return weight * e * (1.0 - e) * (max(0.0, good_low - not_present) - complete_high)
+
+
+def _positive_finals(rs: list[CalibrationResult], probs: list[np.ndarray], labels: list[np.ndarray],
+                     present: list[np.ndarray], weights: tuple[float, float],
+                     e: float) -> tuple[float | None, float | None]:
+    """(engine, all-human) estimates of the share of positive pairs whose final label is right:
+    auto-accepted ones are right when complete, pairs sent straight to correction with 1 − e,
+    checked ones with 1 − e² (complete) or (1 − e)² (instances missing)."""
+    num = base = den = 0.0
+    for r, pr, y, pz, w in zip(rs, probs, labels, present, weights):
+        checked = np.where(y, 1.0 - e * e, (1.0 - e) ** 2)
+        auto = pr >= r.accept_threshold if r.accept.passed else np.zeros(y.size, bool)
+        sent = pr <= r.reject_threshold if r.reject.passed else np.zeros(y.size, bool)
+        final = np.where(auto, y.astype(np.float64), np.where(sent, 1.0 - e, checked))
+        num += w * float(final[pz].sum())
+        base += w * float(checked[pz].sum())
+        den += w * float(pz.sum())
+    return (num / den, base / den) if den > 0 else (None, None)

@@ -35,7 +35,8 @@ POSITIVE_LABELS = {kind: ground_truth.POSITIVE_LABELS[ground_truth.TASK_OF_KIND[
 PRESENCE_POSITIVE = ground_truth.PRESENCE_POSITIVE
 PAIR_SCOPES = ("with_masks", "presence")
 #: the pair-level figures of a PairCalibration kept in each scope row's metrics["pairs"]
-PAIR_FIELDS = ("max_positive_loss", "positive_loss", "unconstrained_loss", "positives", "reason", "loss_confidence")
+PAIR_FIELDS = ("max_positive_loss", "positive_loss", "unconstrained_loss", "positives", "reason", "loss_confidence",
+               "loss_budget", "positive_final", "positive_all_human")
 
 
 def human_positive(task_kind: TaskKind, label: str, scope: str) -> int:

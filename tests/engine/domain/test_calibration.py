@@ -400,3 +400,45 @@ def test_calibrate_pairs_can_hold_the_budget_with_confidence():
     assert not pairs(0.05, loss_confidence=0.9).budget_applied
     with pytest.raises(ValueError):
         pairs(0.01, loss_confidence=1.0)
+
+
+# ----------------------------------------------------------------------------- pairs: the positives' final labels
+# As above, with masks plus R: 100 incomplete pairs (p 0) that the reject side sends straight to
+# correction. Positive pairs: 400 with masks (238 complete) + 51 present without masks = 451.
+REJECTABLE = blocks((100, 0), (100, 40), (200, 198))
+
+
+def test_calibrate_pairs_checks_the_positive_pairs_final_labels():
+    e = 0.05
+    kw = {"human_error": e, "positive_final_drop": 0.004}
+    credited = calibrate_pairs(REJECTABLE[0], REJECTABLE[1], PRESENCE[0], PRESENCE[1], 0.95, **kw)
+    reject = credited.with_masks.reject
+    assert credited.with_masks.reject_threshold == 0.0 and reject.support == 100
+    low = reject.ci_low  # 100/100 incomplete: Wilson 100 / (100 + 1.96²)
+    assert low == pytest.approx(100 / (100 + 1.959963984540054 ** 2))
+    # straight to correction: right with 0.95 instead of 0.9025 (check, then correction) per incomplete
+    # pair, 0.0475 less per complete one; counted at the Wilson bound
+    credit = e * (1 - e) * (low * 100 - (100 - low * 100))
+    assert credited.reject_credit == pytest.approx(credit / 452)
+    assert credited.loss_budget == pytest.approx((0.004 + credit / 452) / (1 - e) ** 2)  # 1.5%
+    # the scopes' own accepts lose 3 of 451: (3 + 1) / 452 fits, nothing raised
+    assert not credited.budget_applied and credited.positive_loss == pytest.approx(4 / 452)
+    assert credited.presence.accept_threshold == pytest.approx(0.99)
+    assert credited.with_masks.accept_threshold == pytest.approx(0.99)
+    # final labels of the positive pairs: all-human 238 complete at 1 − e², 213 missing instances at (1 − e)²;
+    # the engine: W1's 198 complete right and 2 incomplete lost, R at 1 − e, P1's present pair lost
+    assert credited.positive_all_human == pytest.approx((238 * (1 - e * e) + 213 * (1 - e) ** 2) / 451)
+    engine = 198 + 100 * (1 - e) + 40 * (1 - e * e) + 60 * (1 - e) ** 2 + 50 * (1 - e) ** 2
+    assert credited.positive_final == pytest.approx(engine / 451)
+    assert PairCalibration.from_dict(json.loads(json.dumps(credited.to_dict()))) == credited
+    # without the reject side the same drop allows (0.004 / 0.9025)·352 − 1 = 0.56 lost pairs: P2 only
+    plain = calibrate_pairs(WITH_MASKS[0], WITH_MASKS[1], PRESENCE[0], PRESENCE[1], 0.95, **kw)
+    assert plain.reject_credit == 0.0 and plain.loss_budget == pytest.approx(0.004 / (1 - e) ** 2)
+    assert plain.presence.accept_threshold == 1.0 and plain.with_masks.accept_threshold is None
+    assert plain.budget_applied and "final labels at most 0.004 below all-human" in plain.reason
+    # with a loss budget as well, the smaller one holds
+    both = calibrate_pairs(REJECTABLE[0], REJECTABLE[1], PRESENCE[0], PRESENCE[1], 0.95, max_positive_loss=0.005,
+                           **kw)
+    assert both.loss_budget == 0.005 and both.budget_applied
+    with pytest.raises(ValueError):
+        calibrate_pairs(REJECTABLE[0], REJECTABLE[1], PRESENCE[0], PRESENCE[1], 0.95, positive_final_drop=0.01)
