@@ -303,7 +303,7 @@ def test_the_annotator_chooses_task_kinds_and_the_empty_queue_says_why(
     page.click("#login-submit")
     page.wait_for_url(f"{live_server}/queue")
     # every kind she may take is offered and chosen; she keeps mask verification only
-    page.wait_for_function("document.querySelectorAll('#kind-choices input').length >= 3")  # drawn after /auth/me
+    page.locator("#kind-choices input").nth(2).wait_for(state="attached")  # drawn after /auth/me (no eval: CSP)
     assert page.locator("#kind-choices input").evaluate_all("nodes => nodes.map(n => [n.value, n.checked])") == [
         ["verify_mask", True], ["check_exhaustivity", True], ["correct", True]]
     assert page.locator("#kind-choices label").all_text_contents() == [
@@ -341,7 +341,7 @@ def test_the_annotator_chooses_task_kinds_and_the_empty_queue_says_why(
     # the choice is remembered
     page.reload()
     wait_body(page, state="empty", kinds="verify_mask,check_exhaustivity")
-    page.wait_for_function("document.querySelectorAll('#kind-choices input').length >= 3")
+    page.locator("#kind-choices input").nth(2).wait_for(state="attached")
     assert page.locator("#kind-choices input").evaluate_all("nodes => nodes.map(n => [n.value, n.checked])") == [
         ["verify_mask", True], ["check_exhaustivity", True], ["correct", False]]
     with session_scope(settings.db_url) as s:
