@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -9,6 +10,7 @@ import platform
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -18,7 +20,38 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+RESULT_PREFIX = "RESULT "
+
+
+# ----------------------------------------------------------------------------- runs in a child process
+def child_parser(module: str, doc: str) -> argparse.ArgumentParser:
+    """The parser of a benchmark that measures each run in a fresh child process: its description,
+    ``--settle`` (wait for an idle machine before each run) and the hidden ``--_child SPEC``."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n\n")[0])
+    parser.add_argument("--settle", type=float, default=20.0,
+                        help="before each run wait up to this many seconds for the shared machine to be idle")
+    parser.add_argument("--_child", help=argparse.SUPPRESS)
+    return parser
+
+
+def child_result(result: dict[str, Any]) -> None:
+    """A child run's figures, for :func:`run_child` to read."""
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def run_child(module: str, spec: dict[str, Any], what: str, *, show_log: bool = False) -> dict[str, Any]:
+    """Run ``python -m module --_child SPEC`` and return the figures it reported; exit with its
+    error output when it fails."""
+    proc = subprocess.run([sys.executable, "-m", module, "--_child", json.dumps(spec)], capture_output=True,
+                          text=True, cwd=REPO, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{what} run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    if show_log:
+        print(proc.stderr[-2000:])
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
 
 
 # ----------------------------------------------------------------------------- statistics

@@ -37,13 +37,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from bench._common import RESULTS_DIR, environment, format_table, hwm_mb, median, spread, wait_for_quiet, write_json
+from bench._common import (
+    RESULTS_DIR, child_parser, child_result, environment, format_table, hwm_mb, median, run_child, spread, wait_for_quiet,
+    write_json,
+)
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 GEN_VERSION = 1
@@ -300,34 +301,22 @@ def child_main(spec: dict[str, Any]) -> None:
     out.update(seconds=report.seconds, total=report.total,
                invariants={r.invariant.code: {"seconds": r.seconds, "count": r.count} for r in report.results},
                peak_rss_mb=hwm_mb("self"))
-    print("RESULT " + json.dumps(out), flush=True)
+    child_result(out)
 
 
 def measure(run: str, url: str) -> dict[str, Any]:
-    logs = "--log" in sys.argv
-    spec = json.dumps({"run": run, "url": url})
-    proc = subprocess.run([sys.executable, "-m", "bench.check", "--_child", spec], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parent.parent, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{run} run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    if logs:
-        print(proc.stderr[-2000:])
-    return json.loads(lines[-1][7:])
+    return run_child("bench.check", {"run": run, "url": url}, run, show_log="--log" in sys.argv)
 
 
 # ============================================================================ main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.check", description=__doc__.split("\n\n")[0])
+    parser = child_parser("bench.check", __doc__)
     parser.add_argument("--tasks", type=int, default=1_000_000, help="human tasks (default 1,000,000)")
     parser.add_argument("--repeats", type=int, default=3, help="check runs per state (median reported)")
     parser.add_argument("--plant", type=int, default=100, help="violations planted per invariant")
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG))
     parser.add_argument("--rebuild", action="store_true", help="rebuild the template database")
     parser.add_argument("--drop-template", action="store_true", help="drop the template database afterwards")
-    parser.add_argument("--settle", type=float, default=20.0,
-                        help="before each run wait up to this many seconds for the shared machine to be idle")
-    parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._child:
         child_main(json.loads(args._child))

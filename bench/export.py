@@ -26,18 +26,18 @@ Results go to bench/results/export.json. A measurement, never a pass/fail test.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import RESULTS_DIR, environment, format_table, hwm_mb, wait_for_quiet, write_json
+from bench._common import (
+    RESULTS_DIR, child_parser, child_result, environment, format_table, hwm_mb, run_child, wait_for_quiet, write_json,
+)
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 GEN_VERSION = 1
@@ -222,17 +222,11 @@ def child_main(spec: dict[str, Any]) -> None:
     fn = run_stream if spec["run"] == "stream" else run_in_memory
     result = fn(spec["url"], Path(spec["out"]))
     result["peak_rss_mb"] = hwm_mb("self")
-    print("RESULT " + json.dumps(result), flush=True)
+    child_result(result)
 
 
 def measure(run: str, url: str, out: Path) -> dict[str, Any]:
-    spec = json.dumps({"run": run, "url": url, "out": str(out)})
-    proc = subprocess.run([sys.executable, "-m", "bench.export", "--_child", spec], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parent.parent, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{run} run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    result = json.loads(lines[-1][7:])
+    result = run_child("bench.export", {"run": run, "url": url, "out": str(out)}, run)
     result["masks_per_s"] = result["masks"] / result["seconds"]
     shutil.rmtree(out, ignore_errors=True)
     return result
@@ -240,15 +234,12 @@ def measure(run: str, url: str, out: Path) -> dict[str, Any]:
 
 # ============================================================================ main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__.split("\n\n")[0])
+    parser = child_parser("bench.export", __doc__)
     parser.add_argument("--masks", default="100000,1000000", help="exported masks per size, comma-separated")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each kind per size (default 1)")
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG))
     parser.add_argument("--rebuild", action="store_true", help="rebuild the template databases")
     parser.add_argument("--drop-templates", action="store_true", help="drop the template databases afterwards")
-    parser.add_argument("--settle", type=float, default=20.0,
-                        help="before each run wait up to this many seconds for the shared machine to be idle")
-    parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._child:
         child_main(json.loads(args._child))

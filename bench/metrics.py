@@ -25,17 +25,18 @@ Results: bench/results/metrics.json. A measurement, never a pass/fail test.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import RESULTS_DIR, environment, format_table, hwm_mb, median, spread, wait_for_quiet, write_json
+from bench._common import (
+    RESULTS_DIR, child_parser, child_result, environment, format_table, hwm_mb, median, run_child, spread, wait_for_quiet,
+    write_json,
+)
 
 GEN_VERSION = 1
 W, H = 640, 480
@@ -155,27 +156,19 @@ def child_main(spec: dict[str, Any]) -> None:
     fn = run_ours if spec["run"] == "ours" else run_official
     result = fn(Path(spec["gt"]), Path(spec["results"]))
     result["peak_rss_mb"] = hwm_mb("self")
-    print("RESULT " + json.dumps(result), flush=True)
+    child_result(result)
 
 
 def measure(run: str, folder: Path) -> dict[str, Any]:
-    spec = json.dumps({"run": run, "gt": str(folder / "ground_truth.json"), "results": str(folder / "predictions.json")})
-    proc = subprocess.run([sys.executable, "-m", "bench.metrics", "--_child", spec], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parent.parent, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{run} run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][7:])
+    spec = {"run": run, "gt": str(folder / "ground_truth.json"), "results": str(folder / "predictions.json")}
+    return run_child("bench.metrics", spec, run)
 
 
 # ============================================================================ main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.metrics", description=__doc__.split("\n\n")[0])
+    parser = child_parser("bench.metrics", __doc__)
     parser.add_argument("--pairs", type=int, default=100_000, help="pairs in the ground truth (default 100000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each implementation (default 3)")
-    parser.add_argument("--settle", type=float, default=20.0,
-                        help="before each run wait up to this many seconds for the shared machine to be idle")
-    parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._child:
         child_main(json.loads(args._child))
