@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Calibration, DatasetSnapshot, ModelKind, ModelVersion, TaskKind
+from engine.db.models import DatasetSnapshot, ModelKind, ModelVersion, TaskKind
 from engine.domain.exports import PRESENCE_POSITIVE, VERIFIER_TASKS
 from engine.ports import TrainConfig, TrainResult, VerifierTrainer
 from engine.services.calibrate import (

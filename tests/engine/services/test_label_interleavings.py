@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 
 from engine.db.models import (
     Calibration, GoldItem, HumanTask, ImageConcept, Mask, MiningJob, ModelKind, JobStatus, StageItem, StageStatus,
-    TaskKind, TaskState, User, Verdict, VerdictKind, VerdictSource,
+    TaskKind, User, Verdict, VerdictKind, VerdictSource,
 )
 from engine.db.session import dispose_engines, session_scope
 from engine.domain.masks import encode_mask
