@@ -88,6 +88,7 @@ from bench._loadgen import Connection, HttpError, LoopLag, summary_ms
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parent.parent
+CONFLICT_STORED = 4090  # a submit's logged status: 409 decision_conflict, the verdict stored
 GEN_VERSION = 2
 TASKS_PER_IMAGE = 50          # 30 verify_mask (one per pair) + 20 check_exhaustivity
 PAIRS_PER_IMAGE = 30
@@ -560,6 +561,7 @@ class PhaseLog:
     submits: list[tuple[int, int, str, int, str]] = field(default_factory=list)  # task, user, client id, status, label
     errors: list[dict[str, Any]] = field(default_factory=list)
     empty: int = 0
+    conflicts: int = 0  # verdicts stored but not applied (409 decision_conflict): not errors
 
 
 async def sign_in(host: str, port: int, users: dict[str, int], names: list[str]) -> list[Annotator]:
@@ -585,10 +587,17 @@ async def timed(a: Annotator, log: PhaseLog, endpoint: str, path: str, body: byt
         log.errors.append({"endpoint": endpoint, "status": 0, "detail": f"{type(exc).__name__}: {exc}"[:300]})
         await a.conn.close()
         return None
-    log.samples.append((endpoint, t0, time.perf_counter() - t0, r.status))
-    if not (200 <= r.status < 300):
+    log.samples.append((endpoint, t0, time.perf_counter() - t0, CONFLICT_STORED if decision_conflict(r) else r.status))
+    if decision_conflict(r):
+        log.conflicts += 1  # stored, not applied: a late verdict on a pair someone settled (random labels)
+    elif not (200 <= r.status < 300):
         log.errors.append({"endpoint": endpoint, "status": r.status, "detail": r.body[:300].decode(errors="replace")})
     return r
+
+
+def decision_conflict(r: Any) -> bool:
+    """409 decision_conflict: the verdict was stored but disagrees with a decision made meanwhile."""
+    return r.status == 409 and r.headers.get(b"x-error-code") == b"decision_conflict"
 
 
 async def annotate(a: Annotator, log: PhaseLog, *, think: tuple[float, float] | None, start_delay: float,
@@ -619,7 +628,8 @@ async def annotate(a: Annotator, log: PhaseLog, *, think: tuple[float, float] | 
         body = json.dumps({"client_id": client_id, "label": label,
                            "active_ms": int(pause * 1000) if pause else a.rng.randint(1500, 4000)}).encode()
         r = await timed(a, log, "submit", f"/api/v1/tasks/{task['id']}/verdict", body)
-        log.submits.append((task["id"], a.user_id, client_id, r.status if r is not None else 0, label))
+        status = 0 if r is None else (CONFLICT_STORED if decision_conflict(r) else r.status)
+        log.submits.append((task["id"], a.user_id, client_id, status, label))
 
 
 async def run_phase(host: str, port: int, users: dict[str, int], names: list[str], probe: CpuProbe, *, name: str,
@@ -654,10 +664,10 @@ def summarise_phase(log: PhaseLog, name: str, think: Any, warmup_s: float, durat
     inside = [s for s in log.samples if w0 <= s[1] < w1]
     lat: dict[str, dict[str, Any]] = {}
     for endpoint in ("next", "submit"):
-        lat[endpoint] = summary_ms([s[2] for s in inside if s[0] == endpoint and s[3] in (200, 201, 204)])
+        lat[endpoint] = summary_ms([s[2] for s in inside if s[0] == endpoint and s[3] in (200, 201, 204, CONFLICT_STORED)])
     done_in = [s for s in log.samples if w0 <= s[1] + s[2] < w1]
     handed = sum(1 for s in done_in if s[0] == "next" and s[3] == 200)
-    submitted = sum(1 for s in done_in if s[0] == "submit" and s[3] in (200, 201))
+    submitted = sum(1 for s in done_in if s[0] == "submit" and s[3] in (200, 201, CONFLICT_STORED))
     requests = len(inside)
     buckets = []
     n_buckets = max(1, int(round(duration_s / bucket_s)))
@@ -665,7 +675,7 @@ def summarise_phase(log: PhaseLog, name: str, think: Any, warmup_s: float, durat
         lo, hi = w0 + b * bucket_s, w0 + (b + 1) * bucket_s
         sel = [s for s in inside if lo <= s[1] < hi]
         nxt = summary_ms([s[2] for s in sel if s[0] == "next" and s[3] in (200, 204)])
-        sub = summary_ms([s[2] for s in sel if s[0] == "submit" and s[3] in (200, 201)])
+        sub = summary_ms([s[2] for s in sel if s[0] == "submit" and s[3] in (200, 201, CONFLICT_STORED)])
         buckets.append({"t_s": round(b * bucket_s, 1), "tasks": sum(1 for s in sel if s[0] == "next" and s[3] == 200),
                         "next_p50": nxt["p50"], "next_p99": nxt["p99"], "submit_p50": sub["p50"],
                         "submit_p99": sub["p99"]})
@@ -675,7 +685,7 @@ def summarise_phase(log: PhaseLog, name: str, think: Any, warmup_s: float, durat
         "phase": name, "think_s": list(think) if think else None, "warmup_s": warmup_s, "duration_s": duration_s,
         "clients": len(annotators), "requests_in_window": requests, "requests_total": all_requests,
         "statuses_total": dict(statuses), "errors": len(log.errors), "error_samples": log.errors[:10],
-        "empty": log.empty,
+        "empty": log.empty, "decision_conflicts": log.conflicts,
         "latency_ms": lat, "tasks_handed_per_s": round(handed / duration_s, 2),
         "tasks_submitted_per_s": round(submitted / duration_s, 2), "requests_per_s": round(requests / duration_s, 2),
         "cpu": cpu, "loadgen_cpu_us_per_request": round(cpu["loadgen_s"] / max(1, requests) * 1e6, 1),
@@ -855,7 +865,7 @@ def check_correctness(url: str, logs: list[PhaseLog], users: dict[str, int]) -> 
             handouts[task_id] += 1
             pairs[(task_id, user_id)] += 1
         for task_id, _user, client_id, status, _label in log.submits:
-            if status in (200, 201):
+            if status in (200, 201, CONFLICT_STORED):  # a conflicting verdict is stored too
                 ok_submits[client_id] = task_id
     ids = list(handouts)
     bench_users = list(users.values())

@@ -129,7 +129,6 @@ def describe(session: Session, task: HumanTask) -> dict[str, Any]:
 # -------------------------------------------------------------------------------------- submit
 _PRIOR = (select(Verdict.id, Verdict.user_id, Verdict.task_id, Verdict.payload)
           .where(Verdict.client_id == bindparam("client_id")))
-_TASK_PAIR = select(HumanTask.pair_id).where(HumanTask.id == bindparam("task_id"))
 
 
 def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settings: QueueSettings,
@@ -149,10 +148,9 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
     # Locks in one order everywhere: the pair, then its tasks (the router and a settling verdict
     # lock the pair, then update its open tasks). The task's row lock serialises submissions for
     # it: a double-clicked retry waits here, then finds the first one's verdict by its client id.
-    pair_id = session.scalar(_TASK_PAIR, {"task_id": task_id})
-    if pair_id is None:
+    pair_row = decide.lock_pair_of_task(session, task_id)
+    if pair_row is None:
         raise LeaseLost(f"no task {task_id}")
-    decide.lock_pair(session, pair_id)
     task = session.get(HumanTask, task_id, with_for_update=True, populate_existing=True)
     if task is None:
         raise LeaseLost(f"no task {task_id}")
@@ -187,7 +185,7 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
     outcome = None
     if label is not None:
         redecide = supersedes_id is not None
-        outcome = _judge(session, task, label, masks, redecide)
+        before, outcome = _judge(session, task, label, masks, redecide, pair_row)
         if outcome.conflict is not None:
             payload["conflict"] = outcome.conflict.to_dict()
             if masks:  # nothing is lost: the drawn masks stay in the verdict
@@ -202,7 +200,7 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
     session.add(verdict)
     session.flush()
     if outcome is not None:
-        decide.write(session, task.pair_id, outcome, task_id=task.id, priority=task.priority, now=now)
+        decide.write(session, task.pair_id, outcome, task_id=task.id, priority=task.priority, now=now, before=before)
     if supersedes_id is None:
         task.lease_owner_id, task.lease_expires_at, task.updated_at = None, None, now
         task.state = TaskState.DONE if (task.is_gold or label is not None) else TaskState.OPEN
@@ -230,13 +228,16 @@ def _decided_label(session: Session, task: HumanTask, label: str, settings: Queu
     return label if task.reviews_required == 1 else _decision(session, task, settings, label, None)
 
 
-def _judge(session: Session, task: HumanTask, label: str, masks: list[MaskIn], redecide: bool) -> dm.Outcome:
-    """What the decided label does, by the decision model."""
-    facts = decide.facts(session, task.pair_id, mask_id=task.mask_id)
+def _judge(session: Session, task: HumanTask, label: str, masks: list[MaskIn], redecide: bool,
+           pair_row: Any) -> tuple[dm.PairFacts, dm.Outcome]:
+    """The facts and what the decided label does to them, by the decision model (``pair_row``: the
+    pair's columns, read under its lock at the start of the submission)."""
+    facts = decide.facts(session, task.pair_id, mask_id=task.mask_id, row=pair_row)
     if task.kind == TaskKind.VERIFY_MASK:
-        return dm.judge_mask(facts, task.mask_id, label, task_id=task.id, redecide=redecide)  # type: ignore[arg-type]
+        return facts, dm.judge_mask(facts, task.mask_id, label, task_id=task.id,  # type: ignore[arg-type]
+                                    redecide=redecide)
     if task.kind == TaskKind.CHECK_EXHAUSTIVITY:
-        return dm.judge_pair(facts, label, task_id=task.id, redecide=redecide)
+        return facts, dm.judge_pair(facts, label, task_id=task.id, redecide=redecide)
     outcome = dm.correct(facts, [m.mask_id for m in masks if m.mask_id is not None],
                          sum(1 for m in masks if m.rle is not None), task_id=task.id, redecide=redecide)
     if outcome.conflict is None:  # a kept mask keeps the crowd flag the person gave it
@@ -244,7 +245,7 @@ def _judge(session: Session, task: HumanTask, label: str, masks: list[MaskIn], r
             if m.mask_id is not None:
                 session.execute(update(Mask).where(Mask.id == m.mask_id).values(is_crowd=m.is_crowd)
                                 .execution_options(synchronize_session="fetch"))
-    return outcome
+    return facts, outcome
 
 
 def _check_superseded(session: Session, task: HumanTask, supersedes_id: int) -> None:

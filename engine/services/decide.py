@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
@@ -27,7 +28,10 @@ LEVELS = {VerdictKind.MASK: dm.Level.MASK, VerdictKind.EXHAUSTIVITY: dm.Level.PA
 #: how many of a pair's latest verdicts by people are read to find the decision behind its state
 _LOOKBACK = 64
 
-_PAIR = select(ImageConcept.id, ImageConcept.polarity, ImageConcept.is_exhaustive, ImageConcept.decided_by)
+_PAIR_COLUMNS = (ImageConcept.id, ImageConcept.polarity, ImageConcept.is_exhaustive, ImageConcept.decided_by)
+_PAIR = select(*_PAIR_COLUMNS).where(ImageConcept.id == bindparam("pair_id"))
+_TASK_PAIR = select(*_PAIR_COLUMNS).where(
+    ImageConcept.id == select(HumanTask.pair_id).where(HumanTask.id == bindparam("task_id")).scalar_subquery())
 _MASKS = select(Mask.id, Mask.state, Mask.decided_by)
 
 
@@ -35,23 +39,26 @@ def _value(x: object) -> str | None:
     return None if x is None else str(getattr(x, "value", x))
 
 
-_LOCK_PAIR = select(ImageConcept.id).where(ImageConcept.id == bindparam("pair_id")).with_for_update()
+def _locked(session: Session, stmt: Any) -> Any:
+    """``stmt`` holding the pair's row until the transaction ends (PostgreSQL; SQLite has one writer
+    at a time). Every writer of a pair's labels takes this lock before it locks any of its tasks."""
+    return stmt.with_for_update(of=ImageConcept) if session.get_bind().dialect.name == "postgresql" else stmt
 
 
-def lock_pair(session: Session, pair_id: int) -> None:
-    """Hold the pair's row until the transaction ends (PostgreSQL; SQLite has one writer at a time).
-    Every writer of a pair's labels takes this lock before it locks any of the pair's tasks."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_LOCK_PAIR, {"pair_id": pair_id})
+def lock_pair_of_task(session: Session, task_id: int) -> Any:
+    """The pair of a task (its columns, for :func:`facts`), locked; None when there is no such task.
+    One statement: a verdict takes the pair's lock before its task's."""
+    return session.execute(_locked(session, _TASK_PAIR), {"task_id": task_id}).first()
 
 
-def facts(session: Session, pair_id: int, *, mask_id: int | None = None, lock: bool = True) -> dm.PairFacts:
-    """The pair as the decision model sees it. The decisions of people behind its claim and behind
-    ``mask_id``'s state are looked up when a person made them (only then can a judgement conflict)."""
-    stmt = _PAIR.where(ImageConcept.id == pair_id)
-    if lock and session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=ImageConcept)
-    row = session.execute(stmt).one()
+def facts(session: Session, pair_id: int, *, mask_id: int | None = None, lock: bool = True,
+          row: Any = None) -> dm.PairFacts:
+    """The pair as the decision model sees it (its row locked, unless ``row`` is the pair's columns
+    read under the lock already in this transaction). The decisions of people behind its claim and
+    behind ``mask_id``'s state are looked up when a person made them (only then can a judgement
+    conflict)."""
+    if row is None:
+        row = session.execute(_locked(session, _PAIR) if lock else _PAIR, {"pair_id": pair_id}).one()
     masks = session.execute(_MASKS.where(Mask.pair_id == pair_id).order_by(Mask.id)).all()
     decided_by = _value(row.decided_by)
     claim = dm.claim_of(row.is_exhaustive, _value(row.polarity) or dm.UNKNOWN, decided_by)
@@ -93,9 +100,10 @@ def _decision(rows: list | None, matches) -> dm.Decision | None:  # type: ignore
 
 
 def write(session: Session, pair_id: int, outcome: dm.Outcome, *, task_id: int | None = None,
-          priority: int = 0, now: dt.datetime | None = None) -> None:
+          priority: int = 0, now: dt.datetime | None = None, before: dm.PairFacts | None = None) -> None:
     """Apply an outcome (nothing for a conflict). ``task_id``: the task whose decision this is (its
-    own row is never cancelled as moot)."""
+    own row is never cancelled as moot). ``before``: the facts the outcome was judged on — the
+    pair's row is not written when its state stays what they were."""
     if outcome.conflict is not None:
         return
     now = now or utcnow()
@@ -105,7 +113,8 @@ def write(session: Session, pair_id: int, outcome: dm.Outcome, *, task_id: int |
     for (state, by), ids in groups.items():
         session.execute(update(Mask).where(Mask.id.in_(ids)).values(state=MaskState(state), decided_by=Decider(by))
                         .execution_options(synchronize_session="fetch"))
-    if outcome.pair is not None:
+    unchanged = before is not None and outcome.pair == dm.PairState(before.claim, before.decided_by, before.polarity)
+    if outcome.pair is not None and not unchanged:
         p = outcome.pair
         session.execute(update(ImageConcept).where(ImageConcept.id == pair_id).values(
             polarity=Polarity(p.polarity), is_exhaustive=p.is_exhaustive,

@@ -142,8 +142,8 @@ def _apply_mask(session: Session, mask: Mask, decision: Any, verdict: Verdict, p
     task_id = None
     if decision.action in (Action.AUTO_ACCEPT, Action.AUTO_REJECT):
         label = "accept" if decision.action == Action.AUTO_ACCEPT else "reject"
-        outcome = dm.route_mask(decide.facts(session, mask.pair_id), mask.id, label)
-        decide.write(session, mask.pair_id, outcome)
+        facts = decide.facts(session, mask.pair_id)
+        decide.write(session, mask.pair_id, dm.route_mask(facts, mask.id, label), before=facts)
         _cancel_open(session, TaskKind.VERIFY_MASK, mask.pair_id, mask.id)
     elif decision.action == Action.HUMAN:
         task_id = decide.ensure_task(session, TaskKind(decision.task_kind), mask.pair_id, decision.reason,
@@ -155,8 +155,9 @@ def _apply_pair(session: Session, pair: ImageConcept, decision: Any, verdict: Ve
     task_id = None
     if decision.action == Action.AUTO_ACCEPT:
         label = "negative" if decision.auto_label == LABEL_NEGATIVE else "exhaustive"
-        outcome = dm.route_pair(decide.facts(session, pair.id), label)
-        decide.write(session, pair.id, outcome)
+        facts = decide.facts(session, pair.id)
+        outcome = dm.route_pair(facts, label)
+        decide.write(session, pair.id, outcome, before=facts)
         if outcome.pair is not None:  # decided: a person need not check it (an audit task stays)
             for kind in (TaskKind.CHECK_EXHAUSTIVITY, TaskKind.CORRECT):
                 _cancel_open(session, kind, pair.id, None)
