@@ -39,11 +39,8 @@ def test_every_command_has_help(path):
 
 
 @pytest.fixture
-def env(database_url, tmp_path, monkeypatch):
-    monkeypatch.setenv("DATAENGINE_DATABASE_URL", database_url)
-    monkeypatch.setenv("DATAENGINE_MEDIA_ROOT", str(tmp_path / "media"))
-    monkeypatch.setenv("DATAENGINE_DATA_DIR", str(tmp_path / "data"))
-    return database_url
+def env(cli_database):
+    return cli_database
 
 
 def invoke(*args):

@@ -14,10 +14,8 @@ from tests.factories import seed_labelled
 
 
 @pytest.fixture
-def env(database_url, tmp_path, monkeypatch):
-    monkeypatch.setenv("DATAENGINE_DATABASE_URL", database_url)
-    monkeypatch.setenv("DATAENGINE_MEDIA_ROOT", str(tmp_path / "media"))
-    monkeypatch.setenv("DATAENGINE_DATA_DIR", str(tmp_path / "data"))
+def env(cli_database, tmp_path):
+    database_url = cli_database
     with session_scope(database_url) as s:
         return seed_labelled(s, tmp_path / "media")
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -17,10 +16,8 @@ from tests.saco_oracle import official_scores
 
 
 @pytest.fixture
-def env(database_url, tmp_path, monkeypatch):
-    monkeypatch.setenv("DATAENGINE_DATABASE_URL", database_url)
-    monkeypatch.setenv("DATAENGINE_MEDIA_ROOT", str(tmp_path / "media"))
-    monkeypatch.setenv("DATAENGINE_DATA_DIR", str(tmp_path / "data"))
+def env(cli_database, tmp_path, monkeypatch):
+    database_url = cli_database
     monkeypatch.delenv("DATAENGINE_BROKER_URL", raising=False)
     with session_scope(database_url) as s:
         ids = seed_labelled(s, tmp_path / "media")

@@ -15,10 +15,8 @@ from tests.factories import seed_labelled
 
 
 @pytest.fixture
-def env(database_url, tmp_path, monkeypatch, models_cache_dir):
-    monkeypatch.setenv("DATAENGINE_DATABASE_URL", database_url)
-    monkeypatch.setenv("DATAENGINE_MEDIA_ROOT", str(tmp_path / "media"))
-    monkeypatch.setenv("DATAENGINE_DATA_DIR", str(tmp_path / "data"))
+def env(cli_database, tmp_path, monkeypatch, models_cache_dir):
+    database_url = cli_database
     monkeypatch.setenv("DATAENGINE_MODELS__CACHE_DIR", str(models_cache_dir))
     monkeypatch.setenv("DATAENGINE_MODELS__DEVICE", "cpu")
     monkeypatch.delenv("DATAENGINE_BROKER_URL", raising=False)
