@@ -1,7 +1,17 @@
-"""Masks as COCO compressed RLE: conversion from COCO segmentations, boxes and areas."""
+"""Masks as COCO compressed RLE: conversion from COCO segmentations, boxes and areas.
+
+Every mask is validated here before pycocotools' native code sees it (:func:`validate_rle`,
+:func:`validate_counts`, :func:`validate_polygons`): a string whose counts do not sum to
+height × width, holds characters outside COCO's alphabet or ends inside a number makes the C code
+read past its buffer or loop for ever. The compressed string is parsed in numpy, never by
+pycocotools. Bounds: at most ``MAX_MASK_PIXELS`` pixels, at most height × width + 1 runs, at most
+``MAX_RLE_CHARS`` characters, polygons of at most ``MAX_POLYGON_VALUES`` numbers inside the image
+(one pixel of tolerance).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +21,115 @@ from pycocotools import mask as mask_utils
 
 class MaskError(ValueError):
     """A segmentation that cannot become a mask of the given size."""
+
+
+MAX_MASK_PIXELS = 1 << 28  # height × width (pycocotools parses a count's digits in 32-bit int arithmetic)
+MAX_RLE_CHARS = 32_000_000  # a compressed RLE string
+MAX_RLE_RUNS = 16_000_000  # an uncompressed RLE list
+MAX_POLYGON_VALUES = 200_000  # numbers over all polygons of one segmentation
+_MAX_DIGITS = 6  # 5-bit digits of one count: 30 bits, the most pycocotools shifts without overflow
+
+
+def _check_size(height: Any, width: Any) -> int:
+    if not (type(height) is int and type(width) is int) or height < 1 or width < 1:  # noqa: E721 (no bools)
+        raise MaskError(f"mask size {[height, width]!r} is not two positive integers")
+    if height * width > MAX_MASK_PIXELS:
+        raise MaskError(f"mask size {height}×{width} exceeds {MAX_MASK_PIXELS:,} pixels")
+    return height * width
+
+
+def _check_runs(cnts: np.ndarray, pixels: int) -> None:
+    if cnts.size > pixels + 1:
+        raise MaskError(f"RLE holds {cnts.size} runs, more than {pixels + 1} for {pixels} pixels")
+    if cnts.size and int(cnts.min()) < 0:
+        raise MaskError("RLE holds a negative count")
+    total = int(cnts.sum()) if cnts.size else 0
+    if total != pixels:
+        raise MaskError(f"RLE counts sum to {total}, not height × width = {pixels}")
+
+
+def decode_counts_string(counts: str | bytes) -> np.ndarray:
+    """COCO's compressed RLE string → its run lengths (int64), parsed as pycocotools' rleFrString
+    does but refusing what the C code would read past or wrap: characters outside ``0``…``o``, a
+    string ending inside a number, a number of more than 6 digits."""
+    if isinstance(counts, str):
+        if not counts.isascii():
+            raise MaskError("RLE counts hold a character outside COCO's alphabet")
+        counts = counts.encode("ascii")
+    if not isinstance(counts, bytes):
+        raise MaskError(f"RLE counts of type {type(counts).__name__} (expected a string or a list)")
+    if len(counts) > MAX_RLE_CHARS:
+        raise MaskError(f"RLE counts string of {len(counts)} characters exceeds {MAX_RLE_CHARS:,}")
+    c = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if int(c.min()) < 0 or int(c.max()) > 63:
+        raise MaskError("RLE counts hold a character outside COCO's alphabet ('0'…'o')")
+    more = (c & 0x20) != 0
+    if more[-1]:
+        raise MaskError("RLE counts string ends inside a number")
+    ends = np.flatnonzero(~more)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    digits = ends - starts + 1
+    if int(digits.max()) > _MAX_DIGITS:
+        raise MaskError(f"RLE counts hold a number of more than {_MAX_DIGITS} digits")
+    position = np.arange(c.size) - np.repeat(starts, digits)
+    x = np.add.reduceat((c & 0x1F) << (5 * position), starts)
+    negative = (c[ends] & 0x10) != 0
+    x = np.where(negative, x - (np.int64(1) << (5 * digits)), x)
+    # counts[i] = x[i] + counts[i - 2] for i > 2 (deltas against the run of the same colour)
+    cnts = x.copy()
+    if cnts.size > 3:
+        for parity in (1, 0):
+            first = 1 if parity else 2
+            cnts[first::2] = np.cumsum(x[first::2])
+    return cnts
+
+
+def validate_rle(counts: Any, height: Any, width: Any) -> None:
+    """Raise MaskError unless ``counts`` (a compressed string or an uncompressed list) is a
+    well-formed RLE of exactly ``height × width`` pixels."""
+    pixels = _check_size(height, width)
+    if isinstance(counts, list):
+        validate_counts(counts, pixels)
+        return
+    if isinstance(counts, str | bytes) and len(counts) > min(MAX_RLE_CHARS, _MAX_DIGITS * (pixels + 1)):
+        raise MaskError(f"RLE counts string of {len(counts)} characters is too long for {pixels} pixels")
+    _check_runs(decode_counts_string(counts), pixels)
+
+
+def validate_counts(counts: list[Any], pixels: int) -> None:
+    """An uncompressed RLE list: integers, non-negative, at most pixels + 1 of them, summing to pixels."""
+    if len(counts) > min(MAX_RLE_RUNS, pixels + 1):
+        raise MaskError(f"RLE holds {len(counts)} runs, more than {min(MAX_RLE_RUNS, pixels + 1)}")
+    if not all(type(v) is int for v in counts):  # noqa: E721 (no bools, no floats)
+        raise MaskError("uncompressed RLE counts must be integers")
+    if any(v < 0 or v > MAX_MASK_PIXELS for v in counts):
+        raise MaskError("RLE holds a negative or too large count")
+    _check_runs(np.asarray(counts, dtype=np.int64), pixels)
+
+
+def validate_polygons(polygons: list[Any], height: int, width: int) -> None:
+    """Numbers only, finite, an even count per polygon, inside the image with one pixel of tolerance
+    (pycocotools rasterises every edge point by point: far-away points cost unbounded memory)."""
+    total = sum(len(p) for p in polygons)
+    if total > MAX_POLYGON_VALUES:
+        raise MaskError(f"polygons hold {total} numbers, more than {MAX_POLYGON_VALUES:,}")
+    for k, polygon in enumerate(polygons):
+        if len(polygon) % 2:
+            raise MaskError(f"polygon {k} holds an odd count of numbers")
+        for j, v in enumerate(polygon):
+            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+                raise MaskError(f"polygon {k} holds {v!r}, not a finite number")
+            limit = width if j % 2 == 0 else height
+            if not -1 <= v <= limit + 1:
+                raise MaskError(f"polygon {k} point {j // 2} lies outside the {height}×{width} image")
+
+
+def validate_mask(mask: RleMask) -> RleMask:
+    """The last gate before storage or native code: the record's string is a valid RLE of its size."""
+    validate_rle(mask.counts, mask.height, mask.width)
+    return mask
 
 
 @dataclass(frozen=True)
@@ -28,21 +147,23 @@ class RleMask:
 def from_coco_segmentation(segmentation: Any, height: int, width: int) -> RleMask:
     """Polygons, uncompressed RLE or compressed RLE → one compressed RLE of ``height x width``."""
     try:
+        _check_size(height, width)
         if isinstance(segmentation, list):
             polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= 6]
             if not polygons:
                 raise MaskError("polygon segmentation with no polygon of 3 or more points")
+            validate_polygons(polygons, height, width)
             rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
         elif isinstance(segmentation, dict) and "counts" in segmentation:
             size = segmentation.get("size")
             if list(size or []) != [height, width]:
                 raise MaskError(f"RLE size {size} does not match the image size {[height, width]}")
             counts = segmentation["counts"]
+            validate_rle(counts, height, width)  # before any native code sees it
             if isinstance(counts, list):
-                rle = mask_utils.frPyObjects(segmentation, height, width)
+                rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
             else:
                 rle = {"size": [height, width], "counts": counts.encode() if isinstance(counts, str) else counts}
-                mask_utils.decode(rle)  # validates the string
         else:
             raise MaskError(f"unsupported segmentation of type {type(segmentation).__name__}")
     except MaskError:
@@ -71,6 +192,7 @@ def encode_mask(mask: np.ndarray) -> RleMask:
 
 
 def decode_mask(mask: RleMask) -> np.ndarray:
+    validate_mask(mask)
     return mask_utils.decode({"size": [mask.height, mask.width], "counts": mask.counts.encode()}).astype(bool)
 
 
@@ -78,7 +200,7 @@ def iou_matrix(a: list[RleMask], b: list[RleMask]) -> np.ndarray:
     """Mask IoU between every mask of ``a`` and every mask of ``b`` (len(a) × len(b))."""
     if not a or not b:
         return np.zeros((len(a), len(b)))
-    to_rle = lambda m: {"size": [m.height, m.width], "counts": m.counts.encode()}  # noqa: E731
+    to_rle = lambda m: {"size": [validate_mask(m).height, m.width], "counts": m.counts.encode()}  # noqa: E731
     return np.asarray(mask_utils.iou([to_rle(m) for m in a], [to_rle(m) for m in b], [0] * len(b)))
 
 

@@ -24,11 +24,18 @@ import numpy as np
 import orjson
 from pycocotools import mask as mask_utils
 
+from engine.domain.masks import MaskError, validate_rle
 from engine.domain.metrics import PairMatch, Quality, match_pair, quality
 
 
 def _rle(segmentation: dict[str, Any]) -> dict[str, Any]:
+    """A COCO RLE for pycocotools, validated first (raises MaskError): native code never sees an
+    RLE whose counts do not cover its size exactly (it would read past its buffer or never end)."""
     counts = segmentation["counts"]
+    size = segmentation.get("size")
+    if not isinstance(size, list | tuple) or len(size) != 2:
+        raise MaskError(f"RLE size {size!r} is not [height, width]")
+    validate_rle(counts, size[0], size[1])
     if isinstance(counts, list):  # uncompressed RLE, as COCO's annToRLE converts it
         h, w = segmentation["size"]
         return mask_utils.frPyObjects(segmentation, h, w)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import Caption, Concept, ImageConcept, Mask, PairOrigin, Polarity
 from engine.db.upsert import insert_ignore
-from engine.domain.masks import RleMask
+from engine.domain.masks import RleMask, validate_mask
 
 
 def add_captions(session: Session, image_id: int, model_version_id: int, texts: list[str]) -> int:
@@ -48,6 +48,7 @@ def add_pairs(session: Session, pairs: list[tuple[int, int, int | None]], *, pol
 
 def add_mask(session: Session, pair_id: int, model_version_id: int, mask: RleMask, *,
              score: float | None = None, is_crowd: bool = False) -> Mask:
+    validate_mask(mask)  # the last gate: no invalid RLE is stored (raises MaskError)
     x, y, w, h = mask.bbox
     row = Mask(pair_id=pair_id, model_version_id=model_version_id, rle_counts=mask.counts,
                height=mask.height, width=mask.width, bbox_x=x, bbox_y=y, bbox_w=w, bbox_h=h,

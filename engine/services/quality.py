@@ -37,6 +37,7 @@ from engine.db.models import (
 )
 from engine.domain.exports import saco_area, saco_box
 from engine.domain.ground_truth import GroundTruth
+from engine.domain.masks import MaskError, validate_rle
 from engine.domain.metrics import PairMatch, Quality, quality
 from engine.domain.saco_eval import match_rles
 from engine.services import dashboard, propose
@@ -159,6 +160,16 @@ def _rle(row: Any) -> dict[str, Any]:
     return {"size": [row.height, row.width], "counts": row.rle_counts}
 
 
+def _valid(row: Any) -> bool:
+    """A stored mask whose RLE is malformed (``dataengine check`` reports it as M2) counts nowhere:
+    pycocotools' native IoU would read past it or never end."""
+    try:
+        validate_rle(row.rle_counts, row.height, row.width)
+    except MaskError:
+        return False
+    return True
+
+
 def _score(row: Any) -> float:
     return 1.0 if row.score is None else float(row.score)  # no score: the model was sure
 
@@ -169,6 +180,7 @@ def score_version(session: Session, version: ModelVersion, pair_ids: list[int],
     ``files``, the results and the ground truth that were scored are written there too."""
     matches: list[PairMatch] = []
     for pair_id, gt, pred in _mask_rows(session, version.id, pair_ids):
+        gt, pred = [m for m in gt if _valid(m)], [m for m in pred if _valid(m)]
         matches.append(match_rles([_rle(m) for m in pred], [_score(m) for m in pred], [_rle(m) for m in gt],
                                   [bool(m.is_crowd) for m in gt]))
         if files is not None:
