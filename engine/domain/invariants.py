@@ -39,6 +39,10 @@ INVARIANTS: tuple[Invariant, ...] = (
         "M1", MASK, "a mask's `decided_by` is set exactly when its state is not `candidate`.",
         "a candidate's `decided_by` is cleared (a decided mask without a decider is left: who decided "
         "is not known)."),
+    Invariant(
+        "M2", MASK,
+        "a stored mask's RLE is valid for its size: counts well-formed, non-negative and summing to "
+        "`height` × `width`."),
     Invariant("P1", PAIR, "a negative pair has no accepted mask."),
     Invariant("P2", PAIR, "a negative pair carries a decided negative claim (`is_exhaustive` true, `decided_by` set)."),
     Invariant("P3", PAIR, "an exhaustive positive pair has at least one accepted mask."),

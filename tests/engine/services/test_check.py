@@ -104,6 +104,14 @@ def m1_decided_without_decider(s, w):
     return {"M1": [{"mask": w.masks["dog"][1], "pair": w.pairs["dog"]}]}
 
 
+def m2_mask_rle_not_its_size(s, w):
+    # planted past the services (add_mask refuses it): counts summing to 14, a truncated number
+    mask(s, w, "cat").rle_counts = "95"
+    mask(s, w, "bird", 1).rle_counts = "1o"
+    return {"M2": [{"mask": w.masks["cat"][0], "pair": w.pairs["cat"]},
+                   {"mask": w.masks["bird"][1], "pair": w.pairs["bird"]}]}
+
+
 def p1_negative_with_accepted_mask(s, w):
     p = pair(s, w, "cat")
     p.polarity, p.is_exhaustive, p.decided_by = Polarity.NEGATIVE, True, Decider.HUMAN
@@ -219,7 +227,7 @@ def t6_more_people_than_reviews(s, w):
 
 
 PLANTS: list[Plant] = [
-    m1_candidate_with_decider, m1_decided_without_decider, p1_negative_with_accepted_mask, p2_negative_without_claim,
+    m1_candidate_with_decider, m1_decided_without_decider, m2_mask_rle_not_its_size, p1_negative_with_accepted_mask, p2_negative_without_claim,
     p3_exhaustive_positive_without_accepted, p4_accepted_on_unknown_pair, p5_positive_without_mask_or_claim,
     p5_missing_claim_not_positive, p6_decider_without_claim, t1_open_task_with_owner, t1_leased_without_owner,
     t2_two_verdicts_one_person, t3_verdict_kind_not_the_tasks, t3_verdict_on_another_pair,
