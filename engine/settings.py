@@ -52,6 +52,18 @@ class FetchSettings(BaseModel):
     user_agent: str = "dataengine/0.1 (+https://github.com/dataengine)"
 
 
+class SourceSettings(BaseModel):
+    """Where mining jobs started over HTTP may read, and bounds on what a source may name."""
+
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="folders under which a job started over HTTP (POST /api/v1/jobs) must name its "
+                    "local source; empty: <data_dir>/sources. The CLI mines any path its user names",
+    )
+    max_shard_names: int = Field(100_000, ge=1, le=10_000_000,
+                                 description="the most shard names a brace range or glob may expand to")
+
+
 class ImageLimits(BaseModel):
     """What an image must satisfy to be kept."""
 
@@ -241,6 +253,7 @@ class Settings(BaseSettings):
     batch_sizes: BatchSizes = BatchSizes()
     fetch: FetchSettings = FetchSettings()
     limits: ImageLimits = ImageLimits()
+    sources: SourceSettings = SourceSettings()
     dedup: DedupSettings = DedupSettings()
     models: ModelSettings = ModelSettings()
     routing: RoutingSettings = RoutingSettings()

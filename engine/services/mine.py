@@ -75,7 +75,8 @@ def default_job_name(source: Source) -> str:
 
 
 def open_job_source(job: MiningJob, settings: Settings) -> Source:
-    return open_source(job.source_uri, job.source_kind, options=job.options, fetch=settings.fetch)
+    return open_source(job.source_uri, job.source_kind, options=job.options, fetch=settings.fetch,
+                       max_shard_names=settings.sources.max_shard_names)
 
 
 def plan_job(session: Session, settings: Settings, source_uri: str, *, job_name: str | None = None,
@@ -87,7 +88,8 @@ def plan_job(session: Session, settings: Settings, source_uri: str, *, job_name:
     (``tiny`` / ``sam3``; both kept on the job, None keeps the job's own or, for a new job, means
     the settings' profile)."""
     options = {k: v for k, v in (options or {}).items() if v is not None}
-    source = open_source(source_uri, kind, options=options, fetch=settings.fetch)
+    source = open_source(source_uri, kind, options=options, fetch=settings.fetch,
+                         max_shard_names=settings.sources.max_shard_names)
     try:
         name = job_name or default_job_name(source)
         job = jobs_repo.by_name(session, name)

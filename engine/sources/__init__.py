@@ -13,7 +13,7 @@ from engine.sources.base import FetchError, Source, SourceError, SourceItem
 from engine.sources.coco import CocoSource
 from engine.sources.folder import FolderSource
 from engine.sources.urls import UrlListSource
-from engine.sources.webdataset import WebDatasetSource, expand_shards
+from engine.sources.webdataset import MAX_SHARD_NAMES, WebDatasetSource, expand_shards
 
 SOURCE_KINDS = ("folder", "urls", "webdataset", "coco")
 
@@ -52,8 +52,10 @@ def open_source(
     *,
     options: dict | None = None,
     fetch: FetchSettings | None = None,
+    max_shard_names: int | None = None,
 ) -> Source:
-    """Open a source by kind (detected when not given). Raises SourceError with a clear reason."""
+    """Open a source by kind (detected when not given). Raises SourceError with a clear reason.
+    ``max_shard_names``: the most shards a brace range / glob may name (``sources.max_shard_names``)."""
     kind = kind or detect_kind(uri)
     options = options or {}
     fetch = fetch or FetchSettings()
@@ -62,7 +64,7 @@ def open_source(
     if kind == "urls":
         return UrlListSource(uri, fetch)
     if kind == "webdataset":
-        return WebDatasetSource(expand_shards(uri), uri)
+        return WebDatasetSource(expand_shards(uri, max_shard_names or MAX_SHARD_NAMES), uri)
     if kind == "coco":
         return CocoSource(uri, fetch, images_dir=options.get("images_dir"))
     raise SourceError(f"unknown source kind {kind!r}; expected one of {', '.join(SOURCE_KINDS)}")

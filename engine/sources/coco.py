@@ -4,13 +4,16 @@ optional caption annotations (``caption``) and instance annotations (``segmentat
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from engine.settings import FetchSettings
-from engine.sources.base import FetchError, Source, SourceError, SourceItem, read_local_file
+from engine.sources.base import (
+    FetchError, Source, SourceError, SourceItem, confine, json_error, read_local_file,
+)
 from engine.sources.http import HttpFetcher
 
 
@@ -31,9 +34,11 @@ class CocoSource(Source):
     def _load(self) -> dict[str, Any]:
         try:
             with self.path.open("rb") as handle:
-                data = json.load(handle)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SourceError(f"{self.path.name}: not valid JSON ({exc})") from None
+                data = json.loads(handle.read())
+        except (ValueError, RecursionError) as exc:  # the reason, never the file's text
+            raise SourceError(f"{self.path.name}: {json_error(exc)}") from None
+        except OSError as exc:
+            raise SourceError(f"{self.path.name}: cannot read it ({exc.strerror or type(exc).__name__})") from None
         if not isinstance(data, dict) or not isinstance(data.get("images"), list):
             raise SourceError(f"{self.path.name}: not a COCO file (no 'images' list)")
         return data
@@ -88,11 +93,12 @@ class CocoSource(Source):
             raise FetchError(str(locator["error"]))
         rel = locator.get("path")
         if isinstance(rel, str):
-            path = (self.images_dir / rel).resolve()
-            if self.images_dir not in path.parents:
-                raise FetchError(f"file_name escapes the images folder: {rel}")
-            if path.is_file() or "url" not in locator:
-                return read_local_file(str(path))
+            try:  # a '../' or absolute file_name, or a symlink out of the images folder, fails alone
+                path = confine(self.images_dir, rel, "file_name")
+            except FetchError as exc:
+                raise FetchError(str(exc).replace("source folder", "images folder")) from None
+            if os.path.isfile(path) or "url" not in locator:
+                return read_local_file(path)
         if self._fetcher is None:
             self._fetcher = HttpFetcher(self.fetch_settings)
         return self._fetcher.fetch(str(locator["url"]))

@@ -1,4 +1,8 @@
-"""A local folder, walked recursively; ``name.txt`` / ``name.json`` beside an image are its captions."""
+"""A local folder, walked recursively; ``name.txt`` / ``name.json`` beside an image are its captions.
+
+Everything read resolves inside the folder: an image or sidecar that is a symlink (or a path with
+``..``) leading outside it is not read — the image fails alone with the reason, the sidecar is
+skipped with its reason in ``sidecar_error`` (never its content)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.sources.base import (
-    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, read_local_file, sidecar_meta,
+    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, read_confined_text, read_local_file,
+    sidecar_meta,
 )
 
 
@@ -31,21 +36,19 @@ class FolderSource(Source):
                     continue
                 path = Path(dirpath) / name
                 rel = path.relative_to(self.root).as_posix()
-                yield SourceItem(key=rel, locator={"path": rel}, meta=_sidecar_meta(path))
+                yield SourceItem(key=rel, locator={"path": rel}, meta=_sidecar_meta(self.root, path))
 
     def read(self, locator: dict[str, Any]) -> bytes:
         rel = locator.get("path")
         if not isinstance(rel, str):
             raise FetchError("bad locator: no path")
-        path = (self.root / rel).resolve()
-        if self.root not in path.parents:
-            raise FetchError(f"path escapes the source folder: {rel}")
-        return read_local_file(str(path))
+        return read_local_file(rel, root=self.root)
 
 
-def _sidecar_meta(image_path: Path) -> dict[str, Any]:
+def _sidecar_meta(root: Path, image_path: Path) -> dict[str, Any]:
+    errors: list[str] = []
     txt = image_path.with_suffix(".txt")
-    texts = [txt.read_text(encoding="utf-8", errors="replace")] if txt.is_file() else []
+    text = read_confined_text(root, txt, txt.name, errors)
     sidecar = image_path.with_suffix(".json")
-    json_text = sidecar.read_text(encoding="utf-8", errors="replace") if sidecar.is_file() else None
-    return sidecar_meta(texts, json_text, sidecar.name)
+    json_text = read_confined_text(root, sidecar, sidecar.name, errors)
+    return sidecar_meta([text] if text is not None else [], json_text, sidecar.name, errors=errors)

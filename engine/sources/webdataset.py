@@ -9,7 +9,8 @@ from __future__ import annotations
 import glob
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +20,124 @@ from engine.sources.base import (
 
 _BRACE = re.compile(r"\{(\d+)\.\.(\d+)\}")
 MAX_TEXT_MEMBER = 1 << 20
+MAX_SHARD_NAMES = 100_000  # default bound on the names a brace range or glob may give
 
 
-def expand_shards(uri: str) -> list[Path]:
-    """``shards/{000..009}.tar``, a glob, a single ``.tar`` or a folder of ``.tar`` files."""
+class ShardRange(Sequence[Path]):
+    """The names of ``shards/{000..099}-{0..9}.tar`` computed on demand (every ``{lo..hi}`` group,
+    the last one varying fastest): its memory does not grow with the number of names."""
+
+    def __init__(self, uri: str) -> None:
+        self._parts: list[str] = []  # literal text between the groups
+        self._groups: list[tuple[int, int, int]] = []  # (lo, count, width)
+        end = 0
+        for match in _BRACE.finditer(uri):
+            lo_text, hi_text = match.group(1), match.group(2)
+            lo, hi = int(lo_text), int(hi_text)
+            if hi < lo:
+                raise SourceError(f"brace range {match.group(0)} in {uri} is empty (it ends before it starts)")
+            self._parts.append(uri[end:match.start()])
+            self._groups.append((lo, hi - lo + 1, len(lo_text)))
+            end = match.end()
+        self._parts.append(uri[end:])
+        self._len = 1
+        for _, count, _ in self._groups:
+            self._len *= count
+
+    @property
+    def count(self) -> int:
+        """How many names (may exceed what len() can return)."""
+        return self._len
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._len))]
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError(index)
+        digits = []
+        for lo, count, width in reversed(self._groups):
+            index, offset = divmod(index, count)
+            digits.append(str(lo + offset).zfill(width))
+        text = self._parts[0]
+        for digit, part in zip(reversed(digits), self._parts[1:]):
+            text += digit + part
+        return Path(text).expanduser()
+
+    def __iter__(self) -> Iterator[Path]:
+        for index in range(self._len):
+            yield self[index]
+
+
+def _resolved(shards: Sequence[Path]) -> Sequence[Path]:
+    return _Resolved(shards) if isinstance(shards, ShardRange) else [s.resolve() for s in shards]
+
+
+class _Resolved(Sequence[Path]):
+    """A lazy sequence of shards, each resolved when it is asked for."""
+
+    def __init__(self, shards: Sequence[Path]) -> None:
+        self._shards = shards
+
+    def __len__(self) -> int:
+        return len(self._shards)
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
+        if isinstance(index, slice):
+            return [p.resolve() for p in self._shards[index]]
+        return self._shards[index].resolve()
+
+    def __iter__(self) -> Iterator[Path]:
+        return (p.resolve() for p in self._shards)
+
+
+def expand_shards(uri: str, max_names: int = MAX_SHARD_NAMES) -> Sequence[Path]:
+    """``shards/{000..009}.tar``, a glob, a single ``.tar`` or a folder of ``.tar`` files.
+
+    A brace range (or a glob, or a folder) naming more than ``max_names`` shards is refused before
+    any name is made; a range within the bound is a lazy sequence (memory does not grow with it),
+    checked shard by shard without keeping the names."""
     path = Path(uri).expanduser()
+    shards: Sequence[Path]
     if path.is_dir():
-        shards = sorted(p for p in path.iterdir() if p.suffix.lower() == ".tar" and p.is_file())
-    elif match := _BRACE.search(uri):
-        lo, hi = match.group(1), match.group(2)
-        width = len(lo)
-        shards = [
-            Path(uri[: match.start()] + str(n).zfill(width) + uri[match.end():]).expanduser()
-            for n in range(int(lo), int(hi) + 1)
-        ]
+        found = islice((p for p in path.iterdir() if p.suffix.lower() == ".tar" and p.is_file()), max_names + 1)
+        shards = sorted(found)
+        _bound(len(shards), max_names, uri, "the folder holds")
+    elif _BRACE.search(uri):
+        shards = ShardRange(uri)
+        _bound(shards.count, max_names, uri, "the brace range names")
     elif any(c in uri for c in "*?["):
-        shards = sorted(Path(p) for p in glob.glob(str(path)))
+        shards = sorted(Path(p) for p in islice(glob.iglob(str(path)), max_names + 1))
+        _bound(len(shards), max_names, uri, "the pattern matches")
     else:
         shards = [path]
     if not shards:
         raise SourceError(f"no .tar shards found for {uri}")
-    missing = [str(s) for s in shards if not s.is_file()]
-    if missing:
-        raise SourceError(f"shard not found: {missing[0]}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+    missing, first_missing = 0, None
     for shard in shards:
+        if not shard.is_file():
+            missing += 1
+            first_missing = first_missing or str(shard)
+    if missing:
+        raise SourceError(f"shard not found: {first_missing}" + (f" (+{missing - 1} more)" if missing > 1 else ""))
+    for shard in (shards[:1] if isinstance(shards, ShardRange) else shards):  # a range: one suffix
         if shard.suffix.lower() != ".tar":
             raise SourceError(f"{shard.name}: only uncompressed .tar shards are supported")
-    return [s.resolve() for s in shards]
+    return _resolved(shards)
+
+
+def _bound(count: int, max_names: int, uri: str, what: str) -> None:
+    if count > max_names:
+        if "names" in what:
+            more = f"{count:,}" if count <= 10 ** 30 else "more than 10^30"
+        else:
+            more = f"more than {max_names:,}"
+        raise SourceError(f"too many shards: {what} {more} for {uri[:300]}; at most {max_names:,} "
+                          "(setting sources.max_shard_names)")
 
 
 def _sample_key(member_name: str) -> tuple[str, str]:
@@ -59,7 +151,7 @@ class WebDatasetSource(Source):
     kind = "webdataset"
     queue = "cpu"
 
-    def __init__(self, shards: list[Path], uri: str) -> None:
+    def __init__(self, shards: Sequence[Path], uri: str) -> None:
         self.shards = shards
         self.uri = uri if any(c in uri for c in "{*?[") else str(Path(uri).expanduser().resolve())
 

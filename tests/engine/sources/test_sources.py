@@ -28,7 +28,7 @@ def test_folder_lists_images_recursively_with_sidecars(tmp_path):
     assert items["b.jpg"].meta["captions"] == ["a red ball"]
     assert items["sub/a.PNG"].meta["captions"] == ["a dog"]
     assert items["sub/a.PNG"].meta["extra"]["license"] == "cc0"
-    assert "invalid JSON" in items["broken.jpg"].meta["sidecar_error"]
+    assert items["broken.jpg"].meta["sidecar_error"] == "broken.json: not valid JSON (line 1 col 2)"
     assert source.read(items["b.jpg"].locator) == IMG
 
 
