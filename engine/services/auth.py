@@ -11,7 +11,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
@@ -57,37 +57,85 @@ def _principal(user: User, via: str, csrf: str | None = None, session_id: int | 
 
 
 # ------------------------------------------------------------------------------------ log-in
-def check_rate(session: Session, username: str, ip: str, *, max_failures: int, window_s: int,
-               now: dt.datetime | None = None) -> None:
-    """Raise RateLimited when the user name or the address failed too often in the window."""
+def _lock_attempts(session: Session, username: str, ip: str) -> None:
+    """PostgreSQL: serialise reservations per user name, then per address (transaction-scoped
+    advisory locks, two key spaces, always taken in this order: no deadlock). SQLite has one
+    writer: the reservation's INSERT, the first statement of its transaction, waits for it."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(7301, hashtext(:u))"), {"u": username})
+        session.execute(text("SELECT pg_advisory_xact_lock(7302, hashtext(:ip))"), {"ip": ip})
+
+
+def reserve_attempt(session: Session, username: str, ip: str, *, max_failures: int, window_s: int,
+                    now: dt.datetime | None = None) -> int:
+    """Reserve one log-in attempt for the user name and the address, atomically; its row id.
+
+    The attempt's row is written first (as failed) and then the window's failed attempts are counted,
+    itself included, under a lock per user name and per address; over ``max_failures`` for either,
+    the reservation is rolled back and RateLimited raised (refused attempts do not count, so a
+    flood cannot lock an account out past the window). The reservation is committed before the
+    password is checked (so the lock is not held during scrypt); :func:`attempt_succeeded` marks it.
+    So at most ``max_failures`` passwords are evaluated per window per user name and per address,
+    however many requests arrive at once. Commits (or rolls back) ``session``'s transaction."""
     now = now or utcnow()
     since = now - dt.timedelta(seconds=window_s)
-    for column, value in ((LoginAttempt.username, username), (LoginAttempt.ip, ip)):
-        failures, oldest = session.execute(
-            select(func.count(), func.min(LoginAttempt.created_at))
-            .where(column == value, LoginAttempt.succeeded.is_(False), LoginAttempt.created_at >= since)).one()
-        if failures >= max_failures:
-            oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.timezone.utc)
-            raise RateLimited(max(1, int((oldest - since).total_seconds()) + 1))
-
-
-def log_in(session: Session, username: str, password: str, ip: str, *, ttl_s: int, max_failures: int,
-           window_s: int, now: dt.datetime | None = None) -> tuple[str, Principal]:
-    """Check the rate limit and the credentials, open a session; (cookie token, principal)."""
-    now = now or utcnow()
-    username = username.strip().lower()[:64]
-    check_rate(session, username, ip, max_failures=max_failures, window_s=window_s, now=now)
-    user = authenticate(session, username, password)
-    session.add(LoginAttempt(username=username, ip=ip[:64], succeeded=user is not None, created_at=now))
-    if user is None:
+    ip = ip[:64]
+    session.commit()  # whatever the request did before: the reservation is a transaction of its own
+    try:
+        _lock_attempts(session, username, ip)
+        row = LoginAttempt(username=username, ip=ip, succeeded=False, created_at=now)
+        session.add(row)
         session.flush()
+        for column, value in ((LoginAttempt.username, username), (LoginAttempt.ip, ip)):
+            failures, oldest = session.execute(
+                select(func.count(), func.min(LoginAttempt.created_at))
+                .where(column == value, LoginAttempt.succeeded.is_(False), LoginAttempt.created_at >= since)).one()
+            if failures > max_failures:
+                oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.timezone.utc)
+                raise RateLimited(max(1, int((oldest - since).total_seconds()) + 1))
+    except BaseException:
+        session.rollback()
+        raise
+    attempt_id = row.id
+    session.commit()
+    return attempt_id
+
+
+def attempt_succeeded(session: Session, attempt_id: int) -> None:
+    session.execute(update(LoginAttempt).where(LoginAttempt.id == attempt_id).values(succeeded=True))
+
+
+def check_credentials(session: Session, username: str, password: str, ip: str, *, max_failures: int,
+                      window_s: int, now: dt.datetime | None = None) -> User:
+    """The user, when the rate limit allows an attempt and the password is right (AuthError otherwise)."""
+    username = username.strip().lower()[:64]
+    attempt_id = reserve_attempt(session, username, ip, max_failures=max_failures, window_s=window_s, now=now)
+    user = authenticate(session, username, password)
+    if user is None:
         raise AuthError("wrong user name or password")
+    attempt_succeeded(session, attempt_id)
+    return user
+
+
+def open_session(session: Session, user: User, ip: str, *, ttl_s: int,
+                 now: dt.datetime | None = None) -> tuple[str, Principal]:
+    """A new log-in session for the user: (cookie token, principal)."""
+    now = now or utcnow()
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     row = AuthSession(token_hash=_digest(token), csrf_token=csrf, user_id=user.id, ip=ip[:64],
                       created_at=now, expires_at=now + dt.timedelta(seconds=ttl_s))
     session.add(row)
     session.flush()
     return token, _principal(user, "session", csrf, row.id)
+
+
+def log_in(session: Session, username: str, password: str, ip: str, *, ttl_s: int, max_failures: int,
+           window_s: int, now: dt.datetime | None = None) -> tuple[str, Principal]:
+    """Check the rate limit and the credentials, open a session; (cookie token, principal).
+    A failed attempt stays counted (its reservation is committed before the password is checked)."""
+    user = check_credentials(session, username, password, ip, max_failures=max_failures, window_s=window_s,
+                             now=now)
+    return open_session(session, user, ip, ttl_s=ttl_s, now=now)
 
 
 def log_out(session: Session, session_id: int) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from engine.db.models import Role, User
+from engine.db.base import utcnow
+from engine.db.models import ApiToken, AuthSession, Role, User
 from engine.domain.passwords import hash_password, verify_password
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.@-]{1,63}$")
@@ -23,7 +25,7 @@ def create_user(session: Session, username: str, password: str, role: Role) -> U
         raise UserError("a username is 2–64 characters: lower-case letters, digits, and _ . @ -")
     if session.scalars(select(User).where(User.username == username)).first() is not None:
         raise UserError(f"user {username!r} exists")
-    user = User(username=username, password_hash=hash_password(password), role=role, is_active=True)
+    user = User(username=username, password_hash=hash_password(password, username), role=role, is_active=True)
     session.add(user)
     session.flush()
     return user
@@ -39,6 +41,30 @@ def set_active(session: Session, username: str, active: bool) -> User:
         raise UserError(f"no user {username!r}")
     user.is_active = active
     session.flush()
+    return user
+
+
+def revoke_credentials(session: Session, user_id: int, now: dt.datetime | None = None) -> tuple[int, int]:
+    """End every log-in session and revoke every API token of the user; (sessions, tokens)."""
+    sessions = session.execute(delete(AuthSession).where(AuthSession.user_id == user_id)).rowcount or 0
+    tokens = session.execute(update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+                             .values(revoked_at=now or utcnow())).rowcount or 0
+    return sessions, tokens
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    """Give the user a new password (the policy: ``engine.domain.passwords.check_password``) and, in
+    the same transaction, end every session and revoke every API token they had: whoever held an old
+    credential holds nothing once the change commits. Raises WeakPassword, leaving everything as it was."""
+    user.password_hash = hash_password(password, user.username)
+    revoke_credentials(session, user.id)
+    session.flush()
+
+
+def find_user(session: Session, username: str) -> User:
+    user = session.scalars(select(User).where(User.username == username.strip().lower())).first()
+    if user is None:
+        raise UserError(f"no user {username!r}")
     return user
 
 

@@ -9,10 +9,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import case, func, select
 
 from engine.db.models import GoldItem, HumanTask, Role, TaskKind, TaskState, User, Verdict, VerdictSource
-from engine.domain.passwords import WeakPassword, hash_password
+from engine.domain.passwords import WeakPassword
 from engine.services import users as users_service
 from engine.services.annotation import LABELS
 from web.deps import Admin, GoldManager, SessionDep, UnitOfWorkRoute, forget_principals
+from web.routers.auth import new_password_field
 
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["admin"])
 
@@ -28,7 +29,7 @@ class UserOut(BaseModel):
 
 class UserIn(BaseModel):
     username: str = Field(min_length=2, max_length=64)
-    password: str = Field(min_length=8, max_length=1024)
+    password: str = new_password_field("the policy: engine.domain.passwords.check_password")
     role: Role
     task_kinds: list[TaskKind] | None = None
 
@@ -37,7 +38,8 @@ class UserPatch(BaseModel):
     is_active: bool | None = None
     role: Role | None = None
     task_kinds: list[TaskKind] | None = None
-    password: str | None = Field(None, min_length=8, max_length=1024)
+    password: str | None = new_password_field(
+        "a new password (the policy as for a new user); ends every session and API token of the user", None)
 
 
 @router.get("/users", response_model=list[UserOut])
@@ -73,7 +75,7 @@ def update_user(username: str, body: UserPatch, request: Request, principal: Adm
         user.task_kinds = [k.value for k in body.task_kinds] if body.task_kinds is not None else None
     if body.password is not None:
         try:
-            user.password_hash = hash_password(body.password)
+            users_service.set_password(session, user, body.password)  # ends their sessions and tokens
         except WeakPassword as exc:
             raise HTTPException(422, str(exc)) from None
     session.flush()

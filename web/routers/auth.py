@@ -7,7 +7,9 @@ import datetime as dt
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from engine.domain.passwords import MAX_LENGTH, MIN_LENGTH, WeakPassword
 from engine.services import auth as auth_service
+from engine.services import users as users_service
 from engine.settings import Settings
 from web.deps import (
     SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep, UnitOfWorkRoute, client_ip, forget_principals,
@@ -20,6 +22,22 @@ router = APIRouter(route_class=UnitOfWorkRoute, prefix="/auth", tags=["auth"])
 class LoginIn(BaseModel):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
+
+
+def new_password_field(description: str, default: object = ...) -> object:
+    """A new password in a request body. The policy (``engine.domain.passwords.check_password``:
+    length, the common-password list, not the user name) is checked by the endpoint, whose 422 says
+    what is wrong without the password; the schema states the same lengths. Not validated here, so
+    no validation error can carry the password back."""
+    return Field(default, description=description,  # type: ignore[no-any-return]
+                 json_schema_extra={"minLength": MIN_LENGTH, "maxLength": MAX_LENGTH, "format": "password",
+                                    "writeOnly": True})
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(json_schema_extra={"format": "password", "writeOnly": True})
+    new_password: str = new_password_field(
+        f"{MIN_LENGTH}–{MAX_LENGTH} characters, not a common password, not containing the user name")
 
 
 class Me(BaseModel):
@@ -72,6 +90,32 @@ def login(body: LoginIn, request: Request, response: Response, session: SessionD
     response.set_cookie(SESSION_COOKIE, token, max_age=s.session_ttl_s, httponly=True, samesite="strict",
                         secure=s.secure_cookies, path="/")
     return _me(principal, settings)
+
+
+@router.post("/password", response_model=Me)
+def change_password(body: PasswordChange, request: Request, response: Response, principal: PrincipalDep,
+                    session: SessionDep, settings: SettingsDep) -> Me:
+    """Change your own password (the current one is checked like a log-in, rate limit included).
+    Every session and API token you had is ended; a browser gets a new session cookie and CSRF token."""
+    s = settings.serve
+    try:
+        user = auth_service.check_credentials(session, principal.username, body.current_password, client_ip(request),
+                                              max_failures=s.login_max_failures, window_s=s.login_window_s)
+    except auth_service.RateLimited as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
+    except auth_service.AuthError:
+        raise HTTPException(403, "the current password is wrong") from None
+    try:
+        users_service.set_password(session, user, body.new_password)
+    except WeakPassword as exc:
+        raise HTTPException(422, str(exc)) from None
+    me = principal
+    if principal.via == "session":
+        token, me = auth_service.open_session(session, user, client_ip(request), ttl_s=s.session_ttl_s)
+        response.set_cookie(SESSION_COOKIE, token, max_age=s.session_ttl_s, httponly=True, samesite="strict",
+                            secure=s.secure_cookies, path="/")
+    forget_principals(request, session)  # the old credentials are refused from the next request on
+    return _me(me, settings)
 
 
 @router.post("/logout", status_code=204)
