@@ -16,7 +16,7 @@ clear errors; then the job runs without the request waiting:
 Sources are paths on the server, so operators must not reach everything the server can read
 (listing a folder or reading a file as a URL list would show its names and lines). Local sources
 — the folder, URL list, tar shards, COCO file and images folder — must lie, after symlinks are
-resolved, under an allowed root: ``settings.serve.source_roots`` when that setting exists, else
+resolved, under an allowed root: ``sources.allowed_roots`` when set, else
 ``<data_dir>/sources``. A relative path is taken relative to the first root. A path outside the
 roots is refused before anything about it (even whether it exists) is revealed. URL lists must
 hold http(s) URLs only (checked before the job is created). Retrying an existing job re-reads
@@ -187,7 +187,7 @@ def _start(request: Request, settings: Settings, plan: JobPlan) -> Started:
 # --------------------------------------------------------------------------- source checks
 def source_roots(settings: Settings) -> list[Path]:
     """Folders under which operators may name local sources (resolved)."""
-    configured = getattr(settings.serve, "source_roots", None)
+    configured = settings.sources.allowed_roots
     roots = [Path(p) for p in configured] if configured else [settings.data_dir / "sources"]
     return [r.expanduser().resolve() for r in roots]
 
@@ -222,9 +222,9 @@ def _check_url_list(path: str) -> None:
         try:
             for item in source.iter_items():
                 url = str(item.locator.get("url", ""))
-                if not url.lower().startswith(URL_SCHEMES):
+                if not url.lower().startswith(URL_SCHEMES):  # the reason, not the line's text
                     raise HTTPException(422, f"URL list line {item.meta.get('line')}: only http(s) URLs can be "
-                                             f"mined, not {url[:200]!r}")
+                                             "mined")
         finally:
             source.close()
     except SourceError as exc:
@@ -244,11 +244,10 @@ def validate_source(body: JobIn, settings: Settings) -> tuple[str, str, str | No
         raise HTTPException(422, f"unknown source kind {kind!r}")
     if kind == "webdataset":
         try:
-            shards = expand_shards(source)
+            shards = expand_shards(source, settings.sources.max_shard_names)
         except SourceError as exc:
             raise HTTPException(422, str(exc)) from None
-        outside = [s for s in shards if not _inside(s.resolve(), roots)]
-        if outside:
+        if any(not _inside(s.resolve(), roots) for s in shards):
             raise HTTPException(422, "every shard must lie under an allowed source folder")
     elif kind == "folder" and not Path(source).is_dir():
         raise HTTPException(422, f"folder not found: {body.source}")
