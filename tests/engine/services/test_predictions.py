@@ -85,3 +85,28 @@ def test_file_level_errors(tmp_path):
     bad.write_text(json.dumps({"x": 1}))
     with pytest.raises(predictions.PredictionFileError, match="expected a JSON list"):
         predictions.load_rows(bad)
+
+
+def test_malformed_masks_fail_alone_with_their_reason(settings, image_id):
+    """Issue #15: each malformed mask is its own row's error, before pycocotools sees it; the good
+    row is imported."""
+    good = {"image_id": image_id, "phrase": "cat", "segmentation": rle(30, 40, (0, 5, 0, 5))}
+    bad = [
+        {"size": [30, 40], "counts": "95"},  # counts summing to 14, not 1200
+        {"size": [30, 40], "counts": "1o"},  # ends inside a number
+        {"size": [30, 40], "counts": "0@" + "0" * 5},  # a negative count
+        {"size": [30, 40], "counts": "garbage!"},
+        {"size": [30, 40], "counts": [1000, 100]},
+        {"size": [30, 40], "counts": "1" * 20_000},  # too long for 1200 pixels
+        [[0, 0, 1e12, 0, 1e12, 1e12]],  # a polygon far outside the image
+    ]
+    rows = [good] + [{"image_id": image_id, "phrase": "dog", "segmentation": seg} for seg in bad]
+    with session_scope(settings.db_url) as s:
+        report = predictions.import_predictions(s, rows, model_name="hostile", version="1")
+    assert report.masks == 1 and [i for i, _ in report.errors] == list(range(1, len(rows)))
+    reasons = dict(report.errors)
+    assert "sum to 14, not height × width = 1200" in reasons[1]
+    assert "ends inside a number" in reasons[2] and "negative" in reasons[3] and "alphabet" in reasons[4]
+    assert "sum to 1100" in reasons[5] and "too long" in reasons[6] and "outside" in reasons[7]
+    with session_scope(settings.db_url) as s:
+        assert s.scalar(select(func.count()).select_from(Mask)) == 1
