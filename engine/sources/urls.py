@@ -1,9 +1,11 @@
 """A list of image URLs: ``.txt`` (``URL`` or ``URL<TAB>caption`` per line, ``#`` comments) or
-``.csv`` / ``.tsv`` with a header that names a ``url`` column and optionally a caption column."""
+``.csv`` / ``.tsv`` with a header that names a ``url`` column and optionally a caption column.
+A line that is not a URL (no ``scheme://``) fails alone as ``line:N``, without quoting the line."""
 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +18,7 @@ from engine.sources.base import (
 from engine.sources.http import HttpFetcher
 
 MAX_KEY = 1000
+_URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S")
 
 
 class UrlListSource(Source):
@@ -38,6 +41,10 @@ class UrlListSource(Source):
             meta: dict[str, Any] = {"line": line_no}
             if caption:
                 meta["captions"] = [caption]
+            if not _URL_LIKE.match(url):  # not a URL: neither its key nor its reason quotes the line
+                yield SourceItem(key=f"line:{line_no}", meta={"line": line_no},
+                                 locator={"error": f"line {line_no} is not a URL"})
+                continue
             key = url if len(url) <= MAX_KEY else f"line:{line_no}"
             yield SourceItem(key=key, locator={"url": url}, meta=meta)
 
@@ -70,6 +77,8 @@ class UrlListSource(Source):
         return self._fetcher
 
     def read(self, locator: dict[str, Any]) -> bytes:
+        if "error" in locator:
+            raise FetchError(str(locator["error"]))
         url = locator.get("url")
         if not isinstance(url, str):
             raise FetchError("bad locator: no url")

@@ -177,3 +177,15 @@ def test_read_local_file_reasons_name_the_path_never_the_content(tmp_path, secre
     with pytest.raises(FetchError) as caught:
         open_source(str(tmp_path), "folder").read({"path": "outside/../../../etc/passwd"})
     assert "escapes the source folder" in str(caught.value)
+
+
+def test_a_url_list_line_that_is_not_a_url_is_not_quoted(tmp_path, secret):
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"http://127.0.0.1:9/a.jpg\n{SECRET}\n")
+    source = open_source(str(listing), "urls")
+    items = list(source.iter_items())
+    assert [i.key for i in items] == ["http://127.0.0.1:9/a.jpg", "line:2"]
+    with pytest.raises(FetchError) as caught:
+        source.read(items[1].locator)
+    assert str(caught.value) == "line 2 is not a URL"
+    assert "s3cr3t" not in repr(items)
