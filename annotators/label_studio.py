@@ -30,13 +30,17 @@ from engine.db.models import TaskKind
 from engine.db.session import session_scope
 from engine.domain import labelstudio as lsf
 from engine.services import labelstudio as bridge
-from engine.settings import Settings
+from engine.domain.netpolicy import PolicyRefused
+from engine.settings import FetchSettings, Settings
+from engine.sources.base import FetchError
+from engine.sources.http import check_url, fetch_policy, policy_client
 
 log = logging.getLogger(__name__)
 ANNOTATED = json.dumps({"filters": {"conjunction": "and", "items": [
     {"filter": "filter:tasks:total_annotations", "operator": "greater", "value": 0, "type": "Number"}]}})
 WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED"]
 WEBHOOK_HEADER = "X-DataEngine-Webhook-Secret"
+POLICY_HINT = "to allow it, list its network in fetch.allow_networks and its port in fetch.allow_ports"
 
 
 class LabelStudioError(RuntimeError):
@@ -47,19 +51,30 @@ class LabelStudioError(RuntimeError):
 class LabelStudioClient:
     """The calls the bridge makes, with clear errors."""
 
-    def __init__(self, url: str, token: str, timeout_s: float = 60.0) -> None:
+    def __init__(self, url: str, token: str, timeout_s: float = 60.0, fetch: FetchSettings | None = None) -> None:
+        """``fetch``: the outbound-fetch policy every call obeys (settings.fetch; default: public
+        addresses on ports 80 and 443 only, so a Label Studio on this machine needs
+        ``fetch.allow_networks`` and ``fetch.allow_ports``)."""
         try:
             self.server = bridge.normalise_server(url)
         except bridge.BridgeError as exc:
             raise LabelStudioError(str(exc)) from None
         if not token:
             raise LabelStudioError("no Label Studio API token given (--token or DATAENGINE_LABELSTUDIO__TOKEN)")
-        self.sdk = LabelStudio(base_url=self.server, api_key=token, timeout=timeout_s)
+        fetch = fetch or FetchSettings()
+        try:
+            check_url(self.server, fetch_policy(fetch))
+        except FetchError as exc:
+            raise LabelStudioError(f"Label Studio at {self.server}: {exc} ({POLICY_HINT})") from None
+        self.http = policy_client(fetch, timeout=timeout_s)
+        self.sdk = LabelStudio(base_url=self.server, api_key=token, timeout=timeout_s, httpx_client=self.http)
 
     @contextlib.contextmanager
     def _call(self, what: str) -> Iterator[None]:
         try:
             yield
+        except PolicyRefused as exc:
+            raise LabelStudioError(f"Label Studio at {self.server}: {exc} ({POLICY_HINT})") from None
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise LabelStudioError(f"cannot reach Label Studio at {self.server} ({what}): {exc}") from None
         except httpx.TimeoutException:
@@ -162,7 +177,7 @@ def connect(settings: Settings, url: str | None = None, token: str | None = None
     token = token or (cfg.token.get_secret_value() if cfg.token else None)
     if not url:
         raise LabelStudioError("no Label Studio URL given (--url or DATAENGINE_LABELSTUDIO__URL)")
-    client = LabelStudioClient(url, token or "", cfg.timeout_s)
+    client = LabelStudioClient(url, token or "", cfg.timeout_s, settings.fetch)
     client.whoami()
     return client
 

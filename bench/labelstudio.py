@@ -104,13 +104,16 @@ def run(args: argparse.Namespace, db_url: str, media: Path, ls: Any) -> dict[str
     from annotators.label_studio import LabelStudioClient, pull, push
     from engine.db.models import TaskKind, Verdict
     from engine.db.session import session_scope
-    from engine.settings import LabelStudioSettings, Settings
+    from engine.settings import FetchSettings, LabelStudioSettings, Settings
     from sqlalchemy import func, select
 
-    settings = Settings(database_url=db_url, media_root=media, data_dir=media.parent, labelstudio=LabelStudioSettings(
-        url=ls.url, token=ls.token, signing_secret=SIGNING, batch_size=args.batch_size, page_size=args.page_size))
+    # the bench's Label Studio runs on 127.0.0.1: the outbound-fetch policy must allow it
+    fetch = FetchSettings(allow_networks=["127.0.0.0/8"], allow_ports=["1-65535"])
+    settings = Settings(database_url=db_url, media_root=media, data_dir=media.parent, fetch=fetch,
+                        labelstudio=LabelStudioSettings(url=ls.url, token=ls.token, signing_secret=SIGNING,
+                                                        batch_size=args.batch_size, page_size=args.page_size))
     settings.queue.multi_review_rate = 0.0
-    client = LabelStudioClient(ls.url, ls.token)
+    client = LabelStudioClient(ls.url, ls.token, fetch=fetch)
     started = time.perf_counter()
     task_ids = seed(db_url, media, args.tasks, args.size)
     seeded = time.perf_counter() - started

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,6 +50,28 @@ class FetchSettings(BaseModel):
     backoff_s: float = Field(0.5, ge=0)
     concurrency: int = Field(16, ge=1, le=256, description="parallel downloads inside one batch")
     user_agent: str = "dataengine/0.1 (+https://github.com/dataengine)"
+    # the outbound-fetch policy (engine/domain/netpolicy.py): also Label Studio's URL
+    allow_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDRs fetches may reach although loopback/private/link-local (e.g. 10.0.0.0/8); default none")
+    allow_ports: list[str | int] = Field(
+        default_factory=list, description="ports beyond 80 and 443 fetches may use: 8080 or ranges like 8000-8999")
+    max_redirects: int = Field(5, ge=0, le=20, description="redirects followed per fetch (each one checked again)")
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from engine.domain.netpolicy import parse_networks
+
+        return [str(n) for n in parse_networks(value)]
+
+    @field_validator("allow_ports")
+    @classmethod
+    def _ports(cls, value: list[str | int]) -> list[str | int]:
+        from engine.domain.netpolicy import parse_ports
+
+        parse_ports(value)
+        return [str(v).strip() for v in value]
 
 
 class SourceSettings(BaseModel):
@@ -175,6 +197,10 @@ class RoutingSettings(BaseModel):
         100, ge=1, description="gold answers of a task kind needed before their error rate replaces human_error")
 
 
+#: tasks the queue page (web/static/queue.js) leases ahead of the one shown
+PAGE_PREFETCH_DEPTH = 1
+
+
 class QueueSettings(BaseModel):
     """The human task queue."""
 
@@ -193,6 +219,11 @@ class QueueSettings(BaseModel):
                     "works one task kind; a team smaller than the review chain runs out of tasks). Either way a "
                     "verify task never goes to someone who judged it (multi-review asks someone else) and a gold "
                     "item never goes twice to one person")
+    max_leases_per_person: int = Field(
+        8, ge=PAGE_PREFETCH_DEPTH + 1, le=10_000,
+        description="the most tasks one person may hold leased at once (POST /tasks/next answers 409 "
+                    "too_many_leases beyond); at least the queue page's prefetch depth + 1. The Label Studio "
+                    "bridge is exempt (it leases in bulk); its leases expire like everyone's")
 
 
 class ServeSettings(BaseModel):

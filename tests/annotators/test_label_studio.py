@@ -31,10 +31,10 @@ from engine.domain.masks import RleMask, decode_mask
 from engine.services import labelstudio as bridge
 from engine.services.queue import next_task
 from engine.services.users import create_user
-from engine.settings import LabelStudioSettings, Settings
+from engine.settings import FetchSettings, LabelStudioSettings, Settings
 from engine.storage import LocalMediaStore
 from tests import labelstudio_server
-from tests.conftest import make_settings
+from tests.conftest import LOCAL_FETCH, LOCAL_FETCH_ENV, make_settings
 from tests.factories import seed_review_items
 from tests.web.live import LiveServer
 from web.app import create_app
@@ -75,7 +75,7 @@ def sqlite_settings(fresh_sqlite_url: str, tmp_path: Path, label_studio) -> Sett
 
 @pytest.fixture
 def client(label_studio) -> LabelStudioClient:
-    return LabelStudioClient(label_studio.url, label_studio.token)
+    return LabelStudioClient(label_studio.url, label_studio.token, fetch=FetchSettings(**LOCAL_FETCH))
 
 
 def project_name() -> str:
@@ -364,7 +364,7 @@ def test_cli_push_and_pull(sqlite_settings, label_studio, client, monkeypatch):
     for key, value in {"DATAENGINE_DATABASE_URL": settings.db_url, "DATAENGINE_MEDIA_ROOT": str(settings.media_path),
                        "DATAENGINE_DATA_DIR": str(settings.data_dir),
                        "DATAENGINE_LABELSTUDIO__SIGNING_SECRET": SIGNING,
-                       "DATAENGINE_LABELSTUDIO__TOKEN": label_studio.token}.items():
+                       "DATAENGINE_LABELSTUDIO__TOKEN": label_studio.token, **LOCAL_FETCH_ENV}.items():
         monkeypatch.setenv(key, value)
     title = project_name()
     runner = CliRunner()

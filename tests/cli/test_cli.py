@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from dataengine.cli.main import cli
 from engine.db.models import Image, ItemStatus, JobItem
 from engine.db.session import session_scope
+from tests.conftest import LOCAL_FETCH_ENV
 from tests.factories import bad_corpus, jpeg_bytes, photo
 from tests.httpserver import send, slow
 
@@ -128,7 +129,7 @@ def test_worker_needs_a_broker():
 def _subprocess_env(tmp_path, database_url):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DATAENGINE_")}
     env.update(DATAENGINE_DATABASE_URL=database_url, DATAENGINE_MEDIA_ROOT=str(tmp_path / "media"),
-               DATAENGINE_BATCH_SIZES__MINE="2", DATAENGINE_FETCH__CONCURRENCY="1")
+               DATAENGINE_BATCH_SIZES__MINE="2", DATAENGINE_FETCH__CONCURRENCY="1", **LOCAL_FETCH_ENV)
     return env
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import REDIS_HOST, REDIS_PORT
+from tests.conftest import LOCAL_FETCH_ENV, REDIS_HOST, REDIS_PORT
 
 REDIS_DB = int(os.environ.get("DATAENGINE_TEST_REDIS_DB", "14"))
 
@@ -75,6 +75,7 @@ def start_worker(fresh_pg_url: str, broker_url: str, tmp_path: Path) -> Iterator
             "DATAENGINE_BROKER_URL": broker_url,
             "DATAENGINE_MEDIA_ROOT": str(tmp_path / "media"),
             "DATAENGINE_DATA_DIR": str(tmp_path / "data"),
+            **LOCAL_FETCH_ENV,  # workers mine from the tests' 127.0.0.1 servers
             **env_extra,
         })
         worker = Worker(env, tmp_path / f"worker{len(workers)}.log", queues, concurrency)

@@ -169,7 +169,7 @@ def test_url_list_against_a_local_server(settings, tmp_path, http_server):
         assert got["page.html"] == ("failed", "not an image: the server sent content type text/html")
         assert got["huge.jpg"][0] == "failed" and got["huge.jpg"][1].startswith("too large")
         assert got["text.jpg"] == ("failed", "not an image: unrecognised file format")
-        assert got["x.jpg"][0] == "failed" and "invalid URL" in got["x.jpg"][1]
+        assert got["x.jpg"] == ("failed", "refused by the outbound-fetch policy: only http and https URLs are fetched")
         ok = s.get(Image, items[lines[0]].image_id)
         assert ok.source_uri == lines[0]
         assert s.scalars(select(Caption.text)).all() == ["an image with a caption"]

@@ -3,6 +3,7 @@ import pytest
 from engine.settings import FetchSettings
 from engine.sources.base import FetchError
 from engine.sources.http import HttpFetcher
+from tests.conftest import LOCAL_FETCH
 from tests.factories import jpeg_bytes, photo
 from tests.httpserver import flaky, send, slow, streamed
 
@@ -12,7 +13,7 @@ IMAGE = jpeg_bytes(photo(1))
 @pytest.fixture
 def fetcher():
     f = HttpFetcher(FetchSettings(connect_timeout_s=1, read_timeout_s=0.5, retries=2, backoff_s=0.01,
-                                  max_bytes=len(IMAGE) + 100))
+                                  max_bytes=len(IMAGE) + 100, **LOCAL_FETCH))
     yield f
     f.close()
 
@@ -74,7 +75,13 @@ def test_connection_refused_is_a_network_error(fetcher):
         fetcher.fetch(f"http://127.0.0.1:{port}/x.jpg")
 
 
-@pytest.mark.parametrize("url", ["ftp://example.org/a.jpg", "file:///etc/passwd", "not a url", ""])
-def test_only_http_urls(fetcher, url):
+@pytest.mark.parametrize("url", ["not a url", "", "http:///a.jpg"])
+def test_invalid_urls(fetcher, url):
     with pytest.raises(FetchError, match="invalid URL"):
+        fetcher.fetch(url)
+
+
+@pytest.mark.parametrize("url", ["ftp://example.org/a.jpg", "file:///etc/passwd", "gopher://example.org/"])
+def test_only_http_urls(fetcher, url):
+    with pytest.raises(FetchError, match="refused by the outbound-fetch policy: only http and https"):
         fetcher.fetch(url)
