@@ -6,7 +6,7 @@ height × width, holds characters outside COCO's alphabet or ends inside a numbe
 read past its buffer or loop for ever. The compressed string is parsed in numpy, never by
 pycocotools. Bounds: at most ``MAX_MASK_PIXELS`` pixels, at most height × width + 1 runs, at most
 ``MAX_RLE_CHARS`` characters, polygons of at most ``MAX_POLYGON_VALUES`` numbers inside the image
-(one pixel of tolerance).
+(give or take 1 % of its side, at least one pixel).
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ def validate_counts(counts: list[Any], pixels: int) -> None:
 
 
 def validate_polygons(polygons: list[Any], height: int, width: int) -> None:
-    """Numbers only, finite, an even count per polygon, inside the image with one pixel of tolerance
-    (pycocotools rasterises every edge point by point: far-away points cost unbounded memory)."""
+    """Numbers only, finite, an even count per polygon, inside the image give or take 1 % of its side
+    (at least one pixel: rounding by the tool that drew it; pycocotools rasterises every edge point by point: far-away points cost unbounded memory)."""
     total = sum(len(p) for p in polygons)
     if total > MAX_POLYGON_VALUES:
         raise MaskError(f"polygons hold {total} numbers, more than {MAX_POLYGON_VALUES:,}")
@@ -121,8 +121,9 @@ def validate_polygons(polygons: list[Any], height: int, width: int) -> None:
         for j, v in enumerate(polygon):
             if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
                 raise MaskError(f"polygon {k} holds {v!r}, not a finite number")
-            limit = width if j % 2 == 0 else height
-            if not -1 <= v <= limit + 1:
+            side = width if j % 2 == 0 else height
+            slack = max(1.0, side / 100)  # rounding by the tools that drew it
+            if not -slack <= v <= side + slack:
                 raise MaskError(f"polygon {k} point {j // 2} lies outside the {height}×{width} image")
 
 
