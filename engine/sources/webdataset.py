@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.sources.base import (
-    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, sidecar_meta,
+    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, inside, sidecar_meta,
 )
 
 _BRACE = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -140,6 +140,19 @@ def _bound(count: int, max_names: int, uri: str, what: str) -> None:
                           "(setting sources.max_shard_names)")
 
 
+def shard_root(uri: str) -> Path | None:
+    """The folder a folder / brace / glob source's shards must resolve inside (resolved): the folder,
+    or the pattern's leading folders without a wildcard or range. None for one named .tar file."""
+    path = Path(uri).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if not any(c in uri for c in "{*?["):
+        return None
+    parts = path.parts
+    fixed = next(i for i, part in enumerate(parts) if any(c in part for c in "{*?["))
+    return Path(*parts[:fixed]).resolve() if fixed else Path.cwd().resolve()
+
+
 def _sample_key(member_name: str) -> tuple[str, str]:
     """('dir/000123', 'jpg') for 'dir/000123.jpg'; the extension is everything after the first dot."""
     directory, _, base = member_name.rpartition("/")
@@ -154,9 +167,14 @@ class WebDatasetSource(Source):
     def __init__(self, shards: Sequence[Path], uri: str) -> None:
         self.shards = shards
         self.uri = uri if any(c in uri for c in "{*?[") else str(Path(uri).expanduser().resolve())
+        self.root = shard_root(uri)
 
     def iter_items(self) -> Iterator[SourceItem]:
         for shard in self.shards:
+            if self.root is not None and not inside(shard, self.root):
+                yield SourceItem(key=f"{shard.name}/#shard-error", locator={
+                    "error": f"shard {shard.name} is a symlink leading outside the source folder; not read"})
+                continue
             yield from self._shard_items(shard)
 
     def _shard_items(self, shard: Path) -> Iterator[SourceItem]:

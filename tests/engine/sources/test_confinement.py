@@ -189,3 +189,18 @@ def test_a_url_list_line_that_is_not_a_url_is_not_quoted(tmp_path, secret):
         source.read(items[1].locator)
     assert str(caught.value) == "line 2 is not a URL"
     assert "s3cr3t" not in repr(items)
+
+
+def test_a_shard_symlinked_out_of_the_folder_fails_alone(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    write_shard(outside / "far.tar", [{"__key__": "x", "jpg": jpeg_bytes(photo(5)), "txt": SECRET}])
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    write_shard(shards / "a.tar", [{"__key__": "k", "jpg": jpeg_bytes(photo(6))}])
+    os.symlink(outside / "far.tar", shards / "b.tar")
+    for uri in (str(shards), str(shards / "*.tar"), str(shards / "{a,b}.tar").replace("{a,b}", "[ab]")):
+        items = list(open_source(uri, "webdataset").iter_items())
+        assert [i.key for i in items] == ["a.tar/k", "far.tar/#shard-error"], uri
+        assert "outside the source folder" in items[1].locator["error"]
+        assert "s3cr3t" not in repr(items)
