@@ -4,13 +4,17 @@ build step), security headers and a request size limit on every response."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.settings import Settings
@@ -18,6 +22,7 @@ from pipelines.models import ModelCache
 from web.deps import PrincipalCache
 from web.routers import admin, auth, health, images, labelstudio, tasks
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 #: page path → file in web/static
 PAGES = {"/login": "login.html", "/queue": "queue.html", "/dashboard": "dashboard.html",
@@ -75,15 +80,28 @@ class Guard:
                     raise _TooLarge()
             return message
 
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send_with_headers(message)
+
         try:
-            await self.app(scope, limited_receive, send_with_headers)
+            await self.app(scope, limited_receive, send_tracked)
         except _TooLarge:
+            if started:
+                raise
             await self._too_large(send_with_headers)
+        except Exception:
+            # never a traceback (or a reset connection) for the client: log it, answer 500 in the contract's shape
+            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            await _send(error_response(500, "internal error"), send_with_headers)
 
     async def _too_large(self, send: Send) -> None:
-        response = JSONResponse({"detail": f"request body over {self.max_body} bytes"}, status_code=413)
-        await response(  # type: ignore[arg-type]
-            {"type": "http", "method": "POST", "path": "/", "headers": []}, _empty_receive, send)
+        await _send(error_response(413, f"request body over {self.max_body} bytes"), send)
 
 
 class _TooLarge(Exception):
@@ -92,6 +110,61 @@ class _TooLarge(Exception):
 
 async def _empty_receive() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _send(response: Response, send: Send) -> None:
+    await response({"type": "http", "method": "POST", "path": "/", "headers": []},  # type: ignore[arg-type]
+                   _empty_receive, send)
+
+
+# The error contract: every 4xx/5xx answer is JSON {"detail": "<a sentence for a person>", "code":
+# "<stable_snake_case>"} (+ "errors": [{"loc": [...], "msg": "..."}] on 422), the code also in the
+# X-Error-Code header. A router's own code (lease_lost, client_id_conflict, decision_conflict, ...) comes
+# in that header on its HTTPException and is kept; otherwise the code follows from the status.
+ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 410: "gone", 413: "too_large",
+               415: "unsupported_media_type", 422: "invalid", 429: "rate_limited", 500: "internal_error",
+               503: "unavailable"}
+ERROR_HEADER = "X-Error-Code"
+
+
+def error_code(status: int) -> str:
+    return ERROR_CODES.get(status, "client_error" if status < 500 else "server_error")
+
+
+def error_response(status: int, detail: str, code: str | None = None, errors: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    code = code or error_code(status)
+    body: dict[str, Any] = {"detail": detail, "code": code}
+    if status == 422:
+        body["errors"] = errors if errors is not None else [{"loc": [], "msg": detail}]
+    return JSONResponse(body, status_code=status, headers={**(headers or {}), ERROR_HEADER: code})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, _TooLarge):  # FastAPI turns a failed body read into 400
+        raise exc.__cause__
+    headers = dict(exc.headers or {})
+    code = headers.pop(ERROR_HEADER, None) or headers.pop(ERROR_HEADER.lower(), None)
+    if exc.status_code < 400 or exc.status_code == 304:
+        return Response(status_code=exc.status_code, headers=headers)
+    detail = exc.detail if isinstance(exc.detail, str) else error_code(exc.status_code).replace("_", " ")
+    return error_response(exc.status_code, detail, code, headers=headers)
+
+
+def _loc(loc: Any) -> list[Any]:
+    return [part if isinstance(part, int | str) else str(part) for part in loc]
+
+
+async def _invalid(request: Request, exc: Exception) -> Response:
+    """422 for a request that does not fit the schema: where and why, never the value sent (it may be a secret)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": _loc(e.get("loc", ())), "msg": str(e.get("msg", "invalid value"))} for e in exc.errors()]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid value"}
+    where = ".".join(str(p) for p in first["loc"][1:] or first["loc"]) or "request"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return error_response(422, f"invalid request: {where}: {first['msg']}{more}", errors=errors)
 
 
 def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
@@ -119,6 +192,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for path, filename in PAGES.items():
         app.add_api_route(path, _page(filename), include_in_schema=False, methods=["GET"])
     app.add_api_route("/", lambda: RedirectResponse("/queue"), include_in_schema=False, methods=["GET"])
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid)
     app.add_middleware(Guard, max_body=settings.serve.max_body_bytes)  # type: ignore[arg-type]
     return app
 

@@ -13,6 +13,7 @@ from engine.domain.passwords import WeakPassword
 from engine.services import users as users_service
 from engine.services.annotation import LABELS
 from web.deps import Admin, GoldManager, SessionDep, UnitOfWorkRoute, forget_principals
+from web.schemas import Id, ShortText
 from web.routers.auth import new_password_field
 
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["admin"])
@@ -86,8 +87,8 @@ def update_user(username: str, body: UserPatch, request: Request, principal: Adm
 
 # ------------------------------------------------------------------------------------------ gold
 class GoldIn(BaseModel):
-    task_id: int = Field(description="a done task; its item becomes gold")
-    answer: str | None = Field(None, description="default: the task's decided human label")
+    task_id: Id = Field(description="a done task; its item becomes gold")
+    answer: ShortText | None = Field(None, description="default: the task's decided human label")
 
 
 class GoldOut(BaseModel):
@@ -141,7 +142,7 @@ def create_gold(body: GoldIn, principal: GoldManager, session: SessionDep) -> Go
 
 
 @router.delete("/gold/{gold_id}", status_code=204)
-def retire_gold(gold_id: int, _: GoldManager, session: SessionDep) -> Response:
+def retire_gold(gold_id: Id, _: GoldManager, session: SessionDep) -> Response:
     item = session.get(GoldItem, gold_id)
     if item is None:
         raise HTTPException(404, f"no gold item {gold_id}")

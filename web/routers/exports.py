@@ -28,6 +28,7 @@ from engine.services.export import (
 )
 from engine.settings import Settings
 from web.deps import Exporter, SessionDep, SettingsDep, UnitOfWorkRoute
+from web.schemas import MAX_INT32, Finite, FreeText, Id, NameText, SaneDatetime
 
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/exports", tags=["exports"])
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -35,12 +36,12 @@ MAX_PAGE = 200
 
 
 class FiltersIn(BaseModel):
-    jobs: list[str | int] = Field(default_factory=list, max_length=100, description="job names or ids")
-    concepts: list[str] = Field(default_factory=list, max_length=1000, description="exact concept texts")
-    since: dt.datetime | None = Field(None, description="images mined at or after (UTC)")
-    until: dt.datetime | None = Field(None, description="images mined before (UTC)")
+    jobs: list[NameText | Id] = Field(default_factory=list, max_length=100, description="job names or ids")
+    concepts: list[FreeText] = Field(default_factory=list, max_length=1000, description="exact concept texts")
+    since: SaneDatetime | None = Field(None, description="images mined at or after (UTC)")
+    until: SaneDatetime | None = Field(None, description="images mined before (UTC)")
     label_source: Literal["human", "ai", "both"] = "both"
-    min_agreement: float | None = Field(None, ge=0, le=1)
+    min_agreement: Finite | None = Field(None, ge=0, le=1)
     exhaustive_only: bool = False
     val_percent: int = Field(10, ge=0, le=100)
 
@@ -124,7 +125,8 @@ def _place(incoming: Path, final: Path, manifest: dict[str, Any]) -> None:
 
 @router.get("")
 def list_exports(_: Exporter, session: SessionDep, settings: SettingsDep,
-                 limit: int = Query(50, ge=1, le=MAX_PAGE), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+                 limit: int = Query(50, ge=1, le=MAX_PAGE),
+                 offset: int = Query(0, ge=0, le=MAX_INT32)) -> dict[str, Any]:
     """Dataset snapshots, newest first: {total, snapshots: [...]}."""
     total = session.scalar(select(func.count()).select_from(DatasetSnapshot)) or 0
     rows = session.scalars(select(DatasetSnapshot).order_by(DatasetSnapshot.id.desc())
@@ -133,7 +135,7 @@ def list_exports(_: Exporter, session: SessionDep, settings: SettingsDep,
 
 
 @router.get("/{snapshot_id}")
-def get_export(snapshot_id: int, _: Exporter, session: SessionDep, settings: SettingsDep,
+def get_export(snapshot_id: Id, _: Exporter, session: SessionDep, settings: SettingsDep,
                verify: bool = Query(False, description="re-hash the files and list those that differ")
                ) -> dict[str, Any]:
     """One snapshot with its manifest (files and their sha256, counts, model versions, filters)."""

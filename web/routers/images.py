@@ -11,6 +11,7 @@ from engine.db.models import Image
 from engine.domain.signing import signature_valid
 from engine.storage import LocalMediaStore
 from web.deps import ImageReader, SessionDep, SettingsDep, UnitOfWorkRoute
+from web.schemas import Id
 
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/images", tags=["images"])
 MEDIA_TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp",
@@ -18,13 +19,13 @@ MEDIA_TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "w
 
 
 @router.get("/{image_id}", responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
-def image(image_id: int, request: Request, _: ImageReader, session: SessionDep, settings: SettingsDep) -> Response:
+def image(image_id: Id, request: Request, _: ImageReader, session: SessionDep, settings: SettingsDep) -> Response:
     return _serve(image_id, request, session, settings)
 
 
 @router.get("/{image_id}/signed", responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
-def signed_image(image_id: int, request: Request, session: SessionDep, settings: SettingsDep,
-                 expires: int = Query(..., ge=0, le=2**40), signature: str = Query(..., min_length=64, max_length=64),
+def signed_image(image_id: Id, request: Request, session: SessionDep, settings: SettingsDep,
+                 expires: int = Query(..., ge=0, le=2**40), signature: str = Query(..., pattern="^[0-9a-f]{64}$"),
                  ) -> Response:
     """No sign-in: a link signed by the server (labelstudio.signing_secret) opens one image until it expires."""
     secret = settings.labelstudio.signing_secret

@@ -48,6 +48,7 @@ from engine.sources import SOURCE_KINDS, SourceError, detect_kind
 from engine.sources.webdataset import expand_shards
 from pipelines.stages import STAGE_NAMES
 from web.deps import JobReader, JobWriter, SessionDep, SettingsDep, UnitOfWorkRoute
+from web.schemas import MAX_INT32, Id
 
 log = logging.getLogger(__name__)
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/jobs", tags=["jobs"])
@@ -277,7 +278,7 @@ def _planned_stages(job: MiningJob) -> list[str]:
 
 @router.get("")
 def list_jobs(_: JobReader, session: SessionDep, settings: SettingsDep, request: Request,
-              limit: int = Query(100, ge=1, le=MAX_PAGE), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+              limit: int = Query(100, ge=1, le=MAX_PAGE), offset: int = Query(0, ge=0, le=MAX_INT32)) -> dict[str, Any]:
     """{total, mode, jobs: [{id, name, source_kind, source_uri, status, until, item_count,
     counts: {pending, done, duplicate, near_duplicate, failed}, stage_failed, stage_pending,
     created_at, started_at, finished_at, runner}]}, newest first."""
@@ -310,7 +311,7 @@ def list_jobs(_: JobReader, session: SessionDep, settings: SettingsDep, request:
 
 
 @router.get("/{job_id}")
-def get_job(job_id: int, _: JobReader, session: SessionDep, settings: SettingsDep,
+def get_job(job_id: Id, _: JobReader, session: SessionDep, settings: SettingsDep,
             request: Request) -> dict[str, Any]:
     """What `dataengine status JOB --json` shows — {id, name, source_kind, source_uri, status,
     created_at, started_at, finished_at, stages: [{stage, counts, total, items_per_s,
@@ -325,9 +326,10 @@ def get_job(job_id: int, _: JobReader, session: SessionDep, settings: SettingsDe
 
 
 @router.get("/{job_id}/failures")
-def job_failures(job_id: int, _: JobReader, session: SessionDep,
+def job_failures(job_id: Id, _: JobReader, session: SessionDep,
                  stage: str | None = Query(None, description=f"one of {', '.join(STAGE_NAMES)}; default all"),
-                 limit: int = Query(50, ge=1, le=MAX_PAGE), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+                 limit: int = Query(50, ge=1, le=MAX_PAGE),
+                 offset: int = Query(0, ge=0, le=MAX_INT32)) -> dict[str, Any]:
     """{total, limit, offset, items: [{stage, key, image_id, error, attempts, at}]}: failed items
     in stage order, then in the order they were listed. ``key``: the source item (for model
     stages, the first item of the job that gave the image)."""
@@ -400,7 +402,7 @@ def start_job(body: JobIn, _: JobWriter, session: SessionDep, settings: Settings
 
 
 @router.post("/{job_id}/retry", status_code=202, response_model=Started)
-def retry_job(job_id: int, _: JobWriter, session: SessionDep, settings: SettingsDep,
+def retry_job(job_id: Id, _: JobWriter, session: SessionDep, settings: SettingsDep,
               request: Request) -> JSONResponse:
     """Put the job's failed items (mining and model stages) back to pending and run it again."""
     job = _job(session, job_id)

@@ -14,13 +14,14 @@ from pydantic import BaseModel, Field
 
 from engine.services import labelstudio as bridge
 from web.deps import SessionDep, SettingsDep, UnitOfWorkRoute
+from web.schemas import Id
 
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/labelstudio", tags=["labelstudio"])
 HANDLED = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 
 
 class TaskRef(BaseModel):
-    id: int
+    id: Id
 
 
 class WebhookEvent(BaseModel):
