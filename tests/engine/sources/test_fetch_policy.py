@@ -176,6 +176,15 @@ def test_non_public_addresses_are_refused_before_connecting(address, reason):
     assert recorder.connects == [] and resolver.calls == ["images.test"]
 
 
+@pytest.mark.parametrize("host", ["[::1]", "[::ffff:127.0.0.1]", "0x7f000001", "2130706433", "127.1"])
+def test_loopback_in_other_spellings_is_refused(host):
+    """Literal addresses go through the system resolver, which answers them without any network."""
+    recorder = Recorder()
+    with pytest.raises(FetchError, match="^refused by the outbound-fetch policy: loopback address$"):
+        fetcher(recorder=recorder, allow_ports=["1-65535"]).fetch(f"http://{host}:8/a.jpg")
+    assert recorder.connects == []
+
+
 def test_every_resolved_address_is_checked():
     resolver, recorder = Resolver({"mixed.test": ["127.0.0.1", "10.0.0.1"]}), Recorder()
     with pytest.raises(FetchError, match="^refused by the outbound-fetch policy: private address$"):
