@@ -127,6 +127,14 @@ def validate_polygons(polygons: list[Any], height: int, width: int) -> None:
                 raise MaskError(f"polygon {k} point {j // 2} lies outside the {height}×{width} image")
 
 
+def is_valid(mask: RleMask) -> bool:
+    try:
+        validate_rle(mask.counts, mask.height, mask.width)
+    except MaskError:
+        return False
+    return True
+
+
 def validate_mask(mask: RleMask) -> RleMask:
     """The last gate before storage or native code: the record's string is a valid RLE of its size."""
     validate_rle(mask.counts, mask.height, mask.width)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.models import Concept, Mask, PairOrigin, Polarity, StageStatus
-from engine.domain.masks import RleMask, encode_mask, iou_matrix
+from engine.domain.masks import RleMask, encode_mask, iou_matrix, is_valid
 from engine.domain.phrases import PhraseListError, clean_phrase, parse_phrase_list
 from engine.ports import ConceptSuggester, MaskProposer, PhraseEmbedder
 from engine.repositories import labels as labels_repo
@@ -86,14 +86,14 @@ def negatives_batch(session: Session, store: MediaStore, proposer: MaskProposer,
                 if not candidates:
                     continue
                 results = call_split(lambda batch: proposer.propose(image, batch), candidates)
-                positive_rles = [labels_repo.rle_of(m) for m in masks_by_pair[pid]]
+                positive_rles = [r for r in map(labels_repo.rle_of, masks_by_pair[pid]) if is_valid(r)]  # M2
                 found = 0
                 for candidate, result in zip(candidates, results):
                     if isinstance(result, Exception):
                         errors.append(f"{candidate!r}: {describe(result)}")
                         continue
                     encoded = [encode_mask(p.mask) for p in result]
-                    overlap = float(iou_matrix(encoded, positive_rles).max()) if encoded else 0.0
+                    overlap = float(iou_matrix(encoded, positive_rles).max()) if encoded and positive_rles else 0.0
                     if overlap >= settings.overlap_iou and found < settings.max_per_phrase:
                         found += 1
                         taken.add(candidate)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from engine.db.models import (
     Decider, ImageConcept, Mask, MaskState, StageStatus, Verdict, VerdictKind, VerdictSource,
 )
-from engine.domain.masks import decode_mask
+from engine.domain.masks import MaskError, decode_mask
 from engine.repositories import labels as labels_repo
 from engine.ports import ExhaustivityVerifier, MaskQuery, MaskVerifier, PairQuery
 from engine.repositories import stages as stages_repo
@@ -72,8 +72,17 @@ def _verify_image(session: Session, image: PILImage.Image, pairs: list[tuple[int
     }
     human_masks, human_pairs = _human_decided(session, pair_ids, masks)
     errors: list[str] = []
-    todo = [m for m in masks if (m.id, m.pair_id, VerdictKind.MASK) not in judged and m.id not in human_masks]
-    queries = [MaskQuery(image, phrase_of[m.pair_id], decode_mask(labels_repo.rle_of(m))) for m in todo]
+    todo, queries = [], []
+    for m in masks:
+        if (m.id, m.pair_id, VerdictKind.MASK) in judged or m.id in human_masks:
+            continue
+        try:
+            decoded = decode_mask(labels_repo.rle_of(m))
+        except MaskError as exc:  # a stored mask written past the validator (dataengine check: M2) fails alone
+            errors.append(f"mask {m.id}: {exc}")
+            continue
+        todo.append(m)
+        queries.append(MaskQuery(image, phrase_of[m.pair_id], decoded))
     for mask, result in zip(todo, call_split(lambda qs: mv.verify_masks(qs), queries)):
         if isinstance(result, Exception):
             errors.append(f"mask {mask.id}: {describe(result)}")

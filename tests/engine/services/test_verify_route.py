@@ -291,3 +291,23 @@ def test_routing_follows_the_per_population_calibration(settings):
         reasons = {d.pair_id: d.reason for d in s.scalars(select(RouteDecision).where(
             RouteDecision.mask_id.is_(None)))}
         assert reasons[ids["absent"]].startswith("verified negative") and "accept threshold" in reasons[ids["unsure"]]
+
+
+def test_a_malformed_stored_mask_fails_alone_in_verify(settings, mined):  # noqa: F811
+    """Issue #15: a mask written past the validator (``dataengine check``: M2) is never decoded by
+    pycocotools; it is named in the item's error and every other mask is judged."""
+    job_id, ids, store = mined
+    _to_propose(settings, job_id, ids[:1], store, {(80, 60): "a good vase and a bad lamp"})
+    with session_scope(settings.db_url) as s:
+        report = propose.propose_batch(s, store, FakeProposer(), ProposeSettings(), job_id, ids[:1])
+        flow.hand_over(s, job_id, "propose", report.image_ids, ORDER + ("verify", "route"))
+        bad = s.scalars(select(Mask).order_by(Mask.id)).first()
+        bad.rle_counts, bad_id = "95", bad.id  # counts summing to 14: pycocotools would never end
+    with session_scope(settings.db_url) as s:
+        verify.verify_batch(s, store, FakeMaskVerifier(), FakeExhaustivityVerifier(), 0.5, job_id, ids[:1])
+    with session_scope(settings.db_url) as s:
+        judged = {v.mask_id for v in ai_verdicts(s, VerdictKind.MASK)}
+        masks = set(s.scalars(select(Mask.id)))
+        assert judged == masks - {bad_id} and judged
+        item = s.scalars(select(StageItem).where(StageItem.stage == "verify")).one()
+        assert item.status is StageStatus.FAILED and f"mask {bad_id}: RLE counts sum to 14" in item.error
