@@ -15,14 +15,15 @@ from web.deps import (
     SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep, UnitOfWorkRoute, client_ip, forget_principals,
 )
 from web.routers.tasks import allowed_kinds
-from web.schemas import Id
 
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/auth", tags=["auth"])
 
 
 class LoginIn(BaseModel):
     username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
+    # lengths checked by the endpoint: a validation error would carry the password back
+    password: str = Field(json_schema_extra={"minLength": 1, "maxLength": 1024, "format": "password",
+                                             "writeOnly": True})
 
 
 def new_password_field(description: str, default: object = ...) -> object:
@@ -79,6 +80,8 @@ def _me(p: auth_service.Principal, settings: Settings) -> Me:
 @router.post("/login", response_model=Me)
 def login(body: LoginIn, request: Request, response: Response, session: SessionDep, settings: SettingsDep) -> Me:
     s = settings.serve
+    if not 1 <= len(body.password) <= 1024:
+        raise HTTPException(422, "a password is 1–1024 characters")
     try:
         token, principal = auth_service.log_in(session, body.username, body.password, client_ip(request),
                                                ttl_s=s.session_ttl_s, max_failures=s.login_max_failures,
@@ -99,6 +102,8 @@ def change_password(body: PasswordChange, request: Request, response: Response, 
     """Change your own password (the current one is checked like a log-in, rate limit included).
     Every session and API token you had is ended; a browser gets a new session cookie and CSRF token."""
     s = settings.serve
+    if len(body.current_password) > 1024:
+        raise HTTPException(422, "a password is 1–1024 characters")
     try:
         user = auth_service.check_credentials(session, principal.username, body.current_password, client_ip(request),
                                               max_failures=s.login_max_failures, window_s=s.login_window_s)
@@ -147,7 +152,7 @@ def create_token(body: TokenIn, principal: PrincipalDep, session: SessionDep) ->
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(token_id: Id, request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
+def revoke_token(token_id: int, request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
     if not auth_service.revoke_token(session, token_id, principal.user_id):
         raise HTTPException(404, f"no active token {token_id} of yours")
     forget_principals(request, session)
