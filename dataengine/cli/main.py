@@ -339,6 +339,30 @@ def users_disable(ctx: Context, username: str) -> None:
     click.echo(f"disabled {username}")
 
 
+@users.command("passwd")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input (scripts).")
+@pass_ctx
+def users_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
+    """Set USERNAME's password (the policy of the web app) and end every session and API token they had."""
+    from engine.db.session import session_scope
+    from engine.domain.passwords import WeakPassword
+    from engine.services.users import UserError, find_user, set_password
+
+    ensure_schema(ctx.settings)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("new password", hide_input=True, confirmation_prompt=True)
+    try:
+        with session_scope(ctx.settings.db_url) as session:
+            set_password(session, find_user(session, username), password)
+    except (UserError, WeakPassword) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"new password for {username.strip().lower()}; their sessions and API tokens are ended "
+               f"(servers forget them within serve.auth_cache_s)")
+
+
 # ---------------------------------------------------------------------------- calibrate
 @cli.command()
 @click.option("--kind", type=click.Choice(["mv", "ev", "all"]), default="all", show_default=True,
