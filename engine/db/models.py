@@ -414,6 +414,12 @@ class HumanTask(Base):
             sqlite_where=text("state = 'open'"),
         ),
         Index("ix_human_tasks_state_lease_expires_at", "state", "lease_expires_at"),
+        # the lease cap: a person's live leases, counted per lease (0007)
+        Index("ix_human_tasks_leased_owner", "lease_owner_id",
+              postgresql_where=text("state = 'leased'"), sqlite_where=text("state = 'leased'")),
+        # a gold item's copies, made ahead of time and refilled as used (0007)
+        Index("ix_human_tasks_gold_item_id_state", "gold_item_id", "state",
+              postgresql_where=text("gold_item_id IS NOT NULL"), sqlite_where=text("gold_item_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -122,7 +122,7 @@ def describe(session: Session, task: HumanTask) -> dict[str, Any]:
         "masks": [{"id": m.id, "rle": {"size": [m.height, m.width], "counts": m.rle_counts},
                    "bbox": [m.bbox_x, m.bbox_y, m.bbox_w, m.bbox_h], "area": m.area, "score": m.score,
                    "is_crowd": m.is_crowd, "state": m.state.value} for m in masks],
-        "reason": None if task.is_gold else task.reason,
+        "reason": task.reason,  # a gold copy carries the wording of an ordinary task of its kind
     }
 
 

@@ -291,6 +291,7 @@ def test_describe_never_reveals_gold(web_settings, seeded):
                         mask_id=seeded["masks"][0], answer="accept")
         s.add(item)
         s.flush()
+        queue.refill_gold(s)  # copies are made ahead of time, not at lease time
         user_id = s.scalars(select(HumanTask.id)).first()  # any id: a fresh user id is fine below
         from engine.db.models import User
 
@@ -464,3 +465,65 @@ def test_the_empty_answer_names_judged_skipped_and_waiting_work(login, web_setti
     assert empty["blocked"] == [] and empty["waiting"] == [
         {"kind": "check_exhaustivity", "open": 1, "capped": False, "assigned": False}]
     assert "not assigned" in empty["message"]
+
+
+# ------------------------------------------------------------------ expiry without a broker, the lease cap, gold
+def test_without_a_broker_an_expired_lease_returns_with_no_sweep(login, seeded, web_settings, monkeypatch):
+    monkeypatch.setattr(queue, "SWEEP_EVERY_S", 0.0)  # every lease sweeps (the default: every 5 s per process)
+    ann, ann2 = login("ann"), login("ann2")
+    held = [lease(ann, ["check_exhaustivity"]) for _ in range(4)]
+    assert lease(ann2, ["check_exhaustivity"]) is None
+    with session_scope(web_settings.db_url) as s:
+        s.get(HumanTask, held[0]["id"]).lease_expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    again = lease(ann2, ["check_exhaustivity"])  # no expire_leases, no beat, no CLI: the queue did it
+    assert again is not None and again["id"] == held[0]["id"]
+    assert judge(ann, held[0], "complete").status_code == 409
+
+
+def test_the_ninth_lease_is_refused_with_a_clear_answer(login, web_settings):
+    with session_scope(web_settings.db_url) as s:
+        seed_review_items(s, web_settings.media_path, n_images=4, phrases=("dog", "cat", "cow"), masks_per_pair=1,
+                          kinds=("verify_mask", "check_exhaustivity"))
+    assert web_settings.queue.max_leases_per_person == 8
+    ann = login("ann")
+    held = [lease(ann) for _ in range(8)]
+    refused = ann.post("/api/v1/tasks/next", json=None)
+    assert refused.status_code == 409 and refused.headers["x-error-code"] == "too_many_leases"
+    assert refused.json()["detail"] == "you hold 8 tasks: submit or release one"
+    assert lease(login("ann2")) is not None  # per person
+    assert judge(ann, held[0], held[0]["labels"][0]).status_code == 201
+    assert lease(ann) is not None  # one submitted: one more
+
+
+def test_the_cap_setting_is_at_least_the_pages_prefetch_depth_plus_one():
+    from pydantic import ValidationError
+
+    from engine.settings import PAGE_PREFETCH_DEPTH, QueueSettings
+
+    assert QueueSettings().max_leases_per_person == 8
+    assert QueueSettings(max_leases_per_person=PAGE_PREFETCH_DEPTH + 1).max_leases_per_person == 2
+    with pytest.raises(ValidationError):
+        QueueSettings(max_leases_per_person=PAGE_PREFETCH_DEPTH)
+
+
+def test_a_gold_task_answers_like_an_ordinary_one_of_its_kind(login, seeded, web_settings):
+    rev = login("rev")
+    source = lease(rev, ["verify_mask"])
+    assert judge(rev, source, "accept").status_code == 201
+    assert rev.post("/api/v1/gold", json={"task_id": source["id"]}).status_code == 201
+    with session_scope(web_settings.db_url) as s:  # tasks the pipeline makes after the gold item
+        later = seed_review_items(s, web_settings.media_path, n_images=1, phrases=("cow",), size=(80, 48),
+                                  masks_per_pair=1, kinds=("verify_mask",))
+        later_ids = list(s.scalars(select(HumanTask.id).where(HumanTask.pair_id.in_(later["pairs"]))))
+    web_settings.queue.gold_rate = 1.0
+    ann = login("ann")
+    gold = ann.post("/api/v1/tasks/next", json={"kinds": ["verify_mask"]})
+    web_settings.queue.gold_rate = 0.0
+    plain = ann.post("/api/v1/tasks/next", json={"kinds": ["verify_mask"]})
+    with session_scope(web_settings.db_url) as s:
+        assert s.get(HumanTask, gold.json()["id"]).is_gold and not s.get(HumanTask, plain.json()["id"]).is_gold
+    g, p = gold.json(), plain.json()
+    assert g.keys() == p.keys() and g["reason"] == p["reason"] == source["reason"]
+    assert set(gold.headers) == set(plain.headers)
+    assert g["id"] < min(later_ids)  # made when the item was, not at lease time
+    assert "gold" not in gold.text.lower()

@@ -6,10 +6,11 @@ import datetime as dt
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, update
 
 from engine.db.models import GoldItem, HumanTask, Role, TaskKind, TaskState, User, Verdict, VerdictSource
 from engine.domain.passwords import WeakPassword
+from engine.services import queue
 from engine.services import users as users_service
 from engine.services.annotation import LABELS
 from web.deps import Admin, GoldManager, SessionDep, UnitOfWorkRoute, forget_principals
@@ -138,6 +139,7 @@ def create_gold(body: GoldIn, principal: GoldManager, session: SessionDep) -> Go
                     created_by_id=principal.user_id)
     session.add(item)
     session.flush()
+    queue.refill_gold(session, item_ids=[item.id])  # its copies now, so their ids sit among ordinary tasks
     return GoldOut.model_validate(item, from_attributes=True)
 
 
@@ -147,4 +149,6 @@ def retire_gold(gold_id: Id, _: GoldManager, session: SessionDep) -> Response:
     if item is None:
         raise HTTPException(404, f"no gold item {gold_id}")
     item.is_active = False
+    session.execute(update(HumanTask).where(HumanTask.gold_item_id == gold_id, HumanTask.state == TaskState.OPEN)
+                    .values(state=TaskState.CANCELLED).execution_options(synchronize_session=False))
     return Response(status_code=204)

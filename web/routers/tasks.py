@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from engine.db.models import HumanTask, Image, ImageConcept, Role, TaskKind, TaskState
 from engine.domain.masks import encode_mask
-from engine.services import annotation, queue
+from engine.services import annotation, labelstudio, queue
 from engine.services.common import load_images
 from engine.storage import LocalMediaStore
 from web.deps import Annotator, SessionDep, SettingsDep, UnitOfWorkRoute
@@ -122,6 +122,8 @@ def _kinds(principal: Any, asked: list[TaskKind] | None) -> list[TaskKind]:
 #: machine-readable reasons, in the X-Error-Code header of 409s (the page tells them apart);
 #: decision_conflict: the verdict was stored but disagrees with a decision another task made
 LEASE_LOST, CLIENT_ID_CONFLICT, DECISION_CONFLICT = "lease_lost", "client_id_conflict", "decision_conflict"
+#: /next: the person holds queue.max_leases_per_person tasks already ("you hold N tasks: submit or release one")
+TOO_MANY_LEASES = "too_many_leases"
 
 
 def _conflict(message: str, code: str) -> HTTPException:
@@ -138,7 +140,9 @@ def _held(session: Any, task_id: int, user_id: int) -> HumanTask:
 @router.post("/next", responses={200: {
     "model": EmptyOut,
     "description": "the leased task (the object GET /tasks/{id} returns), or, when there is none for you, "
-                   "{task: null, message, blocked, waiting}: why, and where work is waiting"}})
+                   "{task: null, message, blocked, waiting}: why, and where work is waiting"},
+    409: {"description": "X-Error-Code: too_many_leases — you hold queue.max_leases_per_person tasks already: "
+                         "submit or release one"}})
 def next_task(principal: Annotator, session: SessionDep, settings: SettingsDep,
               body: NextIn | None = None) -> Any:
     """Lease the highest-priority open task of your kinds that you may take (not one you judged or
@@ -146,8 +150,13 @@ def next_task(principal: Annotator, session: SessionDep, settings: SettingsDep,
     judged). With none, the answer says why."""
     q = settings.queue
     kinds = _kinds(principal, body.kinds if body else None)
-    task = queue.lease_for(session, principal.user_id, kinds, lease_s=q.lease_s, gold_rate=q.gold_rate, rng=_rng,
-                           independent_review=q.independent_review)
+    # the cap: the Label Studio bridge leases in bulk by design (its leases expire like everyone's)
+    cap = None if principal.username == labelstudio.BRIDGE_USER else q.max_leases_per_person
+    try:
+        task = queue.lease_for(session, principal.user_id, kinds, lease_s=q.lease_s, gold_rate=q.gold_rate,
+                               rng=_rng, independent_review=q.independent_review, max_leases=cap)
+    except queue.TooManyLeases as exc:
+        raise _conflict(str(exc), TOO_MANY_LEASES) from None
     if task is not None:
         return _json(annotation.describe(session, task))
     empty = queue.why_empty(session, principal.user_id, kinds, allowed_kinds(principal),

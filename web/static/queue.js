@@ -889,6 +889,14 @@
       stageMessage(`The queue refused: ${err.message}`, true);
       return;
     }
+    if (err && err.status === 409 && err.code === "too_many_leases") { // other tabs hold this person's tasks
+      renderEmpty(null);
+      stageMessage(`${err.message} (in your other tabs or windows). Checking again every 10 s.`, true);
+      setState("empty");
+      clearTimeout(Q.pollTimer);
+      Q.pollTimer = setTimeout(poll, POLL_MS);
+      return;
+    }
     const info = err ? null : Q.empty;
     stageMessage(err ? "Cannot reach the server; trying again every 10 s."
       : `${info?.message || "No tasks right now."} Checking again every 10 s.`, !!err);

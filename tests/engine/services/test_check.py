@@ -24,7 +24,7 @@ from engine.db.models import (
 from engine.domain.invariants import BY_CODE, INVARIANTS, REPAIRABLE
 from engine.services import check as checker
 from engine.services.annotation import MaskIn, VerdictIn, submit
-from engine.services.queue import lease_gold, next_task
+from engine.services.queue import lease_gold, next_task, refill_gold
 from engine.settings import QueueSettings
 from tests.factories import seed_review_items
 
@@ -450,6 +450,7 @@ def test_a_database_filled_by_the_services_is_clean(session, tmp_path):
     # a gold item made from a done task, answered by someone who has not seen the item
     s.add(GoldItem(kind=TaskKind.VERIFY_MASK, pair_id=dog0, mask_id=masks[dog0][0], answer="accept"))
     s.flush()
+    refill_gold(s)  # its copies, made ahead of time
     gold = lease_gold(s, c, [TaskKind.VERIFY_MASK], lease_s=600)
     assert gold is not None
     _submit(s, gold, c, "accept", single)

@@ -8,10 +8,10 @@ import threading
 import pytest
 
 from engine.db.base import utcnow
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from engine.db.models import (
-    Concept, HumanTask, Image, ImageConcept, PairOrigin, Polarity, Role, TaskKind, TaskSkip, TaskState, Verdict,
+    Concept, GoldItem, HumanTask, Image, ImageConcept, PairOrigin, Polarity, Role, TaskKind, TaskSkip, TaskState, Verdict,
     VerdictKind, VerdictSource,
 )
 from engine.db.session import session_scope
@@ -261,3 +261,107 @@ def test_settling_a_pair_leaves_a_task_leased_in_the_meantime_to_its_holder(data
         assert (task.state, task.lease_owner_id) == (TaskState.LEASED, bob)
         judged = annotation.submit(s, other_id, bob, annotation.VerdictIn("client-bob-1", "complete", 900), settings)
         assert judged.created
+
+
+# ------------------------------------------------------------------ expiry in every mode, the lease cap, gold
+def test_the_queue_returns_expired_leases_itself_without_a_sweep(database_url):
+    """No broker, no beat, no CLI sweep: leasing returns lapsed leases to the queue first."""
+    _, (alice, bob) = seed(database_url, 1, n_users=2)
+    t0 = utcnow()
+    with session_scope(database_url) as s:
+        task = queue.lease_for(s, alice, KINDS, lease_s=30, gold_rate=0, now=t0)
+    with session_scope(database_url) as s:
+        assert queue.lease_for(s, bob, KINDS, lease_s=30, gold_rate=0, now=t0 + dt.timedelta(seconds=10)) is None
+    with session_scope(database_url) as s:
+        again = queue.lease_for(s, bob, KINDS, lease_s=30, gold_rate=0, now=t0 + dt.timedelta(seconds=31))
+        assert again is not None and again.id == task.id and again.lease_owner_id == bob and again.attempts == 2
+    with session_scope(database_url) as s:
+        with pytest.raises(queue.LeaseLost):
+            queue.heartbeat(s, task.id, alice, lease_s=30, now=t0 + dt.timedelta(seconds=32))
+
+
+def test_a_person_holds_at_most_max_leases(database_url):
+    from engine.services import labelstudio
+
+    _, (alice, bob) = seed(database_url, 30, n_users=2)
+    t0 = utcnow()
+    with session_scope(database_url) as s:
+        held = [queue.lease_for(s, alice, KINDS, lease_s=60, gold_rate=0, now=t0, max_leases=8).id for _ in range(8)]
+        with pytest.raises(queue.TooManyLeases, match="you hold 8 tasks: submit or release one"):
+            queue.lease_for(s, alice, KINDS, lease_s=60, gold_rate=0, now=t0, max_leases=8)
+        assert queue.lease_for(s, bob, KINDS, lease_s=60, gold_rate=0, now=t0, max_leases=8) is not None
+        queue.release(s, held[0], alice, now=t0)
+        assert queue.lease_for(s, alice, KINDS, lease_s=60, gold_rate=0, now=t0, max_leases=8) is not None
+    with session_scope(database_url) as s:  # the Label Studio bridge leases in bulk: no cap
+        bridge = labelstudio.bridge_user(s).id
+        claimed = labelstudio.claim(s, "http://ls.example:8080", TaskKind.CHECK_EXHAUSTIVITY, 15, lease_s=60, now=t0)
+        assert len(claimed) == 15
+    with session_scope(database_url) as s:  # lapsed: they no longer count, and every one goes back
+        later = t0 + dt.timedelta(seconds=61)
+        assert queue.lease_for(s, alice, KINDS, lease_s=60, gold_rate=0, now=later, max_leases=8) is not None
+        assert s.scalar(select(func.count()).where(HumanTask.state == TaskState.LEASED,
+                                                   HumanTask.lease_owner_id == bridge)) == 0
+
+
+def _gold_world(url):  # type: ignore[no-untyped-def]
+    """Ordinary exhaustivity tasks worded by the router, a gold item made from one of them, then more
+    ordinary tasks created after it."""
+    pairs, (alice,) = seed(url, 6)
+    wording = "exhaustivity verifier not calibrated: P(exhaustive)=0.5, 1 accepted mask"
+    with session_scope(url) as s:
+        for task in s.scalars(select(HumanTask)):
+            task.reason = wording
+        item = GoldItem(kind=TaskKind.CHECK_EXHAUSTIVITY, pair_id=pairs[0], answer="complete")
+        s.add(item)
+        s.flush()
+        assert queue.refill_gold(s) == queue.GOLD_COPIES
+        copies = set(s.scalars(select(HumanTask.id).where(HumanTask.gold_item_id == item.id)))
+        later = [HumanTask(kind=TaskKind.CHECK_EXHAUSTIVITY, pair_id=p, state=TaskState.OPEN, reason=wording)
+                 for p in pairs[1:4]]
+        s.add_all(later)
+        s.flush()
+        return alice, item.id, copies, [t.id for t in later], wording
+
+
+def test_gold_copies_are_made_ahead_and_look_like_ordinary_tasks(database_url):
+    from engine.services import annotation
+
+    alice, item_id, copies, later, wording = _gold_world(database_url)
+    with session_scope(database_url) as s:
+        gold = queue.lease_for(s, alice, KINDS, lease_s=60, gold_rate=1.0)
+        plain = queue.lease_for(s, alice, KINDS, lease_s=60, gold_rate=0.0)
+        assert gold.id in copies and gold.is_gold and not plain.is_gold
+        assert gold.id < min(later)  # made with the item, not at lease time: not the newest id
+        shown, other = annotation.describe(s, gold), annotation.describe(s, plain)
+        assert shown.keys() == other.keys() and shown["reason"] == other["reason"] == wording
+        assert "gold" not in str(shown).lower()
+        # never two copies of one item at once, nor after judging it
+        assert queue.lease_gold(s, alice, KINDS, lease_s=60) is None
+        empty = queue.why_empty(s, alice, KINDS, KINDS, KINDS)
+        assert "gold" not in empty.message.lower()
+        gold_id = gold.id
+    with session_scope(database_url) as s:  # used up (judged): the sweep refills the item to GOLD_COPIES
+        s.get(HumanTask, gold_id).state = TaskState.DONE
+        s.get(HumanTask, gold_id).lease_owner_id = s.get(HumanTask, gold_id).lease_expires_at = None
+    with session_scope(database_url) as s:
+        assert queue.sweep(s, force=True)
+        live = s.scalar(select(func.count()).where(HumanTask.gold_item_id == item_id,
+                                                   HumanTask.state.in_([TaskState.OPEN, TaskState.LEASED])))
+        assert live == queue.GOLD_COPIES
+
+
+def test_an_expired_or_released_gold_copy_returns_to_the_pool(database_url):
+    alice, item_id, copies, _, _ = _gold_world(database_url)
+    t0 = utcnow()
+    with session_scope(database_url) as s:
+        gold = queue.lease_gold(s, alice, KINDS, lease_s=30, now=t0)
+        assert gold is not None
+        gold_id = gold.id
+    with session_scope(database_url) as s:
+        assert queue.expire_leases(s, now=t0 + dt.timedelta(seconds=31)) == 1
+        assert s.get(HumanTask, gold_id).state is TaskState.OPEN
+        again = queue.lease_gold(s, alice, KINDS, lease_s=30, now=t0 + dt.timedelta(seconds=32))
+        queue.release(s, again.id, alice, skip=True)
+        assert s.get(HumanTask, again.id).state is TaskState.OPEN
+        nxt = queue.lease_gold(s, alice, KINDS, lease_s=30, now=t0 + dt.timedelta(seconds=33))
+        assert nxt is not None and nxt.id != again.id and nxt.id in copies  # the skipped copy is not offered
