@@ -12,6 +12,7 @@ pycocotools. Bounds: at most ``MAX_MASK_PIXELS`` pixels, at most height × width
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +32,10 @@ _MAX_DIGITS = 6  # 5-bit digits of one count: 30 bits, the most pycocotools shif
 
 
 def _check_size(height: Any, width: Any) -> int:
-    if not (type(height) is int and type(width) is int) or height < 1 or width < 1:  # noqa: E721 (no bools)
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool | np.bool_) for v in (height, width)) \
+            or height < 1 or width < 1:
         raise MaskError(f"mask size {[height, width]!r} is not two positive integers")
+    height, width = int(height), int(width)
     if height * width > MAX_MASK_PIXELS:
         raise MaskError(f"mask size {height}×{width} exceeds {MAX_MASK_PIXELS:,} pixels")
     return height * width
