@@ -196,7 +196,7 @@ def check_url(url: str, policy: NetPolicy | None = None) -> None:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
         raise FetchError(f"invalid URL: {exc}") from None
-    if not parsed.scheme or not parsed.host and parsed.scheme in ("http", "https"):
+    if not parsed.scheme or (not parsed.host and parsed.scheme in ("http", "https")):
         raise FetchError(f"invalid URL (only http and https are fetched): {url[:200]}")
     try:
         (policy or NetPolicy()).check_url(parsed.scheme, parsed.host, parsed.port)
