@@ -56,7 +56,7 @@ INVARIANTS: tuple[Invariant, ...] = (
         "T1", TASK,
         "a task has at most one live lease: it is `leased` exactly when it has an owner and an expiry.",
         "a task not `leased` loses its owner and expiry; a `leased` one without an owner goes back to "
-        "`open` (a gold task: `cancelled`, as an expired one); a `leased` one without an expiry gets "
+        "`open` (a gold copy: `cancelled`, the sweep makes a new one); a `leased` one without an expiry gets "
         "the time of the repair (lapsed: its owner may still submit until the sweep returns it)."),
     Invariant(
         "T2", VERDICT,

@@ -103,6 +103,8 @@ def build(url: str, media: Path) -> World:
             mask_id = s.scalars(select(Mask.id).where(Mask.pair_id == pair_id).order_by(Mask.id)).first()
             s.add(GoldItem(kind=TaskKind.VERIFY_MASK, pair_id=pair_id, mask_id=mask_id, answer="accept"))
             s.add(GoldItem(kind=TaskKind.CHECK_EXHAUSTIVITY, pair_id=pair_id, answer="complete"))
+        s.flush()
+        queue.refill_gold(s)  # gold copies are made ahead of time (as creating an item over the API does)
         job = MiningJob(name=f"interleave-{uuid.uuid4().hex[:8]}", source_uri="-", source_kind="folder",
                         status=JobStatus.DONE)
         s.add(job)
