@@ -21,6 +21,7 @@ from engine.settings import Settings
 from pipelines.models import ModelCache
 from web.deps import PrincipalCache
 from web.routers import admin, auth, health, images, labelstudio, tasks
+from web.schemas import ERROR_RESPONSES
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -126,6 +127,19 @@ ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                415: "unsupported_media_type", 422: "invalid", 429: "rate_limited", 500: "internal_error",
                503: "unavailable"}
 ERROR_HEADER = "X-Error-Code"
+API_DESCRIPTION = """\
+**Errors.** Every 4xx and 5xx answer is JSON `{"detail": "<a sentence for a person>", "code": "<stable_snake_case>"}`,
+the code also in the `X-Error-Code` header. A 422 adds `"errors": [{"loc": [...], "msg": "..."}]`, one per invalid
+value (where and why; the value sent is never echoed). Codes: the status's (`bad_request` 400, `unauthorized` 401,
+`forbidden` 403, `not_found` 404, `method_not_allowed` 405, `conflict` 409, `gone` 410, `too_large` 413 — a body over
+`serve.max_body_bytes`, `invalid` 422, `rate_limited` 429, `unavailable` 503, `internal_error` 500) or the endpoint's
+own (409 `lease_lost`, `client_id_conflict`, `decision_conflict` — with `verdict_id` and `task_state` —,
+`too_many_leases`). A 500 says only "internal error"; the cause is logged.
+
+**Bounds** (422 `invalid` otherwise). Ids: 1 .. 2^31−1 (the id columns are INTEGER); counts, offsets and milliseconds:
+0 .. 2^31−1; numbers: finite (no NaN or Infinity); dates: 2000-01-01 .. 100 years from now; strings: no NUL
+character, lengths as each field says (labels 64, names 255, comments and concept texts 2000).
+"""
 
 
 def error_code(status: int) -> str:
@@ -180,7 +194,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     app = FastAPI(title="Data Engine", version="0.1.0", docs_url="/docs", openapi_url="/openapi.json",
-                  redoc_url=None, lifespan=_lifespan(settings))
+                  redoc_url=None, lifespan=_lifespan(settings), description=API_DESCRIPTION,
+                  responses=ERROR_RESPONSES)
     app.state.settings = settings
     app.state.principals = PrincipalCache(settings.serve.auth_cache_s)  # see web.deps
     app.state.models = ModelCache(settings)  # the click-to-segment model, loaded on first use

@@ -12,9 +12,9 @@ value the database cannot hold is refused with 422 before it reaches SQL (never 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 MAX_INT32 = 2**31 - 1
 MAX_INT64 = 2**63 - 1
@@ -56,3 +56,27 @@ NoNulStr = Annotated[str, AfterValidator(_no_nul)]
 ShortText = Annotated[str, Field(max_length=64), AfterValidator(_no_nul)]
 NameText = Annotated[str, Field(max_length=255), AfterValidator(_no_nul)]
 FreeText = Annotated[str, Field(max_length=2000), AfterValidator(_no_nul)]
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(description="where: body / query / path / header, then the field names and positions")
+    msg: str = Field(description="why, without the value sent")
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx and 5xx answer (the error contract)."""
+
+    detail: str = Field(description="a sentence for a person")
+    code: str = Field(description="stable snake_case, also in the X-Error-Code header: the status's (bad_request, "
+                                  "unauthorized, forbidden, not_found, method_not_allowed, conflict, gone, too_large, "
+                                  "invalid, rate_limited, unavailable, internal_error) or the endpoint's own "
+                                  "(lease_lost, client_id_conflict, decision_conflict, too_many_leases, ...)")
+    errors: list[ErrorItem] | None = Field(None, description="422 only: each invalid value")
+
+
+#: every operation's error answers in the OpenAPI schema (FastAPI(responses=...))
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorOut, "description": "refused: {detail, code}; the code also in X-Error-Code"},
+    422: {"model": ErrorOut, "description": "invalid values: {detail, code: invalid, errors: [{loc, msg}]}"},
+    "5XX": {"model": ErrorOut, "description": "{detail: internal error, code: internal_error} (logged server-side)"},
+}

@@ -14,8 +14,8 @@ from engine.services import queue
 from engine.services import users as users_service
 from engine.services.annotation import LABELS
 from web.deps import Admin, GoldManager, SessionDep, UnitOfWorkRoute, forget_principals
-from web.schemas import Id, ShortText
 from web.routers.auth import new_password_field
+from web.schemas import Id, ShortText
 
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["admin"])
 

@@ -15,6 +15,7 @@ from web.deps import (
     SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep, UnitOfWorkRoute, client_ip, forget_principals,
 )
 from web.routers.tasks import allowed_kinds
+from web.schemas import Id
 
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/auth", tags=["auth"])
 
@@ -152,7 +153,7 @@ def create_token(body: TokenIn, principal: PrincipalDep, session: SessionDep) ->
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(token_id: int, request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
+def revoke_token(token_id: Id, request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
     if not auth_service.revoke_token(session, token_id, principal.user_id):
         raise HTTPException(404, f"no active token {token_id} of yours")
     forget_principals(request, session)
