@@ -113,6 +113,8 @@ def describe(session: Session, task: HumanTask) -> dict[str, Any]:
     answer, no flag). Every value is a JSON type already."""
     pair = session.execute(_DESCRIBE_PAIR, {"pair_id": task.pair_id}).one()
     masks = session.execute(_DESCRIBE_MASKS, {"pair_id": task.pair_id, "target_id": task.mask_id}).all()
+    # a gold copy's mask was decided (that is its known answer): shown as an open task's mask is
+    asked = task.mask_id if task.is_gold else None
     return {
         "id": task.id, "kind": task.kind.value, "labels": list(LABELS[task.kind]),
         "lease_expires_at": task.lease_expires_at.isoformat() if task.lease_expires_at else None,
@@ -121,7 +123,7 @@ def describe(session: Session, task: HumanTask) -> dict[str, Any]:
         "phrase": pair.text, "caption": pair.caption, "target_mask_id": task.mask_id,
         "masks": [{"id": m.id, "rle": {"size": [m.height, m.width], "counts": m.rle_counts},
                    "bbox": [m.bbox_x, m.bbox_y, m.bbox_w, m.bbox_h], "area": m.area, "score": m.score,
-                   "is_crowd": m.is_crowd, "state": m.state.value} for m in masks],
+                   "is_crowd": m.is_crowd, "state": "candidate" if m.id == asked else m.state.value} for m in masks],
         "reason": task.reason,  # a gold copy carries the wording of an ordinary task of its kind
     }
 

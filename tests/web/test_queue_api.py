@@ -526,4 +526,6 @@ def test_a_gold_task_answers_like_an_ordinary_one_of_its_kind(login, seeded, web
     assert g.keys() == p.keys() and g["reason"] == p["reason"] == source["reason"]
     assert set(gold.headers) == set(plain.headers)
     assert g["id"] < min(later_ids)  # made when the item was, not at lease time
+    state = {t["id"]: next(m["state"] for m in t["masks"] if m["id"] == t["target_mask_id"]) for t in (g, p)}
+    assert state[g["id"]] == state[p["id"]] == "candidate"  # the decided mask does not give the answer away
     assert "gold" not in gold.text.lower()
