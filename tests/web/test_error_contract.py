@@ -213,3 +213,10 @@ def test_too_large_bodies_are_413(app, login, web_settings):
 
     response = ann.post("/api/v1/tasks/next", content=chunks(), headers={"content-type": "application/json"})
     assert_error(response, 413, "too_large")
+
+
+def test_a_source_under_an_unknown_home_directory_is_422(login):
+    mle = login("mle")
+    for source in ("~nosuchuser/images", "~nosuchuser"):
+        body = assert_error(mle.post("/api/v1/jobs", json={"source": source}), 422, "invalid")
+        assert "home directory" in body["detail"]

@@ -204,7 +204,10 @@ def _local(raw: str, roots: list[Path], what: str) -> str:
                                  ".txt/.csv file of http(s) URLs under an allowed folder)")
     if "\x00" in raw:
         raise HTTPException(422, f"{what}: invalid path")
-    path = Path(raw).expanduser()
+    try:
+        path = Path(raw).expanduser()
+    except RuntimeError:  # ~nosuchuser: no such home directory
+        raise HTTPException(422, f"{what}: invalid path (no such home directory)") from None
     if not path.is_absolute():
         path = roots[0] / path
     if not _inside(path.resolve(), roots):
