@@ -220,3 +220,17 @@ def test_a_source_under_an_unknown_home_directory_is_422(login):
     for source in ("~nosuchuser/images", "~nosuchuser"):
         body = assert_error(mle.post("/api/v1/jobs", json={"source": source}), 422, "invalid")
         assert "home directory" in body["detail"]
+
+
+def test_a_failed_runs_reason_carries_no_sql(web_settings):
+    import sqlalchemy
+
+    from web.routers.jobs import failure_reason
+
+    engine = sqlalchemy.create_engine(web_settings.db_url)
+    with pytest.raises(sqlalchemy.exc.SQLAlchemyError) as caught, engine.connect() as connection:
+        connection.execute(sqlalchemy.text("SELECT password_hash FROM no_such_table WHERE name = 'x'"))
+    engine.dispose()
+    reason = failure_reason(caught.value)
+    assert "SELECT" not in reason and "password_hash" not in reason and "server log" in reason
+    assert failure_reason(ValueError("folder not found: /x\nmore")) == "ValueError: folder not found: /x"

@@ -37,11 +37,13 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Integer, case, func, literal, select, union_all
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
 from engine.db.models import ItemStatus, JobItem, MiningJob, StageItem, StageStatus
 from engine.services import status as status_service
+from engine.services.common import describe
 from engine.services.mine import JobConflict, JobPlan
 from engine.settings import ModelProfile, Settings
 from engine.sources import SOURCE_KINDS, SourceError, detect_kind
@@ -145,7 +147,7 @@ class LocalRunner:
                 run_planned(self.settings, plan, wait=False)
             except Exception as exc:  # noqa: BLE001 - report it on the job, keep the thread
                 log.exception("mining job %s failed", plan.job_id)
-                self._set(plan.job_id, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+                self._set(plan.job_id, "failed", failure_reason(exc))
             else:
                 self._set(plan.job_id, "finished")
 
@@ -159,6 +161,14 @@ def _local_runner(request: Request) -> LocalRunner:
         if runner is None:
             runner = request.app.state.job_runner = LocalRunner(request.app.state.settings)
         return runner
+
+
+def failure_reason(exc: Exception) -> str:
+    """What a person sees of a run that failed: the error's kind and first line, never a database's
+    own text (SQLAlchemy's carries the statement and its parameters); the whole of it is logged."""
+    if isinstance(exc, SQLAlchemyError):
+        return f"database error ({type(exc).__name__}); the details are in the server log"
+    return describe(exc)
 
 
 def _runner_state(request: Request, settings: Settings, job_id: int) -> dict[str, Any] | None:
