@@ -234,3 +234,13 @@ def test_a_failed_runs_reason_carries_no_sql(web_settings):
     reason = failure_reason(caught.value)
     assert "SELECT" not in reason and "password_hash" not in reason and "server log" in reason
     assert failure_reason(ValueError("folder not found: /x\nmore")) == "ValueError: folder not found: /x"
+
+
+def test_refused_values_are_not_echoed(login):
+    mle = login("mle")
+    value = "SECRET-" + "x" * 5000
+    assert_error(mle.post("/api/v1/jobs", json={"source": "bad", "until": value}), 422, "invalid")
+    assert_error(mle.get("/api/v1/jobs/1/failures", params={"stage": value}), 404)
+    for response in (mle.post("/api/v1/jobs", json={"source": "bad", "until": value}),
+                     mle.get(f"/api/v1/images/{value}"), mle.get("/api/v1/jobs", params={"offset": value})):
+        assert "SECRET" not in response.text, response.text[:300]

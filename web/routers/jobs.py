@@ -75,7 +75,7 @@ class JobIn(BaseModel):
     @classmethod
     def _known_stage(cls, value: str | None) -> str | None:
         if value is not None and value not in STAGE_NAMES:
-            raise ValueError(f"unknown stage {value!r}; stages: {', '.join(STAGE_NAMES)}")
+            raise ValueError(f"unknown stage; stages: {', '.join(STAGE_NAMES)}")
         return value
 
     @field_validator("name")
@@ -348,7 +348,7 @@ def job_failures(job_id: Id, _: JobReader, session: SessionDep,
     stages, the first item of the job that gave the image)."""
     _job(session, job_id)
     if stage is not None and stage not in STAGE_NAMES:
-        raise HTTPException(422, f"unknown stage {stage!r}; stages: {', '.join(STAGE_NAMES)}")
+        raise HTTPException(422, f"unknown stage; stages: {', '.join(STAGE_NAMES)}")
     parts = []
     if stage in (None, "mine"):
         parts.append(select(
