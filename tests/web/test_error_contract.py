@@ -244,3 +244,12 @@ def test_refused_values_are_not_echoed(login):
     for response in (mle.post("/api/v1/jobs", json={"source": "bad", "until": value}),
                      mle.get(f"/api/v1/images/{value}"), mle.get("/api/v1/jobs", params={"offset": value})):
         assert "SECRET" not in response.text, response.text[:300]
+
+
+def test_nul_in_names_is_422(app, login):
+    root = login("root")
+    assert_error(root.patch("/api/v1/users/a%00b", json={"is_active": False}), 422, "invalid")
+    assert_error(root.post("/api/v1/auth/tokens", json={"name": "a\x00b"}), 422, "invalid")
+    response = TestClient(app).post("/api/v1/auth/login", json={"username": "a\x00b", "password": "x" * 12})
+    assert_error(response, 422, "invalid")
+    assert "xxxxxxxxxxxx" not in response.text

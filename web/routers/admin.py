@@ -15,7 +15,7 @@ from engine.services import users as users_service
 from engine.services.annotation import LABELS
 from web.deps import Admin, GoldManager, SessionDep, UnitOfWorkRoute, forget_principals
 from web.routers.auth import new_password_field
-from web.schemas import Id, ShortText
+from web.schemas import Id, NoNulStr, ShortText
 
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["admin"])
 
@@ -63,7 +63,7 @@ def create_user(body: UserIn, _: Admin, session: SessionDep) -> UserOut:
 
 
 @router.patch("/users/{username}", response_model=UserOut)
-def update_user(username: str, body: UserPatch, request: Request, principal: Admin, session: SessionDep) -> UserOut:
+def update_user(username: NoNulStr, body: UserPatch, request: Request, principal: Admin, session: SessionDep) -> UserOut:
     user = session.scalars(select(User).where(User.username == username.strip().lower())).first()
     if user is None:
         raise HTTPException(404, f"no user {username!r}")

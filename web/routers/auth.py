@@ -15,13 +15,13 @@ from web.deps import (
     SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep, UnitOfWorkRoute, client_ip, forget_principals,
 )
 from web.routers.tasks import allowed_kinds
-from web.schemas import Id
+from web.schemas import Id, NoNulStr
 
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/auth", tags=["auth"])
 
 
 class LoginIn(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
+    username: NoNulStr = Field(min_length=1, max_length=64)
     # lengths checked by the endpoint: a validation error would carry the password back
     password: str = Field(json_schema_extra={"minLength": 1, "maxLength": 1024, "format": "password",
                                              "writeOnly": True})
@@ -54,7 +54,7 @@ class Me(BaseModel):
 
 
 class TokenIn(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
+    name: NoNulStr = Field(min_length=1, max_length=128)
     expires_days: int | None = Field(None, ge=1, le=3650)
 
 
