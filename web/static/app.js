@@ -22,7 +22,13 @@ const DE = (() => {
     }
     if (!resp.ok && !allow.includes(resp.status)) {
       let detail = resp.statusText;
-      try { const data = await resp.json(); detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail); } catch (e) { /* not JSON */ }
+      // the error contract: {detail, code} (+ errors [{loc, msg}] on 422: shown as "field: why; …")
+      try {
+        const data = await resp.json();
+        detail = Array.isArray(data.errors) && data.errors.length
+          ? data.errors.map(d => `${(d.loc || []).slice(1).join(".") || "request"}: ${d.msg}`).join("; ")
+          : (typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail));
+      } catch (e) { /* not JSON */ }
       const err = new Error(detail);
       err.status = resp.status;
       err.code = resp.headers.get("X-Error-Code");
