@@ -253,3 +253,14 @@ def test_nul_in_names_is_422(app, login):
     response = TestClient(app).post("/api/v1/auth/login", json={"username": "a\x00b", "password": "x" * 12})
     assert_error(response, 422, "invalid")
     assert "xxxxxxxxxxxx" not in response.text
+
+
+def test_409_decision_conflict_has_the_shape_and_its_fields(login, web_settings):
+    with session_scope(web_settings.db_url) as s:
+        seed_review_items(s, web_settings.media_path, n_images=1, phrases=("dog",), masks_per_pair=2,
+                          kinds=("verify_mask", "check_exhaustivity"))
+    a, b = login("ann"), login("ann2")
+    verify, check = lease(a, "verify_mask"), lease(b, "check_exhaustivity")
+    assert verdict(b, check["id"], label="not_present").status_code == 201
+    body = assert_error(verdict(a, verify["id"], label="accept"), 409, "decision_conflict")
+    assert body["verdict_id"] and body["task_state"]
