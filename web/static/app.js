@@ -26,7 +26,7 @@ const DE = (() => {
       try {
         const data = await resp.json();
         detail = Array.isArray(data.errors) && data.errors.length
-          ? data.errors.map(d => `${(d.loc || []).slice(1).join(".") || "request"}: ${d.msg}`).join("; ")
+          ? data.errors.map(d => [(d.loc || []).slice(1).join("."), d.msg].filter(Boolean).join(": ")).join("; ")
           : (typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail));
       } catch (e) { /* not JSON */ }
       const err = new Error(detail);
