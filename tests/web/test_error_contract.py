@@ -264,3 +264,11 @@ def test_409_decision_conflict_has_the_shape_and_its_fields(login, web_settings)
     assert verdict(b, check["id"], label="not_present").status_code == 201
     body = assert_error(verdict(a, verify["id"], label="accept"), 409, "decision_conflict")
     assert body["verdict_id"] and body["task_state"]
+
+
+@pytest.mark.parametrize("name", [" ", "\t \n"])
+def test_a_token_name_of_spaces_only_is_422(login, name):
+    """Found by the fuzz run in a fresh-clone CI: the service refused the stripped, empty name with a
+    ValueError that reached the client as a 500."""
+    body = assert_error(login("ann").post("/api/v1/auth/tokens", json={"name": name}), 422, "invalid")
+    assert "token name" in body["detail"]

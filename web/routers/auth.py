@@ -148,7 +148,10 @@ def tokens(principal: PrincipalDep, session: SessionDep) -> list[TokenOut]:
 
 @router.post("/tokens", response_model=NewToken, status_code=201)
 def create_token(body: TokenIn, principal: PrincipalDep, session: SessionDep) -> NewToken:
-    token, row = auth_service.create_token(session, principal.user_id, body.name, body.expires_days)
+    try:
+        token, row = auth_service.create_token(session, principal.user_id, body.name, body.expires_days)
+    except ValueError as exc:  # e.g. a name of spaces only: empty once stripped
+        raise HTTPException(422, str(exc)) from None
     return NewToken(token=token, **TokenOut.model_validate(row, from_attributes=True).model_dump())
 
 
