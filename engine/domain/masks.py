@@ -130,12 +130,17 @@ def validate_polygons(polygons: list[Any], height: int, width: int) -> None:
                 raise MaskError(f"polygon {k} point {j // 2} lies outside the {height}×{width} image")
 
 
-def is_valid(mask: RleMask) -> bool:
+def valid_rle(counts: str, height: int, width: int) -> bool:
+    """Whether ``counts`` is a valid compressed RLE of a ``height`` × ``width`` mask (see validate_rle)."""
     try:
-        validate_rle(mask.counts, mask.height, mask.width)
+        validate_rle(counts, height, width)
     except MaskError:
         return False
     return True
+
+
+def is_valid(mask: RleMask) -> bool:
+    return valid_rle(mask.counts, mask.height, mask.width)
 
 
 def validate_mask(mask: RleMask) -> RleMask:

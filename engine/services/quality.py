@@ -37,7 +37,7 @@ from engine.db.models import (
 )
 from engine.domain.exports import saco_area, saco_box
 from engine.domain.ground_truth import GroundTruth
-from engine.domain.masks import MaskError, validate_rle
+from engine.domain.masks import valid_rle
 from engine.domain.metrics import PairMatch, Quality, quality
 from engine.domain.saco_eval import match_rles
 from engine.services import dashboard, propose
@@ -163,11 +163,7 @@ def _rle(row: Any) -> dict[str, Any]:
 def _valid(row: Any) -> bool:
     """A stored mask whose RLE is malformed (``dataengine check`` reports it as M2) counts nowhere:
     pycocotools' native IoU would read past it or never end."""
-    try:
-        validate_rle(row.rle_counts, row.height, row.width)
-    except MaskError:
-        return False
-    return True
+    return valid_rle(row.rle_counts, row.height, row.width)
 
 
 def _score(row: Any) -> float:
