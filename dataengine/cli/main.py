@@ -292,10 +292,7 @@ def users_create(ctx: Context, username: str, role: str, password_stdin: bool, k
             raise click.ClickException(f"unknown task kind(s) {', '.join(unknown)}; "
                                        f"known: {', '.join(k.value for k in TaskKind)}")
     ensure_schema(ctx.settings)
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    password = _read_password("password", password_stdin)
     try:
         with session_scope(ctx.settings.db_url) as session:
             user = create_user(session, username, password, Role(role))
@@ -304,6 +301,13 @@ def users_create(ctx: Context, username: str, role: str, password_stdin: bool, k
                        + (f", task kinds {', '.join(task_kinds)}" if task_kinds else ""))
     except (UserError, WeakPassword) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _read_password(prompt: str, from_stdin: bool) -> str:
+    """A password from standard input (scripts) or typed twice, hidden."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(click.prompt(prompt, hide_input=True, confirmation_prompt=True))
 
 
 @users.command("list")
@@ -350,10 +354,7 @@ def users_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
     from engine.services.users import UserError, find_user, set_password
 
     ensure_schema(ctx.settings)
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("new password", hide_input=True, confirmation_prompt=True)
+    password = _read_password("new password", password_stdin)
     try:
         with session_scope(ctx.settings.db_url) as session:
             set_password(session, find_user(session, username), password)
