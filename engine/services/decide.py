@@ -132,12 +132,18 @@ def cancel_moot(session: Session, pair_id: int, done_task_id: int | None) -> Non
     One conditional UPDATE: a task someone leased after this transaction began stays theirs (reading
     the open tasks first and writing them back would cancel a lease committed in between); its
     verdict will meet the settled state in the decision model."""
-    note = f" | cancelled: settled by task {done_task_id}"
-    conds = [HumanTask.pair_id == pair_id, HumanTask.state == TaskState.OPEN, HumanTask.is_gold.is_(False)]
+    conds = [HumanTask.pair_id == pair_id, HumanTask.is_gold.is_(False)]
     if done_task_id is not None:
         conds.append(HumanTask.id != done_task_id)
+    cancel_open(session, conds, f"settled by task {done_task_id}")
+
+
+def cancel_open(session: Session, where: list[Any], why: str) -> None:
+    """Cancel the open tasks matching ``where``, noting ``why`` in their reason — one conditional
+    UPDATE, so a task leased meanwhile is never cancelled under its holder."""
+    note = f" | cancelled: {why}"
     session.execute(
-        update(HumanTask).where(*conds)
+        update(HumanTask).where(*where, HumanTask.state == TaskState.OPEN)
         .values(state=TaskState.CANCELLED, reason=func.substr(func.coalesce(HumanTask.reason, "") + note, 1, 2000))
         .execution_options(synchronize_session="fetch"))
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import (
     Calibration, Decider, HumanTask, ImageConcept, Mask, MaskState, RouteAction, RouteDecision, StageStatus,
-    TaskKind, TaskState, Verdict, VerdictKind, VerdictSource,
+    TaskKind, Verdict, VerdictKind, VerdictSource,
 )
 from engine.domain import decisions as dm
 from engine.domain.audit import in_audit_sample, mask_key, pair_key
@@ -168,12 +168,9 @@ def _apply_pair(session: Session, pair: ImageConcept, decision: Any, verdict: Ve
 
 
 def _cancel_open(session: Session, kind: TaskKind, pair_id: int, mask_id: int | None) -> None:
-    for task in session.scalars(select(HumanTask).where(
-            HumanTask.kind == kind, HumanTask.pair_id == pair_id,
-            HumanTask.mask_id.is_(None) if mask_id is None else HumanTask.mask_id == mask_id,
-            HumanTask.state == TaskState.OPEN)):
-        task.state = TaskState.CANCELLED
-        task.reason = f"{task.reason or ''} | cancelled: decided by a newer verifier version"[:2000]
+    decide.cancel_open(session, [HumanTask.kind == kind, HumanTask.pair_id == pair_id,
+                                 HumanTask.mask_id.is_(None) if mask_id is None else HumanTask.mask_id == mask_id],
+                       "decided by a newer verifier version")
 
 
 def _log(session: Session, pair_id: int, mask_id: int | None, decision: Any, verdict: Verdict, p: float,
