@@ -250,6 +250,8 @@ class JobItem(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "key"),
         Index("ix_job_items_job_id_status", "job_id", "status"),
+        Index("ix_job_items_retry_at", "retry_at", postgresql_where=text("retry_at IS NOT NULL"),
+              sqlite_where=text("retry_at IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -260,6 +262,11 @@ class JobItem(Base):
     status: Mapped[ItemStatus] = mapped_column(_enum(ItemStatus, "item_status"))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # how many times a batch holding this item began (a worker that dies mid-batch leaves it
+    # above the finished attempts: pipelines/execution.py splits and finally fails such items)
+    starts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column()  # last handed to the broker
+    retry_at: Mapped[dt.datetime | None] = mapped_column()  # a transient failure: retried by the healer
     image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
     duplicate_distance: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -319,6 +326,8 @@ class StageItem(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     seconds: Mapped[float | None] = mapped_column(Float)
+    starts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # as JobItem.starts
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column()
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
