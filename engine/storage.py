@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+TMP_PREFIX = ".tmp-"  # a file being written; a leftover one is an orphan (``dataengine check`` F1)
+
+
+@dataclass(frozen=True)
+class Stored:
+    key: str
+    created: bool  # True: this call wrote the file; False: it was there already
 
 
 class MediaStore(Protocol):
     def put(self, sha256: str, extension: str, data: bytes) -> str:
         """Store the bytes (idempotent) and return the storage key."""
+
+    def store(self, sha256: str, extension: str, data: bytes) -> Stored:
+        """Like :meth:`put`, and say whether this call created the file. Raises OSError when the
+        store cannot write (no space, quota, read-only, I/O error); nothing is left behind then."""
+
+    def remove(self, key: str) -> None:
+        """Delete the file of ``key`` (absent: nothing to do)."""
 
     def open_bytes(self, key: str) -> bytes: ...
 
@@ -26,7 +43,9 @@ def storage_key(sha256: str, extension: str) -> str:
 
 
 class LocalMediaStore:
-    """Files under a local (or network-mounted) folder, written atomically by rename."""
+    """Files under a local (or network-mounted) folder, written atomically by rename. Files get
+    mode 0o666 less the process umask, as a plain ``open()`` makes them (other users of the
+    service may read them)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -39,29 +58,67 @@ class LocalMediaStore:
         return path
 
     def put(self, sha256: str, extension: str, data: bytes) -> str:
+        return self.store(sha256, extension, data).key
+
+    def store(self, sha256: str, extension: str, data: bytes) -> Stored:
         key = storage_key(sha256, extension)
         path = self._path(key)
         if path.exists():
-            return key
+            return Stored(key, False)
         if path.parent not in self._made:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(path.parent)
         try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=f".{extension}")
+            fd, tmp = _create_tmp(path.parent, extension)
         except FileNotFoundError:  # the folder was removed behind our back
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=f".{extension}")
+            fd, tmp = _create_tmp(path.parent, extension)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-            os.replace(tmp, path)
+            created = _publish(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return key
+        return Stored(key, created)
+
+    def remove(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
     def open_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
+
+
+def _publish(tmp: str, path: Path) -> bool:
+    """Give the written file its name. ``link`` fails when the name exists, so of two processes
+    storing the same bytes at once exactly one is told it created the file; where the file system
+    has no hard links, ``replace`` (the content is the same either way)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        created = False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        created = not path.exists()
+        os.replace(tmp, path)
+        return created
+    else:
+        created = True
+    os.unlink(tmp)
+    return created
+
+
+def _create_tmp(folder: Path, extension: str) -> tuple[int, str]:
+    """A new hidden file in ``folder`` opened for writing. ``os.open`` with mode 0o666 lets the
+    kernel apply the umask (and a default ACL), as ``open()`` does; ``mkstemp`` would give 0600."""
+    for _ in range(100):
+        tmp = str(folder / f"{TMP_PREFIX}{secrets.token_hex(8)}.{extension}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")

@@ -9,8 +9,10 @@ savepoint so a failure leaves nothing of it behind, and the job goes on. The cal
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
 from engine.db.models import (
-    ImageConcept, ItemStatus, JobItem, JobStatus, Mask, MiningJob, PairOrigin, Polarity,
+    Image, ImageConcept, ItemStatus, JobItem, JobStatus, Mask, MiningJob, PairOrigin, Polarity,
 )
 from engine.domain.images import ImageRejected, PreparedImage, prepare_image
 from engine.domain.masks import MaskError, RleMask, from_coco_segmentation
@@ -153,6 +155,21 @@ def mine_batch(session: Session, settings: Settings, store: MediaStore, job_id: 
 def _ingest_all(session: Session, settings: Settings, store: MediaStore, job: MiningJob,
                 source: Source, items: dict[int, JobItem], report: BatchReport) -> None:
     alt_text_version = model_versions.source_version(session, "alt-text").id
+    created: list[str] = []  # files this batch wrote (not there before): removed if the batch fails
+    try:
+        _ingest_items(session, settings, store, job, source, items, report, alt_text_version, created)
+        started = time.perf_counter()
+        session.flush()
+        report.seconds["db"] += time.perf_counter() - started
+    except BaseException:
+        # the caller rolls the batch back: its image rows go, so must the files only they named
+        _discard_unreferenced(session, store, created)
+        raise
+
+
+def _ingest_items(session: Session, settings: Settings, store: MediaStore, job: MiningJob, source: Source,
+                  items: dict[int, JobItem], report: BatchReport, alt_text_version: int,
+                  created: list[str]) -> None:
     # Item rows are written back in one flush at the end of the batch; queries in between need
     # not see them (image rows are inserted directly and are visible at once).
     with session.no_autoflush:
@@ -171,8 +188,18 @@ def _ingest_all(session: Session, settings: Settings, store: MediaStore, job: Mi
                 continue
             report.seconds.update(prepared.timings)
             started = time.perf_counter()
-            key = store.put(prepared.sha256, prepared.extension, prepared.data)
+            try:
+                stored = store.store(prepared.sha256, prepared.extension, prepared.data)
+            except OSError as exc:  # disk full, quota, read-only, I/O error: this item fails, the rest goes on
+                reason, transient = store_failure(exc)
+                _fail(item, reason, report)
+                item.retry_at = utcnow() if transient else None
+                report.seconds["store"] += time.perf_counter() - started
+                continue
             report.seconds["store"] += time.perf_counter() - started
+            if stored.created:
+                created.append(stored.key)
+            key = stored.key
             started = time.perf_counter()
             try:
                 if annotations:  # several dependent writes: all or nothing
@@ -186,12 +213,59 @@ def _ingest_all(session: Session, settings: Settings, store: MediaStore, job: Mi
             except Exception as exc:  # noqa: BLE001 - a bug on one item must not stop the job
                 log.exception("item %s of job %s failed unexpectedly", item.key, job.name)
                 _fail(item, f"internal error: {type(exc).__name__}: {exc}", report)
+                if stored.created:  # its image row was not written: the file is nobody's
+                    created.remove(key)
+                    _discard_unreferenced(session, store, [key])
             else:
                 report.counts[status.value] += 1
             report.seconds["db"] += time.perf_counter() - started
-    started = time.perf_counter()
-    session.flush()
-    report.seconds["db"] += time.perf_counter() - started
+
+
+# errno → what an item's reason says, and whether the same write may work later (space freed,
+# quota raised, a flaky disk replaced); anything else is a fault of the store to fix by hand
+_STORE_ERRORS: dict[int, tuple[str, bool]] = {
+    errno.ENOSPC: ("no space left on device", True),
+    errno.EDQUOT: ("disk quota exceeded", True),
+    errno.EIO: ("I/O error", True),
+    errno.EROFS: ("read-only file system", False),
+    errno.EACCES: ("permission denied", False),
+    errno.EPERM: ("operation not permitted", False),
+}
+
+
+def store_failure(exc: OSError) -> tuple[str, bool]:
+    """(the item's reason, whether to retry it later) for an OSError of the media store. The reason
+    names the error only, never a path."""
+    known = _STORE_ERRORS.get(exc.errno or 0)
+    if known is not None:
+        return f"media store: {known[0]}", known[1]
+    text = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+    return f"media store: {text[:1].lower()}{text[1:]}", False
+
+
+def _discard_unreferenced(session: Session, store: MediaStore, keys: list[str]) -> None:
+    """Remove the files of ``keys`` (each written by this batch, none there before) that no committed
+    image row names. A fresh short session asks, so this batch's own uncommitted rows do not count;
+    when the database cannot answer, the files stay (``dataengine check --repair`` finds them: F1)."""
+    if not keys:
+        return
+    try:
+        with Session(session.get_bind()) as fresh:
+            kept: set[str] = set()
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                kept.update(fresh.scalars(select(Image.storage_key).where(Image.storage_key.in_(chunk))))
+    except Exception:  # noqa: BLE001 - cleaning up must not hide the batch's own error
+        log.warning("could not tell which of %d stored files a failed batch leaves unused; they stay",
+                    len(keys), exc_info=True)
+        return
+    for key in keys:
+        if key in kept:
+            continue
+        try:
+            store.remove(key)
+        except OSError:
+            log.warning("could not remove an unused media file %s", key, exc_info=True)
 
 
 def _record(session: Session, settings: Settings, job: MiningJob, item: JobItem,
