@@ -45,7 +45,11 @@ class FetchSettings(BaseModel):
 
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(15.0, gt=0)
-    max_bytes: int = Field(32 * 1024 * 1024, ge=1)
+    total_timeout_s: float = Field(
+        60.0, gt=0, le=3600,
+        description="deadline for one URL's whole download: redirects, retries and their back-off included")
+    max_bytes: int = Field(32 * 1024 * 1024, ge=1,
+                           description="the most bytes a download may hold: received and after each content decoding")
     retries: int = Field(2, ge=0, le=10, description="extra attempts after a transient failure")
     backoff_s: float = Field(0.5, ge=0)
     concurrency: int = Field(16, ge=1, le=256, description="parallel downloads inside one batch")
