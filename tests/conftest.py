@@ -32,6 +32,7 @@ START_HINT = (
     "The test-suite needs the real services. Start them with\n"
     "  pg_ctlcluster --skip-systemctl-redirect 15 main start\n"
     '  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no\n'
+    "  rabbitmq-server -detached   (for the tests on the RabbitMQ broker; or run scripts/services.sh)\n"
     "or `docker compose up -d postgres redis`, or point DATAENGINE_TEST_PG_HOST/PORT/USER and\n"
     "DATAENGINE_TEST_REDIS_HOST/PORT at running servers."
 )
