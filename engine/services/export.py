@@ -22,9 +22,12 @@ time stamps and are sorted by ids: the same filters on unchanged data give byte-
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -47,6 +50,12 @@ __all__ = ["ExportError", "ExportFilters", "ExportResult", "ExportSpecError", "c
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+STAGING_MARK = ".export-"  # .<name>.export-<tag>: an export being written
+REPLACED_MARK = ".replaced-"  # .<name>.replaced-<tag>: the folder it replaces, until removed
+STAGING_LOCK = ".lock"
+STALE_UNLOCKED_S = 600  # a staging folder without a lock file (code before the lock) is stale after this
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -153,15 +162,21 @@ def _check_target(target: Path, force: bool) -> None:
 @contextmanager
 def _staging(target: Path) -> Iterator[Path]:
     """A temporary folder beside ``target``, renamed onto it when the block succeeds and removed
-    when it fails (an existing ``target`` is replaced only then)."""
+    when it fails (an existing ``target`` is replaced only then). While it exists its export holds
+    an exclusive ``flock`` on the folder's lock file, so the next export into the same parent can
+    tell a folder left by an interrupted export (killed, power cut) and remove it first."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(target.parent)
     tag = uuid.uuid4().hex[:12]
-    tmp = target.parent / f".{target.name}.export-{tag}"
+    tmp = target.parent / f".{target.name}{STAGING_MARK}{tag}"
     tmp.mkdir()
+    lock_fd: int | None = None
     try:
+        lock_fd = _hold_lock(tmp)
         yield tmp
+        os.unlink(tmp / STAGING_LOCK)  # not part of the export; the flock stays held until the end
         _fsync_dir(tmp)
-        old = target.parent / f".{target.name}.replaced-{tag}"
+        old = target.parent / f".{target.name}{REPLACED_MARK}{tag}"
         if target.exists():
             target.rename(old)
         try:
@@ -175,6 +190,72 @@ def _staging(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if lock_fd is not None:
+            os.close(lock_fd)
+
+
+def _hold_lock(folder: Path) -> int:
+    """Create ``folder/.lock`` already locked: it is written and flocked under another name and then
+    renamed into place, so whoever finds the lock file finds it held until its export ends."""
+    part = folder / f"{STAGING_LOCK}.part"
+    fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(part, folder / STAGING_LOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def remove_stale_staging(parent: Path, *, now: float | None = None) -> list[Path]:
+    """Remove the staging folders in ``parent`` (hidden ``.<name>.export-<tag>``) that no running
+    export holds — their lock file can be locked, or (left by code before the lock) they have none
+    and were not touched for ``STALE_UNLOCKED_S`` — and the ``.<name>.replaced-<tag>`` folders whose
+    export got as far as renaming its result into place. Returns what was removed."""
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    names = {e.name for e in entries}
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+            continue
+        if STAGING_MARK in name and _abandoned(Path(entry.path), now):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+        elif REPLACED_MARK in name:
+            base, tag = name[1:].rsplit(REPLACED_MARK, 1)
+            # still needed only while its staging folder exists (a failed rename puts it back)
+            if f".{base}{STAGING_MARK}{tag}" not in names and base in names:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(Path(entry.path))
+    for path in removed:
+        log.warning("removed %s, left by an interrupted export", path)
+    return removed
+
+
+def _abandoned(folder: Path, now: float) -> bool:
+    try:
+        fd = os.open(folder / STAGING_LOCK, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        try:
+            return now - folder.stat().st_mtime > STALE_UNLOCKED_S
+        except OSError:
+            return False
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a running export; released with the fd
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def _fsync_dir(path: Path) -> None:
