@@ -121,18 +121,68 @@ def _celery_queue(settings: Settings) -> CeleryQueue:
 
 
 def wait_for_job(ctx: TaskContext, job_id: int, total: int, timeout_s: float | None,
-                 on_progress: Progress | None, poll_s: float = 0.5) -> bool:
-    """Poll the database until nothing of the job is pending in any stage (True) or the timeout."""
+                 on_progress: Progress | None, poll_s: float = 0.5, *,
+                 on_poll: Callable[[], None] | None = None,
+                 on_notice: Callable[[str], None] | None = None, max_backoff_s: float = 5.0) -> bool:
+    """Poll the database until nothing of the job is pending in any stage (True) or the timeout.
+
+    ``on_poll`` runs once per poll before the job is read (the periodic self-healing call). A
+    database or broker outage (a restart, a dropped connection) does not end the follow: one line
+    goes to ``on_notice`` (default: stderr) naming the error's kind only, polls back off up to
+    ``max_backoff_s``, and a second line says when it answers again; the timeout still holds."""
+    notice = on_notice or _to_stderr
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    down: str | None = None  # what is unavailable, while it is
+    delay = poll_s
     while True:
-        with ctx.session() as session:
-            mining = jobs_repo.has_pending(session, job_id)
-            busy = mining or stages_repo.any_pending(session, job_id)
+        try:
+            if on_poll:
+                on_poll()
+            with ctx.session() as session:
+                mining = jobs_repo.has_pending(session, job_id)
+                busy = mining or stages_repo.any_pending(session, job_id)
+                pending = len(jobs_repo.pending_ids(session, job_id)) if mining and on_progress else 0
+        except _outage_errors() as exc:
+            what = outage_line(exc, job_id)
+            if down is None or not what.startswith(down):
+                notice(what)
+                down = what.split(" (", 1)[0]
+            delay = min(max(delay, poll_s) * 2, max_backoff_s)
+        else:
+            if down is not None:
+                notice(f"{down.split()[0]} reachable again; following job {job_id}")
+                down, delay = None, poll_s
             if on_progress:
-                pending = len(jobs_repo.pending_ids(session, job_id)) if mining else 0
                 on_progress(total - min(pending, total), total)
-        if not busy:
-            return True
+            if not busy:
+                return True
         if deadline is not None and time.monotonic() > deadline:
             return False
-        time.sleep(poll_s)
+        time.sleep(delay)
+
+
+def outage_line(exc: BaseException, job_id: int) -> str:
+    """One line for a person: what is unavailable and the error's kind — never its text, which can
+    carry SQL, parameters or a connection URL."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    what = "database" if isinstance(exc, SQLAlchemyError) else "broker"
+    kind = type(getattr(exc, "orig", None) or exc).__name__
+    return f"{what} unavailable ({kind}); still following job {job_id}, retrying"
+
+
+def _outage_errors() -> tuple[type[BaseException], ...]:
+    """The errors of a database or broker that is down or restarting (a connection refused or cut)."""
+    from kombu.exceptions import OperationalError as BrokerError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return (OperationalError, InterfaceError, BrokerError, RedisConnectionError, RedisTimeoutError,
+            ConnectionError)
+
+
+def _to_stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
