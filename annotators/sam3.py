@@ -1,7 +1,9 @@
 """SAM 3 mask proposals through transformers' Sam3Model / Sam3Processor.
 
-The image is encoded once (``get_vision_features``) and its features reused for every phrase;
-text features are cached per phrase across images (bounded LRU). ``propose_naive`` runs the full
+The image is encoded once (``get_vision_features``) and its features reused for every phrase, also
+across calls on the same image object (the latest image's features are kept); text features are
+cached per phrase across images (bounded LRU). Masks are made at the size of the image handed in
+(the engine hands a downscaled one, ``models.max_side``), one at a time, as booleans. ``propose_naive`` runs the full
 forward pass per phrase: the reference the reuse path must equal, and the benchmark's baseline.
 """
 
@@ -32,6 +34,7 @@ class Sam3Proposer:
         self.mask_threshold = mask_threshold
         self.text_cache_size = text_cache_size
         self._text_cache: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+        self._vision: tuple[Image.Image, Any] | None = None
         self.stamp = stamp_for(ModelKind.PROPOSER, ref, loaded,
                                {"score_threshold": score_threshold, "mask_threshold": mask_threshold})
 
@@ -40,14 +43,24 @@ class Sam3Proposer:
         if not phrases:
             return []
         with self.torch.inference_mode():
-            pixels = self.processor(images=image, return_tensors="pt")
-            vision = self.model.get_vision_features(pixel_values=pixels["pixel_values"].to(self.device))
+            vision = self._vision_features(image)
             out = []
             for phrase in phrases:
                 text_embeds, attention_mask = self._text_features(phrase)
                 outputs = self.model(vision_embeds=vision, text_embeds=text_embeds, attention_mask=attention_mask)
                 out.append(self._proposals(outputs, image))
         return out
+
+    def _vision_features(self, image: Image.Image) -> Any:
+        """The image encoder's output for ``image``; the latest image's is kept, so calls that
+        hand the same image object phrase by phrase encode it once."""
+        if self._vision is not None and self._vision[0] is image:
+            return self._vision[1]
+        self._vision = None  # let the previous image's features go before computing these
+        pixels = self.processor(images=image, return_tensors="pt")
+        vision = self.model.get_vision_features(pixel_values=pixels["pixel_values"].to(self.device))
+        self._vision = (image, vision)
+        return vision
 
     def propose_naive(self, image: Image.Image, phrases: Sequence[str]) -> list[list[Proposal]]:
         """One full forward pass (image and text encoders) per phrase."""
@@ -76,12 +89,22 @@ class Sam3Proposer:
         return value
 
     def _proposals(self, outputs: Any, image: Image.Image) -> list[Proposal]:
-        result = self.processor.post_process_instance_segmentation(
-            outputs, threshold=self.score_threshold, mask_threshold=self.mask_threshold,
-            target_sizes=[(image.height, image.width)],
-        )[0]
-        scores = result["scores"]
-        if len(scores) == 0:  # post-processing does not resize an empty mask tensor
-            return []
-        masks = result["masks"].to("cpu").numpy().astype(bool)
-        return [Proposal(mask=np.ascontiguousarray(m), score=float(s)) for m, s in zip(masks, scores.tolist())]
+        """Instances scoring above the threshold, best first, each mask resized (bilinear) from
+        the model's low-resolution logits to the image and thresholded on its own: never more than
+        one float mask of the image's size at a time (post-processing all of them at once held
+        every instance as a float and an int64 tensor of the image's size)."""
+        torch = self.torch
+        scores = outputs.pred_logits[0].sigmoid()
+        if outputs.presence_logits is not None:
+            scores = scores * outputs.presence_logits[0].sigmoid()
+        keep = torch.nonzero(scores > self.score_threshold).flatten()
+        keep = keep[torch.argsort(scores[keep], descending=True)]
+        out = []
+        for index in keep.tolist():
+            low = outputs.pred_masks[0, index][None, None].float().sigmoid()
+            probability = torch.nn.functional.interpolate(
+                low, size=(image.height, image.width), mode="bilinear", align_corners=False)
+            mask = (probability[0, 0] > self.mask_threshold).to("cpu").numpy()
+            del probability
+            out.append(Proposal(mask=np.ascontiguousarray(mask), score=float(scores[index])))
+        return out

@@ -47,13 +47,13 @@ def _parse(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
 
 def _propose(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
     return propose.propose_batch(s, ctx.store, job_models(ctx, s, job_id).proposer(), ctx.settings.models.propose,
-                                 job_id, ids)
+                                 job_id, ids, max_side=ctx.settings.models.max_side)
 
 
 def _negatives(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
     m, models = ctx.settings.models, job_models(ctx, s, job_id)
     return negatives.negatives_batch(s, ctx.store, models.proposer(), models.embedder(),
-                                     models.suggester(), m.negatives, m.propose, job_id, ids)
+                                     models.suggester(), m.negatives, m.propose, job_id, ids, max_side=m.max_side)
 
 
 def _verify(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:

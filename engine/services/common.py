@@ -56,8 +56,11 @@ def record(report: StageReport, item: StageItem, status: StageStatus, *, version
     report.image_ids.append(item.subject_id)
 
 
-def load_images(session: Session, store: MediaStore, image_ids: Sequence[int]) -> dict[int, PILImage.Image | str]:
-    """RGB images by id, or the reason one could not be read."""
+def load_images(session: Session, store: MediaStore, image_ids: Sequence[int], *,
+                max_side: int | None = None) -> dict[int, PILImage.Image | str]:
+    """RGB images by id, or the reason one could not be read. With ``max_side``, each is
+    downscaled so that its longest side is at most that (aspect kept; JPEGs decoded at a reduced
+    scale), so what a model is handed is bounded whatever the stored size."""
     rows = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(image_ids)))}
     out: dict[int, PILImage.Image | str] = {}
     for image_id in image_ids:
@@ -67,10 +70,25 @@ def load_images(session: Session, store: MediaStore, image_ids: Sequence[int]) -
             continue
         try:
             with PILImage.open(io.BytesIO(store.open_bytes(row.storage_key))) as handle:
-                out[image_id] = handle.convert("RGB")
+                out[image_id] = _rgb(handle, max_side)
         except (OSError, ValueError) as exc:
             out[image_id] = f"cannot read stored image {row.storage_key}: {exc}"
     return out
+
+
+def _rgb(handle: PILImage.Image, max_side: int | None) -> PILImage.Image:
+    if max_side is None or max(handle.size) <= max_side:
+        return handle.convert("RGB")
+    handle.draft("RGB", (max_side, max_side))  # JPEG: decode at 1/2, 1/4 or 1/8 scale, still ≥ max_side
+    image = handle.convert("RGB")
+    image.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS, reducing_gap=3.0)
+    return image
+
+
+def image_sizes(session: Session, image_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """The stored (height, width) of each image: the size its masks are stored at."""
+    rows = session.execute(select(Image.id, Image.height, Image.width).where(Image.id.in_(image_ids)))
+    return {image_id: (height, width) for image_id, height, width in rows}
 
 
 def with_work(report: StageReport, items: Sequence[StageItem], work: dict[int, list[T]],

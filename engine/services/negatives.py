@@ -5,12 +5,15 @@ pairs of origin hard_negative, with those masks, for the verifiers and humans to
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
+from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Concept, Mask, PairOrigin, Polarity, StageStatus
-from engine.domain.masks import RleMask, encode_mask, iou_matrix, is_valid
+from engine.db.models import Concept, Mask, PairOrigin, Polarity, StageItem, StageStatus
+from engine.domain.masks import RleMask, iou_matrix, is_valid
 from engine.domain.phrases import PhraseListError, clean_phrase, parse_phrase_list
 from engine.ports import ConceptSuggester, MaskProposer, PhraseEmbedder
 from engine.repositories import labels as labels_repo
@@ -20,12 +23,13 @@ from engine.services.common import (
     Timer,
     call_split,
     describe,
+    image_sizes,
     load_images,
     record,
     register,
     with_work,
 )
-from engine.services.propose import store_proposals
+from engine.services.propose import MAX_SIDE, encode_proposals, store_proposals
 from engine.settings import NegativeSettings, ProposeSettings
 from engine.storage import MediaStore
 
@@ -46,7 +50,7 @@ def nearest(embedder: PhraseEmbedder, phrase: str, known: list[str], settings: N
 
 def negatives_batch(session: Session, store: MediaStore, proposer: MaskProposer, embedder: PhraseEmbedder,
                     suggester: ConceptSuggester | None, settings: NegativeSettings, propose: ProposeSettings,
-                    job_id: int, image_ids: list[int]) -> StageReport:
+                    job_id: int, image_ids: list[int], *, max_side: int = MAX_SIDE) -> StageReport:
     report = StageReport(STAGE)
     items = stages_repo.claim_pending(session, job_id, STAGE, image_ids)
     if not items:
@@ -73,9 +77,8 @@ def negatives_batch(session: Session, store: MediaStore, proposer: MaskProposer,
     by_image: dict[int, list[tuple[int, str]]] = {}
     for pid, image_id, text in positives:
         by_image.setdefault(image_id, []).append((pid, text))
-    images = load_images(session, store, sorted(by_image))
-    for item, own, image in with_work(report, items, by_image, images, version,
-                                      "no positive phrase with masks on this image"):
+    sizes = image_sizes(session, sorted(by_image))
+    for item, own, image in _one_at_a_time(session, store, report, items, by_image, version, max_side):
         taken = {t for _, image_id, t in pairs if image_id == item.subject_id}
         kept, tried, errors = [], 0, []
         with Timer(report, "model") as timer:
@@ -85,21 +88,20 @@ def negatives_batch(session: Session, store: MediaStore, proposer: MaskProposer,
                 tried += len(candidates)
                 if not candidates:
                     continue
-                results = call_split(lambda batch: proposer.propose(image, batch), candidates)
                 positive_rles = [r for r in map(labels_repo.rle_of, masks_by_pair[pid]) if is_valid(r)]  # M2
                 found = 0
-                for candidate, result in zip(candidates, results):
+                for candidate in candidates:  # one candidate's masks in memory at a time
+                    result = call_split(lambda batch: proposer.propose(image, batch), [candidate])[0]
                     if isinstance(result, Exception):
                         errors.append(f"{candidate!r}: {describe(result)}")
                         continue
-                    encoded = [encode_mask(p.mask) for p in result]
+                    encoded, scores = encode_proposals(result, sizes[item.subject_id])
                     overlap = float(iou_matrix(encoded, positive_rles).max()) if encoded and positive_rles else 0.0
                     if overlap >= settings.overlap_iou and found < settings.max_per_phrase:
                         found += 1
                         taken.add(candidate)
                         kept.append({"phrase": candidate, "of": text, "iou": round(overlap, 3)})
-                        _queue(session, item.subject_id, candidate, version, encoded,
-                               [p.score for p in result], propose)
+                        _queue(session, item.subject_id, candidate, version, encoded, scores, propose)
         detail = {"candidates": tried, "kept": kept}
         if errors:
             record(report, item, StageStatus.FAILED, version_id=version, seconds=timer.elapsed,
@@ -109,6 +111,16 @@ def negatives_batch(session: Session, store: MediaStore, proposer: MaskProposer,
         report.counts["hard_negatives"] += len(kept)
     session.flush()
     return report
+
+
+def _one_at_a_time(session: Session, store: MediaStore, report: StageReport, items: list[StageItem],
+                   by_image: dict[int, list[tuple[int, str]]], version: int, max_side: int,
+                   ) -> Iterator[tuple[StageItem, list[tuple[int, str]], PILImage.Image]]:
+    """``with_work`` over the items, each image loaded (downscaled to ``max_side``) only when its
+    turn comes and let go after it."""
+    for item in items:
+        images = load_images(session, store, [item.subject_id], max_side=max_side) if by_image.get(item.subject_id) else {}
+        yield from with_work(report, [item], by_image, images, version, "no positive phrase with masks on this image")
 
 
 def _phrases(answer: object) -> list[str]:

@@ -3,16 +3,23 @@
 Masks are deduplicated by IoU per phrase, capped, and stored as COCO RLE with box, area and
 score. A failing model call is split and retried down to single phrases; what still fails is
 recorded (the image's row says which phrases), the rest is kept.
+
+Memory per image is bounded whatever its size: the proposer is handed the image downscaled to
+``max_side`` (``models.max_side``), phrase by phrase (the proposer keeps the image's encoding), so
+at most one phrase's masks exist at the downscaled size; each is encoded at the image's original
+size on its own (``engine/domain/mask_scale.py``).
 """
 
 from __future__ import annotations
 
+from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Mask, StageStatus
-from engine.domain.masks import RleMask, dedup_by_iou, encode_mask
-from engine.ports import MaskProposer
+from engine.db.models import Mask, StageItem, StageStatus
+from engine.domain.mask_scale import encode_at
+from engine.domain.masks import RleMask, dedup_by_iou
+from engine.ports import MaskProposer, Proposal
 from engine.repositories import labels as labels_repo
 from engine.repositories import stages as stages_repo
 from engine.services.common import (
@@ -20,19 +27,21 @@ from engine.services.common import (
     Timer,
     call_split,
     describe,
+    image_sizes,
     load_images,
     record,
     register,
     with_work,
 )
-from engine.settings import ProposeSettings
+from engine.settings import ModelSettings, ProposeSettings
 from engine.storage import MediaStore
 
 STAGE = "propose"
+MAX_SIDE = ModelSettings.model_fields["max_side"].default
 
 
 def propose_batch(session: Session, store: MediaStore, proposer: MaskProposer, settings: ProposeSettings,
-                  job_id: int, image_ids: list[int]) -> StageReport:
+                  job_id: int, image_ids: list[int], *, max_side: int = MAX_SIDE) -> StageReport:
     report = StageReport(STAGE)
     items = stages_repo.claim_pending(session, job_id, STAGE, image_ids)
     if not items:
@@ -46,29 +55,51 @@ def propose_batch(session: Session, store: MediaStore, proposer: MaskProposer, s
     for pair_id, image_id, text in pairs:
         if pair_id not in proposed_before:
             by_image.setdefault(image_id, []).append((pair_id, text))
-    with Timer(report, "load"):
-        images = load_images(session, store, [i for i in ids if by_image.get(i)])
-    for item, todo, image in with_work(report, items, by_image, images, version,
-                                       "no phrase left to propose for this image"):
-        with Timer(report, "model") as timer:
-            results = call_split(lambda batch: proposer.propose(image, [t for _, t in batch]), todo)
-        masks, failures = 0, []
-        for (pair_id, text), result in zip(todo, results):
-            if isinstance(result, Exception):
-                failures.append(f"{text!r}: {describe(result)}")
-            else:
-                masks += store_proposals(session, pair_id, version,
-                                         [encode_mask(p.mask) for p in result], [p.score for p in result], settings)
-        detail = {"phrases": len(todo), "masks": masks}
-        if failures:
-            record(report, item, StageStatus.FAILED, version_id=version, seconds=timer.elapsed,
-                   error=f"{len(failures)} of {len(todo)} phrases failed: " + "; ".join(failures),
-                   detail=detail)
-        else:
-            record(report, item, StageStatus.DONE, version_id=version, seconds=timer.elapsed, detail=detail)
-        report.counts["masks"] += masks
+    sizes = image_sizes(session, ids)
+    for item in items:  # one image in memory at a time
+        images: dict[int, PILImage.Image | str] = {}
+        if by_image.get(item.subject_id):
+            with Timer(report, "load"):
+                images = load_images(session, store, [item.subject_id], max_side=max_side)
+        for item, todo, image in with_work(report, [item], by_image, images, version,
+                                           "no phrase left to propose for this image"):
+            _propose_image(session, report, item, todo, image, sizes[item.subject_id], proposer, version, settings)
+        del images
     session.flush()
     return report
+
+
+def _propose_image(session: Session, report: StageReport, item: StageItem, todo: list[tuple[int, str]],
+                   image: PILImage.Image, size: tuple[int, int], proposer: MaskProposer, version: int,
+                   settings: ProposeSettings) -> None:
+    masks, failures, elapsed = 0, [], 0.0
+    for pair_id, text in todo:
+        with Timer(report, "model") as timer:
+            result = call_split(lambda batch: proposer.propose(image, [t for _, t in batch]), [(pair_id, text)])[0]
+        elapsed += timer.elapsed
+        if isinstance(result, Exception):
+            failures.append(f"{text!r}: {describe(result)}")
+            continue
+        encoded, scores = encode_proposals(result, size)
+        masks += store_proposals(session, pair_id, version, encoded, scores, settings)
+    detail = {"phrases": len(todo), "masks": masks}
+    if failures:
+        record(report, item, StageStatus.FAILED, version_id=version, seconds=elapsed,
+               error=f"{len(failures)} of {len(todo)} phrases failed: " + "; ".join(failures), detail=detail)
+    else:
+        record(report, item, StageStatus.DONE, version_id=version, seconds=elapsed, detail=detail)
+    report.counts["masks"] += masks
+
+
+def encode_proposals(proposals: list[Proposal], size: tuple[int, int]) -> tuple[list[RleMask], list[float]]:
+    """Each proposal's mask as RLE at the original (height, width), one full-size mask at a time;
+    each mask is let go once encoded."""
+    encoded, scores = [], []
+    while proposals:
+        proposal = proposals.pop(0)
+        encoded.append(encode_at(proposal.mask, *size))
+        scores.append(float(proposal.score))
+    return encoded, scores
 
 
 def store_proposals(session: Session, pair_id: int, version: int, encoded: list[RleMask], scores: list[float],
