@@ -235,6 +235,34 @@ class QueueSettings(BaseModel):
                     "bridge is exempt (it leases in bulk); its leases expire like everyone's")
 
 
+class PipelineSettings(BaseModel):
+    """Self-healing execution (pipelines/healing.py, pipelines/execution.py). Every stage batch is
+    idempotent and claims its rows with row locks, so sending a batch twice costs one empty claim:
+    the healer may re-send whatever looks lost, and a redelivered message of a batch that is still
+    running finds its rows locked and does nothing."""
+
+    heal_interval_s: float = Field(
+        60.0, gt=0, le=3_600,
+        description="how often the healer runs (the beat task, and `dataengine mine`'s follow loop)")
+    stale_after_s: float = Field(
+        600.0, gt=0, le=7 * 86_400,
+        description="pending work handed to the broker longer ago than this, and not being worked on "
+                    "(no batch holds its row lock), is sent again — when its queue is empty")
+    visibility_timeout_s: int = Field(
+        300, ge=1, le=86_400,
+        description="Redis broker: an unacknowledged message (its worker died) is delivered again after "
+                    "this; a batch still running when it comes back finds its rows locked and skips them")
+    max_item_crashes: int = Field(
+        2, ge=1, le=100,
+        description="a single item whose worker process died this many times while working on it is "
+                    "failed with the reason instead of being delivered again")
+    enqueue_retries: int = Field(
+        5, ge=0, le=100, description="attempts to hand a batch to the broker before leaving it to the healer")
+    min_free_bytes: int = Field(
+        64 * 1024 * 1024, ge=0,
+        description="items failed because the media store was full are tried again once it has this much free")
+
+
 class ServeSettings(BaseModel):
     """The web server and its security limits."""
 
@@ -298,6 +326,7 @@ class Settings(BaseSettings):
     models: ModelSettings = ModelSettings()
     routing: RoutingSettings = RoutingSettings()
     queue: QueueSettings = QueueSettings()
+    pipeline: PipelineSettings = PipelineSettings()
     serve: ServeSettings = ServeSettings()
     labelstudio: LabelStudioSettings = LabelStudioSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

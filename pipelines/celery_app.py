@@ -2,7 +2,9 @@
 
 Queues: ``io`` (network-bound: URL downloads), ``cpu`` (decode, hash, parse), ``gpu`` (models).
 Tasks are acknowledged late and rejected back to the queue when a worker process dies, so every
-task must be idempotent (they are: each works on ids and skips what is already done).
+task must be idempotent (they are: each works on ids and skips what is already done). What a broker
+loses anyway (a Redis restart, a worker killed with messages reserved) is sent again by the healer
+(pipelines/healing.py, the beat task ``heal``); docs/architecture.md gives the broker settings.
 """
 
 from __future__ import annotations
@@ -31,11 +33,16 @@ def create_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_connection_max_retries=None,  # a restarting broker is waited for, never given up on
+        # Redis: a message its worker never acknowledged (the worker died) is delivered again after
+        # this. A batch still running when its copy arrives holds its rows' locks: the copy skips them.
+        broker_transport_options={"visibility_timeout": settings.pipeline.visibility_timeout_s},
         timezone="UTC",
         beat_schedule={
             "expire-leases": {"task": "dataengine.queue.expire_leases", "schedule": 60.0,
                               "options": {"queue": "cpu", "expires": 55}},
+            "heal": {"task": "dataengine.pipeline.heal", "schedule": settings.pipeline.heal_interval_s,
+                     "options": {"queue": "cpu", "expires": max(1.0, settings.pipeline.heal_interval_s * 0.9)}},
         },
     )
     return app

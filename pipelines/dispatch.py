@@ -31,7 +31,8 @@ class InProcessQueue:
         self._nested = 0.0
 
     def enqueue(self, task: str, args: list[Any], *, queue: str) -> dict[str, Any]:
-        from pipelines.tasks import TRANSIENT, run_stage
+        from pipelines.execution import run_stage
+        from pipelines.tasks import TRANSIENT
 
         stage = BY_TASK[task]
         for attempt in range(self.max_retries + 1):
@@ -55,11 +56,32 @@ class InProcessQueue:
         raise AssertionError("unreachable")
 
 
-class CeleryQueue:
-    """Sends the task by name to a broker; workers pick it up."""
+class HandOffFailed(Exception):
+    """The broker did not take a task after the retries."""
 
-    def __init__(self, app: Celery) -> None:
+
+class CeleryQueue:
+    """Sends the task by name to a broker; workers pick it up. A broker that is down or restarting
+    is retried (``retries`` times, backing off up to 5 s between tries) before HandOffFailed."""
+
+    def __init__(self, app: Celery, retries: int = 5) -> None:
         self.app = app
+        self.retries = retries
 
     def enqueue(self, task: str, args: list[Any], *, queue: str) -> None:
-        self.app.send_task(task, args=args, queue=queue)
+        policy = {"max_retries": self.retries, "interval_start": 0.2, "interval_step": 1.0, "interval_max": 5.0}
+        try:
+            self.app.send_task(task, args=args, queue=queue, retry=True, retry_policy=policy)
+        except Exception as exc:  # kombu's OperationalError, socket errors, a closed channel …
+            raise HandOffFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    def depth(self, queue: str) -> int | None:
+        """How many messages wait in ``queue`` (None when the broker cannot say)."""
+        try:
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1)
+                with conn.channel() as channel:
+                    return int(channel.queue_declare(queue=queue, passive=True).message_count)
+        except Exception as exc:  # noqa: BLE001 - a queue never declared, a broker down: unknown
+            log.debug("queue depth of %s unknown: %s", queue, exc)
+            return None

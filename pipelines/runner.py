@@ -13,12 +13,13 @@ from engine.db.models import MiningJob
 from engine.ports import TaskQueue
 from engine.repositories import jobs as jobs_repo
 from engine.repositories import stages as stages_repo
+from engine.repositories import work
 from engine.services import flow, mine, status
 from engine.settings import Settings
 from pipelines.context import TaskContext
 from pipelines.dispatch import CeleryQueue, InProcessQueue
 from pipelines.stages import STAGE_NAMES
-from pipelines.tasks import enqueue_stage
+from pipelines.execution import hand_off
 
 Progress = Callable[[int, int], None]  # (items mined, items to mine)
 
@@ -100,9 +101,12 @@ def _run(ctx: TaskContext, plan: mine.JobPlan, leftovers: dict[str, list[int]], 
         queue = InProcessQueue(ctx, on_done=collect) if settings.embedded else _celery_queue(settings)
     if on_progress:
         on_progress(0, total)
+    with ctx.session() as session:  # stamped before it is sent: the healer knows when it left
+        for stage_name, ids in (*leftovers.items(), ("mine", plan.pending)):
+            work.mark_dispatched(session, stage_name, plan.job_id, ids)
     for stage_name, ids in leftovers.items():  # model-stage work left by an earlier run
-        enqueue_stage(ctx, queue, stage_name, plan.job_id, ids)
-    enqueue_stage(ctx, queue, "mine", plan.job_id, plan.pending, queue_name=plan.queue)
+        hand_off(ctx, queue, stage_name, plan.job_id, ids)
+    hand_off(ctx, queue, "mine", plan.job_id, plan.pending, queue_name=plan.queue)
     finished = True
     if not settings.embedded and wait:
         finished = wait_for_job(ctx, plan.job_id, total, timeout_s, on_progress)
@@ -117,7 +121,7 @@ def _run(ctx: TaskContext, plan: mine.JobPlan, leftovers: dict[str, list[int]], 
 def _celery_queue(settings: Settings) -> CeleryQueue:
     from pipelines.celery_app import create_celery
 
-    return CeleryQueue(create_celery(settings))
+    return CeleryQueue(create_celery(settings), retries=settings.pipeline.enqueue_retries)
 
 
 def wait_for_job(ctx: TaskContext, job_id: int, total: int, timeout_s: float | None,

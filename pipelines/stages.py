@@ -10,6 +10,11 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import MiningJob
 from engine.services import caption, mine, negatives, parse, propose, route, verify
+from engine.settings import Settings
+from engine.sources.coco import CocoSource
+from engine.sources.folder import FolderSource
+from engine.sources.urls import UrlListSource
+from engine.sources.webdataset import WebDatasetSource
 from pipelines.context import TaskContext
 from pipelines.models import ModelCache
 
@@ -80,8 +85,22 @@ BY_NAME = {stage.name: stage for stage in STAGES}
 BY_TASK = {stage.task: stage for stage in STAGES}
 
 
-def queue_for(stage: Stage, ctx: TaskContext) -> str:
+SOURCE_QUEUES = {source.kind: source.queue for source in (FolderSource, UrlListSource, WebDatasetSource, CocoSource)}
+
+
+def stage_queue(stage: Stage, settings: Settings) -> str:
     """The LLM parser is a GPU model; spaCy is CPU work."""
-    if stage.name == "parse" and ctx.settings.models.parse.parser == "llm":
+    if stage.name == "parse" and settings.models.parse.parser == "llm":
         return "gpu"
     return stage.queue or "cpu"
+
+
+def queue_for(stage: Stage, ctx: TaskContext) -> str:
+    return stage_queue(stage, ctx.settings)
+
+
+def queue_of(job: MiningJob, stage_name: str, settings: Settings) -> str:
+    """The queue a job's stage runs on: mining follows the source (io for URL lists)."""
+    if stage_name == "mine":
+        return SOURCE_QUEUES.get(job.source_kind, "cpu")
+    return stage_queue(BY_NAME[stage_name], settings)

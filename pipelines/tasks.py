@@ -1,6 +1,7 @@
 """Named tasks: ids in, one stage service, commit, then the next stage is enqueued.
 
-Each Celery task is two lines; ``run_stage`` is the same function the in-process queue calls.
+Each Celery task is two lines; ``run_stage`` (pipelines/execution.py) is the same function the
+in-process queue calls.
 """
 
 from __future__ import annotations
@@ -11,42 +12,22 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 
 from engine.ports import TaskQueue
-from engine.services import flow
 from pipelines.celery_app import app
-from pipelines.context import TaskContext, worker_context
-from pipelines.stages import BY_NAME, STAGE_NAMES, queue_for
+from pipelines.context import worker_context
+from pipelines.execution import enqueue_stage, run_stage
+
+__all__ = ["enqueue_stage", "run_stage", "worker_queue"]
 
 TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError)
 RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": 2, "retry_backoff_max": 120,
          "retry_jitter": True, "max_retries": 5}
 
 
-def run_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int]) -> dict[str, Any]:
-    """Run one batch of a stage, commit, and hand what finished to the next stage."""
-    stage = BY_NAME[stage_name]
-    with ctx.session() as session:
-        report = stage.service(ctx, session, job_id, ids)
-        next_name, handed = flow.hand_over(session, job_id, stage_name, report.image_ids, STAGE_NAMES)
-        if not handed:  # work just handed on means the job cannot be complete: skip the check
-            flow.finish_if_complete(session, job_id)
-    if next_name and handed:
-        enqueue_stage(ctx, queue, next_name, job_id, handed)
-    return report.to_dict()
-
-
-def enqueue_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],
-                  queue_name: str | None = None) -> list[Any]:
-    stage = BY_NAME[stage_name]
-    size = stage.batch_size(ctx)
-    target = queue_name or queue_for(stage, ctx)
-    return [queue.enqueue(stage.task, [job_id, ids[i:i + size]], queue=target) for i in range(0, len(ids), size)]
-
-
 @cache
 def worker_queue() -> TaskQueue:
     from pipelines.dispatch import CeleryQueue
 
-    return CeleryQueue(app)
+    return CeleryQueue(app, retries=worker_context().settings.pipeline.enqueue_retries)
 
 
 @app.task(name="dataengine.mine.batch", **RETRY)
@@ -93,3 +74,12 @@ def expire_leases() -> int:
     with worker_context().session() as session:
         auth.purge_expired_sessions(session)
         return queue.expire_leases(session)
+
+
+@app.task(name="dataengine.pipeline.heal", **RETRY)
+def heal() -> dict[str, Any]:
+    """Beat: send lost stage work again, retry transient failures, close complete jobs
+    (pipelines/healing.py)."""
+    from pipelines.healing import heal_once
+
+    return heal_once(worker_context(), worker_queue()).to_dict()

@@ -37,7 +37,7 @@ def count_items(session: Session, job_id: int) -> int:
 def reset_failed(session: Session, job_id: int) -> int:
     result = session.execute(
         update(JobItem).where(JobItem.job_id == job_id, JobItem.status == ItemStatus.FAILED)
-        .values(status=ItemStatus.PENDING, error=None)
+        .values(status=ItemStatus.PENDING, error=None, starts=0, retry_at=None)
     )
     return result.rowcount or 0  # type: ignore[attr-defined]
 

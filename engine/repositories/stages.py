@@ -50,7 +50,7 @@ def any_pending(session: Session, job_id: int) -> bool:
 def reset_failed(session: Session, job_id: int) -> int:
     result = session.execute(
         update(StageItem).where(StageItem.job_id == job_id, StageItem.status == StageStatus.FAILED)
-        .values(status=StageStatus.PENDING, error=None)
+        .values(status=StageStatus.PENDING, error=None, starts=0)
     )
     return result.rowcount or 0  # type: ignore[attr-defined]
 

@@ -1,0 +1,111 @@
+"""How one stage batch runs, wherever it runs (a Celery worker or the in-process queue).
+
+1. Begin: in a short transaction of its own, count a start on each pending row of the batch that no
+   other running batch holds (engine/repositories/work.py). A job this database does not know is
+   refused loudly (:class:`UnknownJob`): the worker points at another database than the one the
+   job was planned in.
+2. A batch that began before and never finished (some row has more than one start) is a batch
+   that took its worker down (a crash in native code, the out-of-memory killer, kill -9) — or was
+   cut off by a database restart. It is split in halves, sent again, and not worked on here; a
+   single item that took its worker down ``max_item_crashes`` times is failed with the reason.
+3. Otherwise run the stage's service, commit, hand what finished to the next stage and enqueue it.
+   A hand-off the broker refuses (after retries) is logged: its rows are pending and stamped, and
+   the healer sends them again (pipelines/healing.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from engine.db.models import MiningJob
+from engine.ports import TaskQueue
+from engine.repositories import work
+from engine.services import flow
+from engine.settings import mask_url
+from pipelines.context import TaskContext
+from pipelines.dispatch import HandOffFailed
+from pipelines.stages import BY_NAME, STAGE_NAMES, queue_for, queue_of
+
+log = logging.getLogger(__name__)
+
+
+class UnknownJob(LookupError):
+    """The task's job is not in this worker's database."""
+
+
+def run_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int]) -> dict[str, Any]:
+    """Run one batch of a stage, commit, and hand what finished to the next stage."""
+    stage = BY_NAME[stage_name]
+    with ctx.session() as session:
+        job = session.get(MiningJob, job_id)
+        if job is None:
+            raise UnknownJob(
+                f"job {job_id} is not in this worker's database ({mask_url(ctx.settings.db_url)}): the worker "
+                f"is configured for another database than the one the job was planned in; {stage.task} refused")
+        starts = work.begin(session, stage_name, job_id, ids)
+        mine_queue = queue_of(job, stage_name, ctx.settings)
+    if any(n > 1 for n in starts.values()):
+        split = _after_crash(ctx, queue, stage_name, job_id, starts, mine_queue)
+        if split is not None:
+            return split
+    with ctx.session() as session:
+        report = stage.service(ctx, session, job_id, ids)
+        next_name, handed = flow.hand_over(session, job_id, stage_name, report.image_ids, STAGE_NAMES)
+        if handed and next_name:
+            work.mark_dispatched(session, next_name, job_id, handed)
+        else:  # work just handed on means the job cannot be complete: skip the check
+            flow.finish_if_complete(session, job_id)
+    if next_name and handed:
+        hand_off(ctx, queue, next_name, job_id, handed)
+    return report.to_dict()
+
+
+def _after_crash(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, starts: dict[int, int],
+                 queue_name: str) -> dict[str, Any] | None:
+    """Split a batch that began before without finishing, or fail its single item after too many
+    crashes; None when the batch should just run (a single item with crashes to spare)."""
+    ids = sorted(starts)
+    if len(ids) == 1:
+        crashes = starts[ids[0]] - 1
+        limit = ctx.settings.pipeline.max_item_crashes
+        if crashes < limit:
+            return None
+        reason = (f"the worker process died {crashes} times while working on this item (a crash in native "
+                  f"code, the out-of-memory killer, or a kill); not tried again (pipeline.max_item_crashes="
+                  f"{limit}; `dataengine mine --retry-failed` tries it once more)")
+        log.error("%s: job %s item %s failed: %s", stage_name, job_id, ids[0], reason)
+        with ctx.session() as session:
+            work.fail(session, stage_name, job_id, ids[0], reason)
+            flow.finish_if_complete(session, job_id)
+        return {"stage": stage_name, "counts": {"failed": 1}, "seconds": {}, "image_ids": []}
+    half = (len(ids) + 1) // 2
+    log.warning("%s: a batch of job %s began %d time(s) before without finishing; splitting its %d items",
+                stage_name, job_id, max(starts.values()) - 1, len(ids))
+    with ctx.session() as session:
+        work.restart(session, stage_name, job_id, ids)
+    for part in (ids[:half], ids[half:]):
+        hand_off(ctx, queue, stage_name, job_id, part, queue_name=queue_name)
+    return {"stage": stage_name, "counts": {"split": len(ids)}, "seconds": {}, "image_ids": []}
+
+
+def enqueue_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],
+                  queue_name: str | None = None) -> list[Any]:
+    """Send ``ids`` to a stage in batches of its size (raises HandOffFailed when the broker refuses)."""
+    stage = BY_NAME[stage_name]
+    size = stage.batch_size(ctx)
+    target = queue_name or queue_for(stage, ctx)
+    return [queue.enqueue(stage.task, [job_id, ids[i:i + size]], queue=target) for i in range(0, len(ids), size)]
+
+
+def hand_off(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],
+             queue_name: str | None = None) -> bool:
+    """enqueue_stage after a commit: a broker that refuses is logged, not raised — the rows are
+    pending and stamped, and the healer sends them again after ``pipeline.stale_after_s``."""
+    try:
+        enqueue_stage(ctx, queue, stage_name, job_id, ids, queue_name)
+    except HandOffFailed as exc:
+        log.warning("could not hand %d item(s) of job %s to %s (%s); the healer will send them again",
+                    len(ids), job_id, stage_name, exc)
+        return False
+    return True
