@@ -109,7 +109,10 @@ def _run(ctx: TaskContext, plan: mine.JobPlan, leftovers: dict[str, list[int]], 
     hand_off(ctx, queue, "mine", plan.job_id, plan.pending, queue_name=plan.queue)
     finished = True
     if not settings.embedded and wait:
-        finished = wait_for_job(ctx, plan.job_id, total, timeout_s, on_progress)
+        from pipelines.healing import periodic  # the follow loop heals its own job
+
+        finished = wait_for_job(ctx, plan.job_id, total, timeout_s, on_progress,
+                                on_poll=periodic(ctx, queue, plan.job_id))
     with ctx.session() as session:
         job = session.get(MiningJob, plan.job_id)
         assert job is not None

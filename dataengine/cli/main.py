@@ -708,6 +708,46 @@ def beat(ctx: Context, loglevel: str | None) -> None:
     app.start(["beat", f"--loglevel={loglevel or ctx.settings.log_level}"])
 
 
+@cli.command()
+@click.option("--job", "job_name", default=None, help="Only this job (name or id).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def heal(ctx: Context, job_name: str | None, as_json: bool) -> None:
+    """Send lost stage work again once (what the beat task does every pipeline.heal_interval_s):
+    pending work handed to the broker longer than pipeline.stale_after_s ago that no worker holds,
+    and items that failed because the media store was full once it has room. Without a broker the
+    work runs here, in this process."""
+    from engine.db.models import MiningJob
+    from engine.db.session import session_scope
+    from engine.repositories import jobs as jobs_repo
+    from pipelines.context import TaskContext
+    from pipelines.dispatch import InProcessQueue
+    from pipelines.healing import heal_once
+    from pipelines.runner import _celery_queue
+
+    ensure_schema(ctx.settings)
+    job_id = None
+    if job_name:
+        with session_scope(ctx.settings.db_url) as session:
+            found = jobs_repo.by_name(session, job_name)
+            if found is None and job_name.isdigit():
+                found = session.get(MiningJob, int(job_name))
+            if found is None:
+                raise click.ClickException(f"no job named {job_name!r}")
+            job_id = found.id
+    task_ctx = TaskContext.from_settings(ctx.settings)
+    queue = InProcessQueue(task_ctx) if ctx.settings.embedded else _celery_queue(ctx.settings)
+    report = heal_once(task_ctx, queue, job_id=job_id)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    resent = ", ".join(f"{n} {stage}" for stage, n in report.resent.items()) or "nothing"
+    click.echo(f"sent again: {resent}; transient failures retried: {report.retried}; "
+               f"jobs completed: {len(report.finished)}")
+    for stage, n in report.waiting.items():
+        click.echo(f"  {n} stale {stage} item(s) wait: their queue holds messages (sent again once it drains)")
+
+
 # ---------------------------------------------------------------------------- serve
 @cli.command()
 @click.option("--host", help="Address to bind (default: settings serve.host, 127.0.0.1).")
