@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from engine.ports import TaskQueue
+from engine.repositories import work
 from engine.services.promote import Promotion, promote
 from engine.settings import Settings
 from pipelines.context import TaskContext
 from pipelines.dispatch import CeleryQueue, InProcessQueue
-from pipelines.tasks import enqueue_stage
+from pipelines.execution import hand_off
 
 
 def promote_version(settings: Settings, version_id: int, *, rescore: bool = True,
@@ -20,12 +21,15 @@ def promote_version(settings: Settings, version_id: int, *, rescore: bool = True
     if promotion.backlog:
         if queue is None:
             queue = InProcessQueue(ctx) if settings.embedded else _celery_queue(settings)
-        for job_id, ids in promotion.backlog.items():
-            enqueue_stage(ctx, queue, "verify", job_id, ids)
+        with ctx.session() as session:
+            for job_id, ids in promotion.backlog.items():
+                work.mark_dispatched(session, "verify", job_id, ids)
+        for job_id, ids in promotion.backlog.items():  # a broker that refuses: the healer sends it later
+            hand_off(ctx, queue, "verify", job_id, ids)
     return promotion
 
 
 def _celery_queue(settings: Settings) -> CeleryQueue:
     from pipelines.celery_app import create_celery
 
-    return CeleryQueue(create_celery(settings))
+    return CeleryQueue(create_celery(settings), retries=settings.pipeline.enqueue_retries)
