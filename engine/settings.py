@@ -88,6 +88,10 @@ class SourceSettings(BaseModel):
     )
     max_shard_names: int = Field(100_000, ge=1, le=10_000_000,
                                  description="the most shard names a brace range or glob may expand to")
+    max_coco_bytes: int = Field(
+        2 * 1024 ** 3, ge=1024, le=16 * 1024 ** 3,
+        description="the largest COCO JSON a job may list (it is parsed whole, memory ~5-10x its size); "
+                    "2 GiB holds the largest public instance files (LVIS v1 train ~1.1 GB)")
 
 
 class ImageLimits(BaseModel):
@@ -95,6 +99,10 @@ class ImageLimits(BaseModel):
 
     max_pixels: int = Field(64_000_000, ge=1, description="decompression-bomb cap on width*height")
     min_side: int = Field(8, ge=1)
+    max_file_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, le=4 * 1024 ** 3,
+        description="the largest local image file (folder, COCO images, WebDataset member) read; "
+                    "larger ones fail alone (downloads have fetch.max_bytes)")
 
 
 class DedupSettings(BaseModel):

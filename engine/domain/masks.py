@@ -113,21 +113,65 @@ def validate_counts(counts: list[Any], pixels: int) -> None:
 
 
 def validate_polygons(polygons: list[Any], height: int, width: int) -> None:
-    """Numbers only, finite, an even count per polygon, inside the image give or take 1 % of its side
-    (at least one pixel: rounding by the tool that drew it; pycocotools rasterises every edge point by point: far-away points cost unbounded memory)."""
-    total = sum(len(p) for p in polygons)
-    if total > MAX_POLYGON_VALUES:
-        raise MaskError(f"polygons hold {total} numbers, more than {MAX_POLYGON_VALUES:,}")
+    """Numbers only, finite, an even count of at least 6 per polygon, inside the image give or take
+    1 % of its side (at least one pixel: rounding by the tool that drew it; pycocotools rasterises
+    every edge point by point: far-away points cost unbounded memory, hostile ones crash it)."""
+    check_polygon_shape(polygons)
     for k, polygon in enumerate(polygons):
-        if len(polygon) % 2:
-            raise MaskError(f"polygon {k} holds an odd count of numbers")
         for j, v in enumerate(polygon):
-            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
-                raise MaskError(f"polygon {k} holds {v!r}, not a finite number")
             side = width if j % 2 == 0 else height
             slack = max(1.0, side / 100)  # rounding by the tools that drew it
             if not -slack <= v <= side + slack:
                 raise MaskError(f"polygon {k} point {j // 2} lies outside the {height}×{width} image")
+
+
+def check_polygon_shape(polygons: Any) -> None:
+    """A polygon segmentation's form, before any image size is known: a non-empty list of at most
+    ``MAX_POLYGON_VALUES`` numbers in all, each polygon a list of an even count (≥ 6) of finite numbers."""
+    if not isinstance(polygons, list) or not polygons:
+        raise MaskError("polygon segmentation with no polygon")
+    total = 0
+    for k, polygon in enumerate(polygons):
+        if not isinstance(polygon, list):
+            raise MaskError(f"polygon {k} is a {type(polygon).__name__}, not a list of numbers")
+        total += len(polygon)
+        if total > MAX_POLYGON_VALUES:
+            raise MaskError(f"polygons hold more than {MAX_POLYGON_VALUES:,} numbers")
+        if len(polygon) < 6:
+            raise MaskError(f"polygon {k} holds {len(polygon)} numbers: no polygon of 3 or more points")
+        if len(polygon) % 2:
+            raise MaskError(f"polygon {k} holds an odd count of numbers")
+        for v in polygon:
+            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+                shown = repr(v) if isinstance(v, int | float) else type(v).__name__
+                raise MaskError(f"polygon {k} holds {shown}, not a finite number")
+
+
+def check_segmentation_shape(segmentation: Any) -> None:
+    """A COCO segmentation's form before the image is known (polygons, or an RLE object whose
+    ``size`` is two positive integers and whose ``counts`` is a string of COCO's alphabet or a list
+    of integers, within the bounds above). MaskError with the reason; the geometry is checked
+    against the image by :func:`from_coco_segmentation`."""
+    if isinstance(segmentation, list):
+        check_polygon_shape(segmentation)
+        return
+    if not isinstance(segmentation, dict) or "counts" not in segmentation:
+        raise MaskError(f"unsupported segmentation of type {type(segmentation).__name__}")
+    size = segmentation.get("size")
+    if not isinstance(size, list) or len(size) != 2:
+        raise MaskError("RLE size is not [height, width]")
+    _check_size(*size)
+    counts = segmentation["counts"]
+    if isinstance(counts, str):
+        if len(counts) > MAX_RLE_CHARS or not counts.isascii():
+            raise MaskError("RLE counts string is too long or holds a character outside COCO's alphabet")
+    elif isinstance(counts, list):
+        if len(counts) > MAX_RLE_RUNS:
+            raise MaskError(f"RLE holds more than {MAX_RLE_RUNS:,} runs")
+        if not all(type(v) is int for v in counts):  # noqa: E721 (no bools, no floats)
+            raise MaskError("uncompressed RLE counts must be integers")
+    else:
+        raise MaskError(f"RLE counts of type {type(counts).__name__} (expected a string or a list)")
 
 
 def valid_rle(counts: str, height: int, width: int) -> bool:
@@ -161,16 +205,15 @@ class RleMask:
         return {"size": [self.height, self.width], "counts": self.counts}
 
 
-def from_coco_segmentation(segmentation: Any, height: int, width: int) -> RleMask:
-    """Polygons, uncompressed RLE or compressed RLE → one compressed RLE of ``height x width``."""
+def from_coco_segmentation(segmentation: Any, height: int, width: int, *, allow_empty: bool = True) -> RleMask:
+    """Polygons, uncompressed RLE or compressed RLE → one compressed RLE of ``height x width``.
+    ``allow_empty=False``: a mask of no pixel (a polygon in the margin outside the image, an RLE of
+    zeros) is a MaskError."""
     try:
         _check_size(height, width)
         if isinstance(segmentation, list):
-            polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= 6]
-            if not polygons:
-                raise MaskError("polygon segmentation with no polygon of 3 or more points")
-            validate_polygons(polygons, height, width)
-            rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+            validate_polygons(segmentation, height, width)  # before any native code sees it
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
         elif isinstance(segmentation, dict) and "counts" in segmentation:
             size = segmentation.get("size")
             if list(size or []) != [height, width]:
@@ -188,10 +231,13 @@ def from_coco_segmentation(segmentation: Any, height: int, width: int) -> RleMas
     except (ValueError, TypeError, OverflowError, KeyError) as exc:
         raise MaskError(f"invalid segmentation: {exc}") from None
     counts = rle["counts"]
+    area = int(mask_utils.area(rle))
+    if area == 0 and not allow_empty:
+        raise MaskError("the mask is empty (the segmentation covers no pixel of the image)")
     x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
     return RleMask(
         counts=counts.decode("ascii") if isinstance(counts, bytes) else str(counts),
-        height=height, width=width, bbox=(x, y, w, h), area=int(mask_utils.area(rle)),
+        height=height, width=width, bbox=(x, y, w, h), area=area,
     )
 
 

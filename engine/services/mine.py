@@ -37,6 +37,7 @@ from engine.repositories import model_versions
 from engine.repositories import stages as stages_repo
 from engine.settings import Settings
 from engine.sources import Source, SourceError, open_source
+from engine.sources.base import capped_errors
 from engine.storage import MediaStore
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,9 @@ def default_job_name(source: Source) -> str:
 
 def open_job_source(job: MiningJob, settings: Settings) -> Source:
     return open_source(job.source_uri, job.source_kind, options=job.options, fetch=settings.fetch,
-                       max_shard_names=settings.sources.max_shard_names)
+                       max_shard_names=settings.sources.max_shard_names,
+                       max_file_bytes=settings.limits.max_file_bytes,
+                       max_coco_bytes=settings.sources.max_coco_bytes)
 
 
 def plan_job(session: Session, settings: Settings, source_uri: str, *, job_name: str | None = None,
@@ -91,7 +94,9 @@ def plan_job(session: Session, settings: Settings, source_uri: str, *, job_name:
     the settings' profile)."""
     options = {k: v for k, v in (options or {}).items() if v is not None}
     source = open_source(source_uri, kind, options=options, fetch=settings.fetch,
-                         max_shard_names=settings.sources.max_shard_names)
+                         max_shard_names=settings.sources.max_shard_names,
+                         max_file_bytes=settings.limits.max_file_bytes,
+                         max_coco_bytes=settings.sources.max_coco_bytes)
     try:
         name = job_name or default_job_name(source)
         job = jobs_repo.by_name(session, name)
@@ -182,7 +187,7 @@ def _ingest_items(session: Session, settings: Settings, store: MediaStore, job: 
             try:
                 prepared = prepare_image(result.data, max_pixels=settings.limits.max_pixels,
                                          min_side=settings.limits.min_side)
-                annotations = _prepare_annotations(prepared, item.source_meta)
+                annotations = _prepare_annotations(prepared, item)
             except (ImageRejected, MaskError) as exc:
                 _fail(item, str(exc), report)
                 continue
@@ -299,10 +304,15 @@ def _record(session: Session, settings: Settings, job: MiningJob, item: JobItem,
     return status
 
 
-def _prepare_annotations(prepared: PreparedImage, meta: dict[str, Any]) -> list[tuple[str, RleMask, bool]]:
-    """Dataset annotations as (phrase, mask, crowd), checked before anything is written."""
+def _prepare_annotations(prepared: PreparedImage, item: JobItem) -> list[tuple[str, RleMask, bool]]:
+    """Dataset annotations as (phrase, mask, crowd), checked before anything is written. A bad
+    annotation (no category name, a segmentation that is malformed, outside the image or empty) is
+    left out and its reason added to the item's ``source_meta.annotation_errors`` (beside those
+    found at listing); the good ones are kept. Annotations declared for another image size fail the
+    item (MaskError): the image is not the one they describe."""
+    meta = item.source_meta or {}
     annotations = meta.get("annotations") or []
-    if not annotations:
+    if not isinstance(annotations, list) or not annotations:
         return []
     height, width = prepared.height, prepared.width
     declared = meta.get("declared_size")
@@ -311,16 +321,26 @@ def _prepare_annotations(prepared: PreparedImage, meta: dict[str, Any]) -> list[
             f"annotations are for a {declared[0]}x{declared[1]} image but the image is "
             f"{height}x{width} (h x w)"
         )
-    out = []
-    for ann in annotations:
+    out, errors = [], []
+    for index, ann in enumerate(annotations):
+        if not isinstance(ann, dict):
+            errors.append(f"annotation at index {index} is not an object")
+            continue
+        shown = f"annotation {ann['id']}" if ann.get("id") is not None else f"annotation at index {index}"
         phrase = normalise_phrase(str(ann.get("category") or ""))
         if not phrase:
-            raise MaskError(f"annotation {ann.get('id')}: category {ann.get('category_id')} has no name")
+            errors.append(f"{shown}: category {ann.get('category_id')} has no name")
+            continue
         try:
-            mask = from_coco_segmentation(ann.get("segmentation"), height, width)
+            mask = from_coco_segmentation(ann.get("segmentation"), height, width, allow_empty=False)
         except MaskError as exc:
-            raise MaskError(f"annotation {ann.get('id')}: {exc}") from None
+            errors.append(f"{shown}: {exc}")
+            continue
         out.append((phrase, mask, bool(ann.get("iscrowd"))))
+    listed = [e for e in meta.get("annotation_errors") or [] if isinstance(e, str)]
+    new = [e for e in errors if e not in listed]
+    if new:  # a new dict: the JSON column sees the change
+        item.source_meta = {**meta, "annotation_errors": capped_errors(listed + new)}
     return out
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.settings import FetchSettings
+from engine.settings import FetchSettings, ImageLimits, SourceSettings
 from engine.sources.base import FetchError, Source, SourceError, SourceItem
 from engine.sources.coco import CocoSource
 from engine.sources.folder import FolderSource
@@ -53,18 +53,25 @@ def open_source(
     options: dict | None = None,
     fetch: FetchSettings | None = None,
     max_shard_names: int | None = None,
+    max_file_bytes: int | None = None,
+    max_coco_bytes: int | None = None,
 ) -> Source:
     """Open a source by kind (detected when not given). Raises SourceError with a clear reason.
-    ``max_shard_names``: the most shards a brace range / glob may name (``sources.max_shard_names``)."""
+    ``max_shard_names``: the most shards a brace range / glob may name (``sources.max_shard_names``);
+    ``max_file_bytes``: the largest local image file or tar member read (``limits.max_file_bytes``);
+    ``max_coco_bytes``: the largest COCO JSON listed (``sources.max_coco_bytes``)."""
     kind = kind or detect_kind(uri)
     options = options or {}
     fetch = fetch or FetchSettings()
+    max_file_bytes = max_file_bytes or ImageLimits().max_file_bytes
     if kind == "folder":
-        return FolderSource(uri)
+        return FolderSource(uri, max_file_bytes=max_file_bytes)
     if kind == "urls":
         return UrlListSource(uri, fetch)
     if kind == "webdataset":
-        return WebDatasetSource(expand_shards(uri, max_shard_names or MAX_SHARD_NAMES), uri)
+        return WebDatasetSource(expand_shards(uri, max_shard_names or MAX_SHARD_NAMES), uri,
+                                max_file_bytes=max_file_bytes)
     if kind == "coco":
-        return CocoSource(uri, fetch, images_dir=options.get("images_dir"))
+        return CocoSource(uri, fetch, images_dir=options.get("images_dir"), max_file_bytes=max_file_bytes,
+                          max_coco_bytes=max_coco_bytes or SourceSettings().max_coco_bytes)
     raise SourceError(f"unknown source kind {kind!r}; expected one of {', '.join(SOURCE_KINDS)}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import stat
 import time
@@ -13,6 +15,7 @@ from typing import Any, ClassVar
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 CAPTION_KEYS = ("caption", "alt_text", "alt", "text", "txt", "title")
 MAX_SIDECAR_BYTES = 1 << 20  # a caption / metadata sidecar larger than this is not read
+MAX_ANNOTATION_ERRORS = 100  # reasons kept per item in ``annotation_errors``; the rest are counted
 
 
 class SourceError(Exception):
@@ -69,6 +72,68 @@ def timed_read(source: Source, item_id: int, locator: dict[str, Any]) -> ReadRes
     return ReadResult(item_id, data, None, time.perf_counter() - start)
 
 
+def escape_name(name: str | bytes) -> str:
+    """A file or member name as storable text: bytes that are not UTF-8 (kept by ``os.walk`` /
+    ``tarfile`` as lone surrogates) become ``\\xe9`` escapes, NUL becomes ``\\x00``. Shown in keys and
+    reasons; read back with the raw name kept beside it (see ``raw_name``)."""
+    raw = name if isinstance(name, bytes) else os.fsencode(name)
+    return raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+
+
+def raw_name(name: str) -> str | None:
+    """The hex of ``name``'s bytes when ``escape_name`` would change it (so the file can be found
+    again from JSON), else None."""
+    return None if escape_name(name) == name else os.fsencode(name).hex()
+
+
+def safe_text(text: str) -> str:
+    """A string that PostgreSQL and SQLite can store: lone surrogates (from JSON ``\\udXXX`` escapes)
+    and NUL become backslash escapes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00") if "\x00" in text else text
+
+
+def json_safe(value: Any) -> Any:
+    """A parsed JSON value made storable in a JSON column: non-finite numbers (``NaN``,
+    ``Infinity``, which Python's parser accepts and PostgreSQL refuses) become None, strings and keys
+    pass ``safe_text``. Walks without recursion, so any depth the parser accepted is fine."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, str):
+            return safe_text(v)
+        if isinstance(v, dict):
+            return {}
+        if isinstance(v, list):
+            return []
+        return v
+
+    root = clean(value)
+    stack = [(value, root)] if isinstance(value, dict | list) else []
+    while stack:
+        src, dst = stack.pop()
+        pairs = src.items() if isinstance(src, dict) else enumerate(src)
+        for k, v in pairs:
+            out = clean(v)
+            if isinstance(dst, dict):
+                dst[safe_text(str(k))] = out
+            else:
+                dst.append(out)
+            if isinstance(v, dict | list):
+                stack.append((v, out))
+    return root
+
+
+def capped_errors(reasons: list[str]) -> list[str]:
+    """At most ``MAX_ANNOTATION_ERRORS`` reasons, the rest counted in a last line."""
+    if len(reasons) <= MAX_ANNOTATION_ERRORS:
+        return reasons
+    return reasons[:MAX_ANNOTATION_ERRORS] + [f"... and {len(reasons) - MAX_ANNOTATION_ERRORS} more"]
+
+
 def captions_from_json(meta: dict[str, Any]) -> list[str]:
     """Caption-like fields of a metadata dict (img2dataset / WebDataset conventions)."""
     out = []
@@ -106,7 +171,7 @@ def sidecar_meta(texts: list[str], json_text: str | None, json_name: str,
     sidecar's text)."""
     meta = dict(meta or {})
     errors = list(errors or [])
-    captions = [t.strip() for t in texts if t and t.strip()]
+    captions = [safe_text(t.strip()) for t in texts if t and t.strip()]
     if json_text is not None:
         try:
             extra = parse_json(json_text or "null")
@@ -114,10 +179,11 @@ def sidecar_meta(texts: list[str], json_text: str | None, json_name: str,
             errors.append(f"{json_name}: {exc}")
         else:
             if isinstance(extra, dict):
+                extra = json_safe(extra)
                 captions.extend(c for c in captions_from_json(extra) if c not in captions)
                 meta["extra"] = extra
     if errors:
-        meta["sidecar_error"] = "; ".join(errors)
+        meta["sidecar_error"] = safe_text("; ".join(errors))
     if captions:
         meta["captions"] = captions
     return meta
@@ -141,7 +207,7 @@ def confine(root: str | os.PathLike[str], rel: str | os.PathLike[str], what: str
         raise FetchError(f"{what} is not a valid path")
     path = os.path.realpath(os.path.join(real_root, rel))
     if not inside(path, real_root):
-        shown = os.fspath(rel)[:300]
+        shown = escape_name(os.fspath(rel))[:300]
         raise FetchError(f"{what} escapes the source folder (a symlink or '..' leading outside it): {shown}")
     return path
 
@@ -175,6 +241,8 @@ def _read_regular(path: str, max_bytes: int | None) -> bytes:
     except IsADirectoryError:
         raise FetchError("not a file") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FetchError("symlink loop") from None
         raise FetchError(exc.strerror or type(exc).__name__) from None
     try:
         info = os.fstat(fd)
@@ -202,7 +270,7 @@ def read_local_file(path: str, root: str | os.PathLike[str] | None = None,
     try:
         return _read_regular(real, max_bytes)
     except FetchError as exc:
-        reason = str(exc)
+        reason, path = str(exc), escape_name(path)
         if reason == "file not found":
             raise FetchError(f"file not found: {path}") from None
         if reason == "not a file":

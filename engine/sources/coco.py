@@ -1,5 +1,12 @@
 """A COCO-format JSON: ``images`` (files beside the JSON, under ``--images-dir``, or ``coco_url``),
-optional caption annotations (``caption``) and instance annotations (``segmentation``)."""
+optional caption annotations (``caption``) and instance annotations (``segmentation``).
+
+Listing never dies on one entry. An image entry that is not an object, has an id that is not an
+integer or a string, repeats an earlier id, or names its file with a non-string becomes an error
+item with the reason. An instance annotation whose form is wrong (unknown or unnamed category,
+malformed segmentation, ``iscrowd`` not 0/1) is left out and its reason kept in the image's
+``annotation_errors``; one whose ``image_id`` is unusable becomes an error item
+``annotation-index:N``. The file itself is capped at ``sources.max_coco_bytes`` (it is parsed whole)."""
 
 from __future__ import annotations
 
@@ -10,18 +17,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from engine.domain.masks import MaskError, check_segmentation_shape
 from engine.settings import FetchSettings
 from engine.sources.base import (
-    FetchError, Source, SourceError, SourceItem, confine, json_error, read_local_file,
+    FetchError, Source, SourceError, SourceItem, capped_errors, confine, json_error, read_local_file, safe_text,
 )
 from engine.sources.http import HttpFetcher
+
+MAX_ID_CHARS = 200  # a string id longer than this is refused (keys are at most 1024 characters)
+MAX_DECLARED_SIDE = 1 << 20
 
 
 class CocoSource(Source):
     kind = "coco"
     queue = "cpu"
 
-    def __init__(self, uri: str, fetch: FetchSettings, images_dir: str | None = None) -> None:
+    def __init__(self, uri: str, fetch: FetchSettings, images_dir: str | None = None,
+                 max_file_bytes: int | None = None, max_coco_bytes: int | None = None) -> None:
         path = Path(uri).expanduser()
         if not path.is_file():
             raise SourceError(f"COCO file not found: {uri}")
@@ -29,12 +41,23 @@ class CocoSource(Source):
         self.uri = str(self.path)
         self.images_dir = Path(images_dir).expanduser().resolve() if images_dir else self.path.parent
         self.fetch_settings = fetch
+        self.max_file_bytes = max_file_bytes
+        self.max_coco_bytes = max_coco_bytes
         self._fetcher: HttpFetcher | None = None
 
     def _load(self) -> dict[str, Any]:
+        cap = self.max_coco_bytes
         try:
             with self.path.open("rb") as handle:
-                data = json.loads(handle.read())
+                size = os.fstat(handle.fileno()).st_size
+                if cap is not None and size > cap:
+                    raise SourceError(f"{self.path.name}: {size:,} bytes exceeds the cap of {cap:,} on a COCO "
+                                      "file (setting sources.max_coco_bytes)")
+                text = handle.read() if cap is None else handle.read(cap + 1)
+            if cap is not None and len(text) > cap:
+                raise SourceError(f"{self.path.name}: more than the cap of {cap:,} bytes on a COCO file "
+                                  "(setting sources.max_coco_bytes)")
+            data = json.loads(text)
         except (ValueError, RecursionError) as exc:  # the reason, never the file's text
             raise SourceError(f"{self.path.name}: {json_error(exc)}") from None
         except OSError as exc:
@@ -45,48 +68,62 @@ class CocoSource(Source):
 
     def iter_items(self) -> Iterator[SourceItem]:
         data = self._load()
-        categories = {
-            c.get("id"): str(c.get("name", "")).strip()
-            for c in data.get("categories") or [] if isinstance(c, dict)
-        }
-        captions: dict[Any, list[str]] = defaultdict(list)
-        instances: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-        for ann in data.get("annotations") or []:
+        categories = _categories(data.get("categories"))
+        captions: dict[str, list[str]] = defaultdict(list)
+        instances: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        errors: dict[str, list[str]] = defaultdict(list)
+        orphans: list[SourceItem] = []
+        annotations = data.get("annotations")
+        for index, ann in enumerate(annotations if isinstance(annotations, list) else []):
             if not isinstance(ann, dict):
+                orphans.append(_error_item(f"annotation-index:{index}", f"annotation at index {index} is not an object"))
                 continue
-            image_id = ann.get("image_id")
-            if isinstance(ann.get("caption"), str) and ann["caption"].strip():
-                captions[image_id].append(ann["caption"].strip())
-            if "segmentation" in ann and "category_id" in ann:
-                instances[image_id].append({
-                    "id": ann.get("id"),
-                    "category": categories.get(ann["category_id"], ""),
-                    "category_id": ann["category_id"],
-                    "segmentation": ann["segmentation"],
-                    "iscrowd": int(bool(ann.get("iscrowd", 0))),
-                })
+            image_key, why = _id_key(ann.get("image_id"))
+            if image_key is None:
+                orphans.append(_error_item(f"annotation-index:{index}", f"annotation at index {index}: image_id {why}"))
+                continue
+            caption = ann.get("caption")
+            if isinstance(caption, str) and caption.strip():
+                captions[image_key].append(safe_text(caption.strip()))
+            if "segmentation" in ann:
+                instance, reason = _instance(ann, index, categories)
+                if instance is not None:
+                    instances[image_key].append(instance)
+                else:
+                    errors[image_key].append(reason)
+        seen: dict[str, int] = {}
         for index, image in enumerate(data["images"]):
             if not isinstance(image, dict):
-                yield SourceItem(key=f"index:{index}", locator={"error": "image entry is not an object"})
+                yield _error_item(f"index:{index}", "image entry is not an object")
                 continue
-            image_id = image.get("id")
-            key = f"image:{image_id}" if image_id is not None else f"index:{index}"
-            locator: dict[str, Any] = {}
-            if isinstance(image.get("file_name"), str):
-                locator["path"] = image["file_name"]
-            url = image.get("coco_url") or image.get("flickr_url") or image.get("url")
-            if isinstance(url, str):
-                locator["url"] = url
-            if not locator:
-                locator["error"] = "image entry has neither file_name nor a URL"
-            meta: dict[str, Any] = {"coco_id": image_id}
-            if isinstance(image.get("width"), int) and isinstance(image.get("height"), int):
-                meta["declared_size"] = [image["height"], image["width"]]
-            if captions.get(image_id):
-                meta["captions"] = captions[image_id]
-            if instances.get(image_id):
-                meta["annotations"] = instances[image_id]
+            raw_id = image.get("id")
+            if raw_id is None:
+                image_key, key = None, f"index:{index}"
+            else:
+                image_key, why = _id_key(raw_id)
+                if image_key is None:
+                    yield _error_item(f"index:{index}", f"image at index {index}: id {why}")
+                    continue
+                if image_key in seen:
+                    yield _error_item(f"index:{index}",
+                                      f"duplicate image id {image_key}, first at index {seen[image_key]}")
+                    continue
+                seen[image_key] = index
+                key = f"image:{image_key}"
+            locator = _locator(image)
+            meta: dict[str, Any] = {"coco_id": _plain(raw_id, image_key)}
+            declared = _declared_size(image)
+            if declared is not None:
+                meta["declared_size"] = declared
+            if image_key is not None:
+                if captions.get(image_key):
+                    meta["captions"] = captions[image_key]
+                if instances.get(image_key):
+                    meta["annotations"] = instances[image_key]
+                if errors.get(image_key):
+                    meta["annotation_errors"] = capped_errors(errors[image_key])
             yield SourceItem(key=key, locator=locator, meta=meta)
+        yield from orphans
 
     def read(self, locator: dict[str, Any]) -> bytes:
         if "error" in locator:
@@ -98,7 +135,7 @@ class CocoSource(Source):
             except FetchError as exc:
                 raise FetchError(str(exc).replace("source folder", "images folder")) from None
             if os.path.isfile(path) or "url" not in locator:
-                return read_local_file(path)
+                return read_local_file(path, max_bytes=self.max_file_bytes)
         if self._fetcher is None:
             self._fetcher = HttpFetcher(self.fetch_settings)
         return self._fetcher.fetch(str(locator["url"]))
@@ -107,3 +144,90 @@ class CocoSource(Source):
         if self._fetcher is not None:
             self._fetcher.close()
             self._fetcher = None
+
+
+def _error_item(key: str, reason: str) -> SourceItem:
+    return SourceItem(key=key, locator={"error": reason})
+
+
+def _id_key(value: Any) -> tuple[str | None, str]:
+    """An id as the text it is keyed by (``1`` and ``"1"`` are the same image), or (None, why not)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None, f"is {'missing' if value is None else 'a ' + type(value).__name__}, not an integer or a string"
+    text = safe_text(str(value)).strip()
+    if not text:
+        return None, "is an empty string"
+    if len(text) > MAX_ID_CHARS:
+        return None, f"is a string of {len(text)} characters, more than {MAX_ID_CHARS}"
+    return text, ""
+
+
+def _plain(value: Any, key: str | None) -> int | str | None:
+    """An id as stored in meta: the integer as given, else its key text (storable), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else key
+
+
+def _categories(raw: Any) -> dict[str, str]:
+    """Category id (as keyed by ``_id_key``) → its name ('' when it has none); entries that are not
+    objects or have unusable ids are left out (their annotations then name an unknown category)."""
+    out: dict[str, str] = {}
+    for c in raw if isinstance(raw, list) else []:
+        if not isinstance(c, dict):
+            continue
+        cid, _ = _id_key(c.get("id"))
+        if cid is not None and cid not in out:
+            name = c.get("name")
+            out[cid] = safe_text(name.strip()) if isinstance(name, str) else ""
+    return out
+
+
+def _instance(ann: dict[str, Any], index: int, categories: dict[str, str]) -> tuple[dict[str, Any] | None, str]:
+    """An instance annotation as stored in the item's meta, or (None, why it is left out)."""
+    ann_id, _ = _id_key(ann.get("id"))
+    shown = f"annotation {ann_id}" if ann_id is not None else f"annotation at index {index}"
+    category_id, why = _id_key(ann.get("category_id"))
+    if category_id is None:
+        return None, f"{shown}: category_id {why}"
+    if category_id not in categories:
+        return None, f"{shown}: category {category_id} is not in the file's categories"
+    if not categories[category_id]:
+        return None, f"{shown}: category {category_id} has no name"
+    crowd = ann.get("iscrowd", 0)
+    if crowd not in (0, 1) or isinstance(crowd, float):
+        return None, f"{shown}: iscrowd is not 0 or 1"
+    try:
+        check_segmentation_shape(ann["segmentation"])
+    except MaskError as exc:
+        return None, f"{shown}: {exc}"
+    segmentation = ann["segmentation"]
+    if isinstance(segmentation, dict):  # only what was checked is kept
+        segmentation = {"size": segmentation["size"], "counts": segmentation["counts"]}
+    return {"id": _plain(ann.get("id"), ann_id), "category": categories[category_id],
+            "category_id": _plain(ann["category_id"], category_id),
+            "segmentation": segmentation, "iscrowd": int(crowd)}, ""
+
+
+def _locator(image: dict[str, Any]) -> dict[str, Any]:
+    locator: dict[str, Any] = {}
+    name = image.get("file_name")
+    if isinstance(name, str) and name and safe_text(name) == name:
+        locator["path"] = name
+    url = next((image[k] for k in ("coco_url", "flickr_url", "url") if isinstance(image.get(k), str)), None)
+    if isinstance(url, str) and safe_text(url) == url:
+        locator["url"] = url
+    if not locator:
+        if "file_name" in image and not isinstance(name, str):
+            locator["error"] = f"file_name is a {type(name).__name__}, not a string"
+        elif isinstance(name, str) and name:
+            locator["error"] = "file_name holds characters no file name can (NUL or an unpaired surrogate)"
+        else:
+            locator["error"] = "image entry has neither file_name nor a URL"
+    return locator
+
+
+def _declared_size(image: dict[str, Any]) -> list[int] | None:
+    """[height, width] when both are positive integers of a sane size, else None (not checked)."""
+    h, w = image.get("height"), image.get("width")
+    if all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_DECLARED_SIDE for v in (h, w)):
+        return [h, w]
+    return None

@@ -1,6 +1,8 @@
 """A list of image URLs: ``.txt`` (``URL`` or ``URL<TAB>caption`` per line, ``#`` comments) or
 ``.csv`` / ``.tsv`` with a header that names a ``url`` column and optionally a caption column.
-A line that is not a URL (no ``scheme://``) fails alone as ``line:N``, without quoting the line."""
+A line that is not a URL (no ``scheme://``, or holding a control character such as NUL), a line
+longer than ``MAX_LINE_CHARS`` (read in bounded pieces, never whole) and a CSV row the parser
+refuses each fail alone as ``line:N``, without quoting the line."""
 
 from __future__ import annotations
 
@@ -9,16 +11,19 @@ import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from engine.settings import FetchSettings
 from engine.sources.base import (
-    CAPTION_KEYS, FetchError, ReadResult, Source, SourceError, SourceItem, timed_read,
+    CAPTION_KEYS, FetchError, ReadResult, Source, SourceError, SourceItem, safe_text, timed_read,
 )
 from engine.sources.http import HttpFetcher
 
 MAX_KEY = 1000
+MAX_LINE_CHARS = 64 * 1024  # a longer line is no URL (and is not held in memory)
 _URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+TOO_LONG = f"is longer than {MAX_LINE_CHARS:,} characters; not read"
 
 
 class UrlListSource(Source):
@@ -38,37 +43,71 @@ class UrlListSource(Source):
         suffix = self.path.suffix.lower()
         rows = self._table_rows(suffix) if suffix in (".csv", ".tsv") else self._text_rows()
         for line_no, url, caption in rows:
+            if url is None:  # the line could not be read: ``caption`` says why
+                yield SourceItem(key=f"line:{line_no}", meta={"line": line_no},
+                                 locator={"error": f"line {line_no} {caption}"})
+                continue
             meta: dict[str, Any] = {"line": line_no}
             if caption:
-                meta["captions"] = [caption]
-            if not _URL_LIKE.match(url):  # not a URL: neither its key nor its reason quotes the line
+                meta["captions"] = [safe_text(caption)]
+            if not _URL_LIKE.match(url) or _CONTROL.search(url):  # neither key nor reason quotes the line
                 yield SourceItem(key=f"line:{line_no}", meta={"line": line_no},
                                  locator={"error": f"line {line_no} is not a URL"})
                 continue
             key = url if len(url) <= MAX_KEY else f"line:{line_no}"
             yield SourceItem(key=key, locator={"url": url}, meta=meta)
 
-    def _text_rows(self) -> Iterator[tuple[int, str, str | None]]:
+    def _text_rows(self) -> Iterator[tuple[int, str | None, str | None]]:
         with self.path.open(encoding="utf-8", errors="replace") as handle:
-            for line_no, line in enumerate(handle, start=1):
+            for line_no, line in enumerate(bounded_lines(handle), start=1):
+                if line is None:
+                    yield line_no, None, TOO_LONG
+                    continue
                 line = line.strip()
                 if not line or line.startswith("#"):
                     continue
                 url, _, caption = line.partition("\t")
                 yield line_no, url.strip(), caption.strip() or None
 
-    def _table_rows(self, suffix: str) -> Iterator[tuple[int, str, str | None]]:
+    def _table_rows(self, suffix: str) -> Iterator[tuple[int, str | None, str | None]]:
+        too_long: list[int] = []
+
+        def lines(handle: TextIO) -> Iterator[str]:
+            for line_no, line in enumerate(bounded_lines(handle), start=1):
+                if line is None:
+                    too_long.append(line_no)
+                    yield "\n"  # a blank row in its place keeps the reader's line count
+                else:
+                    yield line
+
         with self.path.open(encoding="utf-8", errors="replace", newline="") as handle:
-            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-            fields = {name.lower().strip(): name for name in reader.fieldnames or []}
+            reader = csv.DictReader(lines(handle), delimiter="\t" if suffix == ".tsv" else ",")
+            try:
+                fields = {name.lower().strip(): name for name in reader.fieldnames or []}
+            except csv.Error as exc:
+                raise SourceError(f"{self.path.name}: the header cannot be parsed as CSV ({exc})") from None
             if "url" not in fields:
                 raise SourceError(f"{self.path.name}: the header has no 'url' column")
             caption_field = next((fields[k] for k in CAPTION_KEYS if k in fields), None)
-            for line_no, row in enumerate(reader, start=2):
-                url = (row.get(fields["url"]) or "").strip()
+            while True:
+                before = reader.line_num
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    yield reader.line_num, None, f"cannot be parsed as CSV ({exc})"
+                    if reader.line_num == before:
+                        break
+                    continue
+                finally:
+                    while too_long:
+                        yield too_long.pop(0), None, TOO_LONG
+                url = (row.get(fields["url"]) or "").strip() if isinstance(row.get(fields["url"]), str) else ""
                 if url:
-                    caption = (row.get(caption_field) or "").strip() if caption_field else ""
-                    yield line_no, url, caption or None
+                    caption = row.get(caption_field) if caption_field else ""
+                    caption = caption.strip() if isinstance(caption, str) else ""
+                    yield reader.line_num, url, caption or None
 
     @property
     def fetcher(self) -> HttpFetcher:
@@ -97,3 +136,18 @@ class UrlListSource(Source):
         if self._fetcher is not None:
             self._fetcher.close()
             self._fetcher = None
+
+
+def bounded_lines(handle: TextIO, limit: int = MAX_LINE_CHARS) -> Iterator[str | None]:
+    """The file's lines, each read in pieces of at most ``limit`` characters: a longer line is
+    skipped to its end and given as None (memory stays bounded whatever the file holds)."""
+    while True:
+        line = handle.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit or line.endswith("\n"):
+            yield line
+            continue
+        while line and not line.endswith("\n"):
+            line = handle.readline(limit)
+        yield None

@@ -7,6 +7,7 @@ and ``.json`` members give captions and metadata. Only uncompressed ``.tar`` can
 from __future__ import annotations
 
 import glob
+import os
 import re
 import tarfile
 from collections.abc import Iterator, Sequence
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.sources.base import (
-    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, inside, sidecar_meta,
+    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, escape_name, inside, sidecar_meta,
 )
 
 _BRACE = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -164,75 +165,166 @@ class WebDatasetSource(Source):
     kind = "webdataset"
     queue = "cpu"
 
-    def __init__(self, shards: Sequence[Path], uri: str) -> None:
+    def __init__(self, shards: Sequence[Path], uri: str, max_file_bytes: int | None = None) -> None:
         self.shards = shards
         self.uri = uri if any(c in uri for c in "{*?[") else str(Path(uri).expanduser().resolve())
         self.root = shard_root(uri)
+        self.max_file_bytes = max_file_bytes
 
     def iter_items(self) -> Iterator[SourceItem]:
         for shard in self.shards:
             if self.root is not None and not inside(shard, self.root):
-                yield SourceItem(key=f"{shard.name}/#shard-error", locator={
-                    "error": f"shard {shard.name} is a symlink leading outside the source folder; not read"})
+                yield SourceItem(key=f"{escape_name(shard.name)}/#shard-error", locator={
+                    "error": f"shard {escape_name(shard.name)} is a symlink leading outside the source folder; not read"})
                 continue
             yield from self._shard_items(shard)
 
     def _shard_items(self, shard: Path) -> Iterator[SourceItem]:
+        """The shard's samples in order. A member header that is cut off or corrupt ends the listing
+        of the shard: the samples before it keep their members, the tail becomes an error item
+        ``<shard>/#truncated`` (and the sample it cuts short notes what it lost)."""
+        name = escape_name(shard.name)
         current: str | None = None
         members: dict[str, tarfile.TarInfo] = {}
+        failure: str | None = None
         try:
-            with tarfile.open(shard, mode="r:") as tar:
-                for info in tar:
-                    if not info.isfile():
-                        continue
-                    key, ext = _sample_key(info.name)
-                    if key != current and current is not None:
-                        yield self._sample(shard, tar, current, members)
-                        members = {}
-                    current = key
-                    members[ext] = info
-                if current is not None:
-                    yield self._sample(shard, tar, current, members)
+            size = shard.stat().st_size
+            tar = tarfile.open(shard, mode="r:")
         except (tarfile.TarError, OSError, EOFError) as exc:
-            yield SourceItem(
-                key=f"{shard.name}/#shard-error",
-                locator={"error": f"corrupt or unreadable shard {shard.name}: {exc}"},
-            )
+            yield SourceItem(key=f"{name}/#shard-error",
+                             locator={"error": f"corrupt or unreadable shard {name}: {_reason(exc)}"})
+            return
+        with tar:
+            while True:
+                try:
+                    info = tar.next()
+                except (tarfile.TarError, OSError, EOFError) as exc:
+                    failure = f"{_reason(exc)} at byte {tar.offset:,}"
+                    break
+                if info is None:
+                    failure = _tail_problem(shard, tar.offset, size)
+                    break
+                if info.isdir():
+                    continue
+                key, ext = _sample_key(info.name)
+                if key != current and current is not None:
+                    yield self._sample(shard, tar, size, current, members)
+                    members = {}
+                current = key
+                members.setdefault(ext, info)
+            lost = _cut_member(shard, tar.offset, size) if failure else None
+            if current is not None:
+                note = None
+                if lost is not None and _sample_key(lost)[0] == current:
+                    note = f"member {escape_name(lost)} is cut off by the end of the shard"
+                yield self._sample(shard, tar, size, current, members, note)
+        if failure:
+            yield SourceItem(key=f"{name}/#truncated", locator={
+                "error": f"shard {name} is truncated or corrupt ({failure}); the members after that point are lost"})
 
-    def _sample(self, shard: Path, tar: tarfile.TarFile, key: str,
-                members: dict[str, tarfile.TarInfo]) -> SourceItem:
-        item_key = f"{shard.name}/{key}"
+    def _sample(self, shard: Path, tar: tarfile.TarFile, shard_size: int, key: str,
+                members: dict[str, tarfile.TarInfo], note: str | None = None) -> SourceItem:
+        shown = escape_name(key)
+        item_key = f"{escape_name(shard.name)}/{shown}"
+        errors = [note] if note else []
+        texts = [t for t in (_member_text(tar, members[ext], shard_size, errors) for ext in ("txt", "caption")
+                             if ext in members) if t is not None]
+        json_text = _member_text(tar, members["json"], shard_size, errors) if "json" in members else None
+        meta = sidecar_meta(texts, json_text, f"{shown}.json", {"shard": escape_name(shard.name), "sample": shown},
+                            errors=errors)
         image_ext = next((e for e in members if f".{e.rsplit('.', 1)[-1]}" in IMAGE_EXTENSIONS), None)
-        texts = [_read_text(tar, members[ext]) for ext in ("txt", "caption")
-                 if ext in members and members[ext].size <= MAX_TEXT_MEMBER]
-        json_text = (_read_text(tar, members["json"])
-                     if "json" in members and members["json"].size <= MAX_TEXT_MEMBER else None)
-        meta = sidecar_meta(texts, json_text, f"{key}.json", {"shard": shard.name, "sample": key})
         if image_ext is None:
             return SourceItem(key=item_key, meta=meta, locator={
-                "error": f"sample has no image member (members: {', '.join(sorted(members))})"})
+                "error": f"sample has no image member (members: {escape_name(', '.join(sorted(members)))})"})
         info = members[image_ext]
+        member = escape_name(info.name)
+        if not info.isfile():
+            return SourceItem(key=item_key, meta=meta, locator={
+                "error": f"image member {member} is a {_type_name(info)}, not a regular file; not read"})
+        if self.max_file_bytes is not None and info.size > self.max_file_bytes:
+            return SourceItem(key=item_key, meta=meta, locator={
+                "error": f"too large: member {member} of {info.size:,} bytes exceeds the cap of "
+                         f"{self.max_file_bytes:,}"})
         return SourceItem(key=item_key, meta=meta, locator={
-            "shard": str(shard), "member": info.name, "offset": info.offset_data, "size": info.size})
+            "shard": str(shard), "member": member, "offset": info.offset_data, "size": info.size})
 
     def read(self, locator: dict[str, Any]) -> bytes:
         if "error" in locator:
             raise FetchError(str(locator["error"]))
         try:
+            size = int(locator["size"])
+            if self.max_file_bytes is not None and size > self.max_file_bytes:
+                raise FetchError(f"too large: member {locator.get('member')} of {size:,} bytes exceeds the cap "
+                                 f"of {self.max_file_bytes:,}")
             with open(locator["shard"], "rb") as handle:
                 handle.seek(int(locator["offset"]))
-                data = handle.read(int(locator["size"]))
+                data = handle.read(size)
         except (KeyError, ValueError, TypeError):
             raise FetchError("bad locator for a tar member") from None
         except OSError as exc:
             raise FetchError(f"cannot read shard {locator.get('shard')}: {exc.strerror or exc}") from None
-        if len(data) != int(locator["size"]):
+        if len(data) != size:
             raise FetchError(f"shard truncated: member {locator.get('member')} is cut short")
         return data
 
+def _member_text(tar: tarfile.TarFile, info: tarfile.TarInfo, shard_size: int, errors: list[str]) -> str | None:
+    """A caption / metadata member's text, or None with the reason (never its content) in ``errors``:
+    not a regular file, larger than ``MAX_TEXT_MEMBER``, cut off by the end of the shard."""
+    member = escape_name(info.name)
+    if not info.isfile():
+        errors.append(f"{member}: not read, it is a {_type_name(info)}")
+        return None
+    if info.size > MAX_TEXT_MEMBER:
+        errors.append(f"{member}: not read, {info.size:,} bytes exceeds {MAX_TEXT_MEMBER:,}")
+        return None
+    if info.offset_data + info.size > shard_size:
+        errors.append(f"{member}: not read, it is cut off by the end of the shard")
+        return None
+    try:
+        handle = tar.extractfile(info)
+        data = handle.read() if handle is not None else b""
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        errors.append(f"{member}: not read, {_reason(exc)}")
+        return None
+    return data.decode("utf-8", errors="replace").strip()
 
-def _read_text(tar: tarfile.TarFile, info: tarfile.TarInfo) -> str:
-    handle = tar.extractfile(info)
-    if handle is None:
-        return ""
-    return handle.read().decode("utf-8", errors="replace").strip()
+
+def _type_name(info: tarfile.TarInfo) -> str:
+    for test, what in ((info.islnk, "hard link"), (info.issym, "symlink"), (info.ischr, "character device"),
+                       (info.isblk, "block device"), (info.isfifo, "FIFO"), (info.isdir, "directory")):
+        if test():
+            return what
+    return "special member"
+
+
+def _reason(exc: BaseException) -> str:
+    return escape_name(str(exc))[:300] or type(exc).__name__
+
+
+def _tail_problem(shard: Path, offset: int, size: int) -> str | None:
+    """Why the shard ends badly at ``offset`` (where tarfile stopped), or None for a proper end
+    (zero blocks, or nothing): a cut header, or a block that is not a header."""
+    block = _block_at(shard, offset)
+    if block is None or not block.strip(b"\0"):
+        return None
+    if len(block) < tarfile.BLOCKSIZE:
+        return f"a member header is cut off at byte {offset:,} of {size:,}"
+    return f"the block at byte {offset:,} is not a member header"
+
+
+def _cut_member(shard: Path, offset: int, size: int) -> str | None:
+    """The name in a member header cut off at ``offset``, when enough of it is there."""
+    block = _block_at(shard, offset)
+    if block is None or len(block) < 100:
+        return None
+    name = block[:100].split(b"\0", 1)[0]
+    return os.fsdecode(name) if name else None
+
+
+def _block_at(shard: Path, offset: int) -> bytes | None:
+    try:
+        with open(shard, "rb") as handle:
+            handle.seek(offset)
+            return handle.read(tarfile.BLOCKSIZE)
+    except OSError:
+        return None
