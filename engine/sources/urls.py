@@ -71,12 +71,14 @@ class UrlListSource(Source):
 
     def _table_rows(self, suffix: str) -> Iterator[tuple[int, str | None, str | None]]:
         too_long: list[int] = []
+        read = [0]  # physical lines handed to the CSV reader
 
         def lines(handle: TextIO) -> Iterator[str]:
             for line_no, line in enumerate(bounded_lines(handle), start=1):
+                read[0] = line_no
                 if line is None:
                     too_long.append(line_no)
-                    yield "\n"  # a blank row in its place keeps the reader's line count
+                    yield "\n"  # a blank row in its place keeps the line count
                 else:
                     yield line
 
@@ -90,24 +92,25 @@ class UrlListSource(Source):
                 raise SourceError(f"{self.path.name}: the header has no 'url' column")
             caption_field = next((fields[k] for k in CAPTION_KEYS if k in fields), None)
             while True:
-                before = reader.line_num
+                before = read[0]
                 try:
                     row = next(reader)
                 except StopIteration:
                     break
-                except csv.Error as exc:
-                    yield reader.line_num, None, f"cannot be parsed as CSV ({exc})"
-                    if reader.line_num == before:
+                except csv.Error as exc:  # the reader goes on with the next line
+                    yield read[0], None, f"cannot be parsed as CSV ({exc})"
+                    if read[0] == before:  # nothing consumed: it would fail again
                         break
                     continue
                 finally:
                     while too_long:
                         yield too_long.pop(0), None, TOO_LONG
-                url = (row.get(fields["url"]) or "").strip() if isinstance(row.get(fields["url"]), str) else ""
+                url = row.get(fields["url"])
+                url = url.strip() if isinstance(url, str) else ""
                 if url:
                     caption = row.get(caption_field) if caption_field else ""
                     caption = caption.strip() if isinstance(caption, str) else ""
-                    yield reader.line_num, url, caption or None
+                    yield read[0], url, caption or None
 
     @property
     def fetcher(self) -> HttpFetcher:
