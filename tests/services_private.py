@@ -236,14 +236,15 @@ class PrivatePostgres(PrivateServer):
         subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "stop", "-D",
                         str(self.data), "-m", "fast", "-w", "-t", "20"], capture_output=True, cwd=self.data)
 
-    def create_database(self, dbname: str, migrate: bool = True) -> str:
+    def create_database(self, dbname: str, migrate: bool = True, template: str | None = None) -> str:
+        """A new database (a copy of ``template`` when given, else migrated to head unless told not)."""
         import psycopg
 
         with psycopg.connect(host=HOST, port=self.port, user="postgres", dbname="postgres",
                              autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
+            conn.execute(f'CREATE DATABASE "{dbname}"' + (f' TEMPLATE "{template}"' if template else ""))
         url = self.database_url(dbname)
-        if migrate:
+        if migrate and template is None:
             import migrations
             from engine.db.session import dispose_engines
 
