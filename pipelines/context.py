@@ -36,9 +36,23 @@ class TaskContext:
         with session_scope(self.settings.db_url) as session:
             yield session
 
+    def database_id(self) -> str | None:
+        """The identity of this context's database (table ``database_identity``), read once per process."""
+        return database_identity(self.settings.db_url)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> "TaskContext":
         return cls(settings=settings, store=LocalMediaStore(settings.media_path), models=ModelCache(settings))
+
+
+@cache
+def database_identity(db_url: str) -> str | None:
+    from sqlalchemy import select
+
+    from engine.db.models import DatabaseIdentity
+
+    with session_scope(db_url) as session:
+        return session.scalar(select(DatabaseIdentity.uuid).where(DatabaseIdentity.id == 1))
 
 
 @cache

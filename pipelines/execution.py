@@ -3,7 +3,7 @@
 1. Begin: in a short transaction of its own, count a start on each pending row of the batch that no
    other running batch holds (engine/repositories/work.py). A job this database does not know is
    refused loudly (:class:`UnknownJob`): the worker points at another database than the one the
-   job was planned in.
+   job was planned in; so is a task whose message names another database's identity.
 2. A batch that began before and never finished (some row has more than one start) is a batch
    that took its worker down (a crash in native code, the out-of-memory killer, kill -9) — or was
    cut off by a database restart. It is split in halves, sent again, and not worked on here; a
@@ -34,9 +34,20 @@ class UnknownJob(LookupError):
     """The task's job is not in this worker's database."""
 
 
-def run_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int]) -> dict[str, Any]:
-    """Run one batch of a stage, commit, and hand what finished to the next stage."""
+class WrongDatabase(UnknownJob):
+    """The task was planned in another database than this worker's."""
+
+
+def run_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],
+              database: str | None = None) -> dict[str, Any]:
+    """Run one batch of a stage, commit, and hand what finished to the next stage. ``database``: the
+    identity of the database the task was planned in (messages from before it was sent carry none)."""
     stage = BY_NAME[stage_name]
+    if database is not None and database != ctx.database_id():
+        raise WrongDatabase(
+            f"{stage.task} for job {job_id} was planned in database {database[:8]}… but this worker's "
+            f"database ({mask_url(ctx.settings.db_url)}) is {str(ctx.database_id())[:8]}…: the worker is "
+            "configured for another database; refused")
     with ctx.session() as session:
         job = session.get(MiningJob, job_id)
         if job is None:
@@ -95,7 +106,9 @@ def enqueue_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: i
     stage = BY_NAME[stage_name]
     size = stage.batch_size(ctx)
     target = queue_name or queue_for(stage, ctx)
-    return [queue.enqueue(stage.task, [job_id, ids[i:i + size]], queue=target) for i in range(0, len(ids), size)]
+    database = ctx.database_id()
+    return [queue.enqueue(stage.task, [job_id, ids[i:i + size], database], queue=target)
+            for i in range(0, len(ids), size)]
 
 
 def hand_off(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],

@@ -31,38 +31,38 @@ def worker_queue() -> TaskQueue:
 
 
 @app.task(name="dataengine.mine.batch", **RETRY)
-def mine_batch(job_id: int, item_ids: list[int]) -> dict[str, Any]:
-    return run_stage(worker_context(), worker_queue(), "mine", job_id, item_ids)
+def mine_batch(job_id: int, item_ids: list[int], database: str | None = None) -> dict[str, Any]:
+    return run_stage(worker_context(), worker_queue(), "mine", job_id, item_ids, database)
 
 
 @app.task(name="dataengine.caption.batch", **RETRY)
-def caption_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
-    return run_stage(worker_context(), worker_queue(), "caption", job_id, image_ids)
+def caption_batch(job_id: int, image_ids: list[int], database: str | None = None) -> dict[str, Any]:
+    return run_stage(worker_context(), worker_queue(), "caption", job_id, image_ids, database)
 
 
 @app.task(name="dataengine.parse.batch", **RETRY)
-def parse_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
-    return run_stage(worker_context(), worker_queue(), "parse", job_id, image_ids)
+def parse_batch(job_id: int, image_ids: list[int], database: str | None = None) -> dict[str, Any]:
+    return run_stage(worker_context(), worker_queue(), "parse", job_id, image_ids, database)
 
 
 @app.task(name="dataengine.propose.batch", **RETRY)
-def propose_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
-    return run_stage(worker_context(), worker_queue(), "propose", job_id, image_ids)
+def propose_batch(job_id: int, image_ids: list[int], database: str | None = None) -> dict[str, Any]:
+    return run_stage(worker_context(), worker_queue(), "propose", job_id, image_ids, database)
 
 
 @app.task(name="dataengine.negatives.batch", **RETRY)
-def negatives_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
-    return run_stage(worker_context(), worker_queue(), "negatives", job_id, image_ids)
+def negatives_batch(job_id: int, image_ids: list[int], database: str | None = None) -> dict[str, Any]:
+    return run_stage(worker_context(), worker_queue(), "negatives", job_id, image_ids, database)
 
 
 @app.task(name="dataengine.verify.batch", **RETRY)
-def verify_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
-    return run_stage(worker_context(), worker_queue(), "verify", job_id, image_ids)
+def verify_batch(job_id: int, image_ids: list[int], database: str | None = None) -> dict[str, Any]:
+    return run_stage(worker_context(), worker_queue(), "verify", job_id, image_ids, database)
 
 
 @app.task(name="dataengine.route.batch", **RETRY)
-def route_batch(job_id: int, image_ids: list[int]) -> dict[str, Any]:
-    return run_stage(worker_context(), worker_queue(), "route", job_id, image_ids)
+def route_batch(job_id: int, image_ids: list[int], database: str | None = None) -> dict[str, Any]:
+    return run_stage(worker_context(), worker_queue(), "route", job_id, image_ids, database)
 
 
 @app.task(name="dataengine.queue.expire_leases", **RETRY)

@@ -228,6 +228,18 @@ class ModelVersion(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class DatabaseIdentity(Base):
+    """One row: a random id made when the schema was created. Every task message carries the id of
+    the database its job was planned in; a worker whose database has another id refuses the task
+    (pipelines/execution.py) instead of working on another database's rows of the same ids."""
+
+    __tablename__ = "database_identity"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class MiningJob(Base):
     __tablename__ = "mining_jobs"
 

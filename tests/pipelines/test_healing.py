@@ -6,7 +6,9 @@ cases; the crashes themselves are in tests/faults/ (real worker processes)."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import time
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from engine.settings import PipelineSettings, Settings
 from pipelines.celery_app import create_celery
 from pipelines.context import TaskContext
 from pipelines.dispatch import CeleryQueue, HandOffFailed, InProcessQueue
-from pipelines.execution import UnknownJob, hand_off, run_stage
+from pipelines.execution import UnknownJob, WrongDatabase, hand_off, run_stage
 from pipelines.healing import heal_once
 from pipelines.runner import plan_mine
 from tests.conftest import make_settings
@@ -127,6 +129,22 @@ def test_a_job_this_database_does_not_know_is_refused_loudly(database_url, tmp_p
         run_stage(ctx, InProcessQueue(ctx), "mine", 987654, [1, 2])
 
 
+def test_a_task_planned_in_another_database_is_refused_even_when_the_job_id_exists(database_url, tmp_path):
+    """Two deployments both have a job 1: the message names the database it was planned in."""
+    settings = _settings(database_url, tmp_path)
+    job_id = _plan(settings, tmp_path, n=2)
+    ctx = TaskContext.from_settings(settings)
+    with session_scope(database_url) as s:
+        ids = list(s.scalars(select(JobItem.id).where(JobItem.job_id == job_id)))
+    with pytest.raises(WrongDatabase, match="configured for another database"):
+        run_stage(ctx, InProcessQueue(ctx), "mine", job_id, ids, "0f0f0f0f-another-database")
+    assert set(_statuses(database_url, job_id)) == {"pending"}
+    own = ctx.database_id()
+    assert own is not None and len(own) == 36
+    run_stage(ctx, InProcessQueue(ctx), "mine", job_id, ids, own)
+    assert set(_statuses(database_url, job_id)) == {"done"}
+
+
 def test_items_failed_because_the_disk_was_full_are_retried_once_there_is_room(database_url, tmp_path):
     roomy = _settings(database_url, tmp_path, stale_after_s=600)
     job_id = _plan(roomy, tmp_path, n=3)
@@ -196,6 +214,8 @@ def test_stale_work_waits_while_its_queue_holds_messages(fresh_pg_url, tmp_path,
     report = heal_once(ctx, queue)
     assert report.resent == {"mine": 5}
     assert client.llen("cpu") == 1  # one batch of five (batch_sizes.mine = 64)
+    body = json.loads(base64.b64decode(json.loads(client.lindex("cpu", 0))["body"]))
+    assert body[0] == [job_id, [i for i in body[0][1]], ctx.database_id()] and len(body[0][1]) == 5
     client.close()
 
 
