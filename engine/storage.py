@@ -64,6 +64,7 @@ class LocalMediaStore:
         key = storage_key(sha256, extension)
         path = self._path(key)
         if path.exists():
+            _touch(path)
             return Stored(key, False)
         if path.parent not in self._made:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +100,7 @@ def _publish(tmp: str, path: Path) -> bool:
     try:
         os.link(tmp, path)
     except FileExistsError:
+        _touch(path)
         created = False
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
@@ -110,6 +112,16 @@ def _publish(tmp: str, path: Path) -> bool:
         created = True
     os.unlink(tmp)
     return created
+
+
+def _touch(path: Path) -> None:
+    """Mark a file found in place as in use now: ``dataengine check --repair`` removes only files no
+    image row names that are older than its grace period, and the row naming this one may not be
+    committed yet."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 def _create_tmp(folder: Path, extension: str) -> tuple[int, str]:

@@ -21,14 +21,18 @@ def _ids(ids: dict[str, object]) -> str:
 
 @click.command("check")
 @click.option("--repair", is_flag=True,
-              help="First fix the violations whose repair is unambiguous (M1, T1, T5), each one printed and logged.")
+              help="First fix the violations whose repair is unambiguous (M1, T1, T5, F1), each one printed and logged.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
               help="Violations listed per invariant (0: all); each invariant's count is always exact.")
+@click.option("--orphan-grace", type=click.FloatRange(min=0), default=3600, show_default=True,
+              help="F1: seconds a media file no image row names must be old to count as an orphan.")
+@click.option("--no-media", is_flag=True, help="Skip the media-store invariants (F1, F2).")
 @pass_ctx
-def check_cmd(ctx: Context, repair: bool, as_json: bool, limit: int) -> None:
+def check_cmd(ctx: Context, repair: bool, as_json: bool, limit: int, orphan_grace: float, no_media: bool) -> None:
     """Scan the database for every violation of the label and task invariants (docs/architecture.md,
-    engine/domain/invariants.py) and print each with the ids involved.
+    engine/domain/invariants.py) and the media store against the image rows (F1 orphan files, F2
+    missing files), and print each with the ids involved.
 
     Exit status: 0 when nothing is violated, 1 when something is (after --repair: when something is
     left). Label contradictions are never repaired here: they need a person."""
@@ -36,13 +40,14 @@ def check_cmd(ctx: Context, repair: bool, as_json: bool, limit: int) -> None:
     from engine.services import check as service
 
     ensure_schema(ctx.settings)
+    media = None if no_media else service.MediaCheck(ctx.settings.media_path, orphan_grace)
     repairs: list[service.Repair] = []
     if repair:
         with session_scope(ctx.settings.db_url) as session:
-            repairs = service.repair(session)
+            repairs = service.repair(session, media=media, limit=limit or None)
             session.commit()
     with session_scope(ctx.settings.db_url) as session:
-        report = service.check(session, limit_per_invariant=limit or None)
+        report = service.check(session, limit_per_invariant=limit or None, media=media)
     if as_json:
         data = report.to_dict()
         if repair:

@@ -3,7 +3,8 @@
 ``dataengine check`` (:mod:`engine.services.check`) runs one query per invariant and prints every row
 that breaks it; ``--repair`` fixes only the invariants listed here with a ``repair``, where the fix
 is mechanical (bookkeeping left behind, never a label someone has to judge). Label contradictions
-(the P invariants) need a person: the check names them with their ids and leaves them alone.
+(the P invariants) need a person: the check names them with their ids and leaves them alone. The F
+invariants compare the media store's files with the image rows (checked when a media root is given).
 
 docs/architecture.md ("Labels: the decision model, its invariants, one ground truth") carries the
 same list, word for word (a test compares them).
@@ -20,12 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MASK, PAIR, TASK, VERDICT = "mask", "pair", "task", "verdict"
+FILE, IMAGE = "file", "image"  # the media store: files under the media root, image rows
 
 
 @dataclass(frozen=True)
 class Invariant:
-    code: str  # "M1", "P1", "T1", …: masks, pairs, tasks and their verdicts
-    subject: str  # the kind of row a violation is reported on: mask | pair | task | verdict
+    code: str  # "M1", "P1", "T1", "F1", …: masks, pairs, tasks and their verdicts, media files
+    subject: str  # what a violation is reported on: mask | pair | task | verdict | file | image
     statement: str  # one sentence, as docs/architecture.md writes it
     repair: str | None = None  # what ``check --repair`` does; None: a person must decide
 
@@ -75,7 +77,17 @@ INVARIANTS: tuple[Invariant, ...] = (
         "T6", TASK,
         "no more people judged a task than its review count: people with a verdict on it that no other "
         "verdict supersedes ≤ `reviews_required`."),
+    Invariant(
+        "F1", FILE,
+        "every file under the media root older than the grace period (a leftover `.tmp-*` file included) is "
+        "the stored file of an image row.",
+        "the orphan file is removed, after checking again that it is still old and no image row names it."),
+    Invariant(
+        "F2", IMAGE,
+        "every image row's stored file exists under the media root (reported with the image's source URI, so "
+        "a person can mine it again)."),
 )
+MEDIA_CODES: tuple[str, ...] = ("F1", "F2")  # need the media root: checked when it is given
 
 BY_CODE: dict[str, Invariant] = {inv.code: inv for inv in INVARIANTS}
 REPAIRABLE: tuple[str, ...] = tuple(inv.code for inv in INVARIANTS if inv.repairable)

@@ -14,6 +14,9 @@ wrong. ``limit_per_invariant`` caps the violations listed per invariant; the cou
 alone), each logged (logger ``engine.services.check``; a task's ``reason`` records it too). The
 label contradictions (P1–P6) and the verdict ones (T2, T3, T6) are never repaired here: verdicts are
 append-only and a label needs a person.
+
+With a media root (``media``), F1 and F2 compare the files with the image rows
+(:mod:`engine.services.check_media`: a streamed walk and keyset batches); ``repair`` removes F1's orphans.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from engine.db.base import utcnow
 from engine.db.models import (
     HumanTask, ImageConcept, Mask, MaskState, Polarity, TaskKind, TaskState, Verdict, VerdictKind,
 )
-from engine.domain.invariants import BY_CODE, INVARIANTS, Invariant
+from engine.domain.invariants import BY_CODE, INVARIANTS, MEDIA_CODES, Invariant
 from engine.domain.masks import MaskError, validate_rle
+from engine.services import check_media
+from engine.services.check_media import MediaCheck
 
 log = logging.getLogger(__name__)
 
@@ -397,13 +402,49 @@ def _m2(session: Session, limit: int | None) -> tuple[list[Violation], int]:
 
 _M2_BATCH = 2000
 SCANS: dict[str, Callable[[Session, int | None], tuple[list[Violation], int]]] = {"M2": _m2}
-assert set(QUERIES) | set(SCANS) == set(BY_CODE), "every written invariant has its query or scan"
+
+
+def _f1(session: Session, limit: int | None, media: MediaCheck) -> tuple[list[Violation], int]:
+    listed: list[Violation] = []
+    count = 0
+    for orphan in check_media.orphans(session, media):
+        count += 1
+        if limit is None or len(listed) < limit:
+            when = dt.datetime.fromtimestamp(orphan.mtime, dt.timezone.utc).isoformat(timespec="seconds")
+            what = ("a temporary file left by an interrupted write" if orphan.temporary
+                    else "no image row names it")
+            listed.append(Violation("F1", {"file": orphan.key}, f"{what} ({orphan.size} bytes, modified {when})"))
+    return listed, count
+
+
+def _f2(session: Session, limit: int | None, media: MediaCheck) -> tuple[list[Violation], int]:
+    listed: list[Violation] = []
+    count = 0
+    for gone in check_media.missing(session, media):
+        count += 1
+        if limit is None or len(listed) < limit:
+            listed.append(Violation("F2", {"image": gone.image_id, "file": gone.key},
+                                    f"file missing; mine it again from {(gone.source_uri or 'an unknown source')[:500]}"))
+    return listed, count
+
+
+MEDIA_SCANS: dict[str, Callable[[Session, int | None, MediaCheck], tuple[list[Violation], int]]] = {
+    "F1": _f1, "F2": _f2}
+assert set(MEDIA_SCANS) == set(MEDIA_CODES)
+assert set(QUERIES) | set(SCANS) | set(MEDIA_SCANS) == set(BY_CODE), "every written invariant has its query or scan"
 
 
 # ============================================================================ check
-def check_one(session: Session, code: str, limit: int | None = DEFAULT_LIMIT) -> InvariantResult:
-    """The violations of one invariant: the first ``limit`` listed (None: all), all counted."""
+def check_one(session: Session, code: str, limit: int | None = DEFAULT_LIMIT,
+              media: MediaCheck | None = None) -> InvariantResult:
+    """The violations of one invariant: the first ``limit`` listed (None: all), all counted. The
+    media-store invariants (F1, F2) need ``media``."""
     t0 = time.perf_counter()
+    if code in MEDIA_SCANS:
+        if media is None:
+            raise ValueError(f"{code} compares the media store with the database: give its root")
+        listed, count = MEDIA_SCANS[code](session, limit, media)
+        return InvariantResult(BY_CODE[code], listed, count, time.perf_counter() - t0)
     if code in SCANS:
         listed, count = SCANS[code](session, limit)
         return InvariantResult(BY_CODE[code], listed, count, time.perf_counter() - t0)
@@ -419,12 +460,13 @@ def check_one(session: Session, code: str, limit: int | None = DEFAULT_LIMIT) ->
 
 
 def check(session: Session, limit_per_invariant: int | None = DEFAULT_LIMIT,
-          codes: Iterable[str] | None = None) -> CheckReport:
-    """Every invariant (or those of ``codes``), in the written order. Reads only."""
+          codes: Iterable[str] | None = None, media: MediaCheck | None = None) -> CheckReport:
+    """Every invariant (or those of ``codes``), in the written order. Reads only. The media-store
+    invariants (F1, F2) are checked when ``media`` says where the store is."""
     wanted = {c.upper() for c in codes} if codes is not None else None
     t0 = time.perf_counter()
-    results = [check_one(session, inv.code, limit_per_invariant) for inv in INVARIANTS
-               if wanted is None or inv.code in wanted]
+    results = [check_one(session, inv.code, limit_per_invariant, media) for inv in INVARIANTS
+               if (wanted is None or inv.code in wanted) and (media is not None or inv.code not in MEDIA_SCANS)]
     return CheckReport(results, time.perf_counter() - t0)
 
 
@@ -511,16 +553,24 @@ def _repair_t5(session: Session, repairs: list[Repair], now: dt.datetime) -> Non
                                         action))
 
 
-def repair(session: Session, now: dt.datetime | None = None) -> list[Repair]:
-    """Fix what is unambiguous (M1, T1, T5), flushing; the caller commits. Returns what was done, in
-    the written order; each change is also logged."""
+def repair(session: Session, now: dt.datetime | None = None, *, media: MediaCheck | None = None,
+           limit: int | None = None) -> list[Repair]:
+    """Fix what is unambiguous (M1, T1, T5; with ``media`` also F1: orphan files removed), flushing;
+    the caller commits. Returns what was done, in the written order; each change is also logged.
+    Removed files beyond ``limit`` are summed up in one last F1 entry."""
     now = now or utcnow()
     repairs: list[Repair] = []
     _repair_m1(session, repairs)
     _repair_t1(session, repairs, now)
     _repair_t5(session, repairs, now)
     session.flush()
+    if media is not None:
+        removed, count = check_media.repair_orphans(session, media, limit)
+        repairs += [Repair("F1", {"file": o.key}, f"orphan file removed ({o.size} bytes)") for o in removed]
+        if count > len(removed):
+            repairs.append(Repair("F1", {"files": count - len(removed)}, "more orphan files removed (not listed)"))
     return repairs
 
 
-__all__ = ["DEFAULT_LIMIT", "CheckReport", "InvariantResult", "Repair", "Violation", "check", "check_one", "repair"]
+__all__ = ["DEFAULT_LIMIT", "CheckReport", "InvariantResult", "MediaCheck", "Repair", "Violation", "check", "check_one",
+           "repair"]

@@ -51,7 +51,7 @@ def plant(url, made, *, label: bool = True, lease: bool = True, masks: bool = Fa
 def test_clean_database_exits_zero(env):
     result = invoke()
     assert result.exit_code == 0, result.output
-    assert "check: no violations (14 invariants" in result.output
+    assert "check: no violations (16 invariants" in result.output
     assert "T5  ok  at most one open or leased non-gold task per (kind, pair, mask)." in result.output
 
 

@@ -31,8 +31,8 @@ def test_docs_list_every_invariant_word_for_word():
 def test_codes_are_unique_and_well_formed():
     codes = [inv.code for inv in INVARIANTS]
     assert len(set(codes)) == len(codes) == len(BY_CODE)
-    assert all(re.fullmatch(r"[MPT][1-9]", c) for c in codes)
-    assert {inv.subject for inv in INVARIANTS} <= {"mask", "pair", "task", "verdict"}
+    assert all(re.fullmatch(r"[MPTF][1-9]", c) for c in codes)
+    assert {inv.subject for inv in INVARIANTS} <= {"mask", "pair", "task", "verdict", "file", "image"}
     assert invariant("t5") is BY_CODE["T5"]
     with pytest.raises(KeyError, match="no invariant 'X9'"):
         invariant("X9")
