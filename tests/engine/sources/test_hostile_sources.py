@@ -223,10 +223,10 @@ def test_coco_bad_annotations_are_recorded_and_the_good_ones_kept(tmp_path):
 
 def test_coco_file_size_is_capped(tmp_path):
     path = _coco(tmp_path, [{"id": 1, "file_name": "a.jpg"}], [])
-    with pytest.raises(SourceError, match=r"exceeds the cap of 1,024 .*sources.max_coco_bytes"):
-        listed(path, max_coco_bytes=1024) if path.stat().st_size > 1024 else None
-        path.write_text(path.read_text() + " " * 2000)
+    path.write_text(path.read_text() + " " * 2000)
+    with pytest.raises(SourceError, match=r"coco.json: [\d,]+ bytes exceeds the cap of 1,024 .*sources.max_coco_bytes"):
         listed(path, max_coco_bytes=1024)
+    assert sorted(listed(path, max_coco_bytes=4096)) == ["image:1"]
     assert SourceSettings().max_coco_bytes == 2 * 1024 ** 3
 
 
