@@ -149,7 +149,7 @@ def wait_for_job(ctx: TaskContext, job_id: int, total: int, timeout_s: float | N
                 mining = jobs_repo.has_pending(session, job_id)
                 busy = mining or stages_repo.any_pending(session, job_id)
                 pending = len(jobs_repo.pending_ids(session, job_id)) if mining and on_progress else 0
-        except _outage_errors() as exc:
+        except outage_errors() as exc:
             what = outage_line(exc, job_id)
             if down is None or not what.startswith(down):
                 notice(what)
@@ -178,7 +178,7 @@ def outage_line(exc: BaseException, job_id: int) -> str:
     return f"{what} unavailable ({kind}); still following job {job_id}, retrying"
 
 
-def _outage_errors() -> tuple[type[BaseException], ...]:
+def outage_errors() -> tuple[type[BaseException], ...]:
     """The errors of a database or broker that is down or restarting (a connection refused or cut)."""
     from kombu.exceptions import OperationalError as BrokerError
     from redis.exceptions import ConnectionError as RedisConnectionError

@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -182,7 +184,7 @@ def _run_mine(settings: Settings, source: str, **kwargs: object) -> None:
 
     from engine.services.mine import JobConflict
     from engine.sources import SourceError
-    from pipelines.runner import run_mine
+    from pipelines.runner import outage_errors, outage_line, run_mine
 
     ensure_schema(settings)
     wait = bool(kwargs.pop("wait"))
@@ -199,6 +201,10 @@ def _run_mine(settings: Settings, source: str, **kwargs: object) -> None:
                               on_progress=progress, **kwargs)  # type: ignore[arg-type]
         except (SourceError, JobConflict) as exc:
             raise click.ClickException(str(exc)) from None
+        except outage_errors() as exc:  # before the follow loop or after it: not retried (it enqueues)
+            rest = ("run the same command again to resume the job" if settings.embedded
+                    else "a job already planned goes on on the workers: see `dataengine status`")
+            raise click.ClickException(f"{outage_line(exc, 0).split(';')[0]}; {rest}") from None
     plan = result.plan
     where = "in-process" if settings.embedded else "on Celery workers"
     click.echo(f"job {plan.name!r} (id {plan.job_id}): {plan.items} items listed, {plan.new_items} new, "
@@ -213,10 +219,31 @@ def _run_mine(settings: Settings, source: str, **kwargs: object) -> None:
     if result.stage_seconds:
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.stage_seconds.items())
         click.echo(f"time per stage: {stages}")
-    _print_summary(settings, result.plan.job_id, result.stage_seconds)
+    _retrying(lambda: _print_summary(settings, result.plan.job_id, result.stage_seconds), result.plan.job_id)
     click.echo(f"wall time {result.wall_s:.1f}s")
     if not result.finished:
         raise click.ClickException("timed out waiting for workers; the job goes on in the background")
+
+
+def _retrying(read: Callable[[], None], job_id: int, within_s: float = 60.0) -> None:
+    """Run ``read`` (database reads, then printing) again while the database is restarting, for up to
+    ``within_s``; one line says so, never the error's text."""
+    from pipelines.runner import outage_errors, outage_line
+
+    deadline = time.monotonic() + within_s
+    told = False
+    while True:
+        try:
+            read()
+            return
+        except outage_errors() as exc:
+            if not told:
+                click.echo(outage_line(exc, job_id), err=True)
+                told = True
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"{outage_line(exc, job_id).split(';')[0]} for {within_s:.0f} s; "
+                                           "see `dataengine status` later") from None
+            time.sleep(1.0)
 
 
 def _print_summary(settings: Settings, job_id: int, stage_seconds: dict[str, float]) -> None:
