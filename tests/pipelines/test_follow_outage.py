@@ -97,3 +97,62 @@ def test_the_timeout_holds_while_the_database_is_down(private_pg, tmp_path):
     assert finished is False
     assert time.monotonic() - started < 15
     assert lines and all(line.startswith("database unavailable (") for line in lines)
+
+
+def test_dataengine_mine_follows_through_a_database_restart(private_pg, tmp_path):
+    """The command of the issue: ``dataengine mine`` with a broker, in its own process, while its
+    database restarts — one line, no traceback, exit 0 once the job is done (the items are settled
+    by hand here: no worker runs, so the follow loop alone is under test)."""
+    import os
+    import subprocess
+    import sys
+
+    import psycopg
+
+    from tests.conftest import LOCAL_FETCH_ENV
+    from tests.services_private import start_private_redis
+
+    redis_server = start_private_redis(tmp_path / "redis")
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"{i}.png").write_bytes(png_bytes(photo(i, (64, 48))))
+    env = {**os.environ, **LOCAL_FETCH_ENV, "DATAENGINE_DATABASE_URL": private_pg.url,
+           "DATAENGINE_BROKER_URL": redis_server.url, "DATAENGINE_MEDIA_ROOT": str(tmp_path / "media"),
+           "DATAENGINE_DATA_DIR": str(tmp_path / "data")}
+    out, err = (tmp_path / "out.txt").open("wb"), (tmp_path / "err.txt").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "dataengine", "mine", str(src), "--job", "outage",
+                             "--until", "mine", "--timeout", "120"], env=env, stdout=out, stderr=err,
+                            cwd=Path(__file__).resolve().parents[2])
+    dsn = private_pg.url.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "err.txt").read_text()
+            assert time.monotonic() < deadline, "the job was never planned"
+            try:
+                with psycopg.connect(dsn, connect_timeout=1) as conn:
+                    if conn.execute("SELECT count(*) FROM job_items").fetchone()[0] == 3:
+                        break
+            except psycopg.Error:
+                pass
+            time.sleep(0.2)
+        time.sleep(1.5)  # enqueued; following
+        private_pg.restart()
+        time.sleep(2)
+        assert proc.poll() is None, (tmp_path / "err.txt").read_text()
+        with psycopg.connect(dsn) as conn:
+            conn.execute("UPDATE job_items SET status = 'failed', error = 'settled by the test'")
+        assert proc.wait(60) == 0, (tmp_path / "err.txt").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        out.close()
+        err.close()
+        redis_server.close()
+    stderr = (tmp_path / "err.txt").read_text()
+    assert "Traceback" not in stderr
+    assert stderr.count("database unavailable (") == 1, stderr
+    assert "still following job" in stderr and "database reachable again" in stderr
+    assert "job 'outage'" in (tmp_path / "out.txt").read_text()
