@@ -10,13 +10,17 @@
    single item that took its worker down ``max_item_crashes`` times is failed with the reason.
 3. Otherwise run the stage's service, commit, hand what finished to the next stage and enqueue it.
    A hand-off the broker refuses (after retries) is logged: its rows are pending and stamped, and
-   the healer sends them again (pipelines/healing.py).
+   the healer sends them again (pipelines/healing.py). A batch that raises anything but a
+   database or network error is split the same way, down to the item that raises, which is failed
+   with the error as its reason: no input stops a job.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+from sqlalchemy import exc as sa_exc
 
 from engine.db.models import MiningJob
 from engine.ports import TaskQueue
@@ -28,6 +32,9 @@ from pipelines.dispatch import HandOffFailed
 from pipelines.stages import BY_NAME, STAGE_NAMES, queue_for, queue_of
 
 log = logging.getLogger(__name__)
+
+# errors of the database or the network, not of the batch: the task is retried as it is
+TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError)
 
 
 class UnknownJob(LookupError):
@@ -55,18 +62,26 @@ def run_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, 
                 f"job {job_id} is not in this worker's database ({mask_url(ctx.settings.db_url)}): the worker "
                 f"is configured for another database than the one the job was planned in; {stage.task} refused")
         starts = work.begin(session, stage_name, job_id, ids)
-        mine_queue = queue_of(job, stage_name, ctx.settings)
+        own_queue = queue_of(job, stage_name, ctx.settings)
     if any(n > 1 for n in starts.values()):
-        split = _after_crash(ctx, queue, stage_name, job_id, starts, mine_queue)
+        split = _after_crash(ctx, queue, stage_name, job_id, starts, own_queue)
         if split is not None:
             return split
-    with ctx.session() as session:
-        report = stage.service(ctx, session, job_id, ids)
-        next_name, handed = flow.hand_over(session, job_id, stage_name, report.image_ids, STAGE_NAMES)
-        if handed and next_name:
-            work.mark_dispatched(session, next_name, job_id, handed)
-        else:  # work just handed on means the job cannot be complete: skip the check
-            flow.finish_if_complete(session, job_id)
+    try:
+        with ctx.session() as session:
+            report = stage.service(ctx, session, job_id, ids)
+            next_name, handed = flow.hand_over(session, job_id, stage_name, report.image_ids, STAGE_NAMES)
+            if handed and next_name:
+                work.mark_dispatched(session, next_name, job_id, handed)
+            else:  # work just handed on means the job cannot be complete: skip the check
+                flow.finish_if_complete(session, job_id)
+    except TRANSIENT:
+        raise  # the database or the network: the task is tried again as it is
+    except Exception as exc:  # a bug or an input no check foresaw: it must not stop the job
+        if not starts:
+            raise
+        log.exception("%s: a batch of job %s failed", stage_name, job_id)
+        return _after_error(ctx, queue, stage_name, job_id, sorted(starts), own_queue, exc)
     if next_name and handed:
         hand_off(ctx, queue, next_name, job_id, handed)
     return report.to_dict()
@@ -93,6 +108,24 @@ def _after_crash(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: in
     half = (len(ids) + 1) // 2
     log.warning("%s: a batch of job %s began %d time(s) before without finishing; splitting its %d items",
                 stage_name, job_id, max(starts.values()) - 1, len(ids))
+    with ctx.session() as session:
+        work.restart(session, stage_name, job_id, ids)
+    for part in (ids[:half], ids[half:]):
+        hand_off(ctx, queue, stage_name, job_id, part, queue_name=queue_name)
+    return {"stage": stage_name, "counts": {"split": len(ids)}, "seconds": {}, "image_ids": []}
+
+
+def _after_error(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],
+                 queue_name: str, exc: Exception) -> dict[str, Any]:
+    """A batch raised (rolled back): split it and send the halves again, down to the item that
+    raises, which is failed with the error as its reason."""
+    if len(ids) == 1:
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        with ctx.session() as session:
+            work.fail(session, stage_name, job_id, ids[0], reason)
+            flow.finish_if_complete(session, job_id)
+        return {"stage": stage_name, "counts": {"failed": 1}, "seconds": {}, "image_ids": []}
+    half = (len(ids) + 1) // 2
     with ctx.session() as session:
         work.restart(session, stage_name, job_id, ids)
     for part in (ids[:half], ids[half:]):

@@ -9,16 +9,13 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
-
 from engine.ports import TaskQueue
 from pipelines.celery_app import app
 from pipelines.context import worker_context
-from pipelines.execution import enqueue_stage, run_stage
+from pipelines.execution import TRANSIENT, enqueue_stage, run_stage
 
-__all__ = ["enqueue_stage", "run_stage", "worker_queue"]
+__all__ = ["TRANSIENT", "enqueue_stage", "run_stage", "worker_queue"]
 
-TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError, TimeoutError)
 RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": 2, "retry_backoff_max": 120,
          "retry_jitter": True, "max_retries": 5}
 

@@ -245,3 +245,32 @@ class socket_closed_port:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def test_a_batch_that_raises_is_split_down_to_the_item_that_raises(database_url, tmp_path, monkeypatch):
+    """An error no check foresaw (injected here: decoding one marked image raises) fails that item
+    alone, with the error as its reason; the rest of its batch is mined and the job ends."""
+    import engine.services.mine as mine_service
+
+    settings = _settings(database_url, tmp_path)
+    src = _folder(tmp_path, 5)
+    poison = jpeg_bytes(photo(999, (64, 48)))
+    (src / "02.jpg").write_bytes(poison)
+    real = mine_service.prepare_image
+
+    def prepare(data: bytes, **kwargs):  # type: ignore[no-untyped-def]
+        if data == poison:
+            raise RuntimeError("injected fault")
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(mine_service, "prepare_image", prepare)
+    from pipelines.runner import run_mine
+
+    result = run_mine(settings, str(src), job_name="raises", until="mine")
+    assert result.report.status == "done"
+    with session_scope(database_url) as s:
+        items = {i.key: i for i in s.scalars(select(JobItem))}
+    assert items["02.jpg"].status is ItemStatus.FAILED
+    assert items["02.jpg"].error == "internal error: RuntimeError: injected fault"
+    assert {k: i.status.value for k, i in items.items() if k != "02.jpg"} == dict.fromkeys(
+        ["00.jpg", "01.jpg", "03.jpg", "04.jpg"], "done")
