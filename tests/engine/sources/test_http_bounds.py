@@ -141,7 +141,7 @@ def test_a_dripping_server_is_cut_off_at_the_deadline(fetcher, http_server, rout
     http_server.routes["/drip.jpg"] = route
     outcome, _, seconds = measured(lambda: fetcher.fetch(http_server.url("/drip.jpg")))
     assert outcome == TIMED_OUT
-    assert TOTAL_S - 0.1 < seconds < TOTAL_S + 0.3  # the read time-out never fires: bytes keep coming
+    assert TOTAL_S - 0.1 < seconds < TOTAL_S + 0.4  # the read time-out never fires: bytes keep coming
 
 
 def test_a_slow_redirect_chain_is_cut_off_at_the_deadline(fetcher, http_server):
@@ -150,7 +150,7 @@ def test_a_slow_redirect_chain_is_cut_off_at_the_deadline(fetcher, http_server):
     http_server.routes["/hop5"] = lambda h, n: send(h, 200, IMAGE)
     outcome, _, seconds = measured(lambda: fetcher.fetch(http_server.url("/hop0")))
     assert outcome == TIMED_OUT  # 6 hops of 0.3 s each: every one alone is quick
-    assert seconds < TOTAL_S + 0.3
+    assert seconds < TOTAL_S + 0.4
     assert http_server.hits["/hop4"] == 0
 
 
@@ -163,7 +163,7 @@ def test_the_deadline_covers_retries(http_server):
     finally:
         f.close()
     assert outcome == "timed out: the download took longer than 1.3 s"  # the third try is cut short
-    assert seconds < 1.3 + 0.3
+    assert seconds < 1.3 + 0.4
     assert http_server.hits["/slow.jpg"] == 3
 
 
