@@ -169,6 +169,7 @@ class _Inflater:
     """One content-encoding layer (gzip or deflate), undone a bounded step at a time."""
 
     def __init__(self, name: str) -> None:
+        self.obj: zlib._Decompress | None
         if name in ("gzip", "x-gzip"):
             self.name, self.obj = "gzip", zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif name == "deflate":
