@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import CompoundSelect, bindparam, select, text, union
@@ -59,6 +60,28 @@ class NearDuplicate:
 
 def id_by_sha256(session: Session, sha256: str) -> int | None:
     return session.scalar(select(Image.id).where(Image.sha256 == sha256))
+
+
+def named_storage_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """The storage keys among ``keys`` that an image row names. A content-addressed key
+    (``ab/cd/<sha256>.<ext>``) is looked up by its sha256 (the unique index; ``storage_key`` has
+    none), any other by its text. Callers pass bounded batches."""
+    by_sha: dict[str, str] = {}
+    other: list[str] = []
+    for key in keys:
+        name = key.rsplit("/", 1)[-1]
+        sha = name.split(".", 1)[0]
+        if len(sha) == 64 and all(c in "0123456789abcdef" for c in sha) and key.startswith(f"{sha[:2]}/{sha[2:4]}/"):
+            by_sha[sha] = key
+        else:
+            other.append(key)
+    named: set[str] = set()
+    if by_sha:
+        rows = session.execute(select(Image.sha256, Image.storage_key).where(Image.sha256.in_(list(by_sha))))
+        named.update(key for sha, key in rows if by_sha.get(sha) == key)
+    if other:
+        named.update(session.scalars(select(Image.storage_key).where(Image.storage_key.in_(other))))
+    return named
 
 
 def find_near_duplicate(session: Session, phash: int, max_distance: int) -> NearDuplicate | None:

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.models import Image
+from engine.repositories import images as images_repo
 from engine.storage import TMP_PREFIX
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def _files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
 
 
 def _named(session: Session, keys: list[str]) -> set[str]:
-    return set(session.scalars(select(Image.storage_key).where(Image.storage_key.in_(keys))))
+    return images_repo.named_storage_keys(session, keys) if keys else set()
 
 
 def orphans(session: Session, media: MediaCheck) -> Iterator[Orphan]:

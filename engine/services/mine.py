@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
 from engine.db.models import (
-    Image, ImageConcept, ItemStatus, JobItem, JobStatus, Mask, MiningJob, PairOrigin, Polarity,
+    ImageConcept, ItemStatus, JobItem, JobStatus, Mask, MiningJob, PairOrigin, Polarity,
 )
 from engine.domain.images import ImageRejected, PreparedImage, prepare_image
 from engine.domain.masks import MaskError, RleMask, from_coco_segmentation
@@ -259,7 +259,7 @@ def _discard_unreferenced(session: Session, store: MediaStore, keys: list[str]) 
             kept: set[str] = set()
             for start in range(0, len(keys), 500):
                 chunk = keys[start:start + 500]
-                kept.update(fresh.scalars(select(Image.storage_key).where(Image.storage_key.in_(chunk))))
+                kept.update(images_repo.named_storage_keys(fresh, chunk))
     except Exception:  # noqa: BLE001 - cleaning up must not hide the batch's own error
         log.warning("could not tell which of %d stored files a failed batch leaves unused; they stay",
                     len(keys), exc_info=True)
