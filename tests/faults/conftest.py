@@ -131,6 +131,13 @@ class Cluster:
     env_extra: dict[str, str] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
+    databases: list[str] = field(default_factory=list)  # dropped at the end
+
+    def new_database(self) -> str:
+        """Another migrated database on the same private server (its URL)."""
+        name = f"fault_{next(_counter)}"
+        self.databases.append(name)
+        return self.pg.create_database(name, template="fault_template")
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DATAENGINE_")}
@@ -246,8 +253,10 @@ class Cluster:
         return "\n".join(f"--- {p.log.name}\n{p.output()[-tail:]}" for p in self.procs)
 
     def close(self) -> None:
+        """Kill what the test started (its assertions are made; a clean shutdown only costs time)."""
         for proc in self.procs:
-            proc.stop()
+            proc.kill()
+            proc.close()
         dispose_engines()
 
 
@@ -255,9 +264,8 @@ class Cluster:
 def cluster(private_pg: PrivatePostgres, broker: Broker, tmp_path: Path) -> Iterator[Cluster]:
     if not private_pg.running():
         private_pg.start()
-    name = f"fault_{next(_counter)}"
-    url = private_pg.create_database(name, template="fault_template")
-    found = Cluster(private_pg, url, broker, tmp_path, tmp_path / "media")
+    found = Cluster(private_pg, "", broker, tmp_path, tmp_path / "media")
+    found.db_url = found.new_database()
     found.media_root.mkdir()
     yield found
     found.close()
@@ -268,7 +276,8 @@ def cluster(private_pg: PrivatePostgres, broker: Broker, tmp_path: Path) -> Iter
     try:
         with psycopg.connect(host="127.0.0.1", port=private_pg.port, user="postgres", dbname="postgres",
                              autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for name in found.databases:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     except psycopg.Error:
         pass
 

@@ -85,6 +85,9 @@ class Proc:
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
         self.kill()
+        self.close()
+
+    def close(self) -> None:
         self._handle.close()
 
 
