@@ -27,7 +27,10 @@ def detect_kind(uri: str) -> str:
     path = Path(uri)
     lower = uri.lower()
     if path.is_dir():
-        entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+        try:
+            entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+        except OSError as exc:
+            raise SourceError(f"cannot list {uri}: {exc.strerror or type(exc).__name__}") from None
         if entries and all(p.suffix.lower() == ".tar" for p in entries if p.is_file()) and any(
             p.is_file() for p in entries
         ) and not any(p.is_dir() for p in entries):

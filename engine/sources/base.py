@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
@@ -78,6 +79,18 @@ def escape_name(name: str | bytes) -> str:
     reasons; read back with the raw name kept beside it (see ``raw_name``)."""
     raw = name if isinstance(name, bytes) else os.fsencode(name)
     return raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+
+
+MAX_KEY_CHARS = 1000  # item keys are stored in 1024 characters
+
+
+def bounded_key(key: str) -> str:
+    """``key`` when short enough to store whole, else its head and a digest of the whole (two long
+    names that share a head stay two items)."""
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", errors="backslashreplace")).hexdigest()[:16]
+    return f"{key[:MAX_KEY_CHARS - 40]}...#{digest}"
 
 
 def raw_name(name: str) -> str | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.sources.base import (
-    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, escape_name, raw_name,
+    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, bounded_key, escape_name, raw_name,
     read_confined_text, read_local_file, sidecar_meta,
 )
 
@@ -48,7 +48,8 @@ class FolderSource(Source):
                 raw = raw_name(rel)
                 if raw is not None:
                     locator["raw"] = raw
-                yield SourceItem(key=escape_name(rel), locator=locator, meta=_sidecar_meta(self.root, path))
+                yield SourceItem(key=bounded_key(escape_name(rel)), locator=locator,
+                                 meta=_sidecar_meta(self.root, path))
         yield from self._unreadable(walk_errors)
 
     def _unreadable(self, errors: list[OSError]) -> Iterator[SourceItem]:
@@ -61,7 +62,7 @@ class FolderSource(Source):
             except ValueError:
                 rel = folder
             shown = escape_name(rel)
-            yield SourceItem(key=f"{shown}/#unreadable", locator={
+            yield SourceItem(key=bounded_key(f"{shown}/#unreadable"), locator={
                 "error": f"folder {shown} cannot be listed: {exc.strerror or type(exc).__name__}; its files were not mined"})
 
     def read(self, locator: dict[str, Any]) -> bytes:

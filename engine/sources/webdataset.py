@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.sources.base import (
-    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, escape_name, inside, sidecar_meta,
+    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, bounded_key, escape_name, inside, raw_name,
+    sidecar_meta,
 )
 
 _BRACE = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -204,6 +205,7 @@ class WebDatasetSource(Source):
                 if info is None:
                     failure = _tail_problem(shard, tar.offset, size)
                     break
+                tar.members.clear()  # tarfile keeps every header read: memory would grow with the shard
                 if info.isdir():
                     continue
                 key, ext = _sample_key(info.name)
@@ -225,7 +227,7 @@ class WebDatasetSource(Source):
     def _sample(self, shard: Path, tar: tarfile.TarFile, shard_size: int, key: str,
                 members: dict[str, tarfile.TarInfo], note: str | None = None) -> SourceItem:
         shown = escape_name(key)
-        item_key = f"{escape_name(shard.name)}/{shown}"
+        item_key = bounded_key(f"{escape_name(shard.name)}/{shown}")
         errors = [note] if note else []
         texts = [t for t in (_member_text(tar, members[ext], shard_size, errors) for ext in ("txt", "caption")
                              if ext in members) if t is not None]
@@ -234,19 +236,25 @@ class WebDatasetSource(Source):
                             errors=errors)
         image_ext = next((e for e in members if f".{e.rsplit('.', 1)[-1]}" in IMAGE_EXTENSIONS), None)
         if image_ext is None:
+            names = sorted(members)
+            listed = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
             return SourceItem(key=item_key, meta=meta, locator={
-                "error": f"sample has no image member (members: {escape_name(', '.join(sorted(members)))})"})
+                "error": f"sample has no image member (members: {escape_name(listed)[:1000]})"})
         info = members[image_ext]
         member = escape_name(info.name)
-        if not info.isfile():
+        if not info.isfile() or info.issparse():
             return SourceItem(key=item_key, meta=meta, locator={
                 "error": f"image member {member} is a {_type_name(info)}, not a regular file; not read"})
         if self.max_file_bytes is not None and info.size > self.max_file_bytes:
             return SourceItem(key=item_key, meta=meta, locator={
                 "error": f"too large: member {member} of {info.size:,} bytes exceeds the cap of "
                          f"{self.max_file_bytes:,}"})
-        return SourceItem(key=item_key, meta=meta, locator={
-            "shard": str(shard), "member": member, "offset": info.offset_data, "size": info.size})
+        locator: dict[str, Any] = {"shard": escape_name(str(shard)), "member": member,
+                                   "offset": info.offset_data, "size": info.size}
+        raw = raw_name(str(shard))
+        if raw is not None:  # a shard path that is not UTF-8: its bytes, to open it again
+            locator["raw"] = raw
+        return SourceItem(key=item_key, meta=meta, locator=locator)
 
     def read(self, locator: dict[str, Any]) -> bytes:
         if "error" in locator:
@@ -256,7 +264,8 @@ class WebDatasetSource(Source):
             if self.max_file_bytes is not None and size > self.max_file_bytes:
                 raise FetchError(f"too large: member {locator.get('member')} of {size:,} bytes exceeds the cap "
                                  f"of {self.max_file_bytes:,}")
-            with open(locator["shard"], "rb") as handle:
+            path = os.fsdecode(bytes.fromhex(locator["raw"])) if "raw" in locator else locator["shard"]
+            with open(path, "rb") as handle:
                 handle.seek(int(locator["offset"]))
                 data = handle.read(size)
         except (KeyError, ValueError, TypeError):
@@ -271,7 +280,7 @@ def _member_text(tar: tarfile.TarFile, info: tarfile.TarInfo, shard_size: int, e
     """A caption / metadata member's text, or None with the reason (never its content) in ``errors``:
     not a regular file, larger than ``MAX_TEXT_MEMBER``, cut off by the end of the shard."""
     member = escape_name(info.name)
-    if not info.isfile():
+    if not info.isfile() or info.issparse():
         errors.append(f"{member}: not read, it is a {_type_name(info)}")
         return None
     if info.size > MAX_TEXT_MEMBER:
@@ -291,7 +300,8 @@ def _member_text(tar: tarfile.TarFile, info: tarfile.TarInfo, shard_size: int, e
 
 def _type_name(info: tarfile.TarInfo) -> str:
     for test, what in ((info.islnk, "hard link"), (info.issym, "symlink"), (info.ischr, "character device"),
-                       (info.isblk, "block device"), (info.isfifo, "FIFO"), (info.isdir, "directory")):
+                       (info.isblk, "block device"), (info.isfifo, "FIFO"), (info.isdir, "directory"),
+                       (info.issparse, "sparse file")):
         if test():
             return what
     return "special member"
