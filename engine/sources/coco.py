@@ -3,10 +3,11 @@ optional caption annotations (``caption``) and instance annotations (``segmentat
 
 Listing never dies on one entry. An image entry that is not an object, has an id that is not an
 integer or a string, repeats an earlier id, or names its file with a non-string becomes an error
-item with the reason. An instance annotation whose form is wrong (unknown or unnamed category,
-malformed segmentation, ``iscrowd`` not 0/1) is left out and its reason kept in the image's
-``annotation_errors``; one whose ``image_id`` is unusable becomes an error item
-``annotation-index:N``. The file itself is capped at ``sources.max_coco_bytes`` (it is parsed whole)."""
+item with the reason; so do an annotation whose ``image_id`` is unusable (``annotation-index:N``)
+and the annotations of an id no image has (``annotations-of:<id>``). An instance annotation whose
+form is wrong (unknown or unnamed category, malformed segmentation, ``iscrowd`` not 0/1) is left
+out and its reason kept in the image's ``annotation_errors``. The file itself is capped at
+``sources.max_coco_bytes`` (it is parsed whole)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from typing import Any
 from engine.domain.masks import MaskError, check_segmentation_shape
 from engine.settings import FetchSettings
 from engine.sources.base import (
-    FetchError, Source, SourceError, SourceItem, capped_errors, confine, json_error, read_local_file, safe_text,
+    FetchError, Source, SourceError, SourceItem, bounded_key, capped_errors, confine, json_error, read_local_file,
+    safe_text,
 )
 from engine.sources.http import HttpFetcher
 
@@ -124,6 +126,11 @@ class CocoSource(Source):
                     meta["annotation_errors"] = capped_errors(errors[image_key])
             yield SourceItem(key=key, locator=locator, meta=meta)
         yield from orphans
+        for image_key in sorted(set(captions) | set(instances) | set(errors)):
+            if image_key not in seen:  # annotations of an image the file does not list
+                n = len(captions.get(image_key, ())) + len(instances.get(image_key, ())) + len(errors.get(image_key, ()))
+                yield _error_item(bounded_key(f"annotations-of:{image_key}"),
+                                  f"{n} annotation(s) refer to image id {image_key}, which the file does not list")
 
     def read(self, locator: dict[str, Any]) -> bytes:
         if "error" in locator:

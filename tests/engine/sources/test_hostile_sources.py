@@ -154,6 +154,8 @@ def test_coco_bad_ids_and_duplicates_are_error_items(tmp_path):
         {"id": 11, "image_id": {"a": 1}, "caption": "x"},
         {"id": 12, "image_id": 1, "category_id": 1, "segmentation": [[1, 1, 9, 1, 9, 9]]},
         7,
+        {"id": 13, "image_id": 99, "caption": "an image the file does not list"},
+        {"id": 14, "image_id": 99, "category_id": 1, "segmentation": [[1, 1, 9, 1, 9, 9]]},
     ]
     items = listed(_coco(tmp_path, images, anns))
     storable(items)
@@ -173,7 +175,8 @@ def test_coco_bad_ids_and_duplicates_are_error_items(tmp_path):
     assert errors["annotation-index:0"] == "annotation at index 0: image_id is a list, not an integer or a string"
     assert errors["annotation-index:1"] == "annotation at index 1: image_id is a dict, not an integer or a string"
     assert errors["annotation-index:3"] == "annotation at index 3 is not an object"
-    assert len(items) == 15
+    assert errors["annotations-of:99"] == "2 annotation(s) refer to image id 99, which the file does not list"
+    assert len(items) == 16
 
 
 def test_coco_bad_annotations_are_recorded_and_the_good_ones_kept(tmp_path):
