@@ -48,6 +48,18 @@ def test_hostile_segmentations_are_refused(segmentation, message):
         from_coco_segmentation(segmentation, H, W)
 
 
+def test_a_polygon_too_costly_to_rasterise_is_refused():
+    """Inside the image and under the count of numbers, but its edges zigzag across a large image:
+    pycocotools would allocate memory for every pixel of every edge (GBs)."""
+    side = 4000
+    zigzag = [v for n in range(2000) for v in ((0 if n % 2 else side - 1), n * 2)]
+    with pytest.raises(MaskError, match="perimeter of 7,99.* pixels, more than 2,000,000"):
+        from_coco_segmentation([zigzag], side, side)
+    detailed = [v for a in np.linspace(0, 2 * np.pi, 5000, endpoint=False)
+                for v in (2000 + 1500 * np.cos(a), 2000 + 1500 * np.sin(a))]  # a fine outline is fine
+    assert from_coco_segmentation([detailed], side, side).area > 0
+
+
 def test_an_inconsistent_rle_is_refused_though_pycocotools_takes_it():
     """The case seen: counts that overshoot the image gave pycocotools a box outside the image."""
     rle = {"size": [H, W], "counts": [10, H * W]}
