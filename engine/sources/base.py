@@ -77,7 +77,10 @@ def escape_name(name: str | bytes) -> str:
     """A file or member name as storable text: bytes that are not UTF-8 (kept by ``os.walk`` /
     ``tarfile`` as lone surrogates) become ``\\xe9`` escapes, NUL becomes ``\\x00``. Shown in keys and
     reasons; read back with the raw name kept beside it (see ``raw_name``)."""
-    raw = name if isinstance(name, bytes) else os.fsencode(name)
+    try:
+        raw = name if isinstance(name, bytes) else os.fsencode(name)
+    except UnicodeEncodeError:  # a surrogate no file-system name decodes to (from JSON text)
+        return safe_text(str(name))
     return raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
 
 
@@ -96,7 +99,12 @@ def bounded_key(key: str) -> str:
 def raw_name(name: str) -> str | None:
     """The hex of ``name``'s bytes when ``escape_name`` would change it (so the file can be found
     again from JSON), else None."""
-    return None if escape_name(name) == name else os.fsencode(name).hex()
+    if escape_name(name) == name:
+        return None
+    try:
+        return os.fsencode(name).hex()
+    except UnicodeEncodeError:  # not a name the file system gave: nothing to find again
+        return None
 
 
 def safe_text(text: str) -> str:

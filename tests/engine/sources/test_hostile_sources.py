@@ -366,6 +366,7 @@ def test_url_csv_hostile_rows_fail_alone(tmp_path):
 def test_text_helpers_make_anything_storable():
     assert escape_name(b"caf\xe9".decode("utf-8", "surrogateescape")) == "caf\\xe9"
     assert escape_name("a\x00b") == "a\\x00b"
+    assert escape_name("json \ud800") == "json \\ud800"  # not a file-system surrogate: still storable
     assert safe_text("a\udc80\x00") == "a\\udc80\\x00"
     deep: list = []
     node = deep
