@@ -86,6 +86,8 @@ def test_shape_check_needs_no_image():
     check_segmentation_shape({"size": [H, W], "counts": [H * W]})
     for bad, message in [
         ({"size": [H, W], "counts": "é"}, "outside COCO's alphabet"),
+        ({"size": [H, W], "counts": "ab\x00"}, "outside COCO's alphabet"),
+        ({"size": [H, W], "counts": "ab~"}, "outside COCO's alphabet"),
         ({"size": [H, W], "counts": [1.0]}, "must be integers"),
         ({"size": [0, W], "counts": [0]}, "not two positive integers"),
         ({"size": [H], "counts": [0]}, r"not \[height, width\]"),
