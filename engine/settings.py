@@ -90,8 +90,9 @@ class SourceSettings(BaseModel):
                                  description="the most shard names a brace range or glob may expand to")
     max_coco_bytes: int = Field(
         2 * 1024 ** 3, ge=1024, le=16 * 1024 ** 3,
-        description="the largest COCO JSON a job may list (it is parsed whole, memory ~5-10x its size); "
-                    "2 GiB holds the largest public instance files (LVIS v1 train ~1.1 GB)")
+        description="the largest COCO JSON a job may list: it is parsed whole when the job is listed "
+                    "(measured: memory ~6x its size for polygon-heavy files); 2 GiB admits the largest "
+                    "public instance files (LVIS v1 train ~1.1 GB)")
 
 
 class ImageLimits(BaseModel):
