@@ -78,7 +78,8 @@ class CocoSource(Source):
         annotations = data.get("annotations")
         for index, ann in enumerate(annotations if isinstance(annotations, list) else []):
             if not isinstance(ann, dict):
-                orphans.append(_error_item(f"annotation-index:{index}", f"annotation at index {index} is not an object"))
+                orphans.append(_error_item(f"annotation-index:{index}",
+                                           f"annotation at index {index} is not an object"))
                 continue
             image_key, why = _id_key(ann.get("image_id"))
             if image_key is None:
@@ -128,7 +129,7 @@ class CocoSource(Source):
         yield from orphans
         for image_key in sorted(set(captions) | set(instances) | set(errors)):
             if image_key not in seen:  # annotations of an image the file does not list
-                n = len(captions.get(image_key, ())) + len(instances.get(image_key, ())) + len(errors.get(image_key, ()))
+                n = sum(len(table.get(image_key, ())) for table in (captions, instances, errors))
                 yield _error_item(bounded_key(f"annotations-of:{image_key}"),
                                   f"{n} annotation(s) refer to image id {image_key}, which the file does not list")
 

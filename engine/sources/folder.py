@@ -62,8 +62,9 @@ class FolderSource(Source):
             except ValueError:
                 rel = folder
             shown = escape_name(rel)
+            reason = exc.strerror or type(exc).__name__
             yield SourceItem(key=bounded_key(f"{shown}/#unreadable"), locator={
-                "error": f"folder {shown} cannot be listed: {exc.strerror or type(exc).__name__}; its files were not mined"})
+                "error": f"folder {shown} cannot be listed: {reason}; its files were not mined"})
 
     def read(self, locator: dict[str, Any]) -> bytes:
         if "error" in locator:

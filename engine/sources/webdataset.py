@@ -175,8 +175,9 @@ class WebDatasetSource(Source):
     def iter_items(self) -> Iterator[SourceItem]:
         for shard in self.shards:
             if self.root is not None and not inside(shard, self.root):
-                yield SourceItem(key=f"{escape_name(shard.name)}/#shard-error", locator={
-                    "error": f"shard {escape_name(shard.name)} is a symlink leading outside the source folder; not read"})
+                name = escape_name(shard.name)
+                yield SourceItem(key=f"{name}/#shard-error", locator={
+                    "error": f"shard {name} is a symlink leading outside the source folder; not read"})
                 continue
             yield from self._shard_items(shard)
 
