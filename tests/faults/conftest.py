@@ -29,6 +29,8 @@ from tests.conftest import LOCAL_FETCH_ENV, make_settings
 from tests.faults.processes import Gate, Proc, wait_until
 from tests.httpserver import TestServer, send
 from tests.services_private import (
+    PG_BIN,
+    RABBITMQ_BIN,
     PrivatePostgres,
     PrivateRabbitMQ,
     PrivateRedis,
@@ -47,6 +49,9 @@ _counter = itertools.count()
 # ---------------------------------------------------------------------------- private services
 @pytest.fixture(scope="session")
 def private_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
+    if os.geteuid() != 0 or shutil.which("runuser") is None or not (PG_BIN / "initdb").exists():
+        pytest.skip(f"a private PostgreSQL is started as the postgres user: needs root, runuser and {PG_BIN}/initdb "
+                    "(DATAENGINE_TEST_PG_BIN)")
     server = start_private_postgres(tmp_path_factory.mktemp("private-pg"))
     server.create_database("fault_template")  # migrated once; every test copies it
     yield server
@@ -56,6 +61,8 @@ def private_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePost
 
 @pytest.fixture(scope="session")
 def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
     server = start_private_redis(tmp_path_factory.mktemp("private-redis"))
     yield server
     server.close()
@@ -63,7 +70,7 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateR
 
 @pytest.fixture(scope="session")
 def private_rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbitMQ]:
-    if shutil.which("rabbitmq-server") is None and not (Path("/usr/lib/rabbitmq/bin/rabbitmq-server")).exists():
+    if not (RABBITMQ_BIN / "rabbitmq-server").exists():
         pytest.skip("RabbitMQ is not installed (apt-get install rabbitmq-server)")
     server = start_private_rabbitmq(tmp_path_factory.mktemp("private-rabbitmq"))
     yield server
