@@ -11,6 +11,7 @@ import stat
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -208,6 +209,12 @@ def sidecar_meta(texts: list[str], json_text: str | None, json_name: str,
     if captions:
         meta["captions"] = captions
     return meta
+
+
+def real_path(path: str | os.PathLike[str]) -> Path:
+    """``Path.resolve()`` that never raises: a symlink loop stays as it is (Python 3.11's resolve
+    raises RuntimeError on one); reading it later fails that item with ``symlink loop``."""
+    return Path(os.path.realpath(path))
 
 
 def inside(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:

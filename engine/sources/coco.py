@@ -21,7 +21,7 @@ from typing import Any
 from engine.domain.masks import MaskError, check_segmentation_shape
 from engine.settings import FetchSettings
 from engine.sources.base import (
-    FetchError, Source, SourceError, SourceItem, bounded_key, capped_errors, confine, json_error, read_local_file,
+    FetchError, Source, SourceError, SourceItem, bounded_key, capped_errors, confine, json_error, read_local_file, real_path,
     safe_text,
 )
 from engine.sources.http import HttpFetcher
@@ -39,9 +39,9 @@ class CocoSource(Source):
         path = Path(uri).expanduser()
         if not path.is_file():
             raise SourceError(f"COCO file not found: {uri}")
-        self.path = path.resolve()
+        self.path = real_path(path)
         self.uri = str(self.path)
-        self.images_dir = Path(images_dir).expanduser().resolve() if images_dir else self.path.parent
+        self.images_dir = real_path(Path(images_dir).expanduser()) if images_dir else self.path.parent
         self.fetch_settings = fetch
         self.max_file_bytes = max_file_bytes
         self.max_coco_bytes = max_coco_bytes

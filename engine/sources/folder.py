@@ -18,7 +18,7 @@ from typing import Any
 
 from engine.sources.base import (
     IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, bounded_key, escape_name, raw_name,
-    read_confined_text, read_local_file, sidecar_meta,
+    read_confined_text, read_local_file, real_path, sidecar_meta,
 )
 
 
@@ -30,7 +30,7 @@ class FolderSource(Source):
         root = Path(uri).expanduser()
         if not root.is_dir():
             raise SourceError(f"folder not found: {uri}")
-        self.root = root.resolve()
+        self.root = real_path(root)
         self.uri = str(self.root)
         self.max_file_bytes = max_file_bytes
 

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from engine.settings import FetchSettings
 from engine.sources.base import (
-    CAPTION_KEYS, FetchError, ReadResult, Source, SourceError, SourceItem, safe_text, timed_read,
+    CAPTION_KEYS, FetchError, ReadResult, Source, SourceError, SourceItem, real_path, safe_text, timed_read,
 )
 from engine.sources.http import HttpFetcher
 
@@ -34,7 +34,7 @@ class UrlListSource(Source):
         path = Path(uri).expanduser()
         if not path.is_file():
             raise SourceError(f"URL list not found: {uri}")
-        self.path = path.resolve()
+        self.path = real_path(path)
         self.uri = str(self.path)
         self.fetch_settings = fetch
         self._fetcher: HttpFetcher | None = None

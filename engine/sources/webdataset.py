@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.sources.base import (
     IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, bounded_key, escape_name, inside, raw_name,
-    sidecar_meta,
+    real_path, sidecar_meta,
 )
 
 _BRACE = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -76,7 +76,7 @@ class ShardRange(Sequence[Path]):
 
 
 def _resolved(shards: Sequence[Path]) -> Sequence[Path]:
-    return _Resolved(shards) if isinstance(shards, ShardRange) else [s.resolve() for s in shards]
+    return _Resolved(shards) if isinstance(shards, ShardRange) else [real_path(s) for s in shards]
 
 
 class _Resolved(Sequence[Path]):
@@ -90,11 +90,11 @@ class _Resolved(Sequence[Path]):
 
     def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
         if isinstance(index, slice):
-            return [p.resolve() for p in self._shards[index]]
-        return self._shards[index].resolve()
+            return [real_path(p) for p in self._shards[index]]
+        return real_path(self._shards[index])
 
     def __iter__(self) -> Iterator[Path]:
-        return (p.resolve() for p in self._shards)
+        return (real_path(p) for p in self._shards)
 
 
 def expand_shards(uri: str, max_names: int = MAX_SHARD_NAMES) -> Sequence[Path]:
@@ -147,12 +147,12 @@ def shard_root(uri: str) -> Path | None:
     or the pattern's leading folders without a wildcard or range. None for one named .tar file."""
     path = Path(uri).expanduser()
     if path.is_dir():
-        return path.resolve()
+        return real_path(path)
     if not any(c in uri for c in "{*?["):
         return None
     parts = path.parts
     fixed = next(i for i, part in enumerate(parts) if any(c in part for c in "{*?["))
-    return Path(*parts[:fixed]).resolve() if fixed else Path.cwd().resolve()
+    return real_path(Path(*parts[:fixed])) if fixed else real_path(Path.cwd())
 
 
 def _sample_key(member_name: str) -> tuple[str, str]:
@@ -168,7 +168,7 @@ class WebDatasetSource(Source):
 
     def __init__(self, shards: Sequence[Path], uri: str, max_file_bytes: int | None = None) -> None:
         self.shards = shards
-        self.uri = uri if any(c in uri for c in "{*?[") else str(Path(uri).expanduser().resolve())
+        self.uri = uri if any(c in uri for c in "{*?[") else str(real_path(Path(uri).expanduser()))
         self.root = shard_root(uri)
         self.max_file_bytes = max_file_bytes
 

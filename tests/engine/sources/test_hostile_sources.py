@@ -421,3 +421,14 @@ def test_long_names_and_undecodable_shard_paths(tmp_path):
     assert sorted(found) == ["000.tar/000", "000.tar/001"]
     assert found["000.tar/000"].locator["shard"].endswith("shards-\\xe9/000.tar")
     assert shards.read(found["000.tar/001"].locator) == IMG
+
+
+def test_a_shard_that_turns_into_a_symlink_loop_fails_alone(tmp_path):
+    for n in range(2):
+        (tmp_path / f"s-{n}.tar").write_bytes(_tar(SAMPLES))
+    source = open_source(str(tmp_path / "s-{0..1}.tar"))  # checked here: both shards exist
+    (tmp_path / "s-0.tar").unlink()
+    os.symlink("s-0.tar", tmp_path / "s-0.tar")  # Path.resolve() raised RuntimeError on it
+    items = {i.key: i for i in source.iter_items()}
+    assert sorted(items) == ["s-0.tar/#shard-error", "s-1.tar/000", "s-1.tar/001"]
+    assert "Too many levels of symbolic links" in items["s-0.tar/#shard-error"].locator["error"]
