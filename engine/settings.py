@@ -173,9 +173,9 @@ class ModelSettings(BaseModel):
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1 …")
     max_side: int = Field(
         2048, ge=256, le=16_384,
-        description="pixel budget of the model side: the proposer sees the image downscaled so that its longest "
-                    "side is at most this (aspect kept; SAM 3 itself resizes to 1008), its masks are made at that "
-                    "size and stored at the original size, one at a time")
+        description="pixel budget of the model side: caption, propose, negatives and verify hand their models the "
+                    "image downscaled so that its longest side is at most this (aspect kept; SAM 3 itself resizes "
+                    "to 1008); masks are made at that size and stored at the original size, one at a time")
     caption: CaptionSettings = CaptionSettings()
     parse: ParseSettings = ParseSettings()
     propose: ProposeSettings = ProposeSettings()

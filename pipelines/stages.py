@@ -43,7 +43,8 @@ def job_models(ctx: TaskContext, s: Session, job_id: int) -> ModelCache:
 
 
 def _caption(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
-    return caption.caption_batch(s, ctx.store, job_models(ctx, s, job_id).captioner(), job_id, ids)
+    return caption.caption_batch(s, ctx.store, job_models(ctx, s, job_id).captioner(), job_id, ids,
+                                 max_side=ctx.settings.models.max_side)
 
 
 def _parse(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
@@ -64,7 +65,8 @@ def _negatives(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any
 def _verify(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
     models = job_models(ctx, s, job_id)
     return verify.verify_batch(s, ctx.store, models.mask_verifier(), models.exhaustivity_verifier(),
-                               ctx.settings.models.verify.survive_probability, job_id, ids)
+                               ctx.settings.models.verify.survive_probability, job_id, ids,
+                               max_side=ctx.settings.models.max_side)
 
 
 def _route(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:

@@ -1,15 +1,16 @@
-"""A mask made at a bounded size, encoded at the image's original size (pure).
+"""Masks between the image's original size and the model side's bounded size (pure).
 
-The model side sees a downscaled image (``models.max_side``); its masks are upsampled here by
-nearest neighbour, one mask at a time, straight into the column-major layout COCO RLE reads, so at
-most one full-resolution mask (one byte per pixel) exists at any moment.
+The model side sees a downscaled image (``models.max_side``): its masks are upsampled here by
+nearest neighbour, one mask at a time, straight into the column-major layout COCO RLE reads
+(``encode_at``), and stored masks are shown to it at its size (``decode_at``); at most one
+full-resolution mask (one byte per pixel) exists at any moment.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from engine.domain.masks import MaskError, RleMask, encode_mask
+from engine.domain.masks import MaskError, RleMask, decode_mask, encode_mask
 
 
 def nearest_index(source: int, target: int) -> np.ndarray:
@@ -30,3 +31,12 @@ def encode_at(mask: np.ndarray, height: int, width: int) -> RleMask:
     columns = small.T[nearest_index(small.shape[1], width)]  # (width, h): the source column of each column
     full = columns[:, nearest_index(small.shape[0], height)]  # (width, height), C order
     return encode_mask(full.T)  # (height, width) in Fortran order: no copy before encoding
+
+
+def decode_at(mask: RleMask, height: int, width: int) -> np.ndarray:
+    """The stored mask decoded (validated first) and resized by nearest neighbour to height×width:
+    what a model that sees the downscaled image is shown. One full-size mask exists meanwhile."""
+    full = decode_mask(mask)
+    if full.shape == (height, width):
+        return full
+    return full[nearest_index(mask.height, height)][:, nearest_index(mask.width, width)]

@@ -11,7 +11,9 @@ from engine.db.models import Caption, StageStatus
 from engine.ports import Captioner
 from engine.repositories import labels as labels_repo
 from engine.repositories import stages as stages_repo
-from engine.services.common import StageReport, Timer, call_split, describe, load_images, record, register
+from engine.services.common import (
+    MAX_SIDE, StageReport, Timer, call_split, describe, load_images, record, register,
+)
 from engine.storage import MediaStore
 
 STAGE = "caption"
@@ -23,9 +25,10 @@ def printable(text: str) -> str:
 
 
 def caption_batch(session: Session, store: MediaStore, captioner: Captioner | None, job_id: int,
-                  image_ids: list[int]) -> StageReport:
-    """Caption the pending images among ``image_ids``. Images the same model version already
-    captioned are not captioned again (idempotent per image and model version)."""
+                  image_ids: list[int], *, max_side: int = MAX_SIDE) -> StageReport:
+    """Caption the pending images among ``image_ids``, each handed to the model downscaled to
+    ``max_side``. Images the same model version already captioned are not captioned again
+    (idempotent per image and model version)."""
     report = StageReport(STAGE)
     items = stages_repo.claim_pending(session, job_id, STAGE, image_ids)
     if not items:
@@ -44,7 +47,7 @@ def caption_batch(session: Session, store: MediaStore, captioner: Captioner | No
         else:
             todo.append(item)
     with Timer(report, "load"):
-        images = load_images(session, store, [i.subject_id for i in todo])
+        images = load_images(session, store, [i.subject_id for i in todo], max_side=max_side)
     ready = []
     for item in todo:
         image = images[item.subject_id]

@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session
 from engine.db.models import Image, ModelKind, ModelVersion, StageItem, StageStatus
 from engine.ports import ModelStamp
 from engine.repositories import model_versions
+from engine.settings import ModelSettings
 from engine.storage import MediaStore
 
 log = logging.getLogger(__name__)
+MAX_SIDE: int = ModelSettings.model_fields["max_side"].default  # models.max_side when a caller names none
 T = TypeVar("T")
 R = TypeVar("R")
 

@@ -19,6 +19,7 @@ from engine.ports import ConceptSuggester, MaskProposer, PhraseEmbedder
 from engine.repositories import labels as labels_repo
 from engine.repositories import stages as stages_repo
 from engine.services.common import (
+    MAX_SIDE,
     StageReport,
     Timer,
     call_split,
@@ -29,7 +30,7 @@ from engine.services.common import (
     register,
     with_work,
 )
-from engine.services.propose import MAX_SIDE, encode_proposals, store_proposals
+from engine.services.propose import encode_proposals, store_proposals
 from engine.settings import NegativeSettings, ProposeSettings
 from engine.storage import MediaStore
 

@@ -23,6 +23,7 @@ from engine.ports import MaskProposer, Proposal
 from engine.repositories import labels as labels_repo
 from engine.repositories import stages as stages_repo
 from engine.services.common import (
+    MAX_SIDE,
     StageReport,
     Timer,
     call_split,
@@ -33,11 +34,10 @@ from engine.services.common import (
     register,
     with_work,
 )
-from engine.settings import ModelSettings, ProposeSettings
+from engine.settings import ProposeSettings
 from engine.storage import MediaStore
 
 STAGE = "propose"
-MAX_SIDE = ModelSettings.model_fields["max_side"].default
 
 
 def propose_batch(session: Session, store: MediaStore, proposer: MaskProposer, settings: ProposeSettings,

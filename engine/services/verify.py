@@ -11,27 +11,32 @@ person has decided); a mask a person accepted is one of EV's boxes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.models import (
-    Decider, ImageConcept, Mask, MaskState, StageStatus, Verdict, VerdictKind, VerdictSource,
+    Decider, ImageConcept, Mask, MaskState, StageItem, StageStatus, Verdict, VerdictKind, VerdictSource,
 )
-from engine.domain.masks import MaskError, decode_mask
+from engine.domain.mask_scale import decode_at
+from engine.domain.masks import MaskError
 from engine.repositories import labels as labels_repo
 from engine.ports import ExhaustivityVerifier, MaskQuery, MaskVerifier, PairQuery
 from engine.repositories import stages as stages_repo
 from engine.services.common import (
-    StageReport, Timer, call_split, describe, load_images, record, register, with_work,
+    MAX_SIDE, StageReport, Timer, call_split, describe, image_sizes, load_images, record, register, with_work,
 )
 from engine.storage import MediaStore
 
 STAGE = "verify"
+MASKS_PER_CALL = 16  # decoded masks in memory at once (each at most models.max_side² bytes)
 
 
 def verify_batch(session: Session, store: MediaStore, mv: MaskVerifier, ev: ExhaustivityVerifier,
-                 survive_probability: float, job_id: int, image_ids: list[int]) -> StageReport:
+                 survive_probability: float, job_id: int, image_ids: list[int], *,
+                 max_side: int = MAX_SIDE) -> StageReport:
     report = StageReport(STAGE)
     items = stages_repo.claim_pending(session, job_id, STAGE, image_ids)
     if not items:
@@ -43,12 +48,11 @@ def verify_batch(session: Session, store: MediaStore, mv: MaskVerifier, ev: Exha
     by_image: dict[int, list[tuple[int, str]]] = {}
     for pid, image_id, text in pairs:
         by_image.setdefault(image_id, []).append((pid, text))
-    with Timer(report, "load"):
-        images = load_images(session, store, sorted(by_image))
-    for item, own, image in with_work(report, items, by_image, images, ev_version,
-                                      "no phrase to verify for this image"):
+    sizes = image_sizes(session, sorted(by_image))
+    for item, own, image in _one_at_a_time(session, store, report, items, by_image, ev_version, max_side):
         with Timer(report, "model") as timer:
-            errors, counts = _verify_image(session, image, own, mv, ev, mv_version, ev_version, survive_probability)
+            errors, counts = _verify_image(session, image, sizes[item.subject_id], own, mv, ev, mv_version,
+                                           ev_version, survive_probability)
         detail = {"masks": counts[0], "pairs": counts[1]}
         if errors:
             record(report, item, StageStatus.FAILED, version_id=ev_version, seconds=timer.elapsed,
@@ -59,7 +63,18 @@ def verify_batch(session: Session, store: MediaStore, mv: MaskVerifier, ev: Exha
     return report
 
 
-def _verify_image(session: Session, image: PILImage.Image, pairs: list[tuple[int, str]], mv: MaskVerifier,
+def _one_at_a_time(session: Session, store: MediaStore, report: StageReport, items: list[StageItem],
+                   by_image: dict[int, list[tuple[int, str]]], version: int, max_side: int,
+                   ) -> Iterator[tuple[StageItem, list[tuple[int, str]], PILImage.Image]]:
+    """``with_work`` over the items, each image loaded (downscaled to ``max_side``) only in its turn."""
+    for item in items:
+        with Timer(report, "load"):
+            images = load_images(session, store, [item.subject_id], max_side=max_side) if by_image.get(item.subject_id) else {}
+        yield from with_work(report, [item], by_image, images, version, "no phrase to verify for this image")
+
+
+def _verify_image(session: Session, image: PILImage.Image, size: tuple[int, int], pairs: list[tuple[int, str]],
+                  mv: MaskVerifier,
                   ev: ExhaustivityVerifier, mv_version: int, ev_version: int,
                   survive: float) -> tuple[list[str], tuple[int, int]]:
     pair_ids = [pid for pid, _ in pairs]
@@ -72,24 +87,28 @@ def _verify_image(session: Session, image: PILImage.Image, pairs: list[tuple[int
     }
     human_masks, human_pairs = _human_decided(session, pair_ids, masks)
     errors: list[str] = []
-    todo, queries = [], []
-    for m in masks:
-        if (m.id, m.pair_id, VerdictKind.MASK) in judged or m.id in human_masks:
-            continue
-        try:
-            decoded = decode_mask(labels_repo.rle_of(m))
-        except MaskError as exc:  # a stored mask written past the validator (dataengine check: M2) fails alone
-            errors.append(f"mask {m.id}: {exc}")
-            continue
-        todo.append(m)
-        queries.append(MaskQuery(image, phrase_of[m.pair_id], decoded))
-    for mask, result in zip(todo, call_split(lambda qs: mv.verify_masks(qs), queries)):
-        if isinstance(result, Exception):
-            errors.append(f"mask {mask.id}: {describe(result)}")
-            continue
-        _add(session, VerdictKind.MASK, mask.pair_id, mask.id, mv_version, result)
-        judged[(mask.id, mask.pair_id, VerdictKind.MASK)] = result
+    todo: list[Mask] = []
+    pending = [m for m in masks if (m.id, m.pair_id, VerdictKind.MASK) not in judged and m.id not in human_masks]
+    for start in range(0, len(pending), MASKS_PER_CALL):  # a chunk's masks decoded at a time, at the image's size
+        chunk, queries = [], []
+        for m in pending[start:start + MASKS_PER_CALL]:
+            try:
+                decoded = decode_at(labels_repo.rle_of(m), image.height, image.width)
+            except MaskError as exc:  # a stored mask written past the validator (dataengine check: M2) fails alone
+                errors.append(f"mask {m.id}: {exc}")
+                continue
+            chunk.append(m)
+            queries.append(MaskQuery(image, phrase_of[m.pair_id], decoded))
+        todo += chunk
+        for mask, result in zip(chunk, call_split(lambda qs: mv.verify_masks(qs), queries)):
+            if isinstance(result, Exception):
+                errors.append(f"mask {mask.id}: {describe(result)}")
+                continue
+            _add(session, VerdictKind.MASK, mask.pair_id, mask.id, mv_version, result)
+            judged[(mask.id, mask.pair_id, VerdictKind.MASK)] = result
+        del queries
     seen = _boxes_seen(session, pair_ids, ev_version)
+    sy, sx = image.height / size[0], image.width / size[1]  # boxes are stored in original pixels
     ev_todo, ev_queries = [], []
     for pid, text in pairs:
         shown = [m for m in masks if m.pair_id == pid
@@ -99,7 +118,8 @@ def _verify_image(session: Session, image: PILImage.Image, pairs: list[tuple[int
         if pid in human_pairs or (pid in seen and seen[pid] in (None, ids)):
             continue  # a person decided it, or this EV version judged these very boxes
         ev_todo.append((pid, ids))
-        ev_queries.append(PairQuery(image, text, [(m.bbox_x, m.bbox_y, m.bbox_w, m.bbox_h) for m in shown]))
+        ev_queries.append(PairQuery(image, text, [(m.bbox_x * sx, m.bbox_y * sy, m.bbox_w * sx, m.bbox_h * sy)
+                                                  for m in shown]))
     for (pid, ids), result in zip(ev_todo, call_split(lambda qs: ev.verify_pairs(qs), ev_queries)):
         if isinstance(result, Exception):
             errors.append(f"pair {pid}: {describe(result)}")

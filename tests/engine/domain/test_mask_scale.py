@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from engine.domain.mask_scale import encode_at, nearest_index
+from engine.domain.mask_scale import decode_at, encode_at, nearest_index
 from engine.domain.masks import MaskError, decode_mask, encode_mask
 
 
@@ -52,3 +54,16 @@ def test_bad_shapes_are_refused() -> None:
         encode_at(np.zeros((2, 2, 2), dtype=bool), 4, 4)
     with pytest.raises(MaskError):
         encode_at(np.zeros((2, 2), dtype=bool), 0, 4)
+
+
+def test_decode_at_shows_a_stored_mask_at_the_model_side_size() -> None:
+    rng = np.random.default_rng(4)
+    full = rng.random((600, 900)) > 0.5
+    rle = encode_mask(full)
+    small = decode_at(rle, 171, 256)
+    # the source pixel each target centre falls in, in exact arithmetic (PIL's float arithmetic
+    # puts a centre lying exactly on a pixel edge, e.g. row 85 here, in the pixel before it)
+    rows = [int(Fraction(2 * i + 1, 2) * Fraction(600, 171)) for i in range(171)]
+    cols = [int(Fraction(2 * j + 1, 2) * Fraction(900, 256)) for j in range(256)]
+    assert small.dtype == bool and np.array_equal(small, full[np.ix_(rows, cols)])
+    assert np.array_equal(decode_at(rle, 600, 900), full)

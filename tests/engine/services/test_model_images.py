@@ -14,14 +14,15 @@ from engine.db.models import ImageConcept, Mask, StageItem, StageStatus
 from engine.db.session import session_scope
 from engine.domain.masks import decode_mask
 from engine.repositories import labels as labels_repo
-from engine.services import caption, flow, mine, parse, propose
+from engine.domain.render import boxes_view, mask_view
+from engine.services import caption, flow, mine, parse, propose, verify
 from engine.services.common import image_sizes, load_images
 from engine.settings import ProposeSettings
 from engine.storage import LocalMediaStore
 from tests.factories import jpeg_bytes, photo
-from tests.fakes import FakeCaptioner, FakeParser, FakeProposer
+from tests.fakes import FakeCaptioner, FakeExhaustivityVerifier, FakeMaskVerifier, FakeParser, FakeProposer
 
-ORDER = ["mine", "caption", "parse", "propose"]
+ORDER = ["mine", "caption", "parse", "propose", "verify"]
 SIZES = {"wide.jpg": (900, 600), "tall.png": (300, 700), "small.jpg": (120, 80)}
 
 
@@ -62,7 +63,7 @@ def test_images_are_downscaled_to_the_budget_keeping_their_aspect(settings, mine
     assert sizes == {ids[n]: (h, w) for n, (w, h) in SIZES.items()}
 
 
-def test_masks_made_at_the_budget_are_stored_at_the_original_size(settings, mined):
+def _proposed(settings, mined):
     job_id, ids, store = mined
     image_ids = list(ids.values())
     with session_scope(settings.db_url) as s:
@@ -74,6 +75,13 @@ def test_masks_made_at_the_budget_are_stored_at_the_original_size(settings, mine
     proposer = FakeProposer()  # draws its masks at the size of the image it is handed
     with session_scope(settings.db_url) as s:
         report = propose.propose_batch(s, store, proposer, ProposeSettings(), job_id, image_ids, max_side=256)
+        flow.hand_over(s, job_id, "propose", report.image_ids, ORDER)
+    return report
+
+
+def test_masks_made_at_the_budget_are_stored_at_the_original_size(settings, mined):
+    _, ids, _ = mined
+    report = _proposed(settings, mined)
     assert report.counts["done"] == 3 and report.counts["masks"] > 0
     with session_scope(settings.db_url) as s:
         assert all(i.status is StageStatus.DONE
@@ -91,3 +99,45 @@ def test_masks_made_at_the_budget_are_stored_at_the_original_size(settings, mine
                 assert decoded[y:y + h, x:x + w].sum() == m.area  # the box in original pixels
                 if name == "wide.jpg":  # drawn 4 px high on the 256×171 image: ~14 px at 900×600
                     assert h >= 12
+
+
+class _SeeingMaskVerifier(FakeMaskVerifier):
+    """Renders what a real MV sees (engine/domain/render.py) and keeps the sizes it was shown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: list[tuple[tuple[int, int], tuple[int, ...]]] = []
+
+    def verify_masks(self, queries):  # type: ignore[no-untyped-def]
+        for q in queries:
+            mask_view(q.image, q.mask)  # raises when the mask does not match the image
+            self.shown.append((q.image.size, q.mask.shape))
+        return super().verify_masks(queries)
+
+
+class _SeeingExhaustivityVerifier(FakeExhaustivityVerifier):
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: list[tuple[tuple[int, int], list[tuple[float, float, float, float]]]] = []
+
+    def verify_pairs(self, queries):  # type: ignore[no-untyped-def]
+        for q in queries:
+            boxes_view(q.image, q.boxes)
+            self.shown.append((q.image.size, list(q.boxes)))
+        return super().verify_pairs(queries)
+
+
+def test_verifiers_see_the_downscaled_image_with_masks_and_boxes_at_its_size(settings, mined):
+    job_id, ids, store = mined
+    _proposed(settings, mined)
+    mv, ev = _SeeingMaskVerifier(), _SeeingExhaustivityVerifier()
+    with session_scope(settings.db_url) as s:
+        report = verify.verify_batch(s, store, mv, ev, 0.5, job_id, list(ids.values()), max_side=256)
+    assert report.counts["done"] == 3, report.counts
+    assert mv.shown and ev.shown
+    for (width, height), shape in mv.shown:
+        assert max(width, height) <= 256 and shape == (height, width)
+    for (width, height), boxes in ev.shown:  # boxes scaled from original pixels to the image shown
+        assert max(width, height) <= 256
+        for x, y, w, h in boxes:
+            assert 0 <= x and x + w <= width + 1e-6 and 0 <= y and y + h <= height + 1e-6
