@@ -287,6 +287,11 @@ def _print_report(report: object) -> None:
         for group in report.failures:
             failures.add_row(str(group.count), group.reason, group.example_key)
         console.print(failures)
+    if report.dropped_annotations:
+        dropped = report.dropped_annotations
+        console.print(f"{dropped.count} item(s) kept their good dataset annotations and left bad ones out, "
+                      f"e.g. {dropped.example_key}: {dropped.reason} (all reasons: status --json, "
+                      "source_meta.annotation_errors)")
 
 
 # ---------------------------------------------------------------------------- users

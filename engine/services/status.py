@@ -49,6 +49,9 @@ class JobReport:
     finished_at: dt.datetime | None
     stages: list[StageProgress]
     failures: list[FailureGroup]
+    # mined items that kept their good dataset annotations and dropped bad ones (reasons in the
+    # item's source_meta.annotation_errors): how many, and one example with its first reason
+    dropped_annotations: FailureGroup | None = None
 
 
 def list_jobs(session: Session) -> list[MiningJob]:
@@ -69,7 +72,21 @@ def job_report(session: Session, job: MiningJob, *, order: Sequence[str] = ("min
         status=job.status.value, created_at=job.created_at, started_at=job.started_at,
         finished_at=job.finished_at, stages=stages,
         failures=failure_groups(session, job.id, max_failure_groups),
+        dropped_annotations=dropped_annotations(session, job.id),
     )
+
+
+def dropped_annotations(session: Session, job_id: int) -> FailureGroup | None:
+    """Items whose source meta lists annotation errors (engine/services/mine.py: bad annotations are
+    left out with their reason, the rest kept)."""
+    has_errors = JobItem.source_meta["annotation_errors"].as_string().is_not(None)
+    count = session.scalar(select(func.count()).where(JobItem.job_id == job_id, has_errors)) or 0
+    if not count:
+        return None
+    key, meta = session.execute(select(JobItem.key, JobItem.source_meta).where(
+        JobItem.job_id == job_id, has_errors).order_by(JobItem.id).limit(1)).one()
+    errors = (meta or {}).get("annotation_errors") or ["?"]
+    return FailureGroup(str(errors[0]), int(count), key)
 
 
 def _rates(first: dt.datetime | None, last: dt.datetime | None, finished: int,

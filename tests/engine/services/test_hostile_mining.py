@@ -115,6 +115,8 @@ def test_hostile_coco(database_url, tmp_path):
     assert errors[4].startswith("annotation 4: the mask is empty")
     assert len(errors) == 5
     assert "annotation_errors" not in got["image:2"].source_meta
+    dropped = result.report.dropped_annotations  # what `dataengine status` shows of them
+    assert dropped is not None and (dropped.count, dropped.example_key, dropped.reason) == (1, "image:1", errors[0])
     with session_scope(settings.db_url) as s:
         masks = s.scalars(select(Mask)).all()
         assert len(masks) == 2 and all(0 < m.area < 48 * 64 for m in masks)  # annotation 1 and 9
