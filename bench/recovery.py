@@ -57,7 +57,7 @@ def run_suite(expression: str | None) -> tuple[list[dict[str, Any]], int, float,
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
         wall = time.monotonic() - began
         rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return rows, proc.returncode, wall, (proc.stdout + proc.stderr)[-4000:]
+    return rows, proc.returncode, wall, (proc.stdout + proc.stderr)[-30000:]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -267,14 +267,26 @@ class Cluster:
         dispose_engines()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep each phase's report on the item: a failed test's cluster prints its processes' logs."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"report_{report.when}", report)
+
+
 @pytest.fixture
-def cluster(private_pg: PrivatePostgres, broker: Broker, tmp_path: Path) -> Iterator[Cluster]:
+def cluster(private_pg: PrivatePostgres, broker: Broker, tmp_path: Path,
+            request: pytest.FixtureRequest) -> Iterator[Cluster]:
     if not private_pg.running():
         private_pg.start()
     found = Cluster(private_pg, "", broker, tmp_path, tmp_path / "media")
     found.db_url = found.new_database()
     found.media_root.mkdir()
     yield found
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        print(found.logs(tail=6000))
     found.close()
     if broker.server.running():
         broker.clear()
