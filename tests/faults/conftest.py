@@ -184,9 +184,12 @@ class Cluster:
             proc.wait_for_output(" ready.", timeout=90)
         return proc
 
-    def beat(self) -> Proc:
+    def beat(self, wait: bool = True) -> Proc:
         """``dataengine beat``: the healer every ``heal_interval_s`` where no follow loop runs."""
-        return self._start(["beat"], "beat")
+        proc = self._start(["beat"], "beat")
+        if wait:
+            proc.wait_for_output("Sending due task heal", timeout=60)
+        return proc
 
     def mine_cli(self, source: str | Path, job: str, *args: str) -> Proc:
         """``dataengine mine`` in the foreground: its follow loop heals."""

@@ -40,7 +40,7 @@ def test_disk_full_items_fail_with_reason_then_complete_once_freed(small_media: 
     free = os.statvfs(cluster.media_root).f_bavail * os.statvfs(cluster.media_root).f_frsize
     filler.write_bytes(b"\0" * (free - ROOM_LEFT))
     assert sizes > 3 * ROOM_LEFT, "the job must not fit"
-    cluster.worker(queues="cpu", concurrency=1)
+    worker = cluster.worker(queues="cpu", concurrency=1)
     cluster.beat()
     job_id = cluster.plan(src, "disk-full")
 
@@ -56,7 +56,9 @@ def test_disk_full_items_fail_with_reason_then_complete_once_freed(small_media: 
         assert all(i.retry_at is not None for i in failed)
         n_failed = len(failed)
     assert not [p for p in cluster.media_root.rglob(".tmp-*")], "a half-written file was left behind"
+    healed = worker.output().count("'retried': 0")
     time.sleep(3 * 1.0)  # a few healer passes: no room yet, so nothing is retried
+    assert worker.output().count("'retried': 0") > healed, "the healer ran meanwhile"
     assert cluster.counts(job_id).get(ItemStatus.FAILED) == n_failed
 
     freed_at = time.monotonic()
