@@ -66,7 +66,7 @@ def test_a_24_megapixel_image_is_proposed_within_the_memory_bound(tmp_path: Path
     source = tmp_path / "images"
     source.mkdir()
     _large_image(source)
-    peak_mb = _mine(tmp_path, models_cache_dir, source, max_side=1024)
+    peak_mb = _mine(tmp_path, models_cache_dir, source, max_side=2048)  # the default
 
     engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'dataengine.db'}")
     with engine.connect() as conn:
