@@ -56,12 +56,12 @@ def propose_batch(session: Session, store: MediaStore, proposer: MaskProposer, s
         if pair_id not in proposed_before:
             by_image.setdefault(image_id, []).append((pair_id, text))
     sizes = image_sizes(session, ids)
-    for item in items:  # one image in memory at a time
+    for claimed in items:  # one image in memory at a time
         images: dict[int, PILImage.Image | str] = {}
-        if by_image.get(item.subject_id):
+        if by_image.get(claimed.subject_id):
             with Timer(report, "load"):
-                images = load_images(session, store, [item.subject_id], max_side=max_side)
-        for item, todo, image in with_work(report, [item], by_image, images, version,
+                images = load_images(session, store, [claimed.subject_id], max_side=max_side)
+        for item, todo, image in with_work(report, [claimed], by_image, images, version,
                                            "no phrase left to propose for this image"):
             _propose_image(session, report, item, todo, image, sizes[item.subject_id], proposer, version, settings)
         del images
@@ -75,7 +75,7 @@ def _propose_image(session: Session, report: StageReport, item: StageItem, todo:
     masks, failures, elapsed = 0, [], 0.0
     for pair_id, text in todo:
         with Timer(report, "model") as timer:
-            result = call_split(lambda batch: proposer.propose(image, [t for _, t in batch]), [(pair_id, text)])[0]
+            result = call_split(lambda batch: proposer.propose(image, batch), [text])[0]
         elapsed += timer.elapsed
         if isinstance(result, Exception):
             failures.append(f"{text!r}: {describe(result)}")
@@ -92,8 +92,8 @@ def _propose_image(session: Session, report: StageReport, item: StageItem, todo:
 
 
 def encode_proposals(proposals: list[Proposal], size: tuple[int, int]) -> tuple[list[RleMask], list[float]]:
-    """Each proposal's mask as RLE at the original (height, width), one full-size mask at a time;
-    each mask is let go once encoded."""
+    """Each proposal's mask as RLE at the original (height, width), one full-size mask at a time.
+    Empties ``proposals``: each mask is let go once encoded."""
     encoded, scores = [], []
     while proposals:
         proposal = proposals.pop(0)
