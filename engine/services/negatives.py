@@ -120,7 +120,8 @@ def _one_at_a_time(session: Session, store: MediaStore, report: StageReport, ite
     """``with_work`` over the items, each image loaded (downscaled to ``max_side``) only when its
     turn comes and let go after it."""
     for item in items:
-        images = load_images(session, store, [item.subject_id], max_side=max_side) if by_image.get(item.subject_id) else {}
+        images = (load_images(session, store, [item.subject_id], max_side=max_side)
+                  if by_image.get(item.subject_id) else {})
         yield from with_work(report, [item], by_image, images, version, "no positive phrase with masks on this image")
 
 

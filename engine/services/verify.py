@@ -69,7 +69,8 @@ def _one_at_a_time(session: Session, store: MediaStore, report: StageReport, ite
     """``with_work`` over the items, each image loaded (downscaled to ``max_side``) only in its turn."""
     for item in items:
         with Timer(report, "load"):
-            images = load_images(session, store, [item.subject_id], max_side=max_side) if by_image.get(item.subject_id) else {}
+            images = (load_images(session, store, [item.subject_id], max_side=max_side)
+                      if by_image.get(item.subject_id) else {})
         yield from with_work(report, [item], by_image, images, version, "no phrase to verify for this image")
 
 
