@@ -47,12 +47,24 @@ class TaskContext:
 
 @cache
 def database_identity(db_url: str) -> str | None:
-    from sqlalchemy import select
+    """The random id made with the schema (table ``database_identity``) and, on PostgreSQL, the
+    server's system identifier and the database's oid: a copy of the database (a template, a
+    restored dump) has the same row but another oid or server, so it is told apart too."""
+    from sqlalchemy import select, text
 
     from engine.db.models import DatabaseIdentity
 
     with session_scope(db_url) as session:
-        return session.scalar(select(DatabaseIdentity.uuid).where(DatabaseIdentity.id == 1))
+        row = session.scalar(select(DatabaseIdentity.uuid).where(DatabaseIdentity.id == 1))
+        if row is None or session.get_bind().dialect.name != "postgresql":
+            return row
+        oid = session.scalar(text("SELECT oid FROM pg_database WHERE datname = current_database()"))
+        try:
+            with session.begin_nested():
+                server = session.scalar(text("SELECT system_identifier FROM pg_control_system()"))
+        except Exception:  # noqa: BLE001 - a role not allowed to read it: the oid alone
+            server = None
+        return f"{row}:{server or '-'}:{oid}"
 
 
 @cache

@@ -52,9 +52,9 @@ def run_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, 
     stage = BY_NAME[stage_name]
     if database is not None and database != ctx.database_id():
         raise WrongDatabase(
-            f"{stage.task} for job {job_id} was planned in database {database[:8]}… but this worker's "
-            f"database ({mask_url(ctx.settings.db_url)}) is {str(ctx.database_id())[:8]}…: the worker is "
-            "configured for another database; refused")
+            f"job {job_id} is not in this worker's database: its {stage.task} task was planned in database "
+            f"{database[:8]}… but this worker's ({mask_url(ctx.settings.db_url)}) is {str(ctx.database_id())[:8]}…; "
+            "the worker is configured for another database than the one the job was planned in; refused")
     with ctx.session() as session:
         job = session.get(MiningJob, job_id)
         if job is None:

@@ -33,7 +33,7 @@ from tests.factories import jpeg_bytes, photo
 
 def _folder(tmp_path: Path, n: int) -> Path:
     src = tmp_path / "src"
-    src.mkdir(exist_ok=True)
+    src.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         (src / f"{i:02d}.jpg").write_bytes(jpeg_bytes(photo(300 + i, (64, 48))))
     return src
@@ -140,9 +140,34 @@ def test_a_task_planned_in_another_database_is_refused_even_when_the_job_id_exis
         run_stage(ctx, InProcessQueue(ctx), "mine", job_id, ids, "0f0f0f0f-another-database")
     assert set(_statuses(database_url, job_id)) == {"pending"}
     own = ctx.database_id()
-    assert own is not None and len(own) == 36
+    assert own is not None and len(own.split(':')[0]) == 36
     run_stage(ctx, InProcessQueue(ctx), "mine", job_id, ids, own)
     assert set(_statuses(database_url, job_id)) == {"done"}
+
+
+def test_a_copy_of_the_database_is_told_apart(fresh_pg_url, pg_template, tmp_path):
+    """Both copies of one template hold the same identity row and a job 1 of their own: a task
+    planned in one is refused by a worker on the other, which mines nothing."""
+    import os
+
+    from tests.conftest import create_pg_database, drop_pg_database
+
+    name = f"de_copy_{os.getpid()}"
+    other_url = create_pg_database(name, template=pg_template)
+    try:
+        here = _settings(fresh_pg_url, tmp_path / "a")
+        there = _settings(other_url, tmp_path / "b")
+        job_here, job_there = _plan(here, tmp_path / "a", n=2), _plan(there, tmp_path / "b", n=2)
+        assert job_here == job_there
+        ctx_here, ctx_there = TaskContext.from_settings(here), TaskContext.from_settings(there)
+        assert ctx_here.database_id() != ctx_there.database_id()
+        with session_scope(other_url) as s:
+            ids = list(s.scalars(select(JobItem.id).where(JobItem.job_id == job_there)))
+        with pytest.raises(WrongDatabase):
+            run_stage(ctx_there, InProcessQueue(ctx_there), "mine", job_there, ids, ctx_here.database_id())
+        assert set(_statuses(other_url, job_there)) == {"pending"}
+    finally:
+        drop_pg_database(name)
 
 
 def test_items_failed_because_the_disk_was_full_are_retried_once_there_is_room(database_url, tmp_path):
