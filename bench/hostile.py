@@ -223,7 +223,8 @@ def _outcomes(db: Path) -> dict[str, Any]:
             "SELECT key, error FROM job_items WHERE status = 'failed' ORDER BY key")]
         failures += [{"key": f"{stage} image {image}", "error": (error or "")[:160]} for stage, image, error in
                      conn.execute("SELECT stage, subject_id, error FROM stage_items WHERE status = 'failed'")]
-    return {"items": items, "stages": stages, "stage_seconds": seconds, "masks": masks, "masks_wrong_size": wrong, "failures": failures}
+    return {"items": items, "stages": stages, "stage_seconds": seconds, "masks": masks, "masks_wrong_size": wrong,
+            "failures": failures}
 
 
 # ----------------------------------------------------------------------------- main
@@ -289,7 +290,8 @@ def main() -> None:
 
     print()
     print(format_table(HEADERS, [_row(r) for r in runs + per_case], left=1,
-                       title="Whole chain, tiny RANDOM-WEIGHT models, in-process, SQLite (peak RSS = the child's VmHWM)"))
+                       title="Whole chain, tiny RANDOM-WEIGHT models, in-process, SQLite "
+                             "(peak RSS = the child's VmHWM)"))
     stages = ["caption", "parse", "propose", "negatives", "verify", "route"]
     print()
     print(format_table(["run", *stages], [[r["name"], *(r["stage_seconds"].get(s) for s in stages)]
