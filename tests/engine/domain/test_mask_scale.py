@@ -67,3 +67,9 @@ def test_decode_at_shows_a_stored_mask_at_the_model_side_size() -> None:
     cols = [int(Fraction(2 * j + 1, 2) * Fraction(900, 256)) for j in range(256)]
     assert small.dtype == bool and np.array_equal(small, full[np.ix_(rows, cols)])
     assert np.array_equal(decode_at(rle, 600, 900), full)
+
+
+def test_empty_and_full_masks() -> None:
+    assert encode_at(np.zeros((3, 4), dtype=bool), 30, 40).area == 0
+    full = encode_at(np.ones((3, 4), dtype=bool), 30, 40)
+    assert full.area == 1200 and full.bbox == (0.0, 0.0, 40.0, 30.0)
