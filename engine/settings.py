@@ -254,7 +254,7 @@ class PipelineSettings(BaseModel):
         60.0, gt=0, le=3_600,
         description="how often the healer runs (the beat task, and `dataengine mine`'s follow loop)")
     stale_after_s: float = Field(
-        600.0, gt=0, le=7 * 86_400,
+        300.0, gt=0, le=7 * 86_400,
         description="pending work handed to the broker longer ago than this, and not being worked on "
                     "(no batch holds its row lock), is sent again — when its queue is empty")
     visibility_timeout_s: int = Field(

@@ -92,45 +92,46 @@ def _after_crash(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: in
     """Split a batch that began before without finishing, or fail its single item after too many
     crashes; None when the batch should just run (a single item with crashes to spare)."""
     ids = sorted(starts)
-    if len(ids) == 1:
-        crashes = starts[ids[0]] - 1
-        limit = ctx.settings.pipeline.max_item_crashes
-        if crashes < limit:
-            return None
-        reason = (f"the worker process died {crashes} times while working on this item (a crash in native "
-                  f"code, the out-of-memory killer, or a kill); not tried again (pipeline.max_item_crashes="
-                  f"{limit}; `dataengine mine --retry-failed` tries it once more)")
-        log.error("%s: job %s item %s failed: %s", stage_name, job_id, ids[0], reason)
-        with ctx.session() as session:
-            work.fail(session, stage_name, job_id, ids[0], reason)
-            flow.finish_if_complete(session, job_id)
-        return {"stage": stage_name, "counts": {"failed": 1}, "seconds": {}, "image_ids": []}
-    half = (len(ids) + 1) // 2
-    log.warning("%s: a batch of job %s began %d time(s) before without finishing; splitting its %d items",
-                stage_name, job_id, max(starts.values()) - 1, len(ids))
-    with ctx.session() as session:
-        work.restart(session, stage_name, job_id, ids)
-    for part in (ids[:half], ids[half:]):
-        hand_off(ctx, queue, stage_name, job_id, part, queue_name=queue_name)
-    return {"stage": stage_name, "counts": {"split": len(ids)}, "seconds": {}, "image_ids": []}
+    if len(ids) > 1:
+        log.warning("%s: a batch of job %s began %d time(s) before without finishing; splitting its %d items",
+                    stage_name, job_id, max(starts.values()) - 1, len(ids))
+        return _split(ctx, queue, stage_name, job_id, ids, queue_name)
+    crashes = starts[ids[0]] - 1
+    limit = ctx.settings.pipeline.max_item_crashes
+    if crashes < limit:
+        return None
+    reason = (f"the worker process died {crashes} times while working on this item (a crash in native "
+              f"code, the out-of-memory killer, or a kill); not tried again (pipeline.max_item_crashes="
+              f"{limit}; `dataengine mine --retry-failed` tries it once more)")
+    log.error("%s: job %s item %s failed: %s", stage_name, job_id, ids[0], reason)
+    return _fail_one(ctx, stage_name, job_id, ids[0], reason)
 
 
 def _after_error(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],
                  queue_name: str, exc: Exception) -> dict[str, Any]:
     """A batch raised (rolled back): split it and send the halves again, down to the item that
     raises, which is failed with the error as its reason."""
-    if len(ids) == 1:
-        reason = f"internal error: {type(exc).__name__}: {exc}"
-        with ctx.session() as session:
-            work.fail(session, stage_name, job_id, ids[0], reason)
-            flow.finish_if_complete(session, job_id)
-        return {"stage": stage_name, "counts": {"failed": 1}, "seconds": {}, "image_ids": []}
+    if len(ids) > 1:
+        return _split(ctx, queue, stage_name, job_id, ids, queue_name)
+    return _fail_one(ctx, stage_name, job_id, ids[0], f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _split(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],
+           queue_name: str) -> dict[str, Any]:
+    """Send the batch again as two halves (their starts counted afresh)."""
     half = (len(ids) + 1) // 2
     with ctx.session() as session:
         work.restart(session, stage_name, job_id, ids)
     for part in (ids[:half], ids[half:]):
         hand_off(ctx, queue, stage_name, job_id, part, queue_name=queue_name)
     return {"stage": stage_name, "counts": {"split": len(ids)}, "seconds": {}, "image_ids": []}
+
+
+def _fail_one(ctx: TaskContext, stage_name: str, job_id: int, key: int, reason: str) -> dict[str, Any]:
+    with ctx.session() as session:
+        work.fail(session, stage_name, job_id, key, reason)
+        flow.finish_if_complete(session, job_id)
+    return {"stage": stage_name, "counts": {"failed": 1}, "seconds": {}, "image_ids": []}
 
 
 def enqueue_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],

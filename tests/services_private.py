@@ -121,10 +121,7 @@ class PrivateServer:
         """SIGKILL every process of the server's group: a crash, nothing flushed."""
         if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        self._reap()
         self.proc.wait(10)
         self._reap()
         wait_for(lambda: not answers(self.port, 0.2), 10, f"{self.name} port {self.port} to close")

@@ -209,29 +209,16 @@ def test_work_a_running_batch_holds_is_never_sent_again(fresh_pg_url, tmp_path):
     assert set(_statuses(fresh_pg_url, job_id)) == {"done"}
 
 
-@pytest.fixture
-def redis_broker() -> str:
-    from tests.pipelines.conftest import REDIS_DB
-    from tests.conftest import REDIS_HOST, REDIS_PORT
-
-    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB - 1}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
-
-
-def test_stale_work_waits_while_its_queue_holds_messages(fresh_pg_url, tmp_path, redis_broker):
+def test_stale_work_waits_while_its_queue_holds_messages(fresh_pg_url, tmp_path, broker_url):
     """A backlog is not a loss: copies are sent only once the queue has drained."""
     settings = _settings(fresh_pg_url, tmp_path, stale_after_s=60)
-    settings = settings.model_copy(update={"broker_url": redis_broker})
+    settings = settings.model_copy(update={"broker_url": broker_url})
     job_id = _plan(settings, tmp_path, n=5)
     _age(fresh_pg_url, job_id, 3600)
     ctx = TaskContext.from_settings(settings)
     queue = CeleryQueue(create_celery(settings), retries=0)
     queue.enqueue("dataengine.mine.batch", [0, []], queue="cpu")  # someone else's message, waiting
-    client = redis.Redis.from_url(redis_broker)
+    client = redis.Redis.from_url(broker_url)
     assert client.llen("cpu") == 1
     report = heal_once(ctx, queue)
     assert report.resent == {} and report.waiting == {"mine": 5}
