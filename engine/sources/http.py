@@ -21,6 +21,7 @@ download for about that long and no longer.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextvars
 import socket
 import time
@@ -89,6 +90,24 @@ def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
+# name look-ups run here so that a resolver that never answers holds a fetch only until its connect
+# time-out or deadline (getaddrinfo itself cannot be interrupted; its thread ends when the OS gives up)
+_LOOKUPS = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="dataengine-resolve")
+
+
+def resolve_within(resolver: Resolver, host: str, port: int, wait: float | None) -> list[str]:
+    """``resolver(host, port)`` waited for at most ``wait`` seconds (None: as long as it takes);
+    httpcore.ConnectError(COULD_NOT_RESOLVE) when it fails or does not answer in time."""
+    future = _LOOKUPS.submit(lambda: list(resolver(host, port)))
+    try:
+        return future.result(timeout=wait)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise httpcore.ConnectError(COULD_NOT_RESOLVE) from None
+    except (OSError, UnicodeError):
+        raise httpcore.ConnectError(COULD_NOT_RESOLVE) from None
+
+
 class PolicyBackend(httpcore.NetworkBackend):
     """Connects only to addresses the policy allows: resolve once, check every answer, connect to a
     checked address (the name's TLS server name and Host header are kept by httpcore)."""
@@ -101,10 +120,7 @@ class PolicyBackend(httpcore.NetworkBackend):
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options: typing.Iterable[typing.Any] | None = None) -> httpcore.NetworkStream:
-        try:
-            answers = list(self.resolver(host, port))
-        except (OSError, UnicodeError):
-            raise httpcore.ConnectError(COULD_NOT_RESOLVE) from None
+        answers = resolve_within(self.resolver, host, port, _until_deadline(timeout, httpcore.ConnectTimeout))
         addresses = self.policy.check_addresses(answers)  # PolicyRefused passes through httpx as is
         for address in addresses:
             try:

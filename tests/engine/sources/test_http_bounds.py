@@ -199,3 +199,25 @@ def test_a_url_list_job_goes_on_past_hostile_urls(database_url, tmp_path, http_s
     for path, (_, reason) in hostile.items():
         assert items[path].status == ItemStatus.FAILED
         assert items[path].error.startswith(reason), (path, items[path].error)
+
+
+def test_a_resolver_that_never_answers_holds_a_fetch_only_until_its_deadline():
+    """getaddrinfo has no time-out of its own: the look-up is waited for at most the connect time-out
+    (then "could not resolve", retried) and never past the fetch's deadline."""
+    def hung(host: str, port: int) -> list[str]:
+        time.sleep(5)
+        return ["127.0.0.1"]
+
+    f = HttpFetcher(bounded(connect_timeout_s=0.3, retries=10), resolver=hung)
+    started = time.monotonic()
+    with pytest.raises(FetchError) as caught:
+        f.fetch("http://images.example/a.jpg")
+    f.close()
+    assert time.monotonic() - started < TOTAL_S + 0.5
+    assert str(caught.value) == TIMED_OUT
+    quick = HttpFetcher(bounded(connect_timeout_s=0.2, total_timeout_s=30, retries=1), resolver=hung)
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="could not resolve the host name"):
+        quick.fetch("http://images.example/a.jpg")
+    quick.close()
+    assert time.monotonic() - started < 2
