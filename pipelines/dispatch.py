@@ -10,6 +10,7 @@ from typing import Any
 
 from celery import Celery
 
+from engine.settings import Settings
 from pipelines.context import TaskContext
 from pipelines.stages import BY_TASK
 
@@ -74,6 +75,13 @@ class CeleryQueue:
             self.app.send_task(task, args=args, queue=queue, retry=True, retry_policy=policy)
         except Exception as exc:  # kombu's OperationalError, socket errors, a closed channel …
             raise HandOffFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> "CeleryQueue":
+        """A queue on a Celery app made for these settings (the submitting side: CLI, API, promotion)."""
+        from pipelines.celery_app import create_celery
+
+        return cls(create_celery(settings), retries=settings.pipeline.enqueue_retries)
 
     def depth(self, queue: str) -> int | None:
         """How many messages wait in ``queue`` (None when the broker cannot say)."""

@@ -20,16 +20,10 @@ def promote_version(settings: Settings, version_id: int, *, rescore: bool = True
         promotion = promote(session, version_id, rescore=rescore)
     if promotion.backlog:
         if queue is None:
-            queue = InProcessQueue(ctx) if settings.embedded else _celery_queue(settings)
+            queue = InProcessQueue(ctx) if settings.embedded else CeleryQueue.for_settings(settings)
         with ctx.session() as session:
             for job_id, ids in promotion.backlog.items():
                 work.mark_dispatched(session, "verify", job_id, ids)
         for job_id, ids in promotion.backlog.items():  # a broker that refuses: the healer sends it later
             hand_off(ctx, queue, "verify", job_id, ids)
     return promotion
-
-
-def _celery_queue(settings: Settings) -> CeleryQueue:
-    from pipelines.celery_app import create_celery
-
-    return CeleryQueue(create_celery(settings), retries=settings.pipeline.enqueue_retries)

@@ -98,7 +98,7 @@ def _run(ctx: TaskContext, plan: mine.JobPlan, leftovers: dict[str, list[int]], 
                 on_progress(min(done, total), total)
 
     if queue is None:
-        queue = InProcessQueue(ctx, on_done=collect) if settings.embedded else _celery_queue(settings)
+        queue = InProcessQueue(ctx, on_done=collect) if settings.embedded else CeleryQueue.for_settings(settings)
     if on_progress:
         on_progress(0, total)
     with ctx.session() as session:  # stamped before it is sent: the healer knows when it left
@@ -119,12 +119,6 @@ def _run(ctx: TaskContext, plan: mine.JobPlan, leftovers: dict[str, list[int]], 
         report = status.job_report(session, job, order=STAGE_NAMES)
     stage_seconds = queue.seconds if isinstance(queue, InProcessQueue) else Counter()
     return RunResult(plan, report, time.perf_counter() - started, steps, stage_seconds, finished)
-
-
-def _celery_queue(settings: Settings) -> CeleryQueue:
-    from pipelines.celery_app import create_celery
-
-    return CeleryQueue(create_celery(settings), retries=settings.pipeline.enqueue_retries)
 
 
 def wait_for_job(ctx: TaskContext, job_id: int, total: int, timeout_s: float | None,

@@ -753,9 +753,8 @@ def heal(ctx: Context, job_name: str | None, as_json: bool) -> None:
     from engine.db.session import session_scope
     from engine.repositories import jobs as jobs_repo
     from pipelines.context import TaskContext
-    from pipelines.dispatch import InProcessQueue
+    from pipelines.dispatch import CeleryQueue, InProcessQueue
     from pipelines.healing import heal_once
-    from pipelines.runner import _celery_queue
 
     ensure_schema(ctx.settings)
     job_id = None
@@ -768,7 +767,7 @@ def heal(ctx: Context, job_name: str | None, as_json: bool) -> None:
                 raise click.ClickException(f"no job named {job_name!r}")
             job_id = found.id
     task_ctx = TaskContext.from_settings(ctx.settings)
-    queue = InProcessQueue(task_ctx) if ctx.settings.embedded else _celery_queue(ctx.settings)
+    queue = InProcessQueue(task_ctx) if ctx.settings.embedded else CeleryQueue.for_settings(ctx.settings)
     report = heal_once(task_ctx, queue, job_id=job_id)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

@@ -12,8 +12,7 @@ from engine.db.base import utcnow
 from engine.db.models import Image, ItemStatus, JobItem, JobStatus, MiningJob
 from engine.repositories import jobs as jobs_repo
 from engine.repositories import stages as stages_repo
-
-MINE = "mine"
+from engine.repositories.work import MINE
 
 
 def next_stage(job: MiningJob, after: str, order: Sequence[str]) -> str | None:

@@ -80,7 +80,7 @@ def heal(session: Session, order: Sequence[str], queue_of: QueueOf, *, stale_aft
         query = query.where(MiningJob.id == job_id)
     budget = limit
     for job in session.scalars(query).all():
-        stages = [work.MINE, *[s for s in order if s != work.MINE and _runs(job, s, order)]]
+        stages = _stages_of(job, order)
         for stage in stages:
             if budget <= 0:
                 break
@@ -99,7 +99,9 @@ def heal(session: Session, order: Sequence[str], queue_of: QueueOf, *, stale_aft
     return report
 
 
-def _runs(job: MiningJob, stage: str, order: Sequence[str]) -> bool:
-    """The stage is within the job's ``until``."""
-    until = (job.options or {}).get("until") or order[-1]
-    return until in order and order.index(stage) <= order.index(until)
+def _stages_of(job: MiningJob, order: Sequence[str]) -> list[str]:
+    """Mining and the stages after it up to the job's ``until`` (flow.next_stage reads it)."""
+    stages = [work.MINE]
+    while (stage := flow.next_stage(job, stages[-1], order)) is not None:
+        stages.append(stage)
+    return stages
