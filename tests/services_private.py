@@ -121,10 +121,28 @@ class PrivateServer:
         """SIGKILL every process of the server's group: a crash, nothing flushed."""
         if self.proc is None:
             return
+        group = self._group()
         self._reap()
         self.proc.wait(10)
         self._reap()
         wait_for(lambda: not answers(self.port, 0.2), 10, f"{self.name} port {self.port} to close")
+        # a killed process closes its sockets before it is gone: wait until each is a zombie or gone,
+        # or the next start may see a live pid in the lock files it left (PostgreSQL refuses to start)
+        wait_for(lambda: all(_dead(pid) for pid in group), 10, f"{self.name} processes {group} to die")
+
+    def _group(self) -> list[int]:
+        """The pids of the server's process group now."""
+        import psutil
+
+        assert self.proc is not None
+        pids = []
+        for process in psutil.process_iter():
+            try:
+                if os.getpgid(process.pid) == self.proc.pid:
+                    pids.append(process.pid)
+            except (OSError, psutil.Error):
+                continue
+        return pids
 
     def _reap(self) -> None:
         """Kill what is left of the group (children that outlived their leader)."""

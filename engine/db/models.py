@@ -35,6 +35,23 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db.base import Base, utcnow
+from engine.domain.vocabulary import (  # the vocabulary lives in the domain; the ORM stores it
+    BridgeState,
+    Decider,
+    ItemStatus,
+    JobStatus,
+    MaskState,
+    ModelKind,
+    PairOrigin,
+    Polarity,
+    Role,
+    RouteAction,
+    StageStatus,
+    TaskKind,
+    TaskState,
+    VerdictKind,
+    VerdictSource,
+)
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
@@ -48,102 +65,6 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
         values_callable=lambda members: [m.value for m in members],
         validate_strings=True,
     )
-
-
-class Role(enum.StrEnum):
-    ADMIN = "admin"
-    ANNOTATOR = "annotator"
-    REVIEWER = "reviewer"
-    ML_ENGINEER = "ml_engineer"
-
-
-class ModelKind(enum.StrEnum):
-    SOURCE = "source"  # data that came with the source (alt-text, dataset annotations)
-    CAPTIONER = "captioner"
-    PARSER = "parser"
-    PROPOSER = "proposer"
-    MASK_VERIFIER = "mask_verifier"
-    EXHAUSTIVITY_VERIFIER = "exhaustivity_verifier"
-    TRACKER = "tracker"
-    EXTERNAL = "external"  # predictions imported from another model
-
-
-class JobStatus(enum.StrEnum):
-    LISTING = "listing"
-    RUNNING = "running"
-    DONE = "done"
-
-
-class ItemStatus(enum.StrEnum):
-    PENDING = "pending"
-    DONE = "done"  # a new image was stored
-    DUPLICATE = "duplicate"  # byte-identical to a kept image (after normalisation)
-    NEAR_DUPLICATE = "near_duplicate"  # perceptual-hash neighbour of a kept image
-    FAILED = "failed"
-
-
-class StageStatus(enum.StrEnum):
-    PENDING = "pending"
-    DONE = "done"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-class Polarity(enum.StrEnum):
-    UNKNOWN = "unknown"
-    POSITIVE = "positive"
-    NEGATIVE = "negative"
-
-
-class PairOrigin(enum.StrEnum):
-    CAPTION = "caption"  # noun phrase parsed from a caption
-    SOURCE_ANNOTATION = "source_annotation"  # category of an annotation that came with the source
-    HARD_NEGATIVE = "hard_negative"
-    EXTERNAL = "external"  # predictions imported from another model
-    MANUAL = "manual"
-
-
-class VerdictKind(enum.StrEnum):
-    MASK = "mask_verification"
-    EXHAUSTIVITY = "exhaustivity"
-    CORRECTION = "correction"
-
-
-class VerdictSource(enum.StrEnum):
-    AI = "ai"
-    HUMAN = "human"
-    LABEL_STUDIO = "label_studio"
-
-
-class TaskKind(enum.StrEnum):
-    VERIFY_MASK = "verify_mask"
-    CHECK_EXHAUSTIVITY = "check_exhaustivity"
-    CORRECT = "correct"
-
-
-class MaskState(enum.StrEnum):
-    CANDIDATE = "candidate"
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-
-
-class Decider(enum.StrEnum):
-    AI = "ai"
-    HUMAN = "human"
-
-
-class RouteAction(enum.StrEnum):
-    AUTO_ACCEPT = "auto_accept"
-    AUTO_REJECT = "auto_reject"
-    HUMAN = "human"
-    KEEP_HUMAN = "keep_human"
-
-
-class TaskState(enum.StrEnum):
-    OPEN = "open"
-    LEASED = "leased"
-    DONE = "done"
-    CANCELLED = "cancelled"
 
 
 class User(Base):
@@ -586,12 +507,6 @@ class DatasetSnapshot(Base):
     manifest_sha256: Mapped[str] = mapped_column(String(64))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-
-
-class BridgeState(enum.StrEnum):
-    PUSHED = "pushed"  # in Label Studio, waiting for an annotation
-    DONE = "done"  # an annotation came back and was stored as a verdict
-    FAILED = "failed"  # the latest annotation could not be used (the error says why)
 
 
 class LabelStudioTask(Base):
