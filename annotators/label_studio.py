@@ -26,9 +26,9 @@ import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from engine.db.models import TaskKind
 from engine.db.session import session_scope
 from engine.domain import labelstudio as lsf
+from engine.domain.vocabulary import TaskKind
 from engine.services import labelstudio as bridge
 from engine.domain.netpolicy import PolicyRefused
 from engine.settings import FetchSettings, Settings
@@ -123,10 +123,6 @@ class LabelStudioClient:
                 show_collab_predictions=True, maximum_annotations=1,
                 description=f"Data Engine {kind.value} tasks (dataengine labelstudio push)")
         return int(project.id), True
-
-    def project_config(self, project_id: int) -> str:
-        with self._call(f"reading project {project_id}"):
-            return str(self.sdk.projects.get(id=project_id).label_config or "")
 
     def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> list[int]:
         with self._call(f"importing {len(tasks)} tasks into project {project_id}"):

@@ -12,7 +12,11 @@ from celery import Celery
 
 from engine.settings import Settings
 from pipelines.context import TaskContext
+from pipelines.execution import TRANSIENT, run_stage
+from pipelines.handoff import HandOffFailed
 from pipelines.stages import BY_TASK
+
+__all__ = ["CeleryQueue", "HandOffFailed", "InProcessQueue"]
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +36,6 @@ class InProcessQueue:
         self._nested = 0.0
 
     def enqueue(self, task: str, args: list[Any], *, queue: str) -> dict[str, Any]:
-        from pipelines.execution import run_stage
-        from pipelines.tasks import TRANSIENT
-
         stage = BY_TASK[task]
         for attempt in range(self.max_retries + 1):
             outer, self._nested = self._nested, 0.0
@@ -55,10 +56,6 @@ class InProcessQueue:
                 self.on_done(report)
             return report
         raise AssertionError("unreachable")
-
-
-class HandOffFailed(Exception):
-    """The broker did not take a task after the retries."""
 
 
 class CeleryQueue:

@@ -28,7 +28,7 @@ from engine.repositories import work
 from engine.services import flow
 from engine.settings import mask_url
 from pipelines.context import TaskContext
-from pipelines.dispatch import HandOffFailed
+from pipelines.handoff import HandOffFailed
 from pipelines.stages import BY_NAME, STAGE_NAMES, queue_for, queue_of
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,9 @@ from engine.services import flow, mine, status
 from engine.settings import Settings
 from pipelines.context import TaskContext
 from pipelines.dispatch import CeleryQueue, InProcessQueue
-from pipelines.stages import STAGE_NAMES
 from pipelines.execution import hand_off
+from pipelines.healing import periodic
+from pipelines.stages import STAGE_NAMES
 
 Progress = Callable[[int, int], None]  # (items mined, items to mine)
 
@@ -108,9 +109,7 @@ def _run(ctx: TaskContext, plan: mine.JobPlan, leftovers: dict[str, list[int]], 
         hand_off(ctx, queue, stage_name, plan.job_id, ids)
     hand_off(ctx, queue, "mine", plan.job_id, plan.pending, queue_name=plan.queue)
     finished = True
-    if not settings.embedded and wait:
-        from pipelines.healing import periodic  # the follow loop heals its own job
-
+    if not settings.embedded and wait:  # the follow loop heals its own job
         finished = wait_for_job(ctx, plan.job_id, total, timeout_s, on_progress,
                                 on_poll=periodic(ctx, queue, plan.job_id))
     with ctx.session() as session:

@@ -12,9 +12,9 @@ from typing import Any
 from engine.ports import TaskQueue
 from pipelines.celery_app import app
 from pipelines.context import worker_context
-from pipelines.execution import TRANSIENT, enqueue_stage, run_stage
-
-__all__ = ["TRANSIENT", "enqueue_stage", "run_stage", "worker_queue"]
+from pipelines.dispatch import CeleryQueue
+from pipelines.execution import TRANSIENT, run_stage
+from pipelines.healing import heal_once
 
 RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": 2, "retry_backoff_max": 120,
          "retry_jitter": True, "max_retries": 5}
@@ -22,8 +22,6 @@ RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": 2, "retry_backoff_max": 12
 
 @cache
 def worker_queue() -> TaskQueue:
-    from pipelines.dispatch import CeleryQueue
-
     return CeleryQueue(app, retries=worker_context().settings.pipeline.enqueue_retries)
 
 
@@ -77,6 +75,4 @@ def expire_leases() -> int:
 def heal() -> dict[str, Any]:
     """Beat: send lost stage work again, retry transient failures, close complete jobs
     (pipelines/healing.py)."""
-    from pipelines.healing import heal_once
-
     return heal_once(worker_context(), worker_queue()).to_dict()

@@ -64,11 +64,3 @@ def status_counts(session: Session, job_id: int) -> dict[str, dict[str, int]]:
     for stage, status, n in rows:
         out.setdefault(stage, {s.value: 0 for s in StageStatus})[status.value] = n
     return out
-
-
-def seconds_per_stage(session: Session, job_id: int) -> dict[str, float]:
-    rows = session.execute(
-        select(StageItem.stage, func.sum(StageItem.seconds)).where(StageItem.job_id == job_id)
-        .group_by(StageItem.stage)
-    ).all()
-    return {stage: float(total or 0.0) for stage, total in rows}
