@@ -7,13 +7,11 @@ import hashlib
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Caption, StageStatus
+from engine.db.models import Caption
+from engine.domain.vocabulary import StageStatus
 from engine.ports import Captioner
 from engine.repositories import labels as labels_repo
-from engine.repositories import stages as stages_repo
-from engine.services.common import (
-    MAX_SIDE, StageReport, Timer, call_split, describe, load_images, record, register,
-)
+from engine.services.common import MAX_SIDE, StageReport, Timer, call_split, claim_batch, describe, load_images, record
 from engine.storage import MediaStore
 
 STAGE = "caption"
@@ -29,15 +27,14 @@ def caption_batch(session: Session, store: MediaStore, captioner: Captioner | No
     """Caption the pending images among ``image_ids``, each handed to the model downscaled to
     ``max_side``. Images the same model version already captioned are not captioned again
     (idempotent per image and model version)."""
-    report = StageReport(STAGE)
-    items = stages_repo.claim_pending(session, job_id, STAGE, image_ids)
+    stamps = [] if captioner is None else [captioner.stamp]
+    batch = claim_batch(session, STAGE, job_id, image_ids, *stamps)
+    report, items = batch.report, batch.items
     if not items:
         return report
     if captioner is None:
-        for item in items:
-            record(report, item, StageStatus.SKIPPED, detail={"reason": "model captions are turned off"})
-        return report
-    version = register(session, captioner.stamp).id
+        return batch.skip_all("model captions are turned off")
+    version = batch.version
     done_before = set(session.scalars(select(Caption.image_id).where(
         Caption.model_version_id == version, Caption.image_id.in_([i.subject_id for i in items]))))
     todo = []
@@ -58,7 +55,7 @@ def caption_batch(session: Session, store: MediaStore, captioner: Captioner | No
     with Timer(report, "model") as timer:
         results = call_split(lambda pairs: captioner.caption([img for _, img in pairs]), ready)
     per_image = timer.elapsed / max(len(ready), 1)
-    for (item, _), result in zip(ready, results):
+    for (item, _), result in zip(ready, results, strict=True):
         if not isinstance(result, Exception):
             result = printable(result)
         if isinstance(result, Exception):

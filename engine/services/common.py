@@ -1,12 +1,13 @@
-"""What the model stages share: reports, status recording, image loading, split-and-retry."""
+"""What the stage services share: the one report type, the claim-and-register prologue, status
+recording, image loading, split-and-retry."""
 
 from __future__ import annotations
 
 import io
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -14,9 +15,11 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Image, ModelKind, ModelVersion, StageItem, StageStatus
+from engine.db.models import Image, ModelVersion, StageItem
+from engine.domain.vocabulary import ModelKind, StageStatus
 from engine.ports import ModelStamp
 from engine.repositories import model_versions
+from engine.repositories import stages as stages_repo
 from engine.settings import ModelSettings
 from engine.storage import MediaStore
 
@@ -28,14 +31,53 @@ R = TypeVar("R")
 
 @dataclass
 class StageReport:
+    """What one batch of any stage (mining included) did: outcomes and other counts, seconds per
+    step, and the ids it finished, which are handed to the next stage."""
+
     stage: str
     counts: Counter[str] = field(default_factory=Counter)
-    seconds: Counter[str] = field(default_factory=Counter)
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     image_ids: list[int] = field(default_factory=list)  # finished here: handed to the next stage
 
+    def add_seconds(self, timings: Mapping[str, float]) -> None:
+        """Add each step's seconds to those the batch spent on it so far."""
+        for step, seconds in timings.items():
+            self.seconds[step] += seconds
+
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON (a Celery task's result)."""
         return {"stage": self.stage, "counts": dict(self.counts), "seconds": dict(self.seconds),
                 "image_ids": self.image_ids}
+
+
+@dataclass(frozen=True)
+class ClaimedBatch:
+    """The rows a stage batch claimed, the report they are recorded in, and the model versions
+    registered for the stamps the stage named (in the order named; none when nothing was claimed)."""
+
+    report: StageReport
+    items: list[StageItem]
+    versions: list[int]
+
+    @property
+    def version(self) -> int:
+        """The version of the stage's (first) model."""
+        return self.versions[0]
+
+    def skip_all(self, reason: str) -> StageReport:
+        """Record every claimed row as skipped for ``reason`` (the stage is turned off)."""
+        for item in self.items:
+            record(self.report, item, StageStatus.SKIPPED, detail={"reason": reason})
+        return self.report
+
+
+def claim_batch(session: Session, stage: str, job_id: int, image_ids: Sequence[int],
+                *stamps: ModelStamp) -> ClaimedBatch:
+    """The prologue of every model stage: claim the batch's pending rows and, when there are any,
+    register the model versions that will work on them."""
+    items = stages_repo.claim_pending(session, job_id, stage, image_ids)
+    versions = [register(session, stamp).id for stamp in stamps] if items else []
+    return ClaimedBatch(StageReport(stage), items, versions)
 
 
 def register(session: Session, stamp: ModelStamp) -> ModelVersion:
@@ -116,7 +158,7 @@ def call_split(fn: Callable[[list[T]], Sequence[R]], items: list[T]) -> list[R |
     if not items:
         return []
     try:
-        results = list(fn(items))
+        results: list[R | Exception] = list(fn(items))
         if len(results) != len(items):
             raise RuntimeError(f"model returned {len(results)} results for {len(items)} inputs")
         return results
@@ -147,7 +189,7 @@ class Timer:
     def __init__(self, report: StageReport, key: str) -> None:
         self.report, self.key = report, key
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.start = time.perf_counter()
         return self
 

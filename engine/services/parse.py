@@ -5,29 +5,29 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Caption, PairOrigin, Polarity, StageItem, StageStatus
+from engine.db.models import Caption, StageItem
 from engine.domain.phrases import PhraseListError, clean_phrase, clean_phrases, parse_phrase_list
+from engine.domain.vocabulary import PairOrigin, Polarity, StageStatus
 from engine.ports import PhraseParser
 from engine.repositories import labels as labels_repo
-from engine.repositories import stages as stages_repo
-from engine.services.common import StageReport, Timer, call_split, describe, record, register
+from engine.services.common import StageReport, Timer, call_split, claim_batch, describe, record
 
 STAGE = "parse"
 
 
 def parse_batch(session: Session, parser: PhraseParser, job_id: int, image_ids: list[int]) -> StageReport:
-    report = StageReport(STAGE)
-    items = stages_repo.claim_pending(session, job_id, STAGE, image_ids)
+    batch = claim_batch(session, STAGE, job_id, image_ids, parser.stamp)
+    report, items = batch.report, batch.items
     if not items:
         return report
-    version = register(session, parser.stamp).id
+    version = batch.version
     captions = session.execute(
         select(Caption.id, Caption.image_id, Caption.text)
         .where(Caption.image_id.in_([i.subject_id for i in items])).order_by(Caption.id)
     ).all()
     texts = sorted({text for _, _, text in captions})
     with Timer(report, "model") as timer:
-        answers = dict(zip(texts, call_split(lambda batch: parser.parse(batch), texts)))
+        answers = dict(zip(texts, call_split(lambda batch: parser.parse(batch), texts), strict=True))
     per_image = timer.elapsed / max(len(items), 1)
     by_image: dict[int, list[tuple[int, str]]] = {}
     for caption_id, image_id, text in captions:

@@ -16,22 +16,22 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Mask, StageItem, StageStatus
+from engine.db.models import Mask, StageItem
 from engine.domain.mask_scale import encode_at
 from engine.domain.masks import RleMask, dedup_by_iou
+from engine.domain.vocabulary import StageStatus
 from engine.ports import MaskProposer, Proposal
 from engine.repositories import labels as labels_repo
-from engine.repositories import stages as stages_repo
 from engine.services.common import (
     MAX_SIDE,
     StageReport,
     Timer,
     call_split,
+    claim_batch,
     describe,
     image_sizes,
     load_images,
     record,
-    register,
     with_work,
 )
 from engine.settings import ProposeSettings
@@ -42,11 +42,11 @@ STAGE = "propose"
 
 def propose_batch(session: Session, store: MediaStore, proposer: MaskProposer, settings: ProposeSettings,
                   job_id: int, image_ids: list[int], *, max_side: int = MAX_SIDE) -> StageReport:
-    report = StageReport(STAGE)
-    items = stages_repo.claim_pending(session, job_id, STAGE, image_ids)
+    batch = claim_batch(session, STAGE, job_id, image_ids, proposer.stamp)
+    report, items = batch.report, batch.items
     if not items:
         return report
-    version = register(session, proposer.stamp).id
+    version = batch.version
     ids = [i.subject_id for i in items]
     pairs = labels_repo.phrases_of_images(session, ids)
     proposed_before = set(session.scalars(select(Mask.pair_id).where(

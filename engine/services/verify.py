@@ -11,22 +11,29 @@ person has decided); a mask a person accepted is one of EV's boxes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import (
-    Decider, ImageConcept, Mask, MaskState, StageItem, StageStatus, Verdict, VerdictKind, VerdictSource,
-)
+from engine.db.models import ImageConcept, Mask, StageItem, Verdict
 from engine.domain.mask_scale import decode_at
 from engine.domain.masks import MaskError
-from engine.repositories import labels as labels_repo
+from engine.domain.vocabulary import Decider, MaskLabel, MaskState, StageStatus, VerdictKind, VerdictSource
 from engine.ports import ExhaustivityVerifier, MaskQuery, MaskVerifier, PairQuery
-from engine.repositories import stages as stages_repo
+from engine.repositories import labels as labels_repo
 from engine.services.common import (
-    MAX_SIDE, StageReport, Timer, call_split, describe, image_sizes, load_images, record, register, with_work,
+    MAX_SIDE,
+    StageReport,
+    Timer,
+    call_split,
+    claim_batch,
+    describe,
+    image_sizes,
+    load_images,
+    record,
+    with_work,
 )
 from engine.storage import MediaStore
 
@@ -37,12 +44,11 @@ MASKS_PER_CALL = 16  # decoded masks in memory at once (each at most models.max_
 def verify_batch(session: Session, store: MediaStore, mv: MaskVerifier, ev: ExhaustivityVerifier,
                  survive_probability: float, job_id: int, image_ids: list[int], *,
                  max_side: int = MAX_SIDE) -> StageReport:
-    report = StageReport(STAGE)
-    items = stages_repo.claim_pending(session, job_id, STAGE, image_ids)
+    batch = claim_batch(session, STAGE, job_id, image_ids, mv.stamp, ev.stamp)
+    report, items = batch.report, batch.items
     if not items:
         return report
-    mv_version = register(session, mv.stamp).id
-    ev_version = register(session, ev.stamp).id
+    mv_version, ev_version = batch.versions
     ids = [i.subject_id for i in items]
     pairs = labels_repo.phrases_of_images(session, ids)
     by_image: dict[int, list[tuple[int, str]]] = {}
@@ -101,7 +107,7 @@ def _verify_image(session: Session, image: PILImage.Image, size: tuple[int, int]
             chunk.append(m)
             queries.append(MaskQuery(image, phrase_of[m.pair_id], decoded))
         todo += chunk
-        for mask, result in zip(chunk, call_split(lambda qs: mv.verify_masks(qs), queries)):
+        for mask, result in zip(chunk, call_split(lambda qs: mv.verify_masks(qs), queries), strict=True):
             if isinstance(result, Exception):
                 errors.append(f"mask {mask.id}: {describe(result)}")
                 continue
@@ -113,7 +119,7 @@ def _verify_image(session: Session, image: PILImage.Image, size: tuple[int, int]
     ev_todo, ev_queries = [], []
     for pid, text in pairs:
         shown = [m for m in masks if m.pair_id == pid
-                 and (judged.get((m.id, pid, VerdictKind.MASK), {}).get("accept", 0.0) >= survive
+                 and (judged.get((m.id, pid, VerdictKind.MASK), {}).get(MaskLabel.ACCEPT, 0.0) >= survive
                       if m.id not in human_masks else m.state == MaskState.ACCEPTED)]
         ids = sorted(m.id for m in shown)
         if pid in human_pairs or (pid in seen and seen[pid] in (None, ids)):
@@ -121,7 +127,7 @@ def _verify_image(session: Session, image: PILImage.Image, size: tuple[int, int]
         ev_todo.append((pid, ids))
         ev_queries.append(PairQuery(image, text, [(m.bbox_x * sx, m.bbox_y * sy, m.bbox_w * sx, m.bbox_h * sy)
                                                   for m in shown]))
-    for (pid, ids), result in zip(ev_todo, call_split(lambda qs: ev.verify_pairs(qs), ev_queries)):
+    for (pid, ids), result in zip(ev_todo, call_split(lambda qs: ev.verify_pairs(qs), ev_queries), strict=True):
         if isinstance(result, Exception):
             errors.append(f"pair {pid}: {describe(result)}")
             continue
@@ -142,7 +148,7 @@ def _boxes_seen(session: Session, pair_ids: list[int], ev_version: int) -> dict[
     return out
 
 
-def _human_decided(session: Session, pair_ids: list[int], masks: list[Mask]) -> tuple[set[int], set[int]]:
+def _human_decided(session: Session, pair_ids: list[int], masks: Sequence[Mask]) -> tuple[set[int], set[int]]:
     """Masks and pairs a person has decided or judged (any human verdict counts)."""
     human = session.execute(select(Verdict.mask_id, Verdict.pair_id, Verdict.kind).where(
         Verdict.pair_id.in_(pair_ids), Verdict.source != VerdictSource.AI)).all()
@@ -155,7 +161,7 @@ def _human_decided(session: Session, pair_ids: list[int], masks: list[Mask]) -> 
 
 
 def _add(session: Session, kind: VerdictKind, pair_id: int, mask_id: int | None, version: int,
-         probabilities: dict[str, float], payload: dict | None = None) -> None:
+         probabilities: dict[str, float], payload: dict[str, object] | None = None) -> None:
     label = max(probabilities, key=probabilities.__getitem__)
     session.add(Verdict(kind=kind, source=VerdictSource.AI, pair_id=pair_id, mask_id=mask_id,
                         model_version_id=version, label=label,
