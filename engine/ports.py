@@ -1,17 +1,23 @@
 """Ports: the small interfaces the engine needs from the outside world.
 
 Model adapters in ``annotators/`` implement the model ports; the engine sees only these
-Protocols, PIL images, numpy arrays and plain dataclasses (no torch).
+Protocols, PIL images, numpy arrays and plain dataclasses (no torch). The web layer reaches job
+running and the click-to-segment model only through :class:`JobRunner` and :class:`ModelProvider`
+(implemented in ``pipelines/``, wired in the app's composition root, ``dataengine/serve.py``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from engine.services.mine import JobPlan
 
 
 class TaskQueue(Protocol):
@@ -174,3 +180,57 @@ class VerifierTrainer(Protocol):
               val: Sequence[MaskQuery | PairQuery], config: TrainConfig, output_root: str) -> TrainResult:
         """``task`` "mv" or "ev"; the checkpoint is saved into a new folder under ``output_root``
         (named by its weights' hash), written atomically."""
+
+
+# ----------------------------------------------------------------------- what the web layer needs
+@dataclass(frozen=True)
+class JobRequest:
+    """A mining job to list (create, or reopen by name) and start: its source already checked
+    (engine/sources/roots.py) or the one an existing job was created with."""
+
+    source: str
+    kind: str  # a SourceKind value
+    name: str | None = None
+    images_dir: str | None = None
+    until: str | None = None  # the last stage to run (engine/domain/stages.py); None: all
+    model_profile: str | None = None  # None: the server's
+    retry_failed: bool = False  # put the job's failed items back to pending
+
+
+@dataclass(frozen=True)
+class RunnerState:
+    """Where this process's runner is with a job it started (embedded mode only)."""
+
+    state: str  # queued, running, finished or failed
+    error: str | None
+    since: dt.datetime
+
+
+class JobRefused(ValueError):
+    """The job cannot be listed as asked (422)."""
+
+
+class JobNotEnqueued(RuntimeError):
+    """The job is listed but its work could not be handed to the broker (503: try again)."""
+
+
+class JobRunner(Protocol):
+    """Lists a mining job (committed, so the caller has its id) and runs it without the caller
+    waiting: on Celery workers, or in a background thread of this process (embedded mode)."""
+
+    @property
+    def mode(self) -> str:
+        """How jobs run: "in-process" (a thread of this process) or "celery" (workers)."""
+
+    def start(self, request: JobRequest) -> JobPlan:
+        """The listed job; raises JobConflict (the name belongs to another source), SourceError,
+        JobRefused or JobNotEnqueued."""
+
+    def state(self, job_id: int) -> RunnerState | None:
+        """This process's runner state of the job (None: not started here, or not embedded)."""
+
+
+class ModelProvider(Protocol):
+    """The models the web app runs itself, each built on first use and kept for the process."""
+
+    def segmenter(self) -> PointSegmenter: ...

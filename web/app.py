@@ -1,5 +1,8 @@
 """Application factory: the REST API under /api/v1, the pages (plain HTML + JS from web/static, no
-build step), security headers and a request size limit on every response."""
+build step), security headers and a request size limit on every response, the error contract's
+handlers (web/errors.py). What the app needs from pipelines/ — running jobs, the click-to-segment
+model — comes in as ports (engine/ports.py); the composition root that builds the real ones is
+dataengine/serve.py."""
 
 from __future__ import annotations
 
@@ -10,17 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine.ports import JobRunner, ModelProvider
 from engine.settings import Settings
-from pipelines.models import ModelCache
+from web import errors
 from web.deps import PrincipalCache
-from web.routers import admin, auth, health, images, labelstudio, tasks
+from web.errors import BodyTooLarge, error_response
+from web.routers import admin, auth, dashboard, exports, health, images, labelstudio, tasks
+from web.routers import jobs as jobs_router
 from web.schemas import ERROR_RESPONSES
 
 log = logging.getLogger(__name__)
@@ -78,7 +82,7 @@ class Guard:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
-                    raise _TooLarge()
+                    raise BodyTooLarge()
             return message
 
         started = False
@@ -90,7 +94,7 @@ class Guard:
 
         try:
             await self.app(scope, limited_receive, send_tracked)
-        except _TooLarge:
+        except BodyTooLarge:
             if started:
                 raise
             await self._too_large(send_with_headers)
@@ -105,10 +109,6 @@ class Guard:
         await _send(error_response(413, f"request body over {self.max_body} bytes"), send)
 
 
-class _TooLarge(Exception):
-    pass
-
-
 async def _empty_receive() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
@@ -118,15 +118,6 @@ async def _send(response: Response, send: Send) -> None:
                    _empty_receive, send)
 
 
-# The error contract: every 4xx/5xx answer is JSON {"detail": "<a sentence for a person>", "code":
-# "<stable_snake_case>"} (+ "errors": [{"loc": [...], "msg": "..."}] on 422), the code also in the
-# X-Error-Code header. A router's own code (lease_lost, client_id_conflict, decision_conflict, ...) comes
-# in that header on its HTTPException and is kept; otherwise the code follows from the status.
-ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 410: "gone", 413: "too_large",
-               415: "unsupported_media_type", 422: "invalid", 429: "rate_limited", 500: "internal_error",
-               503: "unavailable"}
-ERROR_HEADER = "X-Error-Code"
 API_DESCRIPTION = """\
 **Errors.** Every 4xx and 5xx answer is JSON `{"detail": "<a sentence for a person>", "code": "<stable_snake_case>"}`,
 the code also in the `X-Error-Code` header. A 422 adds `"errors": [{"loc": [...], "msg": "..."}]`, one per invalid
@@ -142,45 +133,6 @@ character, lengths as each field says (labels 64, names 255, comments and concep
 """
 
 
-def error_code(status: int) -> str:
-    return ERROR_CODES.get(status, "client_error" if status < 500 else "server_error")
-
-
-def error_response(status: int, detail: str, code: str | None = None, errors: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    code = code or error_code(status)
-    body: dict[str, Any] = {"detail": detail, "code": code}
-    if status == 422:
-        body["errors"] = errors if errors is not None else [{"loc": [], "msg": detail}]
-    return JSONResponse(body, status_code=status, headers={**(headers or {}), ERROR_HEADER: code})
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    if isinstance(exc.__cause__, _TooLarge):  # FastAPI turns a failed body read into 400
-        raise exc.__cause__
-    headers = dict(exc.headers or {})
-    code = headers.pop(ERROR_HEADER, None) or headers.pop(ERROR_HEADER.lower(), None)
-    if exc.status_code < 400 or exc.status_code == 304:
-        return Response(status_code=exc.status_code, headers=headers)
-    detail = exc.detail if isinstance(exc.detail, str) else error_code(exc.status_code).replace("_", " ")
-    return error_response(exc.status_code, detail, code, headers=headers)
-
-
-def _loc(loc: Any) -> list[Any]:
-    return [part if isinstance(part, int | str) else str(part) for part in loc]
-
-
-async def _invalid(request: Request, exc: Exception) -> Response:
-    """422 for a request that does not fit the schema: where and why, never the value sent (it may be a secret)."""
-    assert isinstance(exc, RequestValidationError)
-    errors = [{"loc": _loc(e.get("loc", ())), "msg": str(e.get("msg", "invalid value"))} for e in exc.errors()]
-    first = errors[0] if errors else {"loc": [], "msg": "invalid value"}
-    where = ".".join(str(p) for p in first["loc"][1:] or first["loc"]) or "request"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return error_response(422, f"invalid request: {where}: {first['msg']}{more}", errors=errors)
-
-
 def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -191,24 +143,26 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     return lifespan
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, jobs: JobRunner | None = None,
+               models: ModelProvider | None = None) -> FastAPI:
+    """The app on ``settings`` (default: read from the environment). ``jobs`` starts mining jobs and
+    ``models`` gives the click-to-segment model; without them those endpoints answer 503."""
     settings = settings or Settings()
     app = FastAPI(title="Data Engine", version="0.1.0", docs_url="/docs", openapi_url="/openapi.json",
                   redoc_url=None, lifespan=_lifespan(settings), description=API_DESCRIPTION,
                   responses=ERROR_RESPONSES)
     app.state.settings = settings
     app.state.principals = PrincipalCache(settings.serve.auth_cache_s)  # see web.deps
-    app.state.models = ModelCache(settings)  # the click-to-segment model, loaded on first use
-    for router in (health.router, auth.router, tasks.router, images.router, admin.router, labelstudio.router):
-        app.include_router(router, prefix="/api/v1")
-    _optional_routers(app)
+    app.state.jobs = jobs  # web.deps.JobsDep
+    app.state.models = models  # web.deps.ModelsDep
+    for module in (health, auth, tasks, images, admin, labelstudio, jobs_router, dashboard, exports):
+        app.include_router(module.router, prefix="/api/v1")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     for path, filename in PAGES.items():
         app.add_api_route(path, _page(filename), include_in_schema=False, methods=["GET"])
     app.add_api_route("/", lambda: RedirectResponse("/queue"), include_in_schema=False, methods=["GET"])
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _invalid)
+    errors.install(app)
     app.add_middleware(Guard, max_body=settings.serve.max_body_bytes)  # type: ignore[arg-type]
     return app
 
@@ -218,17 +172,3 @@ def _page(filename: str):  # type: ignore[no-untyped-def]
         return FileResponse(STATIC / filename, media_type="text/html", headers={"cache-control": "no-cache"})
 
     return page
-
-
-def _optional_routers(app: FastAPI) -> None:
-    """Routers that live in their own modules (jobs, dashboard), included when present."""
-    import importlib
-
-    for name in ("jobs", "dashboard", "exports"):
-        try:
-            module = importlib.import_module(f"web.routers.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"web.routers.{name}":
-                raise
-            continue
-        app.include_router(module.router, prefix="/api/v1")

@@ -1,4 +1,4 @@
-"""Request dependencies: settings, a database session whose transaction the request owns, and the
+"""Request dependencies: settings, the ports the app was built with (job runner, models), a database session whose transaction the request owns, and the
 caller (session cookie or bearer token) with the permission each endpoint needs.
 
 Every endpoint but log-in and health depends on :func:`require`, which answers 401 when nobody is
@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from engine.db.base import utcnow
 from engine.db.session import session_factory, session_scope
 from engine.domain.permissions import Permission, allowed
+from engine.ports import JobRunner, ModelProvider
 from engine.services.auth import AuthError, Principal, from_session, from_token
 from engine.settings import Settings
 
@@ -44,6 +45,32 @@ async def get_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def find_jobs(request: Request) -> JobRunner | None:
+    """The app's job runner (a port wired by the composition root, dataengine/serve.py), if any."""
+    jobs: JobRunner | None = request.app.state.jobs
+    return jobs
+
+
+async def get_jobs(jobs: Annotated[JobRunner | None, Depends(find_jobs)]) -> JobRunner:
+    """The app's job runner, or 503."""
+    if jobs is None:
+        raise HTTPException(503, "this server runs no mining jobs (no job runner is wired in)")
+    return jobs
+
+
+async def get_models(request: Request) -> ModelProvider:
+    """The app's model provider (a port wired by the composition root), or 503."""
+    models: ModelProvider | None = request.app.state.models
+    if models is None:
+        raise HTTPException(503, "this server runs no models (no model provider is wired in)")
+    return models
+
+
+JobsDep = Annotated[JobRunner, Depends(get_jobs)]
+MaybeJobsDep = Annotated[JobRunner | None, Depends(find_jobs)]
+ModelsDep = Annotated[ModelProvider, Depends(get_models)]
 
 
 def _finish(session: Session, commit: bool) -> None:

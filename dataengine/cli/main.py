@@ -791,7 +791,7 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int | None)
     (environment and --config)."""
     import uvicorn
 
-    from web.app import create_app
+    from dataengine.serve import create_app
 
     s = ctx.settings.serve
     host, port, workers = host or s.host, port or s.port, workers or s.workers
@@ -801,7 +801,7 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int | None)
     if workers == 1:
         uvicorn.run(create_app(ctx.settings), host=host, port=port, log_level="warning", access_log=False)
     else:
-        uvicorn.run("web.app:create_app", factory=True, host=host, port=port, workers=workers,
+        uvicorn.run("dataengine.serve:create_app", factory=True, host=host, port=port, workers=workers,
                     log_level="warning", access_log=False)
 
 

@@ -13,7 +13,7 @@ from engine.db.session import session_scope
 from engine.services.users import create_user
 from engine.settings import Settings
 from tests.conftest import make_settings
-from web.app import create_app
+from dataengine.serve import create_app
 
 PASSWORD = "correct horse battery"
 ROLES = {"ann": Role.ANNOTATOR, "ann2": Role.ANNOTATOR, "rev": Role.REVIEWER, "mle": Role.ML_ENGINEER,

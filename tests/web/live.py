@@ -30,7 +30,7 @@ import pytest
 import uvicorn
 
 from engine.settings import Settings
-from web.app import create_app
+from dataengine.serve import create_app
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"

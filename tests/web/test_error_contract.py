@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from engine.db.session import session_scope
 from tests.factories import seed_review_items
-from web.app import create_app
+from dataengine.serve import create_app
 
 CODE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -225,7 +225,7 @@ def test_a_source_under_an_unknown_home_directory_is_422(login):
 def test_a_failed_runs_reason_carries_no_sql(web_settings):
     import sqlalchemy
 
-    from web.routers.jobs import failure_reason
+    from pipelines.jobs import failure_reason
 
     engine = sqlalchemy.create_engine(web_settings.db_url)
     with pytest.raises(sqlalchemy.exc.SQLAlchemyError) as caught, engine.connect() as connection:

@@ -1,7 +1,7 @@
 from fastapi.testclient import TestClient
 
 import migrations
-from web.app import create_app
+from dataengine.serve import create_app
 
 
 def test_health_reports_database_and_revision(settings):

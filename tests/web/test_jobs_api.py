@@ -13,8 +13,8 @@ from engine.db.models import ItemStatus, JobItem, MiningJob, StageItem, StageSta
 from engine.db.session import session_scope
 from tests.conftest import REDIS_HOST, REDIS_PORT
 from tests.factories import bad_corpus, jpeg_bytes, photo
-from web.app import create_app
-from web.routers.jobs import source_roots
+from dataengine.serve import create_app
+from engine.sources.roots import source_roots
 
 REDIS_DB = int(os.environ.get("DATAENGINE_TEST_JOBS_REDIS_DB", "13"))
 

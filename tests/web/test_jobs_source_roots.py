@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.factories import jpeg_bytes, photo, write_shard
-from web.routers.jobs import source_roots
+from engine.sources.roots import source_roots
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from engine.db.models import Image
 from engine.db.session import session_scope
 from engine.domain.signing import image_signature
 from tests.factories import seed_review_items
-from web.app import create_app
+from dataengine.serve import create_app
 
 EVENT = {"action": "ANNOTATION_CREATED", "task": {"id": 1}, "annotation": {"id": 1}}
 

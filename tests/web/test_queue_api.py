@@ -249,7 +249,7 @@ def test_32_clients_at_once_never_receive_the_same_task(fresh_pg_url, tmp_path):
     from engine.db.models import Role
     from engine.services.users import create_user
     from tests.conftest import make_settings
-    from web.app import create_app
+    from dataengine.serve import create_app
 
     settings = make_settings(fresh_pg_url, tmp_path)
     settings.queue.gold_rate = 0
@@ -305,7 +305,7 @@ def test_a_double_click_submission_at_the_same_instant_is_stored_once(fresh_pg_u
     from engine.db.models import Role
     from engine.services.users import create_user
     from tests.conftest import make_settings
-    from web.app import create_app
+    from dataengine.serve import create_app
 
     settings = make_settings(fresh_pg_url, tmp_path)
     settings.queue.gold_rate = settings.queue.multi_review_rate = 0

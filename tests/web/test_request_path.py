@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from engine.db.models import ApiToken, Role, User
 from engine.db.session import session_scope
 from engine.services.auth import Principal
-from web.app import create_app
+from dataengine.serve import create_app
 from web.deps import PrincipalCache, SessionDep, UnitOfWorkRoute, get_session
 
 

@@ -1,0 +1,19 @@
+"""The web app's composition root: the app (web/app.py) with the real job runner and model cache
+from pipelines/ wired in. The only place the served app meets pipelines/ (web/ never imports it):
+``dataengine serve`` and ``uvicorn dataengine.serve:create_app --factory`` serve this."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from engine.settings import Settings
+from pipelines.jobs import PipelineJobs
+from pipelines.models import ModelCache
+from web import app as web_app
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app on ``settings`` (default: read from the environment) with jobs run by pipelines/ and
+    the click-to-segment model from the process's model cache (loaded on first use)."""
+    settings = settings or Settings()
+    return web_app.create_app(settings, jobs=PipelineJobs(settings), models=ModelCache(settings))
