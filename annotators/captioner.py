@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from PIL import Image
 
 from annotators.loading import load_pretrained, stamp_for
-from engine.db.models import ModelKind
+from engine.domain.vocabulary import ModelKind
 
 
 class VisionLanguageCaptioner:

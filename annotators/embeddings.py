@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from annotators.loading import load_pretrained, stamp_for
-from engine.db.models import ModelKind
+from engine.domain.vocabulary import ModelKind
 
 
 def default_model_dir() -> str:

@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from engine.db.models import ModelKind
+from engine.domain.vocabulary import ModelKind
 from engine.ports import ModelStamp
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from annotators.loading import load_pretrained, stamp_for
-from engine.db.models import ModelKind
+from engine.domain.vocabulary import ModelKind
 from engine.ports import ModelStamp
 
 LLM_INSTRUCTION = (

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from annotators.loading import load_pretrained, stamp_for
-from engine.db.models import ModelKind
+from engine.domain.vocabulary import ModelKind
 from engine.ports import ClickMask
 
 Box = tuple[float, float, float, float]

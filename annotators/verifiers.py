@@ -12,8 +12,8 @@ from typing import Any
 from PIL import Image
 
 from annotators.loading import load_pretrained, stamp_for
-from engine.db.models import ModelKind
 from engine.domain.render import boxes_view, mask_view
+from engine.domain.vocabulary import ModelKind
 from engine.ports import MaskQuery, PairQuery
 
 LETTERS = "ABCDEF"

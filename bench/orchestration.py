@@ -77,7 +77,7 @@ class Clock:
 
 class FakeCaptioner:
     def __init__(self, clock: Clock) -> None:
-        from engine.db.models import ModelKind
+        from engine.domain.vocabulary import ModelKind
         from engine.ports import ModelStamp
 
         self.stamp = ModelStamp(kind=ModelKind.CAPTIONER.value, name="fake-captioner", version="1")
@@ -92,7 +92,7 @@ class FakeCaptioner:
 
 class FakeParser:
     def __init__(self, clock: Clock) -> None:
-        from engine.db.models import ModelKind
+        from engine.domain.vocabulary import ModelKind
         from engine.ports import ModelStamp
 
         self.stamp = ModelStamp(kind=ModelKind.PARSER.value, name="fake-parser", version="1")
@@ -111,7 +111,7 @@ class FakeProposer:
     SLOTS = 8
 
     def __init__(self, clock: Clock) -> None:
-        from engine.db.models import ModelKind
+        from engine.domain.vocabulary import ModelKind
         from engine.ports import ModelStamp
 
         self.stamp = ModelStamp(kind=ModelKind.PROPOSER.value, name="fake-proposer", version="1")

@@ -188,7 +188,7 @@ def bench_mask() -> Any:
 def build_template(pg: Pg, name: str, tasks: int, media: list[dict[str, Any]], log: Any = print) -> dict[str, Any]:
     """Create database ``name`` (via a build name renamed at the end) holding the workload."""
     import migrations
-    from engine.db.models import Role
+    from engine.domain.vocabulary import Role
     from engine.db.session import dispose_engines, session_scope
     from engine.services.users import create_user
 
@@ -782,7 +782,7 @@ def service_breakdown(url: str, names: list[str], users: dict[str, int], multi_r
     close; then for the verdict: session, session lookup, annotation.submit, commit and close."""
     from fastapi.encoders import jsonable_encoder
 
-    from engine.db.models import TaskKind
+    from engine.domain.vocabulary import TaskKind
     from engine.db.session import session_factory
     from engine.services import annotation, queue
     from engine.services import auth as auth_service
@@ -914,7 +914,7 @@ def capture_lease_sql(url: str, user_id: int) -> tuple[str, dict[str, Any]]:
     """The locking statement that ``queue.next_task`` sends (SQL and parameters), from a rolled-back call."""
     from sqlalchemy import event
 
-    from engine.db.models import TaskKind
+    from engine.domain.vocabulary import TaskKind
     from engine.db.session import get_engine, session_factory
     from engine.services import queue
 

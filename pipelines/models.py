@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from engine.db.models import ModelKind
+from engine.domain.vocabulary import ModelKind
 from engine.ports import (
     Captioner, ConceptSuggester, ExhaustivityVerifier, MaskProposer, MaskVerifier, PhraseEmbedder, PhraseParser,
     PointSegmenter,

@@ -309,12 +309,12 @@ def users() -> None:
 @pass_ctx
 def users_create(ctx: Context, username: str, role: str, password_stdin: bool, kinds: str | None) -> None:
     """Create USERNAME with a role; the password is asked for (or read with --password-stdin)."""
-    from engine.db.models import Role
+    from engine.domain.vocabulary import Role
     from engine.db.session import session_scope
     from engine.domain.passwords import WeakPassword
     from engine.services.users import UserError, create_user
 
-    from engine.db.models import TaskKind
+    from engine.domain.vocabulary import TaskKind
 
     task_kinds = None
     if kinds:
@@ -414,7 +414,7 @@ def calibrate(ctx: Context, kind: str, target: float | None, method: str | None)
     agreement, the estimated final precision and positive-pair loss; with too few human verdicts,
     how many more are needed (routing then keeps sending everything to humans).
     """
-    from engine.db.models import TaskKind
+    from engine.domain.vocabulary import TaskKind
     from engine.db.session import session_scope
     from engine.services.calibrate import calibrate as run_calibration
 
@@ -872,7 +872,7 @@ def labelstudio_push(ctx: Context, url: str | None, token: str | None, kind: str
                      limit: int | None, webhook_url: str | None) -> None:
     """Lease open tasks of --kind to the bridge and import them, with their masks as predictions."""
     from annotators.label_studio import LabelStudioError, connect, push
-    from engine.db.models import TaskKind
+    from engine.domain.vocabulary import TaskKind
 
     ensure_schema(ctx.settings)
     try:

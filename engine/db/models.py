@@ -451,8 +451,9 @@ class Verdict(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class RouteDecision(Base):
-    """Why a mask or a pair went where it went (append-only log; the latest per target counts)."""
+class RouteRecord(Base):
+    """The stored record of one routing decision (engine.domain.routing.RouteDecision): why a mask or a
+    pair went where it went (append-only log; the latest per target counts)."""
 
     __tablename__ = "route_decisions"
     __table_args__ = (Index("ix_route_decisions_pair_id_mask_id", "pair_id", "mask_id"),)

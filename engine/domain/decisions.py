@@ -32,7 +32,8 @@ Consequences
   rejected is void (the masks it vouched for were wrong): the claim is cleared and the pair checked
   again; "not present" rejects every mask; a correction accepts exactly the masks it keeps or draws.
 
-Pure: plain dataclasses and strings, no database.
+Its words are the vocabulary's (engine/domain/vocabulary.py); the short names below are aliases of
+its members. Pure: plain dataclasses and StrEnums, no database.
 """
 
 from __future__ import annotations
@@ -42,19 +43,22 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-# vocabulary (the values of engine.db.models' enums, kept as text so the domain needs no ORM)
-CANDIDATE, ACCEPTED, REJECTED = "candidate", "accepted", "rejected"
-AI, HUMAN = "ai", "human"
-POSITIVE, NEGATIVE, UNKNOWN = "positive", "negative", "unknown"
-CHECK_EXHAUSTIVITY, CORRECT = "check_exhaustivity", "correct"
+from engine.domain.vocabulary import (
+    CorrectionLabel, Decider, MaskLabel, MaskState, PairLabel, Polarity, RouteMaskLabel, RoutePairLabel, TaskKind,
+)
 
-#: labels of a person's verdicts, per task kind (engine/services/annotation.py shows these)
-MASK_LABELS = ("accept", "reject", "ungroundable")
-PAIR_LABELS = ("complete", "missing", "not_present")
-CORRECTION_LABELS = ("corrected", "not_present")
+CANDIDATE, ACCEPTED, REJECTED = MaskState.CANDIDATE, MaskState.ACCEPTED, MaskState.REJECTED
+AI, HUMAN = Decider.AI, Decider.HUMAN
+POSITIVE, NEGATIVE, UNKNOWN = Polarity.POSITIVE, Polarity.NEGATIVE, Polarity.UNKNOWN
+CHECK_EXHAUSTIVITY, CORRECT = TaskKind.CHECK_EXHAUSTIVITY, TaskKind.CORRECT
+
+#: labels of a person's verdicts, per task kind (the queue page shows these)
+MASK_LABELS = tuple(MaskLabel)
+PAIR_LABELS = tuple(PairLabel)
+CORRECTION_LABELS = tuple(CorrectionLabel)
 #: labels of the router's automatic decisions (engine/domain/routing.py)
-ROUTE_MASK_LABELS = ("accept", "reject")
-ROUTE_PAIR_LABELS = ("exhaustive", "negative")
+ROUTE_MASK_LABELS = tuple(RouteMaskLabel)
+ROUTE_PAIR_LABELS = tuple(RoutePairLabel)
 
 
 class Claim(enum.StrEnum):
@@ -97,8 +101,8 @@ class Decision:
 @dataclass(frozen=True)
 class MaskFacts:
     id: int
-    state: str
-    decided_by: str | None = None
+    state: MaskState
+    decided_by: Decider | None = None
     decision: Decision | None = None  # a person's decision that set the state, when decided_by is human
 
 
@@ -106,7 +110,7 @@ class MaskFacts:
 class PairFacts:
     id: int
     claim: Claim
-    decided_by: str | None
+    decided_by: Decider | None
     masks: tuple[MaskFacts, ...] = ()
     decision: Decision | None = None  # a person's decision that made the claim, when decided_by is human
 
@@ -117,7 +121,7 @@ class PairFacts:
         raise DecisionError(f"mask {mask_id} is not a mask of pair {self.id}")
 
     @property
-    def polarity(self) -> str:
+    def polarity(self) -> Polarity:
         return polarity_of(self.claim, (m.state for m in self.masks))
 
 
@@ -141,8 +145,8 @@ class PairState:
     """The pair's columns to write."""
 
     claim: Claim
-    decided_by: str | None
-    polarity: str
+    decided_by: Decider | None
+    polarity: Polarity
 
     @property
     def is_exhaustive(self) -> bool | None:
@@ -154,12 +158,12 @@ class Outcome:
     """What a judgement does. ``conflict`` set: nothing changes (the caller still records the verdict)."""
 
     conflict: Conflict | None = None
-    masks: Mapping[int, tuple[str, str]] = field(default_factory=dict)  # mask id → (state, decided_by)
+    masks: Mapping[int, tuple[MaskState, Decider]] = field(default_factory=dict)  # mask id → (state, decided_by)
     pair: PairState | None = None  # None: the pair's columns stay as they are
-    follow_up: str | None = None  # a task kind the pair now needs (check_exhaustivity | correct)
+    follow_up: TaskKind | None = None  # a task kind the pair now needs (check_exhaustivity | correct)
     follow_up_reason: str | None = None
     settles: bool = False  # a person settled the pair: its other open tasks are moot
-    new_masks: tuple[str, str] | None = None  # (state, decided_by) of masks a correction draws
+    new_masks: tuple[MaskState, Decider] | None = None  # (state, decided_by) of masks a correction draws
 
     @property
     def applied(self) -> bool:
@@ -176,7 +180,7 @@ def claim_of(is_exhaustive: bool | None, polarity: str, decided_by: str | None) 
     return Claim.NEGATIVE if polarity == NEGATIVE else Claim.EXHAUSTIVE
 
 
-def polarity_of(claim: Claim, states: Iterable[str]) -> str:
+def polarity_of(claim: Claim, states: Iterable[str]) -> Polarity:
     if claim == Claim.NEGATIVE:
         return NEGATIVE
     if claim == Claim.MISSING or any(s == ACCEPTED for s in states):
@@ -184,9 +188,9 @@ def polarity_of(claim: Claim, states: Iterable[str]) -> str:
     return UNKNOWN
 
 
-def _resolve(pair: PairFacts, masks: Mapping[int, tuple[str, str]], claim: Claim, decided_by: str | None,
-             follow_up: str | None = None, reason: str | None = None, settles: bool = False,
-             new_masks: tuple[str, str] | None = None, n_new: int = 0) -> Outcome:
+def _resolve(pair: PairFacts, masks: Mapping[int, tuple[MaskState, Decider]], claim: Claim,
+             decided_by: Decider | None, follow_up: TaskKind | None = None, reason: str | None = None,
+             settles: bool = False, new_masks: tuple[MaskState, Decider] | None = None, n_new: int = 0) -> Outcome:
     """The outcome once ``masks`` changed and the pair holds ``claim``: derive the polarity, and void
     an exhaustive claim whose masks all ended rejected."""
     states = [masks.get(m.id, (m.state, m.decided_by))[0] for m in pair.masks]
@@ -221,7 +225,7 @@ def judge_mask(pair: PairFacts, mask_id: int, label: str, *, task_id: int | None
     if label not in MASK_LABELS:
         raise DecisionError(f"unknown mask label {label!r}")
     mask = pair.mask(mask_id)
-    state = ACCEPTED if label == "accept" else REJECTED
+    state = ACCEPTED if label == MaskLabel.ACCEPT else REJECTED
     if pair.claim == Claim.NEGATIVE and pair.decided_by == HUMAN and state == ACCEPTED:
         return _conflict(f"accepting mask {mask_id}", pair.decision, "the pair was judged 'phrase not present'")
     if mask.decided_by == HUMAN and mask.state != state and _other_task(mask.decision, task_id, redecide):
@@ -236,11 +240,11 @@ def judge_mask(pair: PairFacts, mask_id: int, label: str, *, task_id: int | None
     return _resolve(pair, {mask_id: (state, HUMAN)}, claim, decided_by, follow_up, reason)
 
 
-def _pair_agrees(pair: PairFacts, label: str) -> bool:
+def _pair_agrees(pair: PairFacts, label: PairLabel) -> bool:
     surviving = any(m.state != REJECTED for m in pair.masks)
-    return {"not_present": pair.claim == Claim.NEGATIVE,
-            "missing": pair.claim == Claim.MISSING,
-            "complete": pair.claim == (Claim.EXHAUSTIVE if surviving else Claim.NEGATIVE)}[label]
+    return {PairLabel.NOT_PRESENT: pair.claim == Claim.NEGATIVE,
+            PairLabel.MISSING: pair.claim == Claim.MISSING,
+            PairLabel.COMPLETE: pair.claim == (Claim.EXHAUSTIVE if surviving else Claim.NEGATIVE)}[label]
 
 
 def judge_pair(pair: PairFacts, label: str, *, task_id: int | None, redecide: bool = False) -> Outcome:
@@ -248,14 +252,14 @@ def judge_pair(pair: PairFacts, label: str, *, task_id: int | None, redecide: bo
     verdicts (the person saw the masks) and under a correction."""
     if label not in PAIR_LABELS:
         raise DecisionError(f"unknown exhaustivity label {label!r}")
-    if pair.decided_by == HUMAN and pair.claim != Claim.NONE and not _pair_agrees(pair, label):
+    if pair.decided_by == HUMAN and pair.claim != Claim.NONE and not _pair_agrees(pair, PairLabel(label)):
         level = pair.decision.level if pair.decision else Level.PAIR
         if level >= Level.PAIR and _other_task(pair.decision, task_id, redecide):
             return _conflict(f"{label!r} on pair {pair.id}", pair.decision, f"the pair was judged {pair.claim.value}")
-    if label == "not_present":
+    if label == PairLabel.NOT_PRESENT:
         changes = {m.id: (REJECTED, HUMAN) for m in pair.masks if m.state != REJECTED}
         return _resolve(pair, changes, Claim.NEGATIVE, HUMAN, settles=True)
-    if label == "missing":
+    if label == PairLabel.MISSING:
         return _resolve(pair, {}, Claim.MISSING, HUMAN, CORRECT, f"instances missing (task {task_id})")
     surviving = any(m.state != REJECTED for m in pair.masks)
     return _resolve(pair, {}, Claim.EXHAUSTIVE if surviving else Claim.NEGATIVE, HUMAN)
@@ -287,7 +291,7 @@ def route_mask(pair: PairFacts, mask_id: int, label: str) -> Outcome:
     if label not in ROUTE_MASK_LABELS:
         raise DecisionError(f"unknown route label {label!r}")
     mask = pair.mask(mask_id)
-    state = ACCEPTED if label == "accept" else REJECTED
+    state = ACCEPTED if label == RouteMaskLabel.ACCEPT else REJECTED
     if mask.decided_by == HUMAN or (state == ACCEPTED and pair.claim == Claim.NEGATIVE and pair.decided_by == HUMAN):
         return Outcome()
     claim, decided_by = pair.claim, pair.decided_by
@@ -302,7 +306,7 @@ def route_pair(pair: PairFacts, label: str) -> Outcome:
         raise DecisionError(f"unknown route label {label!r}")
     if pair.decided_by == HUMAN:
         return Outcome()
-    if label == "negative" and any(m.state == ACCEPTED for m in pair.masks):
+    if label == RoutePairLabel.NEGATIVE and any(m.state == ACCEPTED for m in pair.masks):
         return Outcome()  # an accepted mask says the phrase is there
-    claim = Claim.NEGATIVE if label == "negative" else Claim.EXHAUSTIVE
+    claim = Claim.NEGATIVE if label == RoutePairLabel.NEGATIVE else Claim.EXHAUSTIVE
     return _resolve(pair, {}, claim, AI)

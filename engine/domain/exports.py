@@ -12,16 +12,19 @@ from dataclasses import dataclass
 from engine.domain.ground_truth import (  # noqa: F401 - part of this module's interface
     LABEL_SOURCES, POSITIVE_LABELS, PRESENCE_POSITIVE, VERIFIER_TASKS, verifier_target,
 )
+from engine.domain.vocabulary import CorrectionLabel, MaskLabel, VerdictSource, VerifierTask
 
 SPLITS = ("train", "val")
-UNGROUNDABLE = "ungroundable"
+UNGROUNDABLE = MaskLabel.UNGROUNDABLE
 #: the verifier's answer for a human "ungroundable" (annotators/verifiers.py choice labels)
-UNGROUNDABLE_ANSWER = {"mv": "flag_label", "ev": "ungroundable"}
-NEGATIVE_ANSWER = {"mv": "reject", "ev": "reject_missing"}
+UNGROUNDABLE_ANSWER = {VerifierTask.MV: "flag_label", VerifierTask.EV: "ungroundable"}
+NEGATIVE_ANSWER = {VerifierTask.MV: "reject", VerifierTask.EV: "reject_missing"}
 #: choice labels of the verifiers (annotators/verifiers.py MV_CHOICES / EV_CHOICES, in that order)
 MV_ANSWERS = ("accept", "accept_as_text", "flag_label", "whole_image", "reject")
 EV_ANSWERS = ("accept", "reject_missing", "reject_unseparated", "flag_label", "whole_image", "ungroundable")
-ANSWERS = {"mv": MV_ANSWERS, "ev": EV_ANSWERS}
+ANSWERS: dict[str, tuple[str, ...]] = {VerifierTask.MV: MV_ANSWERS, VerifierTask.EV: EV_ANSWERS}
+#: the verifiers' answer that the item is right (the first of MV_ANSWERS and EV_ANSWERS)
+ACCEPT_ANSWER = "accept"
 
 
 class ExportSpecError(ValueError):
@@ -67,16 +70,16 @@ def verifier_label(task: str, label: str, *, has_masks: bool, source: str) -> Ve
     """
     if task not in VERIFIER_TASKS:
         raise ExportSpecError(f"unknown verifier task {task!r}; use mv or ev")
-    if source == "ai":
+    if source == VerdictSource.AI:
         if label not in ANSWERS[task]:
             raise ExportSpecError(f"{label!r} is not a {task} verifier answer")
-        return VerifierLabel(label, int(label == "accept"))
-    if label == "corrected":
-        return VerifierLabel("accept", 1)
+        return VerifierLabel(label, int(label == ACCEPT_ANSWER))
+    if label == CorrectionLabel.CORRECTED:
+        return VerifierLabel(ACCEPT_ANSWER, 1)
     if label == UNGROUNDABLE:
-        return VerifierLabel(UNGROUNDABLE_ANSWER[task], 0)
+        return VerifierLabel(UNGROUNDABLE_ANSWER[VerifierTask(task)], 0)
     target = human_target(task, label, has_masks=has_masks)
-    return VerifierLabel("accept" if target else NEGATIVE_ANSWER[task], target)
+    return VerifierLabel(ACCEPT_ANSWER if target else NEGATIVE_ANSWER[VerifierTask(task)], target)
 
 
 def saco_box(bbox: tuple[float, float, float, float], width: int, height: int) -> list[float]:

@@ -37,11 +37,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, or_
 from sqlalchemy.orm import aliased
 
-from engine.db.models import Decider, ImageConcept, Mask, MaskState, Polarity
+from engine.db.models import ImageConcept, Mask
+from engine.domain.vocabulary import (
+    Decider, LabelSource, MaskLabel, MaskState, PairLabel, Polarity, RoutePairLabel, TaskKind, VerifierTask,
+)
 
-LABEL_SOURCES = ("human", "ai", "both")
+LABEL_SOURCES = tuple(LabelSource)
 DECIDERS: dict[str, tuple[Decider, ...]] = {
-    "human": (Decider.HUMAN,), "ai": (Decider.AI,), "both": (Decider.HUMAN, Decider.AI)}
+    LabelSource.HUMAN: (Decider.HUMAN,), LabelSource.AI: (Decider.AI,),
+    LabelSource.BOTH: (Decider.HUMAN, Decider.AI)}
 
 
 def deciders(label_source: str) -> tuple[Decider, ...]:
@@ -59,7 +63,7 @@ class GroundTruth:
     expect the statement to join them (``mask.pair_id = pair.id``); the others read the pair only
     (those with ``exists`` correlate a subquery on the pair's masks)."""
 
-    label_source: str = "human"
+    label_source: str = LabelSource.HUMAN
     pair: Any = ImageConcept
     mask: Any = Mask
 
@@ -73,7 +77,7 @@ class GroundTruth:
     def _allowed(self, column: Any) -> ColumnElement[bool]:
         """``column`` (a decider) is allowed; for ``both`` that is "decided" (the column's CHECK
         admits only the two deciders)."""
-        if len(self.deciders) == len(DECIDERS["both"]):
+        if len(self.deciders) == len(DECIDERS[LabelSource.BOTH]):
             return column.is_not(None)
         return and_(column.is_not(None), column.in_(self.deciders))  # never NULL, so NOT works
 
@@ -144,16 +148,18 @@ def instance_exhaustive(negative: bool, exhaustive: bool, crowd: bool) -> bool:
 
 
 # ---------------------------------------------------------------------- the verifiers' targets
-#: verifier task → the human task kind it answers (engine.db.models.TaskKind values)
-VERIFIER_TASKS = {"mv": "verify_mask", "ev": "check_exhaustivity"}
-TASK_OF_KIND = {kind: task for task, kind in VERIFIER_TASKS.items()}
-#: labels that say "the AI should have said accept"
-POSITIVE_LABELS = {
-    "mv": frozenset({"accept"}),
-    "ev": frozenset({"accept", "complete", "exhaustive"}),
+#: verifier task → the human task kind it answers
+VERIFIER_TASKS: dict[str, TaskKind] = {
+    VerifierTask.MV: TaskKind.VERIFY_MASK, VerifierTask.EV: TaskKind.CHECK_EXHAUSTIVITY}
+TASK_OF_KIND: dict[str, VerifierTask] = {kind: VerifierTask(task) for task, kind in VERIFIER_TASKS.items()}
+#: labels that say "the AI should have said accept" (a person's, the router's, or the verifier's own
+#: ``accept``, which is the mask label's word)
+POSITIVE_LABELS: dict[str, frozenset[str]] = {
+    VerifierTask.MV: frozenset({MaskLabel.ACCEPT}),
+    VerifierTask.EV: frozenset({MaskLabel.ACCEPT, PairLabel.COMPLETE, RoutePairLabel.EXHAUSTIVE}),
 }
 #: "phrase not present": nothing is missing where the pair has no masks, everything is wrong where it has
-PRESENCE_POSITIVE = frozenset({"not_present", "negative"})
+PRESENCE_POSITIVE = frozenset({PairLabel.NOT_PRESENT, RoutePairLabel.NEGATIVE})
 
 
 def verifier_target(task: str, label: str, *, has_masks: bool) -> int:
@@ -165,7 +171,7 @@ def verifier_target(task: str, label: str, *, has_masks: bool) -> int:
     task = TASK_OF_KIND.get(task, task)
     if task not in VERIFIER_TASKS:
         raise ValueError(f"unknown verifier task {task!r}; use mv or ev")
-    if task == "ev" and label in PRESENCE_POSITIVE:
+    if task == VerifierTask.EV and label in PRESENCE_POSITIVE:
         return int(not has_masks)
     return int(label in POSITIVE_LABELS[task])
 

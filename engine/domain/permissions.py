@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from engine.db.models import Role
+from engine.domain.vocabulary import Role
 
 
 class Permission(enum.StrEnum):

@@ -18,63 +18,66 @@ human is never overridden. An auto-decision picked for the audit sample (:mod:`e
 still goes to a human, with the decision it would have had written in the reason, so that the
 audit measures the auto-decisions' real precision.
 
-Pure functions over frozen dataclasses: no database, no I/O.
+Its words (task kinds, route actions, the auto-decisions' labels) are the vocabulary's
+(engine/domain/vocabulary.py). Pure functions over frozen dataclasses: no database, no I/O.
 """
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from engine.domain.vocabulary import RouteAction, RouteMaskLabel, RoutePairLabel, TaskKind
+
 if TYPE_CHECKING:
     from engine.domain.calibration import CalibrationResult, PairCalibration
 
-# Task kinds: the values of engine.db.models.TaskKind (kept as text so the domain needs no ORM).
-VERIFY_MASK = "verify_mask"
-CHECK_EXHAUSTIVITY = "check_exhaustivity"
-CORRECT = "correct"
-TASK_KINDS = (VERIFY_MASK, CHECK_EXHAUSTIVITY, CORRECT)
+# short names of the vocabulary's members, as the router uses them
+VERIFY_MASK = TaskKind.VERIFY_MASK
+CHECK_EXHAUSTIVITY = TaskKind.CHECK_EXHAUSTIVITY
+CORRECT = TaskKind.CORRECT
+TASK_KINDS = tuple(TaskKind)
 
 # Labels written for auto-decisions.
-LABEL_ACCEPT = "accept"  # the mask is right
-LABEL_REJECT = "reject"  # the mask is wrong
-LABEL_EXHAUSTIVE = "exhaustive"  # every instance of the phrase has an accepted mask
-LABEL_NEGATIVE = "negative"  # the phrase is absent from the image: no instances, verified
+LABEL_ACCEPT = RouteMaskLabel.ACCEPT  # the mask is right
+LABEL_REJECT = RouteMaskLabel.REJECT  # the mask is wrong
+LABEL_EXHAUSTIVE = RoutePairLabel.EXHAUSTIVE  # every instance of the phrase has an accepted mask
+LABEL_NEGATIVE = RoutePairLabel.NEGATIVE  # the phrase is absent from the image: no instances, verified
+#: the label of an auto-decision (on a mask or on a pair)
+AutoLabel = RouteMaskLabel | RoutePairLabel
 
 AUDIT_REASON = "audit sample"
 
-
-class Action(enum.StrEnum):
-    AUTO_ACCEPT = "auto_accept"
-    AUTO_REJECT = "auto_reject"
-    HUMAN = "human"  # a human task of ``task_kind``
-    KEEP_HUMAN = "keep_human"  # a human already decided: nothing to do, never overridden
+#: what the router does with an item: auto_accept | auto_reject | human (a task of ``task_kind``) |
+#: keep_human (a human already decided: nothing to do, never overridden); the router's short name
+Action = RouteAction
 
 
 @dataclass(frozen=True)
 class RouteDecision:
-    action: Action
-    task_kind: str | None  # set when action is HUMAN
+    """Where the router sends one item, and why (engine/services/route.py stores it as a RouteRecord)."""
+
+    action: RouteAction
+    task_kind: TaskKind | None  # set when action is HUMAN
     reason: str  # human-readable, with the numbers that decided
-    auto_label: str | None = None  # set when action is AUTO_*: the label to record as the AI's verdict
-    audited_label: str | None = None  # audit sample: the auto label the item would have had
+    auto_label: AutoLabel | None = None  # set when action is AUTO_*: the label to record as the AI's verdict
+    audited_label: AutoLabel | None = None  # audit sample: the auto label the item would have had
 
     def __post_init__(self) -> None:
-        if self.action is Action.HUMAN and self.task_kind not in TASK_KINDS:
+        if self.action is RouteAction.HUMAN and self.task_kind not in TASK_KINDS:
             raise ValueError(f"a human route needs a task kind, got {self.task_kind!r}")
-        if self.action is not Action.HUMAN and self.task_kind is not None:
+        if self.action is not RouteAction.HUMAN and self.task_kind is not None:
             raise ValueError("only a human route has a task kind")
-        if self.action in (Action.AUTO_ACCEPT, Action.AUTO_REJECT) and not self.auto_label:
+        if self.action in (RouteAction.AUTO_ACCEPT, RouteAction.AUTO_REJECT) and not self.auto_label:
             raise ValueError("an auto-decision needs its label")
-        if self.action not in (Action.AUTO_ACCEPT, Action.AUTO_REJECT) and self.auto_label is not None:
+        if self.action not in (RouteAction.AUTO_ACCEPT, RouteAction.AUTO_REJECT) and self.auto_label is not None:
             raise ValueError("only an auto-decision has an auto label")
 
     @property
     def to_human(self) -> bool:
-        return self.action is Action.HUMAN
+        return self.action is RouteAction.HUMAN
 
     @property
     def is_audit(self) -> bool:
@@ -221,11 +224,11 @@ def _side(p: float, thresholds: KindThresholds, name: str) -> tuple[str, str]:
     return "uncertain", f"{name}={pr} > {tr} reject threshold, no accept threshold calibrated"
 
 
-def _audited(kind: str, action: Action, label: str, reason: str) -> RouteDecision:
+def _audited(kind: TaskKind, action: RouteAction, label: AutoLabel, reason: str) -> RouteDecision:
     would = action.value.replace("_", "-")
     if label not in (LABEL_ACCEPT, LABEL_REJECT):
         would += f" as {label}"
-    return RouteDecision(Action.HUMAN, kind, f"{AUDIT_REASON}: would {would} ({reason})", audited_label=label)
+    return RouteDecision(RouteAction.HUMAN, kind, f"{AUDIT_REASON}: would {would} ({reason})", audited_label=label)
 
 
 # ============================================================================ policy
@@ -236,19 +239,19 @@ def route_mask(item: MaskItem, thresholds: Thresholds, *, audit: bool = False) -
     p = _check_probability(item.p_accept, "P(accept)")
     if item.human_decided:
         label = f" as {item.human_label}" if item.human_label else ""
-        return RouteDecision(Action.KEEP_HUMAN, None,
+        return RouteDecision(RouteAction.KEEP_HUMAN, None,
                              f"already decided by a human{label}; AI P(accept)={_num(p, 3)} not applied")
     side, why = _side(p, thresholds.mask, "P(accept)")
     why += _top_label(item.probabilities)
     if side in ("accept", "reject"):
         label = LABEL_ACCEPT if side == "accept" else LABEL_REJECT
-        action = Action.AUTO_ACCEPT if side == "accept" else Action.AUTO_REJECT
+        action = RouteAction.AUTO_ACCEPT if side == "accept" else RouteAction.AUTO_REJECT
         if audit:
             return _audited(VERIFY_MASK, action, label, why)
         return RouteDecision(action, None, why, auto_label=label)
     if side == "uncalibrated":
-        return RouteDecision(Action.HUMAN, VERIFY_MASK, f"mask verifier not calibrated: {why}")
-    return RouteDecision(Action.HUMAN, VERIFY_MASK, why)
+        return RouteDecision(RouteAction.HUMAN, VERIFY_MASK, f"mask verifier not calibrated: {why}")
+    return RouteDecision(RouteAction.HUMAN, VERIFY_MASK, why)
 
 
 def route_pair(item: PairItem, thresholds: Thresholds, *, audit: bool = False) -> RouteDecision:
@@ -267,7 +270,7 @@ def route_pair(item: PairItem, thresholds: Thresholds, *, audit: bool = False) -
         raise ValueError(f"n_masks must be ≥ 0, got {item.n_masks}")
     if item.human_decided:
         label = f" as {item.human_label}" if item.human_label else ""
-        return RouteDecision(Action.KEEP_HUMAN, None,
+        return RouteDecision(RouteAction.KEEP_HUMAN, None,
                              f"already decided by a human{label}; AI P(exhaustive)={_num(p, 3)} not applied")
     side, why = _side(p, thresholds.for_pair(item.n_masks), "P(exhaustive)")
     masks = "no surviving masks" if item.n_masks == 0 else (
@@ -281,11 +284,11 @@ def route_pair(item: PairItem, thresholds: Thresholds, *, audit: bool = False) -
     if side == "accept":
         label = LABEL_NEGATIVE if item.n_masks == 0 else LABEL_EXHAUSTIVE
         if audit:
-            return _audited(CHECK_EXHAUSTIVITY, Action.AUTO_ACCEPT, label, why)
+            return _audited(CHECK_EXHAUSTIVITY, RouteAction.AUTO_ACCEPT, label, why)
         what = "verified negative" if label == LABEL_NEGATIVE else "exhaustive"
-        return RouteDecision(Action.AUTO_ACCEPT, None, f"{what}: {why}", auto_label=label)
+        return RouteDecision(RouteAction.AUTO_ACCEPT, None, f"{what}: {why}", auto_label=label)
     if side == "reject":
-        return RouteDecision(Action.HUMAN, CORRECT, f"instances missing: {why}")
+        return RouteDecision(RouteAction.HUMAN, CORRECT, f"instances missing: {why}")
     if side == "uncalibrated":
-        return RouteDecision(Action.HUMAN, CHECK_EXHAUSTIVITY, f"exhaustivity verifier not calibrated: {why}")
-    return RouteDecision(Action.HUMAN, CHECK_EXHAUSTIVITY, why)
+        return RouteDecision(RouteAction.HUMAN, CHECK_EXHAUSTIVITY, f"exhaustivity verifier not calibrated: {why}")
+    return RouteDecision(RouteAction.HUMAN, CHECK_EXHAUSTIVITY, why)

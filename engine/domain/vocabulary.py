@@ -114,6 +114,31 @@ class BridgeState(enum.StrEnum):
     DONE = "done"  # an annotation came back and was stored as a verdict
     FAILED = "failed"  # the latest annotation could not be used (the error says why)
 
+
+class SourceKind(enum.StrEnum):
+    """Where a mining job's items come from (engine/sources)."""
+
+    FOLDER = "folder"  # a directory of image files
+    URLS = "urls"  # a text file of image URLs
+    WEBDATASET = "webdataset"  # WebDataset tar shards
+    COCO = "coco"  # a COCO JSON with its images
+
+
+class LabelSource(enum.StrEnum):
+    """Whose decisions count as ground truth (engine/domain/ground_truth.py)."""
+
+    HUMAN = "human"
+    AI = "ai"
+    BOTH = "both"
+
+
+class VerifierTask(enum.StrEnum):
+    """The AI verifiers: the mask verifier and the exhaustivity verifier."""
+
+    MV = "mv"  # answers the human task kind verify_mask
+    EV = "ev"  # answers the human task kind check_exhaustivity
+
+
 class MaskLabel(enum.StrEnum):
     """A person's verdict on one candidate mask (task kind ``verify_mask``)."""
 
@@ -152,7 +177,7 @@ class RoutePairLabel(enum.StrEnum):
 
 
 #: the label words a person may give, per task kind, in the order the queue page shows them
-LABELS: dict[TaskKind, tuple[str, ...]] = {
+LABELS: dict[TaskKind, tuple[MaskLabel | PairLabel | CorrectionLabel, ...]] = {
     TaskKind.VERIFY_MASK: tuple(MaskLabel),
     TaskKind.CHECK_EXHAUSTIVITY: tuple(PairLabel),
     TaskKind.CORRECT: tuple(CorrectionLabel),

@@ -16,11 +16,11 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import (
-    Decider, HumanTask, ImageConcept, Mask, MaskState, Polarity, TaskKind, TaskState, User, Verdict, VerdictKind,
-    VerdictSource,
-)
+from engine.db.models import HumanTask, ImageConcept, Mask, User, Verdict
 from engine.domain import decisions as dm
+from engine.domain.vocabulary import (
+    Decider, MaskState, PairLabel, Polarity, TaskKind, TaskState, VerdictKind, VerdictSource,
+)
 
 PEOPLE = (VerdictSource.HUMAN, VerdictSource.LABEL_STUDIO)
 LEVELS = {VerdictKind.MASK: dm.Level.MASK, VerdictKind.EXHAUSTIVITY: dm.Level.PAIR,
@@ -35,8 +35,8 @@ _TASK_PAIR = select(*_PAIR_COLUMNS).where(
 _MASKS = select(Mask.id, Mask.state, Mask.decided_by)
 
 
-def _value(x: object) -> str | None:
-    return None if x is None else str(getattr(x, "value", x))
+def _decider(x: str | None) -> Decider | None:
+    return None if x is None else Decider(x)
 
 
 def _locked(session: Session, stmt: Any) -> Any:
@@ -60,22 +60,22 @@ def facts(session: Session, pair_id: int, *, mask_id: int | None = None, lock: b
     if row is None:
         row = session.execute(_locked(session, _PAIR) if lock else _PAIR, {"pair_id": pair_id}).one()
     masks = session.execute(_MASKS.where(Mask.pair_id == pair_id).order_by(Mask.id)).all()
-    decided_by = _value(row.decided_by)
-    claim = dm.claim_of(row.is_exhaustive, _value(row.polarity) or dm.UNKNOWN, decided_by)
+    decided_by = _decider(row.decided_by)
+    claim = dm.claim_of(row.is_exhaustive, row.polarity or Polarity.UNKNOWN, decided_by)
     people = None
-    if decided_by == dm.HUMAN or (mask_id is not None and any(
-            m.id == mask_id and _value(m.decided_by) == dm.HUMAN for m in masks)):
+    if decided_by == Decider.HUMAN or (mask_id is not None and any(
+            m.id == mask_id and m.decided_by == Decider.HUMAN for m in masks)):
         people = _latest_by_people(session, pair_id)
     pair_decision = _decision(people, lambda v: v.kind in (VerdictKind.EXHAUSTIVITY, VerdictKind.CORRECTION)) \
-        if decided_by == dm.HUMAN else None
+        if decided_by == Decider.HUMAN else None
     out = []
     for m in masks:
         decision = None
-        if m.id == mask_id and _value(m.decided_by) == dm.HUMAN:
+        if m.id == mask_id and m.decided_by == Decider.HUMAN:
             decision = _decision(people, lambda v, mid=m.id: (
                 v.mask_id == mid and v.kind == VerdictKind.MASK) or v.kind == VerdictKind.CORRECTION or (
-                v.kind == VerdictKind.EXHAUSTIVITY and v.label == "not_present"))
-        out.append(dm.MaskFacts(m.id, _value(m.state) or dm.CANDIDATE, _value(m.decided_by), decision))
+                v.kind == VerdictKind.EXHAUSTIVITY and v.label == PairLabel.NOT_PRESENT))
+        out.append(dm.MaskFacts(m.id, MaskState(m.state or MaskState.CANDIDATE), _decider(m.decided_by), decision))
     return dm.PairFacts(pair_id, claim, decided_by if claim != dm.Claim.NONE else None, tuple(out), pair_decision)
 
 
@@ -107,23 +107,22 @@ def write(session: Session, pair_id: int, outcome: dm.Outcome, *, task_id: int |
     if outcome.conflict is not None:
         return
     now = now or utcnow()
-    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    groups: dict[tuple[MaskState, Decider], list[int]] = defaultdict(list)
     for mask_id, change in outcome.masks.items():
         groups[change].append(mask_id)
     for (state, by), ids in groups.items():
-        session.execute(update(Mask).where(Mask.id.in_(ids)).values(state=MaskState(state), decided_by=Decider(by))
+        session.execute(update(Mask).where(Mask.id.in_(ids)).values(state=state, decided_by=by)
                         .execution_options(synchronize_session="fetch"))
     unchanged = before is not None and outcome.pair == dm.PairState(before.claim, before.decided_by, before.polarity)
     if outcome.pair is not None and not unchanged:
         p = outcome.pair
         session.execute(update(ImageConcept).where(ImageConcept.id == pair_id).values(
-            polarity=Polarity(p.polarity), is_exhaustive=p.is_exhaustive,
-            decided_by=Decider(p.decided_by) if p.decided_by else None)
+            polarity=p.polarity, is_exhaustive=p.is_exhaustive, decided_by=p.decided_by)
             .execution_options(synchronize_session="fetch"))
     if outcome.settles:
         cancel_moot(session, pair_id, task_id)
     if outcome.follow_up:
-        ensure_task(session, TaskKind(outcome.follow_up), pair_id, outcome.follow_up_reason or "", priority, now)
+        ensure_task(session, outcome.follow_up, pair_id, outcome.follow_up_reason or "", priority, now)
 
 
 def cancel_moot(session: Session, pair_id: int, done_task_id: int | None) -> None:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
 from engine.db.models import (
-    Concept, Image, ImageConcept, Mask, MaskState, ModelKind, ModelVersion, PredictionImage, RouteDecision, StageItem,
+    Concept, Image, ImageConcept, Mask, MaskState, ModelKind, ModelVersion, PredictionImage, RouteRecord, StageItem,
     StageStatus, Verdict, VerdictSource,
 )
 from engine.domain.exports import saco_area, saco_box
@@ -312,8 +312,8 @@ def verifier_acceptance(session: Session) -> list[Acceptance]:
         .where(ModelVersion.kind.in_(VERIFIER_KINDS)).group_by(ModelVersion.id).order_by(ModelVersion.id)).all()
     routes: dict[int, dict[str, int]] = {}
     for version_id, action, n in session.execute(
-            select(RouteDecision.verifier_version_id, RouteDecision.action, func.count())
-            .group_by(RouteDecision.verifier_version_id, RouteDecision.action)):
+            select(RouteRecord.verifier_version_id, RouteRecord.action, func.count())
+            .group_by(RouteRecord.verifier_version_id, RouteRecord.action)):
         if version_id is not None:
             routes.setdefault(version_id, {})[action.value] = int(n)
     return [Acceptance(v.id, _label(v), v.kind.value, v.is_promoted, n, sum(routes.get(v.id, {}).values()), a,

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from annotators.loading import checkpoint_version
 from engine.db.models import (
     Calibration, DatasetSnapshot, Decider, HumanTask, Image, ImageConcept, JobStatus, Mask, MiningJob, ModelKind,
-    ModelVersion, RouteDecision, StageItem, StageStatus, TaskKind, TaskState, User, Verdict, VerdictSource,
+    ModelVersion, RouteRecord, StageItem, StageStatus, TaskKind, TaskState, User, Verdict, VerdictSource,
 )
 from engine.db.session import session_scope
 from engine.ports import TrainConfig
@@ -154,7 +154,7 @@ def test_verifier_fine_tunes_registers_promotes_and_rescores_the_backlog(tiny, m
         # the tiny-derived version serves the tiny profile only, never a real-model profile
         assert promoted_uri(s, ModelKind.MASK_VERIFIER, random_weights=True) == str(Path(outcome.output_dir).resolve())
         assert promoted_uri(s, ModelKind.MASK_VERIFIER, random_weights=False) is None
-        routed = set(s.scalars(select(RouteDecision.mask_id).where(RouteDecision.verifier_version_id == new_version)))
+        routed = set(s.scalars(select(RouteRecord.mask_id).where(RouteRecord.verifier_version_id == new_version)))
         assert routed == rescored
         assert s.scalar(select(func.count()).select_from(StageItem).where(
             StageItem.status == StageStatus.PENDING)) == 0

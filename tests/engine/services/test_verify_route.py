@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from engine.db.models import (
-    Calibration, HumanTask, ImageConcept, Mask, MaskState, Polarity, RouteAction, RouteDecision,
+    Calibration, HumanTask, ImageConcept, Mask, MaskState, Polarity, RouteAction, RouteRecord,
     StageItem, StageStatus, TaskKind, TaskState, Verdict, VerdictKind, VerdictSource,
 )
 from engine.db.session import session_scope
@@ -103,7 +103,7 @@ def test_calibrated_routing_auto_decides_and_never_overrides_humans(settings, ve
         masks = s.scalars(select(Mask)).all()
         states = {m.id: m.state for m in masks}
         assert states[vase_mask.id] is MaskState.CANDIDATE  # the human's mask is left to the human
-        decisions = {d.mask_id: d for d in s.scalars(select(RouteDecision).where(RouteDecision.mask_id.is_not(None)))}
+        decisions = {d.mask_id: d for d in s.scalars(select(RouteRecord).where(RouteRecord.mask_id.is_not(None)))}
         assert decisions[vase_mask.id].action is RouteAction.KEEP_HUMAN
         accepted = [m for m in masks if m.state is MaskState.ACCEPTED]
         rejected = [m for m in masks if m.state is MaskState.REJECTED]
@@ -130,7 +130,7 @@ def test_audit_sends_auto_decisions_to_humans_too(settings, verified):
     with session_scope(settings.db_url) as s:
         route.route_batch(s, RoutingSettings(audit_rate=1.0), job_id, ids)
     with session_scope(settings.db_url) as s:
-        audits = s.scalars(select(RouteDecision).where(RouteDecision.audit)).all()
+        audits = s.scalars(select(RouteRecord).where(RouteRecord.audit)).all()
         assert audits and all(d.action is RouteAction.HUMAN and d.task_id for d in audits)
         assert all(s.get(HumanTask, d.task_id).reason.startswith("audit sample") for d in audits)
 
@@ -288,8 +288,8 @@ def test_routing_follows_the_per_population_calibration(settings):
         assert tasks == {(ids["unsure"], None): TaskKind.CHECK_EXHAUSTIVITY,
                          (ids["shown"], None): TaskKind.CHECK_EXHAUSTIVITY,
                          (ids["shown"], ids["masks"][2]): TaskKind.VERIFY_MASK}
-        reasons = {d.pair_id: d.reason for d in s.scalars(select(RouteDecision).where(
-            RouteDecision.mask_id.is_(None)))}
+        reasons = {d.pair_id: d.reason for d in s.scalars(select(RouteRecord).where(
+            RouteRecord.mask_id.is_(None)))}
         assert reasons[ids["absent"]].startswith("verified negative") and "accept threshold" in reasons[ids["unsure"]]
 
 
