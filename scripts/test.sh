@@ -1,17 +1,32 @@
 #!/usr/bin/env bash
-# The whole test-suite: set up ./.venv with the test tools (first run only), install the system
-# tools the tests drive (docker-compose for validating docker-compose.yml, Chromium for the browser
-# tests), make sure PostgreSQL
-# and Redis are up, then run pytest. Extra arguments go to pytest.
+# The test-suite.
+#   scripts/test.sh [PYTEST ARGS]          everything: set up ./.venv with the test tools (first run
+#       only), install the system tools the tests drive (docker-compose for validating
+#       docker-compose.yml, Chromium for the browser tests), make sure PostgreSQL and Redis are up,
+#       then run pytest.
+#   scripts/test.sh --fast [PYTEST ARGS]   the pure and SQLite tier: the tests that need no server,
+#       browser or Label Studio (markers postgres, redis, rabbitmq, browser, label_studio; see
+#       tests/conftest.py). No service is checked or started and Chromium is not installed.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+FAST_TIER="not postgres and not redis and not rabbitmq and not browser and not label_studio"
+fast=0
+if [ "${1:-}" = "--fast" ]; then
+  fast=1
+  shift
+fi
 scripts/setup-venv.sh dev
+export HF_HUB_OFFLINE=1
 if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1 \
     && ! command -v docker-compose >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing Debian's docker-compose (validates docker-compose.yml)"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose) >/dev/null
   fi
+fi
+if [ $fast = 1 ]; then
+  exec .venv/bin/python -m pytest -m "$FAST_TIER" "$@"
 fi
 # The browser tests drive Debian's Chromium (never a downloaded browser) and are never skipped.
 if ! command -v chromium >/dev/null; then
@@ -26,5 +41,5 @@ if ! command -v chromium >/dev/null; then
   fi
 fi
 scripts/services.sh
-export HF_HUB_OFFLINE=1
+# checks: scripts/check.sh
 exec .venv/bin/python -m pytest "$@"

@@ -1,11 +1,20 @@
-"""Shared fixtures: real PostgreSQL and SQLite databases migrated with Alembic, settings, media.
+"""Shared fixtures: real PostgreSQL and SQLite databases migrated with Alembic, settings, media;
+the test tiers.
 
 Every test that takes ``database_url`` runs on both databases; each test gets a fresh database
 (PostgreSQL: a copy of a migrated template database; SQLite: a copy of a migrated file).
+
+Tiers: a test that needs no service runs with none up. The fixtures that reach the shared
+PostgreSQL or Redis check once that it answers and fail with :data:`START_HINT` if not, and
+:func:`pytest_collection_modifyitems` marks each test with what it needs (``postgres``, ``redis``,
+``rabbitmq``, ``browser``, ``label_studio``, ``models``) from its fixtures and parameters, so that
+``-m "not postgres and not redis and not rabbitmq and not browser and not label_studio"`` selects
+the pure and SQLite tier (``scripts/test.sh --fast``).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import shutil
@@ -44,31 +53,69 @@ def pg_url(dbname: str) -> str:
 
 
 def pg_admin() -> psycopg.Connection:
+    require_service("postgres")
     return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True)
 
 
-def _reachable(host: str, port: int) -> bool:
+@functools.cache
+def _service_problem(service: str) -> str | None:
+    """Why the shared ``service`` ("postgres" or "redis") cannot be used; ``None`` when it answers.
+    Asked once per test session."""
+    if service == "postgres":
+        try:
+            with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres",
+                                 connect_timeout=3) as conn:
+                conn.execute("SELECT 1")
+        except Exception as exc:  # noqa: BLE001
+            return f"PostgreSQL at {PG_HOST}:{PG_PORT} is unreachable: {exc}"
+        return None
     try:
-        with socket.create_connection((host, port), timeout=3):
-            return True
+        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=3):
+            return None
     except OSError:
-        return False
+        return f"Redis at {REDIS_HOST}:{REDIS_PORT} is unreachable"
+
+
+def require_service(service: str) -> None:
+    """Fail the calling test, with how to start the services, unless the shared ``service`` answers."""
+    problem = _service_problem(service)
+    if problem is not None:
+        pytest.fail(problem + "\n\n" + START_HINT, pytrace=False)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     for var in [v for v in os.environ if v.startswith("DATAENGINE_") and not v.startswith("DATAENGINE_TEST_")]:
         del os.environ[var]
     os.environ["HF_HUB_OFFLINE"] = "1"
-    problems = []
-    try:
-        with pg_admin() as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001
-        problems.append(f"PostgreSQL at {PG_HOST}:{PG_PORT} is unreachable: {exc}")
-    if not _reachable(REDIS_HOST, REDIS_PORT):
-        problems.append(f"Redis at {REDIS_HOST}:{REDIS_PORT} is unreachable")
-    if problems:
-        pytest.exit("\n".join(problems) + "\n\n" + START_HINT, returncode=3)
+
+
+# what a fixture in a test's closure needs (the fixtures it requests, directly or through others)
+FIXTURE_MARKERS = {
+    "pg_template": "postgres", "fresh_pg_url": "postgres", "private_pg": "postgres",
+    "shared_redis": "redis", "private_redis": "redis", "private_rabbitmq": "rabbitmq",
+    "browser_page": "browser", "label_studio": "label_studio",
+    "models_cache_dir": "models", "tiny": "models",
+}
+# what a parameter of a fixture that picks its backend at run time needs (``database_url``: "postgresql")
+PARAM_MARKERS = {
+    "database_url": {"postgresql": "postgres"},
+    "empty_url": {"postgresql": "postgres"},
+    "broker": {"redis": "redis", "rabbitmq": "rabbitmq"},
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with the services and tools its fixtures and parameters need."""
+    for item in items:
+        needs = {FIXTURE_MARKERS[name] for name in getattr(item, "fixturenames", ()) if name in FIXTURE_MARKERS}
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None:
+            for name, value in callspec.params.items():
+                marker = PARAM_MARKERS.get(name, {}).get(value) if isinstance(value, str) else None
+                if marker is not None:
+                    needs.add(marker)
+        for marker in sorted(needs - {mark.name for mark in item.iter_markers()}):
+            item.add_marker(marker)
 
 
 def drop_pg_database(name: str) -> None:
@@ -82,6 +129,13 @@ def create_pg_database(name: str, template: str | None = None) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     return pg_url(name)
+
+
+@pytest.fixture(scope="session")
+def shared_redis() -> str:
+    """The shared Redis server's URL without a database number (the test picks its own)."""
+    require_service("redis")
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}"
 
 
 @pytest.fixture(scope="session")

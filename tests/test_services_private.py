@@ -26,6 +26,7 @@ def _pg_value(url: str) -> int:
         return conn.execute("SELECT count(*) FROM mining_jobs").fetchone()[0]
 
 
+@pytest.mark.postgres
 def test_private_postgres_is_migrated_and_survives_restart_and_kill(tmp_path: Path) -> None:
     server = start_private_postgres(tmp_path / "pg")
     try:
@@ -44,6 +45,7 @@ def test_private_postgres_is_migrated_and_survives_restart_and_kill(tmp_path: Pa
     assert not server.data.exists()
 
 
+@pytest.mark.redis
 def test_private_redis_restarts_empty(tmp_path: Path) -> None:
     server = start_private_redis(tmp_path / "redis")
     try:
@@ -63,6 +65,7 @@ def test_private_redis_restarts_empty(tmp_path: Path) -> None:
         server.close()
 
 
+@pytest.mark.rabbitmq
 def test_private_rabbitmq_keeps_durable_messages_across_restart(tmp_path: Path) -> None:
     server = start_private_rabbitmq(tmp_path / "rabbitmq")
     try:

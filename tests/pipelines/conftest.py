@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import LOCAL_FETCH_ENV, REDIS_HOST, REDIS_PORT
+from tests.conftest import LOCAL_FETCH_ENV
 
 REDIS_DB = int(os.environ.get("DATAENGINE_TEST_REDIS_DB", "14"))
 
@@ -55,8 +55,8 @@ class Worker:
 
 
 @pytest.fixture
-def broker_url() -> Iterator[str]:
-    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+def broker_url(shared_redis: str) -> Iterator[str]:
+    url = f"{shared_redis}/{REDIS_DB}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url

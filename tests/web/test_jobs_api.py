@@ -201,6 +201,7 @@ def test_allowed_roots_default_to_data_dir_sources(web_settings):
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.usefixtures("shared_redis")
 def test_with_a_broker_the_job_is_enqueued_on_celery(web_settings, sources, login, database_url):
     broker = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
     queue = redis.Redis.from_url(broker)
