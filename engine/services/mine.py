@@ -14,8 +14,7 @@ import hashlib
 import logging
 import os
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
@@ -24,23 +23,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import (
-    ImageConcept, ItemStatus, JobItem, JobStatus, Mask, MiningJob, PairOrigin, Polarity,
-)
+from engine.db.models import ImageConcept, JobItem, Mask, MiningJob
 from engine.domain.images import ImageRejected, PreparedImage, prepare_image
 from engine.domain.masks import MaskError, RleMask, from_coco_segmentation
 from engine.domain.phrases import normalise_phrase
+from engine.domain.vocabulary import ItemStatus, JobStatus, PairOrigin, Polarity, StageStatus
 from engine.repositories import images as images_repo
 from engine.repositories import jobs as jobs_repo
 from engine.repositories import labels as labels_repo
 from engine.repositories import model_versions
 from engine.repositories import stages as stages_repo
+from engine.services.common import StageReport
 from engine.settings import Settings
 from engine.sources import Source, SourceError, open_source
 from engine.sources.base import capped_errors
 from engine.storage import MediaStore
 
 log = logging.getLogger(__name__)
+STAGE = "mine"
 
 TRANSIENT_DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError)
 
@@ -59,17 +59,6 @@ class JobPlan:
     new_items: int
     retried: int
     pending: list[int]
-
-
-@dataclass
-class BatchReport:
-    counts: Counter[str] = field(default_factory=Counter)
-    seconds: Counter[str] = field(default_factory=Counter)
-    image_ids: list[int] = field(default_factory=list)  # mined here: handed to the next stage
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"stage": "mine", "counts": dict(self.counts), "seconds": dict(self.seconds),
-                "image_ids": self.image_ids}
 
 
 def default_job_name(source: Source) -> str:
@@ -129,14 +118,14 @@ def plan_job(session: Session, settings: Settings, source_uri: str, *, job_name:
 
 
 def mine_batch(session: Session, settings: Settings, store: MediaStore, job_id: int,
-               item_ids: list[int]) -> BatchReport:
+               item_ids: list[int]) -> StageReport:
     """Ingest the still-pending items among ``item_ids``. Safe to run twice (idempotent)."""
-    report = BatchReport()
+    report = StageReport(STAGE)
     job = session.get(MiningJob, job_id)
     if job is None:
         raise LookupError(f"no mining job {job_id}")
     items = {item.id: item for item in jobs_repo.pending_items(session, job_id, item_ids)}
-    report.counts["skipped"] = len(set(item_ids)) - len(items)
+    report.counts[StageStatus.SKIPPED.value] = len(set(item_ids)) - len(items)
     if items and settings.dedup.near_duplicates:
         images_repo.refresh_statistics(session)
     if items:
@@ -158,7 +147,7 @@ def mine_batch(session: Session, settings: Settings, store: MediaStore, job_id: 
 
 
 def _ingest_all(session: Session, settings: Settings, store: MediaStore, job: MiningJob,
-                source: Source, items: dict[int, JobItem], report: BatchReport) -> None:
+                source: Source, items: dict[int, JobItem], report: StageReport) -> None:
     alt_text_version = model_versions.source_version(session, "alt-text").id
     created: list[str] = []  # files this batch wrote (not there before): removed if the batch fails
     try:
@@ -173,7 +162,7 @@ def _ingest_all(session: Session, settings: Settings, store: MediaStore, job: Mi
 
 
 def _ingest_items(session: Session, settings: Settings, store: MediaStore, job: MiningJob, source: Source,
-                  items: dict[int, JobItem], report: BatchReport, alt_text_version: int,
+                  items: dict[int, JobItem], report: StageReport, alt_text_version: int,
                   created: list[str]) -> None:
     # Item rows are written back in one flush at the end of the batch; queries in between need
     # not see them (image rows are inserted directly and are visible at once).
@@ -191,7 +180,7 @@ def _ingest_items(session: Session, settings: Settings, store: MediaStore, job: 
             except (ImageRejected, MaskError) as exc:
                 _fail(item, str(exc), report)
                 continue
-            report.seconds.update(prepared.timings)
+            report.add_seconds(prepared.timings)
             started = time.perf_counter()
             try:
                 stored = store.store(prepared.sha256, prepared.extension, prepared.data)
@@ -362,7 +351,7 @@ def _import_annotations(session: Session, image_id: int, masks: list[tuple[str, 
     session.flush()
 
 
-def _fail(item: JobItem, reason: str, report: BatchReport) -> None:
+def _fail(item: JobItem, reason: str, report: StageReport) -> None:
     item.status = ItemStatus.FAILED
     item.error = reason[:2000]
     item.attempts += 1
