@@ -1,4 +1,4 @@
-"""web/static/rle.js, the browser's COCO RLE codec and mask editing, checked in Chromium against
+"""web/static/queue/rle.js, the browser's COCO RLE codec and mask editing, checked in Chromium against
 pycocotools on masks of many shapes (empty, full, noise, large runs, thin lines)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 
 from tests.web.live import browser_page  # noqa: F401 (fixture)
 
-RLE_JS = Path(__file__).resolve().parents[2] / "web" / "static" / "rle.js"
+RLE_JS = Path(__file__).resolve().parents[2] / "web" / "static" / "queue" / "rle.js"
 
 
 def masks() -> list[np.ndarray]:
@@ -33,8 +33,10 @@ def masks() -> list[np.ndarray]:
 
 
 def load(page: Any) -> None:
+    """The ES module, imported from a data: URL, as the global ``RLE``."""
     page.goto("about:blank")
-    page.add_script_tag(content=RLE_JS.read_text())
+    source = "data:text/javascript;base64," + base64.b64encode(RLE_JS.read_bytes()).decode()
+    page.evaluate("async (source) => { window.RLE = await import(source); }", source)
 
 
 def test_encode_and_decode_match_pycocotools(browser_page: Any) -> None:  # noqa: F811

@@ -18,7 +18,10 @@ const DE = (() => {
     });
     if (resp.status === 401 && !path.startsWith("/auth/login")) {
       location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
-      throw new Error("not signed in");
+      const err = new Error("not signed in");
+      err.status = 401;
+      err.code = "unauthorized";
+      throw err;
     }
     if (!resp.ok && !allow.includes(resp.status)) {
       let detail = resp.statusText;
