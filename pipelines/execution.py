@@ -18,14 +18,17 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
 from engine.db.models import MiningJob
+from engine.domain.vocabulary import StageStatus
 from engine.ports import TaskQueue
 from engine.repositories import work
 from engine.services import flow
+from engine.services.common import StageReport
 from engine.settings import mask_url
 from pipelines.context import TaskContext
 from pipelines.handoff import HandOffFailed
@@ -66,7 +69,7 @@ def run_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, 
     if any(n > 1 for n in starts.values()):
         split = _after_crash(ctx, queue, stage_name, job_id, starts, own_queue)
         if split is not None:
-            return split
+            return split.to_dict()
     try:
         with ctx.session() as session:
             report = stage.service(ctx, session, job_id, ids)
@@ -81,14 +84,14 @@ def run_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, 
         if not starts:
             raise
         log.exception("%s: a batch of job %s failed", stage_name, job_id)
-        return _after_error(ctx, queue, stage_name, job_id, sorted(starts), own_queue, exc)
+        return _after_error(ctx, queue, stage_name, job_id, sorted(starts), own_queue, exc).to_dict()
     if next_name and handed:
         hand_off(ctx, queue, next_name, job_id, handed)
     return report.to_dict()
 
 
 def _after_crash(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, starts: dict[int, int],
-                 queue_name: str) -> dict[str, Any] | None:
+                 queue_name: str) -> StageReport | None:
     """Split a batch that began before without finishing, or fail its single item after too many
     crashes; None when the batch should just run (a single item with crashes to spare)."""
     ids = sorted(starts)
@@ -108,7 +111,7 @@ def _after_crash(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: in
 
 
 def _after_error(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],
-                 queue_name: str, exc: Exception) -> dict[str, Any]:
+                 queue_name: str, exc: Exception) -> StageReport:
     """A batch raised (rolled back): split it and send the halves again, down to the item that
     raises, which is failed with the error as its reason."""
     if len(ids) > 1:
@@ -117,21 +120,21 @@ def _after_error(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: in
 
 
 def _split(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],
-           queue_name: str) -> dict[str, Any]:
+           queue_name: str) -> StageReport:
     """Send the batch again as two halves (their starts counted afresh)."""
     half = (len(ids) + 1) // 2
     with ctx.session() as session:
         work.restart(session, stage_name, job_id, ids)
     for part in (ids[:half], ids[half:]):
         hand_off(ctx, queue, stage_name, job_id, part, queue_name=queue_name)
-    return {"stage": stage_name, "counts": {"split": len(ids)}, "seconds": {}, "image_ids": []}
+    return StageReport(stage_name, counts=Counter(split=len(ids)))
 
 
-def _fail_one(ctx: TaskContext, stage_name: str, job_id: int, key: int, reason: str) -> dict[str, Any]:
+def _fail_one(ctx: TaskContext, stage_name: str, job_id: int, key: int, reason: str) -> StageReport:
     with ctx.session() as session:
         work.fail(session, stage_name, job_id, key, reason)
         flow.finish_if_complete(session, job_id)
-    return {"stage": stage_name, "counts": {"failed": 1}, "seconds": {}, "image_ids": []}
+    return StageReport(stage_name, counts=Counter({StageStatus.FAILED.value: 1}))
 
 
 def enqueue_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.orm import Session
 
 from engine.db.models import MiningJob
 from engine.services import caption, mine, negatives, parse, propose, route, verify
+from engine.services.common import StageReport
 from engine.settings import Settings
 from engine.sources.coco import CocoSource
 from engine.sources.folder import FolderSource
@@ -18,7 +18,8 @@ from engine.sources.webdataset import WebDatasetSource
 from pipelines.context import TaskContext
 from pipelines.models import ModelCache
 
-Service = Callable[[TaskContext, Session, int, list[int]], Any]
+#: a stage's service on one batch: (context, session, job id, the batch's ids) → what it did
+Service = Callable[[TaskContext, Session, int, list[int]], StageReport]
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Stage:
         return int(getattr(ctx.settings.batch_sizes, self.name))
 
 
-def _mine(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
+def _mine(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
     return mine.mine_batch(s, ctx.settings, ctx.store, job_id, ids)
 
 
@@ -42,34 +43,34 @@ def job_models(ctx: TaskContext, s: Session, job_id: int) -> ModelCache:
     return ctx.models_for((job.options or {}).get("model_profile") if job is not None else None)
 
 
-def _caption(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
+def _caption(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
     return caption.caption_batch(s, ctx.store, job_models(ctx, s, job_id).captioner(), job_id, ids,
                                  max_side=ctx.settings.models.max_side)
 
 
-def _parse(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
+def _parse(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
     return parse.parse_batch(s, job_models(ctx, s, job_id).parser(), job_id, ids)
 
 
-def _propose(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
+def _propose(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
     return propose.propose_batch(s, ctx.store, job_models(ctx, s, job_id).proposer(), ctx.settings.models.propose,
                                  job_id, ids, max_side=ctx.settings.models.max_side)
 
 
-def _negatives(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
+def _negatives(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
     m, models = ctx.settings.models, job_models(ctx, s, job_id)
     return negatives.negatives_batch(s, ctx.store, models.proposer(), models.embedder(),
                                      models.suggester(), m.negatives, m.propose, job_id, ids, max_side=m.max_side)
 
 
-def _verify(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
+def _verify(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
     models = job_models(ctx, s, job_id)
     return verify.verify_batch(s, ctx.store, models.mask_verifier(), models.exhaustivity_verifier(),
                                ctx.settings.models.verify.survive_probability, job_id, ids,
                                max_side=ctx.settings.models.max_side)
 
 
-def _route(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Any:
+def _route(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
     return route.route_batch(s, ctx.settings.routing, job_id, ids)
 
 
@@ -87,7 +88,8 @@ BY_NAME = {stage.name: stage for stage in STAGES}
 BY_TASK = {stage.task: stage for stage in STAGES}
 
 
-SOURCE_QUEUES = {source.kind: source.queue for source in (FolderSource, UrlListSource, WebDatasetSource, CocoSource)}
+SOURCE_QUEUES: dict[str, str] = {
+    source.kind: source.queue for source in (FolderSource, UrlListSource, WebDatasetSource, CocoSource)}
 
 
 def stage_queue(stage: Stage, settings: Settings) -> str:

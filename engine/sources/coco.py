@@ -21,7 +21,16 @@ from typing import Any
 from engine.domain.masks import MaskError, check_segmentation_shape
 from engine.settings import FetchSettings
 from engine.sources.base import (
-    FetchError, Source, SourceError, SourceItem, bounded_key, capped_errors, confine, json_error, read_local_file, real_path,
+    FetchError,
+    Source,
+    SourceError,
+    SourceItem,
+    bounded_key,
+    capped_errors,
+    confine,
+    json_error,
+    read_local_file,
+    real_path,
     safe_text,
 )
 from engine.sources.http import HttpFetcher

@@ -17,8 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from engine.sources.base import (
-    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, bounded_key, escape_name, raw_name,
-    read_confined_text, read_local_file, real_path, sidecar_meta,
+    IMAGE_EXTENSIONS,
+    FetchError,
+    Source,
+    SourceError,
+    SourceItem,
+    bounded_key,
+    escape_name,
+    raw_name,
+    read_confined_text,
+    read_local_file,
+    real_path,
+    sidecar_meta,
 )
 
 

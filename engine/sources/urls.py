@@ -15,7 +15,15 @@ from typing import Any, TextIO
 
 from engine.settings import FetchSettings
 from engine.sources.base import (
-    CAPTION_KEYS, FetchError, ReadResult, Source, SourceError, SourceItem, real_path, safe_text, timed_read,
+    CAPTION_KEYS,
+    FetchError,
+    ReadResult,
+    Source,
+    SourceError,
+    SourceItem,
+    real_path,
+    safe_text,
+    timed_read,
 )
 from engine.sources.http import HttpFetcher
 

@@ -6,6 +6,7 @@ and ``.json`` members give captions and metadata. Only uncompressed ``.tar`` can
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -16,8 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from engine.sources.base import (
-    IMAGE_EXTENSIONS, FetchError, Source, SourceError, SourceItem, bounded_key, escape_name, inside, raw_name,
-    real_path, sidecar_meta,
+    IMAGE_EXTENSIONS,
+    FetchError,
+    Source,
+    SourceError,
+    SourceItem,
+    bounded_key,
+    escape_name,
+    inside,
+    raw_name,
+    real_path,
+    sidecar_meta,
 )
 
 _BRACE = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -66,7 +76,7 @@ class ShardRange(Sequence[Path]):
             index, offset = divmod(index, count)
             digits.append(str(lo + offset).zfill(width))
         text = self._parts[0]
-        for digit, part in zip(reversed(digits), self._parts[1:]):
+        for digit, part in zip(reversed(digits), self._parts[1:], strict=True):
             text += digit + part
         return Path(text).expanduser()
 
@@ -156,6 +166,13 @@ def shard_root(uri: str) -> Path | None:
 
 
 def _sample_key(member_name: str) -> tuple[str, str]:
+def _forget_headers(tar: tarfile.TarFile) -> None:
+    """Drop the headers tarfile keeps of every member read (its ``members`` list, not in its typed
+    interface): memory would otherwise grow with the shard."""
+    headers: list[tarfile.TarInfo] = vars(tar)["members"]
+    headers.clear()
+
+
     """('dir/000123', 'jpg') for 'dir/000123.jpg'; the extension is everything after the first dot."""
     directory, _, base = member_name.rpartition("/")
     stem, _, ext = base.partition(".")
@@ -189,14 +206,14 @@ class WebDatasetSource(Source):
         current: str | None = None
         members: dict[str, tarfile.TarInfo] = {}
         failure: str | None = None
-        try:
-            size = shard.stat().st_size
-            tar = tarfile.open(shard, mode="r:")
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            yield SourceItem(key=f"{name}/#shard-error",
-                             locator={"error": f"corrupt or unreadable shard {name}: {_reason(exc)}"})
-            return
-        with tar:
+        with contextlib.ExitStack() as stack:
+            try:
+                size = shard.stat().st_size
+                tar = stack.enter_context(tarfile.open(shard, mode="r:"))
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                yield SourceItem(key=f"{name}/#shard-error",
+                                 locator={"error": f"corrupt or unreadable shard {name}: {_reason(exc)}"})
+                return
             while True:
                 try:
                     info = tar.next()
@@ -206,7 +223,7 @@ class WebDatasetSource(Source):
                 if info is None:
                     failure = _tail_problem(shard, tar.offset, size)
                     break
-                tar.members.clear()  # tarfile keeps every header read: memory would grow with the shard
+                _forget_headers(tar)
                 if info.isdir():
                     continue
                 key, ext = _sample_key(info.name)
