@@ -79,7 +79,13 @@ class FetchSettings(BaseModel):
 
 
 class SourceSettings(BaseModel):
-    """Where mining jobs started over HTTP may read, and bounds on what a source may name."""
+    """Where mining jobs started over HTTP may read, and bounds on what a source may name.
+
+    ``allowed_roots`` (environment: ``DATAENGINE_SOURCES__ALLOWED_ROOTS='["/data/a", "/data/b"]'``, a JSON
+    list; TOML: ``[sources] allowed_roots = [...]``) sandboxes the web API's job sources
+    (engine/sources/roots.py): a folder, URL list, shard or COCO file (and its images folder) must lie
+    under one of them once symlinks and '..' are resolved, else the request is refused with 422 before
+    anything about the path is revealed; a relative source is taken under the first root."""
 
     allowed_roots: list[Path] = Field(
         default_factory=list,

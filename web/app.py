@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -114,8 +114,7 @@ async def _empty_receive() -> Message:
 
 
 async def _send(response: Response, send: Send) -> None:
-    await response({"type": "http", "method": "POST", "path": "/", "headers": []},  # type: ignore[arg-type]
-                   _empty_receive, send)
+    await response({"type": "http", "method": "POST", "path": "/", "headers": []}, _empty_receive, send)
 
 
 API_DESCRIPTION = """\
@@ -133,7 +132,7 @@ character, lengths as each field says (labels 64, names 255, comments and concep
 """
 
 
-def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # the pool sync endpoints and dependencies run in: as many threads as the work can use
@@ -163,11 +162,11 @@ def create_app(settings: Settings | None = None, *, jobs: JobRunner | None = Non
         app.add_api_route(path, _page(filename), include_in_schema=False, methods=["GET"])
     app.add_api_route("/", lambda: RedirectResponse("/queue"), include_in_schema=False, methods=["GET"])
     errors.install(app)
-    app.add_middleware(Guard, max_body=settings.serve.max_body_bytes)  # type: ignore[arg-type]
+    app.add_middleware(Guard, max_body=settings.serve.max_body_bytes)
     return app
 
 
-def _page(filename: str):  # type: ignore[no-untyped-def]
+def _page(filename: str) -> Callable[[], Response]:
     def page() -> Response:
         return FileResponse(STATIC / filename, media_type="text/html", headers={"cache-control": "no-cache"})
 

@@ -1,5 +1,6 @@
-"""Request dependencies: settings, the ports the app was built with (job runner, models), a database session whose transaction the request owns, and the
-caller (session cookie or bearer token) with the permission each endpoint needs.
+"""Request dependencies: settings, the ports the app was built with (job runner, models), a database
+session whose transaction the request owns, and the caller (session cookie or bearer token) with the
+permission each endpoint needs.
 
 Every endpoint but log-in and health depends on :func:`require`, which answers 401 when nobody is
 signed in, 403 when the role lacks the permission, and 403 when a cookie-authenticated request that
@@ -212,8 +213,10 @@ async def get_principal(request: Request) -> Principal:
             raise HTTPException(401, "not signed in", headers={"WWW-Authenticate": "Bearer"})
     cache: PrincipalCache = request.app.state.principals
     key = hashlib.sha256(f"{kind}:{credential}".encode()).hexdigest()
-    principal = cache.get(key)
-    if principal is None:
+    cached = cache.get(key)
+    if cached is not None:
+        principal = cached
+    else:
         try:
             principal, left = await run_in_threadpool(_look_up, request.app.state.settings, kind, credential)
         except AuthError as exc:

@@ -22,6 +22,7 @@ time stamps and are sorted by ids: the same filters on unchanged data give byte-
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -37,6 +38,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.db.models import Concept, DatasetSnapshot, MiningJob, ModelVersion
@@ -46,10 +48,12 @@ from engine.services.export_rows import ExportError, ExportFilters, Stats
 from engine.settings import Settings
 
 __all__ = ["ExportError", "ExportFilters", "ExportResult", "ExportSpecError", "commit_or_discard", "export_coco",
-           "export_dataset", "export_saco", "export_verifier", "resolve_jobs", "verify_files"]
+           "export_dataset", "export_saco", "export_verifier", "exports_root", "publish_export", "resolve_jobs",
+           "verify_files"]
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+INCOMING_MARK = ".incoming-"  # exports/.incoming-<tag>: a published export being written (publish_export)
 STAGING_MARK = ".export-"  # .<name>.export-<tag>: an export being written
 REPLACED_MARK = ".replaced-"  # .<name>.replaced-<tag>: the folder it replaces, until removed
 STAGING_LOCK = ".lock"
@@ -110,6 +114,51 @@ def export_dataset(session: Session, settings: Settings, fmt: str, out_dir: Path
         digest = hashlib.sha256(data).hexdigest()
         row, reused = _snapshot(session, fmt, name, filters, manifest, digest, created_by_id)
     return ExportResult(row.id, row.name, fmt, target, manifest, digest, reused)
+
+
+def exports_root(settings: Settings) -> Path:
+    """Where :func:`publish_export` places snapshots: ``<data_dir>/exports/<snapshot name>``."""
+    return (settings.data_dir / "exports").absolute()
+
+
+def publish_export(session: Session, settings: Settings, fmt: str, filters: ExportFilters, *,
+                   jobs: Iterable[str | int] = (), name: str | None = None,
+                   created_by_id: int | None = None) -> ExportResult:
+    """Export into the snapshot's own folder under :func:`exports_root` and commit the snapshot (the
+    API's exports: clients choose format, filters and name, never a path). ``jobs``: job ids or names,
+    added to the filters' jobs. Written into a hidden folder beside it first, then moved into place; a
+    folder that already holds exactly these files (the same snapshot on unchanged data) is kept.
+    ExportSpecError: bad filters; ExportError: the name is taken by a snapshot with other contents, or
+    a simultaneous export recorded the same snapshot."""
+    root = exports_root(settings)
+    incoming = root / f"{INCOMING_MARK}{uuid.uuid4().hex}"
+    filters = dataclasses.replace(filters, jobs=tuple(sorted({*filters.jobs, *resolve_jobs(session, jobs)})))
+    try:
+        result = export_dataset(session, settings, fmt, incoming, filters, name=name, created_by_id=created_by_id)
+    except IntegrityError:  # the same snapshot name was just recorded by a simultaneous export
+        raise ExportError("another export recorded this snapshot at the same moment; ask again") from None
+    final = root / result.name
+    _place(incoming, final, result.manifest)
+    result.out_dir = final
+    commit_or_discard(session, result)
+    return result
+
+
+def _place(incoming: Path, final: Path, manifest: dict[str, Any]) -> None:
+    """Move a finished export to its snapshot's folder; a folder that already holds exactly these
+    files (same snapshot, unchanged data) is kept and the new copy dropped."""
+    try:
+        if final.is_dir() and not verify_files(final, manifest):
+            shutil.rmtree(incoming)
+            return
+        old = final.parent / f".{final.name}{REPLACED_MARK}{uuid.uuid4().hex}"  # remove_stale_staging's pattern
+        if final.exists():
+            final.rename(old)
+        incoming.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(incoming, ignore_errors=True)
+        raise
 
 
 def export_coco(session: Session, settings: Settings, out_dir: Path | str, filters: ExportFilters,

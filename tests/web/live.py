@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from engine.settings import Settings
 from dataengine.serve import create_app
+from engine.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from dataengine.serve import create_app
 from engine.db.session import session_scope
 from tests.factories import seed_review_items
-from dataengine.serve import create_app
 
 CODE = re.compile(r"^[a-z][a-z0-9_]*$")
 

@@ -9,12 +9,12 @@ import time
 import pytest
 import redis
 
+from dataengine.serve import create_app
 from engine.db.models import ItemStatus, JobItem, MiningJob, StageItem, StageStatus
 from engine.db.session import session_scope
+from engine.sources.roots import source_roots
 from tests.conftest import REDIS_HOST, REDIS_PORT
 from tests.factories import bad_corpus, jpeg_bytes, photo
-from dataengine.serve import create_app
-from engine.sources.roots import source_roots
 
 REDIS_DB = int(os.environ.get("DATAENGINE_TEST_JOBS_REDIS_DB", "13"))
 

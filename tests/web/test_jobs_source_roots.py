@@ -1,16 +1,24 @@
 """A job started over HTTP names a source inside ``sources.allowed_roots``; a source outside them
 (also through a symlink or '..'), a brace range beyond ``sources.max_shard_names`` → 422 with the
-reason, and nothing is created."""
+reason, and nothing is created. The setting is the real one: DATAENGINE_SOURCES__ALLOWED_ROOTS."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.factories import jpeg_bytes, photo, write_shard
+from dataengine.serve import create_app
+from engine.db.session import session_scope
+from engine.domain.vocabulary import Role
+from engine.services.users import create_user
 from engine.sources.roots import source_roots
+from tests.conftest import make_settings
+from tests.factories import jpeg_bytes, photo, write_shard
+from tests.web.conftest import PASSWORD
 
 
 @pytest.fixture
@@ -87,3 +95,25 @@ def test_a_brace_range_inside_the_bound_is_accepted(login, roots):
     assert started.status_code == 202, started.text
     assert started.json()["source_kind"] == "webdataset" and started.json()["items"] == 3
     wait_done(client, started.json()["job_id"])
+
+
+def test_the_environment_variable_restricts_the_job_endpoint(database_url, tmp_path, monkeypatch):
+    """DATAENGINE_SOURCES__ALLOWED_ROOTS, read like every setting, is what POST /api/v1/jobs enforces."""
+    allowed, other = tmp_path / "env-allowed", tmp_path / "data" / "sources"  # other: the default root
+    for folder in (allowed / "photos", other / "photos"):
+        folder.mkdir(parents=True)
+        (folder / "p.jpg").write_bytes(jpeg_bytes(photo(3)))
+    monkeypatch.setenv("DATAENGINE_SOURCES__ALLOWED_ROOTS", json.dumps([str(allowed)]))
+    settings = make_settings(database_url, tmp_path)
+    assert settings.sources.allowed_roots == [allowed]
+    with session_scope(settings.db_url) as s:
+        create_user(s, "ops", PASSWORD, Role.ML_ENGINEER)
+    with TestClient(create_app(settings)) as client:
+        me = client.post("/api/v1/auth/login", json={"username": "ops", "password": PASSWORD}).json()
+        client.headers["X-CSRF-Token"] = me["csrf_token"]
+        refused = client.post("/api/v1/jobs", json={"source": str(other / "photos"), "until": "mine"})
+        assert refused.status_code == 422 and str(allowed.resolve()) in refused.json()["detail"], refused.text
+        assert client.get("/api/v1/jobs").json()["total"] == 0
+        started = client.post("/api/v1/jobs", json={"source": "photos", "until": "mine"})
+        assert started.status_code == 202, started.text
+        wait_done(client, started.json()["job_id"])

@@ -9,11 +9,11 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from dataengine.serve import create_app
 from engine.db.models import Image
 from engine.db.session import session_scope
 from engine.domain.signing import image_signature
 from tests.factories import seed_review_items
-from dataengine.serve import create_app
 
 EVENT = {"action": "ANNOTATION_CREATED", "task": {"id": 1}, "annotation": {"id": 1}}
 

@@ -246,10 +246,10 @@ def test_multi_review_waits_for_a_second_person_and_breaks_ties(login, seeded, w
 
 
 def test_32_clients_at_once_never_receive_the_same_task(fresh_pg_url, tmp_path):
+    from dataengine.serve import create_app
     from engine.db.models import Role
     from engine.services.users import create_user
     from tests.conftest import make_settings
-    from dataengine.serve import create_app
 
     settings = make_settings(fresh_pg_url, tmp_path)
     settings.queue.gold_rate = 0
@@ -302,10 +302,10 @@ def test_describe_never_reveals_gold(web_settings, seeded):
 
 
 def test_a_double_click_submission_at_the_same_instant_is_stored_once(fresh_pg_url, tmp_path):
+    from dataengine.serve import create_app
     from engine.db.models import Role
     from engine.services.users import create_user
     from tests.conftest import make_settings
-    from dataengine.serve import create_app
 
     settings = make_settings(fresh_pg_url, tmp_path)
     settings.queue.gold_rate = settings.queue.multi_review_rate = 0

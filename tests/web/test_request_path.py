@@ -6,10 +6,10 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from dataengine.serve import create_app
 from engine.db.models import ApiToken, Role, User
 from engine.db.session import session_scope
 from engine.services.auth import Principal
-from dataengine.serve import create_app
 from web.deps import PrincipalCache, SessionDep, UnitOfWorkRoute, get_session
 
 

@@ -8,11 +8,10 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import case, func, select, update
 
-from engine.db.models import GoldItem, HumanTask, Role, TaskKind, TaskState, User, Verdict, VerdictSource
-from engine.domain.passwords import WeakPassword
+from engine.db.models import GoldItem, HumanTask, User, Verdict
+from engine.domain.vocabulary import LABELS, Role, TaskKind, TaskState, VerdictSource
 from engine.services import queue
 from engine.services import users as users_service
-from engine.services.annotation import LABELS
 from web.deps import Admin, GoldManager, SessionDep, UnitOfWorkRoute, forget_principals
 from web.routers.auth import new_password_field
 from web.schemas import Id, NoNulStr, ShortText
@@ -51,19 +50,15 @@ def list_users(_: Admin, session: SessionDep) -> list[UserOut]:
 
 @router.post("/users", response_model=UserOut, status_code=201)
 def create_user(body: UserIn, _: Admin, session: SessionDep) -> UserOut:
-    try:
-        user = users_service.create_user(session, body.username, body.password, body.role)
-    except users_service.UserError as exc:
-        raise HTTPException(409 if "exists" in str(exc) else 422, str(exc)) from None
-    except WeakPassword as exc:
-        raise HTTPException(422, str(exc)) from None
+    user = users_service.create_user(session, body.username, body.password, body.role)
     user.task_kinds = [k.value for k in body.task_kinds] if body.task_kinds is not None else None
     session.flush()
     return UserOut.model_validate(user, from_attributes=True)
 
 
 @router.patch("/users/{username}", response_model=UserOut)
-def update_user(username: NoNulStr, body: UserPatch, request: Request, principal: Admin, session: SessionDep) -> UserOut:
+def update_user(username: NoNulStr, body: UserPatch, request: Request, principal: Admin,
+                session: SessionDep) -> UserOut:
     user = session.scalars(select(User).where(User.username == username.strip().lower())).first()
     if user is None:
         raise HTTPException(404, f"no user {username!r}")
@@ -76,10 +71,7 @@ def update_user(username: NoNulStr, body: UserPatch, request: Request, principal
     if "task_kinds" in body.model_fields_set:
         user.task_kinds = [k.value for k in body.task_kinds] if body.task_kinds is not None else None
     if body.password is not None:
-        try:
-            users_service.set_password(session, user, body.password)  # ends their sessions and tokens
-        except WeakPassword as exc:
-            raise HTTPException(422, str(exc)) from None
+        users_service.set_password(session, user, body.password)  # ends their sessions and tokens
     session.flush()
     out = UserOut.model_validate(user, from_attributes=True)
     forget_principals(request, session)  # a disabled user or a new role counts from the next request

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from engine.domain.passwords import MAX_LENGTH, MIN_LENGTH, WeakPassword
+from engine.domain.passwords import MAX_LENGTH, MIN_LENGTH
 from engine.services import auth as auth_service
 from engine.services import users as users_service
 from engine.settings import Settings
 from web.deps import (
-    SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep, UnitOfWorkRoute, client_ip, forget_principals,
+    SESSION_COOKIE,
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+    UnitOfWorkRoute,
+    client_ip,
+    forget_principals,
 )
 from web.routers.tasks import allowed_kinds
 from web.schemas import Id, NoNulStr
@@ -27,12 +34,12 @@ class LoginIn(BaseModel):
                                              "writeOnly": True})
 
 
-def new_password_field(description: str, default: object = ...) -> object:
+def new_password_field(description: str, default: object = ...) -> Any:
     """A new password in a request body. The policy (``engine.domain.passwords.check_password``:
     length, the common-password list, not the user name) is checked by the endpoint, whose 422 says
     what is wrong without the password; the schema states the same lengths. Not validated here, so
     no validation error can carry the password back."""
-    return Field(default, description=description,  # type: ignore[no-any-return]
+    return Field(default, description=description,
                  json_schema_extra={"minLength": MIN_LENGTH, "maxLength": MAX_LENGTH, "format": "password",
                                     "writeOnly": True})
 
@@ -87,11 +94,10 @@ def login(body: LoginIn, request: Request, response: Response, session: SessionD
         token, principal = auth_service.log_in(session, body.username, body.password, client_ip(request),
                                                ttl_s=s.session_ttl_s, max_failures=s.login_max_failures,
                                                window_s=s.login_window_s)
-    except auth_service.RateLimited as exc:
-        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
-    except auth_service.AuthError as exc:
-        session.commit()  # keep the failed attempt: it counts towards the rate limit
-        raise HTTPException(401, str(exc)) from None
+    except auth_service.AuthError as exc:  # 401 (429 when rate-limited): web/errors.py
+        if not isinstance(exc, auth_service.RateLimited):
+            session.commit()  # keep the failed attempt: it counts towards the rate limit
+        raise
     response.set_cookie(SESSION_COOKIE, token, max_age=s.session_ttl_s, httponly=True, samesite="strict",
                         secure=s.secure_cookies, path="/")
     return _me(principal, settings)
@@ -108,14 +114,12 @@ def change_password(body: PasswordChange, request: Request, response: Response, 
     try:
         user = auth_service.check_credentials(session, principal.username, body.current_password, client_ip(request),
                                               max_failures=s.login_max_failures, window_s=s.login_window_s)
-    except auth_service.RateLimited as exc:
-        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
-    except auth_service.AuthError:
+    except auth_service.AuthError as exc:
+        if isinstance(exc, auth_service.RateLimited):
+            raise
+        # signed in already: a wrong current password is a refusal (403), not a missing sign-in (401)
         raise HTTPException(403, "the current password is wrong") from None
-    try:
-        users_service.set_password(session, user, body.new_password)
-    except WeakPassword as exc:
-        raise HTTPException(422, str(exc)) from None
+    users_service.set_password(session, user, body.new_password)
     me = principal
     if principal.via == "session":
         token, me = auth_service.open_session(session, user, client_ip(request), ttl_s=s.session_ttl_s)

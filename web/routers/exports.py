@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
-import uuid
-from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from engine.db.models import DatasetSnapshot
-from engine.domain.exports import ExportSpecError
-from engine.services.export import (
-    ExportError, ExportFilters, commit_or_discard, export_dataset, resolve_jobs, verify_files,
-)
+from engine.domain.vocabulary import LabelSource
+from engine.services.export import ExportFilters, exports_root, publish_export, verify_files
 from engine.settings import Settings
 from web.deps import Exporter, SessionDep, SettingsDep, UnitOfWorkRoute
 from web.schemas import MAX_INT32, Finite, FreeText, Id, NameText, SaneDatetime
@@ -40,7 +34,7 @@ class FiltersIn(BaseModel):
     concepts: list[FreeText] = Field(default_factory=list, max_length=1000, description="exact concept texts")
     since: SaneDatetime | None = Field(None, description="images mined at or after (UTC)")
     until: SaneDatetime | None = Field(None, description="images mined before (UTC)")
-    label_source: Literal["human", "ai", "both"] = "both"
+    label_source: LabelSource = LabelSource.BOTH
     min_agreement: Finite | None = Field(None, ge=0, le=1)
     exhaustive_only: bool = False
     val_percent: int = Field(10, ge=0, le=100)
@@ -67,10 +61,6 @@ class ExportIn(BaseModel):
         return value
 
 
-def exports_root(settings: Settings) -> Path:
-    return (settings.data_dir / "exports").absolute()
-
-
 def _summary(row: DatasetSnapshot, settings: Settings) -> dict[str, Any]:
     folder = exports_root(settings) / row.name
     return {"id": row.id, "name": row.name, "format": row.format, "created_at": row.created_at.isoformat(),
@@ -83,44 +73,14 @@ def _summary(row: DatasetSnapshot, settings: Settings) -> dict[str, Any]:
 def start_export(body: ExportIn, principal: Exporter, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     """Write the export and record its snapshot: {snapshot: {...}, reused, manifest}. 422: bad
     filters (unknown concept or job); 409: the name is taken by a snapshot with other contents."""
-    root = exports_root(settings)
-    incoming = root / f".incoming-{uuid.uuid4().hex}"
-    try:
-        f = body.filters
-        filters = ExportFilters(jobs=resolve_jobs(session, f.jobs), concepts=tuple(f.concepts), since=f.since,
-                                until=f.until, label_source=f.label_source, min_agreement=f.min_agreement,
-                                exhaustive_only=f.exhaustive_only, val_percent=f.val_percent)
-        result = export_dataset(session, settings, body.format, incoming, filters, name=body.name,
-                                created_by_id=principal.user_id)
-    except ExportSpecError as exc:
-        raise HTTPException(422, str(exc)) from None
-    except ExportError as exc:
-        raise HTTPException(409, str(exc)) from None
-    except IntegrityError:  # the same snapshot name was just recorded by a simultaneous export
-        raise HTTPException(409, "another export recorded this snapshot at the same moment; ask again") from None
-    _place(incoming, root / result.name, result.manifest)
-    result.out_dir = root / result.name
-    commit_or_discard(session, result)
+    f = body.filters
+    filters = ExportFilters(concepts=tuple(f.concepts), since=f.since, until=f.until, label_source=f.label_source.value,
+                            min_agreement=f.min_agreement, exhaustive_only=f.exhaustive_only, val_percent=f.val_percent)
+    result = publish_export(session, settings, body.format, filters, jobs=f.jobs, name=body.name,
+                            created_by_id=principal.user_id)
     row = session.get(DatasetSnapshot, result.snapshot_id)
     return {"snapshot": _summary(row, settings), "reused": result.reused,  # type: ignore[arg-type]
             "manifest": result.manifest}
-
-
-def _place(incoming: Path, final: Path, manifest: dict[str, Any]) -> None:
-    """Move a finished export to its snapshot's folder; a folder that already holds exactly these
-    files (same snapshot, unchanged data) is kept and the new copy dropped."""
-    try:
-        if final.is_dir() and not verify_files(final, manifest):
-            shutil.rmtree(incoming)
-            return
-        old = final.parent / f".replaced-{uuid.uuid4().hex}"
-        if final.exists():
-            final.rename(old)
-        incoming.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(incoming, ignore_errors=True)
-        raise
 
 
 @router.get("")

@@ -109,24 +109,24 @@ def list_jobs(_: JobReader, session: SessionDep, settings: SettingsDep, jobs_run
     jobs = list(session.scalars(select(MiningJob).order_by(MiningJob.id.desc()).limit(limit).offset(offset)))
     ids = [j.id for j in jobs]
     counts: dict[int, dict[str, int]] = {i: {s.value: 0 for s in ItemStatus} for i in ids}
-    stage: dict[int, dict[str, int]] = {i: {"failed": 0, "pending": 0} for i in ids}
+    stage: dict[int, dict[str, int]] = {i: {StageStatus.FAILED: 0, StageStatus.PENDING: 0} for i in ids}
     if ids:
         for job_id, status, n in session.execute(
                 select(JobItem.job_id, JobItem.status, func.count()).where(JobItem.job_id.in_(ids))
                 .group_by(JobItem.job_id, JobItem.status)):
             counts[job_id][ItemStatus(status).value] = int(n)
-        for job_id, status, n in session.execute(
+        for job_id, stage_status, n in session.execute(
                 select(StageItem.job_id, StageItem.status, func.count())
                 .where(StageItem.job_id.in_(ids),
                        StageItem.status.in_([StageStatus.FAILED, StageStatus.PENDING]))
                 .group_by(StageItem.job_id, StageItem.status)):
-            stage[job_id][StageStatus(status).value] = int(n)
+            stage[job_id][StageStatus(stage_status)] = int(n)
     return {
         "total": total, "mode": "in-process" if settings.embedded else "celery",
         "jobs": [{
             "id": j.id, "name": j.name, "source_kind": j.source_kind, "source_uri": j.source_uri,
             "status": j.status.value, "until": (j.options or {}).get("until"), "item_count": j.item_count,
-            "counts": counts[j.id], "stage_failed": stage[j.id]["failed"], "stage_pending": stage[j.id]["pending"],
+            "counts": counts[j.id], "stage_failed": stage[j.id][StageStatus.FAILED], "stage_pending": stage[j.id][StageStatus.PENDING],
             "created_at": j.created_at, "started_at": j.started_at, "finished_at": j.finished_at,
             "runner": _runner_state(jobs_runner, j.id),
         } for j in jobs],
@@ -196,7 +196,7 @@ def _utc(value: Any) -> Any:
         except ValueError:
             return value
     if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value
 
 

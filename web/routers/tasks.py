@@ -7,16 +7,18 @@ import random
 from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from engine.db.models import HumanTask, Image, ImageConcept, Role, TaskKind, TaskState
+from engine.db.models import HumanTask, Image, ImageConcept
 from engine.domain.masks import encode_mask
+from engine.domain.vocabulary import Role, TaskKind, TaskState
 from engine.services import annotation, labelstudio, queue
 from engine.services.common import load_images
 from engine.storage import LocalMediaStore
-from web.deps import Annotator, SessionDep, SettingsDep, UnitOfWorkRoute
+from web.deps import Annotator, ModelsDep, SessionDep, SettingsDep, UnitOfWorkRoute
+from web.errors import DECISION_CONFLICT, ERROR_HEADER
 from web.schemas import Finite, FreeText, Id, NoNulStr, SaneDatetime, ShortText
 
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/tasks", tags=["queue"])
@@ -119,21 +121,10 @@ def _kinds(principal: Any, asked: list[TaskKind] | None) -> list[TaskKind]:
     return kinds
 
 
-#: machine-readable reasons, in the X-Error-Code header of 409s (the page tells them apart);
-#: decision_conflict: the verdict was stored but disagrees with a decision another task made
-LEASE_LOST, CLIENT_ID_CONFLICT, DECISION_CONFLICT = "lease_lost", "client_id_conflict", "decision_conflict"
-#: /next: the person holds queue.max_leases_per_person tasks already ("you hold N tasks: submit or release one")
-TOO_MANY_LEASES = "too_many_leases"
-
-
-def _conflict(message: str, code: str) -> HTTPException:
-    return HTTPException(409, message, headers={"X-Error-Code": code})
-
-
 def _held(session: Any, task_id: int, user_id: int) -> HumanTask:
     task = session.get(HumanTask, task_id)
     if task is None or task.state != TaskState.LEASED or task.lease_owner_id != user_id:
-        raise _conflict(f"task {task_id} is not leased to you (it expired or was done)", LEASE_LOST)
+        raise queue.LeaseLost(f"task {task_id} is not leased to you (it expired or was done)")
     return task
 
 
@@ -152,11 +143,8 @@ def next_task(principal: Annotator, session: SessionDep, settings: SettingsDep,
     kinds = _kinds(principal, body.kinds if body else None)
     # the cap: the Label Studio bridge leases in bulk by design (its leases expire like everyone's)
     cap = None if principal.username == labelstudio.BRIDGE_USER else q.max_leases_per_person
-    try:
-        task = queue.lease_for(session, principal.user_id, kinds, lease_s=q.lease_s, gold_rate=q.gold_rate,
-                               rng=_rng, independent_review=q.independent_review, max_leases=cap)
-    except queue.TooManyLeases as exc:
-        raise _conflict(str(exc), TOO_MANY_LEASES) from None
+    task = queue.lease_for(session, principal.user_id, kinds, lease_s=q.lease_s, gold_rate=q.gold_rate,
+                           rng=_rng, independent_review=q.independent_review, max_leases=cap)
     if task is not None:
         return _json(annotation.describe(session, task))
     empty = queue.why_empty(session, principal.user_id, kinds, allowed_kinds(principal),
@@ -183,19 +171,13 @@ def get_task(task_id: Id, principal: Annotator, session: SessionDep) -> Any:
 
 @router.post("/{task_id}/heartbeat", response_model=LeaseOut)
 def heartbeat(task_id: Id, principal: Annotator, session: SessionDep, settings: SettingsDep) -> LeaseOut:
-    try:
-        return LeaseOut(lease_expires_at=queue.heartbeat(session, task_id, principal.user_id, settings.queue.lease_s))
-    except queue.LeaseLost as exc:
-        raise _conflict(str(exc), LEASE_LOST) from None
+    return LeaseOut(lease_expires_at=queue.heartbeat(session, task_id, principal.user_id, settings.queue.lease_s))
 
 
 @router.post("/{task_id}/release", status_code=204)
 def release(task_id: Id, principal: Annotator, session: SessionDep, body: ReleaseIn | None = None) -> Response:
     """Give the task back unjudged (closing the page); with ``skip`` it is not offered to you again."""
-    try:
-        queue.release(session, task_id, principal.user_id, skip=bool(body and body.skip))
-    except queue.LeaseLost as exc:
-        raise _conflict(str(exc), LEASE_LOST) from None
+    queue.release(session, task_id, principal.user_id, skip=bool(body and body.skip))
     return Response(status_code=204)
 
 
@@ -203,32 +185,25 @@ def release(task_id: Id, principal: Annotator, session: SessionDep, body: Releas
     409: {"description": "lease lost, client id reused, or (X-Error-Code: decision_conflict) the verdict was "
                          "stored but not applied: it disagrees with a decision another task made"}})
 def submit(task_id: Id, body: VerdictIn, principal: Annotator, session: SessionDep, settings: SettingsDep,
-           response: Response) -> VerdictOut:
+           response: Response) -> VerdictOut | Response:
     """Judge a task you hold. Idempotent on ``client_id``: a retry returns the first answer (200)."""
     data = annotation.VerdictIn(
         client_id=body.client_id, label=body.label, active_ms=body.active_ms, started_at=body.started_at,
         masks=[annotation.MaskIn(rle=m.rle, mask_id=m.mask_id, is_crowd=m.is_crowd, tool=m.tool) for m in body.masks],
         comment=body.comment)
-    try:
-        out = annotation.submit(session, task_id, principal.user_id, data, settings.queue)
-    except annotation.VerdictError as exc:
-        raise HTTPException(422, str(exc)) from None
-    except annotation.ClientIdConflict as exc:
-        raise _conflict(str(exc), CLIENT_ID_CONFLICT) from None
-    except queue.LeaseLost as exc:
-        raise _conflict(str(exc), LEASE_LOST) from None
+    out = annotation.submit(session, task_id, principal.user_id, data, settings.queue)
     if out.conflict:  # stored (nothing is lost), not applied: the person must see why
         return Response(orjson.dumps({"detail": out.conflict, "code": DECISION_CONFLICT,
                                       "verdict_id": out.verdict_id, "task_state": out.task_state,
                                       "created": out.created}),
-                        status_code=409, media_type="application/json", headers={"X-Error-Code": DECISION_CONFLICT})
+                        status_code=409, media_type="application/json", headers={ERROR_HEADER: DECISION_CONFLICT})
     if not out.created:
         response.status_code = 200
     return VerdictOut(verdict_id=out.verdict_id, task_state=out.task_state, created=out.created)
 
 
 @router.post("/{task_id}/segment", response_model=ClickOut)
-def segment(task_id: Id, body: ClickIn, request: Request, principal: Annotator, session: SessionDep,
+def segment(task_id: Id, body: ClickIn, models: ModelsDep, principal: Annotator, session: SessionDep,
             settings: SettingsDep) -> ClickOut:
     """Click to segment: SAM 3's tracker on the task's image (its embedding cached per image)."""
     if not body.points and body.box is None:
@@ -247,7 +222,7 @@ def segment(task_id: Id, body: ClickIn, request: Request, principal: Annotator, 
         return loaded
 
     try:
-        result = request.app.state.models.segmenter().segment(
+        result = models.segmenter().segment(
             sha256, load, [(float(x), float(y), int(label)) for x, y, label in body.points], box=body.box)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
