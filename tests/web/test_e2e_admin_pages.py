@@ -13,7 +13,15 @@ import pytest
 from sqlalchemy import select
 
 from engine.db.models import (
-    HumanTask, ModelKind, Role, TaskKind, TaskState, User, Verdict, VerdictKind, VerdictSource,
+    HumanTask,
+    ModelKind,
+    Role,
+    TaskKind,
+    TaskState,
+    User,
+    Verdict,
+    VerdictKind,
+    VerdictSource,
 )
 from engine.db.session import session_scope
 from engine.repositories.model_versions import get_or_create
@@ -53,7 +61,7 @@ def seeded(settings: Settings) -> dict[str, Any]:
         tasks = list(s.scalars(select(HumanTask).where(HumanTask.id.in_(made["tasks"])).order_by(HumanTask.id)))
         masks = [t for t in tasks if t.kind == TaskKind.VERIFY_MASK]
         mv = get_or_create(s, ModelKind.MASK_VERIFIER, XSS_MODEL, "1")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         for i, task in enumerate(masks):
             s.add(Verdict(kind=VerdictKind.MASK, source=VerdictSource.HUMAN, pair_id=task.pair_id, mask_id=task.mask_id,
                           task_id=task.id, user_id=ids["annie"], label="accept", duration_ms=2000 + 1000 * i,

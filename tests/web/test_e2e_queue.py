@@ -14,7 +14,18 @@ import pytest
 from sqlalchemy import select
 
 from engine.db.models import (
-    Caption, Decider, HumanTask, ImageConcept, Mask, MaskState, ModelKind, Role, TaskKind, TaskSkip, TaskState, User,
+    Caption,
+    Decider,
+    HumanTask,
+    ImageConcept,
+    Mask,
+    MaskState,
+    ModelKind,
+    Role,
+    TaskKind,
+    TaskSkip,
+    TaskState,
+    User,
     Verdict,
 )
 from engine.db.session import session_scope
@@ -76,7 +87,8 @@ def seeded(settings: Settings) -> dict[str, Any]:
                 task.priority = 100 - plan.index(task)
             else:
                 task.state = TaskState.CANCELLED
-        out = {"user_id": user.id, "other_id": other.id, "tasks": [t.id for t in plan], "kite0": kite0, "zebra0": zebra0,
+        out = {"user_id": user.id, "other_id": other.id, "tasks": [t.id for t in plan], "kite0": kite0,
+               "zebra0": zebra0,
                "masks": {t.id: t.mask_id for t in plan}, "image0": pair_of[kite0].image_id,
                "zebra0_masks": [m.id for m in s.scalars(select(Mask).where(Mask.pair_id == zebra0).order_by(Mask.id))]}
     return out

@@ -50,7 +50,9 @@ def test_encode_and_decode_match_pycocotools(browser_page: Any) -> None:  # noqa
                  const mask = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
                  const decoded = RLE.decode({size: [h, w], counts});
                  let bin = "";
-                 for (let i = 0; i < decoded.length; i += 8192) bin += String.fromCharCode(...decoded.subarray(i, i + 8192));
+                 for (let i = 0; i < decoded.length; i += 8192) {
+                   bin += String.fromCharCode(...decoded.subarray(i, i + 8192));
+                 }
                  return {counts: RLE.encode(mask, h, w).counts, decoded: btoa(bin),
                          area: RLE.area(mask), bbox: RLE.bbox(mask, h, w),
                          runs: RLE.countsFromString(counts), again: RLE.countsToString(RLE.countsFromString(counts))};
