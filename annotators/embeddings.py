@@ -33,7 +33,8 @@ class MiniLmEmbedder:
         missing = [p for p in dict.fromkeys(phrases) if p not in self._cache]
         for i in range(0, len(missing), 256):
             chunk = missing[i:i + 256]
-            tokens = self.tokenizer(chunk, padding=True, truncation=True, max_length=64, return_tensors="pt").to(self.device)
+            tokens = self.tokenizer(chunk, padding=True, truncation=True, max_length=64,
+                                    return_tensors="pt").to(self.device)
             with self.torch.inference_mode():
                 states = self.model(**tokens).last_hidden_state
             weights = tokens["attention_mask"].unsqueeze(-1).float()
@@ -41,6 +42,6 @@ class MiniLmEmbedder:
             pooled = self.torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
             if len(self._cache) + len(chunk) > self.cache_size:
                 self._cache.clear()
-            self._cache.update(zip(chunk, pooled))
+            self._cache.update(zip(chunk, pooled, strict=True))
         dim = self.model.config.hidden_size
         return np.stack([self._cache[p] for p in phrases]) if phrases else np.zeros((0, dim), dtype=np.float32)

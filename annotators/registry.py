@@ -6,7 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.ports import (
-    Captioner, ConceptSuggester, ExhaustivityVerifier, MaskProposer, MaskVerifier, PhraseEmbedder, PhraseParser,
+    Captioner,
+    ConceptSuggester,
+    ExhaustivityVerifier,
+    MaskProposer,
+    MaskVerifier,
+    PhraseEmbedder,
+    PhraseParser,
     PointSegmenter,
 )
 from engine.settings import Settings

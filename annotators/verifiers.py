@@ -89,7 +89,7 @@ class _ChoiceScorer:
         with self.torch.inference_mode():
             logits = self.choice_logits(self.inputs(images, texts))
         probs = self.torch.softmax(logits, dim=-1).cpu().tolist()
-        return [dict(zip(self.labels, row)) for row in probs]
+        return [dict(zip(self.labels, row, strict=True)) for row in probs]
 
 
 class LlamaMaskVerifier(_ChoiceScorer):

@@ -158,7 +158,7 @@ def machine_cpu() -> dict[str, float]:
     with open("/proc/stat", encoding="ascii") as handle:
         parts = handle.readline().split()
     values = [int(v) / CLK_TCK for v in parts[1:1 + len(STAT_FIELDS)]]
-    return dict(zip(STAT_FIELDS, values))
+    return dict(zip(STAT_FIELDS, values, strict=False))
 
 
 def machine_cpu_s() -> float:
@@ -191,7 +191,7 @@ class CpuSnapshot:
     everyone: dict[int, tuple[str, float]] | None = None
 
     @classmethod
-    def take(cls, trees: Iterable[int] = (), pids: Iterable[int] = ()) -> "CpuSnapshot":
+    def take(cls, trees: Iterable[int] = (), pids: Iterable[int] = ()) -> CpuSnapshot:
         """``trees``: processes counted with all their descendants; ``pids``: counted alone."""
         members = set(pids)
         for pid in trees:
@@ -201,7 +201,7 @@ class CpuSnapshot:
                    cpu_by_comm(["redis-server"]), procs, machine_cpu(), frozenset(members),
                    all_process_cpu())
 
-    def since(self, earlier: "CpuSnapshot") -> dict[str, Any]:
+    def since(self, earlier: CpuSnapshot) -> dict[str, Any]:
         out: dict[str, Any] = {
             "machine_s": round(self.machine - earlier.machine, 3),
             "postgres_s": round(self.postgres - earlier.postgres, 3),
@@ -242,7 +242,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title
 
     def line(row: list[str]) -> str:
         return "  ".join(c.ljust(w) if i < left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(row, widths)))
+                         for i, (c, w) in enumerate(zip(row, widths, strict=False)))
 
     out = [title] if title else []
     out += [line(cells[0]), "  ".join("-" * w for w in widths)]
@@ -382,7 +382,7 @@ class Pg:
     admin_db: str
 
     @classmethod
-    def from_url(cls, url: str) -> "Pg":
+    def from_url(cls, url: str) -> Pg:
         from sqlalchemy.engine import make_url
 
         u = make_url(url)

@@ -103,8 +103,16 @@ from bench._common import environment, format_table, write_json
 from engine.domain.audit import in_audit_sample, mask_key, pair_key
 from engine.domain.calibration import CalibrationResult, calibrate_pairs, calibrate_task
 from engine.domain.routing import (
-    CHECK_EXHAUSTIVITY, CORRECT, LABEL_NEGATIVE, VERIFY_MASK, Action, MaskItem, PairItem, Thresholds,
-    route_mask, route_pair,
+    CHECK_EXHAUSTIVITY,
+    CORRECT,
+    LABEL_NEGATIVE,
+    VERIFY_MASK,
+    Action,
+    MaskItem,
+    PairItem,
+    Thresholds,
+    route_mask,
+    route_pair,
 )
 
 SEED = 20251119
@@ -899,7 +907,7 @@ def main(argv: list[str] | None = None) -> int:
         print_scenario(after[-1], args)
     print("Before (per-scope thresholds) vs after (every population on its own), adjudicated calibration labels:")
     compare = []
-    for b, a in zip(before, after):
+    for b, a in zip(before, after, strict=True):
         compare.append(compact_row(f"AUC {b['auc']:.2f} before", b, args))
         compare.append(compact_row(f"AUC {a['auc']:.2f} after", a, args))
     print(format_table(COMPACT_HEADERS, compare))

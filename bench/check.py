@@ -42,7 +42,16 @@ import time
 from typing import Any
 
 from bench._common import (
-    RESULTS_DIR, child_parser, child_result, environment, format_table, hwm_mb, median, run_child, spread, wait_for_quiet,
+    RESULTS_DIR,
+    child_parser,
+    child_result,
+    environment,
+    format_table,
+    hwm_mb,
+    median,
+    run_child,
+    spread,
+    wait_for_quiet,
     write_json,
 )
 
@@ -71,7 +80,8 @@ STEPS = [
                                     metrics, created_at)
         SELECT id, kind, name, '1', '{}', repeat('0', 64), false, false, '{}', now()
         FROM (VALUES (1, 'proposer', 'bench-proposer'), (2, 'parser', 'bench-parser'),
-                     (3, 'mask_verifier', 'bench-mv'), (4, 'exhaustivity_verifier', 'bench-ev')) AS v(id, kind, name)"""),
+                     (3, 'mask_verifier', 'bench-mv'), (4, 'exhaustivity_verifier', 'bench-ev'))
+             AS v(id, kind, name)"""),
     ("users", f"""
         INSERT INTO users (id, username, role, is_active, created_at)
         SELECT u, 'bench-ann-' || u, 'annotator', true, now() FROM generate_series(1, {USERS}) AS u"""),
@@ -182,7 +192,8 @@ def build_template(pg: Any, name: str, tasks: int) -> dict[str, Any]:
         with pg.connect(build) as conn:
             conn.execute("VACUUM (ANALYZE)")
             rows = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES[3:]}
-            rows["person_verdicts"] = conn.execute("SELECT count(*) FROM verdicts WHERE user_id IS NOT NULL").fetchone()[0]
+            rows["person_verdicts"] = conn.execute(
+                "SELECT count(*) FROM verdicts WHERE user_id IS NOT NULL").fetchone()[0]
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
     return {"name": name, "pairs": pairs, "rows": rows, "database_bytes": size, "build_timings_s": timings}
 
@@ -354,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.drop_template:
             pg.drop(template["name"])
     report(runs, args)
-    path = write_json("check", {"environment": environment(), "postgres": pg.version(), "postgres_settings": pg.settings(),
+    path = write_json("check", {"environment": environment(), "postgres": pg.version(),
+                                "postgres_settings": pg.settings(),
                                 "template": template, "tasks": args.tasks, "planted_per_invariant": args.plant,
                                 "plant_seconds": planted, "target_s": TARGET_S, "runs": runs})
     print(f"\nwritten {path.relative_to(RESULTS_DIR.parent.parent)}")

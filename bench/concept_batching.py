@@ -30,15 +30,25 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from bench._common import (
-    RESULTS_DIR, build_dir_atomically, environment, fmt, format_table, machine_cpu_s, median, peak_rss,
-    proc_cpu_s, spread,
-    wait_for_quiet, write_json,
+    RESULTS_DIR,
+    build_dir_atomically,
+    environment,
+    fmt,
+    format_table,
+    machine_cpu_s,
+    median,
+    peak_rss,
+    proc_cpu_s,
+    spread,
+    wait_for_quiet,
+    write_json,
 )
 
 IMAGE_SIZE = (640, 480)  # width, height
@@ -96,12 +106,12 @@ def ensure_model(cache_dir: Path, name: str, builder: str, build: Callable[[Path
 # ============================================================================ measurement
 def compare(a: list[list[Any]], b: list[list[Any]]) -> dict[str, Any]:
     """Proposals of two paths, phrase by phrase: counts, masks, scores."""
-    count_mismatch = [i for i, (pa, pb) in enumerate(zip(a, b)) if len(pa) != len(pb)]
+    count_mismatch = [i for i, (pa, pb) in enumerate(zip(a, b, strict=True)) if len(pa) != len(pb)]
     max_score_diff, pixels_differing, masks_compared = 0.0, 0, 0
-    for pa, pb in zip(a, b):
+    for pa, pb in zip(a, b, strict=True):
         if len(pa) != len(pb):
             continue
-        for x, y in zip(pa, pb):
+        for x, y in zip(pa, pb, strict=True):
             masks_compared += 1
             max_score_diff = max(max_score_diff, abs(x.score - y.score))
             pixels_differing += int(np.count_nonzero(x.mask != y.mask)) if x.mask.shape == y.mask.shape \
@@ -235,10 +245,12 @@ def measure_model(label: str, path: Path, image: Any, counts: list[int], repeats
 # ============================================================================ main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.concept_batching", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny-repeats", type=int, default=None, help="repeats on the tiny model (default 7; --quick 3)")
+    parser.add_argument("--tiny-repeats", type=int, default=None,
+                        help="repeats on the tiny model (default 7; --quick 3)")
     parser.add_argument("--mid-repeats", type=int, default=None,
                         help="repeats on the mid model at 8 phrases (default 2; --quick 1)")
-    parser.add_argument("--mid-repeats-32", type=int, default=1, help="repeats on the mid model at 32 phrases (default 1)")
+    parser.add_argument("--mid-repeats-32", type=int, default=1,
+                        help="repeats on the mid model at 32 phrases (default 1)")
     parser.add_argument("--mid-phrases", default=None,
                         help="phrase counts on the mid model, comma separated (default 8,32; --quick 8)")
     parser.add_argument("--mid-check-phrases", type=int, default=2,

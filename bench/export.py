@@ -36,7 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import (
-    RESULTS_DIR, child_parser, child_result, environment, format_table, hwm_mb, run_child, wait_for_quiet, write_json,
+    RESULTS_DIR,
+    child_parser,
+    child_result,
+    environment,
+    format_table,
+    hwm_mb,
+    run_child,
+    wait_for_quiet,
+    write_json,
 )
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -48,7 +48,14 @@ import numpy as np
 from PIL import Image
 
 from bench._common import (
-    RESULT_PREFIX, RESULTS_DIR, child_parser, child_result, environment, format_table, hwm_mb, write_json,
+    RESULT_PREFIX,
+    RESULTS_DIR,
+    child_parser,
+    child_result,
+    environment,
+    format_table,
+    hwm_mb,
+    write_json,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -160,7 +167,7 @@ def _hostile_coco(folder: Path) -> Path:
     annotations = [{"id": i + 1, "image_id": 1 + i % 2, "category_id": 1, "segmentation": seg, "iscrowd": 0,
                     "bbox": [0, 0, 10, 10], "area": 100} for i, seg in enumerate(bad)]
     coco = {"images": [{"id": i + 1, "file_name": n, "width": w, "height": h}
-                       for i, (n, (w, h)) in enumerate(zip(names, sizes))],
+                       for i, (n, (w, h)) in enumerate(zip(names, sizes, strict=True))],
             "categories": [{"id": 1, "name": "cat"}], "annotations": annotations}
     path = folder / "hostile.json"
     path.write_text(json.dumps(coco))  # allow_nan: NaN as the bare token, as a careless exporter writes it

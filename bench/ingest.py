@@ -29,13 +29,15 @@ and of the Python side are read from /proc over the same interval. A third, smal
 
 The machine is shared: before each run the benchmark waits (``--settle``) for it to be idle, and a
 run during which foreign processes used more than 0.2 cores is measured again (``--redo-noisy``;
-the discarded runs stay in the JSON). Medians of ``--repeats`` runs are printed; everything is written to bench/results/ingest.json.
+the discarded runs stay in the JSON). Medians of ``--repeats`` runs are printed; everything is written to
+bench/results/ingest.json.
 This is a measurement, never a pass/fail test.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -52,8 +54,21 @@ from typing import Any
 import numpy as np
 
 from bench._common import (
-    RESULTS_DIR, BenchDatabases, CpuSnapshot, environment, fmt, format_table, hwm_mb, maxrss_mb, median, peak_rss,
-    proc_status_kb, process_tree, spread, wait_for_quiet, write_json,
+    RESULTS_DIR,
+    BenchDatabases,
+    CpuSnapshot,
+    environment,
+    fmt,
+    format_table,
+    hwm_mb,
+    maxrss_mb,
+    median,
+    peak_rss,
+    proc_status_kb,
+    process_tree,
+    spread,
+    wait_for_quiet,
+    write_json,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -685,7 +700,8 @@ def print_report(summary: dict[str, Any], workload: dict[str, Any], concurrency:
         w = by_key.get(("1mp", "worker"))
         if w and w["images_per_s_per_core"]:
             print(f"        With {w['procs']} worker processes: {w['images_per_s']:,.1f} images/s = "
-                  f"{w['images_per_s_per_core']:,.1f} per core = {w['images_per_s_per_core'] / TARGET_PER_CORE:.2f}x target.")
+                  f"{w['images_per_s_per_core']:,.1f} per core = "
+                  f"{w['images_per_s_per_core'] / TARGET_PER_CORE:.2f}x target.")
 
 
 # ============================================================================ main
@@ -723,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
 
     print("Ingest benchmark: folder of JPEGs -> run_mine -> PostgreSQL (fresh database and media root per run)")
-    print("Preparing workload (cached under {}):".format(args.cache_dir))
+    print(f"Preparing workload (cached under {args.cache_dir}):")
     mixed_dir, mixed_info = ensure_set(MIXED, args.seed, images, args.cache_dir)
     small_dir, small_info = ensure_set(MIXED, args.seed, small_n, args.cache_dir)
     sets: list[tuple[str, int, Path]] = [("mixed", images, mixed_dir)]
@@ -785,10 +801,10 @@ def main(argv: list[str] | None = None) -> int:
                     modes.reverse()
                 for mode in modes:
                     if mode == "inproc":
-                        measure(lambda: run_inprocess(fx, folder, label, n, rep))
+                        measure(functools.partial(run_inprocess, fx, folder, label, n, rep))
                     else:
-                        measure(lambda: run_workers(fx, folder, label, n, rep, concurrency))
-            measure(lambda: run_inprocess(fx, small_dir, small_label, small_n, rep))
+                        measure(functools.partial(run_workers, fx, folder, label, n, rep, concurrency))
+            measure(functools.partial(run_inprocess, fx, small_dir, small_label, small_n, rep))
         ok = all(r.get("finished", True) and r["counts"].get("done", 0) == r["items"] for r in runs)
     finally:
         if ok:

@@ -101,11 +101,12 @@ def annotate_all(client: Any, project_id: int, threads: int) -> tuple[int, float
 
 
 def run(args: argparse.Namespace, db_url: str, media: Path, ls: Any) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
     from annotators.label_studio import LabelStudioClient, pull, push
     from engine.db.models import TaskKind, Verdict
     from engine.db.session import session_scope
     from engine.settings import FetchSettings, LabelStudioSettings, Settings
-    from sqlalchemy import func, select
 
     # the bench's Label Studio runs on 127.0.0.1: the outbound-fetch policy must allow it
     fetch = FetchSettings(allow_networks=["127.0.0.0/8"], allow_ports=["1-65535"])

@@ -34,7 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import (
-    RESULTS_DIR, child_parser, child_result, environment, format_table, hwm_mb, median, run_child, spread, wait_for_quiet,
+    RESULTS_DIR,
+    child_parser,
+    child_result,
+    environment,
+    format_table,
+    hwm_mb,
+    median,
+    run_child,
+    spread,
+    wait_for_quiet,
     write_json,
 )
 

@@ -48,7 +48,17 @@ from typing import Any
 import numpy as np
 
 from bench._common import (
-    RESULTS_DIR, BenchDatabases, CpuSnapshot, build_dir_atomically, environment, fmt, format_table, median, peak_rss, spread, wait_for_quiet,
+    RESULTS_DIR,
+    BenchDatabases,
+    CpuSnapshot,
+    build_dir_atomically,
+    environment,
+    fmt,
+    format_table,
+    median,
+    peak_rss,
+    spread,
+    wait_for_quiet,
     write_json,
 )
 
@@ -382,7 +392,7 @@ def profile_table(prof: cProfile.Profile, top: int = 15) -> list[Any]:
     """[table, rows] for: top cumulative, top own time, top cumulative in engine/ + pipelines/."""
     stats = pstats.Stats(prof)
     entries = []
-    for (filename, line, func), (cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+    for (filename, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         if filename == THIS_FILE:
             continue  # the fakes and this harness
         if func in ("<method 'disable' of '_lsprof.Profiler' objects>",):
@@ -458,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
                 r = one_run(dbs, folder, images, config)
                 r["busy_cores_before"] = busy
                 runs[config].append(r)
-                print(f"  run {rep + 1}/{repeats} {config:8s}: {r['pairs_per_s']:7.1f} pairs/s, wall {r['wall_s']:6.2f} s "
+                print(f"  run {rep + 1}/{repeats} {config:8s}: {r['pairs_per_s']:7.1f} pairs/s, "
+                      f"wall {r['wall_s']:6.2f} s "
                       f"(stages " + ", ".join(f"{s} {r['stage_wall_s'][s]:.2f}" for s in STAGES)
                       + f"; in fakes {r['model_s'] * 1000:.1f} ms; python CPU {r['cpu']['procs_s']:.1f} s, "
                       f"postgres CPU {r['cpu']['postgres_s']:.1f} s; all done: {r['all_done']}; "
@@ -499,7 +510,8 @@ def main(argv: list[str] | None = None) -> int:
             print(eng_t)
             buf = io.StringIO()
             pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(60)
-            prof_result = {"run": r2, "top_cumulative": cum, "top_own": own, "top_engine": eng, "pstats_text": buf.getvalue()}
+            prof_result = {"run": r2, "top_cumulative": cum, "top_own": own, "top_engine": eng,
+                           "pstats_text": buf.getvalue()}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -81,8 +81,20 @@ from typing import Any
 import numpy as np
 
 from bench._common import (
-    CLK_TCK, RESULTS_DIR, Pg, _stat_fields, all_process_cpu, build_dir_atomically, environment, fmt, format_table, machine_cpu_s, process_tree,
-    proc_cpu_s, wait_for_quiet, write_json,
+    CLK_TCK,
+    RESULTS_DIR,
+    Pg,
+    _stat_fields,
+    all_process_cpu,
+    build_dir_atomically,
+    environment,
+    fmt,
+    format_table,
+    machine_cpu_s,
+    proc_cpu_s,
+    process_tree,
+    wait_for_quiet,
+    write_json,
 )
 from bench._loadgen import Connection, HttpError, LoopLag, summary_ms
 
@@ -188,8 +200,8 @@ def bench_mask() -> Any:
 def build_template(pg: Pg, name: str, tasks: int, media: list[dict[str, Any]], log: Any = print) -> dict[str, Any]:
     """Create database ``name`` (via a build name renamed at the end) holding the workload."""
     import migrations
-    from engine.domain.vocabulary import Role
     from engine.db.session import dispose_engines, session_scope
+    from engine.domain.vocabulary import Role
     from engine.services.users import create_user
 
     images = tasks // TASKS_PER_IMAGE
@@ -236,7 +248,8 @@ def build_template(pg: Pg, name: str, tasks: int, media: list[dict[str, Any]], l
                 FROM generate_series(1, %(images)s) AS i,
                      LATERAL (SELECT 'a photo of a ' || (%(concepts)s::text[])[((i * 7) %% 50) + 1] || ' next to a '
                                      || (%(concepts)s::text[])[((i * 7 + 1) %% 50) + 1] || ' and a '
-                                     || (%(concepts)s::text[])[((i * 7 + 2) %% 50) + 1] || ' on a sunny day' AS text) c"""),
+                                     || (%(concepts)s::text[])[((i * 7 + 2) %% 50) + 1] || ' on a sunny day'
+                                     AS text) c"""),
             ("image_concepts", """
                 INSERT INTO image_concepts (id, image_id, concept_id, polarity, origin, created_at)
                 SELECT (i - 1) * %(ppi)s + j + 1, i, ((i * 7 + j) %% 50) + 1, 'unknown', 'caption',
@@ -324,7 +337,8 @@ def build_template(pg: Pg, name: str, tasks: int, media: list[dict[str, Any]], l
     return {"name": name, "rows": counts, "database_bytes": size, "build_timings_s": timings}
 
 
-def ensure_template(pg: Pg, tasks: int, cache_dir: Path, rebuild: bool = False) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+def ensure_template(pg: Pg, tasks: int, cache_dir: Path,
+                    rebuild: bool = False) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
     """(template name, real images of its media folder, build info or {'reused': True})."""
     name = template_name(tasks)
     media_dir = cache_dir / f"{name}-media"
@@ -582,7 +596,7 @@ async def timed(a: Annotator, log: PhaseLog, endpoint: str, path: str, body: byt
     t0 = time.perf_counter()
     try:
         r = await asyncio.wait_for(a.conn.request("POST", path, body), timeout=30.0)
-    except (HttpError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, HttpError, OSError) as exc:
         log.samples.append((endpoint, t0, time.perf_counter() - t0, 0))
         log.errors.append({"endpoint": endpoint, "status": 0, "detail": f"{type(exc).__name__}: {exc}"[:300]})
         await a.conn.close()
@@ -664,7 +678,8 @@ def summarise_phase(log: PhaseLog, name: str, think: Any, warmup_s: float, durat
     inside = [s for s in log.samples if w0 <= s[1] < w1]
     lat: dict[str, dict[str, Any]] = {}
     for endpoint in ("next", "submit"):
-        lat[endpoint] = summary_ms([s[2] for s in inside if s[0] == endpoint and s[3] in (200, 201, 204, CONFLICT_STORED)])
+        lat[endpoint] = summary_ms([s[2] for s in inside
+                                    if s[0] == endpoint and s[3] in (200, 201, 204, CONFLICT_STORED)])
     done_in = [s for s in log.samples if w0 <= s[1] + s[2] < w1]
     handed = sum(1 for s in done_in if s[0] == "next" and s[3] == 200)
     submitted = sum(1 for s in done_in if s[0] == "submit" and s[3] in (200, 201, CONFLICT_STORED))
@@ -782,8 +797,8 @@ def service_breakdown(url: str, names: list[str], users: dict[str, int], multi_r
     close; then for the verdict: session, session lookup, annotation.submit, commit and close."""
     from fastapi.encoders import jsonable_encoder
 
-    from engine.domain.vocabulary import TaskKind
     from engine.db.session import session_factory
+    from engine.domain.vocabulary import TaskKind
     from engine.services import annotation, queue
     from engine.services import auth as auth_service
     from engine.settings import QueueSettings
@@ -872,7 +887,8 @@ def check_correctness(url: str, logs: list[PhaseLog], users: dict[str, int]) -> 
     from sqlalchemy.engine import make_url
 
     u = make_url(url)
-    with psycopg.connect(host=u.host, port=u.port, user=u.username, password=u.password, dbname=u.database) as conn:
+    with psycopg.connect(host=u.host, port=u.port, user=u.username, password=u.password,
+                         dbname=u.database) as conn:
         stored = dict(conn.execute(
             "SELECT client_id, task_id FROM verdicts WHERE client_id = ANY(%s)", (list(ok_submits),)).fetchall())
         dup_client = conn.execute(
@@ -885,7 +901,8 @@ def check_correctness(url: str, logs: list[PhaseLog], users: dict[str, int]) -> 
         required = dict(conn.execute(
             "SELECT id, reviews_required FROM human_tasks WHERE id = ANY(%s)", (ids,)).fetchall())
         states = dict(conn.execute("SELECT state, count(*) FROM human_tasks GROUP BY state").fetchall())
-        leased_left = conn.execute("SELECT count(*) FROM human_tasks WHERE state = 'leased' AND lease_owner_id = ANY(%s)",
+        leased_left = conn.execute("SELECT count(*) FROM human_tasks "
+                                   "WHERE state = 'leased' AND lease_owner_id = ANY(%s)",
                                    (bench_users,)).fetchone()[0]
         created_corrections = conn.execute(
             "SELECT count(*) FROM human_tasks WHERE kind = 'correct'").fetchone()[0]
@@ -901,7 +918,8 @@ def check_correctness(url: str, logs: list[PhaseLog], users: dict[str, int]) -> 
         "acknowledged_missing_in_db": len(missing), "acknowledged_stored_twice": dup_client,
         "stored_for_another_task": len(wrong_task),
         "tasks_where_verdicts_differ_from_handouts": len(mismatch),
-        "tasks_handed_out_more_than_reviews_required": len(over), "same_task_twice_to_one_annotator": len(twice_same_user),
+        "tasks_handed_out_more_than_reviews_required": len(over),
+        "same_task_twice_to_one_annotator": len(twice_same_user),
         "leased_left": leased_left, "task_states": states, "correct_tasks_created": created_corrections,
     }
     result["ok"] = (not missing and not dup_client and not wrong_task and not mismatch and not over
@@ -914,8 +932,8 @@ def capture_lease_sql(url: str, user_id: int) -> tuple[str, dict[str, Any]]:
     """The locking statement that ``queue.next_task`` sends (SQL and parameters), from a rolled-back call."""
     from sqlalchemy import event
 
-    from engine.domain.vocabulary import TaskKind
     from engine.db.session import get_engine, session_factory
+    from engine.domain.vocabulary import TaskKind
     from engine.services import queue
 
     engine = get_engine(url)
@@ -992,9 +1010,11 @@ def lease_click_tasks(url: str, user_id: int, images: int) -> list[tuple[int, in
 
     u = make_url(url)
     first_real = images - REAL_IMAGES + 1
-    with psycopg.connect(host=u.host, port=u.port, user=u.username, password=u.password, dbname=u.database) as conn:
+    with psycopg.connect(host=u.host, port=u.port, user=u.username, password=u.password,
+                         dbname=u.database) as conn:
         rows = conn.execute(
-            """UPDATE human_tasks t SET state = 'leased', lease_owner_id = %s, lease_expires_at = now() + interval '1 hour',
+            """UPDATE human_tasks t SET state = 'leased', lease_owner_id = %s,
+                   lease_expires_at = now() + interval '1 hour',
                    attempts = attempts + 1, updated_at = now()
                FROM (SELECT DISTINCT ON (p.image_id) t2.id, p.image_id FROM human_tasks t2
                      JOIN image_concepts p ON p.id = t2.pair_id
@@ -1090,7 +1110,8 @@ def load_users(url: str) -> dict[str, int]:
     from sqlalchemy.engine import make_url
 
     u = make_url(url)
-    with psycopg.connect(host=u.host, port=u.port, user=u.username, password=u.password, dbname=u.database) as conn:
+    with psycopg.connect(host=u.host, port=u.port, user=u.username, password=u.password,
+                         dbname=u.database) as conn:
         return {r[0]: int(r[1]) for r in conn.execute("SELECT username, id FROM users").fetchall()}
 
 
@@ -1141,8 +1162,10 @@ def run_config(pg: Pg, template: str, media: list[dict[str, Any]], workers: int,
                                        seconds=args.probe_duration, expect=expect))
                 out["probes"].append(r)
                 print(f"    probe {r['endpoint']:20s}: {r['requests_per_s']:7.1f} requests/s, p50 "
-                      f"{fmt(r['latency_ms']['p50'], 1)} ms, server CPU {r['server_cpu_us_per_request']:.0f} us/request, "
-                      f"postgres {r['postgres_cpu_us_per_request']:.0f} us, loadgen {r['loadgen_cpu_us_per_request']:.0f} us",
+                      f"{fmt(r['latency_ms']['p50'], 1)} ms, "
+                      f"server CPU {r['server_cpu_us_per_request']:.0f} us/request, "
+                      f"postgres {r['postgres_cpu_us_per_request']:.0f} us, "
+                      f"loadgen {r['loadgen_cpu_us_per_request']:.0f} us",
                       flush=True)
             if first:
                 out["client_cost"] = asyncio.run(client_cost("127.0.0.1", server.port))
@@ -1166,8 +1189,10 @@ def run_config(pg: Pg, template: str, media: list[dict[str, Any]], workers: int,
         if first and args.breakdown:
             out["breakdown"] = service_breakdown(url, names[:8], users, args.multi_review_rate, args.breakdown)
     c = out["correctness"]
-    print(f"    correctness: {'OK' if c['ok'] else 'FAILED'} ({c['handouts']} hand-outs of {c['distinct_tasks']} tasks, "
-          f"{c['verdicts_acknowledged']} verdicts acknowledged, {c['verdicts_in_db_for_bench_users']} in the database); "
+    print(f"    correctness: {'OK' if c['ok'] else 'FAILED'} "
+          f"({c['handouts']} hand-outs of {c['distinct_tasks']} tasks, "
+          f"{c['verdicts_acknowledged']} verdicts acknowledged, "
+          f"{c['verdicts_in_db_for_bench_users']} in the database); "
           f"lease statement after: {out['explain_after']['median_ms']:.2f} ms median, "
           f"{out['explain_after']['human_tasks']['n_dead_tup']} dead tuples", flush=True)
     return out
@@ -1226,7 +1251,8 @@ def print_probes(results: list[dict[str, Any]]) -> None:
     rows = []
     for r in results:
         for p in r.get("probes", []):
-            rows.append([f"{p['endpoint']} (workers={r['workers']})", p["requests_per_s"], fmt(p["latency_ms"]["p50"], 1),
+            rows.append([f"{p['endpoint']} (workers={r['workers']})", p["requests_per_s"],
+                         fmt(p["latency_ms"]["p50"], 1),
                          fmt(p["latency_ms"]["p99"], 1), fmt(p["server_cpu_us_per_request"], 0),
                          fmt(p["postgres_cpu_us_per_request"], 0), fmt(p["loadgen_cpu_us_per_request"], 0),
                          fmt(p["cpu"]["server_cores"], 2), p["errors"]])
@@ -1238,13 +1264,15 @@ def print_probes(results: list[dict[str, Any]]) -> None:
 def print_breakdown(b: dict[str, Any], capacity: dict[str, Any] | None) -> None:
     rows = [[name, fmt(v["wall_ms_p50"], 3), fmt(v["wall_ms_mean"], 3), fmt(v["cpu_ms_mean"], 3)]
             for name, v in b["steps"].items()]
-    rows.append(["total per task (next + submit), without the auth lookups", "", fmt(b["wall_ms_per_task"], 3), fmt(b["cpu_ms_per_task"], 3)])
+    rows.append(["total per task (next + submit), without the auth lookups", "", fmt(b["wall_ms_per_task"], 3),
+                 fmt(b["cpu_ms_per_task"], 3)])
     print(format_table(["step (engine called in this process, no HTTP)", "wall p50 ms", "wall mean ms",
                         "CPU mean ms"], rows, title=f"Where a task's time goes, {b['iterations']} tasks, one thread"))
     if capacity:
         server = capacity["server_cpu_ms_per_task"]
         rest = server - b["cpu_ms_per_task"]
-        print(f"  server CPU per task in the capacity phase: {server:.2f} ms; engine calls: {b['cpu_ms_per_task']:.2f} ms; "
+        print(f"  server CPU per task in the capacity phase: {server:.2f} ms; "
+              f"engine calls: {b['cpu_ms_per_task']:.2f} ms; "
               f"the rest (HTTP parsing, FastAPI routing, validation, dependencies, thread hand-offs, response): "
               f"{rest:.2f} ms ({rest / server * 100:.0f}%)")
 
@@ -1314,9 +1342,11 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     template, media, build_info = ensure_template(pg, args.tasks, args.cache_dir, args.rebuild_template)
     images = args.tasks // TASKS_PER_IMAGE
-    workload = (f"{images * TASKS_PER_IMAGE:,} open tasks (60% verify_mask, 40% check_exhaustivity) on {images:,} images, "
+    workload = (f"{images * TASKS_PER_IMAGE:,} open tasks (60% verify_mask, 40% check_exhaustivity) "
+                f"on {images:,} images, "
                 f"{args.clients} annotators over HTTP/1.1 keep-alive, session cookies + CSRF; realistic: think "
-                f"{args.think_min:g}-{args.think_max:g} s, {args.warmup:g} s warm-up + {args.duration:g} s; capacity: no "
+                f"{args.think_min:g}-{args.think_max:g} s, {args.warmup:g} s warm-up + {args.duration:g} s; "
+                f"capacity: no "
                 f"think, {args.capacity_warmup:g} s + {args.capacity_duration:g} s; multi-review rate "
                 f"{args.multi_review_rate:g}, gold rate 0; PostgreSQL {pg.version()} on 127.0.0.1, a fresh copy of "
                 f"the template per server; server: dataengine serve --workers N (uvicorn, httptools, uvloop)")
@@ -1351,7 +1381,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{fmt(b['submit_p50'], 1)}/{fmt(b['submit_p99'], 1)}" for b in cap["buckets"]))
         for key in ("explain_before", "explain_after"):
             e = r[key]
-            print(f"Lease statement {key.split('_')[1]} the phases: median {e['median_ms']:.2f} ms, max {e['max_ms']:.2f} ms, "
+            print(f"Lease statement {key.split('_')[1]} the phases: median {e['median_ms']:.2f} ms, "
+                  f"max {e['max_ms']:.2f} ms, "
                   f"dead tuples {e['human_tasks']['n_dead_tup']}, open-queue index "
                   f"{e['index_bytes'].get('ix_human_tasks_open_queue', 0) / 2**20:.1f} MiB")
     print()

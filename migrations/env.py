@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from engine.db.base import Base
 from engine.db import models  # noqa: F401  (registers every table on Base.metadata)
+from engine.db.base import Base
 from engine.db.session import build_engine, normalise_url
 
 config = context.config

@@ -41,7 +41,7 @@ class TaskContext:
         return database_identity(self.settings.db_url)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "TaskContext":
+    def from_settings(cls, settings: Settings) -> TaskContext:
         return cls(settings=settings, store=LocalMediaStore(settings.media_path), models=ModelCache(settings))
 
 

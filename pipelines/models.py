@@ -8,11 +8,18 @@ that holds the old one builds the new one at its next batch."""
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from engine.domain.vocabulary import ModelKind
 from engine.ports import (
-    Captioner, ConceptSuggester, ExhaustivityVerifier, MaskProposer, MaskVerifier, PhraseEmbedder, PhraseParser,
+    Captioner,
+    ConceptSuggester,
+    ExhaustivityVerifier,
+    MaskProposer,
+    MaskVerifier,
+    PhraseEmbedder,
+    PhraseParser,
     PointSegmenter,
 )
 from engine.settings import Settings

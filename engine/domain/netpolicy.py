@@ -107,7 +107,7 @@ class NetPolicy:
     allow_ports: tuple[tuple[int, int], ...] = ()
 
     @classmethod
-    def from_settings(cls, networks: Iterable[str], ports: Iterable[str | int]) -> "NetPolicy":
+    def from_settings(cls, networks: Iterable[str], ports: Iterable[str | int]) -> NetPolicy:
         return cls(parse_networks(networks), parse_ports(ports))
 
     # ------------------------------------------------------------------------------- addresses

@@ -13,7 +13,7 @@ from engine.domain.hashing import band_neighbours, band_radius, bands, hamming, 
 NEAR_DUP_CANDIDATES = 2000
 
 
-def _band_query() -> "CompoundSelect":
+def _band_query() -> CompoundSelect:
     """One indexed lookup per band, united: each arm is an index scan on its band column whatever
     the planner's statistics say (an OR over four columns may be planned as a full scan)."""
     columns = (Image.phash_b0, Image.phash_b1, Image.phash_b2, Image.phash_b3)

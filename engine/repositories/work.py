@@ -120,7 +120,7 @@ def retry_transient(session: Session, now: dt.datetime, limit: int, max_attempts
     by_job: dict[int, list[int]] = {}
     for item_id, job_id in found:
         by_job.setdefault(int(job_id), []).append(int(item_id))
-    for job_id, ids in by_job.items():
+    for ids in by_job.values():
         session.execute(
             update(JobItem).where(JobItem.id.in_(ids))
             .values(status=ItemStatus.PENDING, error=None, retry_at=None, starts=0, dispatched_at=now),

@@ -91,7 +91,7 @@ def reserve_attempt(session: Session, username: str, ip: str, *, max_failures: i
                 select(func.count(), func.min(LoginAttempt.created_at))
                 .where(column == value, LoginAttempt.succeeded.is_(False), LoginAttempt.created_at >= since)).one()
             if failures > max_failures:
-                oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.timezone.utc)
+                oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.UTC)
                 raise RateLimited(max(1, int((oldest - since).total_seconds()) + 1))
     except BaseException:
         session.rollback()
@@ -150,7 +150,7 @@ def from_session(session: Session, token: str, now: dt.datetime | None = None) -
     if row is None:
         raise AuthError("not signed in")
     auth, user = row
-    expires = auth.expires_at if auth.expires_at.tzinfo else auth.expires_at.replace(tzinfo=dt.timezone.utc)
+    expires = auth.expires_at if auth.expires_at.tzinfo else auth.expires_at.replace(tzinfo=dt.UTC)
     if expires < now or not user.is_active:
         raise AuthError("session expired; sign in again")
     return _principal(user, "session", auth.csrf_token, auth.id, expires)
@@ -189,12 +189,12 @@ def from_token(session: Session, token: str, now: dt.datetime | None = None) -> 
     api, user = row
     expires = api.expires_at
     if expires is not None and expires.tzinfo is None:
-        expires = expires.replace(tzinfo=dt.timezone.utc)
+        expires = expires.replace(tzinfo=dt.UTC)
     if api.revoked_at is not None or (expires is not None and expires < now) or not user.is_active:
         raise AuthError("API token revoked or expired")
     # last use with minute resolution: one write per token per minute, not per request
     last = api.last_used_at
-    if last is None or (now - (last if last.tzinfo else last.replace(tzinfo=dt.timezone.utc))).total_seconds() > 60:
+    if last is None or (now - (last if last.tzinfo else last.replace(tzinfo=dt.UTC))).total_seconds() > 60:
         session.execute(update(ApiToken).where(ApiToken.id == api.id).values(last_used_at=now))
     return _principal(user, "token")
 

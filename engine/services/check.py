@@ -4,10 +4,11 @@
 One query per invariant, portable SQLAlchemy Core (SQLite and PostgreSQL): filters, anti-joins and
 aggregates the database answers in one pass — no Python loop over rows, so a million tasks cost a
 few scans (``python -m bench.check``). The exception is M2 (a mask's RLE is valid), which SQL cannot
-say: it streams the masks in batches and validates each in Python (:func:`_m2`). Each statement sees one snapshot of the data (every
-invariant holds at each commit of the services), so a check needs no lock and can run beside the
-queue. A violation names the rows involved (mask, pair, task, verdict and user ids) and says what is
-wrong. ``limit_per_invariant`` caps the violations listed per invariant; the count is still exact.
+say: it streams the masks in batches and validates each in Python (:func:`_m2`). Each statement sees
+one snapshot of the data (every invariant holds at each commit of the services), so a check needs no
+lock and can run beside the queue. A violation names the rows involved (mask, pair, task, verdict
+and user ids) and says what is wrong. ``limit_per_invariant`` caps the violations listed per
+invariant; the count is still exact.
 
 ``repair`` changes only bookkeeping that no person has to judge (M1, T1, T5: see each invariant's
 ``repair``), each change as one conditional UPDATE … RETURNING (a row that changed in between is left
@@ -33,7 +34,15 @@ from sqlalchemy.orm import Session, aliased
 
 from engine.db.base import utcnow
 from engine.db.models import (
-    HumanTask, ImageConcept, Mask, MaskState, Polarity, TaskKind, TaskState, Verdict, VerdictKind,
+    HumanTask,
+    ImageConcept,
+    Mask,
+    MaskState,
+    Polarity,
+    TaskKind,
+    TaskState,
+    Verdict,
+    VerdictKind,
 )
 from engine.domain.invariants import BY_CODE, INVARIANTS, MEDIA_CODES, Invariant
 from engine.domain.masks import MaskError, validate_rle
@@ -410,7 +419,7 @@ def _f1(session: Session, limit: int | None, media: MediaCheck) -> tuple[list[Vi
     for orphan in check_media.orphans(session, media):
         count += 1
         if limit is None or len(listed) < limit:
-            when = dt.datetime.fromtimestamp(orphan.mtime, dt.timezone.utc).isoformat(timespec="seconds")
+            when = dt.datetime.fromtimestamp(orphan.mtime, dt.UTC).isoformat(timespec="seconds")
             what = ("a temporary file left by an interrupted write" if orphan.temporary
                     else "no image row names it")
             listed.append(Violation("F1", {"file": orphan.key}, f"{what} ({orphan.size} bytes, modified {when})"))
@@ -424,7 +433,8 @@ def _f2(session: Session, limit: int | None, media: MediaCheck) -> tuple[list[Vi
         count += 1
         if limit is None or len(listed) < limit:
             listed.append(Violation("F2", {"image": gone.image_id, "file": gone.key},
-                                    f"file missing; mine it again from {(gone.source_uri or 'an unknown source')[:500]}"))
+                                    "file missing; mine it again from "
+                                    f"{(gone.source_uri or 'an unknown source')[:500]}"))
     return listed, count
 
 

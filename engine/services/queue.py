@@ -30,8 +30,8 @@ from sqlalchemy import bindparam, case, exists, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.upsert import insert_ignore
 from engine.db.models import GoldItem, HumanTask, TaskKind, TaskSkip, TaskState, Verdict
+from engine.db.upsert import insert_ignore
 
 MAX_CANDIDATES = 8
 #: the queue returns lapsed leases itself at most this often per process and database
@@ -99,7 +99,8 @@ def _same_pair(user, kind, pair_id) -> tuple[Any, ...]:  # type: ignore[no-untyp
 def _may_take(user, independent_review: IndependentReview):  # type: ignore[no-untyped-def]
     """Neither judged nor skipped (this task) by the user; with ``pair``, no exhaustivity or
     correction task of a pair the user judged in any task."""
-    allowed = ~exists().where(*_judged(user, HumanTask.id, HumanTask.pair_id)) & ~exists().where(*_skipped(user, HumanTask.id))
+    allowed = (~exists().where(*_judged(user, HumanTask.id, HumanTask.pair_id))
+               & ~exists().where(*_skipped(user, HumanTask.id)))
     if independent_review == "pair":
         allowed &= ~exists().where(*_same_pair(user, HumanTask.kind, HumanTask.pair_id))
     return allowed
@@ -147,7 +148,8 @@ def next_task(session: Session, user_id: int, kinds: Sequence[TaskKind], lease_s
     return None
 
 
-def heartbeat(session: Session, task_id: int, user_id: int, lease_s: int, now: dt.datetime | None = None) -> dt.datetime:
+def heartbeat(session: Session, task_id: int, user_id: int, lease_s: int,
+              now: dt.datetime | None = None) -> dt.datetime:
     """Extend the caller's lease; raises LeaseLost when they no longer hold it. A lease past its
     expiry that the sweep has not returned yet is still the caller's (as for submitting)."""
     now = now or utcnow()

@@ -23,7 +23,8 @@ def write_charts(report: QualityReport, out_dir: Path) -> list[Path]:
           {"agreement": [v.agreement for v in report.verifiers], "precision": [v.precision for v in report.verifiers]},
           "no verifier verdict has a human verdict to compare with yet", limit=1.0)
     _bars(paths[2], "Acceptance per model version", "share accepted",
-          [f"{a.model}\n{a.kind}" for a in report.acceptance], {"acceptance": [a.acceptance for a in report.acceptance]},
+          [f"{a.model}\n{a.kind}" for a in report.acceptance],
+          {"acceptance": [a.acceptance for a in report.acceptance]},
           "no model output has been decided yet", limit=1.0)
     _throughput(report, paths[3])
     return paths

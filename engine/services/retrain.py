@@ -25,11 +25,16 @@ from engine.db.models import DatasetSnapshot, ModelKind, ModelVersion, TaskKind
 from engine.domain.exports import PRESENCE_POSITIVE, VERIFIER_TASKS
 from engine.ports import TrainConfig, TrainResult, VerifierTrainer
 from engine.services.calibrate import (
-    PairSample, annotator_error, calibrate_masks, calibrate_pair_scopes, calibration_row, pair_metrics,
+    PairSample,
+    annotator_error,
+    calibrate_masks,
+    calibrate_pair_scopes,
+    calibration_row,
+    pair_metrics,
 )
 from engine.services.common import register
-from engine.settings import RoutingSettings
 from engine.services.verifier_records import is_human, load_split
+from engine.settings import RoutingSettings
 from engine.storage import MediaStore
 
 MODEL_KINDS = {"mv": ModelKind.MASK_VERIFIER, "ev": ModelKind.EXHAUSTIVITY_VERIFIER}
@@ -125,7 +130,7 @@ def training_metrics(request: VerifierRetrain, result: TrainResult, train: list[
 
 
 def _share(a: list[Any], b: list[Any]) -> float | None:
-    return sum(1 for x, y in zip(a, b) if x == y) / len(b) if b else None
+    return sum(1 for x, y in zip(a, b, strict=True) if x == y) / len(b) if b else None
 
 
 def _scope(task: str, record: dict[str, Any]) -> str:
@@ -143,7 +148,8 @@ def _calibrate(session: Session, request: VerifierRetrain, row: ModelVersion, va
     name = f"{row.name}:{row.version}"
 
     def sample(scope: str) -> PairSample:
-        picked = [(r, p) for r, p in zip(val, probabilities) if is_human(r) and _scope(request.task, r) == scope]
+        picked = [(r, p) for r, p in zip(val, probabilities, strict=True)
+                  if is_human(r) and _scope(request.task, r) == scope]
         return PairSample(
             scores=[float(p.get("accept", 0.0)) for _, p in picked],
             labels=[int(r["target"]) for r, _ in picked],

@@ -13,6 +13,8 @@ from engine.db.models import ApiToken, AuthSession, Role, User
 from engine.domain.passwords import hash_password, verify_password
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.@-]{1,63}$")
+#: a well-formed hash no password matches: an unknown user costs the same scrypt time as a wrong password
+_DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
 
 class UserError(ValueError):
@@ -72,7 +74,7 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     """The active user with these credentials, or None (same answer for every kind of failure)."""
     user = session.scalars(select(User).where(User.username == username.strip().lower())).first()
     if user is None:
-        verify_password(password, "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        verify_password(password, _DUMMY_HASH)
         return None
     if not verify_password(password, user.password_hash) or not user.is_active:
         return None

@@ -140,11 +140,15 @@ class PolicyBackend(httpcore.NetworkBackend):
         self.backend.sleep(seconds)
 
 
+#: httpx's own connection-pool limits (its Limits() defaults)
+DEFAULT_LIMITS = httpx.Limits()
+
+
 class PolicyTransport(httpx.HTTPTransport):
     """httpx's transport with every request's URL checked and connections made by PolicyBackend."""
 
     def __init__(self, policy: NetPolicy, resolver: Resolver | None = None, *,
-                 limits: httpx.Limits = httpx.Limits(), verify: bool = True,
+                 limits: httpx.Limits = DEFAULT_LIMITS, verify: bool = True,
                  backend: httpcore.NetworkBackend | None = None) -> None:
         super().__init__(verify=verify, trust_env=False, limits=limits)
         self.policy = policy
@@ -167,7 +171,7 @@ def fetch_policy(settings: FetchSettings) -> NetPolicy:
 
 
 def policy_client(settings: FetchSettings, resolver: Resolver | None = None, *,
-                  limits: httpx.Limits = httpx.Limits(), backend: httpcore.NetworkBackend | None = None,
+                  limits: httpx.Limits = DEFAULT_LIMITS, backend: httpcore.NetworkBackend | None = None,
                   **client_options: typing.Any) -> httpx.Client:
     """An httpx client whose every request (redirects included) obeys the outbound-fetch policy.
     ``resolver`` and ``backend`` (the plain connector under the policy) default to the system's."""

@@ -1,7 +1,7 @@
 """initial schema: the whole loop (mining, captions, concepts, pairs, masks, verdicts, tasks)
 
 Revision ID: 0001
-Revises: 
+Revises:
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
 
 revision: str = '0001'
 down_revision: str | None = None

@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.UniqueConstraint('uuid', name=op.f('uq_database_identity_uuid')),
     )
     op.bulk_insert(identity, [{'id': 1, 'uuid': str(uuid.uuid4()),
-                               'created_at': dt.datetime.now(dt.timezone.utc)}])
+                               'created_at': dt.datetime.now(dt.UTC)}])
     with op.batch_alter_table('job_items', schema=None) as batch_op:
         batch_op.add_column(sa.Column('starts', sa.Integer(), nullable=False, server_default='0'))
         batch_op.add_column(sa.Column('dispatched_at', sa.DateTime(timezone=True), nullable=True))
