@@ -28,9 +28,9 @@ from label_studio_sdk.core.api_error import ApiError
 
 from engine.db.session import session_scope
 from engine.domain import labelstudio as lsf
+from engine.domain.netpolicy import PolicyRefused
 from engine.domain.vocabulary import TaskKind
 from engine.services import labelstudio as bridge
-from engine.domain.netpolicy import PolicyRefused
 from engine.settings import FetchSettings, Settings
 from engine.sources.base import FetchError
 from engine.sources.http import check_url, fetch_policy, policy_client

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +31,7 @@ class InProcessQueue:
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.on_done = on_done
-        self.seconds: Counter[str] = Counter()  # wall seconds per stage, nested stages excluded
+        self.seconds: dict[str, float] = {}  # wall seconds per stage, nested stages excluded
         self._nested = 0.0
 
     def enqueue(self, task: str, args: list[Any], *, queue: str) -> dict[str, Any]:
@@ -50,7 +49,7 @@ class InProcessQueue:
                 time.sleep(self.backoff_s * 2**attempt)
                 continue
             total = time.perf_counter() - started
-            self.seconds[stage.name] += total - self._nested
+            self.seconds[stage.name] = self.seconds.get(stage.name, 0.0) + total - self._nested
             self._nested = outer + total
             if self.on_done:
                 self.on_done(report)
@@ -74,7 +73,7 @@ class CeleryQueue:
             raise HandOffFailed(f"{type(exc).__name__}: {exc}") from exc
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> "CeleryQueue":
+    def for_settings(cls, settings: Settings) -> CeleryQueue:
         """A queue on a Celery app made for these settings (the submitting side: CLI, API, promotion)."""
         from pipelines.celery_app import create_celery
 

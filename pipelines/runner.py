@@ -31,7 +31,7 @@ class RunResult:
     report: status.JobReport
     wall_s: float
     seconds: Counter[str] = field(default_factory=Counter)  # mining steps (in-process only)
-    stage_seconds: Counter[str] = field(default_factory=Counter)  # per stage (in-process only)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # per stage (in-process only)
     finished: bool = True
 
 
@@ -116,7 +116,7 @@ def _run(ctx: TaskContext, plan: mine.JobPlan, leftovers: dict[str, list[int]], 
         job = session.get(MiningJob, plan.job_id)
         assert job is not None
         report = status.job_report(session, job, order=STAGE_NAMES)
-    stage_seconds = queue.seconds if isinstance(queue, InProcessQueue) else Counter()
+    stage_seconds = queue.seconds if isinstance(queue, InProcessQueue) else {}
     return RunResult(plan, report, time.perf_counter() - started, steps, stage_seconds, finished)
 
 

@@ -4,10 +4,15 @@ like fsck (registered on the main group in dataengine/cli/main.py)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
-from dataengine.cli.main import Context, ensure_schema, pass_ctx
+from dataengine.cli.context import Context, ensure_schema, pass_ctx
+
+if TYPE_CHECKING:
+    from engine.services.check import CheckReport, Repair
 
 
 def _ids(ids: dict[str, object]) -> str:
@@ -21,7 +26,8 @@ def _ids(ids: dict[str, object]) -> str:
 
 @click.command("check")
 @click.option("--repair", is_flag=True,
-              help="First fix the violations whose repair is unambiguous (M1, T1, T5, F1), each one printed and logged.")
+              help="First fix the violations whose repair is unambiguous (M1, T1, T5, F1), "
+                   "each one printed and logged.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
               help="Violations listed per invariant (0: all); each invariant's count is always exact.")
@@ -59,7 +65,7 @@ def check_cmd(ctx: Context, repair: bool, as_json: bool, limit: int, orphan_grac
         click.get_current_context().exit(1)
 
 
-def _print(report, repairs, repaired: bool) -> None:  # type: ignore[no-untyped-def]
+def _print(report: CheckReport, repairs: Sequence[Repair], repaired: bool) -> None:
     for r in repairs:
         click.echo(f"repaired {r.code}  {_ids(r.ids)}: {r.action}")
     if repaired:

@@ -4,16 +4,24 @@ loop and quality per model version (registered on the main group in dataengine/c
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
-from dataengine.cli.main import Context, console, ensure_schema, pass_ctx
+from dataengine.cli.context import Context, console, ensure_schema, pass_ctx
+from engine.domain.vocabulary import LabelSource, ModelKind, VerifierTask
+
+if TYPE_CHECKING:
+    from engine.services.export_rows import ExportFilters
+    from engine.services.quality import QualityReport
+
+LABEL_SOURCES = [s.value for s in LabelSource]
 
 FILTER_HELP = "Training data when no --snapshot is given: a fresh export with these filters."
 
 
-def _filters(label_source: str, val_percent: int, exhaustive_only: bool):  # type: ignore[no-untyped-def]
+def _filters(label_source: str, val_percent: int, exhaustive_only: bool) -> ExportFilters:
     from engine.services.export_rows import ExportFilters
 
     return ExportFilters(label_source=label_source, val_percent=val_percent, exhaustive_only=exhaustive_only)
@@ -30,11 +38,11 @@ def retrain() -> None:
 
 
 @retrain.command("verifier")
-@click.option("--kind", "task", type=click.Choice(["mv", "ev"]), required=True,
+@click.option("--kind", "task", type=click.Choice([t.value for t in VerifierTask]), required=True,
               help="Mask verifier (mv) or exhaustivity verifier (ev).")
 @click.option("--snapshot", "snapshot_dir", type=click.Path(file_okay=False, exists=True),
               help="An earlier `dataengine export verifier` folder (default: a fresh export).")
-@click.option("--label-source", type=click.Choice(["human", "ai", "both"]), default="human", show_default=True,
+@click.option("--label-source", type=click.Choice(LABEL_SOURCES), default=LabelSource.HUMAN.value, show_default=True,
               help=FILTER_HELP)
 @click.option("--val-percent", type=click.IntRange(0, 100), default=10, show_default=True, help=FILTER_HELP)
 @click.option("--steps", type=click.IntRange(1, 1_000_000), default=50, show_default=True, help="Optimiser steps.")
@@ -54,7 +62,6 @@ def retrain_verifier(ctx: Context, task: str, snapshot_dir: str | None, label_so
     few it routes everything to people until `dataengine calibrate` finds enough. It serves new
     runs once promoted: `dataengine models promote ID`.
     """
-    from engine.domain.exports import ExportSpecError
     from engine.ports import TrainConfig
     from pipelines.retraining import run_verifier_retrain
 
@@ -64,7 +71,7 @@ def retrain_verifier(ctx: Context, task: str, snapshot_dir: str | None, label_so
     try:
         outcome = run_verifier_retrain(ctx.settings, task, snapshot_dir=Path(snapshot_dir) if snapshot_dir else None,
                                        filters=_filters(label_source, val_percent, False), config=config)
-    except (ExportSpecError, *_training_errors()) as exc:
+    except _training_errors() as exc:
         raise click.ClickException(str(exc)) from None
     m = outcome.metrics
     losses = m["loss_curve"]
@@ -83,8 +90,11 @@ def retrain_verifier(ctx: Context, task: str, snapshot_dir: str | None, label_so
 
 
 def _training_errors() -> tuple[type[Exception], ...]:
+    """What a retraining run raises for a person to read: a bad export spec, a model that is not
+    there, training that failed."""
     from annotators.loading import ModelUnavailable
     from annotators.verifier_training import TrainingError
+    from engine.domain.exports import ExportSpecError
     from engine.services.export import ExportError
     from engine.services.promote import PromotionError
     from engine.services.retrain import RetrainError
@@ -92,8 +102,8 @@ def _training_errors() -> tuple[type[Exception], ...]:
     from engine.services.training_data import TrainingDataError
     from engine.services.verifier_records import RecordError
 
-    return (ModelUnavailable, TrainingError, ExportError, PromotionError, RetrainError, TrainingCommandError,
-            TrainingDataError, RecordError)
+    return (ExportSpecError, ModelUnavailable, TrainingError, ExportError, PromotionError, RetrainError,
+            TrainingCommandError, TrainingDataError, RecordError)
 
 
 @retrain.command("sam3")
@@ -103,7 +113,7 @@ def _training_errors() -> tuple[type[Exception], ...]:
                    "checkpoint (save_pretrained folder) in the output folder.")
 @click.option("--snapshot", "snapshot_dir", type=click.Path(file_okay=False, exists=True),
               help="An earlier `dataengine export coco` folder (default: a fresh export).")
-@click.option("--label-source", type=click.Choice(["human", "ai", "both"]), default="both", show_default=True,
+@click.option("--label-source", type=click.Choice(LABEL_SOURCES), default=LabelSource.BOTH.value, show_default=True,
               help=FILTER_HELP)
 @click.option("--exhaustive-only", is_flag=True, help=FILTER_HELP)
 @click.option("--val-percent", type=click.IntRange(0, 100), default=10, show_default=True, help=FILTER_HELP)
@@ -117,14 +127,13 @@ def retrain_sam3(ctx: Context, command: str, snapshot_dir: str | None, label_sou
     the sha256 of its weight files). A failing command registers nothing; its log is kept under
     <data_dir>/retrain-logs.
     """
-    from engine.domain.exports import ExportSpecError
     from pipelines.retraining import run_sam3_retrain
 
     ensure_schema(ctx.settings)
     try:
         outcome = run_sam3_retrain(ctx.settings, command, snapshot_dir=Path(snapshot_dir) if snapshot_dir else None,
                                    filters=_filters(label_source, val_percent, exhaustive_only), timeout_s=timeout)
-    except (ExportSpecError, *_training_errors()) as exc:
+    except _training_errors() as exc:
         raise click.ClickException(str(exc)) from None
     if outcome.reused:
         click.echo(f"the command's checkpoint has the weights of registered version {outcome.version_id} "
@@ -160,7 +169,7 @@ def models_promote(ctx: Context, version_id: int, no_rescore: bool) -> None:
     if promotion.backlog:
         where = "here" if ctx.settings.embedded else "to the workers"
         click.echo(f"re-scoring {promotion.images} images in {len(promotion.backlog)} jobs (verify → route), {where}")
-    elif promotion.kind.value == "proposer":
+    elif promotion.kind == ModelKind.PROPOSER:
         click.echo("new runs propose with it; existing candidates are kept")
     else:
         click.echo("no backlog to re-score")
@@ -171,7 +180,7 @@ def models_promote(ctx: Context, version_id: int, no_rescore: bool) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write PNG charts into this folder.")
 @click.option("--hours", type=click.IntRange(1, 168), default=24, show_default=True,
               help="Human throughput window: the last N hours.")
-@click.option("--label-source", type=click.Choice(["human", "ai", "both"]), default="human", show_default=True,
+@click.option("--label-source", type=click.Choice(LABEL_SOURCES), default=LabelSource.HUMAN.value, show_default=True,
               help="Whose decisions make the ground truth the proposers are scored on.")
 @click.option("--predictions-out", "predictions_out", type=click.Path(file_okay=False),
               help="Write per proposer version the COCO results and the SA-Co ground truth it was scored on "
@@ -199,7 +208,7 @@ def report(ctx: Context, out_dir: str | None, hours: int, label_source: str, pre
             click.echo(f"wrote {path}")
 
 
-def _print_report(data, label_source: str = "human") -> None:  # type: ignore[no-untyped-def]
+def _print_report(data: QualityReport, label_source: str = LabelSource.HUMAN) -> None:
     t = Table("id", "proposer", "promoted", "pairs", "positive", "cgF1 ×100", "pmF1", "IL_MCC", "IL tp/fp/fn/tn",
               title=f"proposers on instance-exhaustive ground truth (label source {label_source})")
     for p in data.proposers:

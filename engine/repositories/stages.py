@@ -7,8 +7,9 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from engine.db.models import StageItem, StageStatus
+from engine.db.models import StageItem
 from engine.db.upsert import insert_ignore
+from engine.domain.vocabulary import StageStatus
 
 
 def ensure_pending(session: Session, job_id: int, stage: str, subject_ids: Iterable[int]) -> int:

@@ -1,0 +1,273 @@
+"""Mining jobs: ``dataengine mine``, ``demo``, ``status`` and ``heal``, and the tables they print."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.table import Table
+
+import engine
+from dataengine.cli.context import Context, console, ensure_schema, pass_ctx
+from engine.domain.stages import STAGE_NAMES
+from engine.domain.vocabulary import ItemStatus, SourceKind, StageStatus
+from engine.settings import MODEL_PROFILES, Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from engine.db.models import MiningJob
+    from engine.services.status import JobReport
+    from pipelines.runner import RunResult
+
+SAMPLE_IMAGES = Path(engine.__file__).resolve().parent / "sample_data" / "images"
+
+
+@click.command()
+@click.argument("source")
+@click.option("--job", "job_name", help="Job name (default: derived from the source). Re-use it to resume.")
+@click.option("--kind", type=click.Choice([k.value for k in SourceKind]),
+              help="Source kind (default: detected from the path).")
+@click.option("--images-dir", type=click.Path(file_okay=False), help="COCO: folder the file_names are relative to.")
+@click.option("--retry-failed", is_flag=True, help="Try the job's failed items again (every stage).")
+@click.option("--until", type=click.Choice(STAGE_NAMES),
+              default=None,
+              help="Last stage to run (default: all stages; a re-run keeps the job's own).")
+@click.option("--profile", "model_profile", type=click.Choice(MODEL_PROFILES), default=None,
+              help="Models this job's stages use (default: the model_profile setting; a re-run keeps the job's own).")
+@click.option("--no-wait", is_flag=True, help="With a broker: enqueue and return without waiting.")
+@click.option("--timeout", type=float, help="With a broker: stop waiting after this many seconds.")
+@pass_ctx
+def mine(ctx: Context, source: str, job_name: str | None, kind: str | None, images_dir: str | None,
+         retry_failed: bool, until: str | None, model_profile: str | None, no_wait: bool,
+         timeout: float | None) -> None:
+    """Mine SOURCE: a folder, a URL list (.txt/.csv/.tsv), WebDataset .tar shards or a COCO .json.
+
+    Items are fetched, validated, normalised, stored by sha256 and deduplicated (exact and
+    perceptual); then captioned, parsed into noun phrases, given SAM 3 candidate masks, judged by
+    the AI verifiers and routed to auto-accept, auto-reject or human tasks (--until stops earlier).
+    Re-running the same job resumes it; nothing is stored twice.
+    """
+    _run_mine(ctx.settings, source, job_name=job_name, kind=kind,
+              options={"images_dir": str(Path(images_dir).resolve()) if images_dir else None},
+              retry_failed=retry_failed, until=until, model_profile=model_profile, wait=not no_wait,
+              timeout=timeout)
+
+
+@click.command()
+@pass_ctx
+def demo(ctx: Context) -> None:
+    """Mine the bundled sample images through every stage (tiny models unless the settings say
+    otherwise) into the embedded database, and print what it produced."""
+    settings = ctx.settings
+    if settings.model_profile == "tiny":
+        # random weights score every candidate below the usual 0.5: keep them all for the demo
+        settings.models.propose.score_threshold = 0.0
+        click.echo("model profile tiny: random-weight models, proposal score threshold 0 for the demo")
+    click.echo(f"database: {settings.masked()['database_url']}\nmedia:    {settings.media_path}")
+    _run_mine(settings, str(SAMPLE_IMAGES), job_name="demo", kind=SourceKind.FOLDER, options={},
+              retry_failed=False, until=None, model_profile=None, wait=True, timeout=None)
+
+
+def _run_mine(settings: Settings, source: str, *, job_name: str | None, kind: str | None,
+              options: dict[str, str | None], retry_failed: bool, until: str | None, model_profile: str | None,
+              wait: bool, timeout: float | None) -> None:
+    """Run the job with a progress bar, then print what it did; errors of the source, the job's name
+    or an outage end the command with one line."""
+    from engine.services.mine import JobConflict
+    from engine.sources import SourceError
+    from pipelines.runner import outage_errors, outage_line, run_mine
+
+    ensure_schema(settings)
+    with _mining_progress() as progress:
+        try:
+            result = run_mine(settings, source, job_name=job_name, kind=kind, options=options,
+                              retry_failed=retry_failed, until=until, model_profile=model_profile, wait=wait,
+                              timeout_s=timeout, on_progress=progress)
+        except (SourceError, JobConflict) as exc:
+            raise click.ClickException(str(exc)) from None
+        except outage_errors() as exc:  # before the follow loop or after it: not retried (it enqueues)
+            rest = ("run the same command again to resume the job" if settings.embedded
+                    else "a job already planned goes on on the workers: see `dataengine status`")
+            raise click.ClickException(f"{outage_line(exc, 0).split(';')[0]}; {rest}") from None
+    _print_run(settings, result, wait)
+
+
+@contextlib.contextmanager
+def _mining_progress() -> Iterator[Callable[[int, int], None]]:
+    """A progress bar of the items mined (on a terminal only), and the function that moves it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("mining"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("mine", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield progress
+
+
+def _print_run(settings: Settings, result: RunResult, wait: bool) -> None:
+    plan = result.plan
+    where = "in-process" if settings.embedded else "on Celery workers"
+    click.echo(f"job {plan.name!r} (id {plan.job_id}): {plan.items} items listed, {plan.new_items} new, "
+               f"{len(plan.pending)} to mine {where}")
+    if not settings.embedded and not wait:
+        click.echo("enqueued; follow it with `dataengine status " + plan.name + "`")
+        return
+    _print_report(result.report)
+    if result.seconds:
+        steps = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(result.seconds.items()))
+        click.echo(f"mining time per step (summed): {steps}")
+    if result.stage_seconds:
+        stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.stage_seconds.items())
+        click.echo(f"time per stage: {stages}")
+    _retrying(lambda: _print_summary(settings, plan.job_id), plan.job_id)
+    click.echo(f"wall time {result.wall_s:.1f}s")
+    if not result.finished:
+        raise click.ClickException("timed out waiting for workers; the job goes on in the background")
+
+
+def _retrying(read: Callable[[], None], job_id: int, within_s: float = 60.0) -> None:
+    """Run ``read`` (database reads, then printing) again while the database is restarting, for up to
+    ``within_s``; one line says so, never the error's text."""
+    from pipelines.runner import outage_errors, outage_line
+
+    deadline = time.monotonic() + within_s
+    told = False
+    while True:
+        try:
+            read()
+            return
+        except outage_errors() as exc:
+            if not told:
+                click.echo(outage_line(exc, job_id), err=True)
+                told = True
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"{outage_line(exc, job_id).split(';')[0]} for {within_s:.0f} s; "
+                                           "see `dataengine status` later") from None
+            time.sleep(1.0)
+
+
+def _print_summary(settings: Settings, job_id: int) -> None:
+    """What the job produced, and a warning where models with random weights produced it."""
+    from engine.db.session import session_scope
+    from engine.services.summary import job_summary
+
+    with session_scope(settings.db_url) as session:
+        summary = job_summary(session, job_id)
+    table = Table("images", "duplicates", "captions", "concepts", "pairs", "masks", "human tasks",
+                  "failures", title="what this job produced")
+    table.add_row(*(str(v) for v in (summary.images, summary.duplicates, summary.captions, summary.concepts,
+                                      summary.pairs, summary.masks, summary.human_tasks, summary.failures)))
+    console.print(table)
+    if summary.random_weight_models:
+        console.print(
+            "[bold yellow]Note:[/] model outputs of this job come from RANDOM-WEIGHT tiny models "
+            f"({', '.join(summary.random_weight_models)}): captions, phrases and masks from them "
+            "are noise that only exercises the pipeline. Set DATAENGINE_MODEL_PROFILE=sam3 for real models.")
+    if summary.human_tasks:
+        console.print(f"{summary.human_tasks} items wait for a human (no calibrated verifier thresholds yet, "
+                      "or uncertain, or in the audit sample); `dataengine calibrate` once humans have judged some.")
+
+
+def _print_report(report: JobReport) -> None:
+    table = Table("stage", "done", "duplicate", "near dup", "skipped", "failed", "pending", "total",
+                  "items/s",
+                  title=f"job {report.name} [{report.status}] {report.source_kind}: {report.source_uri}")
+    for stage in report.stages:
+        c = stage.counts
+        rate = f"{stage.items_per_s:.1f}" if stage.items_per_s else "-"
+        table.add_row(stage.stage, str(c.get(ItemStatus.DONE, 0)), str(c.get(ItemStatus.DUPLICATE, 0)),
+                      str(c.get(ItemStatus.NEAR_DUPLICATE, 0)), str(c.get(StageStatus.SKIPPED, 0)),
+                      str(c.get(ItemStatus.FAILED, 0)), str(c.get(ItemStatus.PENDING, 0)), str(stage.total), rate)
+    console.print(table)
+    if report.failures:
+        failures = Table("count", "reason", "example item", title="failed items by reason")
+        for group in report.failures:
+            failures.add_row(str(group.count), group.reason, group.example_key)
+        console.print(failures)
+    if report.dropped_annotations:
+        dropped = report.dropped_annotations
+        console.print(f"{dropped.count} item(s) kept their good dataset annotations and left bad ones out, "
+                      f"e.g. {dropped.example_key}: {dropped.reason} (all reasons: status --json, "
+                      "source_meta.annotation_errors)")
+
+
+@click.command()
+@click.argument("job", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def status(ctx: Context, job: str | None, as_json: bool) -> None:
+    """Per-stage counts (done, failed, pending) and throughput of JOB, or of every job."""
+    import dataclasses
+
+    from engine.db.session import session_scope
+    from engine.services import status as status_service
+
+    ensure_schema(ctx.settings)
+    with session_scope(ctx.settings.db_url) as session:
+        if job:
+            reports = [status_service.job_report(session, _find_job(session, job), order=STAGE_NAMES)]
+        else:
+            reports = [status_service.job_report(session, j, order=STAGE_NAMES, max_failure_groups=3)
+                       for j in status_service.list_jobs(session)]
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in reports], indent=2, default=str))
+        return
+    if not reports:
+        click.echo("no jobs yet: start one with `dataengine mine SOURCE`")
+    for report in reports:
+        _print_report(report)
+
+
+def _find_job(session: Session, name: str) -> MiningJob:
+    """The job called ``name``, else the job with that id."""
+    from engine.db.models import MiningJob
+    from engine.repositories import jobs as jobs_repo
+
+    found = jobs_repo.by_name(session, name)
+    if found is None and name.isdigit():
+        found = session.get(MiningJob, int(name))
+    if found is None:
+        raise click.ClickException(f"no job named {name!r}")
+    return found
+
+
+@click.command()
+@click.option("--job", "job_name", default=None, help="Only this job (name or id).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def heal(ctx: Context, job_name: str | None, as_json: bool) -> None:
+    """Send lost stage work again once (what the beat task does every pipeline.heal_interval_s):
+    pending work handed to the broker longer than pipeline.stale_after_s ago that no worker holds,
+    and items that failed because the media store was full once it has room. Without a broker the
+    work runs here, in this process."""
+    from engine.db.session import session_scope
+    from pipelines.context import TaskContext
+    from pipelines.dispatch import CeleryQueue, InProcessQueue
+    from pipelines.healing import heal_once
+
+    ensure_schema(ctx.settings)
+    job_id = None
+    if job_name:
+        with session_scope(ctx.settings.db_url) as session:
+            job_id = _find_job(session, job_name).id
+    task_ctx = TaskContext.from_settings(ctx.settings)
+    queue = InProcessQueue(task_ctx) if ctx.settings.embedded else CeleryQueue.for_settings(ctx.settings)
+    report = heal_once(task_ctx, queue, job_id=job_id)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    resent = ", ".join(f"{n} {stage}" for stage, n in report.resent.items()) or "nothing"
+    click.echo(f"sent again: {resent}; transient failures retried: {report.retried}; "
+               f"jobs completed: {len(report.finished)}")
+    for stage, n in report.waiting.items():
+        click.echo(f"  {n} stale {stage} item(s) wait: their queue holds messages (sent again once it drains)")
