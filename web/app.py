@@ -1,6 +1,6 @@
 """Application factory: the REST API under /api/v1, the pages (plain HTML + JS from web/static, no
 build step), security headers and a request size limit on every response, the error contract's
-handlers (web/errors.py). What the app needs from pipelines/ — running jobs, the click-to-segment
+handlers (web/errors.py). What the app needs from job running — starting jobs, the click-to-segment
 model — comes in as ports (engine/ports.py); the composition root that builds the real ones is
 dataengine/serve.py."""
 

@@ -4,28 +4,25 @@ status` shows), failed items with their reasons, start a job, retry its failures
 Starting a job (POST /jobs) checks its source against the allowed roots (engine/sources/roots.py:
 ``sources.allowed_roots``, default ``<data_dir>/sources``; refused with 422 before anything about a
 path outside is revealed) and hands it to the app's job runner (the :class:`engine.ports.JobRunner`
-port; pipelines/jobs.py), which lists it — so the answer carries the job id and clear errors — and
-runs it without the request waiting. Retrying an existing job re-reads the source it was created
-with (jobs made with the CLI may lie elsewhere).
-"""
+port, wired in by the composition root dataengine/serve.py), which lists it — so the answer carries
+the job id and clear errors — and runs it without the request waiting. Retrying an existing job
+re-reads the source it was created with (jobs made with the CLI may lie elsewhere)."""
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import logging
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import Integer, case, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from engine.db.models import JobItem, MiningJob, StageItem
+from engine.db.models import MiningJob
 from engine.domain.stages import STAGE_NAMES, planned_stages
-from engine.domain.vocabulary import ItemStatus, SourceKind, StageStatus
+from engine.domain.vocabulary import SourceKind
 from engine.ports import JobRequest, JobRunner
+from engine.services import job_views
 from engine.services import status as status_service
 from engine.services.mine import JobPlan
 from engine.settings import ModelProfile
@@ -33,7 +30,6 @@ from engine.sources.roots import allowed_source
 from web.deps import JobReader, JobsDep, JobWriter, MaybeJobsDep, SessionDep, SettingsDep, UnitOfWorkRoute
 from web.schemas import MAX_INT32, Id
 
-log = logging.getLogger(__name__)
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/jobs", tags=["jobs"])
 
 MAX_PAGE = 500
@@ -105,31 +101,16 @@ def list_jobs(_: JobReader, session: SessionDep, settings: SettingsDep, jobs_run
     """{total, mode, jobs: [{id, name, source_kind, source_uri, status, until, item_count,
     counts: {pending, done, duplicate, near_duplicate, failed}, stage_failed, stage_pending,
     created_at, started_at, finished_at, runner}]}, newest first."""
-    total = session.scalar(select(func.count()).select_from(MiningJob)) or 0
-    jobs = list(session.scalars(select(MiningJob).order_by(MiningJob.id.desc()).limit(limit).offset(offset)))
-    ids = [j.id for j in jobs]
-    counts: dict[int, dict[str, int]] = {i: {s.value: 0 for s in ItemStatus} for i in ids}
-    stage: dict[int, dict[str, int]] = {i: {StageStatus.FAILED: 0, StageStatus.PENDING: 0} for i in ids}
-    if ids:
-        for job_id, status, n in session.execute(
-                select(JobItem.job_id, JobItem.status, func.count()).where(JobItem.job_id.in_(ids))
-                .group_by(JobItem.job_id, JobItem.status)):
-            counts[job_id][ItemStatus(status).value] = int(n)
-        for job_id, stage_status, n in session.execute(
-                select(StageItem.job_id, StageItem.status, func.count())
-                .where(StageItem.job_id.in_(ids),
-                       StageItem.status.in_([StageStatus.FAILED, StageStatus.PENDING]))
-                .group_by(StageItem.job_id, StageItem.status)):
-            stage[job_id][StageStatus(stage_status)] = int(n)
+    total, rows = job_views.list_jobs(session, limit=limit, offset=offset)
     return {
         "total": total, "mode": "in-process" if settings.embedded else "celery",
         "jobs": [{
             "id": j.id, "name": j.name, "source_kind": j.source_kind, "source_uri": j.source_uri,
             "status": j.status.value, "until": (j.options or {}).get("until"), "item_count": j.item_count,
-            "counts": counts[j.id], "stage_failed": stage[j.id][StageStatus.FAILED], "stage_pending": stage[j.id][StageStatus.PENDING],
+            "counts": row.counts, "stage_failed": row.stage_failed, "stage_pending": row.stage_pending,
             "created_at": j.created_at, "started_at": j.started_at, "finished_at": j.finished_at,
             "runner": _runner_state(jobs_runner, j.id),
-        } for j in jobs],
+        } for row in rows for j in (row.job,)],
     }
 
 
@@ -159,45 +140,8 @@ def job_failures(job_id: Id, _: JobReader, session: SessionDep,
     _job(session, job_id)
     if stage is not None and stage not in STAGE_NAMES:
         raise HTTPException(422, f"unknown stage; stages: {', '.join(STAGE_NAMES)}")
-    parts = []
-    if stage in (None, MINE):
-        parts.append(select(
-            literal(0, Integer).label("rank"), literal(MINE).label("stage"), JobItem.key.label("key"),
-            JobItem.image_id.label("image_id"), JobItem.error.label("error"), JobItem.attempts.label("attempts"),
-            JobItem.processed_at.label("at"), JobItem.id.label("row_id"),
-        ).where(JobItem.job_id == job_id, JobItem.status == ItemStatus.FAILED))
-    if stage != MINE:
-        first_key = (select(func.min(JobItem.key)).where(JobItem.job_id == job_id,
-                                                         JobItem.image_id == StageItem.subject_id)
-                     .scalar_subquery())
-        rank = case({name: i for i, name in enumerate(STAGE_NAMES)}, value=StageItem.stage,
-                    else_=len(STAGE_NAMES))
-        where = [StageItem.job_id == job_id, StageItem.status == StageStatus.FAILED]
-        if stage is not None:
-            where.append(StageItem.stage == stage)
-        parts.append(select(
-            rank.label("rank"), StageItem.stage.label("stage"), first_key.label("key"),
-            StageItem.subject_id.label("image_id"), StageItem.error.label("error"),
-            StageItem.attempts.label("attempts"), StageItem.updated_at.label("at"), StageItem.id.label("row_id"),
-        ).where(*where))
-    rows = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
-    total = session.scalar(select(func.count()).select_from(rows)) or 0
-    page = session.execute(select(rows.c.stage, rows.c.key, rows.c.image_id, rows.c.error, rows.c.attempts, rows.c.at)
-                           .order_by(rows.c.rank, rows.c.row_id).limit(limit).offset(offset)).all()
-    return {"total": total, "limit": limit, "offset": offset, "items": [
-        {"stage": s, "key": key, "image_id": image_id, "error": error, "attempts": attempts, "at": _utc(at)}
-        for s, key, image_id, error, attempts, at in page]}
-
-
-def _utc(value: Any) -> Any:
-    if isinstance(value, str):  # SQLite through a UNION may hand the text back
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
+    total, items = job_views.failed_items(session, job_id, stage, limit=limit, offset=offset)
+    return {"total": total, "limit": limit, "offset": offset, "items": [dataclasses.asdict(i) for i in items]}
 
 
 # --------------------------------------------------------------------------------- writing
