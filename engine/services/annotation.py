@@ -1,6 +1,7 @@
 """What an annotator sees of a task, and what their verdict does.
 
-Labels per task kind (the calibration of the verifiers reads the same words):
+Labels per task kind (``LABELS``, engine/domain/vocabulary.py; the calibration of the verifiers
+reads the same words):
   verify_mask          accept | reject | ungroundable
   check_exhaustivity   complete | missing | not_present
   correct              corrected (one or more masks) | not_present (zero masks)
@@ -19,29 +20,36 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Row, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import (
-    Caption, Concept, Decider, HumanTask, Image, ImageConcept, Mask, MaskState, TaskKind, TaskState, Verdict,
-    VerdictKind, VerdictSource,
-)
+from engine.db.models import Caption, Concept, HumanTask, Image, ImageConcept, Mask, Verdict
 from engine.domain import decisions as dm
 from engine.domain.audit import in_audit_sample
 from engine.domain.masks import MaskError, from_coco_segmentation
+from engine.domain.vocabulary import (
+    HUMAN_SOURCES,
+    LABELS,
+    CorrectionLabel,
+    Decider,
+    MaskState,
+    TaskKind,
+    TaskState,
+    VerdictKind,
+    VerdictSource,
+)
 from engine.repositories import labels as labels_repo
 from engine.repositories.model_versions import source_version
 from engine.services import decide
 from engine.services.queue import LeaseLost
 from engine.settings import QueueSettings
 
-LABELS: dict[TaskKind, tuple[str, ...]] = {
-    TaskKind.VERIFY_MASK: ("accept", "reject", "ungroundable"),
-    TaskKind.CHECK_EXHAUSTIVITY: ("complete", "missing", "not_present"),
-    TaskKind.CORRECT: ("corrected", "not_present"),
-}
-VERDICT_KIND = {
+__all__ = ["HUMAN_MASK_SOURCE", "LABELS", "MAX_ACTIVE_MS", "MAX_MASKS", "VERDICT_KIND", "ClientIdConflict", "MaskIn",
+           "Submitted", "TaskIncomplete", "VerdictError", "VerdictIn", "describe", "submit"]
+
+#: the kind of verdict a task of each kind records
+VERDICT_KIND: dict[TaskKind, VerdictKind] = {
     TaskKind.VERIFY_MASK: VerdictKind.MASK,
     TaskKind.CHECK_EXHAUSTIVITY: VerdictKind.EXHAUSTIVITY,
     TaskKind.CORRECT: VerdictKind.CORRECTION,
@@ -49,7 +57,6 @@ VERDICT_KIND = {
 MAX_MASKS = 256
 MAX_ACTIVE_MS = 24 * 3600 * 1000
 HUMAN_MASK_SOURCE = "human-annotation"
-PEOPLE = (VerdictSource.HUMAN, VerdictSource.LABEL_STUDIO)  # verdicts by people, in our pages or elsewhere
 
 
 class VerdictError(ValueError):
@@ -58,6 +65,11 @@ class VerdictError(ValueError):
 
 class ClientIdConflict(ValueError):
     """The client id belongs to another verdict (HTTP 409)."""
+
+
+class TaskIncomplete(LookupError):
+    """The task lacks what its kind needs (a verify_mask task without its mask, a pair without its
+    image): a fault of the stored data, not of the submission."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +135,8 @@ def describe(session: Session, task: HumanTask) -> dict[str, Any]:
         "phrase": pair.text, "caption": pair.caption, "target_mask_id": task.mask_id,
         "masks": [{"id": m.id, "rle": {"size": [m.height, m.width], "counts": m.rle_counts},
                    "bbox": [m.bbox_x, m.bbox_y, m.bbox_w, m.bbox_h], "area": m.area, "score": m.score,
-                   "is_crowd": m.is_crowd, "state": "candidate" if m.id == asked else m.state.value} for m in masks],
+                   "is_crowd": m.is_crowd, "state": (MaskState.CANDIDATE if m.id == asked else m.state).value}
+                  for m in masks],
         "reason": task.reason,  # a gold copy carries the wording of an ordinary task of its kind
     }
 
@@ -131,6 +144,26 @@ def describe(session: Session, task: HumanTask) -> dict[str, Any]:
 # -------------------------------------------------------------------------------------- submit
 _PRIOR = (select(Verdict.id, Verdict.user_id, Verdict.task_id, Verdict.payload)
           .where(Verdict.client_id == bindparam("client_id")))
+
+
+@dataclass(frozen=True)
+class _Submission:
+    """One verdict on its way in, with what every task kind's handler needs."""
+
+    session: Session
+    task: HumanTask  # locked
+    pair_row: Row[Any]  # the pair's columns, read under its lock at the start of the submission
+    user_id: int
+    body: VerdictIn
+    settings: QueueSettings
+    now: dt.datetime
+    source: VerdictSource
+    supersedes_id: int | None
+
+    @property
+    def redecide(self) -> bool:
+        """The verdict replaces an earlier one: its label is applied over the old one's."""
+        return self.supersedes_id is not None
 
 
 def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settings: QueueSettings,
@@ -145,35 +178,126 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
     Verdicts that come through a bridge (Label Studio) pass their ``source`` and the bridge user that
     holds the lease (``holder_id``; default: the author holds it). A verdict that replaces an earlier
     one of the same task (an annotation edited in Label Studio) names it in ``supersedes_id``: the task
-    need not be leased then, and the new label is applied over the old one."""
-    now = now or utcnow()
-    # Locks in one order everywhere: the pair, then its tasks (the router and a settling verdict
-    # lock the pair, then update its open tasks). The task's row lock serialises submissions for
-    # it: a double-clicked retry waits here, then finds the first one's verdict by its client id.
-    pair_row = decide.lock_pair_of_task(session, task_id)
+    need not be leased then, and the new label is applied over the old one.
+
+    Checks common to every kind here; then the handler of the task's kind, handed what that kind
+    needs (the mask a verify_mask task asks about; the image and the checked masks of a correction)."""
+    pair_row, task = _lock(session, task_id)
+    retried = _retried(session, task, user_id, body.client_id)
+    if retried is not None:
+        return retried
+    _check_turn(session, task, user_id, holder_id, supersedes_id)
+    _validate(task, body)
+    sub = _Submission(session, task, pair_row, user_id, body, settings, now or utcnow(), source, supersedes_id)
+    if task.kind == TaskKind.VERIFY_MASK:
+        return _verify_mask(sub, _target_mask(task))
+    if task.kind == TaskKind.CHECK_EXHAUSTIVITY:
+        return _check_exhaustivity(sub)
+    image = _pair_image(session, task)
+    return _correct(sub, image, _check_masks(session, task, image, body))
+
+
+def _lock(session: Session, task_id: int) -> tuple[Row[Any], HumanTask]:
+    """The task's pair (its columns) and the task, locked in one order everywhere: the pair, then its
+    tasks (the router and a settling verdict lock the pair, then update its open tasks). The task's
+    row lock serialises submissions for it: a double-clicked retry waits here, then finds the first
+    one's verdict by its client id."""
+    pair_row: Row[Any] | None = decide.lock_pair_of_task(session, task_id)
     if pair_row is None:
         raise LeaseLost(f"no task {task_id}")
     task = session.get(HumanTask, task_id, with_for_update=True, populate_existing=True)
     if task is None:
         raise LeaseLost(f"no task {task_id}")
-    prior = session.execute(_PRIOR, {"client_id": body.client_id}).first()
-    if prior is not None:
-        if prior.user_id != user_id or prior.task_id != task_id:
-            raise ClientIdConflict("this client id was used for another verdict; generate a new one")
-        payload = prior.payload or {}
-        return Submitted(prior.id, task.state.value, False, payload.get("gold_correct"),
-                         (payload.get("conflict") or {}).get("message"))
+    return pair_row, task
+
+
+def _retried(session: Session, task: HumanTask, user_id: int, client_id: str) -> Submitted | None:
+    """What the first submission with this client id returned, when this is a retry of it."""
+    prior = session.execute(_PRIOR, {"client_id": client_id}).first()
+    if prior is None:
+        return None
+    if prior.user_id != user_id or prior.task_id != task.id:
+        raise ClientIdConflict("this client id was used for another verdict; generate a new one")
+    payload = prior.payload or {}
+    return Submitted(prior.id, task.state.value, False, payload.get("gold_correct"),
+                     (payload.get("conflict") or {}).get("message"))
+
+
+def _check_turn(session: Session, task: HumanTask, user_id: int, holder_id: int | None,
+                supersedes_id: int | None) -> None:
+    """The submitter may judge the task now: it holds the lease, or replaces a verdict of the task."""
     if supersedes_id is not None:
         _check_superseded(session, task, supersedes_id)
     elif task.state != TaskState.LEASED or task.lease_owner_id != (holder_id or user_id):
         # an expired lease still counts as long as nobody else took the task: the sweep has not run
-        raise LeaseLost(f"task {task_id} is not leased to you (it expired or was done)")
-    _validate(task, body)
-    image = None  # a mask verification needs no image (the common case)
-    if task.kind == TaskKind.CORRECT:
-        image = session.execute(select(Image).join(ImageConcept, ImageConcept.image_id == Image.id)
-                                .where(ImageConcept.id == task.pair_id)).scalar_one()
-    masks = _check_masks(session, task, image, body) if task.kind == TaskKind.CORRECT else []  # type: ignore[arg-type]
+        raise LeaseLost(f"task {task.id} is not leased to you (it expired or was done)")
+
+
+def _target_mask(task: HumanTask) -> int:
+    """The mask a verify_mask task asks about."""
+    if task.mask_id is None:
+        raise TaskIncomplete(f"{task.kind.value} task {task.id} names no mask")
+    return task.mask_id
+
+
+def _pair_image(session: Session, task: HumanTask) -> Image:
+    """The image of the task's pair (a correction's masks are drawn at its size)."""
+    image = session.execute(select(Image).join(ImageConcept, ImageConcept.image_id == Image.id)
+                            .where(ImageConcept.id == task.pair_id)).scalar_one_or_none()
+    if image is None:
+        raise TaskIncomplete(f"the pair of task {task.id} has no image")
+    return image
+
+
+# ----------------------------------------------------------------------------- one handler per kind
+def _verify_mask(sub: _Submission, mask_id: int) -> Submitted:
+    """verify_mask: the person accepts the task's mask, rejects it, or finds the phrase ungroundable."""
+    label = _decided_label(sub)
+    if label is None:
+        return _store(sub, _payload(sub, []), None)
+    facts = _facts(sub)
+    return _store(sub, _payload(sub, []),
+                  (facts, dm.judge_mask(facts, mask_id, label, task_id=sub.task.id, redecide=sub.redecide)))
+
+
+def _check_exhaustivity(sub: _Submission) -> Submitted:
+    """check_exhaustivity: the pair's masks are complete, instances are missing, or the phrase is absent."""
+    label = _decided_label(sub)
+    if label is None:
+        return _store(sub, _payload(sub, []), None)
+    facts = _facts(sub)
+    return _store(sub, _payload(sub, []),
+                  (facts, dm.judge_pair(facts, label, task_id=sub.task.id, redecide=sub.redecide)))
+
+
+def _correct(sub: _Submission, image: Image, masks: list[MaskIn]) -> Submitted:
+    """correct: exactly the kept candidates and the drawn masks are the pair's (none: not present).
+    A kept mask keeps the crowd flag the person gave it; drawn masks are stored as accepted. On a
+    conflict nothing is lost: the drawn masks stay in the verdict."""
+    payload = _payload(sub, masks)
+    label = _decided_label(sub)
+    if label is None:
+        return _store(sub, payload, None)
+    facts = _facts(sub)
+    outcome = dm.correct(facts, [m.mask_id for m in masks if m.mask_id is not None],
+                         sum(1 for m in masks if m.rle is not None), task_id=sub.task.id, redecide=sub.redecide)
+    if outcome.conflict is not None:
+        if masks:
+            payload["masks"] = [{"mask_id": m.mask_id, "tool": m.tool, "is_crowd": m.is_crowd, "rle": m.rle}
+                                for m in masks]
+    else:
+        for m in masks:
+            if m.mask_id is not None:
+                sub.session.execute(update(Mask).where(Mask.id == m.mask_id).values(is_crowd=m.is_crowd)
+                                    .execution_options(synchronize_session="fetch"))
+        payload["new_mask_ids"] = _add_drawn(sub.session, sub.task.pair_id, image, masks)
+    return _store(sub, payload, (facts, outcome))
+
+
+# -------------------------------------------------------------------------- what every kind shares
+def _payload(sub: _Submission, masks: list[MaskIn]) -> dict[str, Any]:
+    """The verdict's payload: the comment, a gold task's answer check, the correction's masks."""
+    task, body = sub.task, sub.body
     payload: dict[str, Any] = {}
     if body.comment:
         payload["comment"] = body.comment[:2000]
@@ -183,71 +307,56 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
                        gold_correct=body.label == expected)
     if masks:
         payload["masks"] = [{"mask_id": m.mask_id, "tool": m.tool, "is_crowd": m.is_crowd} for m in masks]
-    label = _decided_label(session, task, body.label, settings, supersedes_id)
-    outcome = None
-    if label is not None:
-        redecide = supersedes_id is not None
-        before, outcome = _judge(session, task, label, masks, redecide, pair_row)
-        if outcome.conflict is not None:
-            payload["conflict"] = outcome.conflict.to_dict()
-            if masks:  # nothing is lost: the drawn masks stay in the verdict
-                payload["masks"] = [{"mask_id": m.mask_id, "tool": m.tool, "is_crowd": m.is_crowd, "rle": m.rle}
-                                    for m in masks]
-        elif task.kind == TaskKind.CORRECT:
-            payload["new_mask_ids"] = _add_drawn(session, task.pair_id, image, masks)  # type: ignore[arg-type]
-    verdict = Verdict(client_id=body.client_id, kind=VERDICT_KIND[task.kind], source=source,
-                      pair_id=task.pair_id, mask_id=task.mask_id, task_id=task.id, user_id=user_id,
-                      label=body.label, payload=payload or None, duration_ms=body.active_ms,
-                      started_at=body.started_at, supersedes_id=supersedes_id, created_at=now)
+    return payload
+
+
+def _facts(sub: _Submission) -> dm.PairFacts:
+    """The pair as the decision model sees it, from the columns read under its lock."""
+    return decide.facts(sub.session, sub.task.pair_id, mask_id=sub.task.mask_id, row=sub.pair_row)
+
+
+def _store(sub: _Submission, payload: dict[str, Any], judged: tuple[dm.PairFacts, dm.Outcome] | None) -> Submitted:
+    """Store the verdict, apply what its decided label does (``judged``: the facts it was judged on
+    and the outcome; None while the task is undecided) and release or reopen the task."""
+    session, task = sub.session, sub.task
+    conflict = judged[1].conflict if judged is not None else None
+    if conflict is not None:
+        payload["conflict"] = conflict.to_dict()
+    verdict = Verdict(client_id=sub.body.client_id, kind=VERDICT_KIND[task.kind], source=sub.source,
+                      pair_id=task.pair_id, mask_id=task.mask_id, task_id=task.id, user_id=sub.user_id,
+                      label=sub.body.label, payload=payload or None, duration_ms=sub.body.active_ms,
+                      started_at=sub.body.started_at, supersedes_id=sub.supersedes_id, created_at=sub.now)
     session.add(verdict)
     session.flush()
-    if outcome is not None:
-        decide.write(session, task.pair_id, outcome, task_id=task.id, priority=task.priority, now=now, before=before)
-    if supersedes_id is None:
-        task.lease_owner_id, task.lease_expires_at, task.updated_at = None, None, now
-        task.state = TaskState.DONE if (task.is_gold or label is not None) else TaskState.OPEN
+    if judged is not None:
+        before, outcome = judged
+        decide.write(session, task.pair_id, outcome, task_id=task.id, priority=task.priority, now=sub.now,
+                     before=before)
+    if sub.supersedes_id is None:
+        task.lease_owner_id, task.lease_expires_at, task.updated_at = None, None, sub.now
+        task.state = TaskState.DONE if (task.is_gold or judged is not None) else TaskState.OPEN
     session.flush()
-    conflict = outcome.conflict.message if outcome is not None and outcome.conflict else None
-    return Submitted(verdict.id, task.state.value, True, payload.get("gold_correct"), conflict)
+    return Submitted(verdict.id, task.state.value, True, payload.get("gold_correct"),
+                     conflict.message if conflict is not None else None)
 
 
-def _decided_label(session: Session, task: HumanTask, label: str, settings: QueueSettings,
-                   supersedes_id: int | None) -> str | None:
+def _decided_label(sub: _Submission) -> str | None:
     """The task's label once this verdict is counted, or None (a gold task decides nothing; a
     multi-review task waits for more people; a replacement on an undecided task waits too)."""
+    task, settings, label, supersedes_id = sub.task, sub.settings, sub.body.label, sub.supersedes_id
     if task.is_gold:
         task.reviews_done += 1
         return None
     if supersedes_id is not None:
         if task.state != TaskState.DONE:
             return None
-        return label if task.reviews_required == 1 else _decision(session, task, settings, label, supersedes_id,
+        return label if task.reviews_required == 1 else _decision(sub.session, task, settings, label, supersedes_id,
                                                                   extend=False)
     task.reviews_done += 1
     if task.reviews_done == 1 and task.kind != TaskKind.CORRECT and in_audit_sample(
             f"review:{task.id}", settings.multi_review_rate, settings.review_seed):
         task.reviews_required = max(task.reviews_required, 2)
-    return label if task.reviews_required == 1 else _decision(session, task, settings, label, None)
-
-
-def _judge(session: Session, task: HumanTask, label: str, masks: list[MaskIn], redecide: bool,
-           pair_row: Any) -> tuple[dm.PairFacts, dm.Outcome]:
-    """The facts and what the decided label does to them, by the decision model (``pair_row``: the
-    pair's columns, read under its lock at the start of the submission)."""
-    facts = decide.facts(session, task.pair_id, mask_id=task.mask_id, row=pair_row)
-    if task.kind == TaskKind.VERIFY_MASK:
-        return facts, dm.judge_mask(facts, task.mask_id, label, task_id=task.id,  # type: ignore[arg-type]
-                                    redecide=redecide)
-    if task.kind == TaskKind.CHECK_EXHAUSTIVITY:
-        return facts, dm.judge_pair(facts, label, task_id=task.id, redecide=redecide)
-    outcome = dm.correct(facts, [m.mask_id for m in masks if m.mask_id is not None],
-                         sum(1 for m in masks if m.rle is not None), task_id=task.id, redecide=redecide)
-    if outcome.conflict is None:  # a kept mask keeps the crowd flag the person gave it
-        for m in masks:
-            if m.mask_id is not None:
-                session.execute(update(Mask).where(Mask.id == m.mask_id).values(is_crowd=m.is_crowd)
-                                .execution_options(synchronize_session="fetch"))
-    return facts, outcome
+    return label if task.reviews_required == 1 else _decision(sub.session, task, settings, label, None)
 
 
 def _check_superseded(session: Session, task: HumanTask, supersedes_id: int) -> None:
@@ -261,6 +370,7 @@ def _check_superseded(session: Session, task: HumanTask, supersedes_id: int) -> 
 
 
 def _validate(task: HumanTask, body: VerdictIn) -> None:
+    """The verdict's fields fit the task's kind (a correction's masks are checked against its image later)."""
     if not 8 <= len(body.client_id) <= 64:
         raise VerdictError("client_id must be 8–64 characters")
     if body.label not in LABELS[task.kind]:
@@ -270,12 +380,16 @@ def _validate(task: HumanTask, body: VerdictIn) -> None:
     if task.kind != TaskKind.CORRECT and body.masks:
         raise VerdictError(f"a {task.kind.value} verdict carries no masks")
     if task.kind == TaskKind.CORRECT:
-        if body.label == "not_present" and body.masks:
-            raise VerdictError("not_present means zero masks; remove the masks or submit 'corrected'")
-        if body.label == "corrected" and not body.masks:
-            raise VerdictError("'corrected' needs at least one mask; submit not_present for an absent phrase")
-        if len(body.masks) > MAX_MASKS:
-            raise VerdictError(f"at most {MAX_MASKS} masks per verdict")
+        _validate_correction(body)
+
+
+def _validate_correction(body: VerdictIn) -> None:
+    if body.label == CorrectionLabel.NOT_PRESENT and body.masks:
+        raise VerdictError("not_present means zero masks; remove the masks or submit 'corrected'")
+    if body.label == CorrectionLabel.CORRECTED and not body.masks:
+        raise VerdictError("'corrected' needs at least one mask; submit not_present for an absent phrase")
+    if len(body.masks) > MAX_MASKS:
+        raise VerdictError(f"at most {MAX_MASKS} masks per verdict")
 
 
 def _check_masks(session: Session, task: HumanTask, image: Image, body: VerdictIn) -> list[MaskIn]:
@@ -313,8 +427,9 @@ def _decision(session: Session, task: HumanTask, settings: QueueSettings, label:
         return None
     replaced = select(Verdict.supersedes_id).where(Verdict.task_id == task.id, Verdict.supersedes_id.is_not(None))
     stored = session.execute(select(Verdict.id, Verdict.label).where(
-        Verdict.task_id == task.id, Verdict.source.in_(PEOPLE), Verdict.id.not_in(replaced)).order_by(Verdict.id))
-    labels = [v.label for v in stored if v.id != supersedes_id] + [label]
+        Verdict.task_id == task.id, Verdict.source.in_(HUMAN_SOURCES), Verdict.id.not_in(replaced))
+        .order_by(Verdict.id))
+    labels: list[str] = [v.label for v in stored if v.id != supersedes_id] + [label]
     counts = Counter(labels).most_common()
     tied = len(counts) > 1 and counts[0][1] == counts[1][1]
     if tied and extend and task.reviews_required < settings.max_reviews:
