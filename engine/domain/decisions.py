@@ -44,7 +44,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from engine.domain.vocabulary import (
-    CorrectionLabel, Decider, MaskLabel, MaskState, PairLabel, Polarity, RouteMaskLabel, RoutePairLabel, TaskKind,
+    CorrectionLabel,
+    Decider,
+    MaskLabel,
+    MaskState,
+    PairLabel,
+    Polarity,
+    RouteMaskLabel,
+    RoutePairLabel,
+    TaskKind,
 )
 
 CANDIDATE, ACCEPTED, REJECTED = MaskState.CANDIDATE, MaskState.ACCEPTED, MaskState.REJECTED

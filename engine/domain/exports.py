@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.domain.ground_truth import (  # noqa: F401 - part of this module's interface
-    LABEL_SOURCES, POSITIVE_LABELS, PRESENCE_POSITIVE, VERIFIER_TASKS, verifier_target,
+    LABEL_SOURCES,
+    POSITIVE_LABELS,
+    PRESENCE_POSITIVE,
+    VERIFIER_TASKS,
+    verifier_target,
 )
 from engine.domain.vocabulary import CorrectionLabel, MaskLabel, VerdictSource, VerifierTask
 

@@ -39,7 +39,15 @@ from sqlalchemy.orm import aliased
 
 from engine.db.models import ImageConcept, Mask
 from engine.domain.vocabulary import (
-    Decider, LabelSource, MaskLabel, MaskState, PairLabel, Polarity, RoutePairLabel, TaskKind, VerifierTask,
+    Decider,
+    LabelSource,
+    MaskLabel,
+    MaskState,
+    PairLabel,
+    Polarity,
+    RoutePairLabel,
+    TaskKind,
+    VerifierTask,
 )
 
 LABEL_SOURCES = tuple(LabelSource)

@@ -90,6 +90,10 @@ class MaskState(enum.StrEnum):
     REJECTED = "rejected"
 
 
+#: the sources of people's verdicts (in our queue, or in Label Studio through the bridge)
+HUMAN_SOURCES = (VerdictSource.HUMAN, VerdictSource.LABEL_STUDIO)
+
+
 class Decider(enum.StrEnum):
     AI = "ai"
     HUMAN = "human"

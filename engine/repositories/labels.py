@@ -7,9 +7,10 @@ import hashlib
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Caption, Concept, ImageConcept, Mask, PairOrigin, Polarity
+from engine.db.models import Caption, Concept, ImageConcept, Mask
 from engine.db.upsert import insert_ignore
 from engine.domain.masks import RleMask, validate_mask
+from engine.domain.vocabulary import PairOrigin, Polarity
 
 
 def add_captions(session: Session, image_id: int, model_version_id: int, texts: list[str]) -> int:

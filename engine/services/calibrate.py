@@ -19,18 +19,16 @@ from typing import Any
 from sqlalchemy import case, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
-from engine.db.models import (
-    Calibration, HumanTask, ImageConcept, Mask, ModelKind, ModelVersion, TaskKind, Verdict, VerdictKind,
-    VerdictSource,
-)
+from engine.db.models import Calibration, HumanTask, ImageConcept, Mask, ModelVersion, Verdict
 from engine.domain import ground_truth
 from engine.domain.calibration import CalibrationResult, PairCalibration, calibrate_pairs, calibrate_task
+from engine.domain.exports import ACCEPT_ANSWER
 from engine.domain.ground_truth import GroundTruth, mask_truth, people_decision, verifier_target
+from engine.domain.vocabulary import HUMAN_SOURCES, LabelSource, ModelKind, TaskKind, VerdictKind
 from engine.settings import RoutingSettings
 
-HUMAN_SOURCES = (VerdictSource.HUMAN, VerdictSource.LABEL_STUDIO)
 #: labels that say accept, per task kind (engine/domain/ground_truth.py)
-POSITIVE_LABELS = {kind: ground_truth.POSITIVE_LABELS[ground_truth.TASK_OF_KIND[kind.value]]
+POSITIVE_LABELS = {kind: ground_truth.POSITIVE_LABELS[ground_truth.TASK_OF_KIND[kind]]
                    for kind in (TaskKind.VERIFY_MASK, TaskKind.CHECK_EXHAUSTIVITY)}
 PRESENCE_POSITIVE = ground_truth.PRESENCE_POSITIVE
 PAIR_SCOPES = ("with_masks", "presence")
@@ -43,7 +41,7 @@ def human_positive(task_kind: TaskKind, label: str, scope: str) -> int:
     """A person's decision as the verifier's binary target (1: the AI should have said accept):
     the one mapping, engine.domain.ground_truth.verifier_target (the verifier training sets use
     it too); scope ``presence`` = judged without boxes."""
-    return verifier_target(task_kind.value, label, has_masks=scope != "presence")
+    return verifier_target(task_kind, label, has_masks=scope != "presence")
 
 
 KINDS = {
@@ -182,7 +180,7 @@ def human_decisions(session: Session, task_kind: TaskKind) -> dict[tuple[int | N
                 Verdict.kind == verdict_kind, ~gold_task, Verdict.source.in_(HUMAN_SOURCES)).order_by(Verdict.id)):
         labels.setdefault((mask_id, pair_id), []).append(label)
     decided = {key: given[people_decision(given)] for key, given in labels.items()}
-    gt = GroundTruth("human")
+    gt = GroundTruth(LabelSource.HUMAN)
     by_people = (Verdict.kind == verdict_kind, Verdict.source.in_(HUMAN_SOURCES))
     if task_kind == TaskKind.VERIFY_MASK:
         truth = {mask_id: mask_truth(bool(is_truth), bool(is_rejection)) for mask_id, is_truth, is_rejection in
@@ -231,7 +229,7 @@ def calibrate(session: Session, *, target_precision: float, method: str,
             def sample(scope: str) -> PairSample:
                 keys = scopes[scope]
                 return PairSample(
-                    scores=[float((ai[k].probabilities or {}).get("accept", 0.0)) for k in keys],
+                    scores=[float((ai[k].probabilities or {}).get(ACCEPT_ANSWER, 0.0)) for k in keys],
                     labels=[human_positive(task_kind, human[k], scope) for k in keys],
                     ai_labels=[int(ai[k].label in POSITIVE_LABELS[task_kind]) for k in keys],
                     # a person's "not present" on a pair shown with masks: the phrase is absent

@@ -32,12 +32,10 @@ from sqlalchemy import Integer, and_, case, cast, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from engine.db.base import utcnow
-from engine.db.models import (
-    HumanTask, ModelVersion, TaskKind, TaskState, User, Verdict, VerdictKind, VerdictSource,
-)
+from engine.db.models import HumanTask, ModelVersion, User, Verdict
+from engine.domain.vocabulary import HUMAN_SOURCES, PairLabel, TaskKind, TaskState, VerdictKind, VerdictSource
 from engine.services.calibrate import KINDS, POSITIVE_LABELS
 
-HUMAN_SOURCES = (VerdictSource.HUMAN, VerdictSource.LABEL_STUDIO)
 TASK_KIND_OF = {
     VerdictKind.MASK: TaskKind.VERIFY_MASK,
     VerdictKind.EXHAUSTIVITY: TaskKind.CHECK_EXHAUSTIVITY,
@@ -47,7 +45,7 @@ MAX_HOURS = 168
 TIMING_DAYS = 7
 MAX_ANNOTATORS = 500
 MAX_VERIFIER_ROWS = 200
-PRESENCE_POSITIVE = "not_present"  # a human EV label that is positive in the presence scope
+PRESENCE_POSITIVE = PairLabel.NOT_PRESENT  # a human EV label that is positive in the presence scope
 
 
 @dataclass(frozen=True)
@@ -131,7 +129,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     """SQLite returns naive datetimes: they were stored as UTC."""
     if value is None:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _not_gold():  # type: ignore[no-untyped-def]
@@ -159,7 +157,7 @@ def throughput(session: Session, *, hours: int = 24, now: dt.datetime | None = N
     """Human verdicts per clock hour (UTC) over the last ``hours`` hours, oldest first, the
     current (partial) hour last; hours without verdicts are 0."""
     hours = max(1, min(int(hours), MAX_HOURS))
-    now = (now or utcnow()).astimezone(dt.timezone.utc)
+    now = (now or utcnow()).astimezone(dt.UTC)
     start = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=hours - 1)
     start_epoch = int(start.timestamp())
     if session.get_bind().dialect.name == "postgresql":

@@ -19,10 +19,16 @@ from engine.db.base import utcnow
 from engine.db.models import HumanTask, ImageConcept, Mask, User, Verdict
 from engine.domain import decisions as dm
 from engine.domain.vocabulary import (
-    Decider, MaskState, PairLabel, Polarity, TaskKind, TaskState, VerdictKind, VerdictSource,
+    HUMAN_SOURCES,
+    Decider,
+    MaskState,
+    PairLabel,
+    Polarity,
+    TaskKind,
+    TaskState,
+    VerdictKind,
 )
 
-PEOPLE = (VerdictSource.HUMAN, VerdictSource.LABEL_STUDIO)
 LEVELS = {VerdictKind.MASK: dm.Level.MASK, VerdictKind.EXHAUSTIVITY: dm.Level.PAIR,
           VerdictKind.CORRECTION: dm.Level.CORRECTION}
 #: how many of a pair's latest verdicts by people are read to find the decision behind its state
@@ -84,7 +90,7 @@ def _latest_by_people(session: Session, pair_id: int) -> list:  # type: ignore[t
         select(Verdict.id, Verdict.task_id, Verdict.kind, Verdict.mask_id, Verdict.label, Verdict.payload,
                Verdict.created_at, User.username)
         .join(User, User.id == Verdict.user_id)
-        .where(Verdict.pair_id == pair_id, Verdict.source.in_(PEOPLE))
+        .where(Verdict.pair_id == pair_id, Verdict.source.in_(HUMAN_SOURCES))
         .order_by(Verdict.id.desc()).limit(_LOOKBACK)))
 
 

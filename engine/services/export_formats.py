@@ -28,8 +28,20 @@ from engine.db.models import Concept, Image, ImageConcept, Mask
 from engine.domain.exports import SPLITS, saco_area, saco_box, saco_flags, split_of
 from engine.domain.ground_truth import instance_exhaustive
 from engine.services.export_rows import (
-    SORTED, ExportError, ExportFilters, HashingWriter, JsonArray, Progress, Stats, dumps, image_conditions, mask_conditions,
-    pair_conditions, pair_trust, stream, tick,
+    SORTED,
+    ExportError,
+    ExportFilters,
+    HashingWriter,
+    JsonArray,
+    Progress,
+    Stats,
+    dumps,
+    image_conditions,
+    mask_conditions,
+    pair_conditions,
+    pair_trust,
+    stream,
+    tick,
 )
 from engine.services.export_verifier import write_verifier
 

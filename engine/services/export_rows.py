@@ -17,17 +17,24 @@ import orjson
 from sqlalchemy import Connection, and_, case, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
-from engine.db.models import (
-    Concept, Decider, HumanTask, Image, ImageConcept, JobItem, Mask, Polarity, Verdict, VerdictKind,
-)
-from engine.domain.exports import LABEL_SOURCES, ExportSpecError
+from engine.db.models import Concept, HumanTask, Image, ImageConcept, JobItem, Mask, Verdict
+from engine.domain.exports import ACCEPT_ANSWER, LABEL_SOURCES, ExportSpecError
 from engine.domain.ground_truth import GroundTruth, deciders
+from engine.domain.vocabulary import (
+    Decider,
+    LabelSource,
+    MaskLabel,
+    PairLabel,
+    Polarity,
+    RoutePairLabel,
+    VerdictKind,
+)
 
 YIELD_PER = 5000
 Progress = Callable[[int], None]
 #: exhaustivity labels that agree with a pair's final state (positive and exhaustive / negative)
-POSITIVE_PAIR_AGREES = ("accept", "complete", "exhaustive")
-NEGATIVE_PAIR_AGREES = ("accept", "complete", "not_present", "negative")
+POSITIVE_PAIR_AGREES = (ACCEPT_ANSWER, PairLabel.COMPLETE, RoutePairLabel.EXHAUSTIVE)
+NEGATIVE_PAIR_AGREES = (ACCEPT_ANSWER, PairLabel.COMPLETE, PairLabel.NOT_PRESENT, RoutePairLabel.NEGATIVE)
 
 
 class ExportError(RuntimeError):
@@ -43,7 +50,7 @@ class ExportFilters:
     concepts: tuple[str, ...] = ()
     since: dt.datetime | None = None
     until: dt.datetime | None = None
-    label_source: str = "both"  # human | ai | both
+    label_source: str = LabelSource.BOTH  # human | ai | both
     min_agreement: float | None = None
     exhaustive_only: bool = False
     val_percent: int = 10
@@ -235,7 +242,7 @@ def _pair_agreement() -> Any:
 
 def _mask_agreement(mask: Any = Mask) -> Any:
     """Correlated: the share of the mask's (non-gold) mask judgements that say accept (1.0: none)."""
-    share = (select(func.avg(case((Verdict.label == "accept", 1.0), else_=0.0)))
+    share = (select(func.avg(case((Verdict.label == MaskLabel.ACCEPT, 1.0), else_=0.0)))
              .where(Verdict.mask_id == mask.id, Verdict.kind == VerdictKind.MASK, not_gold())
              .scalar_subquery())
     return func.coalesce(share, 1.0)

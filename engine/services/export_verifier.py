@@ -32,14 +32,29 @@ import orjson
 from sqlalchemy import Connection, String, exists, select, type_coerce
 from sqlalchemy.orm import aliased
 
-from engine.db.models import Concept, Image, ImageConcept, Mask, MaskState, Verdict, VerdictKind
+from engine.db.models import Concept, Image, ImageConcept, Mask, Verdict
 from engine.domain.exports import SPLITS, VERIFIER_TASKS, ExportSpecError, human_target, split_of, verifier_label
 from engine.domain.ground_truth import mask_truth, people_decision
-from engine.services.export_rows import (
-    ExportFilters, HashingWriter, Progress, Stats, not_gold, pair_conditions, stream, tick,
+from engine.domain.vocabulary import (
+    HUMAN_SOURCES,
+    CorrectionLabel,
+    Decider,
+    LabelSource,
+    MaskState,
+    VerdictKind,
+    VerdictSource,
+    VerifierTask,
 )
-
-HUMAN_SOURCES = ("human", "label_studio")
+from engine.services.export_rows import (
+    ExportFilters,
+    HashingWriter,
+    Progress,
+    Stats,
+    not_gold,
+    pair_conditions,
+    stream,
+    tick,
+)
 
 
 def _joined(stmt: Any, filters: ExportFilters) -> Any:
@@ -136,16 +151,17 @@ def pair_examples(pair: Any, masks: list[Any], verdicts: list[Any], filters: Exp
     """The training examples one pair gives (see the module's docstring). A label that maps to no
     verifier answer (e.g. an AI verdict of an older choice list) is left out and its reason
     appended to ``skipped`` (the manifest counts them under ``counts.skipped``)."""
-    people = filters.label_source in ("human", "both")
-    machine = filters.label_source in ("ai", "both")
+    people = filters.label_source in (LabelSource.HUMAN, LabelSource.BOTH)
+    machine = filters.label_source in (LabelSource.AI, LabelSource.BOTH)
     by_id = {m.id: m for m in masks}
     out: list[dict[str, Any]] = []
 
-    def add(task: str, verdict: Any, shown: list[Any], mask_id: int | None, source: str,
+    def add(task: VerifierTask, verdict: Any, shown: list[Any], mask_id: int | None, source: str,
             label: str | None = None, judged: list[str] | None = None) -> None:
         label = label or verdict.label
         try:
-            mapped = verifier_label(task, label, has_masks=bool(shown), source="ai" if source == "ai" else "human")
+            by = VerdictSource.AI if source == VerdictSource.AI else VerdictSource.HUMAN
+            mapped = verifier_label(task, label, has_masks=bool(shown), source=by)
         except ExportSpecError:
             if skipped is not None:
                 skipped.append(f"{task}: {source} label {label!r} is no verifier answer")
@@ -158,25 +174,25 @@ def pair_examples(pair: Any, masks: list[Any], verdicts: list[Any], filters: Exp
         if not _agrees(task, mapped.target, judged or [], bool(shown), filters.min_agreement):
             return
         out.append({
-            "task": task, "pair_id": pair.pair_id, "mask_id": mask_id, "phrase": pair.text,
+            "task": task.value, "pair_id": pair.pair_id, "mask_id": mask_id, "phrase": pair.text,
             "image": {"id": pair.image_id, "sha256": pair.sha256, "file_name": pair.storage_key,
                       "width": pair.width, "height": pair.height},
             "masks": [{"size": [m.height, m.width], "counts": m.rle_counts} for m in shown],
             "answer": mapped.answer, "target": mapped.target, "label": label, "label_source": source,
             "verdict_id": verdict.id if verdict is not None else None,
-            "model_version_id": verdict.model_version_id if source == "ai" else None})
+            "model_version_id": verdict.model_version_id if source == VerdictSource.AI else None})
 
-    mv = [v for v in verdicts if v.kind == VerdictKind.MASK.value and v.mask_id in by_id]
+    mv = [v for v in verdicts if v.kind == VerdictKind.MASK and v.mask_id in by_id]
     for mask_id, group in groupby(sorted(mv, key=attrgetter("mask_id", "id")), key=attrgetter("mask_id")):
         rows = list(group)
         human = [v for v in rows if v.source in HUMAN_SOURCES]
         labels = [v.label for v in rows]
         if human and people:
             chosen = _decided(human)
-            add("mv", chosen, [by_id[mask_id]], mask_id, chosen.source, judged=labels)
-        elif not human and machine and by_id[mask_id].decided_by == "ai":
-            chosen = [v for v in rows if v.source == "ai"][-1]
-            add("mv", chosen, [by_id[mask_id]], mask_id, "ai", judged=labels)
+            add(VerifierTask.MV, chosen, [by_id[mask_id]], mask_id, chosen.source, judged=labels)
+        elif not human and machine and by_id[mask_id].decided_by == Decider.AI:
+            chosen = [v for v in rows if v.source == VerdictSource.AI][-1]
+            add(VerifierTask.MV, chosen, [by_id[mask_id]], mask_id, VerdictSource.AI, judged=labels)
     _ev_examples(pair, masks, verdicts, people, machine, add)
     return out
 
@@ -185,7 +201,7 @@ def _not_truth(task: str, target: int, pair: Any, mask: Any) -> str | None:
     """Why an example with ``target`` is not ground truth under the export's label source (None:
     it is): an MV target must be its mask's ground truth, an EV example's pair must carry a claim
     decided by an allowed decider."""
-    if task == "mv":
+    if task == VerifierTask.MV:
         truth = mask_truth(bool(mask.is_truth), bool(mask.is_rejection))
         if truth is None:
             return "the mask is not decided under the label source"
@@ -200,25 +216,25 @@ def _shown(masks: list[Any], verdict: Any) -> list[Any]:
     if isinstance(listed, list):
         wanted = set(listed)
         return [m for m in masks if m.id in wanted]
-    return [m for m in masks if m.state != MaskState.REJECTED.value and m.created_at <= verdict.created_at]
+    return [m for m in masks if m.state != MaskState.REJECTED and m.created_at <= verdict.created_at]
 
 
 def _ev_examples(pair: Any, masks: list[Any], verdicts: list[Any], people: bool, machine: bool, add: Any) -> None:
-    ev = [v for v in verdicts if v.kind == VerdictKind.EXHAUSTIVITY.value and v.mask_id is None]
-    corrections = [v for v in verdicts if v.kind == VerdictKind.CORRECTION.value and v.source in HUMAN_SOURCES]
+    ev = [v for v in verdicts if v.kind == VerdictKind.EXHAUSTIVITY and v.mask_id is None]
+    corrections = [v for v in verdicts if v.kind == VerdictKind.CORRECTION and v.source in HUMAN_SOURCES]
     human = [v for v in ev if v.source in HUMAN_SOURCES]
     labels = [v.label for v in ev]
     if human and people:
         chosen = _decided(human)
-        add("ev", chosen, _shown(masks, chosen), None, chosen.source, judged=labels)
-    elif not human and not corrections and machine and pair.decided_by == "ai" and ev:
-        chosen = [v for v in ev if v.source == "ai"][-1]
-        add("ev", chosen, _shown(masks, chosen), None, "ai", judged=labels)
+        add(VerifierTask.EV, chosen, _shown(masks, chosen), None, chosen.source, judged=labels)
+    elif not human and not corrections and machine and pair.decided_by == Decider.AI and ev:
+        chosen = [v for v in ev if v.source == VerdictSource.AI][-1]
+        add(VerifierTask.EV, chosen, _shown(masks, chosen), None, VerdictSource.AI, judged=labels)
     if corrections and people:
         final = corrections[-1]
-        accepted = [m for m in masks if m.state == MaskState.ACCEPTED.value]
-        add("ev", final, accepted if final.label == "corrected" else [], None, final.source)
+        accepted = [m for m in masks if m.state == MaskState.ACCEPTED]
+        add(VerifierTask.EV, final, accepted if final.label == CorrectionLabel.CORRECTED else [], None, final.source)
         drawn = set((final.payload or {}).get("new_mask_ids") or [])
         for m in accepted:
             if m.id in drawn:
-                add("mv", final, [m], m.id, final.source)
+                add(VerifierTask.MV, final, [m], m.id, final.source)

@@ -31,16 +31,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import (
-    BridgeState, Concept, HumanTask, Image, ImageConcept, LabelStudioAnnotation, LabelStudioTask, Mask, MaskState,
-    Role, TaskKind, TaskState, User, VerdictSource,
-)
+from engine.db.models import Concept, HumanTask, Image, ImageConcept, LabelStudioAnnotation, LabelStudioTask, Mask, User
 from engine.domain import labelstudio as lsf
 from engine.domain.masks import RleMask, decode_mask
 from engine.domain.signing import signed_image_url
-from engine.services.annotation import (
-    LABELS, MAX_ACTIVE_MS, ClientIdConflict, MaskIn, VerdictError, VerdictIn, submit,
-)
+from engine.domain.vocabulary import LABELS, BridgeState, MaskState, Role, TaskKind, TaskState, VerdictSource
+from engine.services.annotation import MAX_ACTIVE_MS, ClientIdConflict, MaskIn, VerdictError, VerdictIn, submit
 from engine.services.queue import LeaseLost
 from engine.settings import QueueSettings
 

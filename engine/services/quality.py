@@ -32,14 +32,22 @@ from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
 from engine.db.models import (
-    Concept, Image, ImageConcept, Mask, MaskState, ModelKind, ModelVersion, PredictionImage, RouteRecord, StageItem,
-    StageStatus, Verdict, VerdictSource,
+    Concept,
+    Image,
+    ImageConcept,
+    Mask,
+    ModelVersion,
+    PredictionImage,
+    RouteRecord,
+    StageItem,
+    Verdict,
 )
-from engine.domain.exports import saco_area, saco_box
+from engine.domain.exports import ACCEPT_ANSWER, saco_area, saco_box
 from engine.domain.ground_truth import GroundTruth
 from engine.domain.masks import valid_rle
 from engine.domain.metrics import PairMatch, Quality, quality
 from engine.domain.saco_eval import match_rles
+from engine.domain.vocabulary import LabelSource, MaskState, ModelKind, StageStatus, VerdictSource
 from engine.services import dashboard, propose
 
 EVALUATED_KINDS = (ModelKind.PROPOSER, ModelKind.EXTERNAL)
@@ -96,7 +104,7 @@ class QualityReport:
 
 
 def quality_report(session: Session, *, hours: int = 24, now: dt.datetime | None = None,
-                   label_source: str = "human", predictions_out: Path | None = None) -> QualityReport:
+                   label_source: str = LabelSource.HUMAN, predictions_out: Path | None = None) -> QualityReport:
     now = now or utcnow()
     return QualityReport(now, proposer_quality(session, label_source, predictions_out),
                          dashboard.verifier_agreement(session),
@@ -109,7 +117,7 @@ def _label(v: ModelVersion) -> str:
 
 
 # ------------------------------------------------------------------------------ proposers
-def ground_truth_pairs(session: Session, label_source: str = "human") -> dict[int, int]:
+def ground_truth_pairs(session: Session, label_source: str = LabelSource.HUMAN) -> dict[int, int]:
     """Pair id → image id of every instance-exhaustive ground-truth pair under ``label_source``
     (the deciders allowed: human | ai | both), as engine/domain/ground_truth.py defines it for the
     exports too: a negative, or an exhaustive pair without a crowd mask (a group of instances
@@ -187,7 +195,7 @@ def score_version(session: Session, version: ModelVersion, pair_ids: list[int],
     return result
 
 
-def proposer_quality(session: Session, label_source: str = "human",
+def proposer_quality(session: Session, label_source: str = LabelSource.HUMAN,
                      predictions_out: Path | None = None) -> list[ProposerQuality]:
     """Every proposer and imported predictions version with at least one scored pair; with
     ``predictions_out``, per version a folder with the files that were scored (:class:`PredictionFiles`)."""
@@ -307,7 +315,7 @@ def proposer_acceptance(session: Session) -> list[Acceptance]:
 
 def verifier_acceptance(session: Session) -> list[Acceptance]:
     counts = session.execute(
-        select(ModelVersion, func.count(Verdict.id), func.count(Verdict.id).filter(Verdict.label == "accept"))
+        select(ModelVersion, func.count(Verdict.id), func.count(Verdict.id).filter(Verdict.label == ACCEPT_ANSWER))
         .join(Verdict, and_(Verdict.model_version_id == ModelVersion.id, Verdict.source == VerdictSource.AI))
         .where(ModelVersion.kind.in_(VERIFIER_KINDS)).group_by(ModelVersion.id).order_by(ModelVersion.id)).all()
     routes: dict[int, dict[str, int]] = {}
@@ -324,7 +332,8 @@ def verifier_acceptance(session: Session) -> list[Acceptance]:
 def stage_throughput(session: Session) -> list[StageThroughput]:
     """Per model stage and version: images done and the seconds the stage spent on them."""
     rows = session.execute(
-        select(StageItem.stage, StageItem.model_version_id, func.count(), func.coalesce(func.sum(StageItem.seconds), 0.0))
+        select(StageItem.stage, StageItem.model_version_id, func.count(),
+               func.coalesce(func.sum(StageItem.seconds), 0.0))
         .where(StageItem.status == StageStatus.DONE)
         .group_by(StageItem.stage, StageItem.model_version_id)).all()
     names = {v.id: _label(v) for v in session.scalars(select(ModelVersion).where(

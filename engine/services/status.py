@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import ItemStatus, JobItem, MiningJob, StageItem, StageStatus
+from engine.db.models import JobItem, MiningJob, StageItem
+from engine.domain.vocabulary import ItemStatus, StageStatus
 from engine.repositories import jobs as jobs_repo
 from engine.repositories import stages as stages_repo
 
@@ -27,7 +28,7 @@ class StageProgress:
 
     @property
     def pending(self) -> int:
-        return self.counts.get("pending", 0)
+        return self.counts.get(StageStatus.PENDING, 0)
 
 
 @dataclass(frozen=True)
@@ -146,4 +147,4 @@ def failure_groups(session: Session, job_id: int, limit: int) -> list[FailureGro
 
 def _aware(value: dt.datetime) -> dt.datetime:
     """SQLite returns naive datetimes: they were stored as UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

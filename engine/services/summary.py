@@ -7,10 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.db.models import (
-    Caption, HumanTask, ImageConcept, ItemStatus, JobItem, Mask, ModelVersion, StageItem, StageStatus,
-    TaskState,
-)
+from engine.db.models import Caption, HumanTask, ImageConcept, JobItem, Mask, ModelVersion, StageItem
+from engine.domain.vocabulary import ItemStatus, StageStatus, TaskState
 
 
 @dataclass(frozen=True)

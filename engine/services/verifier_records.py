@@ -18,11 +18,11 @@ from PIL import Image as PILImage
 
 from engine.domain.exports import ANSWERS, VERIFIER_TASKS
 from engine.domain.masks import MaskError, RleMask, decode_mask, from_coco_segmentation
+from engine.domain.vocabulary import HUMAN_SOURCES, VerifierTask
 from engine.ports import MaskQuery, PairQuery, VerifierExample
 from engine.storage import MediaStore
 
 REQUIRED = ("task", "split", "pair_id", "phrase", "image", "masks", "answer", "target", "label_source")
-HUMAN_SOURCES = ("human", "label_studio")
 
 
 class RecordError(ValueError):
@@ -120,7 +120,7 @@ def _check(record: Any, task: str, where: str) -> None:
         raise RecordError(f"{where}: task {record['task']!r} in the {task} file")
     if record["answer"] not in ANSWERS[task]:
         raise RecordError(f"{where}: {record['answer']!r} is not a {task} answer ({', '.join(ANSWERS[task])})")
-    if task == "mv" and len(record["masks"]) != 1:
+    if task == VerifierTask.MV and len(record["masks"]) != 1:
         raise RecordError(f"{where}: an mv record judges exactly one mask, not {len(record['masks'])}")
 
 
@@ -171,7 +171,7 @@ def _open(store: MediaStore, key: str) -> PILImage.Image | str:
 
 def _query(task: str, record: dict[str, Any], image: PILImage.Image) -> MaskQuery | PairQuery:
     masks = _masks(record)
-    if task == "mv":
+    if task == VerifierTask.MV:
         return MaskQuery(image, record["phrase"], decode_mask(masks[0]))
     return PairQuery(image, record["phrase"], [m.bbox for m in masks])
 

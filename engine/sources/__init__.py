@@ -7,7 +7,9 @@ bytes later, possibly in another process (``read_many``). Reading failures are p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from engine.domain.vocabulary import SourceKind
 from engine.settings import FetchSettings, ImageLimits, SourceSettings
 from engine.sources.base import FetchError, Source, SourceError, SourceItem
 from engine.sources.coco import CocoSource
@@ -15,14 +17,14 @@ from engine.sources.folder import FolderSource
 from engine.sources.urls import UrlListSource
 from engine.sources.webdataset import MAX_SHARD_NAMES, WebDatasetSource, expand_shards
 
-SOURCE_KINDS = ("folder", "urls", "webdataset", "coco")
+SOURCE_KINDS = tuple(SourceKind)
 
 __all__ = [
     "FetchError", "Source", "SourceError", "SourceItem", "SOURCE_KINDS", "detect_kind", "open_source",
 ]
 
 
-def detect_kind(uri: str) -> str:
+def detect_kind(uri: str) -> SourceKind:
     """Guess the kind of a source from its path."""
     path = Path(uri)
     lower = uri.lower()
@@ -34,14 +36,14 @@ def detect_kind(uri: str) -> str:
         if entries and all(p.suffix.lower() == ".tar" for p in entries if p.is_file()) and any(
             p.is_file() for p in entries
         ) and not any(p.is_dir() for p in entries):
-            return "webdataset"
-        return "folder"
+            return SourceKind.WEBDATASET
+        return SourceKind.FOLDER
     if lower.endswith(".tar") or "{" in uri or "*" in uri:
-        return "webdataset"
+        return SourceKind.WEBDATASET
     if lower.endswith(".json"):
-        return "coco"
+        return SourceKind.COCO
     if lower.endswith((".txt", ".csv", ".tsv", ".lst")):
-        return "urls"
+        return SourceKind.URLS
     if not path.exists():
         raise SourceError(f"source not found: {uri}")
     raise SourceError(
@@ -53,7 +55,7 @@ def open_source(
     uri: str,
     kind: str | None = None,
     *,
-    options: dict | None = None,
+    options: dict[str, Any] | None = None,
     fetch: FetchSettings | None = None,
     max_shard_names: int | None = None,
     max_file_bytes: int | None = None,
@@ -67,14 +69,14 @@ def open_source(
     options = options or {}
     fetch = fetch or FetchSettings()
     max_file_bytes = max_file_bytes or ImageLimits().max_file_bytes
-    if kind == "folder":
+    if kind == SourceKind.FOLDER:
         return FolderSource(uri, max_file_bytes=max_file_bytes)
-    if kind == "urls":
+    if kind == SourceKind.URLS:
         return UrlListSource(uri, fetch)
-    if kind == "webdataset":
+    if kind == SourceKind.WEBDATASET:
         return WebDatasetSource(expand_shards(uri, max_shard_names or MAX_SHARD_NAMES), uri,
                                 max_file_bytes=max_file_bytes)
-    if kind == "coco":
+    if kind == SourceKind.COCO:
         return CocoSource(uri, fetch, images_dir=options.get("images_dir"), max_file_bytes=max_file_bytes,
                           max_coco_bytes=max_coco_bytes or SourceSettings().max_coco_bytes)
     raise SourceError(f"unknown source kind {kind!r}; expected one of {', '.join(SOURCE_KINDS)}")

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from engine.domain.vocabulary import SourceKind
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 CAPTION_KEYS = ("caption", "alt_text", "alt", "text", "txt", "title")
 MAX_SIDECAR_BYTES = 1 << 20  # a caption / metadata sidecar larger than this is not read
@@ -44,7 +46,7 @@ class ReadResult:
 
 
 class Source:
-    kind: ClassVar[str]
+    kind: ClassVar[SourceKind]
     queue: ClassVar[str] = "cpu"  # the Celery queue that mines this source: io for network-bound
 
     uri: str

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.domain.masks import MaskError, check_segmentation_shape
+from engine.domain.vocabulary import SourceKind
 from engine.settings import FetchSettings
 from engine.sources.base import (
     FetchError,
@@ -40,7 +41,7 @@ MAX_DECLARED_SIDE = 1 << 20
 
 
 class CocoSource(Source):
-    kind = "coco"
+    kind = SourceKind.COCO
     queue = "cpu"
 
     def __init__(self, uri: str, fetch: FetchSettings, images_dir: str | None = None,
@@ -244,7 +245,9 @@ def _locator(image: dict[str, Any]) -> dict[str, Any]:
 
 def _declared_size(image: dict[str, Any]) -> list[int] | None:
     """[height, width] when both are positive integers of a sane size, else None (not checked)."""
-    h, w = image.get("height"), image.get("width")
-    if all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_DECLARED_SIDE for v in (h, w)):
-        return [h, w]
-    return None
+    h, w = _sane_side(image.get("height")), _sane_side(image.get("width"))
+    return [h, w] if h is not None and w is not None else None
+
+
+def _sane_side(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_DECLARED_SIDE else None

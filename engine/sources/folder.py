@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from engine.domain.vocabulary import SourceKind
 from engine.sources.base import (
     IMAGE_EXTENSIONS,
     FetchError,
@@ -33,7 +34,7 @@ from engine.sources.base import (
 
 
 class FolderSource(Source):
-    kind = "folder"
+    kind = SourceKind.FOLDER
     queue = "cpu"
 
     def __init__(self, uri: str, max_file_bytes: int | None = None) -> None:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
+from engine.domain.vocabulary import SourceKind
 from engine.settings import FetchSettings
 from engine.sources.base import (
     CAPTION_KEYS,
@@ -35,7 +36,7 @@ TOO_LONG = f"is longer than {MAX_LINE_CHARS:,} characters; not read"
 
 
 class UrlListSource(Source):
-    kind = "urls"
+    kind = SourceKind.URLS
     queue = "io"
 
     def __init__(self, uri: str, fetch: FetchSettings) -> None:

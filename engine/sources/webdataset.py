@@ -16,6 +16,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from engine.domain.vocabulary import SourceKind
 from engine.sources.base import (
     IMAGE_EXTENSIONS,
     FetchError,
@@ -180,7 +181,7 @@ def _forget_headers(tar: tarfile.TarFile) -> None:
 
 
 class WebDatasetSource(Source):
-    kind = "webdataset"
+    kind = SourceKind.WEBDATASET
     queue = "cpu"
 
     def __init__(self, shards: Sequence[Path], uri: str, max_file_bytes: int | None = None) -> None:
