@@ -25,14 +25,14 @@ test("first letters shared by two words, or reserved, fall back to the position 
   assert.deepEqual(actions.map((a) => a.keys), [["1"], ["2"], ["3"]]); // k is the page's skip, f its fit
 });
 
-test("hints dress a word up and may name its key; reserved digits are not used", () => {
+test("hints add a key, a tone and help to a word, which still reads as itself; reserved digits are not used", () => {
   const digits = ["1", "2", "3", "4", "5", "6", "7", "8", "9"];
   const actions = labelActions(["corrected", "not_present"], {
     reserved: [...PAGE_KEYS, "c", ...digits],
-    hints: {corrected: {key: "s", text: "Submit masks", tone: "ok", help: "submit the masks"}},
+    hints: {corrected: {key: "s", tone: "ok", help: "submit the masks"}},
   });
   assert.deepEqual(actions.map((a) => [a.label, a.text, a.tone, a.keys, a.hint]), [
-    ["corrected", "Submit masks", "ok", ["s"], "S"], ["not_present", "Not present", "", ["n"], "N"]]);
+    ["corrected", "Corrected", "ok", ["s"], "S"], ["not_present", "Not present", "", ["n"], "N"]]);
   assert.deepEqual(labelHelp(actions), [["S", "submit the masks"], ["N", "Not present"]]);
 });
 

@@ -362,6 +362,51 @@ def test_the_annotator_chooses_task_kinds_and_the_empty_queue_says_why(
         assert s.get(HumanTask, exh_kite).state == TaskState.OPEN
 
 
+def test_the_verdict_buttons_are_the_label_words_the_api_sends(
+        live_server: str, browser_page: Any, settings: Settings) -> None:  # noqa: F811
+    """The page builds a task's verdict buttons and keys from the ``labels`` the task carries, in their
+    order: a word it has never seen gets a button, its first letter and its position number as keys,
+    and a key press sends that very word."""
+    with session_scope(settings.db_url) as s:
+        create_user(s, "annie", PASSWORD, Role.ANNOTATOR)
+        made = seed_review_items(s, settings.media_path, n_images=2, phrases=(PLAIN_PHRASE,), size=(320, 240),
+                                 masks_per_pair=1, kinds=("verify_mask",))
+    page = browser_page
+
+    def relabel(route: Any) -> None:
+        response = route.fetch()
+        task = response.json()
+        if task and task.get("id") is not None:
+            task["labels"] = ["reject", "accept", "blurry"]
+        route.fulfill(response=response, json=task)
+
+    sent: list[tuple[int, str]] = []
+
+    def verdict(route: Any) -> None:  # stored nowhere: only what the page sends counts here
+        sent.append((int(route.request.url.split("/")[-2]), route.request.post_data_json["label"]))
+        route.fulfill(status=200, json={"ok": True})
+
+    page.route("**/api/v1/tasks/next", relabel)
+    page.route("**/api/v1/tasks/*/verdict", verdict)
+    page.goto(f"{live_server}/login?next=%2Fqueue")
+    page.fill("#username", "annie")
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    wait_body(page, state="ready", taskKind="verify_mask")
+    first = int(page.get_attribute("body", "data-task-id"))
+    buttons = page.locator("#actions button")
+    assert buttons.evaluate_all("nodes => nodes.map(n => n.dataset.label)") == ["reject", "accept", "blurry"]
+    assert buttons.locator("span").all_text_contents() == ["Reject", "Accept", "Blurry"]
+    assert buttons.locator("kbd").all_text_contents() == ["R", "A", "B"]
+    assert "Blurry" in page.text_content("#help-keys")
+    page.keyboard.press("b")
+    second = ({*made["tasks"]} - {first}).pop()
+    wait_task(page, second, "verify_mask")
+    page.keyboard.press("2")
+    assert eventually(lambda: sent == [(first, "blurry"), (second, "accept")]), sent
+    assert page_errors(page) == []
+
+
 def made_user(settings: Settings, name: str = "annie") -> int:
     with session_scope(settings.db_url) as s:
         return s.scalars(select(User.id).where(User.username == name)).one()

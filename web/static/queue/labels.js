@@ -3,8 +3,9 @@
 //   - a letter: the kind's hint for the word if it has one, else the word's first letter when no other
 //     label of the task starts with it; never a key the kind or the page already uses (reserved);
 //   - its position number (1–9) unless that is reserved (the correct kind selects masks with digits).
-// A kind's hints ({word: {key, text, tone, help}}) only dress words up; a word without a hint is
-// still shown, as itself, with a derived key.
+// Each button reads as its word ("not_present" → "Not present"). A kind's hints ({word: {key, tone,
+// help}}) only add a key, a colour and a help line; a word without a hint is still shown, with a
+// derived key.
 
 /** "not_present" → "Not present" */
 export function humanize(word) {
@@ -13,7 +14,7 @@ export function humanize(word) {
 }
 
 /**
- * labels: the task's label words; reserved: keys used otherwise; hints: {word: {key, text, tone, help}}.
+ * labels: the task's label words; reserved: keys used otherwise; hints: {word: {key, tone, help}}.
  * → [{label, text, tone, help, keys: ["a", "1"], hint: "A"}] (hint: the key shown on the button, "" if none)
  */
 export function labelActions(labels, {reserved = [], hints = {}} = {}) {
@@ -34,7 +35,7 @@ export function labelActions(labels, {reserved = [], hints = {}} = {}) {
         taken.add(key);
       }
     }
-    return {label: word, text: hint.text || humanize(word), tone: hint.tone || "", help: hint.help || humanize(word),
+    return {label: word, text: humanize(word), tone: hint.tone || "", help: hint.help || humanize(word),
       keys, hint: keys.length ? keys[0].toUpperCase() : ""};
   });
 }

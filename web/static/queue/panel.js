@@ -24,7 +24,8 @@ export function showTask(entry) {
 
 export function showMode(mode) {
   byId("question").replaceChildren(...mode.question());
-  byId("actions").replaceChildren(...mode.actions.map((a) => actionButton(a.text, a.hint, a.tone, a.run)));
+  byId("actions").replaceChildren(...mode.actions.map((a) =>
+    actionButton(a.text, a.hint, a.tone, a.run, {"data-label": a.label, title: a.help})));
   renderHelp(mode.help);
 }
 

@@ -27,11 +27,11 @@ export function noFocus(node) {
   return node;
 }
 
-/** A verdict button: its text, the key shown, a tone class (ok, bad, warn). */
-export function actionButton(text, key, tone, onClick) {
+/** A button: its text, the key shown, a tone class (ok, bad, warn), more attributes. */
+export function actionButton(text, key, tone, onClick, attrs = {}) {
   const children = [el("span", {text})];
   if (key) children.push(el("kbd", {text: key}));
-  const node = noFocus(el("button", {type: "button", class: tone}, children));
+  const node = noFocus(el("button", {type: "button", class: tone, ...attrs}, children));
   node.addEventListener("click", () => { node.blur(); onClick(); });
   return node;
 }

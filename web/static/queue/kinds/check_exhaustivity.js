@@ -7,10 +7,10 @@ import {labelMode} from "./mode.js";
 
 export const title = "Check every instance";
 
-// how the page dresses the words up (a word missing here is shown as itself)
+// a colour and a help line per word (a word missing here is shown all the same)
 const HINTS = {
   complete: {tone: "ok", help: "complete: every instance has a mask"},
-  missing: {text: "Instances missing", tone: "warn", help: "some instances have no mask"},
+  missing: {tone: "warn", help: "some instances have no mask"},
   not_present: {tone: "bad", help: "the phrase is not in the image"},
 };
 

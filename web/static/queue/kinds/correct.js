@@ -13,9 +13,10 @@ import {byId, el, smallButton, term} from "../ui.js";
 
 export const title = "Correct masks";
 
-// how the page dresses the words up (a word missing here is shown as itself and sends no masks)
+// a key (S: submit; C is the crowd toggle), a colour and a help line per word; ``masks``: the word
+// that sends the edited masks (a word missing here is shown all the same and sends none)
 const HINTS = {
-  corrected: {key: "s", text: "Submit masks", tone: "ok", help: "submit the masks", masks: true},
+  corrected: {key: "s", tone: "ok", help: "submit the masks", masks: true},
   not_present: {tone: "bad", help: "phrase not present (no masks)"},
 };
 const UNDO_DEPTH = 50;

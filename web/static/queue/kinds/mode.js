@@ -1,6 +1,7 @@
 // What a task kind gives the page (a "mode", one per shown task):
 //   question() → nodes       the question above the buttons
-//   actions [{text, hint, tone, run}]  the verdict buttons (hint: the key shown)
+//   actions [{label, text, hint, tone, help, run}]  the verdict buttons (label: the word sent;
+//                            hint: the key shown)
 //   keys {key: fn}           its keys (e.key, one character lower-cased); the page's own keys are
 //                            page.reserved and are never taken
 //   help [[key, text]]       lines of the keyboard help

@@ -8,7 +8,7 @@ import {labelMode} from "./mode.js";
 
 export const title = "Verify mask";
 
-// how the page dresses the words up (a word missing here is shown as itself)
+// a colour and a help line per word (a word missing here is shown all the same)
 const HINTS = {
   accept: {tone: "ok", help: "accept: the mask is one correct, complete instance"},
   reject: {tone: "bad", help: "reject: wrong object or sloppy mask"},
