@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import Image, ImageConcept, JobItem, Mask, ModelKind, PairOrigin, Polarity, PredictionImage
+from engine.db.models import Image, ImageConcept, JobItem, Mask, PredictionImage
 from engine.db.upsert import insert_ignore
 from engine.domain.masks import MaskError, RleMask, from_coco_segmentation
 from engine.domain.phrases import clean_phrase
+from engine.domain.vocabulary import ModelKind, PairOrigin, Polarity
 from engine.repositories import labels as labels_repo
 from engine.repositories import model_versions
 
@@ -46,7 +46,8 @@ class ImportReport:
     images: int = 0  # images the version is recorded as having run on (rows' and named ones)
 
 
-def load_rows(path: Path) -> list[Any]:
+def load_rows(path: Path) -> list[object]:
+    """The results of a JSON file: a list of rows (or a COCO file's annotations), each checked on import."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -96,7 +97,7 @@ def file_version(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def import_predictions(session: Session, rows: list[Any], *, model_name: str, version: str,
+def import_predictions(session: Session, rows: Sequence[object], *, model_name: str, version: str,
                        categories: dict[int, str] | None = None, strict: bool = False,
                        ran_on: Iterable[int] = ()) -> ImportReport:
     """Import the rows as masks of an ``external`` model version; ``ran_on``: more images the
@@ -147,10 +148,13 @@ def import_predictions(session: Session, rows: list[Any], *, model_name: str, ve
     return report
 
 
-def _check(row: Any, images: dict[int, Image], categories: dict[int, str]) -> tuple[int, str, RleMask, float | None, bool]:
+def _check(row: object, images: dict[int, Image],
+           categories: dict[int, str]) -> tuple[int, str, RleMask, float | None, bool]:
+    """(image id, phrase, mask, score, crowd) of a valid row; ValueError (or MaskError) says why a row is not."""
     if not isinstance(row, dict):
         raise ValueError("not an object")
-    image = images.get(row.get("image_id"))  # type: ignore[arg-type]
+    image_id = row.get("image_id")
+    image = images.get(image_id) if isinstance(image_id, int) else None
     if image is None:
         raise ValueError(f"unknown image_id {row.get('image_id')!r}")
     text = row.get("phrase") or row.get("text_input")
