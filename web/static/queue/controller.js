@@ -10,9 +10,8 @@ import * as panel from "./panel.js";
 import {QueueState, emptyReason, retryDelayMs} from "./state.js";
 import {notify, setState, stageMessage, uuid} from "./ui.js";
 
-export const POLL_MS = 10_000; // empty queue: ask again this often
-export const IDLE_HOLD_MS = 10 * 60_000; // after this long without input, leases are no longer renewed
-const body = document.body;
+const POLL_MS = 10_000; // empty queue: ask again this often
+const IDLE_HOLD_MS = 10 * 60_000; // after this long without input, leases are no longer renewed
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const EMPTY_MODE = {question: () => [], actions: [], keys: {}, help: [], mount() {}, unmount() {}};
 
@@ -48,7 +47,13 @@ export class QueueController {
 
   get current() { return this.state.current; }
 
-  ready() { return body.dataset.state === "ready"; }
+  /** The page's phase: "busy" | "ready" | "empty" | "error" (also on <body> as data-state). */
+  setPhase(phase) {
+    this.state.phase = phase;
+    setState(phase);
+  }
+
+  ready() { return this.state.phase === "ready"; }
 
   // ------------------------------------------------------------ leasing
   async lease() {
@@ -94,7 +99,7 @@ export class QueueController {
     if (this.advancing) return this.advancing;
     this.advancing = (async () => {
       this.closeCurrent();
-      setState("busy");
+      this.setPhase("busy");
       clearTimeout(this.pollTimer);
       if (!this.state.hasNext()) stageMessage("Loading the next task…");
       const entry = await this.takeNext();
@@ -133,7 +138,7 @@ export class QueueController {
     panel.showMode(entry.mode);
     entry.mode.mount();
     if (entry.error) notify(`Refused earlier: ${entry.error}`, "error");
-    setState("ready");
+    this.setPhase("ready");
     this.prefetch();
   }
 
@@ -144,7 +149,7 @@ export class QueueController {
     const reason = emptyReason(err);
     if (reason === "refused") { // asking again would not help
       this.renderEmpty(null);
-      setState("error");
+      this.setPhase("error");
       stageMessage(`The queue refused: ${err.message}`, true);
       return;
     }
@@ -159,7 +164,7 @@ export class QueueController {
       this.renderEmpty(info);
       stageMessage(`${info?.message || "No tasks right now."} Checking again every 10 s.`);
     }
-    setState("empty");
+    this.setPhase("empty");
     this.schedulePoll();
   }
 
@@ -186,7 +191,7 @@ export class QueueController {
   }
 
   pollIfEmpty() {
-    if (body.dataset.state !== "empty") return;
+    if (this.state.phase !== "empty") return;
     clearTimeout(this.pollTimer);
     this.poll();
   }
@@ -209,7 +214,7 @@ export class QueueController {
       this.release(reserve.task.id);
       if (state.current) this.prefetch();
     }
-    if (!state.current && !this.advancing && ["empty", "error"].includes(body.dataset.state)) {
+    if (!state.current && !this.advancing && ["empty", "error"].includes(state.phase)) {
       clearTimeout(this.pollTimer);
       state.lastError = null;
       this.advance();

@@ -20,7 +20,7 @@ import {createApi} from "./api.js";
 import {QueueController} from "./controller.js";
 import {KINDS} from "./kinds/index.js";
 import * as panel from "./panel.js";
-import {byId, isTyping, nav, noFocus, onLogout, setState, stageMessage} from "./ui.js";
+import {byId, isTyping, nav, noFocus, onLogout, stageMessage} from "./ui.js";
 import {Viewer} from "./viewer.js";
 
 const DEFAULT_HEARTBEAT_S = 60; // queue.heartbeat_s's default; used unless the API says otherwise
@@ -113,7 +113,7 @@ async function start() {
   try {
     me = await nav("/queue");
   } catch (err) {
-    if (err.status !== 401) { setState("error"); stageMessage(`Cannot load the page: ${err.message}`, true); }
+    if (err.status !== 401) { queue.setPhase("error"); stageMessage(`Cannot load the page: ${err.message}`, true); }
     return; // 401: on the way to the log-in page
   }
   const heartbeatMs = Math.max(5, Number(me.heartbeat_s) || DEFAULT_HEARTBEAT_S) * 1000;

@@ -40,7 +40,7 @@ export function clearTask() {
 
 export function comment() { return byId("comment").value; }
 
-export function renderHelp(keys) {
+function renderHelp(keys) {
   byId("help-keys").replaceChildren(...[...keys, ...COMMON_HELP].flatMap(([key, text]) =>
     [el("dt", {}, [el("kbd", {text: key})]), el("dd", {text})]));
 }

@@ -8,7 +8,7 @@
 //             retried (same body, same client_id) while verdictStep says "retry".
 //   kinds     the task kinds asked for, among those the person may take (allowed).
 
-export const RETRY_FIRST_MS = 500;
+const RETRY_FIRST_MS = 500;
 export const RETRY_MAX_MS = 15_000;
 
 /** The wait before the ``attempts``-th retry of a verdict: doubling from 0.5 s, at most 15 s. */
@@ -66,6 +66,7 @@ export class QueueState {
     this.lastError = null; // the error of the last lease, null once one succeeds
     this.empty = null; // the last empty answer of /tasks/next: {message, blocked, waiting}
     this.stopped = false; // the page is going away: nothing more is leased
+    this.phase = "busy"; // "busy" (loading) | "ready" (a task shown) | "empty" (asking again later) | "error"
   }
 
   /** Every entry whose lease this page holds (the heartbeat renews them). */
