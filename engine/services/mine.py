@@ -27,7 +27,7 @@ from engine.db.models import ImageConcept, JobItem, Mask, MiningJob
 from engine.domain.images import ImageRejected, PreparedImage, prepare_image
 from engine.domain.masks import MaskError, RleMask, from_coco_segmentation
 from engine.domain.phrases import normalise_phrase
-from engine.domain.vocabulary import ItemStatus, JobStatus, PairOrigin, Polarity, StageStatus
+from engine.domain.vocabulary import ItemStatus, JobStatus, PairOrigin, Polarity, SourceKind, StageStatus
 from engine.repositories import images as images_repo
 from engine.repositories import jobs as jobs_repo
 from engine.repositories import labels as labels_repo
@@ -361,10 +361,11 @@ def _fail(item: JobItem, reason: str, report: StageReport) -> None:
 
 def _item_uri(job: MiningJob, item: JobItem) -> str:
     loc = item.locator
-    if "url" in loc and not ("path" in loc and job.source_kind == "coco"):
+    if "url" in loc and not ("path" in loc and job.source_kind == SourceKind.COCO):
         return str(loc["url"])
     if "shard" in loc:
         return f"{loc['shard']}#{loc.get('member')}"
     if "path" in loc:
-        return f"{job.source_uri}:{loc['path']}" if job.source_kind == "coco" else f"{job.source_uri}/{loc['path']}"
+        separator = ":" if job.source_kind == SourceKind.COCO else "/"
+        return f"{job.source_uri}{separator}{loc['path']}"
     return job.source_uri

@@ -22,9 +22,11 @@ from engine.domain.audit import in_audit_sample, mask_key, pair_key
 from engine.domain.calibration import Calibrator
 from engine.domain.routing import KindThresholds, MaskItem, PairItem, RouteDecision, Thresholds, route_mask, route_pair
 from engine.domain.vocabulary import (
+    HUMAN_SOURCES,
     Decider,
-    MaskLabel,
+    ExhaustivityVerifierAnswer,
     MaskState,
+    MaskVerifierAnswer,
     RouteAction,
     RouteMaskLabel,
     RoutePairLabel,
@@ -38,7 +40,6 @@ from engine.services.common import StageReport, claim_batch, record
 from engine.settings import RoutingSettings
 
 STAGE = "route"
-HUMAN_SOURCES = (VerdictSource.HUMAN, VerdictSource.LABEL_STUDIO)
 AUDIT_PRIORITY = 5
 AUDIT = "audit"  # the count of auto-decisions sent to a person as the audit sample
 #: what a calibration was fitted on: exhaustivity splits into pairs judged with boxes and without
@@ -147,7 +148,7 @@ def _route_masks(session: Session, settings: RoutingSettings, calibrations: _Cal
         if mask is None or verdict.model_version_id is None:
             continue
         cal = calibrations.of(verdict.model_version_id, TaskKind.VERIFY_MASK)
-        p = cal.p(_raw_accept(verdict))
+        p = cal.p(_raw_accept(verdict, MaskVerifierAnswer.ACCEPT))
         decided = mask.id in seen.human_masks or mask.decided_by == Decider.HUMAN
         audit = in_audit_sample(mask_key(mask.id), settings.audit_rate, settings.audit_seed)
         decision = route_mask(MaskItem(mask.id, verdict.pair_id, p, verdict.probabilities or {}, decided),
@@ -169,7 +170,7 @@ def _route_pairs(session: Session, settings: RoutingSettings, calibrations: _Cal
         judged_with_boxes = bool((verdict.payload or {}).get("boxes"))
         cal = calibrations.of(verdict.model_version_id, TaskKind.CHECK_EXHAUSTIVITY,
                               "with_masks" if judged_with_boxes else "presence")
-        raw = _raw_accept(verdict)
+        raw = _raw_accept(verdict, ExhaustivityVerifierAnswer.ACCEPT)
         surviving = sum(1 for m in masks if m.pair_id == pair_id and m.state != MaskState.REJECTED)
         decided = pair_id in seen.human_pairs or pair.decided_by == Decider.HUMAN
         audit = in_audit_sample(pair_key(pair_id), settings.audit_rate, settings.audit_seed)
@@ -181,9 +182,9 @@ def _route_pairs(session: Session, settings: RoutingSettings, calibrations: _Cal
     return decisions
 
 
-def _raw_accept(verdict: Verdict) -> float:
-    """The verifier's raw P(accept)."""
-    return float((verdict.probabilities or {}).get(MaskLabel.ACCEPT, 0.0))
+def _raw_accept(verdict: Verdict, accept: MaskVerifierAnswer | ExhaustivityVerifierAnswer) -> float:
+    """The verifier's raw P(accept): the probability of its ``accept`` choice."""
+    return float((verdict.probabilities or {}).get(accept, 0.0))
 
 
 def _count_key(decision: RouteDecision) -> str:

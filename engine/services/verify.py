@@ -12,6 +12,7 @@ person has decided); a mask a person accepted is one of EV's boxes."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 from PIL import Image as PILImage
 from sqlalchemy import select
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from engine.db.models import ImageConcept, Mask, StageItem, Verdict
 from engine.domain.mask_scale import decode_at
 from engine.domain.masks import MaskError
-from engine.domain.vocabulary import Decider, MaskLabel, MaskState, StageStatus, VerdictKind, VerdictSource
+from engine.domain.vocabulary import Decider, MaskState, MaskVerifierAnswer, StageStatus, VerdictKind, VerdictSource
 from engine.ports import ExhaustivityVerifier, MaskQuery, MaskVerifier, PairQuery
 from engine.repositories import labels as labels_repo
 from engine.services.common import (
@@ -49,6 +50,7 @@ def verify_batch(session: Session, store: MediaStore, mv: MaskVerifier, ev: Exha
     if not items:
         return report
     mv_version, ev_version = batch.versions
+    verifiers = _Verifiers(mv, ev, mv_version, ev_version, survive_probability)
     ids = [i.subject_id for i in items]
     pairs = labels_repo.phrases_of_images(session, ids)
     by_image: dict[int, list[tuple[int, str]]] = {}
@@ -57,8 +59,7 @@ def verify_batch(session: Session, store: MediaStore, mv: MaskVerifier, ev: Exha
     sizes = image_sizes(session, sorted(by_image))
     for item, own, image in _one_at_a_time(session, store, report, items, by_image, ev_version, max_side):
         with Timer(report, "model") as timer:
-            errors, counts = _verify_image(session, image, sizes[item.subject_id], own, mv, ev, mv_version,
-                                           ev_version, survive_probability)
+            errors, counts = _verify_image(session, image, sizes[item.subject_id], own, verifiers)
         detail = {"masks": counts[0], "pairs": counts[1]}
         if errors:
             record(report, item, StageStatus.FAILED, version_id=ev_version, seconds=timer.elapsed,
@@ -80,60 +81,106 @@ def _one_at_a_time(session: Session, store: MediaStore, report: StageReport, ite
         yield from with_work(report, [item], by_image, images, version, "no phrase to verify for this image")
 
 
+@dataclass(frozen=True)
+class _Verifiers:
+    """The two verifiers and their versions; MV's P(accept) from which a mask is one of EV's boxes."""
+
+    mv: MaskVerifier
+    ev: ExhaustivityVerifier
+    mv_version: int
+    ev_version: int
+    survive: float
+
+
+@dataclass
+class _Judging:
+    """One image's pairs and masks as the verifiers' passes see them: what each version judged so
+    far (grows with the masks pass), what people decided, and the calls that failed."""
+
+    image: PILImage.Image  # downscaled
+    size: tuple[int, int]  # the stored (height, width): boxes are stored in its pixels
+    pairs: list[tuple[int, str]]
+    masks: Sequence[Mask]
+    judged: dict[tuple[int | None, int, VerdictKind], dict[str, float]]
+    human_masks: set[int]
+    human_pairs: set[int]
+    errors: list[str] = field(default_factory=list)
+
+
 def _verify_image(session: Session, image: PILImage.Image, size: tuple[int, int], pairs: list[tuple[int, str]],
-                  mv: MaskVerifier,
-                  ev: ExhaustivityVerifier, mv_version: int, ev_version: int,
-                  survive: float) -> tuple[list[str], tuple[int, int]]:
+                  verifiers: _Verifiers) -> tuple[list[str], tuple[int, int]]:
+    """MV on the image's masks not judged yet, then EV on its pairs; the failures and (masks, pairs) judged."""
     pair_ids = [pid for pid, _ in pairs]
-    phrase_of = dict(pairs)
     masks = session.scalars(select(Mask).where(Mask.pair_id.in_(pair_ids)).order_by(Mask.id)).all()
     judged = {
         (v.mask_id, v.pair_id, v.kind): v.probabilities or {}
         for v in session.scalars(select(Verdict).where(
-            Verdict.pair_id.in_(pair_ids), Verdict.model_version_id.in_([mv_version, ev_version])))
+            Verdict.pair_id.in_(pair_ids), Verdict.model_version_id.in_([verifiers.mv_version, verifiers.ev_version])))
     }
-    human_masks, human_pairs = _human_decided(session, pair_ids, masks)
-    errors: list[str] = []
-    todo: list[Mask] = []
-    pending = [m for m in masks if (m.id, m.pair_id, VerdictKind.MASK) not in judged and m.id not in human_masks]
+    state = _Judging(image, size, pairs, masks, judged, *_human_decided(session, pair_ids, masks))
+    n_masks = _masks_pass(session, verifiers, state)
+    n_pairs = _pairs_pass(session, verifiers, state)
+    return state.errors, (n_masks, n_pairs)
+
+
+def _masks_pass(session: Session, verifiers: _Verifiers, state: _Judging) -> int:
+    """MV judges each mask this version has not judged and no person decided, a chunk at a time;
+    returns how many it was asked about."""
+    image, judged, phrase_of = state.image, state.judged, dict(state.pairs)
+    todo = 0
+    pending = [m for m in state.masks
+               if (m.id, m.pair_id, VerdictKind.MASK) not in judged and m.id not in state.human_masks]
     for start in range(0, len(pending), MASKS_PER_CALL):  # a chunk's masks decoded at a time, at the image's size
         chunk, queries = [], []
         for m in pending[start:start + MASKS_PER_CALL]:
             try:
                 decoded = decode_at(labels_repo.rle_of(m), image.height, image.width)
             except MaskError as exc:  # a stored mask written past the validator (dataengine check: M2) fails alone
-                errors.append(f"mask {m.id}: {exc}")
+                state.errors.append(f"mask {m.id}: {exc}")
                 continue
             chunk.append(m)
             queries.append(MaskQuery(image, phrase_of[m.pair_id], decoded))
-        todo += chunk
-        for mask, result in zip(chunk, call_split(lambda qs: mv.verify_masks(qs), queries), strict=True):
+        todo += len(chunk)
+        for mask, result in zip(chunk, call_split(lambda qs: verifiers.mv.verify_masks(qs), queries), strict=True):
             if isinstance(result, Exception):
-                errors.append(f"mask {mask.id}: {describe(result)}")
+                state.errors.append(f"mask {mask.id}: {describe(result)}")
                 continue
-            _add(session, VerdictKind.MASK, mask.pair_id, mask.id, mv_version, result)
+            _add(session, VerdictKind.MASK, mask.pair_id, mask.id, verifiers.mv_version, result)
             judged[(mask.id, mask.pair_id, VerdictKind.MASK)] = result
         del queries
-    seen = _boxes_seen(session, pair_ids, ev_version)
-    sy, sx = image.height / size[0], image.width / size[1]  # boxes are stored in original pixels
+    return todo
+
+
+def _pairs_pass(session: Session, verifiers: _Verifiers, state: _Judging) -> int:
+    """EV judges each pair no person decided, shown the boxes of its surviving masks, unless this
+    version judged it with these very boxes; returns how many pairs it was asked about."""
+    seen = _boxes_seen(session, [pid for pid, _ in state.pairs], verifiers.ev_version)
+    sy, sx = state.image.height / state.size[0], state.image.width / state.size[1]  # boxes: original pixels
     ev_todo, ev_queries = [], []
-    for pid, text in pairs:
-        shown = [m for m in masks if m.pair_id == pid
-                 and (judged.get((m.id, pid, VerdictKind.MASK), {}).get(MaskLabel.ACCEPT, 0.0) >= survive
-                      if m.id not in human_masks else m.state == MaskState.ACCEPTED)]
+    for pid, text in state.pairs:
+        shown = [m for m in state.masks if m.pair_id == pid and _survives(m, state, verifiers.survive)]
         ids = sorted(m.id for m in shown)
-        if pid in human_pairs or (pid in seen and seen[pid] in (None, ids)):
+        if pid in state.human_pairs or (pid in seen and seen[pid] in (None, ids)):
             continue  # a person decided it, or this EV version judged these very boxes
         ev_todo.append((pid, ids))
-        ev_queries.append(PairQuery(image, text, [(m.bbox_x * sx, m.bbox_y * sy, m.bbox_w * sx, m.bbox_h * sy)
-                                                  for m in shown]))
-    for (pid, ids), result in zip(ev_todo, call_split(lambda qs: ev.verify_pairs(qs), ev_queries), strict=True):
+        ev_queries.append(PairQuery(state.image, text, [(m.bbox_x * sx, m.bbox_y * sy, m.bbox_w * sx, m.bbox_h * sy)
+                                                        for m in shown]))
+    results = call_split(lambda qs: verifiers.ev.verify_pairs(qs), ev_queries)
+    for (pid, ids), result in zip(ev_todo, results, strict=True):
         if isinstance(result, Exception):
-            errors.append(f"pair {pid}: {describe(result)}")
+            state.errors.append(f"pair {pid}: {describe(result)}")
             continue
-        _add(session, VerdictKind.EXHAUSTIVITY, pid, None, ev_version, result,
+        _add(session, VerdictKind.EXHAUSTIVITY, pid, None, verifiers.ev_version, result,
              payload={"boxes": len(ids), "mask_ids": ids})
-    return errors, (len(todo), len(ev_todo))
+    return len(ev_todo)
+
+
+def _survives(mask: Mask, state: _Judging, survive: float) -> bool:
+    """The mask is one of EV's boxes: a person accepted it, or (no person decided it) MV thinks it present."""
+    if mask.id in state.human_masks:
+        return mask.state == MaskState.ACCEPTED
+    probabilities = state.judged.get((mask.id, mask.pair_id, VerdictKind.MASK), {})
+    return probabilities.get(MaskVerifierAnswer.ACCEPT, 0.0) >= survive
 
 
 def _boxes_seen(session: Session, pair_ids: list[int], ev_version: int) -> dict[int, list[int] | None]:
