@@ -75,7 +75,7 @@ class CeleryQueue:
     @classmethod
     def for_settings(cls, settings: Settings) -> CeleryQueue:
         """A queue on a Celery app made for these settings (the submitting side: CLI, API, promotion)."""
-        from pipelines.celery_app import create_celery
+        from pipelines.celery_app import create_celery  # importing it builds the workers' app from the environment
 
         return cls(create_celery(settings), retries=settings.pipeline.enqueue_retries)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -183,6 +184,4 @@ def outage_errors() -> tuple[type[BaseException], ...]:
 
 
 def _to_stderr(line: str) -> None:
-    import sys
-
     print(line, file=sys.stderr, flush=True)

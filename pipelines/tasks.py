@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from engine.ports import TaskQueue
+from engine.services import auth, queue
 from pipelines.celery_app import app
 from pipelines.context import worker_context
 from pipelines.dispatch import CeleryQueue
@@ -64,8 +65,6 @@ def route_batch(job_id: int, image_ids: list[int], database: str | None = None) 
 def expire_leases() -> int:
     """Beat: abandoned leases go back to the queue; expired log-in sessions and log-in attempts
     older than a day are deleted."""
-    from engine.services import auth, queue
-
     with worker_context().session() as session:
         auth.purge_expired_sessions(session)
         return queue.expire_leases(session)
