@@ -9,26 +9,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.domain.ground_truth import (  # noqa: F401 - part of this module's interface
+from engine.domain.ground_truth import (  # noqa: F401 - the verifier mapping's names, at home in ground_truth
     LABEL_SOURCES,
     POSITIVE_LABELS,
     PRESENCE_POSITIVE,
     VERIFIER_TASKS,
     verifier_target,
 )
-from engine.domain.vocabulary import CorrectionLabel, MaskLabel, VerdictSource, VerifierTask
+from engine.domain.vocabulary import (
+    CorrectionLabel,
+    ExhaustivityVerifierAnswer,
+    MaskLabel,
+    MaskVerifierAnswer,
+    VerdictSource,
+    VerifierTask,
+)
 
 SPLITS = ("train", "val")
 UNGROUNDABLE = MaskLabel.UNGROUNDABLE
-#: the verifier's answer for a human "ungroundable" (annotators/verifiers.py choice labels)
-UNGROUNDABLE_ANSWER = {VerifierTask.MV: "flag_label", VerifierTask.EV: "ungroundable"}
-NEGATIVE_ANSWER = {VerifierTask.MV: "reject", VerifierTask.EV: "reject_missing"}
+#: the verifier's answer for a human "ungroundable"
+UNGROUNDABLE_ANSWER = {VerifierTask.MV: MaskVerifierAnswer.FLAG_LABEL,
+                       VerifierTask.EV: ExhaustivityVerifierAnswer.UNGROUNDABLE}
+NEGATIVE_ANSWER = {VerifierTask.MV: MaskVerifierAnswer.REJECT,
+                   VerifierTask.EV: ExhaustivityVerifierAnswer.REJECT_MISSING}
 #: choice labels of the verifiers (annotators/verifiers.py MV_CHOICES / EV_CHOICES, in that order)
-MV_ANSWERS = ("accept", "accept_as_text", "flag_label", "whole_image", "reject")
-EV_ANSWERS = ("accept", "reject_missing", "reject_unseparated", "flag_label", "whole_image", "ungroundable")
+MV_ANSWERS = tuple(MaskVerifierAnswer)
+EV_ANSWERS = tuple(ExhaustivityVerifierAnswer)
 ANSWERS: dict[str, tuple[str, ...]] = {VerifierTask.MV: MV_ANSWERS, VerifierTask.EV: EV_ANSWERS}
-#: the verifiers' answer that the item is right (the first of MV_ANSWERS and EV_ANSWERS)
-ACCEPT_ANSWER = "accept"
+#: the verifiers' answer that the item is right (the same word for both verifiers)
+ACCEPT_ANSWER = MaskVerifierAnswer.ACCEPT
 
 
 class ExportSpecError(ValueError):

@@ -86,7 +86,8 @@ class GroundTruth:
         """``column`` (a decider) is allowed; for ``both`` that is "decided" (the column's CHECK
         admits only the two deciders)."""
         if len(self.deciders) == len(DECIDERS[LabelSource.BOTH]):
-            return column.is_not(None)
+            decided: ColumnElement[bool] = column.is_not(None)
+            return decided
         return and_(column.is_not(None), column.in_(self.deciders))  # never NULL, so NOT works
 
     # ------------------------------------------------------------------ the pair's claim

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from engine.domain.masks import MaskError, RleMask, encode_mask, from_coco_segmentation
 
@@ -41,7 +42,7 @@ class LabelStudioFormatError(ValueError):
 
 
 # ---------------------------------------------------------------------------------- brush RLE
-def encode_brush(mask: np.ndarray) -> list[int]:
+def encode_brush(mask: npt.NDArray[Any]) -> list[int]:
     """A binary H×W mask → Label Studio brush RLE bytes (every channel 255 inside, 0 outside; the
     same bytes as ``label_studio_sdk.converter.brush.mask2rle`` of ``mask * 255``)."""
     if mask.ndim != 2:
@@ -94,7 +95,7 @@ class _Bits:
         self.pos = end
         return value
 
-    def read_words(self, count: int, n: int) -> np.ndarray:
+    def read_words(self, count: int, n: int) -> npt.NDArray[np.int64]:
         end = self.pos + count * n
         if end > self.bits.size:
             raise LabelStudioFormatError("brush RLE ends in the middle of a run")
@@ -103,7 +104,7 @@ class _Bits:
         return words.astype(np.int64) @ (1 << np.arange(n - 1, -1, -1, dtype=np.int64))
 
 
-def decode_brush(rle: Sequence[int], height: int, width: int) -> np.ndarray:
+def decode_brush(rle: Sequence[int], height: int, width: int) -> npt.NDArray[np.bool_]:
     """Label Studio brush RLE → a boolean H×W mask (alpha ≥ 128). Raises LabelStudioFormatError when
     the stream is malformed or holds another number of pixels than ``height × width``."""
     bits = _Bits(rle)
@@ -180,9 +181,9 @@ def config_problems(config: str, labels: Sequence[str]) -> list[str]:
         if el is None or el.tag != tag:
             problems.append(f"no <{tag} name=\"{name}\">")
         elif tag in ("BrushLabels", "PolygonLabels"):
-            values = {lab.get("value") for lab in el.iter("Label")}
-            if values != {REGION_LABEL}:
-                problems.append(f"<{tag} name=\"{name}\"> has labels {sorted(v or '' for v in values)}, "
+            regions = {lab.get("value") for lab in el.iter("Label")}
+            if regions != {REGION_LABEL}:
+                problems.append(f"<{tag} name=\"{name}\"> has labels {sorted(v or '' for v in regions)}, "
                                 f"expected [{REGION_LABEL!r}]")
         elif tag == "Choices":
             values = [c.get("value") for c in el.iter("Choice")]
@@ -191,7 +192,7 @@ def config_problems(config: str, labels: Sequence[str]) -> list[str]:
     return problems
 
 
-def brush_result(mask: np.ndarray, region_id: str) -> dict[str, Any]:
+def brush_result(mask: npt.NDArray[Any], region_id: str) -> dict[str, Any]:
     """A brush region (prediction or annotation result) for a binary H×W mask."""
     height, width = mask.shape
     return {"id": region_id, "type": "brushlabels", "from_name": BRUSH, "to_name": IMAGE,

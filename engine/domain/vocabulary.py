@@ -180,6 +180,27 @@ class RoutePairLabel(enum.StrEnum):
     NEGATIVE = "negative"
 
 
+class MaskVerifierAnswer(enum.StrEnum):
+    """The mask verifier's choices (annotators/verifiers.py ``MV_CHOICES``, in that order)."""
+
+    ACCEPT = "accept"
+    ACCEPT_AS_TEXT = "accept_as_text"
+    FLAG_LABEL = "flag_label"
+    WHOLE_IMAGE = "whole_image"
+    REJECT = "reject"
+
+
+class ExhaustivityVerifierAnswer(enum.StrEnum):
+    """The exhaustivity verifier's choices (annotators/verifiers.py ``EV_CHOICES``, in that order)."""
+
+    ACCEPT = "accept"
+    REJECT_MISSING = "reject_missing"
+    REJECT_UNSEPARATED = "reject_unseparated"
+    FLAG_LABEL = "flag_label"
+    WHOLE_IMAGE = "whole_image"
+    UNGROUNDABLE = "ungroundable"
+
+
 #: the label words a person may give, per task kind, in the order the queue page shows them
 LABELS: dict[TaskKind, tuple[MaskLabel | PairLabel | CorrectionLabel, ...]] = {
     TaskKind.VERIFY_MASK: tuple(MaskLabel),

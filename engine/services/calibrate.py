@@ -12,6 +12,7 @@ them, else the setting."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -114,6 +115,21 @@ class PairSample:
     present: Sequence[bool] | None = None
 
 
+Target = tuple[int | None, int]  # (mask id, pair id)
+
+
+def _sample(task_kind: TaskKind, scopes: dict[str, list[Target]], ai: dict[Target, Verdict],
+            human: dict[Target, str], scope: str) -> PairSample:
+    """The sample of one scope: the targets both the verifier and people judged."""
+    keys = scopes[scope]
+    return PairSample(
+        scores=[float((ai[k].probabilities or {}).get(ACCEPT_ANSWER, 0.0)) for k in keys],
+        labels=[human_positive(task_kind, human[k], scope) for k in keys],
+        ai_labels=[int(ai[k].label in POSITIVE_LABELS[task_kind]) for k in keys],
+        # a person's "not present" on a pair shown with masks: the phrase is absent
+        present=[human[k] not in PRESENCE_POSITIVE for k in keys] if scope == "with_masks" else None)
+
+
 def calibrate_pair_scopes(with_masks: PairSample, presence: PairSample, *, routing: RoutingSettings,
                           target_precision: float, method: str, human_error: float,
                           verifier_version: str) -> PairCalibration:
@@ -188,7 +204,7 @@ def human_decisions(session: Session, task_kind: TaskKind) -> dict[tuple[int | N
                                  .join(ImageConcept, ImageConcept.id == Mask.pair_id)
                                  .where(exists().where(Verdict.mask_id == Mask.id, *by_people)))}
         return {key: label for key, label in decided.items()
-                if truth.get(key[0]) is not None and truth[key[0]] == human_positive(task_kind, label, "all")}
+                if key[0] is not None and truth.get(key[0]) == human_positive(task_kind, label, "all")}
     claimed = set(session.scalars(select(ImageConcept.id).where(
         exists().where(Verdict.pair_id == ImageConcept.id, *by_people), gt.decided_claim())))
     return {key: label for key, label in decided.items() if key[1] in claimed}
@@ -225,23 +241,15 @@ def calibrate(session: Session, *, target_precision: float, method: str,
                                                 for scope in scopes):
                 continue  # nothing new to learn: keep e.g. a retrained version's validation-split one
             name = f"{version.name}:{version.version}"
-
-            def sample(scope: str) -> PairSample:
-                keys = scopes[scope]
-                return PairSample(
-                    scores=[float((ai[k].probabilities or {}).get(ACCEPT_ANSWER, 0.0)) for k in keys],
-                    labels=[human_positive(task_kind, human[k], scope) for k in keys],
-                    ai_labels=[int(ai[k].label in POSITIVE_LABELS[task_kind]) for k in keys],
-                    # a person's "not present" on a pair shown with masks: the phrase is absent
-                    present=[human[k] not in PRESENCE_POSITIVE for k in keys] if scope == "with_masks" else None)
-
+            sample = functools.partial(_sample, task_kind, scopes, ai, human)
             common = {"annotator_error": error.to_dict()}
             if task_kind == TaskKind.VERIFY_MASK:
                 s = sample("all")
                 result = calibrate_masks(s.scores, s.labels, s.ai_labels, routing=routing,
                                          target_precision=target_precision, method=method,
                                          human_error=error.rate, verifier_version=name)
-                rows = [("all", result, len(s.scores), common, None)]
+                rows: list[tuple[str, CalibrationResult, int, dict[str, Any], PairCalibration | None]] = [
+                    ("all", result, len(s.scores), common, None)]
             else:
                 samples = {scope: sample(scope) for scope in PAIR_SCOPES}
                 pairs = calibrate_pair_scopes(samples["with_masks"], samples["presence"], routing=routing,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import Integer, and_, case, cast, func, literal, or_, select
+from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from engine.db.base import utcnow
@@ -132,7 +132,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def _not_gold():  # type: ignore[no-untyped-def]
+def _not_gold() -> ColumnElement[bool]:
     """For verdicts outer-joined to their task: no task (e.g. imported) or a task that is not gold."""
     return or_(HumanTask.id.is_(None), HumanTask.is_gold.is_(False))
 
@@ -160,6 +160,8 @@ def throughput(session: Session, *, hours: int = 24, now: dt.datetime | None = N
     now = (now or utcnow()).astimezone(dt.UTC)
     start = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=hours - 1)
     start_epoch = int(start.timestamp())
+    epoch: ColumnElement[int]
+    bucket: ColumnElement[int]
     if session.get_bind().dialect.name == "postgresql":
         epoch = func.extract("epoch", Verdict.created_at)
         bucket = cast(func.floor((epoch - start_epoch) / 3600), Integer)
@@ -281,7 +283,7 @@ def verifier_agreement(session: Session, *, limit: int = MAX_VERIFIER_ROWS) -> l
         av = aliased(Verdict)
         if task_kind == TaskKind.VERIFY_MASK:
             same_target = av.mask_id == human.c.mask_id  # a mask belongs to one pair
-            scope = literal("all")
+            scope: ColumnElement[str] = literal("all")
             human_pos = case((human.c.label.in_(positive), 1), else_=0)
         else:
             same_target = and_(av.pair_id == human.c.pair_id, av.mask_id.is_(None), human.c.mask_id.is_(None))

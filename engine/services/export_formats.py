@@ -83,8 +83,8 @@ def _images(conn: Connection, filters: ExportFilters) -> Iterator[tuple[Any, lis
     the label rows merged with the image rows, both ordered by image id."""
     images = stream(conn, _image_rows(filters))
     image = next(images, None)
-    rows = stream(conn, _label_rows(filters), prefetch=True)
-    for image_id, image_rows in groupby(rows, key=itemgetter(P_IMAGE)):
+    labels = stream(conn, _label_rows(filters), prefetch=True)
+    for image_id, image_rows in groupby(labels, key=itemgetter(P_IMAGE)):
         while image is not None and image[I_ID] < image_id:
             image = next(images, None)
         if image is None or image[I_ID] != image_id:
@@ -114,7 +114,7 @@ class _CocoFile:
         self.side.close()
         self.out.write(b',"categories":' + dumps(categories) + b',"images":')
         with open(self.side_path, "rb") as side:
-            shutil.copyfileobj(side, self.out)  # type: ignore[misc]
+            shutil.copyfileobj(side, self.out)
         self.side_path.unlink()
         self.out.write(b',"info":' + dumps(info) + b"}")
         return self.out.close()

@@ -8,7 +8,7 @@ import hashlib
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -18,8 +18,8 @@ from sqlalchemy import Connection, and_, case, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from engine.db.models import Concept, HumanTask, Image, ImageConcept, JobItem, Mask, Verdict
-from engine.domain.exports import ACCEPT_ANSWER, LABEL_SOURCES, ExportSpecError
-from engine.domain.ground_truth import GroundTruth, deciders
+from engine.domain.exports import ACCEPT_ANSWER, ExportSpecError
+from engine.domain.ground_truth import LABEL_SOURCES, GroundTruth, deciders
 from engine.domain.vocabulary import (
     Decider,
     LabelSource,
@@ -92,7 +92,7 @@ class Stats:
         per = self.counts.setdefault(split, {})
         per[key] = per.get(key, 0) + n
 
-    def merge(self, counts: dict[str, dict[str, int]]) -> None:
+    def merge(self, counts: Mapping[str, Mapping[str, int]]) -> None:
         """Add per-split counts (a split with nothing counted is listed empty)."""
         for split, per in counts.items():
             self.counts.setdefault(split, {})
@@ -147,7 +147,7 @@ def _prefetched(batches: Iterator[Any], depth: int = 4) -> Iterator[Any]:
                 if stop.is_set():
                     return
             ahead.put(_DONE)
-        except BaseException as exc:  # handed to the consumer, raised there
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
             ahead.put(exc)
 
     worker = threading.Thread(target=fetch, name="export-prefetch", daemon=True)

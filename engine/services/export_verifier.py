@@ -33,8 +33,8 @@ from sqlalchemy import Connection, String, exists, select, type_coerce
 from sqlalchemy.orm import aliased
 
 from engine.db.models import Concept, Image, ImageConcept, Mask, Verdict
-from engine.domain.exports import SPLITS, VERIFIER_TASKS, ExportSpecError, human_target, split_of, verifier_label
-from engine.domain.ground_truth import mask_truth, people_decision
+from engine.domain.exports import SPLITS, ExportSpecError, human_target, split_of, verifier_label
+from engine.domain.ground_truth import VERIFIER_TASKS, mask_truth, people_decision
 from engine.domain.vocabulary import (
     HUMAN_SOURCES,
     CorrectionLabel,
@@ -96,7 +96,7 @@ def _take(groups: Iterator[tuple[int, list[Any]]], state: list[Any], pair_id: in
     while state[0] is not None and state[0][0] < pair_id:
         state[0] = next(groups, None)
     if state[0] is not None and state[0][0] == pair_id:
-        rows = state[0][1]
+        rows: list[Any] = state[0][1]
         state[0] = next(groups, None)
         return rows
     return []

@@ -338,6 +338,6 @@ def stage_throughput(session: Session) -> list[StageThroughput]:
         .group_by(StageItem.stage, StageItem.model_version_id)).all()
     names = {v.id: _label(v) for v in session.scalars(select(ModelVersion).where(
         ModelVersion.id.in_([r[1] for r in rows if r[1] is not None])))}
-    out = [StageThroughput(stage, vid, names.get(vid, "-") if vid else "-", int(n), float(s),
+    out = [StageThroughput(stage, vid, names.get(vid, "-") if vid else "-", int(n), float(s or 0.0),
                            int(n) / float(s) if s else None) for stage, vid, n, s in rows]
     return sorted(out, key=lambda r: (r.stage, r.model_version_id or 0))

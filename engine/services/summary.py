@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from engine.db.models import Caption, HumanTask, ImageConcept, JobItem, Mask, ModelVersion, StageItem
@@ -28,7 +28,10 @@ def job_summary(session: Session, job_id: int) -> JobSummary:
     image_ids = select(JobItem.image_id).where(
         JobItem.job_id == job_id, JobItem.status.in_([ItemStatus.DONE, ItemStatus.DUPLICATE])
     ).distinct().scalar_subquery()
-    count = lambda q: session.scalar(q) or 0  # noqa: E731
+
+    def count(query: Select[int]) -> int:
+        return session.scalar(query) or 0
+
     pairs = select(ImageConcept.id).where(ImageConcept.image_id.in_(image_ids)).scalar_subquery()
     versions = select(StageItem.model_version_id).where(
         StageItem.job_id == job_id, StageItem.model_version_id.is_not(None)).distinct().scalar_subquery()

@@ -16,7 +16,8 @@ from typing import Any, overload
 
 from PIL import Image as PILImage
 
-from engine.domain.exports import ANSWERS, VERIFIER_TASKS
+from engine.domain.exports import ANSWERS
+from engine.domain.ground_truth import VERIFIER_TASKS
 from engine.domain.masks import MaskError, RleMask, decode_mask, from_coco_segmentation
 from engine.domain.vocabulary import HUMAN_SOURCES, VerifierTask
 from engine.ports import MaskQuery, PairQuery, VerifierExample
@@ -78,7 +79,11 @@ class _Queries(Sequence[MaskQuery | PairQuery]):
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
+    @overload
+    def __getitem__(self, index: int) -> MaskQuery | PairQuery: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[MaskQuery | PairQuery]: ...
+    def __getitem__(self, index: int | slice) -> MaskQuery | PairQuery | list[MaskQuery | PairQuery]:
         if isinstance(index, slice):
             return [e.query for e in self.examples[index]]
         return self.examples[index].query

@@ -18,8 +18,20 @@ from engine.db.session import get_engine
 from engine.domain import decisions as dm
 from engine.domain import exports, ground_truth, permissions, routing, vocabulary
 from engine.domain.vocabulary import (
-    HUMAN_SOURCES, LABELS, CorrectionLabel, LabelSource, MaskLabel, PairLabel, Role, RouteAction, RouteMaskLabel,
-    RoutePairLabel, SourceKind, TaskKind, VerdictSource, VerifierTask,
+    HUMAN_SOURCES,
+    LABELS,
+    CorrectionLabel,
+    LabelSource,
+    MaskLabel,
+    PairLabel,
+    Role,
+    RouteAction,
+    RouteMaskLabel,
+    RoutePairLabel,
+    SourceKind,
+    TaskKind,
+    VerdictSource,
+    VerifierTask,
 )
 from engine.sources import SOURCE_KINDS, detect_kind
 from engine.sources.coco import CocoSource
@@ -126,6 +138,7 @@ def test_ground_truth_and_exports_speak_the_vocabulary():
             assert ground_truth.verifier_target(kind, label, has_masks=True) in (0, 1)
             assert exports.verifier_label(task, label, has_masks=True, source=VerdictSource.HUMAN).target in (0, 1)
     assert set(HUMAN_SOURCES) == {VerdictSource.HUMAN, VerdictSource.LABEL_STUDIO}
+    assert exports.ACCEPT_ANSWER == exports.MV_ANSWERS[0] == exports.EV_ANSWERS[0]  # both verifiers' "accept"
 
 
 def test_every_role_has_its_permissions():
