@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.domain.vocabulary import VerifierTask
 from engine.ports import (
     Captioner,
     ConceptSuggester,
@@ -79,21 +80,21 @@ def verifier_ref(settings: Settings, task: str) -> str:
     """The profile's checkpoint of the mask ("mv") or exhaustivity ("ev") verifier."""
     if settings.model_profile == "tiny":
         return model_refs(settings)["captioner"]
-    return settings.models.verify.mask_model if task == "mv" else settings.models.verify.exhaustivity_model
+    return settings.models.verify.mask_model if task == VerifierTask.MV else settings.models.verify.exhaustivity_model
 
 
 def make_mask_verifier(settings: Settings, ref: str | None = None) -> MaskVerifier:
     """``ref``: a checkpoint overriding the profile's (the promoted version's uri)."""
     from annotators.verifiers import LlamaMaskVerifier
 
-    return LlamaMaskVerifier(ref or verifier_ref(settings, "mv"), device=settings.models.device)
+    return LlamaMaskVerifier(ref or verifier_ref(settings, VerifierTask.MV), device=settings.models.device)
 
 
 def make_exhaustivity_verifier(settings: Settings, ref: str | None = None) -> ExhaustivityVerifier:
     """``ref``: a checkpoint overriding the profile's (the promoted version's uri)."""
     from annotators.verifiers import LlamaExhaustivityVerifier
 
-    return LlamaExhaustivityVerifier(ref or verifier_ref(settings, "ev"), device=settings.models.device)
+    return LlamaExhaustivityVerifier(ref or verifier_ref(settings, VerifierTask.EV), device=settings.models.device)
 
 
 def make_embedder(settings: Settings) -> PhraseEmbedder:

@@ -470,6 +470,8 @@ def tiny_mllama_config(tokenizer: PreTrainedTokenizerFast | None = None) -> Mlla
 
     tok = tokenizer if tokenizer is not None else _llama3_byte_tokenizer()
     image_token_id = tok.convert_tokens_to_ids(_LLAMA3_IMAGE_TOKEN)
+    if not isinstance(image_token_id, int):  # one token in, one id out
+        raise TypeError(f"the tokenizer maps {_LLAMA3_IMAGE_TOKEN} to {image_token_id!r}, not one id")
     intermediate_layers = [0, 1]
     return MllamaConfig(
         vision_config={

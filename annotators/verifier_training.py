@@ -19,6 +19,7 @@ from typing import Any
 
 from annotators.loading import checkpoint_version, display_name, is_random_weights, resolve
 from annotators.verifiers import LlamaExhaustivityVerifier, LlamaMaskVerifier
+from engine.domain.vocabulary import VerifierTask
 from engine.ports import MaskQuery, ModelStamp, PairQuery, TrainConfig, TrainResult, VerifierExample
 
 MARKER_FILE = "dataengine_model.json"
@@ -26,7 +27,8 @@ MARKER_FILE = "dataengine_model.json"
 LORA_ABOVE_PARAMS = 100_000_000
 DEFAULT_LORA_RANK = 16
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
-VERIFIERS = {"mv": LlamaMaskVerifier, "ev": LlamaExhaustivityVerifier}
+VERIFIERS: dict[str, type[LlamaMaskVerifier] | type[LlamaExhaustivityVerifier]] = {
+    VerifierTask.MV: LlamaMaskVerifier, VerifierTask.EV: LlamaExhaustivityVerifier}
 
 
 class TrainingError(RuntimeError):

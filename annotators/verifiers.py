@@ -53,7 +53,7 @@ class _ChoiceScorer:
         loaded = load_pretrained(ref, AutoProcessor, AutoModelForImageTextToText, device)
         self.processor, self.model, self.device, self.torch = loaded.processor, loaded.model, loaded.device, torch
         self.processor.tokenizer.padding_side = "left"  # the last position is every row's answer slot
-        self.labels = [label for label, _ in options]
+        self.labels: Sequence[str] = [label for label, _ in options]
         self.letter_ids = [self._single_token(LETTERS[i]) for i in range(len(options))]
         self.options = options
         self.question = question

@@ -44,9 +44,10 @@ SIGNING = "bench-signing-secret-0123456789abcdef"
 
 def seed(db_url: str, media: Path, tasks: int, size: tuple[int, int]) -> list[int]:
     """Images with 10 phrases each, one ellipse mask per pair, one open verify_mask task per mask."""
-    from engine.db.models import HumanTask, ModelKind, TaskKind, TaskState
+    from engine.db.models import HumanTask
     from engine.db.session import session_scope
     from engine.domain.masks import encode_mask
+    from engine.domain.vocabulary import ModelKind, TaskKind, TaskState
     from engine.repositories.labels import add_mask
     from engine.repositories.model_versions import get_or_create
     from tests.factories import seed_review_items
@@ -104,8 +105,9 @@ def run(args: argparse.Namespace, db_url: str, media: Path, ls: Any) -> dict[str
     from sqlalchemy import func, select
 
     from annotators.label_studio import LabelStudioClient, pull, push
-    from engine.db.models import TaskKind, Verdict
+    from engine.db.models import Verdict
     from engine.db.session import session_scope
+    from engine.domain.vocabulary import TaskKind
     from engine.settings import FetchSettings, LabelStudioSettings, Settings
 
     # the bench's Label Studio runs on 127.0.0.1: the outbound-fetch policy must allow it

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from engine.db.session import session_scope
+from engine.domain.vocabulary import LabelSource
 from engine.ports import TrainConfig
 from engine.repositories.model_versions import promoted_uri
 from engine.services.export import commit_or_discard
@@ -49,7 +50,7 @@ def run_verifier_retrain(settings: Settings, task: str, *, snapshot_dir: Path | 
     config = config or TrainConfig(device=settings.models.device)
     with session_scope(settings.db_url) as session:  # our commit first; its own then has nothing to do
         data = _training_data(session, settings, "verifier", snapshot_dir,
-                              filters or ExportFilters(label_source="human"))
+                              filters or ExportFilters(label_source=LabelSource.HUMAN))
         base = (promoted_uri(session, MODEL_KINDS[task], random_weights=settings.model_profile == "tiny")
                 if task in MODEL_KINDS else None)
         assert settings.models.cache_dir is not None

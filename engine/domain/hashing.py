@@ -7,6 +7,7 @@ from functools import lru_cache
 from itertools import combinations
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 PHASH_BANDS = 4
@@ -20,11 +21,11 @@ def sha256_hex(data: bytes) -> str:
 
 
 @lru_cache(maxsize=1)
-def _dct_matrix(n: int = 32) -> np.ndarray:
+def _dct_matrix(n: int = 32) -> npt.NDArray[np.float64]:
     """Orthonormal DCT-II matrix: coefficients = D @ x @ D.T."""
     k = np.arange(n)[:, None]
     i = np.arange(n)[None, :]
-    mat = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    mat: npt.NDArray[np.float64] = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
     mat[0, :] = np.sqrt(1.0 / n)
     return mat
 

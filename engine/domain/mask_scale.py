@@ -9,16 +9,17 @@ full-resolution mask (one byte per pixel) exists at any moment.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from engine.domain.masks import MaskError, RleMask, decode_mask, encode_mask
 
 
-def nearest_index(source: int, target: int) -> np.ndarray:
+def nearest_index(source: int, target: int) -> npt.NDArray[np.int64]:
     """For each of ``target`` output positions, the source position whose centre it falls in."""
     return ((2 * np.arange(target, dtype=np.int64) + 1) * source) // (2 * target)
 
 
-def encode_at(mask: np.ndarray, height: int, width: int) -> RleMask:
+def encode_at(mask: npt.NDArray[np.generic], height: int, width: int) -> RleMask:
     """The binary mask ``mask`` (h×w) as COCO RLE of a height×width image, upsampled by nearest
     neighbour (exact: a pixel is inside when the mask pixel its centre falls in is)."""
     if mask.ndim != 2:
@@ -33,7 +34,7 @@ def encode_at(mask: np.ndarray, height: int, width: int) -> RleMask:
     return encode_mask(full.T)  # (height, width) in Fortran order: no copy before encoding
 
 
-def decode_at(mask: RleMask, height: int, width: int) -> np.ndarray:
+def decode_at(mask: RleMask, height: int, width: int) -> npt.NDArray[np.bool_]:
     """The stored mask decoded (validated first) and resized by nearest neighbour to height×width:
     what a model that sees the downscaled image is shown. One full-size mask exists meanwhile."""
     full = decode_mask(mask)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from pycocotools import mask as mask_utils
 
 
@@ -42,13 +43,13 @@ def _check_size(height: Any, width: Any) -> int:
     if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool | np.bool_) for v in (height, width)) \
             or height < 1 or width < 1:
         raise MaskError(f"mask size {[height, width]!r} is not two positive integers")
-    height, width = int(height), int(width)
-    if height * width > MAX_MASK_PIXELS:
-        raise MaskError(f"mask size {height}×{width} exceeds {MAX_MASK_PIXELS:,} pixels")
-    return height * width
+    h, w = int(height), int(width)
+    if h * w > MAX_MASK_PIXELS:
+        raise MaskError(f"mask size {h}×{w} exceeds {MAX_MASK_PIXELS:,} pixels")
+    return h * w
 
 
-def _check_runs(cnts: np.ndarray, pixels: int) -> None:
+def _check_runs(cnts: npt.NDArray[np.int64], pixels: int) -> None:
     if cnts.size > pixels + 1:
         raise MaskError(f"RLE holds {cnts.size} runs, more than {pixels + 1} for {pixels} pixels")
     if cnts.size and int(cnts.min()) < 0:
@@ -58,7 +59,7 @@ def _check_runs(cnts: np.ndarray, pixels: int) -> None:
         raise MaskError(f"RLE counts sum to {total}, not height × width = {pixels}")
 
 
-def decode_counts_string(counts: str | bytes) -> np.ndarray:
+def decode_counts_string(counts: str | bytes) -> npt.NDArray[np.int64]:
     """COCO's compressed RLE string → its run lengths (int64), parsed as pycocotools' rleFrString
     does but refusing what the C code would read past or wrap: characters outside ``0``…``o``, a
     string ending inside a number, a number of more than 6 digits."""
@@ -257,7 +258,7 @@ def from_coco_segmentation(segmentation: Any, height: int, width: int, *, allow_
     )
 
 
-def encode_mask(mask: np.ndarray) -> RleMask:
+def encode_mask(mask: npt.NDArray[np.generic]) -> RleMask:
     """A binary H×W array → compressed RLE with its box and area."""
     arr = np.asfortranarray(mask.astype(np.uint8, copy=False))
     if arr.ndim != 2:
@@ -270,17 +271,23 @@ def encode_mask(mask: np.ndarray) -> RleMask:
                    area=int(mask_utils.area(rle)))
 
 
-def decode_mask(mask: RleMask) -> np.ndarray:
+def decode_mask(mask: RleMask) -> npt.NDArray[np.bool_]:
     validate_mask(mask)
-    return mask_utils.decode({"size": [mask.height, mask.width], "counts": mask.counts.encode()}).astype(bool)
+    decoded: npt.NDArray[np.uint8] = mask_utils.decode(_coco_rle(mask))
+    return decoded.astype(bool)
 
 
-def iou_matrix(a: list[RleMask], b: list[RleMask]) -> np.ndarray:
+def _coco_rle(mask: RleMask) -> dict[str, Any]:
+    """The mask as pycocotools' RLE object (counts as bytes)."""
+    return {"size": [mask.height, mask.width], "counts": mask.counts.encode()}
+
+
+def iou_matrix(a: list[RleMask], b: list[RleMask]) -> npt.NDArray[np.float64]:
     """Mask IoU between every mask of ``a`` and every mask of ``b`` (len(a) × len(b))."""
     if not a or not b:
         return np.zeros((len(a), len(b)))
-    to_rle = lambda m: {"size": [validate_mask(m).height, m.width], "counts": m.counts.encode()}  # noqa: E731
-    return np.asarray(mask_utils.iou([to_rle(m) for m in a], [to_rle(m) for m in b], [0] * len(b)))
+    return np.asarray(mask_utils.iou([_coco_rle(validate_mask(m)) for m in a],
+                                     [_coco_rle(validate_mask(m)) for m in b], [0] * len(b)), dtype=np.float64)
 
 
 def dedup_by_iou(masks: list[RleMask], scores: list[float], threshold: float) -> list[int]:

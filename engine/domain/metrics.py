@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
 MIN_SCORE = 0.5
@@ -82,7 +83,7 @@ class Quality:
                 "counts": {k: list(v) for k, v in self.counts.items()}}
 
 
-def mask_ious(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray]) -> np.ndarray:
+def mask_ious(pred: Sequence[npt.NDArray[np.bool_]], gt: Sequence[npt.NDArray[np.bool_]]) -> npt.NDArray[np.float64]:
     """IoU of every prediction (rows) with every ground-truth mask (columns); bool H×W arrays.
     An empty union gives 0 (as pycocotools' ``maskUtils.iou``)."""
     out = np.zeros((len(pred), len(gt)))
@@ -93,20 +94,20 @@ def mask_ious(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray]) -> np.ndarra
     return out
 
 
-def match_pair(ious: np.ndarray, scores: Sequence[float], gt_crowd: Sequence[bool] | None = None,
+def match_pair(ious: npt.ArrayLike, scores: Sequence[float], gt_crowd: Sequence[bool] | None = None,
                min_score: float = MIN_SCORE) -> PairMatch:
     """Match one pair. ``ious`` is n_pred × n_gt over all its predictions (rows, in the order of
     the results) and all its ground truth (columns, in the order of the annotations), ``scores``
     the predictions' scores, ``gt_crowd`` which ground-truth masks are crowd masks (ignored)."""
-    ious = np.asarray(ious, dtype=float)
-    n_gt_all = ious.shape[1] if ious.ndim == 2 else 0
-    if ious.ndim != 2 or ious.shape[0] != len(scores):
-        raise ValueError(f"ious must be {len(scores)} × n_gt (one row per score), not {ious.shape}")
+    matrix = np.asarray(ious, dtype=float)
+    n_gt_all = matrix.shape[1] if matrix.ndim == 2 else 0
+    if matrix.ndim != 2 or matrix.shape[0] != len(scores):
+        raise ValueError(f"ious must be {len(scores)} × n_gt (one row per score), not {matrix.shape}")
     crowd = [False] * n_gt_all if gt_crowd is None else [bool(c) for c in gt_crowd]
     if len(crowd) != n_gt_all:
         raise ValueError(f"gt_crowd has {len(crowd)} flags for {n_gt_all} ground-truth masks")
     keep_pred = np.asarray(scores, dtype=float) >= min_score
-    kept = ious[keep_pred, :]
+    kept = matrix[keep_pred, :]
     if any(crowd):
         kept = kept[:, ~np.asarray(crowd, dtype=bool)]
     n_pred, n_gt = kept.shape
@@ -122,11 +123,11 @@ def match_pair(ious: np.ndarray, scores: Sequence[float], gt_crowd: Sequence[boo
 
 def mcc(tp: int, fp: int, fn: int, tn: int) -> float:
     """The evaluator's IL_MCC: the denominator is smoothed by 1e-6 (so an empty margin gives 0)."""
-    denominator = (float(tp + fp) * float(tp + fn) * float(tn + fp) * float(tn + fn)) ** 0.5 + MCC_EPS
+    denominator = float((float(tp + fp) * float(tp + fn) * float(tn + fp) * float(tn + fn)) ** 0.5) + MCC_EPS
     return float(tp * tn - fp * fn) / denominator
 
 
-def _mean_over_thresholds(values: np.ndarray) -> float:
+def _mean_over_thresholds(values: npt.NDArray[np.float64]) -> float:
     kept = values[values > -1]
     return -1.0 if len(kept) == 0 else float(np.mean(kept))
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageOps
 
 BOX_COLOUR = (255, 40, 40)
 MASK_COLOUR = (40, 160, 255)
 
 
-def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+def mask_box(mask: npt.NDArray[np.generic]) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1), exclusive ends, or None for an empty mask."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if len(rows) == 0:
@@ -33,7 +34,7 @@ def _expand(box: tuple[int, int, int, int], factor: float, width: int, height: i
             min(width, int(np.ceil(cx + half_w))), min(height, int(np.ceil(cy + half_h))))
 
 
-def mask_view(image: Image.Image, mask: np.ndarray, *, size: int = 448, context: float = 3.0,
+def mask_view(image: Image.Image, mask: npt.NDArray[np.generic], *, size: int = 448, context: float = 3.0,
               zoom: float = 1.2) -> Image.Image:
     """The MV input: [context crop with the box | zoomed crop with the mask], each size×size."""
     image = image.convert("RGB")

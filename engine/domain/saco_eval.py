@@ -38,7 +38,8 @@ def _rle(segmentation: dict[str, Any]) -> dict[str, Any]:
     validate_rle(counts, size[0], size[1])
     if isinstance(counts, list):  # uncompressed RLE, as COCO's annToRLE converts it
         h, w = segmentation["size"]
-        return mask_utils.frPyObjects(segmentation, h, w)
+        converted: dict[str, Any] = mask_utils.frPyObjects(segmentation, h, w)
+        return converted
     return {"size": segmentation["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
 
 

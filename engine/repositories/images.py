@@ -13,7 +13,7 @@ from engine.domain.hashing import band_neighbours, band_radius, bands, hamming, 
 NEAR_DUP_CANDIDATES = 2000
 
 
-def _band_query() -> CompoundSelect:
+def _band_query() -> CompoundSelect[int, int, int | None]:
     """One indexed lookup per band, united: each arm is an index scan on its band column whatever
     the planner's statistics say (an OR over four columns may be planned as a full scan)."""
     columns = (Image.phash_b0, Image.phash_b1, Image.phash_b2, Image.phash_b3)
@@ -46,8 +46,7 @@ def refresh_statistics(session: Session) -> bool:
     )).one_or_none() or (0, 0)
     if (changed or 0) < max(ANALYZE_AFTER_ROWS, (live or 0) // 10):
         return False
-    engine = bind.engine if hasattr(bind, "engine") else bind
-    with engine.connect() as conn:
+    with bind.engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE (SKIP_LOCKED) images"))
     return True
 

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from engine.db.models import ItemStatus, JobItem, MiningJob
+from engine.db.models import JobItem, MiningJob
+from engine.db.rowcount import rowcount
 from engine.db.upsert import insert_ignore
+from engine.domain.vocabulary import ItemStatus
 from engine.sources import SourceItem
 
 LIST_CHUNK = 1000
@@ -19,7 +22,7 @@ def by_name(session: Session, name: str) -> MiningJob | None:
 def add_items(session: Session, job_id: int, items: Iterable[SourceItem]) -> int:
     """Record listed items (existing keys are left alone); returns how many are new."""
     added = 0
-    chunk: list[dict] = []
+    chunk: list[dict[str, Any]] = []
     for item in items:
         chunk.append({"job_id": job_id, "key": item.key[:1024], "locator": item.locator,
                       "source_meta": item.meta, "status": ItemStatus.PENDING.value, "attempts": 0})
@@ -39,7 +42,7 @@ def reset_failed(session: Session, job_id: int) -> int:
         update(JobItem).where(JobItem.job_id == job_id, JobItem.status == ItemStatus.FAILED)
         .values(status=ItemStatus.PENDING, error=None, starts=0, retry_at=None)
     )
-    return result.rowcount or 0  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 def pending_ids(session: Session, job_id: int) -> list[int]:

@@ -7,8 +7,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from engine.db.models import ModelKind, ModelVersion
+from engine.db.models import ModelVersion
 from engine.db.upsert import insert_ignore
+from engine.domain.vocabulary import ModelKind
 
 
 def params_hash(params: dict[str, Any]) -> str:

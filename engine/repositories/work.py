@@ -18,7 +18,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import ItemStatus, JobItem, StageItem, StageStatus
+from engine.db.models import JobItem, StageItem
+from engine.db.rowcount import rowcount
+from engine.domain.vocabulary import ItemStatus, StageStatus
 
 MINE = "mine"
 
@@ -104,7 +106,7 @@ def fail(session: Session, stage: str, job_id: int, key: int, reason: str) -> bo
         .values(status=status, error=reason[:2000], attempts=rows.model.attempts + 1, **extra),
         execution_options={"synchronize_session": False},
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))
 
 
 def retry_transient(session: Session, now: dt.datetime, limit: int, max_attempts: int) -> dict[int, list[int]]:

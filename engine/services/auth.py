@@ -15,7 +15,9 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import ApiToken, AuthSession, LoginAttempt, Role, User
+from engine.db.models import ApiToken, AuthSession, LoginAttempt, User
+from engine.db.rowcount import rowcount
+from engine.domain.vocabulary import Role
 from engine.services.users import authenticate
 
 TOKEN_PREFIX = "de_"
@@ -160,7 +162,7 @@ def purge_expired_sessions(session: Session, now: dt.datetime | None = None) -> 
     """Delete expired sessions and log-in attempts older than a day (far outside any rate window)."""
     now = now or utcnow()
     session.execute(delete(LoginAttempt).where(LoginAttempt.created_at < now - dt.timedelta(days=1)))
-    return session.execute(delete(AuthSession).where(AuthSession.expires_at < now)).rowcount or 0
+    return rowcount(session.execute(delete(AuthSession).where(AuthSession.expires_at < now)))
 
 
 # -------------------------------------------------------------------------------- API tokens
@@ -211,4 +213,4 @@ def revoke_token(session: Session, token_id: int, user_id: int | None, now: dt.d
     query = update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
     if user_id is not None:
         query = query.where(ApiToken.user_id == user_id)
-    return bool(session.execute(query.values(revoked_at=now or utcnow())).rowcount)
+    return bool(rowcount(session.execute(query.values(revoked_at=now or utcnow()))))

@@ -27,27 +27,22 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import ColumnElement, Select, String, and_, case, cast, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from engine.db.base import utcnow
-from engine.db.models import (
-    HumanTask,
-    ImageConcept,
-    Mask,
-    MaskState,
-    Polarity,
-    TaskKind,
-    TaskState,
-    Verdict,
-    VerdictKind,
-)
+from engine.db.models import HumanTask, ImageConcept, Mask, Verdict
+from engine.db.rowcount import rowcount
 from engine.domain.invariants import BY_CODE, INVARIANTS, MEDIA_CODES, Invariant
 from engine.domain.masks import MaskError, validate_rle
+from engine.domain.vocabulary import MaskState, Polarity, TaskKind, TaskState, VerdictKind
 from engine.services import check_media
 from engine.services.check_media import MediaCheck
+
+#: a SELECT of any columns (each invariant's query has its own)
+Rows: TypeAlias = Select[*tuple[Any, ...]]
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +145,7 @@ def _not_superseded(session: Session) -> tuple[Any, ColumnElement[bool]]:
 
 @dataclass(frozen=True)
 class _Query:
-    build: Callable[[Session], Select[Any]]  # every violation, ordered
+    build: Callable[[Session], Rows]  # every violation, ordered
     row: Callable[[Any], Violation]
 
 
@@ -159,7 +154,7 @@ def _pair_claim(row: Any) -> str:
 
 
 # ============================================================================ one query per invariant
-def _m1(session: Session) -> Select[Any]:
+def _m1(session: Session) -> Rows:
     return (select(Mask.id, Mask.pair_id, Mask.state, Mask.decided_by)
             .where(or_(and_(Mask.state == MaskState.CANDIDATE, Mask.decided_by.is_not(None)),
                        and_(Mask.state != MaskState.CANDIDATE, Mask.decided_by.is_(None))))
@@ -172,8 +167,8 @@ def _m1_row(r: Any) -> Violation:
     return Violation("M1", {"mask": r.id, "pair": r.pair_id}, detail)
 
 
-def _accepted_on(polarity: Polarity) -> Callable[[Session], Select[Any]]:
-    def build(session: Session) -> Select[Any]:
+def _accepted_on(polarity: Polarity) -> Callable[[Session], Rows]:
+    def build(session: Session) -> Rows:
         return (select(ImageConcept.id, ImageConcept.is_exhaustive, ImageConcept.decided_by,
                        _id_list(session, Mask.id).label("mask_ids"))
                 .join(Mask, Mask.pair_id == ImageConcept.id)
@@ -195,8 +190,8 @@ def _p4_row(r: Any) -> Violation:
                      f"polarity unknown ({_pair_claim(r)}) with accepted mask(s) {', '.join(map(str, masks))}")
 
 
-def _pairs(*where: Any) -> Callable[[Session], Select[Any]]:
-    def build(_session: Session) -> Select[Any]:
+def _pairs(*where: Any) -> Callable[[Session], Rows]:
+    def build(_session: Session) -> Rows:
         return (select(ImageConcept.id, ImageConcept.polarity, ImageConcept.is_exhaustive, ImageConcept.decided_by)
                 .where(*where).order_by(ImageConcept.id))
     return build
@@ -236,7 +231,7 @@ _T1_WHERE = or_(and_(_LEASED, or_(HumanTask.lease_owner_id.is_(None), HumanTask.
                      or_(HumanTask.lease_owner_id.is_not(None), HumanTask.lease_expires_at.is_not(None))))
 
 
-def _t1(_session: Session) -> Select[Any]:
+def _t1(_session: Session) -> Rows:
     return (select(HumanTask.id, HumanTask.state, HumanTask.lease_owner_id, HumanTask.lease_expires_at,
                    HumanTask.is_gold)
             .where(_T1_WHERE).order_by(HumanTask.id))
@@ -252,7 +247,7 @@ def _t1_row(r: Any) -> Violation:
     return Violation("T1", {"task": r.id, "user": r.lease_owner_id}, detail + (" (gold)" if r.is_gold else ""))
 
 
-def _t2(session: Session) -> Select[Any]:
+def _t2(session: Session) -> Rows:
     later, unreplaced = _not_superseded(session)
     return (select(Verdict.task_id, Verdict.user_id, _id_list(session, Verdict.id).label("verdict_ids"),
                    func.min(Verdict.id).label("first"))
@@ -273,7 +268,7 @@ _VERDICT_KIND = {TaskKind.VERIFY_MASK: VerdictKind.MASK, TaskKind.CHECK_EXHAUSTI
                  TaskKind.CORRECT: VerdictKind.CORRECTION}
 
 
-def _t3(_session: Session) -> Select[Any]:
+def _t3(_session: Session) -> Rows:
     replaced = aliased(Verdict, name="replaced")
     kind_differs = or_(*(and_(HumanTask.kind == tk, Verdict.kind != vk) for tk, vk in _VERDICT_KIND.items()))
     return (select(Verdict.id, Verdict.task_id, Verdict.user_id, Verdict.kind, Verdict.pair_id, Verdict.mask_id,
@@ -307,7 +302,7 @@ def _t3_row(r: Any) -> Violation:
     return Violation("T3", ids, "; ".join(wrong))
 
 
-def _t4(_session: Session) -> Select[Any]:
+def _t4(_session: Session) -> Rows:
     return (select(HumanTask.id, HumanTask.kind, HumanTask.pair_id, HumanTask.mask_id,
                    Mask.pair_id.label("mask_pair_id"))
             .select_from(HumanTask).outerjoin(Mask, Mask.id == HumanTask.mask_id)
@@ -330,7 +325,7 @@ def _t4_row(r: Any) -> Violation:
 _LIVE = and_(HumanTask.state.in_([TaskState.OPEN, TaskState.LEASED]), HumanTask.is_gold.is_(False))
 
 
-def _t5(session: Session) -> Select[Any]:
+def _t5(session: Session) -> Rows:
     return (select(HumanTask.kind, HumanTask.pair_id, HumanTask.mask_id,
                    _id_list(session, HumanTask.id).label("task_ids"),
                    func.sum(case((_LEASED, 1), else_=0)).label("leased"),
@@ -348,7 +343,7 @@ def _t5_row(r: Any) -> Violation:
                      f"{', '.join(map(str, tasks))}")
 
 
-def _t6(session: Session) -> Select[Any]:
+def _t6(session: Session) -> Rows:
     later, unreplaced = _not_superseded(session)
     people = func.count(func.distinct(Verdict.user_id))
     return (select(Verdict.task_id, HumanTask.reviews_required, people.label("people"),
@@ -555,9 +550,10 @@ def _repair_t5(session: Session, repairs: list[Repair], now: dt.datetime) -> Non
             if task_id == keep or states.get(task_id) != TaskState.OPEN:
                 continue
             action = f"duplicate of task {keep}: cancelled"
-            done = session.execute(update(HumanTask).where(HumanTask.id == task_id, HumanTask.state == TaskState.OPEN)
-                                   .values(state=TaskState.CANCELLED, updated_at=now, reason=_note(action))
-                                   .execution_options(synchronize_session=False)).rowcount
+            done = rowcount(session.execute(
+                update(HumanTask).where(HumanTask.id == task_id, HumanTask.state == TaskState.OPEN)
+                .values(state=TaskState.CANCELLED, updated_at=now, reason=_note(action))
+                .execution_options(synchronize_session=False)))
             if done:
                 _logged(repairs, Repair("T5", {"task": task_id, "kept": keep, "pair": g.pair_id, "mask": g.mask_id},
                                         action))

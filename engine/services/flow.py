@@ -9,7 +9,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import Image, ItemStatus, JobItem, JobStatus, MiningJob
+from engine.db.models import Image, JobItem, MiningJob
+from engine.domain.vocabulary import ItemStatus, JobStatus
 from engine.repositories import jobs as jobs_repo
 from engine.repositories import stages as stages_repo
 from engine.repositories.work import MINE

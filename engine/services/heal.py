@@ -22,7 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import JobStatus, MiningJob
+from engine.db.models import MiningJob
+from engine.domain.vocabulary import JobStatus
 from engine.repositories import work
 from engine.services import flow
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from engine.db.models import Decider, ImageConcept, Mask, ModelKind, ModelVersion, StageItem, StageStatus
+from engine.db.models import ImageConcept, Mask, ModelVersion, StageItem
+from engine.domain.vocabulary import Decider, ModelKind, StageStatus
 from engine.repositories import model_versions
 from engine.services import flow, route, verify
 

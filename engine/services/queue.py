@@ -26,12 +26,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, case, exists, func, literal, or_, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    SQLColumnExpression,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import GoldItem, HumanTask, TaskKind, TaskSkip, TaskState, Verdict
+from engine.db.models import GoldItem, HumanTask, TaskSkip, Verdict
+from engine.db.rowcount import rowcount
 from engine.db.upsert import insert_ignore
+from engine.domain.vocabulary import TaskKind, TaskState
 
 MAX_CANDIDATES = 8
 #: the queue returns lapsed leases itself at most this often per process and database
@@ -74,7 +89,8 @@ class TooManyLeases(RuntimeError):
 # The tests of "not for this person", as WHERE conditions on verdicts / task_skips correlated with a
 # task's columns: EXISTS in the lease (anti-joins probing an index per candidate), one-row probes
 # in the census.
-def _judged(user, task_id, pair_id) -> tuple[Any, ...]:  # type: ignore[no-untyped-def]
+def _judged(user: SQLColumnExpression[int], task_id: SQLColumnExpression[int],
+            pair_id: SQLColumnExpression[int]) -> tuple[ColumnElement[bool], ...]:
     """The user gave a verdict on this very task, looked up by the (user_id, pair_id) index (a
     verdict's pair is its task's). ``coalesce(task_id, 0)`` (task ids start at 1) keeps PostgreSQL off
     the partial index ix_verdicts_task_id: with statistics taken before people judged much (until
@@ -85,18 +101,19 @@ def _judged(user, task_id, pair_id) -> tuple[Any, ...]:  # type: ignore[no-untyp
     return Verdict.user_id == user, Verdict.pair_id == pair_id, func.coalesce(Verdict.task_id, 0) == task_id
 
 
-def _skipped(user, task_id) -> tuple[Any, ...]:  # type: ignore[no-untyped-def]
+def _skipped(user: SQLColumnExpression[int], task_id: SQLColumnExpression[int]) -> tuple[ColumnElement[bool], ...]:
     return TaskSkip.user_id == user, TaskSkip.task_id == task_id
 
 
-def _same_pair(user, kind, pair_id) -> tuple[Any, ...]:  # type: ignore[no-untyped-def]
+def _same_pair(user: SQLColumnExpression[int], kind: SQLColumnExpression[TaskKind],
+               pair_id: SQLColumnExpression[int]) -> tuple[ColumnElement[bool], ...]:
     """An exhaustivity or correction task of a pair the user judged in any task (the ``pair`` rule;
     index ix_verdicts_user_id_pair_id). The kind test sits inside the subquery: OR-ed outside a NOT
     EXISTS, PostgreSQL hashed every verdict of the user instead of probing the index per candidate."""
     return Verdict.user_id == user, Verdict.pair_id == pair_id, kind.in_(PAIR_KINDS)
 
 
-def _may_take(user, independent_review: IndependentReview):  # type: ignore[no-untyped-def]
+def _may_take(user: SQLColumnExpression[int], independent_review: IndependentReview) -> ColumnElement[bool]:
     """Neither judged nor skipped (this task) by the user; with ``pair``, no exhaustivity or
     correction task of a pair the user judged in any task."""
     allowed = (~exists().where(*_judged(user, HumanTask.id, HumanTask.pair_id))
@@ -111,7 +128,7 @@ def _lease_statements(filter_kinds: bool, independent_review: IndependentReview 
     """(candidates, PostgreSQL lease, compare-and-set lease), built once per setting: building a
     statement of this size costs more than PostgreSQL takes to run it. Parameters: user_id, kinds
     (when ``filter_kinds``), expires, now; the compare-and-set lease also task_id."""
-    user = bindparam("user_id")
+    user: BindParameter[int] = bindparam("user_id")
     candidates = select(HumanTask.id).where(HumanTask.state == TaskState.OPEN, HumanTask.is_gold.is_(False),
                                             _may_take(user, independent_review))
     if filter_kinds:  # every kind: no filter, the (priority, id) index gives the order
@@ -141,8 +158,8 @@ def next_task(session: Session, user_id: int, kinds: Sequence[TaskKind], lease_s
         return session.scalars(pg_lease, params, execution_options={"synchronize_session": False}).one_or_none()
     # SQLite serialises writers: a few candidates, each taken by compare-and-set
     for task_id in session.scalars(candidates.limit(MAX_CANDIDATES), params).all():
-        taken = session.execute(cas_lease, {**params, "task_id": task_id},
-                                execution_options={"synchronize_session": False}).rowcount
+        taken = rowcount(session.execute(cas_lease, {**params, "task_id": task_id},
+                                         execution_options={"synchronize_session": False}))
         if taken == 1:
             return session.get(HumanTask, task_id, populate_existing=True)
     return None
@@ -154,13 +171,13 @@ def heartbeat(session: Session, task_id: int, user_id: int, lease_s: int,
     expiry that the sweep has not returned yet is still the caller's (as for submitting)."""
     now = now or utcnow()
     expires = now + dt.timedelta(seconds=lease_s)
-    held = session.execute(
+    held = rowcount(session.execute(
         update(HumanTask)
         .where(HumanTask.id == task_id, HumanTask.state == TaskState.LEASED,
                HumanTask.lease_owner_id == user_id)
         .values(lease_expires_at=expires, updated_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if held != 1:
         raise LeaseLost(f"task {task_id} is not leased to you any more")
     return expires
@@ -177,10 +194,10 @@ def expire_leases(session: Session, now: dt.datetime | None = None) -> int:
         where: tuple[Any, ...] = (HumanTask.id.in_(ids), *expired)
     else:
         where = expired
-    return session.execute(
+    return rowcount(session.execute(
         update(HumanTask).where(*where)
         .values(state=TaskState.OPEN, lease_owner_id=None, lease_expires_at=None, updated_at=now)
-        .execution_options(synchronize_session=False)).rowcount or 0
+        .execution_options(synchronize_session=False)))
 
 
 _last_sweep: weakref.WeakKeyDictionary[Any, dt.datetime] = weakref.WeakKeyDictionary()
@@ -286,8 +303,8 @@ def lease_gold(session: Session, user_id: int, kinds: Sequence[TaskKind], lease_
     _, _, cas_lease = _lease_statements(False)
     params = {"user_id": user_id, "expires": now + dt.timedelta(seconds=lease_s), "now": now}
     for task_id in candidates[:MAX_CANDIDATES]:
-        taken = session.execute(cas_lease, {**params, "task_id": task_id},
-                                execution_options={"synchronize_session": False}).rowcount
+        taken = rowcount(session.execute(cas_lease, {**params, "task_id": task_id},
+                                         execution_options={"synchronize_session": False}))
         if taken == 1:
             return session.get(HumanTask, task_id, populate_existing=True)
     return None
@@ -366,7 +383,7 @@ def _census_statement(independent_review: IndependentReview) -> Any:
     """(code, count) of one kind's first CENSUS_CAP + 1 open tasks in queue order (the open-queue
     index; never the whole table): why each one is not for the user, ``free`` when it is (a lease
     running at the same time took or locked it). Parameters: user_id, kind."""
-    user = bindparam("user_id")
+    user: BindParameter[int] = bindparam("user_id")
     sample = (select(HumanTask.id, HumanTask.kind, HumanTask.pair_id)
               .where(HumanTask.state == TaskState.OPEN, HumanTask.is_gold.is_(False),
                      HumanTask.kind == bindparam("kind"))

@@ -82,7 +82,8 @@ def _throughput(report: QualityReport, path: Path) -> None:
     hours = report.human_per_hour
     fig = _figure()
     ax = fig.add_subplot()
-    ax.plot([h.hour for h in hours], [h.verdicts for h in hours], marker="o")
+    # matplotlib plots datetimes through its units registry; its stubs accept only numbers and arrays
+    ax.plot([h.hour for h in hours], [h.verdicts for h in hours], marker="o")  # type: ignore[arg-type]
     ax.set_title("Human verdicts per hour (UTC)")
     ax.set_ylabel("verdicts")
     ax.set_ylim(bottom=0)

@@ -16,13 +16,15 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import DatasetSnapshot, ModelKind, ModelVersion, TaskKind
-from engine.domain.exports import PRESENCE_POSITIVE, VERIFIER_TASKS
+from engine.db.models import DatasetSnapshot, ModelVersion
+from engine.domain.exports import ACCEPT_ANSWER
+from engine.domain.ground_truth import PRESENCE_POSITIVE, VERIFIER_TASKS
+from engine.domain.vocabulary import ModelKind, TaskKind, VerifierTask
 from engine.ports import TrainConfig, TrainResult, VerifierTrainer
 from engine.services.calibrate import (
     PairSample,
@@ -37,7 +39,18 @@ from engine.services.verifier_records import is_human, load_split
 from engine.settings import RoutingSettings
 from engine.storage import MediaStore
 
-MODEL_KINDS = {"mv": ModelKind.MASK_VERIFIER, "ev": ModelKind.EXHAUSTIVITY_VERIFIER}
+MODEL_KINDS: dict[str, ModelKind] = {VerifierTask.MV: ModelKind.MASK_VERIFIER,
+                                     VerifierTask.EV: ModelKind.EXHAUSTIVITY_VERIFIER}
+
+
+class _CalibrationOptions(TypedDict):
+    """What calibrate_masks and calibrate_pair_scopes take besides the samples."""
+
+    routing: RoutingSettings
+    target_precision: float
+    method: str
+    human_error: float
+    verifier_version: str
 
 
 class RetrainError(RuntimeError):
@@ -118,7 +131,7 @@ def training_metrics(request: VerifierRetrain, result: TrainResult, train: list[
     answers = [r["answer"] for r in val]
     predicted = [max(p, key=p.__getitem__) for p in result.val_probabilities]
     targets = [int(r["target"]) for r in val]
-    binary = [int(p.get("accept", 0.0) >= 0.5) for p in result.val_probabilities]
+    binary = [int(p.get(ACCEPT_ANSWER, 0.0) >= 0.5) for p in result.val_probabilities]
     c = request.config
     return {
         "task": request.task, "base": request.base_ref, "mode": result.mode,
@@ -134,7 +147,7 @@ def _share(a: list[Any], b: list[Any]) -> float | None:
 
 
 def _scope(task: str, record: dict[str, Any]) -> str:
-    if task == "mv":
+    if task == VerifierTask.MV:
         return "all"
     return "with_masks" if record["masks"] else "presence"
 
@@ -151,17 +164,18 @@ def _calibrate(session: Session, request: VerifierRetrain, row: ModelVersion, va
         picked = [(r, p) for r, p in zip(val, probabilities, strict=True)
                   if is_human(r) and _scope(request.task, r) == scope]
         return PairSample(
-            scores=[float(p.get("accept", 0.0)) for _, p in picked],
+            scores=[float(p.get(ACCEPT_ANSWER, 0.0)) for _, p in picked],
             labels=[int(r["target"]) for r, _ in picked],
-            ai_labels=[int(max(p, key=p.__getitem__) == "accept") for _, p in picked],
+            ai_labels=[int(max(p, key=p.__getitem__) == ACCEPT_ANSWER) for _, p in picked],
             # a person's "not present" on a pair shown with masks: the phrase is absent
             present=[r.get("label") not in PRESENCE_POSITIVE for r, _ in picked] if scope == "with_masks" else None)
 
-    options = {"routing": request.routing, "target_precision": request.target_precision,
-               "method": request.calibration_method, "human_error": error.rate, "verifier_version": name}
+    options: _CalibrationOptions = {"routing": request.routing, "target_precision": request.target_precision,
+                                     "method": request.calibration_method, "human_error": error.rate,
+                                     "verifier_version": name}
     metrics: dict[str, Any] = {"source": "validation split of the training snapshot",
                                "annotator_error": error.to_dict()}
-    if request.task == "mv":
+    if request.task == VerifierTask.MV:
         s = sample("all")
         rows = [("all", calibrate_masks(s.scores, s.labels, s.ai_labels, **options), len(s.scores), metrics)]
     else:

@@ -24,7 +24,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import DatasetSnapshot, ModelKind, ModelVersion
+from engine.db.models import DatasetSnapshot, ModelVersion
+from engine.domain.vocabulary import ModelKind
 from engine.ports import ModelStamp
 from engine.repositories.model_versions import params_hash
 from engine.services.common import register

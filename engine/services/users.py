@@ -9,8 +9,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import ApiToken, AuthSession, Role, User
+from engine.db.models import ApiToken, AuthSession, User
+from engine.db.rowcount import rowcount
 from engine.domain.passwords import hash_password, verify_password
+from engine.domain.vocabulary import Role
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.@-]{1,63}$")
 #: a well-formed hash no password matches: an unknown user costs the same scrypt time as a wrong password
@@ -48,9 +50,9 @@ def set_active(session: Session, username: str, active: bool) -> User:
 
 def revoke_credentials(session: Session, user_id: int, now: dt.datetime | None = None) -> tuple[int, int]:
     """End every log-in session and revoke every API token of the user; (sessions, tokens)."""
-    sessions = session.execute(delete(AuthSession).where(AuthSession.user_id == user_id)).rowcount or 0
-    tokens = session.execute(update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
-                             .values(revoked_at=now or utcnow())).rowcount or 0
+    sessions = rowcount(session.execute(delete(AuthSession).where(AuthSession.user_id == user_id)))
+    tokens = rowcount(session.execute(update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+                                      .values(revoked_at=now or utcnow())))
     return sessions, tokens
 
 

@@ -14,7 +14,7 @@ import tarfile
 from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from engine.domain.vocabulary import SourceKind
 from engine.sources.base import (
@@ -58,14 +58,18 @@ class ShardRange(Sequence[Path]):
             self._len *= count
 
     @property
-    def count(self) -> int:
+    def name_count(self) -> int:
         """How many names (may exceed what len() can return)."""
         return self._len
 
     def __len__(self) -> int:
         return self._len
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
+    @overload
+    def __getitem__(self, index: int) -> Path: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Path]: ...
+    def __getitem__(self, index: int | slice) -> Path | list[Path]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(self._len))]
         if index < 0:
@@ -99,7 +103,11 @@ class _Resolved(Sequence[Path]):
     def __len__(self) -> int:
         return len(self._shards)
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
+    @overload
+    def __getitem__(self, index: int) -> Path: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Path]: ...
+    def __getitem__(self, index: int | slice) -> Path | list[Path]:
         if isinstance(index, slice):
             return [real_path(p) for p in self._shards[index]]
         return real_path(self._shards[index])
@@ -122,7 +130,7 @@ def expand_shards(uri: str, max_names: int = MAX_SHARD_NAMES) -> Sequence[Path]:
         _bound(len(shards), max_names, uri, "the folder holds")
     elif _BRACE.search(uri):
         shards = ShardRange(uri)
-        _bound(shards.count, max_names, uri, "the brace range names")
+        _bound(shards.name_count, max_names, uri, "the brace range names")
     elif any(c in uri for c in "*?["):
         shards = sorted(Path(p) for p in islice(glob.iglob(str(path)), max_names + 1))
         _bound(len(shards), max_names, uri, "the pattern matches")
@@ -166,7 +174,6 @@ def shard_root(uri: str) -> Path | None:
     return real_path(Path(*parts[:fixed])) if fixed else real_path(Path.cwd())
 
 
-def _sample_key(member_name: str) -> tuple[str, str]:
 def _forget_headers(tar: tarfile.TarFile) -> None:
     """Drop the headers tarfile keeps of every member read (its ``members`` list, not in its typed
     interface): memory would otherwise grow with the shard."""
@@ -174,6 +181,7 @@ def _forget_headers(tar: tarfile.TarFile) -> None:
     headers.clear()
 
 
+def _sample_key(member_name: str) -> tuple[str, str]:
     """('dir/000123', 'jpg') for 'dir/000123.jpg'; the extension is everything after the first dot."""
     directory, _, base = member_name.rpartition("/")
     stem, _, ext = base.partition(".")

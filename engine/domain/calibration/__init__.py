@@ -14,7 +14,7 @@ sample of the same items (1 = accept / exhaustive, 0 = reject / not exhaustive).
 * :func:`calibrate_task` does both for one (verifier version, task kind) and says, when there are
   too few verdicts, how many more a human must give (:func:`needed_for_target`) — :mod:`.task`;
 * :func:`calibrate_pairs` calibrates the exhaustivity verifier's two scopes under one budget for
-  the positive pairs — :mod:`.pairs`.
+  the positive pairs — :mod:`.pairs` (the loss it bounds: :mod:`.pair_loss`).
 
 Everything here is pure and uses numpy only: no database, no I/O. Every result serialises to
 plain JSON (``to_dict`` / ``from_dict``) so it can be stored beside the model version.
