@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class PhraseParser(Protocol):
 class Proposal:
     """One candidate mask for a phrase, at the image's size."""
 
-    mask: np.ndarray  # bool H×W
+    mask: NDArray[np.bool_]  # bool H×W
     score: float
 
 
@@ -77,7 +78,7 @@ class MaskQuery:
 
     image: Image.Image
     phrase: str
-    mask: np.ndarray  # bool H×W at the image's size
+    mask: NDArray[np.bool_]  # bool H×W at the image's size
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class ExhaustivityVerifier(Protocol):
 class PhraseEmbedder(Protocol):
     stamp: ModelStamp
 
-    def embed(self, phrases: Sequence[str]) -> np.ndarray:
+    def embed(self, phrases: Sequence[str]) -> NDArray[np.floating[Any]]:
         """One L2-normalised vector per phrase (n × d)."""
 
 
@@ -123,7 +124,7 @@ class ConceptSuggester(Protocol):
 class ClickMask:
     """The mask for one set of clicks, at the image's original size."""
 
-    mask: np.ndarray  # bool H×W
+    mask: NDArray[np.bool_]  # bool H×W
     score: float  # the model's predicted IoU
 
 

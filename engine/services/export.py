@@ -37,14 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.db.models import Concept, DatasetSnapshot, MiningJob, ModelVersion
 from engine.domain.exports import ExportSpecError
-from engine.services.export_formats import WRITERS, Progress
-from engine.services.export_rows import ExportError, ExportFilters, Stats
+from engine.services.export_formats import WRITERS
+from engine.services.export_rows import ExportError, ExportFilters, Progress, Stats
 from engine.settings import Settings
 
 __all__ = ["ExportError", "ExportFilters", "ExportResult", "ExportSpecError", "commit_or_discard", "export_coco",
@@ -335,7 +335,8 @@ def _sha256_file(path: Path) -> str:
 def _reader(session: Session) -> Iterator[Connection]:
     """A connection of its own for the export's reads; on PostgreSQL one REPEATABLE READ, read-only
     snapshot for all of them."""
-    engine = session.get_bind()
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
