@@ -175,10 +175,13 @@ def reject_credit(result: CalibrationResult, scope: PairScope, e: float) -> floa
 
 
 def positive_finals(rs: Sequence[CalibrationResult], scopes: Sequence[PairScope],
-                     e: float) -> tuple[float | None, float | None]:
+                    e: float | None) -> tuple[float | None, float | None]:
     """(engine, all-human) estimates of the share of positive pairs whose final label is right:
     auto-accepted ones are right when complete, pairs sent straight to correction with 1 − e,
-    checked ones with 1 − e² (complete) or (1 − e)² (instances missing)."""
+    checked ones with 1 − e² (complete) or (1 − e)² (instances missing). (None, None) without an
+    error rate ``e`` or without positive pairs."""
+    if e is None:
+        return None, None
     num = base = den = 0.0
     for r, scope in zip(rs, scopes, strict=True):
         y, pz = scope.labels, scope.present

@@ -17,6 +17,7 @@ How the loss is estimated and what the budget allows: :mod:`.pair_loss`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -129,10 +130,9 @@ def calibrate_pairs(with_masks_scores: npt.ArrayLike, with_masks_labels: npt.Arr
                     positive_final_drop: float | None = None) -> PairCalibration:
     """Calibrate the exhaustivity verifier for pairs with masks and pairs without (presence), each
     with :func:`calibrate_task`, then lower the two accept sides jointly until the positive pairs
-    keep their budget (``max_positive_loss``, and with ``positive_final_drop`` the final-label check;
-    None: no budget, the per-scope thresholds stand and the loss is reported). The module's
-    docstring says why; :mod:`.pair_loss` how the loss is estimated and what ``loss_confidence``
-    and ``positive_final_drop`` allow.
+    keep their budget (``max_positive_loss`` and/or, with ``positive_final_drop``, the final-label
+    check; neither: the scopes' own thresholds stand, the loss is reported). Why: the module's
+    docstring; the loss estimate, ``loss_confidence`` and ``positive_final_drop``: :mod:`.pair_loss`.
 
     Scope order in ``weights`` / ``gains``: (with masks, presence). ``weights``: production pairs
     per sampled pair of the scope (1, 1 for a uniform sample; a stratified sample passes its
@@ -142,18 +142,15 @@ def calibrate_pairs(with_masks_scores: npt.ArrayLike, with_masks_labels: npt.Arr
     """
     _check_pair_options(max_positive_loss, loss_confidence, weights, gains, human_error, positive_final_drop)
 
-    def scope(scores: npt.ArrayLike, labels: npt.ArrayLike, ai_labels: Sequence[Any] | None) -> CalibrationResult:
-        return calibrate_task(scores, labels, target_precision, method, min_support, ai_labels=ai_labels,
-                              verifier_version=verifier_version, task_kind=task_kind, z=z,
-                              min_probability=min_probability, human_error=human_error,
-                              max_final_drop=max_final_drop)
-
-    results = [scope(with_masks_scores, with_masks_labels, with_masks_ai_labels),
-               scope(presence_scores, presence_labels, presence_ai_labels)]
+    task = functools.partial(calibrate_task, target_precision=target_precision, method=method,
+                             min_support=min_support, verifier_version=verifier_version, task_kind=task_kind, z=z,
+                             min_probability=min_probability, human_error=human_error, max_final_drop=max_final_drop)
+    results = [task(with_masks_scores, with_masks_labels, ai_labels=with_masks_ai_labels),
+               task(presence_scores, presence_labels, ai_labels=presence_ai_labels)]
     scopes = [PairScope.of("with masks", results[0], with_masks_scores, with_masks_labels, with_masks_present,
-                        weights[0], gains[0], present_by_default=True),
+                           weights[0], gains[0], present_by_default=True),
               PairScope.of("presence", results[1], presence_scores, presence_labels, presence_present,
-                        weights[1], gains[1], present_by_default=False)]
+                           weights[1], gains[1], present_by_default=False)]
     estimate = LossEstimate(float(sum(s.weight * s.present.sum() for s in scopes)), max(weights), loss_confidence)
     budget = loss_budget(results, scopes, estimate, max_positive_loss, human_error, positive_final_drop)
     chosen, unconstrained = results, estimate.of(results, scopes)
@@ -163,9 +160,7 @@ def calibrate_pairs(with_masks_scores: npt.ArrayLike, with_masks_labels: npt.Arr
                                 int(min_support), z, min_probability)
         loss = estimate.of(chosen, scopes)
         reason = budget.reason(unconstrained, loss, loss_confidence)
-    finals: tuple[float | None, float | None] = (None, None)
-    if human_error is not None and estimate.positives > 0:
-        finals = positive_finals(chosen, scopes, human_error)
+    finals = positive_finals(chosen, scopes, human_error)
     return PairCalibration(chosen[0], chosen[1], max_positive_loss, loss, unconstrained, estimate.positives, reason,
                            loss_confidence, positive_final_drop=positive_final_drop,
                            reject_credit=budget.credit_share, loss_budget=budget.limit,
