@@ -4,13 +4,14 @@
 #       only), install the system tools the tests drive (docker-compose for validating
 #       docker-compose.yml, Chromium for the browser tests), make sure PostgreSQL and Redis are up,
 #       then run pytest.
-#   scripts/test.sh --fast [PYTEST ARGS]   the pure and SQLite tier: the tests that need no server,
-#       browser or Label Studio (markers postgres, redis, rabbitmq, browser, label_studio; see
-#       tests/conftest.py). No service is checked or started and Chromium is not installed.
+#   scripts/test.sh --fast [PYTEST ARGS]   the pure and SQLite tier in about two minutes: the tests
+#       that need no server, browser or Label Studio and run no model (markers postgres, redis,
+#       rabbitmq, browser, label_studio, models, slow; see tests/conftest.py). No service is checked
+#       or started and Chromium is not installed.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FAST_TIER="not postgres and not redis and not rabbitmq and not browser and not label_studio"
+FAST_TIER="not postgres and not redis and not rabbitmq and not browser and not label_studio and not models and not slow"
 fast=0
 if [ "${1:-}" = "--fast" ]; then
   fast=1

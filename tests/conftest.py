@@ -9,7 +9,8 @@ PostgreSQL or Redis check once that it answers and fail with :data:`START_HINT` 
 :func:`pytest_collection_modifyitems` marks each test with what it needs (``postgres``, ``redis``,
 ``rabbitmq``, ``browser``, ``label_studio``, ``models``) from its fixtures and parameters, so that
 ``-m "not postgres and not redis and not rabbitmq and not browser and not label_studio"`` selects
-the pure and SQLite tier (``scripts/test.sh --fast``).
+the tests that run with no service up; ``scripts/test.sh --fast`` also leaves out ``models`` and
+``slow`` (the pure and SQLite tier in about two minutes).
 """
 
 from __future__ import annotations

@@ -1,9 +1,15 @@
+"""The adapter tests' models: the session's tiny random-weight models (test_tiny.py builds its own)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
 import pytest
 
 from annotators.tiny import ensure_tiny_models
 
 
 @pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
-    """The tiny random-weight models, built once for the adapter tests (test_tiny.py builds its own)."""
-    return ensure_tiny_models(tmp_path_factory.mktemp("models"))
+def tiny(models_cache_dir: Path) -> dict[str, Path]:
+    """The tiny models of ``models_cache_dir`` (tests/conftest.py): built once per session, read only."""
+    return ensure_tiny_models(models_cache_dir / "tiny")

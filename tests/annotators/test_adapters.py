@@ -10,6 +10,8 @@ from PIL import Image
 from annotators.loading import ModelUnavailable, checkpoint_version, is_random_weights
 from engine.ports import Proposal
 
+pytestmark = pytest.mark.models  # the tiny random-weight models
+
 
 @pytest.fixture(scope="module")
 def image():

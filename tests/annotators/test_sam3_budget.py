@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.models  # the tiny random-weight models
+
 
 @pytest.fixture(scope="module")
 def proposer(tiny):

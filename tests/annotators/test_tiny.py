@@ -24,6 +24,8 @@ from annotators.tiny import (
     read_marker,
 )
 
+pytestmark = pytest.mark.models  # the tiny random-weight models
+
 IMAGE_W, IMAGE_H = 160, 120
 
 

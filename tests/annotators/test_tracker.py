@@ -17,6 +17,8 @@ from PIL import Image
 from annotators.loading import ModelUnavailable
 from engine.ports import ClickMask
 
+pytestmark = pytest.mark.models  # the tiny random-weight models
+
 SIZES = [(90, 130), (150, 64)]  # (height, width), neither square nor the model's 112 px
 
 

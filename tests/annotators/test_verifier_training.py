@@ -11,6 +11,8 @@ from annotators.verifier_training import TrainingError, VerifierFineTuner
 from annotators.verifiers import LlamaExhaustivityVerifier, LlamaMaskVerifier
 from engine.ports import MaskQuery, PairQuery, TrainConfig, VerifierExample
 
+pytestmark = pytest.mark.models  # the tiny random-weight models
+
 
 def mask_examples(n: int = 6) -> list[VerifierExample]:
     image = Image.fromarray((np.random.default_rng(0).random((48, 64, 3)) * 255).astype("uint8"))

@@ -11,6 +11,8 @@ from annotators.verifiers import EV_CHOICES, MV_CHOICES, presence_score
 from engine.domain.render import boxes_view, mask_box, mask_view
 from engine.ports import MaskQuery, PairQuery
 
+pytestmark = pytest.mark.models  # the tiny random-weight models
+
 
 @pytest.fixture(scope="module")
 def image():

@@ -167,6 +167,8 @@ def test_in_process_job_resumes_after_a_crash(database_url, tmp_path, http_serve
         assert s.scalar(select(func.count()).select_from(Image)) == 24
 
 
+@pytest.mark.slow
+@pytest.mark.models
 def test_demo_command_in_a_fresh_folder(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DATAENGINE_")}
     result = subprocess.run([sys.executable, "-m", "dataengine", "demo"], cwd=tmp_path, env=env,

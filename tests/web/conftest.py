@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.db.models import Role
+from engine.db.models import Role, User
 from engine.db.session import session_scope
-from engine.services.users import create_user
+from engine.domain.passwords import hash_password
 from engine.settings import Settings
 from tests.conftest import make_settings
 from dataengine.serve import create_app
@@ -20,14 +21,21 @@ ROLES = {"ann": Role.ANNOTATOR, "ann2": Role.ANNOTATOR, "rev": Role.REVIEWER, "m
          "root": Role.ADMIN}
 
 
+@functools.cache
+def password_hash(username: str) -> str:
+    """``PASSWORD``'s stored form for ``username``, hashed once per session (scrypt is slow on purpose:
+    five users per test cost a fifth of a second)."""
+    return hash_password(PASSWORD, username)
+
+
 @pytest.fixture
 def web_settings(database_url: str, tmp_path: Path) -> Settings:
     settings = make_settings(database_url, tmp_path)
     settings.queue.gold_rate = 0.0
     settings.queue.multi_review_rate = 0.0
     with session_scope(settings.db_url) as s:
-        for name, role in ROLES.items():
-            create_user(s, name, PASSWORD, role)
+        s.add_all(User(username=name, password_hash=password_hash(name), role=role, is_active=True)
+                  for name, role in ROLES.items())
     return settings
 
 
