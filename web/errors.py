@@ -24,6 +24,7 @@ from engine.ports import JobNotEnqueued, JobRefused
 from engine.services.annotation import ClientIdConflict, VerdictError
 from engine.services.auth import AuthError, RateLimited
 from engine.services.export import ExportError
+from engine.services.gold import GoldError, GoldNotFound
 from engine.services.mine import JobConflict
 from engine.services.queue import LeaseLost, TooManyLeases
 from engine.services.users import UserError
@@ -52,6 +53,8 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str | None]] = {
     SourceError: (422, None),  # engine.sources.roots.SourceRefused too: outside the allowed roots
     ExportSpecError: (422, None),
     ExportError: (409, None),
+    GoldError: (422, None),
+    GoldNotFound: (404, None),
     WeakPassword: (422, None),
     UserError: (422, None),  # "user … exists": 409 (see _status)
     AuthError: (401, None),

@@ -19,6 +19,7 @@ from engine.ports import JobNotEnqueued, JobRefused, JobRequest, RunnerState
 from engine.services.annotation import ClientIdConflict, VerdictError
 from engine.services.auth import AuthError, RateLimited
 from engine.services.export import ExportError, ExportSpecError
+from engine.services.gold import GoldError, GoldNotFound
 from engine.services.mine import JobConflict, JobPlan
 from engine.services.queue import LeaseLost, TooManyLeases
 from engine.services.users import UserError
@@ -96,7 +97,7 @@ def test_without_a_job_runner_starting_a_job_answers_503(web_settings):
     (SourceRefused("x"), 422, "invalid"), (ExportSpecError("x"), 422, "invalid"), (ExportError("x"), 409, "conflict"),
     (WeakPassword("x"), 422, "invalid"), (UserError("user 'a' exists"), 409, "conflict"),
     (UserError("a username is ..."), 422, "invalid"), (AuthError("x"), 401, "unauthorized"),
-    (RateLimited(30), 429, "rate_limited"),
+    (RateLimited(30), 429, "rate_limited"), (GoldError("x"), 422, "invalid"), (GoldNotFound("x"), 404, "not_found"),
 ])
 def test_domain_errors_become_the_contracts_answers(web_settings, error, status, code):
     app = create_app(web_settings)

@@ -6,11 +6,11 @@ import datetime as dt
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import case, func, select, update
+from sqlalchemy import select
 
-from engine.db.models import GoldItem, HumanTask, User, Verdict
-from engine.domain.vocabulary import LABELS, Role, TaskKind, TaskState, VerdictSource
-from engine.services import queue
+from engine.db.models import User
+from engine.domain.vocabulary import Role, TaskKind
+from engine.services import gold as gold_service
 from engine.services import users as users_service
 from web.deps import Admin, GoldManager, SessionDep, UnitOfWorkRoute, forget_principals
 from web.routers.auth import new_password_field
@@ -98,49 +98,17 @@ class GoldOut(BaseModel):
 
 @router.get("/gold", response_model=list[GoldOut])
 def list_gold(_: GoldManager, session: SessionDep) -> list[GoldOut]:
-    stats = {row.gold_item_id: (row.n, row.ok or 0) for row in session.execute(
-        select(HumanTask.gold_item_id, func.count(Verdict.id).label("n"),
-               func.sum(case((Verdict.label == GoldItem.answer, 1), else_=0)).label("ok"))
-        .join(Verdict, Verdict.task_id == HumanTask.id).join(GoldItem, GoldItem.id == HumanTask.gold_item_id)
-        .group_by(HumanTask.gold_item_id))}
-    out = []
-    for item in session.scalars(select(GoldItem).order_by(GoldItem.id)):
-        n, ok = stats.get(item.id, (0, 0))
-        out.append(GoldOut.model_validate(item, from_attributes=True).model_copy(update={"answered": n, "correct": ok}))
-    return out
+    return [GoldOut.model_validate(g.item, from_attributes=True).model_copy(
+        update={"answered": g.answered, "correct": g.correct}) for g in gold_service.list_gold(session)]
 
 
 @router.post("/gold", response_model=GoldOut, status_code=201)
 def create_gold(body: GoldIn, principal: GoldManager, session: SessionDep) -> GoldOut:
-    task = session.get(HumanTask, body.task_id)
-    if task is None or task.is_gold:
-        raise HTTPException(404, f"no task {body.task_id} (gold tasks cannot be gold items)")
-    if task.kind == TaskKind.CORRECT:
-        raise HTTPException(422, "correction tasks cannot be gold items (answers are masks, not labels)")
-    answer = body.answer
-    if answer is None:
-        if task.state != TaskState.DONE:
-            raise HTTPException(422, f"task {task.id} is not done: give the answer")
-        answer = session.scalars(select(Verdict.label).where(
-            Verdict.task_id == task.id, Verdict.source == VerdictSource.HUMAN).order_by(Verdict.id.desc())).first()
-        if answer is None:
-            raise HTTPException(422, f"task {task.id} has no human verdict: give the answer")
-    if answer not in LABELS[task.kind]:
-        raise HTTPException(422, f"answer must be one of {', '.join(LABELS[task.kind])}")
-    item = GoldItem(kind=task.kind, pair_id=task.pair_id, mask_id=task.mask_id, answer=answer, is_active=True,
-                    created_by_id=principal.user_id)
-    session.add(item)
-    session.flush()
-    queue.refill_gold(session, item_ids=[item.id])  # its copies now, so their ids sit among ordinary tasks
+    item = gold_service.create_gold(session, body.task_id, body.answer, principal.user_id)
     return GoldOut.model_validate(item, from_attributes=True)
 
 
 @router.delete("/gold/{gold_id}", status_code=204)
 def retire_gold(gold_id: Id, _: GoldManager, session: SessionDep) -> Response:
-    item = session.get(GoldItem, gold_id)
-    if item is None:
-        raise HTTPException(404, f"no gold item {gold_id}")
-    item.is_active = False
-    session.execute(update(HumanTask).where(HumanTask.gold_item_id == gold_id, HumanTask.state == TaskState.OPEN)
-                    .values(state=TaskState.CANCELLED).execution_options(synchronize_session=False))
+    gold_service.retire_gold(session, gold_id)
     return Response(status_code=204)
