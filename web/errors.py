@@ -21,13 +21,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine.domain.exports import ExportSpecError
 from engine.domain.passwords import WeakPassword
 from engine.ports import JobNotEnqueued, JobRefused
-from engine.services.annotation import ClientIdConflict, VerdictError
+from engine.services.annotation import ClientIdConflict, TaskIncomplete, VerdictError
 from engine.services.auth import AuthError, RateLimited
 from engine.services.export import ExportError
 from engine.services.gold import GoldError, GoldNotFound
 from engine.services.mine import JobConflict
 from engine.services.queue import LeaseLost, TooManyLeases
-from engine.services.users import UserError
+from engine.services.users import UserError, UserExists
 from engine.sources.base import SourceError
 
 ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -47,6 +47,7 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str | None]] = {
     TooManyLeases: (409, TOO_MANY_LEASES),
     ClientIdConflict: (409, CLIENT_ID_CONFLICT),
     VerdictError: (422, None),
+    TaskIncomplete: (409, None),  # the stored task lacks its mask or image: nothing the caller can fix
     JobConflict: (409, None),
     JobRefused: (422, None),
     JobNotEnqueued: (503, None),
@@ -56,7 +57,8 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str | None]] = {
     GoldError: (422, None),
     GoldNotFound: (404, None),
     WeakPassword: (422, None),
-    UserError: (422, None),  # "user … exists": 409 (see _status)
+    UserExists: (409, None),
+    UserError: (422, None),
     AuthError: (401, None),
     RateLimited: (429, None),
 }
@@ -82,8 +84,6 @@ class BodyTooLarge(Exception):
 def _answer(exc: Exception) -> tuple[int, str | None]:
     """The status and code of a domain error (handlers are registered only for the table's classes)."""
     status, code = next(DOMAIN_ERRORS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_ERRORS)
-    if isinstance(exc, UserError) and str(exc).endswith(" exists"):
-        status = 409
     return status, code
 
 

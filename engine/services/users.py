@@ -23,12 +23,16 @@ class UserError(ValueError):
     pass
 
 
+class UserExists(UserError):
+    """The username belongs to an account already."""
+
+
 def create_user(session: Session, username: str, password: str, role: Role) -> User:
     username = username.strip().lower()
     if not USERNAME.match(username):
         raise UserError("a username is 2–64 characters: lower-case letters, digits, and _ . @ -")
     if session.scalars(select(User).where(User.username == username)).first() is not None:
-        raise UserError(f"user {username!r} exists")
+        raise UserExists(f"user {username!r} exists")
     user = User(username=username, password_hash=hash_password(password, username), role=role, is_active=True)
     session.add(user)
     session.flush()

@@ -16,13 +16,13 @@ import pipelines.stages
 from engine.domain.passwords import WeakPassword
 from engine.domain.stages import STAGE_NAMES
 from engine.ports import JobNotEnqueued, JobRefused, JobRequest, RunnerState
-from engine.services.annotation import ClientIdConflict, VerdictError
+from engine.services.annotation import ClientIdConflict, TaskIncomplete, VerdictError
 from engine.services.auth import AuthError, RateLimited
 from engine.services.export import ExportError, ExportSpecError
 from engine.services.gold import GoldError, GoldNotFound
 from engine.services.mine import JobConflict, JobPlan
 from engine.services.queue import LeaseLost, TooManyLeases
-from engine.services.users import UserError
+from engine.services.users import UserError, UserExists
 from engine.sources.roots import SourceRefused
 from web.app import create_app
 from web.errors import DOMAIN_ERRORS
@@ -95,7 +95,8 @@ def test_without_a_job_runner_starting_a_job_answers_503(web_settings):
     (ClientIdConflict("x"), 409, "client_id_conflict"), (VerdictError("x"), 422, "invalid"),
     (JobConflict("x"), 409, "conflict"), (JobRefused("x"), 422, "invalid"), (JobNotEnqueued("x"), 503, "unavailable"),
     (SourceRefused("x"), 422, "invalid"), (ExportSpecError("x"), 422, "invalid"), (ExportError("x"), 409, "conflict"),
-    (WeakPassword("x"), 422, "invalid"), (UserError("user 'a' exists"), 409, "conflict"),
+    (WeakPassword("x"), 422, "invalid"), (UserExists("user 'a' exists"), 409, "conflict"),
+    (UserError("no user 'a'"), 422, "invalid"), (TaskIncomplete("x"), 409, "conflict"),
     (UserError("a username is ..."), 422, "invalid"), (AuthError("x"), 401, "unauthorized"),
     (RateLimited(30), 429, "rate_limited"), (GoldError("x"), 422, "invalid"), (GoldNotFound("x"), 404, "not_found"),
 ])
