@@ -18,6 +18,8 @@ from tests.factories import seed_review_items
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis import GenerationMode  # noqa: E402
 
+pytestmark = pytest.mark.slow  # schemathesis walks every operation: half a minute
+
 EXAMPLES = 30
 #: not fuzzed: log-out and the password change end the session the run uses; click-to-segment loads
 #: SAM 3 (tests/web/test_segment_api.py covers it)
