@@ -181,8 +181,9 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 # the outbound-fetch policy refuses loopback by default: tests fetch from their own 127.0.0.1 servers
-LOCAL_FETCH: dict[str, list] = {"allow_networks": ["127.0.0.0/8"], "allow_ports": ["1-65535"]}
-LOCAL_FETCH_ENV = {"DATAENGINE_FETCH__ALLOW_NETWORKS": '["127.0.0.0/8"]', "DATAENGINE_FETCH__ALLOW_PORTS": '["1-65535"]'}
+LOCAL_FETCH: dict[str, list[str]] = {"allow_networks": ["127.0.0.0/8"], "allow_ports": ["1-65535"]}
+LOCAL_FETCH_ENV = {"DATAENGINE_FETCH__ALLOW_NETWORKS": '["127.0.0.0/8"]',
+                   "DATAENGINE_FETCH__ALLOW_PORTS": '["1-65535"]'}
 
 
 def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Settings:
@@ -190,8 +191,9 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
         "data_dir": tmp_path / "data",
         "database_url": database_url,
         "media_root": tmp_path / "media",
-        "fetch": FetchSettings(connect_timeout_s=1, read_timeout_s=1, retries=1, backoff_s=0.01,
-                               concurrency=4, **LOCAL_FETCH),
+        "fetch": FetchSettings(connect_timeout_s=1, read_timeout_s=1, retries=1, backoff_s=0.01, concurrency=4,
+                               allow_networks=LOCAL_FETCH["allow_networks"],
+                               allow_ports=list(LOCAL_FETCH["allow_ports"])),
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

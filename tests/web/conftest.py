@@ -7,14 +7,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from engine.db.models import Role, User
+from dataengine.serve import create_app
+from engine.db.models import User
 from engine.db.session import session_scope
 from engine.domain.passwords import hash_password
+from engine.domain.vocabulary import Role
 from engine.settings import Settings
 from tests.conftest import make_settings
-from dataengine.serve import create_app
 
 PASSWORD = "correct horse battery"
 ROLES = {"ann": Role.ANNOTATOR, "ann2": Role.ANNOTATOR, "rev": Role.REVIEWER, "mle": Role.ML_ENGINEER,
@@ -40,12 +42,12 @@ def web_settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def app(web_settings: Settings):  # type: ignore[no-untyped-def]
+def app(web_settings: Settings) -> FastAPI:
     return create_app(web_settings)
 
 
 @pytest.fixture
-def login(app) -> Iterator[Callable[[str], TestClient]]:  # type: ignore[no-untyped-def]
+def login(app: FastAPI) -> Iterator[Callable[..., TestClient]]:
     """login("ann") → a TestClient with that user's session cookie and CSRF header."""
     clients: list[TestClient] = []
 
