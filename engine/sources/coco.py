@@ -15,6 +15,7 @@ import json
 import os
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,30 +81,8 @@ class CocoSource(Source):
 
     def iter_items(self) -> Iterator[SourceItem]:
         data = self._load()
-        categories = _categories(data.get("categories"))
-        captions: dict[str, list[str]] = defaultdict(list)
-        instances: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        errors: dict[str, list[str]] = defaultdict(list)
-        orphans: list[SourceItem] = []
-        annotations = data.get("annotations")
-        for index, ann in enumerate(annotations if isinstance(annotations, list) else []):
-            if not isinstance(ann, dict):
-                orphans.append(_error_item(f"annotation-index:{index}",
-                                           f"annotation at index {index} is not an object"))
-                continue
-            image_key, why = _id_key(ann.get("image_id"))
-            if image_key is None:
-                orphans.append(_error_item(f"annotation-index:{index}", f"annotation at index {index}: image_id {why}"))
-                continue
-            caption = ann.get("caption")
-            if isinstance(caption, str) and caption.strip():
-                captions[image_key].append(safe_text(caption.strip()))
-            if "segmentation" in ann:
-                instance, reason = _instance(ann, index, categories)
-                if instance is not None:
-                    instances[image_key].append(instance)
-                else:
-                    errors[image_key].append(reason)
+        by_image = _ByImage.of(data)
+        captions, instances, errors = by_image.captions, by_image.instances, by_image.errors
         seen: dict[str, int] = {}
         for index, image in enumerate(data["images"]):
             if not isinstance(image, dict):
@@ -136,7 +115,7 @@ class CocoSource(Source):
                 if errors.get(image_key):
                     meta["annotation_errors"] = capped_errors(errors[image_key])
             yield SourceItem(key=key, locator=locator, meta=meta)
-        yield from orphans
+        yield from by_image.orphans
         for image_key in sorted(set(captions) | set(instances) | set(errors)):
             if image_key not in seen:  # annotations of an image the file does not list
                 n = sum(len(table.get(image_key, ())) for table in (captions, instances, errors))
@@ -183,6 +162,43 @@ def _id_key(value: Any) -> tuple[str | None, str]:
 def _plain(value: Any, key: str | None) -> int | str | None:
     """An id as stored in meta: the integer as given, else its key text (storable), else None."""
     return value if isinstance(value, int) and not isinstance(value, bool) else key
+
+
+@dataclass
+class _ByImage:
+    """The annotations of a COCO file by image id: captions, valid instances, the reasons of the
+    invalid ones, and error items for annotations that name no image."""
+
+    captions: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    instances: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    errors: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    orphans: list[SourceItem] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> _ByImage:
+        table = cls()
+        categories = _categories(data.get("categories"))
+        annotations = data.get("annotations")
+        for index, ann in enumerate(annotations if isinstance(annotations, list) else []):
+            if not isinstance(ann, dict):
+                table.orphans.append(_error_item(f"annotation-index:{index}",
+                                                 f"annotation at index {index} is not an object"))
+                continue
+            image_key, why = _id_key(ann.get("image_id"))
+            if image_key is None:
+                table.orphans.append(_error_item(f"annotation-index:{index}",
+                                                 f"annotation at index {index}: image_id {why}"))
+                continue
+            caption = ann.get("caption")
+            if isinstance(caption, str) and caption.strip():
+                table.captions[image_key].append(safe_text(caption.strip()))
+            if "segmentation" in ann:
+                instance, reason = _instance(ann, index, categories)
+                if instance is not None:
+                    table.instances[image_key].append(instance)
+                else:
+                    table.errors[image_key].append(reason)
+        return table
 
 
 def _categories(raw: Any) -> dict[str, str]:
