@@ -1,5 +1,19 @@
 """Calibration of one (verifier version, task kind): the calibrator, both thresholds on the
-calibrated probability, and — with too few verdicts — how many more a person must give."""
+calibrated probability, and — with too few verdicts — how many more a person must give.
+
+``min_probability``: the accept threshold is never below it and the reject threshold never above
+``1 − min_probability``. The precision target holds for the auto-decided *set*; where the base
+rate alone exceeds the target (pairs without masks are ~98% negatives) the set criterion
+would also auto-accept items the calibrated model itself thinks are more likely wrong; the
+floor (default 0.5: never against the calibrated odds) keeps those for humans.
+
+``human_error`` (the annotators' error rate, e.g. measured on gold items) and ``max_final_drop``:
+the precision target holds for the auto-decided set, yet the final labels of the population
+(the auto-accepted items plus what people accept of the rest, whose share of right items
+falls as the best go automatically) can end less right than all-human. With both given, the
+accept threshold must also keep :func:`final_precision_curve` at or above the all-human estimate
+minus ``max_final_drop``. With ``human_error`` alone both estimates are only reported.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +37,15 @@ from engine.domain.calibration.thresholds import (
     search_upper_set,
     skipped,
 )
-from engine.domain.calibration.values import as_labels, as_scores, check_error, check_target, fmt
+from engine.domain.calibration.values import (
+    BoolArray,
+    FloatArray,
+    as_labels,
+    as_scores,
+    check_error,
+    check_target,
+    fmt,
+)
 
 
 @dataclass(frozen=True)
@@ -141,6 +163,34 @@ def _missing_reason(accept: ThresholdChoice, reject: ThresholdChoice, more: int)
     return reason
 
 
+@dataclass(frozen=True)
+class _SideSearch:
+    """The threshold search of one side on a calibrated sample, or why there is none."""
+
+    probs: FloatArray
+    y: BoolArray
+    calibrated: bool  # False: verdicts of one class only, no calibrator
+    target: float
+    required: int  # verdicts a side needs before its threshold can pass
+    min_support: int
+    z: float
+    min_probability: float
+    final: tuple[float, float] | None  # the final-label check of the accept side
+
+    def choose(self, side: str, need: int, have: int, what: str) -> ThresholdChoice:
+        target, n = self.target, int(self.probs.size)
+        if need:
+            return skipped(side, target, n, f"{side}: {have} {what} human verdicts, {self.required} needed for a "
+                                            f"95% lower bound ≥ {fmt(target)}: {need} more")
+        if not self.calibrated:
+            return skipped(side, target, n, f"{side}: verdicts of only one class, nothing to calibrate")
+        if side == ACCEPT_SIDE:
+            return search_upper_set(self.probs, self.y, target, self.min_support, self.z, ACCEPT_SIDE, 1.0,
+                                    self.min_probability, self.final)
+        return choose_reject_threshold(self.probs, self.y, target, self.min_support, z=self.z,
+                                       max_threshold=1.0 - self.min_probability)
+
+
 def calibrate_task(scores: npt.ArrayLike, labels: npt.ArrayLike, target_precision: float = 0.95,
                    method: str = ISOTONIC, min_support: int = DEFAULT_MIN_SUPPORT, *,
                    ai_labels: Sequence[Any] | None = None, verifier_version: str | None = None,
@@ -152,30 +202,16 @@ def calibrate_task(scores: npt.ArrayLike, labels: npt.ArrayLike, target_precisio
     ``labels``: the human verdicts, 1 = accept (mask correct / pair exhaustive). ``ai_labels``: the
     AI's own answers (argmax) as 0/1 for the agreement figure; by default ``score ≥ 0.5``.
     With too few verdicts on a side its threshold is None and ``reason`` says how many more
-    human verdicts are needed.
-
-    ``min_probability``: the accept threshold is never below it and the reject threshold never above
-    ``1 − min_probability``. The precision target holds for the auto-decided *set*; where the base
-    rate alone exceeds the target (pairs without masks are ~98% negatives) the set criterion
-    would also auto-accept items the calibrated model itself thinks are more likely wrong; the
-    floor (default 0.5: never against the calibrated odds) keeps those for humans.
-
-    ``human_error`` (the annotators' error rate, e.g. measured on gold items) and ``max_final_drop``:
-    the precision target holds for the auto-decided set, yet the final labels of the population
-    (the auto-accepted items plus what people accept of the rest, whose share of right items
-    falls as the best go automatically) can end less right than all-human. With both given, the
-    accept threshold must also keep :func:`final_precision_curve` at or above the all-human estimate
-    minus ``max_final_drop``. With ``human_error`` alone both estimates are only reported.
+    human verdicts are needed. ``min_probability``, ``human_error`` and ``max_final_drop``: the
+    module's docstring.
     """
     target = _check_options(target_precision, method, min_probability, human_error, max_final_drop)
     s = as_scores(scores)
     y = as_labels(labels, s.size)
-    n = int(s.size)
-    n_pos = int(y.sum())
+    n, n_pos = int(s.size), int(y.sum())
     n_neg = n - n_pos
     required = max(min_sample_size(target, z), int(min_support))
-    need_pos = max(0, required - n_pos)
-    need_neg = max(0, required - n_neg)
+    need_pos, need_neg = max(0, required - n_pos), max(0, required - n_neg)
 
     ai = as_labels(ai_labels, n) if ai_labels is not None else s >= 0.5
     agreement = float(np.mean(ai == y)) if n else None
@@ -183,21 +219,10 @@ def calibrate_task(scores: npt.ArrayLike, labels: npt.ArrayLike, target_precisio
     calibrator = fit_calibrator(s, y, method) if n_pos and n_neg else None
     probs = calibrator.calibrate_many(s) if calibrator is not None else s
     all_human = expected_final_precision(y, np.zeros(n, bool), human_error) if human_error is not None else None
-    final = final_floor(human_error, all_human, max_final_drop)
-
-    def side_choice(side: str, need: int, have: int, what: str) -> ThresholdChoice:
-        if need:
-            return skipped(side, target, n, f"{side}: {have} {what} human verdicts, {required} needed for a "
-                                            f"95% lower bound ≥ {fmt(target)}: {need} more")
-        if calibrator is None:
-            return skipped(side, target, n, f"{side}: verdicts of only one class, nothing to calibrate")
-        if side == ACCEPT_SIDE:
-            return search_upper_set(probs, y, target, int(min_support), z, ACCEPT_SIDE, 1.0, min_probability,
-                                    final)
-        return choose_reject_threshold(probs, y, target, min_support, z=z, max_threshold=1.0 - min_probability)
-
-    accept = side_choice(ACCEPT_SIDE, need_pos, n_pos, "positive")
-    reject = side_choice(REJECT_SIDE, need_neg, n_neg, "negative")
+    search = _SideSearch(probs, y, calibrator is not None, target, required, int(min_support), z, min_probability,
+                         final_floor(human_error, all_human, max_final_drop))
+    accept = search.choose(ACCEPT_SIDE, need_pos, n_pos, "positive")
+    reject = search.choose(REJECT_SIDE, need_neg, n_neg, "negative")
     if accept.threshold is not None and reject.threshold is not None and reject.threshold >= accept.threshold:
         reject = skipped(REJECT_SIDE, target, n, f"reject threshold {fmt(reject.threshold, 4)} would overlap "
                                                  f"the accept threshold {fmt(accept.threshold, 4)}; dropped")
