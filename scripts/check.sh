@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 began=$SECONDS
-echo "ruff:" && .venv/bin/ruff check --quiet .
+echo "ruff:" && .venv/bin/ruff check --quiet --output-format concise .
 echo "mypy:" && .venv/bin/mypy
 echo "import contracts:" && .venv/bin/lint-imports --no-cache | tail -n 3
 if compgen -G "tests/js/*.test.mjs" >/dev/null; then

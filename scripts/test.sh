@@ -2,8 +2,9 @@
 # The test-suite.
 #   scripts/test.sh [PYTEST ARGS]          everything: set up ./.venv with the test tools (first run
 #       only), install the system tools the tests drive (docker-compose for validating
-#       docker-compose.yml, Chromium for the browser tests), make sure PostgreSQL and Redis are up,
-#       then run pytest.
+#       docker-compose.yml, Chromium for the browser tests), run the checked conventions
+#       (scripts/check.sh: ruff, mypy, the import contracts, the page's Node unit tests), make sure
+#       PostgreSQL and Redis are up, then run pytest.
 #   scripts/test.sh --fast [PYTEST ARGS]   the pure and SQLite tier in about two minutes: the tests
 #       that need no server, browser or Label Studio and run no model (markers postgres, redis,
 #       rabbitmq, browser, label_studio, models, slow; see tests/conftest.py). No service is checked
@@ -29,6 +30,8 @@ fi
 if [ $fast = 1 ]; then
   exec .venv/bin/python -m pytest -m "$FAST_TIER" "$@"
 fi
+# lint, types, import contracts and the JS unit tests first: a broken convention fails in seconds
+scripts/check.sh
 # The browser tests drive Debian's Chromium (never a downloaded browser) and are never skipped.
 if ! command -v chromium >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -42,5 +45,4 @@ if ! command -v chromium >/dev/null; then
   fi
 fi
 scripts/services.sh
-# checks: scripts/check.sh
 exec .venv/bin/python -m pytest "$@"
