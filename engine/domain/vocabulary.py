@@ -207,3 +207,11 @@ LABELS: dict[TaskKind, tuple[MaskLabel | PairLabel | CorrectionLabel, ...]] = {
     TaskKind.CHECK_EXHAUSTIVITY: tuple(PairLabel),
     TaskKind.CORRECT: tuple(CorrectionLabel),
 }
+
+#: the keyboard key of each label word, per task kind (the API sends them with each task; the page's own
+#: keys — navigation, zoom, crowd, digits selecting masks — are not among them)
+LABEL_KEYS: dict[TaskKind, dict[str, str]] = {
+    TaskKind.VERIFY_MASK: {MaskLabel.ACCEPT: "a", MaskLabel.REJECT: "r", MaskLabel.UNGROUNDABLE: "u"},
+    TaskKind.CHECK_EXHAUSTIVITY: {PairLabel.COMPLETE: "c", PairLabel.MISSING: "m", PairLabel.NOT_PRESENT: "n"},
+    TaskKind.CORRECT: {CorrectionLabel.CORRECTED: "s", CorrectionLabel.NOT_PRESENT: "n"},
+}

@@ -30,6 +30,7 @@ from engine.domain.audit import in_audit_sample
 from engine.domain.masks import MaskError, from_coco_segmentation
 from engine.domain.vocabulary import (
     HUMAN_SOURCES,
+    LABEL_KEYS,
     LABELS,
     CorrectionLabel,
     Decider,
@@ -129,6 +130,7 @@ def describe(session: Session, task: HumanTask) -> dict[str, Any]:
     asked = task.mask_id if task.is_gold else None
     return {
         "id": task.id, "kind": task.kind.value, "labels": list(LABELS[task.kind]),
+        "keys": {str(label): key for label, key in LABEL_KEYS[task.kind].items()},
         "lease_expires_at": task.lease_expires_at.isoformat() if task.lease_expires_at else None,
         "image": {"id": pair.image_id, "width": pair.width, "height": pair.height,
                   "url": f"/api/v1/images/{pair.image_id}"},

@@ -43,3 +43,13 @@ test("no labels, no buttons; a word without any free key still gets its button",
   assert.deepEqual(labelHelp([only]), []);
   assert.equal(humanize("not_present"), "Not present");
 });
+
+test("the keys the API sends come first; a reserved one is not taken, the word keeps its number", () => {
+  const actions = labelActions(["corrected", "not_present", "blurry"], {
+    keys: {corrected: "s", not_present: "n", blurry: "k"},  // k is the page's skip
+    reserved: [...PAGE_KEYS, "c"],
+    hints: {corrected: {key: "x", tone: "ok"}},
+  });
+  assert.deepEqual(actions.map((a) => [a.label, a.keys, a.hint]), [
+    ["corrected", ["s", "1"], "S"], ["not_present", ["n", "2"], "N"], ["blurry", ["3"], "3"]]);
+});

@@ -154,3 +154,15 @@ def test_the_sources_are_the_source_kinds(tmp_path):
     assert detect_kind(str(tmp_path)) is SourceKind.FOLDER
     assert detect_kind(str(tmp_path / "a.json")) is SourceKind.COCO
     assert detect_kind(str(tmp_path / "shard-{0000..0003}.tar")) is SourceKind.WEBDATASET
+
+
+def test_every_label_word_has_one_key_of_its_own() -> None:
+    from engine.domain.vocabulary import LABEL_KEYS
+
+    assert set(LABEL_KEYS) == set(LABELS)
+    for kind, words in LABELS.items():
+        keys = LABEL_KEYS[kind]
+        assert set(keys) == set(words), kind
+        assert all(len(k) == 1 and k.isalpha() and k.islower() for k in keys.values()), kind
+        assert len(set(keys.values())) == len(keys), f"{kind}: two words share a key"
+

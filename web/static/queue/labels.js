@@ -1,6 +1,7 @@
 // The verdict buttons of a task, pure: built from the label words the API sends with each task
 // (task.labels, in the order to show), never from a list of our own. Each label gets its keys:
-//   - a letter: the kind's hint for the word if it has one, else the word's first letter when no other
+//   - a letter: the key the API sends for the word (task.keys), else the kind's hint for the word if it
+//     has one, else the word's first letter when no other
 //     label of the task starts with it; never a key the kind or the page already uses (reserved);
 //   - its position number (1–9) unless that is reserved (the correct kind selects masks with digits).
 // Each button reads as its word ("not_present" → "Not present"). A kind's hints ({word: {key, tone,
@@ -14,15 +15,16 @@ export function humanize(word) {
 }
 
 /**
- * labels: the task's label words; reserved: keys used otherwise; hints: {word: {key, tone, help}}.
+ * labels: the task's label words; keys: the API's {word: key} (task.keys); reserved: keys used otherwise;
+ * hints: {word: {key, tone, help}}.
  * → [{label, text, tone, help, keys: ["a", "1"], hint: "A"}] (hint: the key shown on the button, "" if none)
  */
-export function labelActions(labels, {reserved = [], hints = {}} = {}) {
+export function labelActions(labels, {keys = {}, reserved = [], hints = {}} = {}) {
   const words = (Array.isArray(labels) ? labels : []).map(String);
   const taken = new Set(reserved);
   const firsts = words.map((w) => w.charAt(0).toLowerCase());
   const letters = words.map((word, i) => {
-    const hinted = hints[word]?.key;
+    const hinted = (keys && typeof keys[word] === "string" ? keys[word] : "") || hints[word]?.key;
     if (hinted) return hinted.toLowerCase();
     return firsts.indexOf(firsts[i]) === firsts.lastIndexOf(firsts[i]) ? firsts[i] : null;
   });

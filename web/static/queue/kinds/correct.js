@@ -16,7 +16,7 @@ export const title = "Correct masks";
 // a key (S: submit; C is the crowd toggle), a colour and a help line per word; ``masks``: the word
 // that sends the edited masks (a word missing here is shown all the same and sends none)
 const HINTS = {
-  corrected: {key: "s", tone: "ok", help: "submit the masks", masks: true},
+  corrected: {tone: "ok", help: "submit the masks", masks: true},  // its key (s) comes with the task
   not_present: {tone: "bad", help: "phrase not present (no masks)"},
 };
 const UNDO_DEPTH = 50;
@@ -50,7 +50,8 @@ class CorrectMode {
       "]": () => this.resizeBrush(1.25), Tab: () => this.cycle(),
     };
     for (let i = 1; i <= 9; i++) own[String(i)] = () => this.select(this.masks[i - 1] || null);
-    const labels = labelActions(this.task.labels, {reserved: [...page.reserved, ...Object.keys(own)], hints: HINTS});
+    const labels = labelActions(this.task.labels,
+      {keys: this.task.keys, reserved: [...page.reserved, ...Object.keys(own)], hints: HINTS});
     this.actions = labels.map((a) => ({...a, run: () => this.submit(a.label)}));
     this.keys = {...own, ...Object.fromEntries(this.actions.flatMap((a) => a.keys.map((k) => [k, a.run])))};
     this.help = [["Click", "add a point on the object (tracker)"], ["Shift+click, right click", "point outside it"],

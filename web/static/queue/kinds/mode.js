@@ -14,7 +14,7 @@ import {labelActions, labelHelp} from "../labels.js";
 /** A mode whose verdicts are the task's label words, each sent as is (no masks); ``spec`` adds the
  * kind's question, hints, own keys and help, mount and unmount. */
 export function labelMode(task, page, {hints = {}, keys = {}, help = [], question, mount, unmount = () => {}}) {
-  const actions = labelActions(task.labels, {reserved: [...page.reserved, ...Object.keys(keys)], hints});
+  const actions = labelActions(task.labels, {keys: task.keys, reserved: [...page.reserved, ...Object.keys(keys)], hints});
   return {
     question,
     actions: actions.map((a) => ({...a, run: () => page.submit(a.label)})),
