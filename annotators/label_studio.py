@@ -25,6 +25,8 @@ from typing import Any
 import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
+from label_studio_sdk.core.pagination import SyncPager
+from label_studio_sdk.types import AllRolesProjectList, RoleBasedTask
 
 from engine.db.session import session_scope
 from engine.domain import labelstudio as lsf
@@ -101,9 +103,10 @@ class LabelStudioClient:
     def find_project(self, title: str) -> tuple[int, str] | None:
         """(id, labeling config) of the project with this title, or None."""
         with self._call("listing projects"):
-            for project in self.sdk.projects.list():
-                if project.title == title:
-                    return int(project.id), str(self.sdk.projects.get(id=project.id).label_config or "")
+            projects: SyncPager[AllRolesProjectList, Any] = self.sdk.projects.list()
+            for project in projects:
+                if project.title == title and project.id is not None:
+                    return project.id, str(self.sdk.projects.get(id=project.id).label_config or "")
         return None
 
     def project_for(self, title: str, kind: TaskKind) -> tuple[int, bool]:
@@ -122,12 +125,16 @@ class LabelStudioClient:
                 title=title, label_config=lsf.labeling_config(labels), model_version=bridge.MODEL_VERSION,
                 show_collab_predictions=True, maximum_annotations=1,
                 description=f"Data Engine {kind.value} tasks (dataengine labelstudio push)")
+        if project.id is None:
+            raise LabelStudioError(f"{self.server} created project {title!r} without an id")
         return int(project.id), True
 
     def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> list[int]:
         with self._call(f"importing {len(tasks)} tasks into project {project_id}"):
-            answer = self.sdk.projects.import_tasks(id=project_id, request=tasks, return_task_ids=True)
-        ids = [int(i) for i in (answer.task_ids or [])]
+            # the SDK posts the dicts as they are; its request model would add every field it knows as null
+            answer = self.sdk.projects.import_tasks(id=project_id, request=tasks,  # type: ignore[arg-type]
+                                                    return_task_ids=True)
+        ids = [int(i) for i in ((answer.model_extra or {}).get("task_ids") or [])]  # not in the SDK's model
         if len(ids) != len(tasks):
             raise LabelStudioError(f"Label Studio imported {len(ids)} of {len(tasks)} tasks into project {project_id}")
         return ids
@@ -135,7 +142,7 @@ class LabelStudioClient:
     def delete_tasks(self, ids: list[int]) -> None:
         with self._call(f"deleting {len(ids)} tasks"):
             for task_id in ids:
-                self.sdk.tasks.delete(id=task_id)
+                self.sdk.tasks.delete(id=str(task_id))
 
     def annotated_tasks(self, project_id: int, page_size: int, *, annotated: bool = True) -> Iterator[dict[str, Any]]:
         """Every task of the project with at least one annotation (every task: ``annotated=False``), page
@@ -143,8 +150,9 @@ class LabelStudioClient:
         number, seen = 1, 0
         while True:
             with self._call(f"listing annotated tasks of project {project_id} (page {number})"):
-                page = self.sdk.tasks.list(project=project_id, fields="all", query=ANNOTATED if annotated else None,
-                                           page=number, page_size=page_size)
+                page: SyncPager[RoleBasedTask, Any] = self.sdk.tasks.list(
+                    project=project_id, fields="all", query=ANNOTATED if annotated else None, page=number,
+                    page_size=page_size)
                 items = list(page.items or [])
                 total = int(getattr(page.response, "total", 0) or 0)
             for task in items:

@@ -104,7 +104,17 @@ def seed_review_items(session, media_root: Path, n_images: int = 2, phrases: tup
     import numpy as np
 
     from engine.db.models import (
-        Concept, HumanTask, Image as ImageRow, ImageConcept, ModelKind, PairOrigin, Polarity, TaskKind, TaskState,
+        Concept,
+        HumanTask,
+        ImageConcept,
+        ModelKind,
+        PairOrigin,
+        Polarity,
+        TaskKind,
+        TaskState,
+    )
+    from engine.db.models import (
+        Image as ImageRow,
     )
     from engine.domain.masks import encode_mask
     from engine.repositories.labels import add_mask
@@ -176,12 +186,21 @@ def seed_labelled(session, media_root: Path) -> dict[str, int]:
     import numpy as np
 
     from engine.db.models import (
-        HumanTask, ImageConcept, Mask, ModelKind, TaskKind, TaskState, User, Verdict, VerdictKind, VerdictSource,
+        HumanTask,
+        ImageConcept,
+        Mask,
+        ModelKind,
+        TaskKind,
+        TaskState,
+        User,
+        Verdict,
+        VerdictKind,
+        VerdictSource,
     )
     from engine.domain import decisions as dm
     from engine.domain.masks import encode_mask
-    from engine.services import decide
     from engine.repositories.model_versions import get_or_create
+    from engine.services import decide
     from engine.services.annotation import MaskIn, VerdictIn, submit
     from engine.settings import QueueSettings
 

@@ -136,7 +136,16 @@ def seed_states(session, media_root: Path) -> Seeded:
     import numpy as np
 
     from engine.db.models import (
-        Decider, ImageConcept, Mask, MaskState, ModelKind, Polarity, User, Verdict, VerdictKind, VerdictSource,
+        Decider,
+        ImageConcept,
+        Mask,
+        MaskState,
+        ModelKind,
+        Polarity,
+        User,
+        Verdict,
+        VerdictKind,
+        VerdictSource,
     )
     from engine.domain.masks import encode_mask
     from engine.repositories.labels import add_mask

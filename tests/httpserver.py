@@ -65,7 +65,7 @@ class TestServer:
         self.routes[path] = lambda h, n: send(h, 200, data, ctype)
         return self.url(path)
 
-    def start(self) -> "TestServer":
+    def start(self) -> TestServer:
         self.thread.start()
         return self
 

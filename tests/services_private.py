@@ -379,13 +379,13 @@ def start_private_rabbitmq(dir: Path) -> PrivateRabbitMQ:  # noqa: A002
 
 
 @contextmanager
-def tmpfs(dir: Path, size_mb: float) -> Iterator[Path]:
-    """A tmpfs of ``size_mb`` MiB mounted on ``dir`` (made if missing), unmounted on exit."""
-    dir.mkdir(parents=True, exist_ok=True)
+def tmpfs(mount_point: Path, size_mb: float) -> Iterator[Path]:
+    """A tmpfs of ``size_mb`` MiB mounted on ``mount_point`` (made if missing), unmounted on exit."""
+    mount_point.mkdir(parents=True, exist_ok=True)
     size_kb = max(int(size_mb * 1024), 4)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k,mode=0755", "tmpfs", str(dir)],
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k,mode=0755", "tmpfs", str(mount_point)],
                    check=True, capture_output=True)
     try:
-        yield dir
+        yield mount_point
     finally:
-        subprocess.run(["umount", "-l", str(dir)], capture_output=True)
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)

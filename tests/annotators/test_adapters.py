@@ -73,8 +73,8 @@ def test_vision_reuse_equals_the_naive_forward_pass(proposer, image):
     reuse = proposer.propose(image, phrases)
     naive = proposer.propose_naive(image, phrases)
     assert [len(r) for r in reuse] == [len(n) for n in naive]
-    for r_list, n_list in zip(reuse, naive):
-        for r, n in zip(r_list, n_list):
+    for r_list, n_list in zip(reuse, naive, strict=True):
+        for r, n in zip(r_list, n_list, strict=True):
             assert r.score == pytest.approx(n.score, abs=1e-5)
             assert (r.mask == n.mask).mean() > 0.999
 

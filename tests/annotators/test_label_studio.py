@@ -22,8 +22,22 @@ from sqlalchemy import select
 from annotators.label_studio import LabelStudioClient, LabelStudioError, connect, pull, push
 from dataengine.cli.main import cli
 from engine.db.models import (
-    BridgeState, Decider, HumanTask, Image, ImageConcept, LabelStudioAnnotation, LabelStudioTask, Mask, MaskState,
-    Polarity, Role, TaskKind, TaskState, User, Verdict, VerdictSource,
+    BridgeState,
+    Decider,
+    HumanTask,
+    Image,
+    ImageConcept,
+    LabelStudioAnnotation,
+    LabelStudioTask,
+    Mask,
+    MaskState,
+    Polarity,
+    Role,
+    TaskKind,
+    TaskState,
+    User,
+    Verdict,
+    VerdictSource,
 )
 from engine.db.session import session_scope
 from engine.domain import labelstudio as lsf
@@ -109,7 +123,7 @@ def by_our_task(tasks: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 
 # ------------------------------------------------------------------------------ verify, end to end
 def test_verify_push_pull_twice_and_an_edit(ls_settings, client):
-    made = seed(ls_settings, n_images=2, phrases=("dog",), masks_per_pair=2, kinds=("verify_mask",))
+    seed(ls_settings, n_images=2, phrases=("dog",), masks_per_pair=2, kinds=("verify_mask",))
     report = push(ls_settings, client, TaskKind.VERIFY_MASK, project=project_name(), limit=3)
     assert (report.pushed, report.batches, report.created) == (3, 2, True)
 
@@ -183,7 +197,8 @@ def test_correction_with_brush_and_polygon_round_trips_pixel_exact(ls_settings, 
     polygon = [[5.0, 50.0], [30.0, 50.0], [30.0, 95.0], [5.0, 95.0]]
     results = [kept, lsf.brush_result(drawn, "new1"),
                {"id": "p1", "type": "polygonlabels", "from_name": "polygon", "to_name": "image", "original_width": 96,
-                "original_height": 64, "image_rotation": 0, "value": {"points": polygon, "polygonlabels": ["instance"]}},
+                "original_height": 64, "image_rotation": 0,
+                "value": {"points": polygon, "polygonlabels": ["instance"]}},
                choice("corrected")]
     annotate(client, task["id"], results, 12.5)
     assert pull(ls_settings, client).report.count("stored") == 1

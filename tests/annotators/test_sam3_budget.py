@@ -35,7 +35,7 @@ def test_masks_equal_the_library_post_processing(proposer, image):
         ours = proposer._proposals(outputs, image)
     order = torch.argsort(reference["scores"], descending=True).tolist()
     assert [p.score for p in ours] == pytest.approx(reference["scores"][order].tolist())
-    for p, index in zip(ours, order):
+    for p, index in zip(ours, order, strict=True):
         assert p.mask.dtype == bool and p.mask.shape == (300, 420)
         assert np.array_equal(p.mask, reference["masks"][index].numpy().astype(bool))
 
@@ -52,8 +52,8 @@ def test_the_image_is_encoded_once_across_calls(proposer, image, monkeypatch):
     together = proposer.propose(image, ["cat", "sofa"])
     one_by_one = proposer.propose(image, ["cat"]) + proposer.propose(image, ["sofa"])
     assert len(calls) == 1  # the same image object: its encoding is kept
-    for a_list, b_list in zip(together, one_by_one):
+    for a_list, b_list in zip(together, one_by_one, strict=True):
         assert [a.score for a in a_list] == [b.score for b in b_list]
-        assert all(np.array_equal(a.mask, b.mask) for a, b in zip(a_list, b_list))
+        assert all(np.array_equal(a.mask, b.mask) for a, b in zip(a_list, b_list, strict=True))
     proposer.propose(image.copy(), ["cat"])
     assert len(calls) == 2  # another image is encoded anew

@@ -246,7 +246,7 @@ def test_concurrent_misses_of_one_key_compute_the_embedding_once(segmenter):
         try:
             barrier.wait()
             results[i] = segmenter.segment("new", loader, [(20, 30 + i, 1)])
-        except BaseException as exc:  # pragma: no cover - reported below
+        except BaseException as exc:  # noqa: BLE001 - reported below  # pragma: no cover
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
@@ -277,7 +277,7 @@ def test_many_threads_give_the_sequential_answers(make):
         t.start()
     for t in threads:
         t.join(timeout=60)
-    for want, have in zip(expected, got):
+    for want, have in zip(expected, got, strict=True):
         assert have is not None and np.array_equal(want.mask, have.mask) and want.score == have.score
     info = segmenter.cache_info()
     assert info["hits"] + info["misses"] == len(jobs) and info["size"] == 2

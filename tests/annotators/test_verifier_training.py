@@ -37,7 +37,7 @@ def test_saved_checkpoint_is_the_trained_model(tiny, tmp_path, lora_rank, mode):
     assert loaded.stamp == result.stamp  # what the pipeline will register when it loads the folder
     assert loaded.stamp.name == "tiny-mllama+mv-finetune" and loaded.stamp.random_weights
     again = loaded.verify_masks(val)
-    for ours, theirs in zip(result.val_probabilities, again):
+    for ours, theirs in zip(result.val_probabilities, again, strict=True):
         assert ours == pytest.approx(theirs, abs=1e-5)
     base = LlamaMaskVerifier(str(tiny["mllama"]), device="cpu")
     assert base.stamp.version != result.stamp.version  # the weights changed

@@ -260,7 +260,7 @@ def test_users_with_task_kinds_and_queue_commands(env, tmp_path):
         assert s.scalars(select(User.task_kinds).where(User.username == "ann")).one() == ["verify_mask"]
         made = seed_review_items(s, tmp_path / "media", n_images=1, phrases=("dog",), kinds=("verify_mask",))
         task = s.get(HumanTask, made["tasks"][0])
-        task.state, task.lease_expires_at = "leased", dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+        task.state, task.lease_expires_at = "leased", dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     assert "1 expired lease(s) returned" in invoke("queue", "expire").output
     stats = invoke("queue", "stats").output
     assert "verify_mask" in stats and "2" in stats

@@ -22,8 +22,8 @@ def test_heal_sends_lost_work_again_and_says_what_it_did(cli_database, tmp_path,
     for i in range(3):
         (src / f"{i}.jpg").write_bytes(jpeg_bytes(photo(40 + i, (64, 48))))
     monkeypatch.setenv("DATAENGINE_PIPELINE__STALE_AFTER_S", "60")
-    from pipelines.runner import plan_mine
     from engine.settings import Settings
+    from pipelines.runner import plan_mine
 
     plan = plan_mine(Settings(), str(src), job_name="lost", until="mine")  # listed, never sent
     runner = CliRunner()

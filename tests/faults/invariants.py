@@ -10,8 +10,18 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from engine.db.models import (
-    Caption, Image, ImageConcept, ItemStatus, JobItem, JobStatus, Mask, MiningJob, ModelKind, ModelVersion,
-    StageItem, StageStatus,
+    Caption,
+    Image,
+    ImageConcept,
+    ItemStatus,
+    JobItem,
+    JobStatus,
+    Mask,
+    MiningJob,
+    ModelKind,
+    ModelVersion,
+    StageItem,
+    StageStatus,
 )
 from engine.db.session import session_scope
 from engine.storage import TMP_PREFIX

@@ -24,7 +24,8 @@ def test_whole_chain_through_a_worker(start_worker, fresh_pg_url, broker_url, tm
     result = run_mine(settings, str(src), job_name="chain", timeout_s=240)
     assert result.finished, result.report
     assert result.report.status == "done"
-    assert [s.stage for s in result.report.stages] == ["mine", "caption", "parse", "propose", "negatives", "verify", "route"]
+    assert [s.stage for s in result.report.stages] == [
+        "mine", "caption", "parse", "propose", "negatives", "verify", "route"]
     with session_scope(fresh_pg_url) as s:
         statuses = dict(s.execute(select(StageItem.stage, func.count()).where(
             StageItem.status == StageStatus.DONE).group_by(StageItem.stage)).all())

@@ -96,9 +96,9 @@ def test_lease_expiry_task_runs_on_a_worker(start_worker, fresh_pg_url, broker_u
 
     from engine.db.base import utcnow
     from engine.db.models import HumanTask, TaskState
+    from engine.services import queue
     from pipelines.celery_app import create_celery
     from tests.engine.services.test_queue import KINDS, seed
-    from engine.services import queue
 
     _, (user,) = seed(fresh_pg_url, 1)
     with session_scope(fresh_pg_url) as s:

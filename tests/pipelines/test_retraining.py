@@ -15,8 +15,25 @@ from sqlalchemy import func, select
 
 from annotators.loading import checkpoint_version
 from engine.db.models import (
-    Calibration, DatasetSnapshot, Decider, HumanTask, Image, ImageConcept, JobStatus, Mask, MiningJob, ModelKind,
-    ModelVersion, RouteRecord, StageItem, StageStatus, TaskKind, TaskState, User, Verdict, VerdictSource,
+    Calibration,
+    DatasetSnapshot,
+    Decider,
+    HumanTask,
+    Image,
+    ImageConcept,
+    JobStatus,
+    Mask,
+    MiningJob,
+    ModelKind,
+    ModelVersion,
+    RouteRecord,
+    StageItem,
+    StageStatus,
+    TaskKind,
+    TaskState,
+    User,
+    Verdict,
+    VerdictSource,
 )
 from engine.db.session import session_scope
 from engine.ports import TrainConfig

@@ -56,8 +56,8 @@ def test_parallel_wrong_passwords_for_one_user_from_many_addresses(app, web_sett
     limit can stop them, and at most serve.login_max_failures passwords are evaluated."""
     limit = web_settings.serve.login_max_failures
     clients = [TestClient(app, client=(f"10.0.0.{i + 1}", 40000 + i)) for i in range(PARALLEL)]
-    codes = _in_parallel([lambda c=c: c.post("/api/v1/auth/login", json={"username": "ann", "password": "wrong guess 1"})
-                          for c in clients])
+    wrong = {"username": "ann", "password": "wrong guess 1"}
+    codes = _in_parallel([lambda c=c: c.post("/api/v1/auth/login", json=wrong) for c in clients])
     assert sorted(set(codes)) == [401, 429]
     assert codes.count(401) == limit and codes.count(429) == PARALLEL - limit
     assert _attempts(web_settings, username="ann") == (limit, 0)  # refused attempts are not kept
@@ -72,7 +72,8 @@ def test_parallel_wrong_passwords_from_one_address_against_a_live_server(live_se
     limit = web_settings.serve.login_max_failures
     names = [f"ghost{i}" for i in range(PARALLEL)]
     with httpx.Client(base_url=live_server, timeout=60) as client:
-        codes = _in_parallel([lambda n=n: client.post("/api/v1/auth/login", json={"username": n, "password": "wrong guess 2"})
+        codes = _in_parallel([lambda n=n: client.post("/api/v1/auth/login",
+                                                      json={"username": n, "password": "wrong guess 2"})
                               for n in names])
         assert codes.count(401) == limit and codes.count(429) == PARALLEL - limit
         assert _attempts(web_settings, ip="127.0.0.1") == (limit, 0)
@@ -84,7 +85,8 @@ def test_a_successful_log_in_does_not_count_as_a_failure(app, web_settings):
     limit = web_settings.serve.login_max_failures
     client = TestClient(app)
     for _ in range(limit - 1):
-        assert client.post("/api/v1/auth/login", json={"username": "ann", "password": "wrong guess 3"}).status_code == 401
+        wrong = client.post("/api/v1/auth/login", json={"username": "ann", "password": "wrong guess 3"})
+        assert wrong.status_code == 401
     assert client.post("/api/v1/auth/login", json={"username": "ann", "password": PASSWORD}).status_code == 200
     assert _attempts(web_settings, username="ann") == (limit - 1, 1)
     assert client.post("/api/v1/auth/login", json={"username": "ann", "password": "wrong guess 4"}).status_code == 401
@@ -119,7 +121,8 @@ def test_an_admin_password_reset_ends_every_session_and_token(login, app):
 def test_a_password_change_by_the_user_ends_every_old_session_and_token(login, app):
     first, second, script = _credentials(login, app)
     other = login("ann2")
-    wrong = first.post("/api/v1/auth/password", json={"current_password": "not my password", "new_password": NEW_PASSWORD})
+    wrong = first.post("/api/v1/auth/password",
+                       json={"current_password": "not my password", "new_password": NEW_PASSWORD})
     assert wrong.status_code == 403 and "not my password" not in wrong.text
     assert second.get("/api/v1/auth/me").status_code == 200  # a refused change changes nothing
 
@@ -153,7 +156,8 @@ def test_weak_passwords_are_refused_everywhere_without_echo(login, case, passwor
     root.post("/api/v1/users", json={"username": "newbie", "password": "a fine passphrase", "role": "annotator"})
     reset = root.patch("/api/v1/users/newbie", json={"password": password})
     newbie = login("newbie", "a fine passphrase")
-    changed = newbie.post("/api/v1/auth/password", json={"current_password": "a fine passphrase", "new_password": password})
+    changed = newbie.post("/api/v1/auth/password",
+                          json={"current_password": "a fine passphrase", "new_password": password})
     for response in (created, reset, changed):
         assert response.status_code == 422, response.text
         assert message in response.text

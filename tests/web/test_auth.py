@@ -113,7 +113,7 @@ def test_expired_sessions_are_refused_and_purged(login, web_settings):
     client = login("ann")
     with session_scope(web_settings.db_url) as s:
         for row in s.scalars(select(AuthSession)):
-            row.expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+            row.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     assert client.get("/api/v1/auth/me").status_code == 401
     with session_scope(web_settings.db_url) as s:
         assert purge_expired_sessions(s) == 1

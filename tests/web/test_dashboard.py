@@ -13,7 +13,7 @@ from engine.repositories.model_versions import get_or_create
 from engine.services import dashboard
 from tests.factories import seed_review_items
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2031, 5, 6, 12, 30, tzinfo=UTC)  # fixed, for exact hour buckets
 
 
@@ -148,7 +148,7 @@ def test_ai_human_agreement_per_verifier_version(web_settings, seeded):
         masks = _tasks(s, seeded, TaskKind.VERIFY_MASK)
         # MV: AI accept, accept, reject, reject vs humans accept, reject, reject, accept
         for task, ai_label, human_label in zip(masks, ("reject", "accept", "reject", "reject"),
-                                               ("accept", "reject", "reject", "reject")):
+                                               ("accept", "reject", "reject", "reject"), strict=False):
             ai(s, mv.id, VerdictKind.MASK, task.pair_id, task.mask_id, ai_label)
             human(s, task, u["ann"], human_label)
         ai(s, mv.id, VerdictKind.MASK, masks[0].pair_id, masks[0].mask_id, "accept")  # the version's latest word
@@ -160,7 +160,7 @@ def test_ai_human_agreement_per_verifier_version(web_settings, seeded):
         pairs = _tasks(s, seeded, TaskKind.CHECK_EXHAUSTIVITY)
         for task, boxes, ai_label, human_label in zip(
                 pairs, (2, 0, 0, 1), ("accept", "accept", "reject", "reject"),
-                ("complete", "not_present", "not_present", "not_present")):
+                ("complete", "not_present", "not_present", "not_present"), strict=False):
             ai(s, ev.id, VerdictKind.EXHAUSTIVITY, task.pair_id, None, ai_label, payload={"boxes": boxes})
             human(s, task, u["ann"], human_label)
     with session_scope(web_settings.db_url) as s:

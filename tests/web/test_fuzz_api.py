@@ -54,6 +54,26 @@ def check(response) -> None:  # type: ignore[no-untyped-def]
             assert all(set(e) == {"loc", "msg"} for e in body["errors"]), body
 
 
+def _cases(operation, mode, strategy, headers, cookies, nul_calls, seen):  # type: ignore[no-untyped-def]
+    """The property for one operation in one generation mode: every generated call (and, for valid
+    ones with text, the same call with a NUL in each string) answers without a 5xx."""
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(case=strategy)
+    def run(case) -> None:  # type: ignore[no-untyped-def]
+        response = case.call(headers={**(case.headers or {}), **headers}, cookies=cookies)
+        check(response)
+        if mode is GenerationMode.POSITIVE and _has_text(case):  # the same values with a NUL in each string
+            case.body, case.query = with_nul(case.body), with_nul(case.query)
+            case.path_parameters = with_nul(case.path_parameters)
+            check(case.call(headers={**(case.headers or {}), **headers}, cookies=cookies))
+            nul_calls.append(operation.path)
+        seen.setdefault(f"{operation.method.upper()} {operation.path}", set()).add(response.status_code)
+
+    return run
+
+
 def test_no_operation_answers_5xx(app, login, web_settings):
     with session_scope(web_settings.db_url) as s:
         seed_review_items(s, web_settings.media_path, n_images=2, phrases=("dog", "cat"),
@@ -74,21 +94,8 @@ def test_no_operation_answers_5xx(app, login, web_settings):
             except Exception:  # noqa: BLE001 (no negative examples for an operation without parameters)
                 continue
 
-            @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                      suppress_health_check=list(HealthCheck))
-            @given(case=strategy)
-            def run(case) -> None:  # type: ignore[no-untyped-def]
-                response = case.call(headers={**(case.headers or {}), **headers}, cookies=cookies)
-                check(response)
-                if mode is GenerationMode.POSITIVE and _has_text(case):  # the same values with a NUL in each string
-                    case.body, case.query = with_nul(case.body), with_nul(case.query)
-                    case.path_parameters = with_nul(case.path_parameters)
-                    check(case.call(headers={**(case.headers or {}), **headers}, cookies=cookies))
-                    nul_calls.append(operation.path)
-                seen.setdefault(f"{operation.method.upper()} {operation.path}", set()).add(response.status_code)
-
             try:
-                run()
+                _cases(operation, mode, strategy, headers, cookies, nul_calls, seen)()
             except Unsatisfiable:  # negative mode, an operation with nothing to make invalid
                 assert mode is GenerationMode.NEGATIVE, operation.path
                 continue

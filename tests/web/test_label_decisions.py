@@ -14,7 +14,15 @@ import pytest
 from sqlalchemy import select
 
 from engine.db.models import (
-    Decider, HumanTask, ImageConcept, Mask, MaskState, Polarity, TaskKind, TaskState, Verdict,
+    Decider,
+    HumanTask,
+    ImageConcept,
+    Mask,
+    MaskState,
+    Polarity,
+    TaskKind,
+    TaskState,
+    Verdict,
 )
 from engine.db.session import session_scope
 from tests.factories import seed_review_items

@@ -12,7 +12,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from engine.db.models import (
-    Decider, GoldItem, HumanTask, ImageConcept, Mask, MaskState, Polarity, TaskKind, TaskState, Verdict,
+    Decider,
+    GoldItem,
+    HumanTask,
+    ImageConcept,
+    Mask,
+    MaskState,
+    Polarity,
+    TaskKind,
+    TaskState,
+    Verdict,
 )
 from engine.db.session import session_scope
 from engine.domain.masks import encode_mask
@@ -111,7 +120,7 @@ def test_expired_leases_return_tasks_to_the_queue(login, seeded, web_settings):
     assert lease(ann2, ["check_exhaustivity"]) is None  # all four are leased
     with session_scope(web_settings.db_url) as s:
         for t in held:
-            s.get(HumanTask, t["id"]).lease_expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+            s.get(HumanTask, t["id"]).lease_expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     with session_scope(web_settings.db_url) as s:
         assert queue.expire_leases(s) == 4
     again = lease(ann2, ["check_exhaustivity"])
@@ -354,7 +363,7 @@ def test_held_tasks_heartbeat_after_expiry_and_error_codes(login, seeded, web_se
     assert [t["id"] for t in ann.get("/api/v1/tasks/held").json()] == sorted([a["id"], b["id"]])
     assert ann2.get("/api/v1/tasks/held").json() == []
     with session_scope(web_settings.db_url) as s:  # expired, not yet swept: still ann's
-        s.get(HumanTask, a["id"]).lease_expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)
+        s.get(HumanTask, a["id"]).lease_expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
     assert ann.post(f"/api/v1/tasks/{a['id']}/heartbeat").status_code == 200
     lost = ann2.post(f"/api/v1/tasks/{a['id']}/heartbeat")
     assert lost.status_code == 409 and lost.headers["x-error-code"] == "lease_lost"
@@ -474,7 +483,7 @@ def test_without_a_broker_an_expired_lease_returns_with_no_sweep(login, seeded, 
     held = [lease(ann, ["check_exhaustivity"]) for _ in range(4)]
     assert lease(ann2, ["check_exhaustivity"]) is None
     with session_scope(web_settings.db_url) as s:
-        s.get(HumanTask, held[0]["id"]).lease_expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+        s.get(HumanTask, held[0]["id"]).lease_expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     again = lease(ann2, ["check_exhaustivity"])  # no expire_leases, no beat, no CLI: the queue did it
     assert again is not None and again["id"] == held[0]["id"]
     assert judge(ann, held[0], "complete").status_code == 409

@@ -5,9 +5,22 @@ import numpy as np
 import pytest
 
 from engine.domain.calibration import (
-    CalibrationResult, Calibrator, PairCalibration, ThresholdChoice, calibrate_pairs, calibrate_task,
-    choose_reject_threshold, choose_threshold, clopper_pearson_upper, expected_final_precision,
-    final_precision_curve, fit_isotonic, fit_platt, min_sample_size, needed_for_target, wilson_interval,
+    CalibrationResult,
+    Calibrator,
+    PairCalibration,
+    ThresholdChoice,
+    calibrate_pairs,
+    calibrate_task,
+    choose_reject_threshold,
+    choose_threshold,
+    clopper_pearson_upper,
+    expected_final_precision,
+    final_precision_curve,
+    fit_isotonic,
+    fit_platt,
+    min_sample_size,
+    needed_for_target,
+    wilson_interval,
 )
 
 A_TRUE, B_TRUE = 3.0, -0.5

@@ -6,8 +6,21 @@ import pytest
 
 from engine.domain import decisions as dm
 from engine.domain.decisions import (
-    ACCEPTED, AI, CANDIDATE, CHECK_EXHAUSTIVITY, CORRECT, HUMAN, NEGATIVE, POSITIVE, REJECTED, UNKNOWN, Claim,
-    Decision, Level, MaskFacts, PairFacts,
+    ACCEPTED,
+    AI,
+    CANDIDATE,
+    CHECK_EXHAUSTIVITY,
+    CORRECT,
+    HUMAN,
+    NEGATIVE,
+    POSITIVE,
+    REJECTED,
+    UNKNOWN,
+    Claim,
+    Decision,
+    Level,
+    MaskFacts,
+    PairFacts,
 )
 
 B_NOT_PRESENT = Decision(task_id=20, level=Level.PAIR, label="not_present", verdict_id=7, user="bob")

@@ -8,8 +8,16 @@ import pytest
 
 from engine.db.models import TaskKind
 from engine.domain.exports import (
-    EV_ANSWERS, MV_ANSWERS, ExportSpecError, VerifierLabel, exhaustivity_flags, human_target, saco_area, saco_box,
-    split_of, verifier_label,
+    EV_ANSWERS,
+    MV_ANSWERS,
+    ExportSpecError,
+    VerifierLabel,
+    exhaustivity_flags,
+    human_target,
+    saco_area,
+    saco_box,
+    split_of,
+    verifier_label,
 )
 from engine.services.calibrate import human_positive
 

@@ -10,7 +10,13 @@ from sqlalchemy import select
 from engine.db.models import ImageConcept, Mask, TaskKind
 from engine.domain.exports import verifier_label
 from engine.domain.ground_truth import (
-    LABEL_SOURCES, GroundTruth, deciders, instance_exhaustive, mask_truth, people_decision, verifier_target,
+    LABEL_SOURCES,
+    GroundTruth,
+    deciders,
+    instance_exhaustive,
+    mask_truth,
+    people_decision,
+    verifier_target,
 )
 from engine.services.calibrate import human_positive
 from tests.ground_truth_states import EXPECTED, SOURCES, STATES, seed_states

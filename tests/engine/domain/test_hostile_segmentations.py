@@ -12,7 +12,11 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from engine.domain.masks import (
-    MAX_POLYGON_VALUES, MAX_RLE_RUNS, MaskError, check_segmentation_shape, from_coco_segmentation,
+    MAX_POLYGON_VALUES,
+    MAX_RLE_RUNS,
+    MaskError,
+    check_segmentation_shape,
+    from_coco_segmentation,
 )
 
 H, W = 48, 64

@@ -6,8 +6,16 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from engine.domain.masks import (
-    MAX_MASK_PIXELS, MaskError, RleMask, decode_counts_string, decode_mask, encode_mask, from_coco_segmentation,
-    iou_matrix, validate_mask, validate_rle,
+    MAX_MASK_PIXELS,
+    MaskError,
+    RleMask,
+    decode_counts_string,
+    decode_mask,
+    encode_mask,
+    from_coco_segmentation,
+    iou_matrix,
+    validate_mask,
+    validate_rle,
 )
 
 

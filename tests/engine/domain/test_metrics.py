@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from engine.domain.metrics import THRESHOLDS, PairMatch, match_pair, mask_ious, mcc, quality
+from engine.domain.metrics import THRESHOLDS, PairMatch, mask_ious, match_pair, mcc, quality
 
 
 def block(r0: int, r1: int, c0: int, c1: int, shape: tuple[int, int] = (10, 10)) -> np.ndarray:

@@ -1,7 +1,12 @@
 import pytest
 
 from engine.domain.phrases import (
-    PhraseListError, clean_phrase, clean_phrases, normalise_phrase, parse_phrase_list, singularise,
+    PhraseListError,
+    clean_phrase,
+    clean_phrases,
+    normalise_phrase,
+    parse_phrase_list,
+    singularise,
 )
 
 

@@ -4,8 +4,18 @@ import pytest
 from engine.db.models import TaskKind
 from engine.domain.calibration import calibrate_pairs, calibrate_task
 from engine.domain.routing import (
-    CHECK_EXHAUSTIVITY, CORRECT, TASK_KINDS, VERIFY_MASK, Action, KindThresholds, MaskItem, PairItem,
-    RouteDecision, Thresholds, route_mask, route_pair,
+    CHECK_EXHAUSTIVITY,
+    CORRECT,
+    TASK_KINDS,
+    VERIFY_MASK,
+    Action,
+    KindThresholds,
+    MaskItem,
+    PairItem,
+    RouteDecision,
+    Thresholds,
+    route_mask,
+    route_pair,
 )
 
 CAL = Thresholds(mask=KindThresholds(accept=0.95, reject=0.05),

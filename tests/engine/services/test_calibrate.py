@@ -42,8 +42,19 @@ class World:
 
     def __init__(self, session) -> None:
         from engine.db.models import (
-            Concept, Decider, Image, ImageConcept, MaskState, ModelKind, PairOrigin, Polarity, Role, User, Verdict,
-            VerdictKind, VerdictSource,
+            Concept,
+            Decider,
+            Image,
+            ImageConcept,
+            MaskState,
+            ModelKind,
+            PairOrigin,
+            Polarity,
+            Role,
+            User,
+            Verdict,
+            VerdictKind,
+            VerdictSource,
         )
         from engine.domain.masks import encode_mask
         from engine.repositories.labels import add_mask
@@ -109,7 +120,7 @@ class World:
                    "accept" if right else "reject")
         # EV with masks: complete (an accepted mask) or instances missing
         for claim, scores_ in ((True, WITH_MASKS_COMPLETE), (False, WITH_MASKS_MISSING)):
-            for pair, score in zip(new_pairs(len(scores_), Polarity.POSITIVE, claim), scores_):
+            for pair, score in zip(new_pairs(len(scores_), Polarity.POSITIVE, claim), scores_, strict=True):
                 mask = add_mask(session, pair.id, proposer, self.rle, score=0.9)
                 mask.state, mask.decided_by = MaskState.ACCEPTED, Decider.HUMAN
                 session.flush()
@@ -120,7 +131,7 @@ class World:
         for label, scores_ in (("not_present", PRESENCE_ABSENT), ("missing", PRESENCE_PRESENT)):
             absent = label == "not_present"
             rows = new_pairs(len(scores_), Polarity.NEGATIVE if absent else Polarity.POSITIVE, absent)
-            for pair, score in zip(rows, scores_):
+            for pair, score in zip(rows, scores_, strict=True):
                 judged(VerdictKind.EXHAUSTIVITY, pair.id, None, score,
                        "accept" if score >= 0.5 else "reject_missing", label, boxes=0, mask_ids=[])
         session.add_all(verdicts)
@@ -144,7 +155,10 @@ def _rows(settings, version: int) -> dict[str, Calibration]:
         return out
 
 
-def _calibrate(settings, routing: RoutingSettings, kinds=tuple(TaskKind.__members__.values())):
+ALL_KINDS = tuple(TaskKind.__members__.values())
+
+
+def _calibrate(settings, routing: RoutingSettings, kinds=ALL_KINDS):
     from engine.services.calibrate import calibrate
 
     kinds = tuple(k for k in kinds if k in (TaskKind.VERIFY_MASK, TaskKind.CHECK_EXHAUSTIVITY))
@@ -265,7 +279,8 @@ def test_validation_split_recalibration_holds_the_same_populations(settings, wor
     rows `dataengine calibrate` writes for the same sample: both scopes together, the budget."""
     from engine.db.models import ModelKind
     from engine.repositories.model_versions import get_or_create
-    from engine.services.retrain import VerifierRetrain, _calibrate as calibrate_validation_split
+    from engine.services.retrain import VerifierRetrain
+    from engine.services.retrain import _calibrate as calibrate_validation_split
 
     records, probabilities = [], []
     for masks, label, target, scores in (([1], "complete", 1, WITH_MASKS_COMPLETE),

@@ -18,8 +18,20 @@ from sqlalchemy import select
 
 from engine.db.base import utcnow
 from engine.db.models import (
-    Decider, GoldItem, HumanTask, ImageConcept, Mask, MaskState, Polarity, Role, TaskKind, TaskState, User,
-    Verdict, VerdictKind, VerdictSource,
+    Decider,
+    GoldItem,
+    HumanTask,
+    ImageConcept,
+    Mask,
+    MaskState,
+    Polarity,
+    Role,
+    TaskKind,
+    TaskState,
+    User,
+    Verdict,
+    VerdictKind,
+    VerdictSource,
 )
 from engine.domain.invariants import BY_CODE, INVARIANTS, MEDIA_CODES, REPAIRABLE
 from engine.services import check as checker
@@ -50,7 +62,7 @@ def world(session, tmp_path) -> World:
     session.add_all(people)
     session.flush()
     names = ("dog", "cat", "bird")
-    pairs = dict(zip(names, made["pairs"]))
+    pairs = dict(zip(names, made["pairs"], strict=True))
     masks = {n: made["masks"][2 * i: 2 * i + 2] for i, n in enumerate(names)}
     tasks = {t.id: t for t in session.scalars(select(HumanTask).where(HumanTask.id.in_(made["tasks"])))}
     verify = {t.mask_id: t.id for t in tasks.values() if t.kind == TaskKind.VERIFY_MASK}
@@ -69,7 +81,8 @@ def verdict(session, task_id: int, user_id: int, label: str = "accept", **overri
     kind = {TaskKind.VERIFY_MASK: VerdictKind.MASK, TaskKind.CHECK_EXHAUSTIVITY: VerdictKind.EXHAUSTIVITY,
             TaskKind.CORRECT: VerdictKind.CORRECTION}[task.kind]
     values = dict(kind=kind, source=VerdictSource.HUMAN, pair_id=task.pair_id, mask_id=task.mask_id,
-                  task_id=task.id, user_id=user_id, label=label, client_id=f"check-{next(_client)}-{uuid.uuid4().hex[:8]}")
+                  task_id=task.id, user_id=user_id, label=label,
+                  client_id=f"check-{next(_client)}-{uuid.uuid4().hex[:8]}")
     values.update(overrides)
     row = Verdict(**values)
     session.add(row)
@@ -227,7 +240,8 @@ def t6_more_people_than_reviews(s, w):
 
 
 PLANTS: list[Plant] = [
-    m1_candidate_with_decider, m1_decided_without_decider, m2_mask_rle_not_its_size, p1_negative_with_accepted_mask, p2_negative_without_claim,
+    m1_candidate_with_decider, m1_decided_without_decider, m2_mask_rle_not_its_size, p1_negative_with_accepted_mask,
+    p2_negative_without_claim,
     p3_exhaustive_positive_without_accepted, p4_accepted_on_unknown_pair, p5_positive_without_mask_or_claim,
     p5_missing_claim_not_positive, p6_decider_without_claim, t1_open_task_with_owner, t1_leased_without_owner,
     t2_two_verdicts_one_person, t3_verdict_kind_not_the_tasks, t3_verdict_on_another_pair,

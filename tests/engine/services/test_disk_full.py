@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image as PILImage
-from sqlalchemy import select, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import select, text
 
 from engine.db.models import Image, ItemStatus, JobItem, JobStatus, MiningJob
 from engine.db.session import session_scope

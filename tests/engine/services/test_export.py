@@ -19,7 +19,13 @@ from engine.db.models import DatasetSnapshot, Image, ItemStatus, JobItem, JobSta
 from engine.db.session import session_scope
 from engine.domain.exports import ExportSpecError, split_of
 from engine.services.export import (
-    ExportError, ExportFilters, commit_or_discard, export_dataset, export_verifier, resolve_jobs, verify_files,
+    ExportError,
+    ExportFilters,
+    commit_or_discard,
+    export_dataset,
+    export_verifier,
+    resolve_jobs,
+    verify_files,
 )
 from tests.factories import seed_labelled
 
@@ -216,7 +222,7 @@ def test_filters(settings, ids, tmp_path):
     assert {a["id"] for a in data["annotations"]} == {ids[k] for k in ("dog0_m0", "dog2_m0", "dog2_drawn",
                                                                           "dog3_m0")}
     assert counts(human)["negative_pairs"] == 1  # the EV's negative is left out
-    machine = run(settings, "coco", tmp_path / "a", ExportFilters(val_percent=0, label_source="ai"))
+    run(settings, "coco", tmp_path / "a", ExportFilters(val_percent=0, label_source="ai"))
     data = json.loads((tmp_path / "a" / "instances_train.json").read_text())
     assert {a["id"] for a in data["annotations"]} == {ids["dog1_m0"], ids["dog1_m1"]}
     assert [img["neg_category_ids"] for img in data["images"]] == [[ids["cat"]]]

@@ -15,7 +15,11 @@ import pytest
 
 from engine.db.session import session_scope
 from engine.services.export import (
-    STAGING_LOCK, ExportFilters, commit_or_discard, export_dataset, remove_stale_staging,
+    STAGING_LOCK,
+    ExportFilters,
+    commit_or_discard,
+    export_dataset,
+    remove_stale_staging,
 )
 from tests.factories import seed_labelled
 

@@ -25,12 +25,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, event, example, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, event, example, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from engine.db.models import (
-    Calibration, GoldItem, HumanTask, ImageConcept, Mask, MiningJob, ModelKind, JobStatus, StageItem, StageStatus,
-    TaskKind, User, Verdict, VerdictKind, VerdictSource,
+    Calibration,
+    GoldItem,
+    HumanTask,
+    ImageConcept,
+    JobStatus,
+    Mask,
+    MiningJob,
+    ModelKind,
+    StageItem,
+    StageStatus,
+    TaskKind,
+    User,
+    Verdict,
+    VerdictKind,
+    VerdictSource,
 )
 from engine.db.session import dispose_engines, session_scope
 from engine.domain.masks import encode_mask
@@ -259,7 +273,8 @@ def run_program(world: World, program: list, concurrent: bool) -> None:  # type:
             errors: list[BaseException] = []
             barrier = threading.Barrier(len(round_actions))
 
-            def go(actor: str, action: tuple) -> None:  # type: ignore[type-arg]
+            def go(actor: str, action: tuple, barrier: threading.Barrier = barrier,  # type: ignore[type-arg]
+                   errors: list[BaseException] = errors) -> None:
                 try:
                     barrier.wait(timeout=30)
                     act(world, actor, action)

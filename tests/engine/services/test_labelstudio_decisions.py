@@ -10,8 +10,17 @@ import uuid
 from sqlalchemy import select
 
 from engine.db.models import (
-    BridgeState, HumanTask, ImageConcept, LabelStudioAnnotation, LabelStudioTask, Mask, MaskState, Polarity,
-    TaskKind, User, Verdict,
+    BridgeState,
+    HumanTask,
+    ImageConcept,
+    LabelStudioAnnotation,
+    LabelStudioTask,
+    Mask,
+    MaskState,
+    Polarity,
+    TaskKind,
+    User,
+    Verdict,
 )
 from engine.db.session import session_scope
 from engine.services import annotation, labelstudio, queue

@@ -9,7 +9,15 @@ from pycocotools import mask as mask_utils
 from sqlalchemy import func, select
 
 from engine.db.models import (
-    Caption, Concept, Image, ImageConcept, ItemStatus, JobItem, JobStatus, Mask, MiningJob,
+    Caption,
+    Concept,
+    Image,
+    ImageConcept,
+    ItemStatus,
+    JobItem,
+    JobStatus,
+    Mask,
+    MiningJob,
 )
 from engine.db.session import session_scope
 from engine.services import flow, mine

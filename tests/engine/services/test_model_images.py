@@ -13,8 +13,8 @@ from engine.db.models import Image as ImageRow
 from engine.db.models import ImageConcept, Mask, StageItem, StageStatus
 from engine.db.session import session_scope
 from engine.domain.masks import decode_mask
-from engine.repositories import labels as labels_repo
 from engine.domain.render import boxes_view, mask_view
+from engine.repositories import labels as labels_repo
 from engine.services import caption, flow, mine, parse, propose, verify
 from engine.services.common import image_sizes, load_images
 from engine.settings import ProposeSettings

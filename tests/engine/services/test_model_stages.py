@@ -7,7 +7,14 @@ from pycocotools import mask as mask_utils
 from sqlalchemy import func, select
 
 from engine.db.models import (
-    Caption, Concept, ImageConcept, Mask, ModelVersion, PairOrigin, StageItem, StageStatus,
+    Caption,
+    Concept,
+    ImageConcept,
+    Mask,
+    ModelVersion,
+    PairOrigin,
+    StageItem,
+    StageStatus,
 )
 from engine.db.session import session_scope
 from engine.repositories import stages as stages_repo

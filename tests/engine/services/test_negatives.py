@@ -16,7 +16,8 @@ FULL = ORDER + ("negatives", "verify", "route")
 
 def test_adversarial_candidates_become_hard_negative_pairs(settings, mined):  # noqa: F811
     job_id, ids, store = mined
-    _to_propose(settings, job_id, ids[:2], store, {(80, 60): "a good vase", (64, 48): "a blue decoy vase and a tall lamp"})
+    _to_propose(settings, job_id, ids[:2], store,
+                {(80, 60): "a good vase", (64, 48): "a blue decoy vase and a tall lamp"})
     proposer = OverlapProposer()
     with session_scope(settings.db_url) as s:
         report = propose.propose_batch(s, store, proposer, ProposeSettings(), job_id, ids[:2])

@@ -5,7 +5,7 @@ import pytest
 from pycocotools import mask as mask_utils
 from sqlalchemy import func, select
 
-from engine.db.models import Image, Mask, ModelKind, ModelVersion, PairOrigin, ImageConcept
+from engine.db.models import Image, ImageConcept, Mask, ModelKind, ModelVersion, PairOrigin
 from engine.db.session import session_scope
 from engine.services import predictions
 from tests.engine.services.test_mine import mine_all

@@ -6,13 +6,24 @@ import datetime as dt
 import threading
 
 import pytest
-
-from engine.db.base import utcnow
 from sqlalchemy import func, select
 
+from engine.db.base import utcnow
 from engine.db.models import (
-    Concept, GoldItem, HumanTask, Image, ImageConcept, PairOrigin, Polarity, Role, TaskKind, TaskSkip, TaskState, Verdict,
-    VerdictKind, VerdictSource,
+    Concept,
+    GoldItem,
+    HumanTask,
+    Image,
+    ImageConcept,
+    PairOrigin,
+    Polarity,
+    Role,
+    TaskKind,
+    TaskSkip,
+    TaskState,
+    Verdict,
+    VerdictKind,
+    VerdictSource,
 )
 from engine.db.session import session_scope
 from engine.domain.passwords import WeakPassword, hash_password, verify_password

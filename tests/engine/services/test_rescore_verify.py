@@ -7,7 +7,17 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from engine.db.models import (
-    Concept, Decider, ImageConcept, Mask, MaskState, ModelVersion, StageItem, StageStatus, Verdict, VerdictKind, VerdictSource,
+    Concept,
+    Decider,
+    ImageConcept,
+    Mask,
+    MaskState,
+    ModelVersion,
+    StageItem,
+    StageStatus,
+    Verdict,
+    VerdictKind,
+    VerdictSource,
 )
 from engine.db.session import session_scope
 from engine.services import verify

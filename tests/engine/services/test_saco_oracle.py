@@ -16,8 +16,22 @@ import orjson
 import pytest
 
 from engine.db.models import (
-    Concept, Decider, Image, ImageConcept, ItemStatus, JobItem, JobStatus, Mask, MaskState, MiningJob, ModelKind,
-    ModelVersion, PairOrigin, Polarity, StageItem, StageStatus,
+    Concept,
+    Decider,
+    Image,
+    ImageConcept,
+    ItemStatus,
+    JobItem,
+    JobStatus,
+    Mask,
+    MaskState,
+    MiningJob,
+    ModelKind,
+    ModelVersion,
+    PairOrigin,
+    Polarity,
+    StageItem,
+    StageStatus,
 )
 from engine.db.session import session_scope
 from engine.domain.masks import encode_mask

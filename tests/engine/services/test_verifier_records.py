@@ -39,7 +39,7 @@ def test_examples_are_the_verifier_questions(settings, export_dir):
     assert [e.answer for e in mv.examples[0:2]] == [r["answer"] for r in mv.records[:2]]
     assert mv.examples.queries[1].phrase == mv.records[1]["phrase"]
     ev = load_split(folder, "ev", "train", store)
-    boxed = [(e.query, r) for e, r in zip(ev.examples, ev.records)]
+    boxed = [(e.query, r) for e, r in zip(ev.examples, ev.records, strict=True)]
     assert all(isinstance(q, PairQuery) and len(q.boxes) == len(r["masks"]) for q, r in boxed)
 
 

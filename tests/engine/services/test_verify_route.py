@@ -6,8 +6,21 @@ import pytest
 from sqlalchemy import func, select
 
 from engine.db.models import (
-    Calibration, HumanTask, ImageConcept, Mask, MaskState, Polarity, RouteAction, RouteRecord,
-    StageItem, StageStatus, TaskKind, TaskState, Verdict, VerdictKind, VerdictSource,
+    Calibration,
+    HumanTask,
+    ImageConcept,
+    Mask,
+    MaskState,
+    Polarity,
+    RouteAction,
+    RouteRecord,
+    StageItem,
+    StageStatus,
+    TaskKind,
+    TaskState,
+    Verdict,
+    VerdictKind,
+    VerdictSource,
 )
 from engine.db.session import session_scope
 from engine.domain.calibration import fit_isotonic
@@ -229,10 +242,18 @@ def test_routing_follows_the_per_population_calibration(settings):
     final-label check chose; a pair with masks goes to a person (150 clean pairs are too few for
     its final-label check)."""
     from engine.db.models import (
-        Concept, Decider, Image, ImageConcept, JobStatus, MiningJob, ModelVersion, PairOrigin, Polarity,
+        Concept,
+        Decider,
+        Image,
+        ImageConcept,
+        JobStatus,
+        MiningJob,
+        ModelVersion,
+        PairOrigin,
+        Polarity,
     )
-    from engine.repositories.labels import add_mask
     from engine.domain.calibration import calibrate_task
+    from engine.repositories.labels import add_mask
     from tests.engine.services.test_calibrate import PRESENCE_ABSENT, PRESENCE_PRESENT, World
 
     with session_scope(settings.db_url) as s:
@@ -262,7 +283,7 @@ def test_routing_follows_the_per_population_calibration(settings):
         proposer = s.scalars(select(ModelVersion.id).where(ModelVersion.name == "cal-proposer")).one()
         masks = [add_mask(s, shown.id, proposer, world.rle, score=0.9) for _ in range(3)]
         s.flush()
-        for mask, score in zip(masks, (0.999, 0.002, 0.6)):
+        for mask, score in zip(masks, (0.999, 0.002, 0.6), strict=True):
             s.add(Verdict(kind=VerdictKind.MASK, source=VerdictSource.AI, pair_id=shown.id, mask_id=mask.id,
                           model_version_id=world.mv, label="accept" if score >= 0.5 else "reject",
                           probabilities={"accept": score, "reject": 1 - score}))

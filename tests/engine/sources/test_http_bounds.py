@@ -20,7 +20,14 @@ from pipelines.runner import run_mine
 from tests.conftest import LOCAL_FETCH, make_settings
 from tests.factories import jpeg_bytes, photo
 from tests.hostile import (
-    MiB, deflate_bytes, drip_body, drip_headers, encoded, gzip_bytes, slow_redirect, zeros_bomb,
+    MiB,
+    deflate_bytes,
+    drip_body,
+    drip_headers,
+    encoded,
+    gzip_bytes,
+    slow_redirect,
+    zeros_bomb,
 )
 from tests.httpserver import send, slow
 

@@ -84,7 +84,8 @@ def test_webdataset_groups_members_into_samples(tmp_path):
 def test_webdataset_brace_glob_and_folder(tmp_path):
     for n in range(3):
         write_shard(tmp_path / f"d-{n:03d}.tar", [{"__key__": f"k{n}", "jpg": IMG}])
-    assert [p.name for p in expand_shards(str(tmp_path / "d-{000..002}.tar"))] == ["d-000.tar", "d-001.tar", "d-002.tar"]
+    expanded = expand_shards(str(tmp_path / "d-{000..002}.tar"))
+    assert [p.name for p in expanded] == ["d-000.tar", "d-001.tar", "d-002.tar"]
     assert len(expand_shards(str(tmp_path / "d-*.tar"))) == 3
     assert detect_kind(str(tmp_path)) == "webdataset"
     assert len(list(open_source(str(tmp_path)).iter_items())) == 3
