@@ -8,7 +8,9 @@ from collections.abc import Iterator
 
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 
 def normalise_url(url: str) -> str:
@@ -19,7 +21,7 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -49,11 +51,12 @@ def build_engine(url: str) -> Engine:
 PING_AFTER_IDLE_S = 10.0
 
 
-def _idle_from(_dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+def _idle_from(_dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
     record.info["idle_since"] = time.monotonic()
 
 
-def _ping_if_idle(dbapi_connection, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+def _ping_if_idle(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry,
+                  _proxy: PoolProxiedConnection) -> None:
     """Pessimistic disconnect handling, but only for connections that sat idle: a server restart or
     an idle-connection timeout is caught before a request uses the connection, while a busy server
     (connections back in the pool within milliseconds) pays no extra round trip per checkout, as
@@ -67,7 +70,7 @@ def _ping_if_idle(dbapi_connection, record, _proxy) -> None:  # type: ignore[no-
         raise exc.DisconnectionError(f"pooled connection failed its ping: {error}") from error
 
 
-def _ping(dbapi_connection) -> None:  # type: ignore[no-untyped-def]
+def _ping(dbapi_connection: DBAPIConnection) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("SELECT 1")

@@ -212,16 +212,17 @@ def _side(p: float, thresholds: KindThresholds, name: str) -> tuple[str, str]:
         a, b = _pair(p, thresholds.reject)
         return "reject", f"{name}={a} ≤ {b} reject threshold"
     acc, rej = thresholds.accept, thresholds.reject
-    if acc is not None and rej is not None:
-        pa, ta = _pair(p, acc)
+    if acc is None:
+        if rej is None:  # not reached: calibrated means one threshold at least
+            return "uncalibrated", f"{name}={_num(p, 3)}, no calibrated thresholds"
         pr, tr = _pair(p, rej)
-        shown = pa if len(pa) >= len(pr) else pr
-        return "uncertain", f"{name}={shown} between {tr} reject and {ta} accept thresholds"
-    if acc is not None:
-        pa, ta = _pair(p, acc)
+        return "uncertain", f"{name}={pr} > {tr} reject threshold, no accept threshold calibrated"
+    pa, ta = _pair(p, acc)
+    if rej is None:
         return "uncertain", f"{name}={pa} < {ta} accept threshold, no reject threshold calibrated"
-    pr, tr = _pair(p, rej)  # type: ignore[arg-type]
-    return "uncertain", f"{name}={pr} > {tr} reject threshold, no accept threshold calibrated"
+    pr, tr = _pair(p, rej)
+    shown = pa if len(pa) >= len(pr) else pr
+    return "uncertain", f"{name}={shown} between {tr} reject and {ta} accept thresholds"
 
 
 def _audited(kind: TaskKind, action: RouteAction, label: AutoLabel, reason: str) -> RouteDecision:

@@ -8,6 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.models import StageItem
+from engine.db.rowcount import rowcount
 from engine.db.upsert import insert_ignore
 from engine.domain.vocabulary import StageStatus
 
@@ -53,7 +54,7 @@ def reset_failed(session: Session, job_id: int) -> int:
         update(StageItem).where(StageItem.job_id == job_id, StageItem.status == StageStatus.FAILED)
         .values(status=StageStatus.PENDING, error=None, starts=0)
     )
-    return result.rowcount or 0  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 def status_counts(session: Session, job_id: int) -> dict[str, dict[str, int]]:

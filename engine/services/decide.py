@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
@@ -78,14 +79,23 @@ def facts(session: Session, pair_id: int, *, mask_id: int | None = None, lock: b
     for m in masks:
         decision = None
         if m.id == mask_id and m.decided_by == Decider.HUMAN:
-            decision = _decision(people, lambda v, mid=m.id: (
-                v.mask_id == mid and v.kind == VerdictKind.MASK) or v.kind == VerdictKind.CORRECTION or (
-                v.kind == VerdictKind.EXHAUSTIVITY and v.label == PairLabel.NOT_PRESENT))
+            decision = _decision(people, _about_mask(m.id))
         out.append(dm.MaskFacts(m.id, MaskState(m.state or MaskState.CANDIDATE), _decider(m.decided_by), decision))
     return dm.PairFacts(pair_id, claim, decided_by if claim != dm.Claim.NONE else None, tuple(out), pair_decision)
 
 
-def _latest_by_people(session: Session, pair_id: int) -> list:  # type: ignore[type-arg]
+def _about_mask(mask_id: int) -> Callable[[Row[*tuple[Any, ...]]], bool]:
+    """Whether a person's verdict decides this mask: its own mask verdict, a correction of the pair,
+    or the pair's phrase not present."""
+
+    def matches(v: Row[*tuple[Any, ...]]) -> bool:
+        return bool((v.mask_id == mask_id and v.kind == VerdictKind.MASK) or v.kind == VerdictKind.CORRECTION or (
+            v.kind == VerdictKind.EXHAUSTIVITY and v.label == PairLabel.NOT_PRESENT))
+
+    return matches
+
+
+def _latest_by_people(session: Session, pair_id: int) -> list[Row[*tuple[Any, ...]]]:
     return list(session.execute(
         select(Verdict.id, Verdict.task_id, Verdict.kind, Verdict.mask_id, Verdict.label, Verdict.payload,
                Verdict.created_at, User.username)
@@ -94,7 +104,8 @@ def _latest_by_people(session: Session, pair_id: int) -> list:  # type: ignore[t
         .order_by(Verdict.id.desc()).limit(_LOOKBACK)))
 
 
-def _decision(rows: list | None, matches) -> dm.Decision | None:  # type: ignore[no-untyped-def, type-arg]
+def _decision(rows: list[Row[*tuple[Any, ...]]] | None,
+              matches: Callable[[Row[*tuple[Any, ...]]], bool]) -> dm.Decision | None:
     """The newest applied verdict by a person among ``rows`` that ``matches`` (gold answers and
     conflicting verdicts never decided anything)."""
     for v in rows or []:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.models import ImageConcept, Mask, ModelVersion, StageItem
@@ -55,7 +55,7 @@ def promote(session: Session, version_id: int, *, rescore: bool = True) -> Promo
     return promotion
 
 
-def undecided_images(kind: ModelKind):  # type: ignore[no-untyped-def]
+def undecided_images(kind: ModelKind) -> Select[int]:
     """Images with an item of this verifier's kind that no person has decided (a subquery)."""
     if kind == ModelKind.MASK_VERIFIER:
         return (select(ImageConcept.image_id).join(Mask, Mask.pair_id == ImageConcept.id)

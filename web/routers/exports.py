@@ -78,8 +78,8 @@ def start_export(body: ExportIn, principal: Exporter, session: SessionDep, setti
                             min_agreement=f.min_agreement, exhaustive_only=f.exhaustive_only, val_percent=f.val_percent)
     result = publish_export(session, settings, body.format, filters, jobs=f.jobs, name=body.name,
                             created_by_id=principal.user_id)
-    row = session.get(DatasetSnapshot, result.snapshot_id)
-    return {"snapshot": _summary(row, settings), "reused": result.reused,  # type: ignore[arg-type]
+    row = session.get_one(DatasetSnapshot, result.snapshot_id)
+    return {"snapshot": _summary(row, settings), "reused": result.reused,
             "manifest": result.manifest}
 
 

@@ -209,8 +209,7 @@ def segment(task_id: Id, body: ClickIn, models: ModelsDep, principal: Annotator,
     if not body.points and body.box is None:
         raise HTTPException(422, "give at least one point or a box")
     task = _held(session, task_id, principal.user_id)
-    pair = session.get(ImageConcept, task.pair_id)
-    image_id = pair.image_id  # type: ignore[union-attr]
+    image_id = session.get_one(ImageConcept, task.pair_id).image_id
     sha256 = session.scalars(select(Image.sha256).where(Image.id == image_id)).one()
     store = LocalMediaStore(settings.media_path)
     session.commit()  # end the transaction: no connection is held while the model runs
