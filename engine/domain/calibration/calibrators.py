@@ -142,10 +142,7 @@ def fit_platt(scores: npt.ArrayLike, labels: npt.ArrayLike, *, prior_correction:
         raise ValueError("cannot calibrate on zero items")
     n_pos = int(y.sum())
     n_neg = int(s.size - n_pos)
-    if prior_correction:
-        t = np.where(y, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
-    else:
-        t = y.astype(np.float64)
+    t = np.where(y, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0)) if prior_correction else y.astype(np.float64)
     a, b = 0.0, math.log((n_pos + 1.0) / (n_neg + 1.0))
 
     def loss(a_: float, b_: float) -> float:
