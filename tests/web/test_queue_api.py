@@ -60,6 +60,7 @@ def judge(client, task, label, client_id=None, **extra):
 def test_next_task_describes_image_phrase_and_masks(login, seeded):
     task = lease(login("ann"), ["verify_mask"])
     assert task["kind"] == "verify_mask" and task["labels"] == ["accept", "reject", "ungroundable"]
+    assert task["keys"] == {"accept": "a", "reject": "r", "ungroundable": "u"}  # the page's verdict keys
     assert task["phrase"] in ("dog", "cat") and task["image"]["url"] == f"/api/v1/images/{task['image']['id']}"
     assert task["target_mask_id"] in [m["id"] for m in task["masks"]]
     assert all(m["rle"]["size"] == [64, 96] for m in task["masks"])
