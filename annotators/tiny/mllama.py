@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from annotators.tiny.saving import PATCH_SIZE, bytes_to_unicode, save, seeded
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from tokenizers import Tokenizer
     from transformers import MllamaConfig, PreTrainedTokenizerFast
 
 #: Tile side of the tiny Llama 3.2 Vision model (2×2 patches of 14 px per tile).
@@ -65,36 +66,39 @@ TINY_MLLAMA_CHAT_TEMPLATE = (
 )
 
 
-def _llama3_byte_tokenizer(model_max_length: int = 1024) -> PreTrainedTokenizerFast:
-    """A Llama 3 style byte-level BPE tokenizer, built in memory.
+def _add_merge(vocab: dict[str, int], merges: list[tuple[str, str]], left: str, right: str) -> None:
+    """Add the merge ``left`` + ``right`` (once) and its result to the vocabulary (if new)."""
+    if (left, right) not in merges:
+        merges.append((left, right))
+        vocab.setdefault(left + right, len(vocab))
 
-    Layout (mirroring the real one): the 256 byte symbols, merges that make each of
-    :data:`MLLAMA_SINGLE_TOKEN_WORDS` one token (bare and with the leading-space ``Ġ``), then the Llama 3
-    special tokens padded with reserved tokens to a multiple of 8 (the *text vocabulary*), then
-    ``<|image|>`` whose id equals the text vocabulary size. The begin token is added by the
-    post-processor; bos ``<|begin_of_text|>``, eos ``<|eot_id|>``, pad ``<|finetune_right_pad_id|>``.
-    """
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
 
+def _llama3_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The 256 byte symbols, then the merges that make each of :data:`MLLAMA_SINGLE_TOKEN_WORDS` one
+    token: bare first, then with the leading-space ``Ġ``."""
     vocab = {symbol: i for i, symbol in enumerate(bytes_to_unicode().values())}
     merges: list[tuple[str, str]] = []
-
-    def add_merge(left: str, right: str) -> None:
-        if (left, right) not in merges:
-            merges.append((left, right))
-            vocab.setdefault(left + right, len(vocab))
-
     for word in MLLAMA_SINGLE_TOKEN_WORDS:
         for i in range(1, len(word)):
-            add_merge(word[:i], word[i])
+            _add_merge(vocab, merges, word[:i], word[i])
     for word in MLLAMA_SINGLE_TOKEN_WORDS:
-        add_merge("Ġ", word)
+        _add_merge(vocab, merges, "Ġ", word)
+    return vocab, merges
 
+
+def _llama3_specials(vocab_size: int) -> list[str]:
+    """The Llama 3 special tokens padded with reserved tokens so that ``vocab_size`` plus their number
+    (the text vocabulary size) is a multiple of 8."""
     specials = list(_LLAMA3_SPECIAL_TOKENS)
-    text_vocab_size = -(-(len(vocab) + len(specials)) // 8) * 8
-    while len(vocab) + len(specials) < text_vocab_size:
+    text_vocab_size = -(-(vocab_size + len(specials)) // 8) * 8
+    while vocab_size + len(specials) < text_vocab_size:
         specials.append(f"<|reserved_special_token_{len(specials) - len(_LLAMA3_SPECIAL_TOKENS) + 2}|>")
+    return specials
+
+
+def _llama3_backend(vocab: dict[str, int], merges: list[tuple[str, str]]) -> Tokenizer:
+    """The byte-level BPE backend: the Llama 3 split pattern, then byte-level symbols; no special tokens."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
     backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
     backend.pre_tokenizer = pre_tokenizers.Sequence(
@@ -104,6 +108,14 @@ def _llama3_byte_tokenizer(model_max_length: int = 1024) -> PreTrainedTokenizerF
         ]
     )
     backend.decoder = decoders.ByteLevel()
+    return backend
+
+
+def _add_llama3_special_tokens(backend: Tokenizer, specials: list[str], text_vocab_size: int) -> None:
+    """Add ``specials`` (the rest of the text vocabulary), then ``<|image|>`` with id ``text_vocab_size``,
+    and the post-processor that puts ``<|begin_of_text|>`` in front."""
+    from tokenizers import AddedToken, processors
+
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     backend.add_special_tokens([AddedToken(_LLAMA3_IMAGE_TOKEN, special=True, normalized=False)])
     if backend.token_to_id(_LLAMA3_IMAGE_TOKEN) != text_vocab_size:  # pragma: no cover - layout invariant
@@ -114,6 +126,23 @@ def _llama3_byte_tokenizer(model_max_length: int = 1024) -> PreTrainedTokenizerF
         pair="<|begin_of_text|> $A <|begin_of_text|> $B",
         special_tokens=[("<|begin_of_text|>", bos_id)],
     )
+
+
+def _llama3_byte_tokenizer(model_max_length: int = 1024) -> PreTrainedTokenizerFast:
+    """A Llama 3 style byte-level BPE tokenizer, built in memory.
+
+    Layout (mirroring the real one): the 256 byte symbols, merges that make each of
+    :data:`MLLAMA_SINGLE_TOKEN_WORDS` one token (bare and with the leading-space ``Ġ``), then the Llama 3
+    special tokens padded with reserved tokens to a multiple of 8 (the *text vocabulary*), then
+    ``<|image|>`` whose id equals the text vocabulary size. The begin token is added by the
+    post-processor; bos ``<|begin_of_text|>``, eos ``<|eot_id|>``, pad ``<|finetune_right_pad_id|>``.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    vocab, merges = _llama3_vocab_and_merges()
+    specials = _llama3_specials(len(vocab))
+    backend = _llama3_backend(vocab, merges)
+    _add_llama3_special_tokens(backend, specials, text_vocab_size=len(vocab) + len(specials))
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token="<|begin_of_text|>",

@@ -13,7 +13,7 @@ them, else the setting."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,6 +210,10 @@ def human_decisions(session: Session, task_kind: TaskKind) -> dict[tuple[int | N
     return {key: label for key, label in decided.items() if key[1] in claimed}
 
 
+#: what is stored per scope: (scope, result, sample size, metrics, the pairs' joint calibration or None)
+ScopeResult = tuple[str, CalibrationResult, int, dict[str, Any], PairCalibration | None]
+
+
 def calibrate(session: Session, *, target_precision: float, method: str,
               kinds: tuple[TaskKind, ...] = tuple(KINDS),
               routing: RoutingSettings | None = None) -> list[KindCalibration]:
@@ -230,10 +234,7 @@ def calibrate(session: Session, *, target_precision: float, method: str,
         versions = session.scalars(select(ModelVersion).where(ModelVersion.kind == model_kind)
                                    .order_by(ModelVersion.id)).all()
         for version in versions:
-            ai: dict[tuple[int | None, int], Verdict] = {}
-            for v in session.scalars(select(Verdict).where(
-                    Verdict.kind == verdict_kind, Verdict.model_version_id == version.id).order_by(Verdict.id)):
-                ai[_target(v)] = v
+            ai = _latest_ai_verdicts(session, verdict_kind, version.id)
             if not ai:
                 continue
             scopes = {scope: [key for key in keys if key in human] for scope, keys in _scopes(task_kind, ai).items()}
@@ -242,25 +243,41 @@ def calibrate(session: Session, *, target_precision: float, method: str,
                 continue  # nothing new to learn: keep e.g. a retrained version's validation-split one
             name = f"{version.name}:{version.version}"
             sample = functools.partial(_sample, task_kind, scopes, ai, human)
-            common = {"annotator_error": error.to_dict()}
-            if task_kind == TaskKind.VERIFY_MASK:
-                s = sample("all")
-                result = calibrate_masks(s.scores, s.labels, s.ai_labels, routing=routing,
-                                         target_precision=target_precision, method=method,
-                                         human_error=error.rate, verifier_version=name)
-                rows: list[tuple[str, CalibrationResult, int, dict[str, Any], PairCalibration | None]] = [
-                    ("all", result, len(s.scores), common, None)]
-            else:
-                samples = {scope: sample(scope) for scope in PAIR_SCOPES}
-                pairs = calibrate_pair_scopes(samples["with_masks"], samples["presence"], routing=routing,
-                                              target_precision=target_precision, method=method,
-                                              human_error=error.rate, verifier_version=name)
-                joint = {**common, "pairs": pair_metrics(pairs)}
-                rows = [("with_masks", pairs.with_masks, len(samples["with_masks"].scores), joint, pairs),
-                        ("presence", pairs.presence, len(samples["presence"].scores), joint, pairs)]
+            rows = _calibration_rows(task_kind, sample, error, routing=routing, target_precision=target_precision,
+                                     method=method, verifier_version=name)
             for scope, result, n, metrics, pairs_cal in rows:
                 row = calibration_row(version.id, task_kind, scope, result, n, metrics)
                 session.add(row)
                 session.flush()
                 out.append(KindCalibration(name, task_kind, scope, result, row.id, pairs_cal))
     return out
+
+
+def _latest_ai_verdicts(session: Session, verdict_kind: VerdictKind, version_id: int) -> dict[Target, Verdict]:
+    """The version's latest verdict of ``verdict_kind`` per target."""
+    ai: dict[Target, Verdict] = {}
+    for v in session.scalars(select(Verdict).where(
+            Verdict.kind == verdict_kind, Verdict.model_version_id == version_id).order_by(Verdict.id)):
+        ai[_target(v)] = v
+    return ai
+
+
+def _calibration_rows(task_kind: TaskKind, sample: Callable[[str], PairSample], error: AnnotatorError, *,
+                      routing: RoutingSettings, target_precision: float, method: str,
+                      verifier_version: str) -> list[ScopeResult]:
+    """Calibrate one verifier version on the samples of its scopes (``sample(scope)``): the mask
+    verifier's one scope ``all``, or the exhaustivity verifier's two together."""
+    common: dict[str, Any] = {"annotator_error": error.to_dict()}
+    if task_kind == TaskKind.VERIFY_MASK:
+        s = sample("all")
+        result = calibrate_masks(s.scores, s.labels, s.ai_labels, routing=routing,
+                                 target_precision=target_precision, method=method,
+                                 human_error=error.rate, verifier_version=verifier_version)
+        return [("all", result, len(s.scores), common, None)]
+    samples = {scope: sample(scope) for scope in PAIR_SCOPES}
+    pairs = calibrate_pair_scopes(samples["with_masks"], samples["presence"], routing=routing,
+                                  target_precision=target_precision, method=method,
+                                  human_error=error.rate, verifier_version=verifier_version)
+    joint = {**common, "pairs": pair_metrics(pairs)}
+    return [("with_masks", pairs.with_masks, len(samples["with_masks"].scores), joint, pairs),
+            ("presence", pairs.presence, len(samples["presence"].scores), joint, pairs)]

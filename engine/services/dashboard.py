@@ -28,12 +28,20 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, literal, or_, select
+from sqlalchemy import CTE, ColumnElement, Integer, Subquery, and_, case, cast, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from engine.db.base import utcnow
 from engine.db.models import HumanTask, ModelVersion, User, Verdict
-from engine.domain.vocabulary import HUMAN_SOURCES, PairLabel, TaskKind, TaskState, VerdictKind, VerdictSource
+from engine.domain.vocabulary import (
+    HUMAN_SOURCES,
+    ModelKind,
+    PairLabel,
+    TaskKind,
+    TaskState,
+    VerdictKind,
+    VerdictSource,
+)
 from engine.services.calibrate import KINDS, POSITIVE_LABELS
 
 TASK_KIND_OF = {
@@ -269,56 +277,82 @@ def verifier_agreement(session: Session, *, limit: int = MAX_VERIFIER_ROWS) -> l
     with the latest human verdict on the same target."""
     out: list[VerifierAgreement] = []
     for task_kind, (model_kind, verdict_kind) in KINDS.items():
-        positive = sorted(POSITIVE_LABELS[task_kind])
-        # the latest human label per target (a CTE used twice: PostgreSQL materialises it once),
-        # then only the AI verdicts on those targets: people judge a sample, so this stays small
-        latest_human = (
-            select(func.max(Verdict.id).label("id")).select_from(Verdict)
-            .outerjoin(HumanTask, HumanTask.id == Verdict.task_id)
-            .where(Verdict.kind == verdict_kind, Verdict.source.in_(HUMAN_SOURCES), _not_gold())
-            .group_by(Verdict.pair_id, Verdict.mask_id).subquery()
-        )
-        human = (select(Verdict.pair_id, Verdict.mask_id, Verdict.label)
-                 .join(latest_human, latest_human.c.id == Verdict.id).cte(f"human_{task_kind.value}"))
-        av = aliased(Verdict)
-        if task_kind == TaskKind.VERIFY_MASK:
-            same_target = av.mask_id == human.c.mask_id  # a mask belongs to one pair
-            scope: ColumnElement[str] = literal("all")
-            human_pos = case((human.c.label.in_(positive), 1), else_=0)
-        else:
-            same_target = and_(av.pair_id == human.c.pair_id, av.mask_id.is_(None), human.c.mask_id.is_(None))
-            no_boxes = func.coalesce(av.payload["boxes"].as_integer(), 0) == 0
-            scope = case((no_boxes, "presence"), else_="with_masks")
-            human_pos = case((human.c.label.in_(positive), 1),
-                             (and_(human.c.label == PRESENCE_POSITIVE, no_boxes), 1), else_=0)
-        latest_ai = (
-            select(func.max(av.id).label("id")).select_from(av).join(human, same_target)
-            .where(av.kind == verdict_kind, av.source == VerdictSource.AI, av.model_version_id.is_not(None))
-            .group_by(av.model_version_id, av.pair_id, av.mask_id).subquery()
-        )
-        ai_pos = case((av.label.in_(positive), 1), else_=0)
-        pairs = (
-            select(av.model_version_id.label("version_id"), scope.label("scope"), ai_pos.label("ai"),
-                   human_pos.label("human"))
-            .select_from(av)
-            .join(latest_ai, latest_ai.c.id == av.id)
-            .join(human, same_target)
-            .subquery()
-        )
-        rows = session.execute(
-            select(pairs.c.version_id, ModelVersion.name, ModelVersion.version, pairs.c.scope, func.count(),
-                   func.sum(case((pairs.c.ai == pairs.c.human, 1), else_=0)), func.sum(pairs.c.ai),
-                   func.sum(pairs.c.human), func.sum(pairs.c.ai * pairs.c.human))
-            .join(ModelVersion, ModelVersion.id == pairs.c.version_id)
-            .where(ModelVersion.kind == model_kind)
-            .group_by(pairs.c.version_id, ModelVersion.name, ModelVersion.version, pairs.c.scope)
-            .order_by(pairs.c.version_id, pairs.c.scope).limit(limit)
-        ).all()
-        for version_id, name, version, scope_value, n, agreed, ai_acc, human_acc, both in rows:
-            n, agreed, ai_acc, human_acc, both = (int(x or 0) for x in (n, agreed, ai_acc, human_acc, both))
-            out.append(VerifierAgreement(
-                model_version_id=version_id, verifier=f"{name}:{version}", model_kind=model_kind.value,
-                task_kind=task_kind.value, scope=str(scope_value), n=n, agreed=agreed, agreement=_ratio(agreed, n),
-                ai_accepts=ai_acc, human_accepts=human_acc, both_accept=both, precision=_ratio(both, ai_acc),
-                recall=_ratio(both, human_acc)))
+        pairs = _agreement_pairs(task_kind, verdict_kind)
+        out.extend(_verifier_counts(session, pairs, task_kind, model_kind, limit))
+    return out
+
+
+def _latest_human_labels(task_kind: TaskKind, verdict_kind: VerdictKind) -> CTE:
+    """The latest human label per target, gold answers excluded (a CTE used twice: PostgreSQL
+    materialises it once)."""
+    latest_human = (
+        select(func.max(Verdict.id).label("id")).select_from(Verdict)
+        .outerjoin(HumanTask, HumanTask.id == Verdict.task_id)
+        .where(Verdict.kind == verdict_kind, Verdict.source.in_(HUMAN_SOURCES), _not_gold())
+        .group_by(Verdict.pair_id, Verdict.mask_id).subquery()
+    )
+    return (select(Verdict.pair_id, Verdict.mask_id, Verdict.label)
+            .join(latest_human, latest_human.c.id == Verdict.id).cte(f"human_{task_kind.value}"))
+
+
+def _target_terms(task_kind: TaskKind, av: type[Verdict], human: CTE,
+                  positive: list[str]) -> tuple[ColumnElement[bool], ColumnElement[str], ColumnElement[int]]:
+    """(an AI verdict ``av`` is on the human label's target, its scope, the person's positive as 1 / 0):
+    MV per mask, scope all; EV per pair, scope presence (judged without boxes, where the person's
+    not_present is positive too) or with_masks."""
+    if task_kind == TaskKind.VERIFY_MASK:
+        same_target = av.mask_id == human.c.mask_id  # a mask belongs to one pair
+        scope: ColumnElement[str] = literal("all")
+        human_pos = case((human.c.label.in_(positive), 1), else_=0)
+        return same_target, scope, human_pos
+    no_boxes = func.coalesce(av.payload["boxes"].as_integer(), 0) == 0
+    return (and_(av.pair_id == human.c.pair_id, av.mask_id.is_(None), human.c.mask_id.is_(None)),
+            case((no_boxes, "presence"), else_="with_masks"),
+            case((human.c.label.in_(positive), 1), (and_(human.c.label == PRESENCE_POSITIVE, no_boxes), 1), else_=0))
+
+
+def _agreement_pairs(task_kind: TaskKind, verdict_kind: VerdictKind) -> Subquery:
+    """One row per target that people judged and a verifier version too: the version, the scope and
+    the AI's and the person's positive (1 / 0), of the version's latest verdict and the latest human
+    one. Only the AI verdicts on those targets are read: people judge a sample, so this stays small."""
+    positive = sorted(POSITIVE_LABELS[task_kind])
+    human = _latest_human_labels(task_kind, verdict_kind)
+    av = aliased(Verdict)
+    same_target, scope, human_pos = _target_terms(task_kind, av, human, positive)
+    latest_ai = (
+        select(func.max(av.id).label("id")).select_from(av).join(human, same_target)
+        .where(av.kind == verdict_kind, av.source == VerdictSource.AI, av.model_version_id.is_not(None))
+        .group_by(av.model_version_id, av.pair_id, av.mask_id).subquery()
+    )
+    ai_pos = case((av.label.in_(positive), 1), else_=0)
+    return (
+        select(av.model_version_id.label("version_id"), scope.label("scope"), ai_pos.label("ai"),
+               human_pos.label("human"))
+        .select_from(av)
+        .join(latest_ai, latest_ai.c.id == av.id)
+        .join(human, same_target)
+        .subquery()
+    )
+
+
+def _verifier_counts(session: Session, pairs: Subquery, task_kind: TaskKind, model_kind: ModelKind,
+                     limit: int) -> list[VerifierAgreement]:
+    """The compared ``pairs`` counted per version of ``model_kind`` and scope (at most ``limit`` rows)."""
+    rows = session.execute(
+        select(pairs.c.version_id, ModelVersion.name, ModelVersion.version, pairs.c.scope, func.count(),
+               func.sum(case((pairs.c.ai == pairs.c.human, 1), else_=0)), func.sum(pairs.c.ai),
+               func.sum(pairs.c.human), func.sum(pairs.c.ai * pairs.c.human))
+        .join(ModelVersion, ModelVersion.id == pairs.c.version_id)
+        .where(ModelVersion.kind == model_kind)
+        .group_by(pairs.c.version_id, ModelVersion.name, ModelVersion.version, pairs.c.scope)
+        .order_by(pairs.c.version_id, pairs.c.scope).limit(limit)
+    ).all()
+    out: list[VerifierAgreement] = []
+    for version_id, name, version, scope_value, n, agreed, ai_acc, human_acc, both in rows:
+        n, agreed, ai_acc, human_acc, both = (int(x or 0) for x in (n, agreed, ai_acc, human_acc, both))
+        out.append(VerifierAgreement(
+            model_version_id=version_id, verifier=f"{name}:{version}", model_kind=model_kind.value,
+            task_kind=task_kind.value, scope=str(scope_value), n=n, agreed=agreed, agreement=_ratio(agreed, n),
+            ai_accepts=ai_acc, human_accepts=human_acc, both_accept=both, precision=_ratio(both, ai_acc),
+            recall=_ratio(both, human_acc)))
     return out

@@ -37,7 +37,7 @@ from engine.services.common import StageReport
 from engine.settings import Settings
 from engine.sources import Source, SourceError, open_source
 from engine.sources.base import capped_errors
-from engine.storage import MediaStore
+from engine.storage import MediaStore, Stored
 
 log = logging.getLogger(__name__)
 STAGE = "mine"
@@ -181,38 +181,57 @@ def _ingest_items(session: Session, settings: Settings, store: MediaStore, job: 
                 _fail(item, str(exc), report)
                 continue
             report.add_seconds(prepared.timings)
-            started = time.perf_counter()
-            try:
-                stored = store.store(prepared.sha256, prepared.extension, prepared.data)
-            except OSError as exc:  # disk full, quota, read-only, I/O error: this item fails, the rest goes on
-                reason, transient = store_failure(exc)
-                _fail(item, reason, report)
-                item.retry_at = utcnow() if transient else None
-                report.seconds["store"] += time.perf_counter() - started
+            stored = _store_item(store, item, prepared, report)
+            if stored is None:
                 continue
-            report.seconds["store"] += time.perf_counter() - started
             if stored.created:
                 created.append(stored.key)
-            key = stored.key
-            started = time.perf_counter()
-            try:
-                if annotations:  # several dependent writes: all or nothing
-                    with session.begin_nested():
-                        status = _record(session, settings, job, item, prepared, key,
-                                         alt_text_version, annotations)
-                else:  # single-statement writes that cannot half-happen
-                    status = _record(session, settings, job, item, prepared, key, alt_text_version, [])
-            except TRANSIENT_DB_ERRORS:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a bug on one item must not stop the job
-                log.exception("item %s of job %s failed unexpectedly", item.key, job.name)
-                _fail(item, f"internal error: {type(exc).__name__}: {exc}", report)
-                if stored.created:  # its image row was not written: the file is nobody's
-                    created.remove(key)
-                    _discard_unreferenced(session, store, [key])
-            else:
-                report.counts[status.value] += 1
-            report.seconds["db"] += time.perf_counter() - started
+            _record_item(session, settings, store, job, item, prepared, stored, alt_text_version, annotations,
+                         report, created)
+
+
+def _store_item(store: MediaStore, item: JobItem, prepared: PreparedImage, report: StageReport) -> Stored | None:
+    """Write the item's image file; None (the item failed, retried later when the error may pass)
+    when the store cannot write it. The time counts as ``store`` either way."""
+    started = time.perf_counter()
+    try:
+        stored = store.store(prepared.sha256, prepared.extension, prepared.data)
+    except OSError as exc:  # disk full, quota, read-only, I/O error: this item fails, the rest goes on
+        reason, transient = store_failure(exc)
+        _fail(item, reason, report)
+        item.retry_at = utcnow() if transient else None
+        report.seconds["store"] += time.perf_counter() - started
+        return None
+    report.seconds["store"] += time.perf_counter() - started
+    return stored
+
+
+def _record_item(session: Session, settings: Settings, store: MediaStore, job: MiningJob, item: JobItem,
+                 prepared: PreparedImage, stored: Stored, alt_text_version: int,
+                 annotations: list[tuple[str, RleMask, bool]], report: StageReport, created: list[str]) -> None:
+    """Write the item's rows (:func:`_record`) and count its status; a bug fails this item only (and
+    removes the file it alone wrote), a transient database error stops the batch. The time counts as
+    ``db``."""
+    key = stored.key
+    started = time.perf_counter()
+    try:
+        if annotations:  # several dependent writes: all or nothing
+            with session.begin_nested():
+                status = _record(session, settings, job, item, prepared, key,
+                                 alt_text_version, annotations)
+        else:  # single-statement writes that cannot half-happen
+            status = _record(session, settings, job, item, prepared, key, alt_text_version, [])
+    except TRANSIENT_DB_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug on one item must not stop the job
+        log.exception("item %s of job %s failed unexpectedly", item.key, job.name)
+        _fail(item, f"internal error: {type(exc).__name__}: {exc}", report)
+        if stored.created:  # its image row was not written: the file is nobody's
+            created.remove(key)
+            _discard_unreferenced(session, store, [key])
+    else:
+        report.counts[status.value] += 1
+    report.seconds["db"] += time.perf_counter() - started
 
 
 # errno → what an item's reason says, and whether the same write may work later (space freed,
