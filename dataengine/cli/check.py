@@ -12,7 +12,7 @@ import click
 from dataengine.cli.context import Context, ensure_schema, pass_ctx
 
 if TYPE_CHECKING:
-    from engine.services.check import CheckReport, Repair
+    from engine.services.check import CheckReport, InvariantResult, Repair
 
 
 def _ids(ids: dict[str, object]) -> str:
@@ -66,20 +66,35 @@ def check_cmd(ctx: Context, repair: bool, as_json: bool, limit: int, orphan_grac
 
 
 def _print(report: CheckReport, repairs: Sequence[Repair], repaired: bool) -> None:
+    _print_repairs(report, repairs, repaired)
+    for result in report.results:
+        _print_result(result)
+    _print_summary(report, repaired)
+
+
+def _print_repairs(report: CheckReport, repairs: Sequence[Repair], repaired: bool) -> None:
+    """Each repair made, then (after --repair) how many."""
     for r in repairs:
         click.echo(f"repaired {r.code}  {_ids(r.ids)}: {r.action}")
     if repaired:
         click.echo(f"{len(repairs)} repair(s) committed" + ("; what is left:" if not report.ok else ""))
-    for result in report.results:
-        inv = result.invariant
-        if result.ok:
-            click.echo(f"{inv.code}  ok  {inv.statement}")
-            continue
-        shown = f" ({len(result.violations)} listed)" if len(result.violations) < result.count else ""
-        fix = "repairable with --repair" if inv.repairable else "needs a person"
-        click.echo(f"{inv.code}  {result.count} violation(s){shown}, {fix}: {inv.statement}")
-        for v in result.violations:
-            click.echo(f"    {_ids(v.ids)}: {v.detail}")
+
+
+def _print_result(result: InvariantResult) -> None:
+    """One invariant: ok, or its count of violations and those listed with their ids."""
+    inv = result.invariant
+    if result.ok:
+        click.echo(f"{inv.code}  ok  {inv.statement}")
+        return
+    shown = f" ({len(result.violations)} listed)" if len(result.violations) < result.count else ""
+    fix = "repairable with --repair" if inv.repairable else "needs a person"
+    click.echo(f"{inv.code}  {result.count} violation(s){shown}, {fix}: {inv.statement}")
+    for v in result.violations:
+        click.echo(f"    {_ids(v.ids)}: {v.detail}")
+
+
+def _print_summary(report: CheckReport, repaired: bool) -> None:
+    """The closing line: no violations, or how many of which invariants and what can fix them."""
     bad = [r for r in report.results if not r.ok]
     if not bad:
         click.echo(f"check: no violations ({len(report.results)} invariants, {report.seconds:.2f} s)")

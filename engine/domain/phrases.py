@@ -149,29 +149,57 @@ def parse_phrase_list(answer: str) -> list[str]:
     """A JSON list of strings from a model's answer, repaired where possible: code fences, text
     around the list, single quotes, trailing commas, a bulleted or numbered list. Raises
     PhraseListError when nothing usable is there."""
-    text = answer.strip()
-    fenced = _FENCE.search(text)
-    if fenced:
-        text = fenced.group(1).strip()
-    start, end = text.find("["), text.rfind("]")
-    if start != -1 and end > start:
-        body = text[start:end + 1]
-        for candidate in (body, re.sub(r",\s*\]", "]", body.replace("'", '"'))):
-            try:
-                value = json.loads(candidate)
-            except ValueError:
-                continue
-            if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                return [v.strip() for v in value if v.strip()]
-            if isinstance(value, list) and all(isinstance(v, dict) for v in value):
-                out = [str(v.get("phrase") or v.get("text") or "").strip() for v in value]
-                if all(out):
-                    return out
-        inner = body[1:-1]
-        items = [i.strip().strip("\"'").strip() for i in inner.split(",")]
-        if items and all(items) and all(len(i) <= MAX_PHRASE_CHARS for i in items):
-            return items
+    text = _unfenced(answer.strip())
+    listed = _bracketed_list(text)
+    if listed is not None:
+        return listed
     bullets = _BULLET.findall(text)
     if bullets:
         return [b.strip().strip("\"'") for b in bullets if b.strip()]
     raise PhraseListError(f"no list of phrases in the answer: {answer[:120]!r}")
+
+
+def _unfenced(text: str) -> str:
+    """The inside of the first code fence, else the text."""
+    fenced = _FENCE.search(text)
+    return fenced.group(1).strip() if fenced else text
+
+
+def _bracketed_list(text: str) -> list[str] | None:
+    """The phrases of the text from its first ``[`` to its last ``]``: as JSON, as JSON once single
+    quotes and trailing commas are repaired, else as comma-separated items (None: none of these)."""
+    start, end = text.find("["), text.rfind("]")
+    if start == -1 or end <= start:
+        return None
+    body = text[start:end + 1]
+    for candidate in (body, re.sub(r",\s*\]", "]", body.replace("'", '"'))):
+        phrases = _json_phrases(candidate)
+        if phrases is not None:
+            return phrases
+    return _comma_items(body[1:-1])
+
+
+def _json_phrases(candidate: str) -> list[str] | None:
+    """A JSON list of strings (the non-blank ones, stripped) or of objects each with a ``phrase`` or
+    ``text`` (None: not JSON, or not such a list)."""
+    try:
+        value = json.loads(candidate)
+    except ValueError:
+        return None
+    if not isinstance(value, list):
+        return None
+    if all(isinstance(v, str) for v in value):
+        return [v.strip() for v in value if v.strip()]
+    if all(isinstance(v, dict) for v in value):
+        out = [str(v.get("phrase") or v.get("text") or "").strip() for v in value]
+        if all(out):
+            return out
+    return None
+
+
+def _comma_items(inner: str) -> list[str] | None:
+    """Comma-separated items, unquoted (None: an item is empty or longer than a phrase may be)."""
+    items = [i.strip().strip("\"'").strip() for i in inner.split(",")]
+    if items and all(items) and all(len(i) <= MAX_PHRASE_CHARS for i in items):
+        return items
+    return None

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from itertools import groupby
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import Connection, String, exists, select, type_coerce
@@ -219,22 +219,49 @@ def _shown(masks: list[Any], verdict: Any) -> list[Any]:
     return [m for m in masks if m.state != MaskState.REJECTED and m.created_at <= verdict.created_at]
 
 
-def _ev_examples(pair: Any, masks: list[Any], verdicts: list[Any], people: bool, machine: bool, add: Any) -> None:
+class _AddExample(Protocol):
+    """``pair_examples``' ``add``: appends one example of the pair unless it is left out (see there)."""
+
+    def __call__(self, task: VerifierTask, verdict: Any, shown: list[Any], mask_id: int | None, source: str,
+                 label: str | None = None, judged: list[str] | None = None) -> None: ...
+
+
+def _ev_examples(pair: Any, masks: list[Any], verdicts: list[Any], people: bool, machine: bool,
+                 add: _AddExample) -> None:
+    """The pair's EV examples (people's or AI's exhaustivity verdict) and its finished correction's."""
     ev = [v for v in verdicts if v.kind == VerdictKind.EXHAUSTIVITY and v.mask_id is None]
     corrections = [v for v in verdicts if v.kind == VerdictKind.CORRECTION and v.source in HUMAN_SOURCES]
+    _ev_verdict_example(pair, masks, ev, bool(corrections), people, machine, add)
+    if corrections and people:
+        _correction_examples(masks, corrections[-1], add)
+
+
+def _ev_verdict_example(pair: Any, masks: list[Any], ev: list[Any], corrected: bool, people: bool,
+                        machine: bool, add: _AddExample) -> None:
+    """EV, people (the people's label) or EV, AI (the latest AI verdict of a pair the router decided
+    that no person judged nor corrected)."""
     human = [v for v in ev if v.source in HUMAN_SOURCES]
     labels = [v.label for v in ev]
     if human and people:
         chosen = _decided(human)
         add(VerifierTask.EV, chosen, _shown(masks, chosen), None, chosen.source, judged=labels)
-    elif not human and not corrections and machine and pair.decided_by == Decider.AI and ev:
+    elif _ai_decides_ev(pair, ev, bool(human), corrected, machine):
         chosen = [v for v in ev if v.source == VerdictSource.AI][-1]
         add(VerifierTask.EV, chosen, _shown(masks, chosen), None, VerdictSource.AI, judged=labels)
-    if corrections and people:
-        final = corrections[-1]
-        accepted = [m for m in masks if m.state == MaskState.ACCEPTED]
-        add(VerifierTask.EV, final, accepted if final.label == CorrectionLabel.CORRECTED else [], None, final.source)
-        drawn = set((final.payload or {}).get("new_mask_ids") or [])
-        for m in accepted:
-            if m.id in drawn:
-                add(VerifierTask.MV, final, [m], m.id, final.source)
+
+
+def _ai_decides_ev(pair: Any, ev: list[Any], judged: bool, corrected: bool, machine: bool) -> bool:
+    """The pair's EV example is the AI's: AI labels exported, the router decided it on the
+    verifier's word, no person judged or corrected it, and an exhaustivity verdict exists."""
+    return not judged and not corrected and machine and pair.decided_by == Decider.AI and bool(ev)
+
+
+def _correction_examples(masks: list[Any], final: Any, add: _AddExample) -> None:
+    """A finished correction: an EV example with the final masks (none for "not present") and an MV
+    example for each mask a person drew, all answered accept."""
+    accepted = [m for m in masks if m.state == MaskState.ACCEPTED]
+    add(VerifierTask.EV, final, accepted if final.label == CorrectionLabel.CORRECTED else [], None, final.source)
+    drawn = set((final.payload or {}).get("new_mask_ids") or [])
+    for m in accepted:
+        if m.id in drawn:
+            add(VerifierTask.MV, final, [m], m.id, final.source)

@@ -97,6 +97,12 @@ def file_version(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+#: a valid row: (image id, phrase, mask, score, crowd)
+_Valid = tuple[int, str, RleMask, float | None, bool]
+#: ``prediction_images`` rows inserted per statement
+_COVERAGE_BATCH = 1000
+
+
 def import_predictions(session: Session, rows: Sequence[object], *, model_name: str, version: str,
                        categories: dict[int, str] | None = None, strict: bool = False,
                        ran_on: Iterable[int] = ()) -> ImportReport:
@@ -105,51 +111,75 @@ def import_predictions(session: Session, rows: Sequence[object], *, model_name: 
     report = ImportReport(rows=len(rows))
     named = set(ran_on)
     image_ids = {r.get("image_id") for r in rows if isinstance(r, dict)}
+    images = _images(session, image_ids, named)
+    valid = _valid_rows(rows, images, categories or {}, report)
+    if strict and report.errors:
+        return report
+    version_row = model_versions.get_or_create(session, ModelKind.EXTERNAL, model_name, version,
+                                               {"source": "coco-results"})
+    report.model_version_id = version_row.id
+    report.images = _record_coverage(session, version_row.id, named | {i for i in image_ids if i in images})
+    if not valid:
+        return report
+    _add_masks(session, version_row.id, valid, report)
+    session.flush()
+    return report
+
+
+def _images(session: Session, image_ids: set[object], named: set[int]) -> dict[int, Image]:
+    """The images the rows and the caller name, by id; PredictionFileError when one the caller
+    named is not here."""
     wanted = [i for i in image_ids | named if isinstance(i, int) and not isinstance(i, bool)]
     images = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(wanted)))} if wanted else {}
     unknown = sorted(named - images.keys())
     if unknown:
         raise PredictionFileError(f"{len(unknown)} of the images named are not here (first: "
                                   f"{', '.join(map(str, unknown[:5]))}): nothing imported")
-    valid: list[tuple[int, str, RleMask, float | None, bool]] = []
+    return images
+
+
+def _valid_rows(rows: Sequence[object], images: dict[int, Image], categories: dict[int, str],
+                report: ImportReport) -> list[_Valid]:
+    """The valid rows, checked; each bad row's index and reason goes to ``report.errors``."""
+    valid: list[_Valid] = []
     for index, row in enumerate(rows):
         try:
-            valid.append(_check(row, images, categories or {}))
+            valid.append(_check(row, images, categories))
         except (MaskError, ValueError) as exc:
             report.errors.append((index, str(exc)))
-    if strict and report.errors:
-        return report
-    version_row = model_versions.get_or_create(session, ModelKind.EXTERNAL, model_name, version,
-                                               {"source": "coco-results"})
-    report.model_version_id = version_row.id
-    covered = sorted(named | {i for i in image_ids if i in images})
-    for start in range(0, len(covered), 1000):
+    return valid
+
+
+def _record_coverage(session: Session, model_version_id: int, image_ids: set[int]) -> int:
+    """Record that the version ran on these images (``prediction_images``); how many there are."""
+    covered = sorted(image_ids)
+    for start in range(0, len(covered), _COVERAGE_BATCH):
         insert_ignore(session, PredictionImage.__table__,
-                      [{"model_version_id": version_row.id, "image_id": i, "created_at": utcnow()}
-                       for i in covered[start:start + 1000]], ["model_version_id", "image_id"])
-    report.images = len(covered)
-    if not valid:
-        return report
+                      [{"model_version_id": model_version_id, "image_id": i, "created_at": utcnow()}
+                       for i in covered[start:start + _COVERAGE_BATCH]], ["model_version_id", "image_id"])
+    return len(covered)
+
+
+def _add_masks(session: Session, model_version_id: int, valid: list[_Valid], report: ImportReport) -> None:
+    """Add the valid rows' masks to their pairs (made as needed), skipping pairs that already hold a
+    mask of this version; counts them in the report."""
     concept_ids = labels_repo.concept_ids(session, {phrase for _, phrase, _, _, _ in valid})
     done_pairs = set(session.scalars(select(Mask.pair_id).join(ImageConcept, ImageConcept.id == Mask.pair_id)
-                                     .where(Mask.model_version_id == version_row.id)))
+                                     .where(Mask.model_version_id == model_version_id)))
     touched: set[int] = set()
     for image_id, phrase, mask, score, crowd in valid:
         pair = labels_repo.pair_id(session, image_id, concept_ids[phrase], polarity=Polarity.UNKNOWN,
-                                   origin=PairOrigin.EXTERNAL, model_version_id=version_row.id)
+                                   origin=PairOrigin.EXTERNAL, model_version_id=model_version_id)
         if pair in done_pairs:
             report.skipped_existing += 1
             continue
-        labels_repo.add_mask(session, pair, version_row.id, mask, score=score, is_crowd=crowd)
+        labels_repo.add_mask(session, pair, model_version_id, mask, score=score, is_crowd=crowd)
         touched.add(pair)
         report.masks += 1
     report.pairs = len(touched)
-    session.flush()
-    return report
 
 
-def _check(row: object, images: dict[int, Image],
-           categories: dict[int, str]) -> tuple[int, str, RleMask, float | None, bool]:
+def _check(row: object, images: dict[int, Image], categories: dict[int, str]) -> _Valid:
     """(image id, phrase, mask, score, crowd) of a valid row; ValueError (or MaskError) says why a row is not."""
     if not isinstance(row, dict):
         raise ValueError("not an object")

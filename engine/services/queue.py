@@ -429,34 +429,60 @@ def why_empty(session: Session, user_id: int, asked: Sequence[TaskKind], allowed
             continue
         counts, capped = census(session, user_id, kind, independent_review)
         if kind in asked:
-            blocked += [Blocked(kind, code, min(counts[code], CENSUS_CAP), capped)
-                        for code in (JUDGED, SAME_PAIR, SKIPPED) if counts.get(code)]
+            blocked += _blocked(kind, counts, capped)
             racing += counts.get("free", 0)
-        elif kind in allowed:
-            if counts.get("free"):
-                waiting.append(Waiting(kind, min(counts["free"], CENSUS_CAP), capped, True))
-        elif sum(counts.values()):
-            waiting.append(Waiting(kind, min(sum(counts.values()), CENSUS_CAP), capped, False))
+            continue
+        other = _waiting(kind, counts, capped, assigned=kind in allowed)
+        if other is not None:
+            waiting.append(other)
+    return EmptyQueue(_empty_message(asked, blocked, waiting, racing), blocked, waiting)
+
+
+def _blocked(kind: TaskKind, counts: dict[str, int], capped: bool) -> list[Blocked]:
+    """An asked-for kind's open tasks that are not for the user, one entry per reason."""
+    return [Blocked(kind, code, min(counts[code], CENSUS_CAP), capped)
+            for code in (JUDGED, SAME_PAIR, SKIPPED) if counts.get(code)]
+
+
+def _waiting(kind: TaskKind, counts: dict[str, int], capped: bool, *, assigned: bool) -> Waiting | None:
+    """A kind not asked for that has work: its tasks free for the user when it is assigned to them,
+    all its open tasks when not (None: none)."""
+    n = counts.get("free", 0) if assigned else sum(counts.values())
+    return Waiting(kind, min(n, CENSUS_CAP), capped, assigned) if n else None
+
+
+#: the lead of the message's sentence on other kinds' work, by whether the kinds are assigned
+_WAITING_LEADS = ((True, "Other kinds you may take have work: "),
+                  (False, "Waiting for kinds you are not assigned (an admin can assign them): "))
+
+
+def _empty_message(asked: Sequence[TaskKind], blocked: Sequence[Blocked], waiting: Sequence[Waiting],
+                   racing: int) -> str:
+    """The message of an empty queue, a sentence per finding."""
     names = ", ".join(KIND_NAMES[k] for k in TaskKind if k in asked)
     parts = [f"No task for you right now ({names})."]
-    for b in blocked:
-        verb = "is" if b.open == 1 and not b.capped else "are"
-        parts.append(f"{_tasks(b.open, b.capped)} of kind {KIND_NAMES[b.kind]} {verb} open but not for you: "
-                     f"{b.reason}.")
+    parts += [_blocked_sentence(b) for b in blocked]
     if racing:
         parts.append("Others were being handed out at this moment: ask again.")
-    mine = [w for w in waiting if w.assigned]
-    if mine:
-        parts.append("Other kinds you may take have work: "
-                     + "; ".join(f"{KIND_NAMES[w.kind]}, {_tasks(w.open, w.capped)}" for w in mine) + ".")
-    others = [w for w in waiting if not w.assigned]
-    if others:
-        parts.append("Waiting for kinds you are not assigned (an admin can assign them): "
-                     + "; ".join(f"{KIND_NAMES[w.kind]}, {_tasks(w.open, w.capped)}" for w in others) + ".")
+    parts += _waiting_sentences(waiting)
     if not blocked and not racing and not waiting:
         parts.append("The queue is empty: new tasks come as the pipeline sends items to people.")
-    return EmptyQueue(" ".join(parts), blocked, waiting)
+    return " ".join(parts)
 
+
+def _blocked_sentence(b: Blocked) -> str:
+    verb = "is" if b.open == 1 and not b.capped else "are"
+    return f"{_tasks(b.open, b.capped)} of kind {KIND_NAMES[b.kind]} {verb} open but not for you: {b.reason}."
+
+
+def _waiting_sentences(waiting: Sequence[Waiting]) -> list[str]:
+    """A sentence on the assigned kinds that have work, then one on the others (each only if any)."""
+    sentences: list[str] = []
+    for assigned, lead in _WAITING_LEADS:
+        kinds = [w for w in waiting if bool(w.assigned) == assigned]
+        if kinds:
+            sentences.append(lead + "; ".join(f"{KIND_NAMES[w.kind]}, {_tasks(w.open, w.capped)}" for w in kinds) + ".")
+    return sentences
 
 
 def held_by(session: Session, user_id: int) -> list[HumanTask]:

@@ -27,28 +27,43 @@ __all__ = [
 def detect_kind(uri: str) -> SourceKind:
     """Guess the kind of a source from its path."""
     path = Path(uri)
-    lower = uri.lower()
     if path.is_dir():
-        try:
-            entries = [p for p in path.iterdir() if not p.name.startswith(".")]
-        except OSError as exc:
-            raise SourceError(f"cannot list {uri}: {exc.strerror or type(exc).__name__}") from None
-        if entries and all(p.suffix.lower() == ".tar" for p in entries if p.is_file()) and any(
-            p.is_file() for p in entries
-        ) and not any(p.is_dir() for p in entries):
-            return SourceKind.WEBDATASET
-        return SourceKind.FOLDER
+        return _folder_kind(path, uri)
+    kind = _kind_by_name(uri)
+    if kind is not None:
+        return kind
+    if not path.exists():
+        raise SourceError(f"source not found: {uri}")
+    raise SourceError(
+        f"cannot tell what kind of source {uri} is; pass --kind ({', '.join(SOURCE_KINDS)})"
+    )
+
+
+def _folder_kind(path: Path, uri: str) -> SourceKind:
+    """A folder of tar shards only (hidden entries aside) is a WebDataset; any other a folder source."""
+    try:
+        entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+    except OSError as exc:
+        raise SourceError(f"cannot list {uri}: {exc.strerror or type(exc).__name__}") from None
+    return SourceKind.WEBDATASET if _only_shards(entries) else SourceKind.FOLDER
+
+
+def _only_shards(entries: list[Path]) -> bool:
+    """At least one file among the entries, every file a ``.tar``, and no subfolder."""
+    files = [p for p in entries if p.is_file()]
+    return bool(files) and all(p.suffix.lower() == ".tar" for p in files) and not any(p.is_dir() for p in entries)
+
+
+def _kind_by_name(uri: str) -> SourceKind | None:
+    """The kind the path's name says (a tar, a brace range or glob, a JSON, a list), None if none."""
+    lower = uri.lower()
     if lower.endswith(".tar") or "{" in uri or "*" in uri:
         return SourceKind.WEBDATASET
     if lower.endswith(".json"):
         return SourceKind.COCO
     if lower.endswith((".txt", ".csv", ".tsv", ".lst")):
         return SourceKind.URLS
-    if not path.exists():
-        raise SourceError(f"source not found: {uri}")
-    raise SourceError(
-        f"cannot tell what kind of source {uri} is; pass --kind ({', '.join(SOURCE_KINDS)})"
-    )
+    return None
 
 
 def open_source(
