@@ -11,13 +11,16 @@ hold the task's lease. A gold task only measures the annotator. A task picked fo
 back to the queue until enough different people judged it; their majority decides, and a tie adds one
 more review (up to ``max_reviews``). When the task is decided its labels are applied: mask states,
 the pair's exhaustivity and polarity, new masks from corrections, and a correction task when an
-annotator says instances are missing. A decided item is never overridden by the router."""
+annotator says instances are missing. A decided item is never overridden by the router.
+
+What a submission may carry and its checks (``VerdictIn``, ``MaskIn``, ``VerdictError``) live in
+engine/services/verdict_input.py and are re-exported here."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row, bindparam, or_, select, update
@@ -27,12 +30,11 @@ from engine.db.base import utcnow
 from engine.db.models import Caption, Concept, HumanTask, Image, ImageConcept, Mask, Verdict
 from engine.domain import decisions as dm
 from engine.domain.audit import in_audit_sample
-from engine.domain.masks import MaskError, from_coco_segmentation
+from engine.domain.masks import from_coco_segmentation
 from engine.domain.vocabulary import (
     HUMAN_SOURCES,
     LABEL_KEYS,
     LABELS,
-    CorrectionLabel,
     Decider,
     MaskState,
     TaskKind,
@@ -44,6 +46,15 @@ from engine.repositories import labels as labels_repo
 from engine.repositories.model_versions import source_version
 from engine.services import decide
 from engine.services.queue import LeaseLost
+from engine.services.verdict_input import (
+    MAX_ACTIVE_MS,
+    MAX_MASKS,
+    MaskIn,
+    VerdictError,
+    VerdictIn,
+    check_masks,
+    validate,
+)
 from engine.settings import QueueSettings
 
 __all__ = ["HUMAN_MASK_SOURCE", "LABELS", "MAX_ACTIVE_MS", "MAX_MASKS", "VERDICT_KIND", "ClientIdConflict", "MaskIn",
@@ -55,13 +66,7 @@ VERDICT_KIND: dict[TaskKind, VerdictKind] = {
     TaskKind.CHECK_EXHAUSTIVITY: VerdictKind.EXHAUSTIVITY,
     TaskKind.CORRECT: VerdictKind.CORRECTION,
 }
-MAX_MASKS = 256
-MAX_ACTIVE_MS = 24 * 3600 * 1000
 HUMAN_MASK_SOURCE = "human-annotation"
-
-
-class VerdictError(ValueError):
-    """The submission is invalid (HTTP 422)."""
 
 
 class ClientIdConflict(ValueError):
@@ -71,26 +76,6 @@ class ClientIdConflict(ValueError):
 class TaskIncomplete(LookupError):
     """The task lacks what its kind needs (a verify_mask task without its mask, a pair without its
     image): a fault of the stored data, not of the submission."""
-
-
-@dataclass(frozen=True)
-class MaskIn:
-    """A mask submitted with a correction: a new one (``rle``) or a kept candidate (``mask_id``)."""
-
-    rle: dict[str, Any] | None = None
-    mask_id: int | None = None
-    is_crowd: bool = False
-    tool: str = "brush"  # tracker | brush | existing
-
-
-@dataclass(frozen=True)
-class VerdictIn:
-    client_id: str
-    label: str
-    active_ms: int
-    started_at: dt.datetime | None = None
-    masks: list[MaskIn] = field(default_factory=list)
-    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,14 +174,14 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
     if retried is not None:
         return retried
     _check_turn(session, task, user_id, holder_id, supersedes_id)
-    _validate(task, body)
+    validate(task, body)
     sub = _Submission(session, task, pair_row, user_id, body, settings, now or utcnow(), source, supersedes_id)
     if task.kind == TaskKind.VERIFY_MASK:
         return _verify_mask(sub, _target_mask(task))
     if task.kind == TaskKind.CHECK_EXHAUSTIVITY:
         return _check_exhaustivity(sub)
     image = _pair_image(session, task)
-    return _correct(sub, image, _check_masks(session, task, image, body))
+    return _correct(sub, image, check_masks(session, task, image, body))
 
 
 def _lock(session: Session, task_id: int) -> tuple[Row[Any], HumanTask]:
@@ -369,55 +354,6 @@ def _check_superseded(session: Session, task: HumanTask, supersedes_id: int) -> 
         raise VerdictError("a gold task's verdict cannot be replaced")
     if session.scalars(select(Verdict.id).where(Verdict.supersedes_id == supersedes_id)).first() is not None:
         raise VerdictError(f"verdict {supersedes_id} was already replaced")
-
-
-def _validate(task: HumanTask, body: VerdictIn) -> None:
-    """The verdict's fields fit the task's kind (a correction's masks are checked against its image later)."""
-    if not 8 <= len(body.client_id) <= 64:
-        raise VerdictError("client_id must be 8–64 characters")
-    if body.label not in LABELS[task.kind]:
-        raise VerdictError(f"label {body.label!r} is not one of {', '.join(LABELS[task.kind])} for {task.kind.value}")
-    if not 0 <= body.active_ms <= MAX_ACTIVE_MS:
-        raise VerdictError("active_ms must lie between 0 and 24 hours")
-    if task.kind != TaskKind.CORRECT and body.masks:
-        raise VerdictError(f"a {task.kind.value} verdict carries no masks")
-    if task.kind == TaskKind.CORRECT:
-        _validate_correction(body)
-
-
-def _validate_correction(body: VerdictIn) -> None:
-    if body.label == CorrectionLabel.NOT_PRESENT and body.masks:
-        raise VerdictError("not_present means zero masks; remove the masks or submit 'corrected'")
-    if body.label == CorrectionLabel.CORRECTED and not body.masks:
-        raise VerdictError("'corrected' needs at least one mask; submit not_present for an absent phrase")
-    if len(body.masks) > MAX_MASKS:
-        raise VerdictError(f"at most {MAX_MASKS} masks per verdict")
-
-
-def _check_masks(session: Session, task: HumanTask, image: Image, body: VerdictIn) -> list[MaskIn]:
-    """Every mask decodes at the image's size and is not empty; kept ids belong to the pair."""
-    own = set(session.scalars(select(Mask.id).where(Mask.pair_id == task.pair_id)))
-    out = []
-    for i, m in enumerate(body.masks):
-        if (m.rle is None) == (m.mask_id is None):
-            raise VerdictError(f"mask {i}: give either rle (a new mask) or mask_id (a kept candidate)")
-        if m.mask_id is not None:
-            if m.mask_id not in own:
-                raise VerdictError(f"mask {i}: mask {m.mask_id} is not a candidate of this task")
-            out.append(m)
-            continue
-        size = (m.rle or {}).get("size")
-        if list(size or []) != [image.height, image.width]:
-            raise VerdictError(f"mask {i}: size {size} differs from the image's [{image.height}, {image.width}]")
-        try:
-            rle = from_coco_segmentation(m.rle, image.height, image.width)
-        except MaskError as exc:
-            raise VerdictError(f"mask {i}: {exc}") from None
-        if rle.area == 0:
-            raise VerdictError(f"mask {i} is empty")
-        out.append(MaskIn(rle={"size": [rle.height, rle.width], "counts": rle.counts}, is_crowd=m.is_crowd,
-                          tool=m.tool))
-    return out
 
 
 def _decision(session: Session, task: HumanTask, settings: QueueSettings, label: str,

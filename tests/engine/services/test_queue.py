@@ -27,7 +27,7 @@ from engine.db.models import (
 )
 from engine.db.session import session_scope
 from engine.domain.passwords import WeakPassword, hash_password, verify_password
-from engine.services import queue, users
+from engine.services import queue, queue_census, users
 
 KINDS = (TaskKind.VERIFY_MASK, TaskKind.CHECK_EXHAUSTIVITY)
 
@@ -202,8 +202,8 @@ def test_who_may_take_a_task_task_rule_and_pair_rule(database_url):
 
 def test_the_empty_answer_is_bounded_and_says_why(database_url, monkeypatch):
     _, (alice,) = seed(database_url, 5)
-    monkeypatch.setattr(queue, "CENSUS_CAP", 3)
-    queue._census_statement.cache_clear()  # built with the cap
+    monkeypatch.setattr(queue_census, "CENSUS_CAP", 3)
+    queue_census._census_statement.cache_clear()  # built with the cap
     try:
         with session_scope(database_url) as s:
             for task_id in s.scalars(select(HumanTask.id)):
@@ -218,7 +218,7 @@ def test_the_empty_answer_is_bounded_and_says_why(database_url, monkeypatch):
                                  "instance are open but not for you: you skipped these.")
     finally:
         monkeypatch.undo()
-        queue._census_statement.cache_clear()
+        queue_census._census_statement.cache_clear()
     with session_scope(database_url) as s:
         empty = queue.why_empty(s, alice, [TaskKind.CORRECT], allowed=[TaskKind.CORRECT])
     assert empty.blocked == [] and empty.waiting == [
