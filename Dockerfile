@@ -45,7 +45,7 @@ COPY migrations/ migrations/
 RUN pip install ".[flower]" \
     && cd / && rm -rf /src \
     && dataengine --help > /dev/null \
-    && python -c "import migrations, pipelines.celery_app, pipelines.tasks, web.app; print('schema head', migrations.head())"
+    && python -c "import migrations, pipelines.celery_app, pipelines.tasks, web.app, dataengine.serve; print('schema head', migrations.head())"
 
 USER dataengine
 WORKDIR /data
