@@ -5,10 +5,10 @@
 #       docker-compose.yml, Chromium for the browser tests), run the checked conventions
 #       (scripts/check.sh: ruff, mypy, the import contracts, the page's Node unit tests), make sure
 #       PostgreSQL and Redis are up, then run pytest.
-#   scripts/test.sh --fast [PYTEST ARGS]   the pure and SQLite tier in about two minutes: the tests
+#   scripts/test.sh --fast [PYTEST ARGS]   the pure and SQLite tier in about a minute: the tests
 #       that need no server, browser or Label Studio and run no model (markers postgres, redis,
 #       rabbitmq, browser, label_studio, models, slow; see tests/conftest.py). No service is checked
-#       or started and Chromium is not installed.
+#       or started and Chromium is not installed; the tests run in up to four processes (pytest-xdist).
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,10 @@ if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1 \
   fi
 fi
 if [ $fast = 1 ]; then
-  exec .venv/bin/python -m pytest -m "$FAST_TIER" "$@"
+  # no shared server in this tier, so its tests may run side by side (one process per core, at most four)
+  workers=$(nproc 2>/dev/null || echo 2)
+  [ "$workers" -gt 4 ] && workers=4
+  exec .venv/bin/python -m pytest -n "$workers" -m "$FAST_TIER" "$@"
 fi
 # lint, types, import contracts and the JS unit tests first: a broken convention fails in seconds
 scripts/check.sh
