@@ -6,10 +6,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from engine.ports import JobRunner, ModelProvider
 from engine.settings import Settings
 from pipelines.jobs import PipelineJobs
 from pipelines.models import ModelCache
 from web import app as web_app
+
+
+def ports(settings: Settings) -> tuple[JobRunner, ModelProvider]:
+    """The real ports on ``settings``: jobs run by pipelines/, the click-to-segment model from the
+    process's model cache. Declared as the entry point ``dataengine.web: ports`` (pyproject.toml), so
+    ``web.app.create_app`` finds them when it is called without them."""
+    return PipelineJobs(settings), ModelCache(settings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

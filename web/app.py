@@ -143,10 +143,15 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
 
 
 def create_app(settings: Settings | None = None, *, jobs: JobRunner | None = None,
-               models: ModelProvider | None = None) -> FastAPI:
+               models: ModelProvider | None = None, installed_ports: bool = True) -> FastAPI:
     """The app on ``settings`` (default: read from the environment). ``jobs`` starts mining jobs and
-    ``models`` gives the click-to-segment model; without them those endpoints answer 503."""
+    ``models`` gives the click-to-segment model. A port not given is taken from the installed
+    composition root (:func:`installed_ports`) unless ``installed_ports`` is false; without one, its
+    endpoints answer 503."""
     settings = settings or Settings()
+    if installed_ports and (jobs is None or models is None):
+        found_jobs, found_models = _installed_ports(settings)
+        jobs, models = jobs or found_jobs, models or found_models
     app = FastAPI(title="Data Engine", version="0.1.0", docs_url="/docs", openapi_url="/openapi.json",
                   redoc_url=None, lifespan=_lifespan(settings), description=API_DESCRIPTION,
                   responses=ERROR_RESPONSES)
@@ -164,6 +169,22 @@ def create_app(settings: Settings | None = None, *, jobs: JobRunner | None = Non
     errors.install(app)
     app.add_middleware(Guard, max_body=settings.serve.max_body_bytes)
     return app
+
+
+#: the entry-point group where a distribution declares the ports the web app runs with
+PORTS_GROUP = "dataengine.web"
+
+
+def _installed_ports(settings: Settings) -> tuple[JobRunner | None, ModelProvider | None]:
+    """The ports the installed distribution declares: the entry point ``ports`` of the group
+    ``dataengine.web`` (this project's pyproject.toml names ``dataengine.serve:ports``), a function of
+    the settings. The web layer names no module of pipelines/: the composition is declared, not imported."""
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=PORTS_GROUP, name="ports"):
+        factory: Callable[[Settings], tuple[JobRunner, ModelProvider]] = point.load()
+        return factory(settings)
+    return None, None
 
 
 def _page(filename: str) -> Callable[[], Response]:

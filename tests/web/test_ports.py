@@ -84,7 +84,7 @@ def test_jobs_start_through_the_port_given_to_the_factory(web_settings):
 
 def test_without_a_job_runner_starting_a_job_answers_503(web_settings):
     (web_settings.data_dir / "sources" / "photos").mkdir(parents=True)
-    client = signed_in(create_app(web_settings))
+    client = signed_in(create_app(web_settings, installed_ports=False))
     assert client.get("/api/v1/jobs").json()["total"] == 0
     response = client.post("/api/v1/jobs", json={"source": "photos"})
     assert response.status_code == 503 and response.json()["code"] == "unavailable"
@@ -120,3 +120,17 @@ def test_domain_errors_become_the_contracts_answers(web_settings, error, status,
 
 def test_every_mapped_error_is_a_status_of_the_contract():
     assert all(400 <= status < 600 for status, _ in DOMAIN_ERRORS.values())
+
+
+def test_the_plain_factory_runs_with_the_ports_the_distribution_declares(web_settings):
+    """web.app.create_app without ports finds the composition root through the entry point
+    dataengine.web:ports (web never imports pipelines/); given ports win over the installed ones."""
+    from pipelines.jobs import PipelineJobs
+    from pipelines.models import ModelCache
+
+    app = create_app(web_settings)
+    assert isinstance(app.state.jobs, PipelineJobs) and isinstance(app.state.models, ModelCache)
+    given = FakeJobs()
+    assert create_app(web_settings, jobs=given).state.jobs is given
+    bare = create_app(web_settings, installed_ports=False)
+    assert bare.state.jobs is None and bare.state.models is None
