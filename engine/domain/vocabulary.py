@@ -208,6 +208,13 @@ LABELS: dict[TaskKind, tuple[MaskLabel | PairLabel | CorrectionLabel, ...]] = {
     TaskKind.CORRECT: tuple(CorrectionLabel),
 }
 
+#: the kind of verdict a task of each kind records (the queue's verdicts; `dataengine check` holds them to it)
+VERDICT_KIND: dict[TaskKind, VerdictKind] = {
+    TaskKind.VERIFY_MASK: VerdictKind.MASK,
+    TaskKind.CHECK_EXHAUSTIVITY: VerdictKind.EXHAUSTIVITY,
+    TaskKind.CORRECT: VerdictKind.CORRECTION,
+}
+
 #: the keyboard key of each label word, per task kind (the API sends them with each task; the page's own
 #: keys — navigation, zoom, crowd, digits selecting masks — are not among them)
 LABEL_KEYS: dict[TaskKind, dict[str, str]] = {

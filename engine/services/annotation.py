@@ -35,11 +35,11 @@ from engine.domain.vocabulary import (
     HUMAN_SOURCES,
     LABEL_KEYS,
     LABELS,
+    VERDICT_KIND,
     Decider,
     MaskState,
     TaskKind,
     TaskState,
-    VerdictKind,
     VerdictSource,
 )
 from engine.repositories import labels as labels_repo
@@ -61,11 +61,6 @@ __all__ = ["HUMAN_MASK_SOURCE", "LABELS", "MAX_ACTIVE_MS", "MAX_MASKS", "VERDICT
            "Submitted", "TaskIncomplete", "VerdictError", "VerdictIn", "describe", "submit"]
 
 #: the kind of verdict a task of each kind records
-VERDICT_KIND: dict[TaskKind, VerdictKind] = {
-    TaskKind.VERIFY_MASK: VerdictKind.MASK,
-    TaskKind.CHECK_EXHAUSTIVITY: VerdictKind.EXHAUSTIVITY,
-    TaskKind.CORRECT: VerdictKind.CORRECTION,
-}
 HUMAN_MASK_SOURCE = "human-annotation"
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 from engine.db.models import HumanTask, ImageConcept, Mask, Verdict
 from engine.domain.invariants import BY_CODE, MEDIA_CODES
 from engine.domain.masks import MaskError, validate_rle
-from engine.domain.vocabulary import MaskState, Polarity, TaskKind, TaskState, VerdictKind
+from engine.domain.vocabulary import VERDICT_KIND, MaskState, Polarity, TaskKind, TaskState
 from engine.services import check_media
 from engine.services.check_media import MediaCheck
 
@@ -187,13 +187,9 @@ def _t2_row(r: Any) -> Violation:
                      f"supersedes: {', '.join(map(str, verdicts))}")
 
 
-_VERDICT_KIND = {TaskKind.VERIFY_MASK: VerdictKind.MASK, TaskKind.CHECK_EXHAUSTIVITY: VerdictKind.EXHAUSTIVITY,
-                 TaskKind.CORRECT: VerdictKind.CORRECTION}
-
-
 def _t3(_session: Session) -> Rows:
     replaced = aliased(Verdict, name="replaced")
-    kind_differs = or_(*(and_(HumanTask.kind == tk, Verdict.kind != vk) for tk, vk in _VERDICT_KIND.items()))
+    kind_differs = or_(*(and_(HumanTask.kind == tk, Verdict.kind != vk) for tk, vk in VERDICT_KIND.items()))
     return (select(Verdict.id, Verdict.task_id, Verdict.user_id, Verdict.kind, Verdict.pair_id, Verdict.mask_id,
                    Verdict.supersedes_id, HumanTask.kind.label("task_kind"), HumanTask.pair_id.label("task_pair_id"),
                    HumanTask.mask_id.label("task_mask_id"), replaced.task_id.label("replaced_task_id"))
@@ -211,7 +207,7 @@ def _t3(_session: Session) -> Rows:
 
 def _t3_row(r: Any) -> Violation:
     wrong = []
-    if r.task_kind is not None and _VERDICT_KIND[r.task_kind] != r.kind:
+    if r.task_kind is not None and VERDICT_KIND[r.task_kind] != r.kind:
         wrong.append(f"kind {plain_value(r.kind)} on a {plain_value(r.task_kind)} task")
     if r.task_kind is not None and r.pair_id != r.task_pair_id:
         wrong.append(f"pair {r.pair_id} ≠ the task's pair {r.task_pair_id}")
