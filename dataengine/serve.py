@@ -24,4 +24,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The app on ``settings`` (default: read from the environment) with jobs run by pipelines/ and
     the click-to-segment model from the process's model cache (loaded on first use)."""
     settings = settings or Settings()
-    return web_app.create_app(settings, jobs=PipelineJobs(settings), models=ModelCache(settings))
+    jobs, models = ports(settings)
+    return web_app.create_app(settings, jobs=jobs, models=models)
