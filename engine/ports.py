@@ -9,7 +9,7 @@ running and the click-to-segment model only through :class:`JobRunner` and :clas
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -235,3 +235,61 @@ class ModelProvider(Protocol):
     """The models the web app runs itself, each built on first use and kept for the process."""
 
     def segmenter(self) -> PointSegmenter: ...
+
+
+# --- video (SAM 3 on video: masklet proposals, the video page's tracker) ---------------------------
+
+
+class FrameSource(Protocol):
+    """The sampled frames of one video, read one at a time (never all in memory)."""
+
+    @property
+    def frame_count(self) -> int: ...
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of every frame."""
+
+    def frame(self, index: int) -> Image.Image:
+        """Frame ``index`` (0-based among the sampled frames), RGB."""
+
+
+@dataclass(frozen=True)
+class TrackedObject:
+    """One object on one frame: ``object_id`` names the masklet across the video's frames."""
+
+    object_id: int
+    mask: NDArray[np.bool_]  # bool H×W at the frame's size
+    score: float
+    phrase_index: int = 0  # which of the phrases prompted it (the proposer); 0 for a click
+
+
+@dataclass(frozen=True)
+class FrameObjects:
+    """What a video model found on one frame."""
+
+    frame_index: int
+    objects: list[TrackedObject]
+
+
+class MaskletProposer(Protocol):
+    """SAM 3 on video: every phrase of a video as a text prompt of one session (vision features shared),
+    propagated over the frames."""
+
+    stamp: ModelStamp
+
+    def propose_video(self, frames: FrameSource, phrases: Sequence[str]) -> Iterator[FrameObjects]:
+        """Per sampled frame, in frame order: the objects found for the phrases. Object ids are stable
+        over the whole video (windows are stitched). Memory does not grow with the video's length."""
+
+
+class VideoTracker(Protocol):
+    """Click to segment on a video frame, then propagate (SAM 3 tracker on video)."""
+
+    stamp: ModelStamp
+
+    def track(self, frames: FrameSource, frame_index: int, points: Sequence[tuple[float, float, int]],
+              *, window: tuple[int, int]) -> Iterator[FrameObjects]:
+        """The clicked frame first (its mask at once), then the frames after it, then those before it,
+        within ``window`` = (first, last) sampled frame, inclusive. Points: (x, y, label) in the
+        frame's pixels, label 1 positive / 0 negative; one object, id 1."""

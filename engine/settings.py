@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from engine.video_settings import VideoSettings
+
 CONFIG_FILE_ENV = "DATAENGINE_CONFIG_FILE"
 
 
@@ -344,6 +346,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     serve: ServeSettings = ServeSettings()
     labelstudio: LabelStudioSettings = LabelStudioSettings()
+    video: VideoSettings = VideoSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

@@ -14,7 +14,6 @@ that produced it. Relations are ``lazy="raise"``: load explicitly what you need.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from typing import Any
 
 from sqlalchemy import (
@@ -22,7 +21,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    Enum,
     Float,
     ForeignKey,
     Index,
@@ -34,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from engine.db.base import Base, utcnow
+from engine.db.base import Base, portable_enum, utcnow
 from engine.domain.vocabulary import (  # the vocabulary lives in the domain; the ORM stores it
     BridgeState,
     Decider,
@@ -53,18 +51,7 @@ from engine.domain.vocabulary import (  # the vocabulary lives in the domain; th
     VerdictSource,
 )
 
-
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    """A portable enum: VARCHAR + CHECK constraint on every database, values stored as text."""
-    return Enum(
-        cls,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=32,
-        values_callable=lambda members: [m.value for m in members],
-        validate_strings=True,
-    )
+_enum = portable_enum
 
 
 class User(Base):
@@ -201,6 +188,7 @@ class JobItem(Base):
     dispatched_at: Mapped[dt.datetime | None] = mapped_column()  # last handed to the broker
     retry_at: Mapped[dt.datetime | None] = mapped_column()  # a transient failure: retried by the healer
     image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
+    video_id: Mapped[int | None] = mapped_column(ForeignKey("videos.id", ondelete="SET NULL"))  # a video job's item
     duplicate_distance: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[dt.datetime | None] = mapped_column()
@@ -265,11 +253,18 @@ class StageItem(Base):
 
 
 class Caption(Base):
+    """A caption of an image, or of a video (its captioner ran on a few keyframes)."""
+
     __tablename__ = "captions"
-    __table_args__ = (UniqueConstraint("image_id", "model_version_id", "text_sha256"),)
+    __table_args__ = (
+        UniqueConstraint("image_id", "model_version_id", "text_sha256"),
+        UniqueConstraint("video_id", "model_version_id", "text_sha256"),
+        CheckConstraint("(image_id IS NULL) <> (video_id IS NULL)", name="one_medium"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    video_id: Mapped[int | None] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
     model_version_id: Mapped[int] = mapped_column(
         ForeignKey("model_versions.id", ondelete="RESTRICT")
     )
@@ -289,13 +284,19 @@ class Concept(Base):
 
 
 class ImageConcept(Base):
-    """An (image, noun phrase) pair: the unit of work of every later stage."""
+    """A (medium, noun phrase) pair: the unit of work of every later stage. The medium is an image or
+    a video (exactly one of ``image_id`` / ``video_id``); a video pair's masks are masklets."""
 
     __tablename__ = "image_concepts"
-    __table_args__ = (UniqueConstraint("image_id", "concept_id"),)
+    __table_args__ = (
+        UniqueConstraint("image_id", "concept_id"),
+        UniqueConstraint("video_id", "concept_id"),
+        CheckConstraint("(image_id IS NULL) <> (video_id IS NULL)", name="one_medium"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    video_id: Mapped[int | None] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"))
     concept_id: Mapped[int] = mapped_column(ForeignKey("concepts.id", ondelete="CASCADE"), index=True)
     polarity: Mapped[Polarity] = mapped_column(_enum(Polarity, "polarity"))
     origin: Mapped[PairOrigin] = mapped_column(_enum(PairOrigin, "pair_origin"))
@@ -330,6 +331,10 @@ class Mask(Base):
     area: Mapped[int] = mapped_column(Integer)
     score: Mapped[float | None] = mapped_column(Float)
     is_crowd: Mapped[bool] = mapped_column(Boolean, default=False)
+    # a masklet (a video pair's mask): the sampled frames it spans; its per-frame masks are
+    # MaskletFrame rows and the columns above describe its largest frame. NULL for an image's mask.
+    first_frame: Mapped[int | None] = mapped_column(Integer)
+    last_frame: Mapped[int | None] = mapped_column(Integer)
     state: Mapped[MaskState] = mapped_column(_enum(MaskState, "mask_state"), default=MaskState.CANDIDATE,
                                              server_default=MaskState.CANDIDATE.value)
     decided_by: Mapped[Decider | None] = mapped_column(_enum(Decider, "decider"))
@@ -557,3 +562,11 @@ class PredictionImage(Base):
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# the video tables (engine/db/video.py) register on the same metadata; re-exported for the ORM's users
+from engine.db.video import MaskletFrame as MaskletFrame  # noqa: E402
+from engine.db.video import TrackFrame as TrackFrame  # noqa: E402
+from engine.db.video import TrackRequest as TrackRequest  # noqa: E402
+from engine.db.video import Video as Video  # noqa: E402
+from engine.db.video import VideoFrame as VideoFrame  # noqa: E402

@@ -126,6 +126,23 @@ class SourceKind(enum.StrEnum):
     URLS = "urls"  # a text file of image URLs
     WEBDATASET = "webdataset"  # WebDataset tar shards
     COCO = "coco"  # a COCO JSON with its images
+    FRAMES = "frames"  # a directory of frame folders: one folder = one video, frames ordered by name
+
+
+class MediaKind(enum.StrEnum):
+    """What a job mines and a pair is about: a still image or a video (job option ``media``)."""
+
+    IMAGE = "image"
+    VIDEO = "video"
+
+
+class TrackState(enum.StrEnum):
+    """A tracker request from the video page (a click on a frame → a masklet, propagated on a worker)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
 
 
 class LabelSource(enum.StrEnum):

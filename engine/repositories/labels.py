@@ -72,4 +72,5 @@ def phrases_of_images(session: Session, image_ids: list[int], *,
              .where(ImageConcept.image_id.in_(image_ids), ImageConcept.polarity != Polarity.NEGATIVE))
     if exclude_origin is not None:
         query = query.where(ImageConcept.origin != exclude_origin)
-    return [(pid, image_id, text) for pid, image_id, text in session.execute(query.order_by(ImageConcept.id))]
+    return [(pid, image_id, text) for pid, image_id, text in session.execute(query.order_by(ImageConcept.id))
+            if image_id is not None]

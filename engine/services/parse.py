@@ -31,7 +31,8 @@ def parse_batch(session: Session, parser: PhraseParser, job_id: int, image_ids: 
     per_image = timer.elapsed / max(len(items), 1)
     by_image: dict[int, list[tuple[int, str]]] = {}
     for caption_id, image_id, text in captions:
-        by_image.setdefault(image_id, []).append((caption_id, text))
+        if image_id is not None:
+            by_image.setdefault(image_id, []).append((caption_id, text))
     found: list[tuple[int, str, int | None]] = []  # (image, phrase, caption it came from)
     with session.no_autoflush:
         for item in items:

@@ -55,12 +55,14 @@ def promote(session: Session, version_id: int, *, rescore: bool = True) -> Promo
     return promotion
 
 
-def undecided_images(kind: ModelKind) -> Select[int]:
+def undecided_images(kind: ModelKind) -> Select[int | None]:
     """Images with an item of this verifier's kind that no person has decided (a subquery)."""
     if kind == ModelKind.MASK_VERIFIER:
         return (select(ImageConcept.image_id).join(Mask, Mask.pair_id == ImageConcept.id)
-                .where(or_(Mask.decided_by.is_(None), Mask.decided_by != Decider.HUMAN)))
+                .where(ImageConcept.image_id.is_not(None),
+                       or_(Mask.decided_by.is_(None), Mask.decided_by != Decider.HUMAN)))
     return select(ImageConcept.image_id).where(
+        ImageConcept.image_id.is_not(None),
         or_(ImageConcept.decided_by.is_(None), ImageConcept.decided_by != Decider.HUMAN))
 
 

@@ -123,8 +123,8 @@ def ground_truth_pairs(session: Session, label_source: str = LabelSource.HUMAN) 
     exports too: a negative, or an exhaustive pair without a crowd mask (a group of instances
     cannot be matched one to one). Its accepted masks are its ground-truth masks."""
     rows = session.execute(select(ImageConcept.id, ImageConcept.image_id).where(
-        GroundTruth(label_source).instance_exhaustive_pair()))
-    return {pair_id: image_id for pair_id, image_id in rows}
+        ImageConcept.image_id.is_not(None), GroundTruth(label_source).instance_exhaustive_pair()))
+    return {pair_id: image_id for pair_id, image_id in rows if image_id is not None}
 
 
 def scored_pairs(session: Session, version: ModelVersion, truth: dict[int, int]) -> list[int]:
