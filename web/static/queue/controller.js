@@ -9,6 +9,7 @@ import {createMode} from "./kinds/index.js";
 import * as panel from "./panel.js";
 import {QueueState, emptyReason, retryDelayMs} from "./state.js";
 import {notify, setState, stageMessage, uuid} from "./ui.js";
+import {taskPicture} from "./video/media.js";
 
 const POLL_MS = 10_000; // empty queue: ask again this often
 const IDLE_HOLD_MS = 10 * 60_000; // after this long without input, leases are no longer renewed
@@ -64,7 +65,7 @@ export class QueueController {
       return null;
     }
     const entry = {task, img: null, imgError: null};
-    try { entry.img = await loadImage(task.image.url); } catch (err) { entry.imgError = err.message; }
+    try { entry.img = await loadImage(taskPicture(task).url); } catch (err) { entry.imgError = err.message; }
     return entry;
   }
 
@@ -127,7 +128,8 @@ export class QueueController {
     entry.clock.start(performance.now(), !document.hidden);
     panel.showTask(entry);
     stageMessage("");
-    if (entry.img) this.viewer.setImage(entry.img, t.image.width, t.image.height);
+    const picture = taskPicture(t); // an image task's image, a video task's first frame
+    if (entry.img) this.viewer.setImage(entry.img, picture.width, picture.height);
     else { this.viewer.clear(); stageMessage(`Image unavailable (${entry.imgError}). Skip this task with K.`, true); }
     try {
       entry.mode = entry.mode || createMode(entry, this.page);

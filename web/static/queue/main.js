@@ -54,6 +54,8 @@ function savedKinds() {
 function onKeyDown(e) {
   if (e.key === " " && !isTyping(e.target)) {
     e.preventDefault();
+    const play = queue.current?.mode.keys?.[" "]; // a video task: Space plays and pauses
+    if (play) { if (!e.repeat && queue.ready()) play(e); return; }
     viewer.setSpace(true);
     return;
   }
@@ -73,7 +75,7 @@ function onKeyDown(e) {
   const handler = entry.mode.keys[key] || PAGE_KEYS[key];
   if (!handler) return;
   e.preventDefault();
-  if (e.repeat && !REPEATING_KEYS.includes(key)) return;
+  if (e.repeat && !REPEATING_KEYS.includes(key) && !entry.mode.repeating?.includes(key)) return;
   handler(e);
 }
 
