@@ -237,6 +237,15 @@ class ModelProvider(Protocol):
     def segmenter(self) -> PointSegmenter: ...
 
 
+class TrackRunner(Protocol):
+    """Runs the video page's tracker requests (``track_requests`` rows, committed as queued) off the
+    web process: on a worker's gpu queue, or in a background thread of this process (embedded mode).
+    The web process never loads a video model itself."""
+
+    def submit(self, request_id: int) -> None:
+        """Hand the request over; returns at once. Raises JobNotEnqueued when it cannot be handed over."""
+
+
 # --- video (SAM 3 on video: masklet proposals, the video page's tracker) ---------------------------
 
 

@@ -30,21 +30,19 @@ from engine.db.base import utcnow
 from engine.db.models import Caption, Concept, HumanTask, Image, ImageConcept, Mask, Verdict
 from engine.domain import decisions as dm
 from engine.domain.audit import in_audit_sample
-from engine.domain.masks import from_coco_segmentation
 from engine.domain.vocabulary import (
     HUMAN_SOURCES,
     LABEL_KEYS,
     LABELS,
     VERDICT_KIND,
-    Decider,
     MaskState,
+    MediaKind,
     TaskKind,
     TaskState,
     VerdictSource,
 )
-from engine.repositories import labels as labels_repo
-from engine.repositories.model_versions import source_version
-from engine.services import decide
+from engine.services import decide, video_correction, video_review
+from engine.services.corrections import HUMAN_MASK_SOURCE, Correction, DrawnMasks
 from engine.services.queue import LeaseLost
 from engine.services.verdict_input import (
     MAX_ACTIVE_MS,
@@ -59,10 +57,6 @@ from engine.settings import QueueSettings
 
 __all__ = ["HUMAN_MASK_SOURCE", "LABELS", "MAX_ACTIVE_MS", "MAX_MASKS", "VERDICT_KIND", "ClientIdConflict", "MaskIn",
            "Submitted", "TaskIncomplete", "VerdictError", "VerdictIn", "describe", "submit"]
-
-#: the kind of verdict a task of each kind records
-HUMAN_MASK_SOURCE = "human-annotation"
-
 
 class ClientIdConflict(ValueError):
     """The client id belongs to another verdict (HTTP 409)."""
@@ -88,9 +82,9 @@ class Submitted:
 _FIRST_CAPTION = (select(Caption.text).where(Caption.image_id == Image.id).order_by(Caption.id).limit(1)
                   .correlate(Image).scalar_subquery())
 _DESCRIBE_PAIR = (
-    select(ImageConcept.id, Image.id.label("image_id"), Image.width, Image.height, Concept.text,
-           _FIRST_CAPTION.label("caption"))
-    .join(Image, Image.id == ImageConcept.image_id).join(Concept, Concept.id == ImageConcept.concept_id)
+    select(ImageConcept.id, ImageConcept.video_id, Image.id.label("image_id"), Image.width, Image.height,
+           Concept.text, _FIRST_CAPTION.label("caption"))
+    .outerjoin(Image, Image.id == ImageConcept.image_id).join(Concept, Concept.id == ImageConcept.concept_id)
     .where(ImageConcept.id == bindparam("pair_id")))
 _DESCRIBE_MASKS = (
     select(Mask.id, Mask.height, Mask.width, Mask.rle_counts, Mask.bbox_x, Mask.bbox_y, Mask.bbox_w, Mask.bbox_h,
@@ -103,23 +97,29 @@ _DESCRIBE_MASKS = (
 def describe(session: Session, task: HumanTask) -> dict[str, Any]:
     """The task as the page needs it: image, phrase, caption and the pair's candidate masks (and the
     task's own mask even when it was rejected meanwhile). Gold tasks look exactly like others (no
-    answer, no flag). Every value is a JSON type already."""
+    answer, no flag). Every value is a JSON type already. ``media`` says which: a video task's
+    video, masklets and frames are described by engine/services/video_review.py."""
     pair = session.execute(_DESCRIBE_PAIR, {"pair_id": task.pair_id}).one()
-    masks = session.execute(_DESCRIBE_MASKS, {"pair_id": task.pair_id, "target_id": task.mask_id}).all()
-    # a gold copy's mask was decided (that is its known answer): shown as an open task's mask is
-    asked = task.mask_id if task.is_gold else None
-    return {
+    common = {
         "id": task.id, "kind": task.kind.value, "labels": list(LABELS[task.kind]),
         "keys": {str(label): key for label, key in LABEL_KEYS[task.kind].items()},
         "lease_expires_at": task.lease_expires_at.isoformat() if task.lease_expires_at else None,
+        "phrase": pair.text, "target_mask_id": task.mask_id,
+        "reason": task.reason,  # a gold copy carries the wording of an ordinary task of its kind
+    }
+    if pair.video_id is not None:
+        return common | video_review.describe(session, task, pair.video_id)
+    masks = session.execute(_DESCRIBE_MASKS, {"pair_id": task.pair_id, "target_id": task.mask_id}).all()
+    # a gold copy's mask was decided (that is its known answer): shown as an open task's mask is
+    asked = task.mask_id if task.is_gold else None
+    return common | {
+        "media": MediaKind.IMAGE.value, "caption": pair.caption,
         "image": {"id": pair.image_id, "width": pair.width, "height": pair.height,
                   "url": f"/api/v1/images/{pair.image_id}"},
-        "phrase": pair.text, "caption": pair.caption, "target_mask_id": task.mask_id,
         "masks": [{"id": m.id, "rle": {"size": [m.height, m.width], "counts": m.rle_counts},
                    "bbox": [m.bbox_x, m.bbox_y, m.bbox_w, m.bbox_h], "area": m.area, "score": m.score,
                    "is_crowd": m.is_crowd, "state": (MaskState.CANDIDATE if m.id == asked else m.state).value}
                   for m in masks],
-        "reason": task.reason,  # a gold copy carries the wording of an ordinary task of its kind
     }
 
 
@@ -163,7 +163,7 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
     need not be leased then, and the new label is applied over the old one.
 
     Checks common to every kind here; then the handler of the task's kind, handed what that kind
-    needs (the mask a verify_mask task asks about; the image and the checked masks of a correction)."""
+    needs (the mask a verify_mask task asks about; a correction's masks checked against its image or video)."""
     pair_row, task = _lock(session, task_id)
     retried = _retried(session, task, user_id, body.client_id)
     if retried is not None:
@@ -175,8 +175,11 @@ def submit(session: Session, task_id: int, user_id: int, body: VerdictIn, settin
         return _verify_mask(sub, _target_mask(task))
     if task.kind == TaskKind.CHECK_EXHAUSTIVITY:
         return _check_exhaustivity(sub)
+    video = video_correction.video_of(session, task.pair_id)
+    if video is not None:
+        return _correct(sub, video_correction.check(session, task, video, body))
     image = _pair_image(session, task)
-    return _correct(sub, image, check_masks(session, task, image, body))
+    return _correct(sub, DrawnMasks(image, check_masks(session, task, image, body)))
 
 
 def _lock(session: Session, task_id: int) -> tuple[Row[Any], HumanTask]:
@@ -252,32 +255,29 @@ def _check_exhaustivity(sub: _Submission) -> Submitted:
                   (facts, dm.judge_pair(facts, label, task_id=sub.task.id, redecide=sub.redecide)))
 
 
-def _correct(sub: _Submission, image: Image, masks: list[MaskIn]) -> Submitted:
-    """correct: exactly the kept candidates and the drawn masks are the pair's (none: not present).
-    A kept mask keeps the crowd flag the person gave it; drawn masks are stored as accepted. On a
-    conflict nothing is lost: the drawn masks stay in the verdict."""
-    payload = _payload(sub, masks)
+def _correct(sub: _Submission, plan: Correction) -> Submitted:
+    """correct: exactly the kept candidates and the new masks are the pair's (none: not present).
+    A kept mask keeps the crowd flag the person gave it; new masks (drawn; of a video: cut or
+    tracked masklets) are stored as accepted. On a conflict nothing is lost: they stay in the verdict."""
+    payload = _payload(sub, plan.recorded())
     label = _decided_label(sub)
     if label is None:
         return _store(sub, payload, None)
     facts = _facts(sub)
-    outcome = dm.correct(facts, [m.mask_id for m in masks if m.mask_id is not None],
-                         sum(1 for m in masks if m.rle is not None), task_id=sub.task.id, redecide=sub.redecide)
+    outcome = dm.correct(facts, list(plan.kept), plan.n_new, task_id=sub.task.id, redecide=sub.redecide)
     if outcome.conflict is not None:
-        if masks:
-            payload["masks"] = [{"mask_id": m.mask_id, "tool": m.tool, "is_crowd": m.is_crowd, "rle": m.rle}
-                                for m in masks]
+        if payload.get("masks"):
+            payload["masks"] = plan.recorded(whole=True)
     else:
-        for m in masks:
-            if m.mask_id is not None:
-                sub.session.execute(update(Mask).where(Mask.id == m.mask_id).values(is_crowd=m.is_crowd)
-                                    .execution_options(synchronize_session="fetch"))
-        payload["new_mask_ids"] = _add_drawn(sub.session, sub.task.pair_id, image, masks)
+        for mask_id, is_crowd in plan.kept.items():
+            sub.session.execute(update(Mask).where(Mask.id == mask_id).values(is_crowd=is_crowd)
+                                .execution_options(synchronize_session="fetch"))
+        payload["new_mask_ids"] = plan.add(sub.session, sub.task.pair_id)
     return _store(sub, payload, (facts, outcome))
 
 
 # -------------------------------------------------------------------------- what every kind shares
-def _payload(sub: _Submission, masks: list[MaskIn]) -> dict[str, Any]:
+def _payload(sub: _Submission, masks: list[dict[str, Any]]) -> dict[str, Any]:
     """The verdict's payload: the comment, a gold task's answer check, the correction's masks."""
     task, body = sub.task, sub.body
     payload: dict[str, Any] = {}
@@ -288,7 +288,7 @@ def _payload(sub: _Submission, masks: list[MaskIn]) -> dict[str, Any]:
         payload.update(gold=True, gold_item_id=task.gold_item_id, expected=expected,
                        gold_correct=body.label == expected)
     if masks:
-        payload["masks"] = [{"mask_id": m.mask_id, "tool": m.tool, "is_crowd": m.is_crowd} for m in masks]
+        payload["masks"] = masks
     return payload
 
 
@@ -371,17 +371,3 @@ def _decision(session: Session, task: HumanTask, settings: QueueSettings, label:
     if tied:
         return labels[-1]
     return counts[0][0]
-
-
-def _add_drawn(session: Session, pair_id: int, image: Image, masks: list[MaskIn]) -> list[int]:
-    """The masks a correction drew, stored as accepted by a person (the decision model said so)."""
-    version = source_version(session, HUMAN_MASK_SOURCE)
-    rows = []
-    for m in masks:
-        if m.rle is not None:
-            rle = from_coco_segmentation(m.rle, image.height, image.width)
-            row = labels_repo.add_mask(session, pair_id, version.id, rle, score=None, is_crowd=m.is_crowd)
-            row.state, row.decided_by = MaskState.ACCEPTED, Decider.HUMAN
-            rows.append(row)
-    session.flush()
-    return [r.id for r in rows]

@@ -26,12 +26,16 @@ class VerdictError(ValueError):
 
 @dataclass(frozen=True)
 class MaskIn:
-    """A mask submitted with a correction: a new one (``rle``) or a kept candidate (``mask_id``)."""
+    """A mask submitted with a correction: a new one (``rle``) or a kept candidate (``mask_id``); of a
+    video pair, a kept masklet (``mask_id``, optionally cut to ``frame_range``) or a new masklet from a
+    finished tracker request of the task (``track_id``, optionally cut to ``frame_range``)."""
 
     rle: dict[str, Any] | None = None
     mask_id: int | None = None
     is_crowd: bool = False
     tool: str = "brush"  # tracker | brush | existing
+    track_id: int | None = None  # video: a tracker request's masklet
+    frame_range: tuple[int, int] | None = None  # video: first and last sampled frame kept, inclusive
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ def check_masks(session: Session, task: HumanTask, image: Image, body: VerdictIn
     own = set(session.scalars(select(Mask.id).where(Mask.pair_id == task.pair_id)))
     out = []
     for i, m in enumerate(body.masks):
+        if m.track_id is not None or m.frame_range is not None:
+            raise VerdictError(f"mask {i}: track_id and frame_range are for video tasks")
         if (m.rle is None) == (m.mask_id is None):
             raise VerdictError(f"mask {i}: give either rle (a new mask) or mask_id (a kept candidate)")
         if m.mask_id is not None:
