@@ -25,18 +25,8 @@ def parse_batch(session: Session, parser: PhraseParser, job_id: int, image_ids: 
         select(Caption.id, Caption.image_id, Caption.text)
         .where(Caption.image_id.in_([i.subject_id for i in items])).order_by(Caption.id)
     ).all()
-    texts = sorted({text for _, _, text in captions})
-    with Timer(report, "model") as timer:
-        answers = dict(zip(texts, call_split(lambda batch: parser.parse(batch), texts), strict=True))
-    per_image = timer.elapsed / max(len(items), 1)
-    by_image: dict[int, list[tuple[int, str]]] = {}
-    for caption_id, image_id, text in captions:
-        if image_id is not None:
-            by_image.setdefault(image_id, []).append((caption_id, text))
-    found: list[tuple[int, str, int | None]] = []  # (image, phrase, caption it came from)
     with session.no_autoflush:
-        for item in items:
-            found += _parse_image(report, item, by_image.get(item.subject_id, []), answers, version, per_image)
+        found = parse_captions(report, items, [(c, i, t) for c, i, t in captions], parser, version)
     # one statement for the concepts and one for the pairs of the whole batch
     concept_ids = labels_repo.concept_ids(session, {phrase for _, phrase, _ in found})
     labels_repo.add_pairs(session, [(image_id, concept_ids[phrase], caption_id)
@@ -44,6 +34,25 @@ def parse_batch(session: Session, parser: PhraseParser, job_id: int, image_ids: 
                           polarity=Polarity.UNKNOWN, origin=PairOrigin.CAPTION, model_version_id=version)
     session.flush()
     return report
+
+
+def parse_captions(report: StageReport, items: list[StageItem], captions: list[tuple[int, int | None, str]],
+                   parser: PhraseParser, version: int) -> list[tuple[int, str, int | None]]:
+    """Parse the captions (caption id, subject id, text) of the claimed subjects (images or videos),
+    each distinct text once, and record each subject's outcome; returns the (subject, phrase,
+    caption) pairs to create."""
+    texts = sorted({text for _, _, text in captions})
+    with Timer(report, "model") as timer:
+        answers = dict(zip(texts, call_split(lambda batch: parser.parse(batch), texts), strict=True))
+    per_item = timer.elapsed / max(len(items), 1)
+    by_subject: dict[int, list[tuple[int, str]]] = {}
+    for caption_id, subject_id, text in captions:
+        if subject_id is not None:
+            by_subject.setdefault(subject_id, []).append((caption_id, text))
+    found: list[tuple[int, str, int | None]] = []
+    for item in items:
+        found += _parse_image(report, item, by_subject.get(item.subject_id, []), answers, version, per_item)
+    return found
 
 
 def _parse_image(report: StageReport, item: StageItem, captions: list[tuple[int, str]],
