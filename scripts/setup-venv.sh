@@ -29,5 +29,5 @@ if [ ! -f "$stamp" ]; then
   rm -f "$log"
   touch "$stamp"
 fi
-# the tests' oracle: the official SA-Co evaluator, kept apart from .venv's packages
-case ",$extras," in *,dev,*) scripts/setup-oracle.sh ;; esac
+# the tests' oracles: the official SA-Co image and video evaluators, kept apart from .venv's packages
+case ",$extras," in *,dev,*) scripts/setup-oracle.sh && scripts/setup-oracle-video.sh ;; esac

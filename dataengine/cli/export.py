@@ -15,7 +15,7 @@ from engine.domain.vocabulary import LabelSource
 
 
 @click.command("export")
-@click.argument("fmt", metavar="FORMAT", type=click.Choice(["coco", "saco", "verifier"]))
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(["coco", "saco", "verifier", "saco_veval", "ytvis"]))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder to write (must be empty or absent unless --force).")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out folder (only once the export succeeded).")
@@ -35,7 +35,8 @@ from engine.domain.vocabulary import LabelSource
 def export_cmd(ctx: Context, fmt: str, out_dir: str, force: bool, jobs: tuple[str, ...], concepts: tuple[str, ...],
                since: dt.datetime | None, until: dt.datetime | None, label_source: str, min_agreement: float | None,
                exhaustive_only: bool, val_percent: int, name: str | None) -> None:
-    """Write a training set (COCO, SA-Co or verifier JSONL) and record it as a dataset snapshot.
+    """Write a training set (COCO, SA-Co or verifier JSONL; for videos SA-Co/VEval with each proposer
+    version's predictions, or YTVIS instances) and record it as a dataset snapshot.
 
     Same filters on unchanged data give byte-identical files (and the same snapshot). A failed
     export leaves no files and no snapshot.

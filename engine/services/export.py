@@ -45,6 +45,7 @@ from engine.db.models import Concept, DatasetSnapshot, MiningJob, ModelVersion
 from engine.domain.exports import ExportSpecError
 from engine.services.export_formats import WRITERS
 from engine.services.export_rows import ExportError, ExportFilters, Progress, Stats
+from engine.services.export_video import VIDEO_WRITERS
 from engine.settings import Settings
 
 __all__ = ["ExportError", "ExportFilters", "ExportResult", "ExportSpecError", "commit_or_discard", "export_coco",
@@ -60,6 +61,8 @@ STAGING_LOCK = ".lock"
 STALE_UNLOCKED_S = 600  # a staging folder without a lock file (code before the lock) is stale after this
 
 log = logging.getLogger(__name__)
+#: every format: the image ones (export_formats.py) and the video ones (export_video.py)
+FORMATS = {**WRITERS, **VIDEO_WRITERS}
 
 
 @dataclass
@@ -94,8 +97,8 @@ def export_dataset(session: Session, settings: Settings, fmt: str, out_dir: Path
     ``progress`` is called with the number of records (annotations, image entries, examples)
     written so far, after each image (COCO, SA-Co) or example (verifier); what it raises aborts the
     export like any other error."""
-    if fmt not in WRITERS:
-        raise ExportSpecError(f"unknown format {fmt!r}; use {', '.join(WRITERS)}")
+    if fmt not in FORMATS:
+        raise ExportSpecError(f"unknown format {fmt!r}; use {', '.join(FORMATS)}")
     _check_concepts(session, filters.concepts)
     target = Path(out_dir).absolute()
     media = settings.media_path.absolute()
@@ -105,7 +108,7 @@ def export_dataset(session: Session, settings: Settings, fmt: str, out_dir: Path
     with _staging(target) as tmp:
         stats = Stats()
         with _reader(session) as conn:
-            files = WRITERS[fmt](conn, filters, tmp, stats, progress)
+            files = FORMATS[fmt](conn, filters, tmp, stats, progress)
             versions = _versions(conn, stats.versions)
         manifest = {"format": fmt, "format_version": FORMAT_VERSION, "filters": filters.to_dict(),
                     "counts": stats.counts, "model_versions": versions, "files": files}
