@@ -15,6 +15,10 @@ class VideoLimits(BaseModel):
     max_width: int = Field(4096, ge=16)
     max_height: int = Field(4096, ge=16)
     max_frame_folder_files: int = Field(20_000, ge=1, description="most files in one frame folder")
+    max_file_bytes: int = Field(
+        512 * 1024 ** 2, ge=1024, le=16 * 1024 ** 3,
+        description="the largest video file (folder, WebDataset member) read: its bytes are hashed and stored "
+                    "whole (downloads have fetch.max_bytes)")
     codecs: list[str] = Field(
         default_factory=lambda: ["h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "prores"],
         description="video codecs mined (FFmpeg names); others fail as unsupported")

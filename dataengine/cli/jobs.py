@@ -16,7 +16,7 @@ from rich.table import Table
 import engine
 from dataengine.cli.context import Context, console, ensure_schema, pass_ctx
 from engine.domain.stages import STAGE_NAMES
-from engine.domain.vocabulary import ItemStatus, SourceKind, StageStatus
+from engine.domain.vocabulary import ItemStatus, MediaKind, SourceKind, StageStatus
 from engine.settings import MODEL_PROFILES, Settings
 
 if TYPE_CHECKING:
@@ -35,6 +35,9 @@ SAMPLE_IMAGES = Path(engine.__file__).resolve().parent / "sample_data" / "images
 @click.option("--kind", type=click.Choice([k.value for k in SourceKind]),
               help="Source kind (default: detected from the path).")
 @click.option("--images-dir", type=click.Path(file_okay=False), help="COCO: folder the file_names are relative to.")
+@click.option("--media", type=click.Choice([m.value for m in MediaKind]), default=None,
+              help="What the job mines: image (default) or video (.mp4/.webm/.mov/.mkv in a folder, URL list or "
+                   "WebDataset; --kind frames implies video).")
 @click.option("--retry-failed", is_flag=True, help="Try the job's failed items again (every stage).")
 @click.option("--until", type=click.Choice(STAGE_NAMES),
               default=None,
@@ -45,9 +48,10 @@ SAMPLE_IMAGES = Path(engine.__file__).resolve().parent / "sample_data" / "images
 @click.option("--timeout", type=float, help="With a broker: stop waiting after this many seconds.")
 @pass_ctx
 def mine(ctx: Context, source: str, job_name: str | None, kind: str | None, images_dir: str | None,
-         retry_failed: bool, until: str | None, model_profile: str | None, no_wait: bool,
+         media: str | None, retry_failed: bool, until: str | None, model_profile: str | None, no_wait: bool,
          timeout: float | None) -> None:
-    """Mine SOURCE: a folder, a URL list (.txt/.csv/.tsv), WebDataset .tar shards or a COCO .json.
+    """Mine SOURCE: a folder, a URL list (.txt/.csv/.tsv), WebDataset .tar shards or a COCO .json;
+    with --media video their video files, with --kind frames a folder of frame folders (one per video).
 
     Items are fetched, validated, normalised, stored by sha256 and deduplicated (exact and
     perceptual); then captioned, parsed into noun phrases, given SAM 3 candidate masks, judged by
@@ -55,7 +59,7 @@ def mine(ctx: Context, source: str, job_name: str | None, kind: str | None, imag
     Re-running the same job resumes it; nothing is stored twice.
     """
     _run_mine(ctx.settings, source, job_name=job_name, kind=kind,
-              options={"images_dir": str(Path(images_dir).resolve()) if images_dir else None},
+              options={"images_dir": str(Path(images_dir).resolve()) if images_dir else None, "media": media},
               retry_failed=retry_failed, until=until, model_profile=model_profile, wait=not no_wait,
               timeout=timeout)
 

@@ -1,5 +1,5 @@
 """How images move from one stage to the next within a job (the order itself is given by the
-caller: pipelines/stages.py owns it)."""
+caller: pipelines/stages.py owns it). A video job's stage subjects are its video ids."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
-from engine.db.models import Image, JobItem, MiningJob
-from engine.domain.vocabulary import ItemStatus, JobStatus
+from engine.db.models import Image, JobItem, MiningJob, Video
+from engine.domain.vocabulary import ItemStatus, JobStatus, MediaKind
 from engine.repositories import jobs as jobs_repo
 from engine.repositories import stages as stages_repo
 from engine.repositories.work import MINE
+from engine.services.mine_items import job_media
 
 
 def next_stage(job: MiningJob, after: str, order: Sequence[str]) -> str | None:
@@ -25,12 +26,14 @@ def next_stage(job: MiningJob, after: str, order: Sequence[str]) -> str | None:
     return order[index + 1] if index + 1 < len(order) else None
 
 
-def canonical(session: Session, image_ids: Sequence[int]) -> list[int]:
-    """Images that are not near duplicates of another (those are never processed again)."""
+def canonical(session: Session, image_ids: Sequence[int], media: MediaKind = MediaKind.IMAGE) -> list[int]:
+    """Images (``media`` video: videos) that are not near duplicates of another (those are never
+    processed again)."""
     if not image_ids:
         return []
-    return list(session.scalars(select(Image.id).where(
-        Image.id.in_(set(image_ids)), Image.duplicate_of_id.is_(None)).order_by(Image.id)))
+    table = Video if media is MediaKind.VIDEO else Image
+    return list(session.scalars(select(table.id).where(
+        table.id.in_(set(image_ids)), table.duplicate_of_id.is_(None)).order_by(table.id)))
 
 
 def hand_over(session: Session, job_id: int, after: str, image_ids: Sequence[int],
@@ -42,17 +45,19 @@ def hand_over(session: Session, job_id: int, after: str, image_ids: Sequence[int
     stage = next_stage(job, after, order)
     if stage is None:
         return None, []
-    ids = canonical(session, image_ids)
+    ids = canonical(session, image_ids, job_media(job.options))
     stages_repo.ensure_pending(session, job_id, stage, ids)
     return stage, ids
 
 
-def mined_images(session: Session, job_id: int) -> list[int]:
-    return list(session.scalars(
-        select(JobItem.image_id).where(
+def mined_images(session: Session, job_id: int, media: MediaKind = MediaKind.IMAGE) -> list[int]:
+    """The job's mined images (``media`` video: its videos), duplicates of earlier ones included."""
+    column = JobItem.video_id if media is MediaKind.VIDEO else JobItem.image_id
+    return [i for i in session.scalars(
+        select(column).where(
             JobItem.job_id == job_id, JobItem.status.in_([ItemStatus.DONE, ItemStatus.DUPLICATE]))
         .distinct()
-    ))
+    ) if i is not None]
 
 
 def reconcile(session: Session, job_id: int, order: Sequence[str]) -> dict[str, list[int]]:
@@ -61,10 +66,11 @@ def reconcile(session: Session, job_id: int, order: Sequence[str]) -> dict[str, 
     job = session.get(MiningJob, job_id)
     assert job is not None
     pending: dict[str, list[int]] = {}
-    finished = mined_images(session, job_id)
+    media = job_media(job.options)
+    finished = mined_images(session, job_id, media)
     after = MINE
     while (stage := next_stage(job, after, order)) is not None:
-        stages_repo.ensure_pending(session, job_id, stage, canonical(session, finished))
+        stages_repo.ensure_pending(session, job_id, stage, canonical(session, finished, media))
         pending[stage] = stages_repo.subjects(session, job_id, stage, pending=True)
         finished = stages_repo.subjects(session, job_id, stage, pending=False)
         after = stage

@@ -9,16 +9,13 @@ savepoint so a failure leaves nothing of it behind, and the job goes on. The cal
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -27,22 +24,30 @@ from engine.db.models import ImageConcept, JobItem, Mask, MiningJob
 from engine.domain.images import ImageRejected, PreparedImage, prepare_image
 from engine.domain.masks import MaskError, RleMask, from_coco_segmentation
 from engine.domain.phrases import normalise_phrase
-from engine.domain.vocabulary import ItemStatus, JobStatus, PairOrigin, Polarity, SourceKind, StageStatus
+from engine.domain.vocabulary import ItemStatus, JobStatus, MediaKind, PairOrigin, Polarity, SourceKind, StageStatus
 from engine.repositories import images as images_repo
 from engine.repositories import jobs as jobs_repo
 from engine.repositories import labels as labels_repo
 from engine.repositories import model_versions
 from engine.repositories import stages as stages_repo
+from engine.services import mine_video
 from engine.services.common import StageReport
+from engine.services.mine_items import (
+    TRANSIENT_DB_ERRORS,
+    item_uri,
+    job_media,
+    open_job_source,
+    open_media_source,
+    store_failure,
+)
+from engine.services.mine_items import fail_item as _fail
 from engine.settings import Settings
-from engine.sources import Source, SourceError, open_source
+from engine.sources import Source, SourceError
 from engine.sources.base import capped_errors
 from engine.storage import MediaStore, Stored
 
 log = logging.getLogger(__name__)
 STAGE = "mine"
-
-TRANSIENT_DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError)
 
 
 class JobConflict(ValueError):
@@ -66,13 +71,6 @@ def default_job_name(source: Source) -> str:
     return f"{source.kind}-{PurePath(source.uri).name or 'root'}-{digest}"
 
 
-def open_job_source(job: MiningJob, settings: Settings) -> Source:
-    return open_source(job.source_uri, job.source_kind, options=job.options, fetch=settings.fetch,
-                       max_shard_names=settings.sources.max_shard_names,
-                       max_file_bytes=settings.limits.max_file_bytes,
-                       max_coco_bytes=settings.sources.max_coco_bytes)
-
-
 def plan_job(session: Session, settings: Settings, source_uri: str, *, job_name: str | None = None,
              kind: str | None = None, options: dict[str, Any] | None = None,
              retry_failed: bool = False, until: str | None = None,
@@ -80,12 +78,11 @@ def plan_job(session: Session, settings: Settings, source_uri: str, *, job_name:
     """Create or reopen a job and list its source. Raises SourceError / JobConflict.
     ``until``: the last stage this job runs; ``model_profile``: the models its stages use
     (``tiny`` / ``sam3``; both kept on the job, None keeps the job's own or, for a new job, means
-    the settings' profile)."""
+    the settings' profile). ``options["media"] = "video"`` (implied by ``kind`` frames): a video job."""
     options = {k: v for k, v in (options or {}).items() if v is not None}
-    source = open_source(source_uri, kind, options=options, fetch=settings.fetch,
-                         max_shard_names=settings.sources.max_shard_names,
-                         max_file_bytes=settings.limits.max_file_bytes,
-                         max_coco_bytes=settings.sources.max_coco_bytes)
+    if kind == SourceKind.FRAMES:
+        options["media"] = MediaKind.VIDEO.value
+    source = open_media_source(settings, source_uri, kind, options)
     try:
         name = job_name or default_job_name(source)
         job = jobs_repo.by_name(session, name)
@@ -120,10 +117,12 @@ def plan_job(session: Session, settings: Settings, source_uri: str, *, job_name:
 def mine_batch(session: Session, settings: Settings, store: MediaStore, job_id: int,
                item_ids: list[int]) -> StageReport:
     """Ingest the still-pending items among ``item_ids``. Safe to run twice (idempotent)."""
-    report = StageReport(STAGE)
     job = session.get(MiningJob, job_id)
     if job is None:
         raise LookupError(f"no mining job {job_id}")
+    if job_media(job.options) is MediaKind.VIDEO:
+        return mine_video.mine_video_batch(session, settings, store, job_id, item_ids)
+    report = StageReport(STAGE)
     items = {item.id: item for item in jobs_repo.pending_items(session, job_id, item_ids)}
     report.counts[StageStatus.SKIPPED.value] = len(set(item_ids)) - len(items)
     if items and settings.dedup.near_duplicates:
@@ -234,28 +233,6 @@ def _record_item(session: Session, settings: Settings, store: MediaStore, job: M
     report.seconds["db"] += time.perf_counter() - started
 
 
-# errno → what an item's reason says, and whether the same write may work later (space freed,
-# quota raised, a flaky disk replaced); anything else is a fault of the store to fix by hand
-_STORE_ERRORS: dict[int, tuple[str, bool]] = {
-    errno.ENOSPC: ("no space left on device", True),
-    errno.EDQUOT: ("disk quota exceeded", True),
-    errno.EIO: ("I/O error", True),
-    errno.EROFS: ("read-only file system", False),
-    errno.EACCES: ("permission denied", False),
-    errno.EPERM: ("operation not permitted", False),
-}
-
-
-def store_failure(exc: OSError) -> tuple[str, bool]:
-    """(the item's reason, whether to retry it later) for an OSError of the media store. The reason
-    names the error only, never a path."""
-    known = _STORE_ERRORS.get(exc.errno or 0)
-    if known is not None:
-        return f"media store: {known[0]}", known[1]
-    text = os.strerror(exc.errno) if exc.errno else type(exc).__name__
-    return f"media store: {text[:1].lower()}{text[1:]}", False
-
-
 def _discard_unreferenced(session: Session, store: MediaStore, keys: list[str]) -> None:
     """Remove the files of ``keys`` (each written by this batch, none there before) that no committed
     image row names. A fresh short session asks, so this batch's own uncommitted rows do not count;
@@ -293,7 +270,7 @@ def _record(session: Session, settings: Settings, job: MiningJob, item: JobItem,
             session, sha256=prepared.sha256, phash=prepared.phash, width=prepared.width,
             height=prepared.height, fmt=prepared.format, byte_size=len(prepared.data),
             storage_key=storage_key, duplicate_of_id=near.image_id if near else None,
-            job_id=job.id, source_uri=_item_uri(job, item),
+            job_id=job.id, source_uri=item_uri(job, item),
         )
         status = (ItemStatus.NEAR_DUPLICATE if near else ItemStatus.DONE) if created else ItemStatus.DUPLICATE
     else:
@@ -368,23 +345,3 @@ def _import_annotations(session: Session, image_id: int, masks: list[tuple[str, 
         if pair not in pairs_with_masks:
             labels_repo.add_mask(session, pair, version, mask, is_crowd=crowd)
     session.flush()
-
-
-def _fail(item: JobItem, reason: str, report: StageReport) -> None:
-    item.status = ItemStatus.FAILED
-    item.error = reason[:2000]
-    item.attempts += 1
-    item.processed_at = utcnow()
-    report.counts[ItemStatus.FAILED.value] += 1
-
-
-def _item_uri(job: MiningJob, item: JobItem) -> str:
-    loc = item.locator
-    if "url" in loc and not ("path" in loc and job.source_kind == SourceKind.COCO):
-        return str(loc["url"])
-    if "shard" in loc:
-        return f"{loc['shard']}#{loc.get('member')}"
-    if "path" in loc:
-        separator = ":" if job.source_kind == SourceKind.COCO else "/"
-        return f"{job.source_uri}{separator}{loc['path']}"
-    return job.source_uri

@@ -1,4 +1,4 @@
-"""Sources: where mined items come from (folder, URL list, WebDataset shards, COCO JSON).
+"""Sources: where mined items come from (folder, URL list, WebDataset shards, COCO JSON, frame folders).
 
 A source lists items once (``iter_items``), each with a JSON ``locator`` saying how to read its
 bytes later, possibly in another process (``read_many``). Reading failures are per item.
@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.domain.vocabulary import SourceKind
+from engine.domain.vocabulary import MediaKind, SourceKind
 from engine.settings import FetchSettings, ImageLimits, SourceSettings
-from engine.sources.base import FetchError, Source, SourceError, SourceItem
+from engine.sources.base import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FetchError, Source, SourceError, SourceItem
 from engine.sources.coco import CocoSource
 from engine.sources.folder import FolderSource
+from engine.sources.frames import FrameFoldersSource
 from engine.sources.urls import UrlListSource
 from engine.sources.webdataset import MAX_SHARD_NAMES, WebDatasetSource, expand_shards
 
@@ -75,22 +76,29 @@ def open_source(
     max_shard_names: int | None = None,
     max_file_bytes: int | None = None,
     max_coco_bytes: int | None = None,
+    max_frame_files: int | None = None,
 ) -> Source:
     """Open a source by kind (detected when not given). Raises SourceError with a clear reason.
     ``max_shard_names``: the most shards a brace range / glob may name (``sources.max_shard_names``);
     ``max_file_bytes``: the largest local image file or tar member read (``limits.max_file_bytes``);
-    ``max_coco_bytes``: the largest COCO JSON listed (``sources.max_coco_bytes``)."""
+    ``max_coco_bytes``: the largest COCO JSON listed (``sources.max_coco_bytes``);
+    ``options["media"] == "video"``: folder and WebDataset sources list video files
+    (``VIDEO_EXTENSIONS``) instead of images; ``max_frame_files``: the most frames of one frame folder
+    (``video.limits.max_frame_folder_files``)."""
     kind = kind or detect_kind(uri)
     options = options or {}
     fetch = fetch or FetchSettings()
     max_file_bytes = max_file_bytes or ImageLimits().max_file_bytes
+    extensions = VIDEO_EXTENSIONS if options.get("media") == MediaKind.VIDEO else IMAGE_EXTENSIONS
     if kind == SourceKind.FOLDER:
-        return FolderSource(uri, max_file_bytes=max_file_bytes)
+        return FolderSource(uri, max_file_bytes=max_file_bytes, extensions=extensions)
+    if kind == SourceKind.FRAMES:
+        return FrameFoldersSource(uri, max_file_bytes=max_file_bytes, max_files=max_frame_files)
     if kind == SourceKind.URLS:
         return UrlListSource(uri, fetch)
     if kind == SourceKind.WEBDATASET:
         return WebDatasetSource(expand_shards(uri, max_shard_names or MAX_SHARD_NAMES), uri,
-                                max_file_bytes=max_file_bytes)
+                                max_file_bytes=max_file_bytes, extensions=extensions)
     if kind == SourceKind.COCO:
         return CocoSource(uri, fetch, images_dir=options.get("images_dir"), max_file_bytes=max_file_bytes,
                           max_coco_bytes=max_coco_bytes or SourceSettings().max_coco_bytes)

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from engine.domain.vocabulary import SourceKind
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".webm", ".mov", ".mkv"})  # the media files of a video job (media: video)
 CAPTION_KEYS = ("caption", "alt_text", "alt", "text", "txt", "title")
 MAX_SIDECAR_BYTES = 1 << 20  # a caption / metadata sidecar larger than this is not read
 MAX_ANNOTATION_ERRORS = 100  # reasons kept per item in ``annotation_errors``; the rest are counted

@@ -37,13 +37,15 @@ class FolderSource(Source):
     kind = SourceKind.FOLDER
     queue = "cpu"
 
-    def __init__(self, uri: str, max_file_bytes: int | None = None) -> None:
+    def __init__(self, uri: str, max_file_bytes: int | None = None,
+                 extensions: frozenset[str] = IMAGE_EXTENSIONS) -> None:
         root = Path(uri).expanduser()
         if not root.is_dir():
             raise SourceError(f"folder not found: {uri}")
         self.root = real_path(root)
         self.uri = str(self.root)
         self.max_file_bytes = max_file_bytes
+        self.extensions = extensions  # VIDEO_EXTENSIONS for a video job
 
     def iter_items(self) -> Iterator[SourceItem]:
         walk_errors: list[OSError] = []
@@ -51,7 +53,7 @@ class FolderSource(Source):
             yield from self._unreadable(walk_errors)
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
-                if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                if name.startswith(".") or Path(name).suffix.lower() not in self.extensions:
                     continue
                 path = Path(dirpath) / name
                 rel = path.relative_to(self.root).as_posix()

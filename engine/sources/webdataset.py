@@ -192,11 +192,13 @@ class WebDatasetSource(Source):
     kind = SourceKind.WEBDATASET
     queue = "cpu"
 
-    def __init__(self, shards: Sequence[Path], uri: str, max_file_bytes: int | None = None) -> None:
+    def __init__(self, shards: Sequence[Path], uri: str, max_file_bytes: int | None = None,
+                 extensions: frozenset[str] = IMAGE_EXTENSIONS) -> None:
         self.shards = shards
         self.uri = uri if any(c in uri for c in "{*?[") else str(real_path(Path(uri).expanduser()))
         self.root = shard_root(uri)
         self.max_file_bytes = max_file_bytes
+        self.extensions = extensions  # a sample's media member: VIDEO_EXTENSIONS for a video job
 
     def iter_items(self) -> Iterator[SourceItem]:
         for shard in self.shards:
@@ -261,17 +263,17 @@ class WebDatasetSource(Source):
         json_text = _member_text(tar, members["json"], shard_size, errors) if "json" in members else None
         meta = sidecar_meta(texts, json_text, f"{shown}.json", {"shard": escape_name(shard.name), "sample": shown},
                             errors=errors)
-        image_ext = next((e for e in members if f".{e.rsplit('.', 1)[-1]}" in IMAGE_EXTENSIONS), None)
+        image_ext = next((e for e in members if f".{e.rsplit('.', 1)[-1]}" in self.extensions), None)
         if image_ext is None:
             names = sorted(members)
             listed = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
             return SourceItem(key=item_key, meta=meta, locator={
-                "error": f"sample has no image member (members: {escape_name(listed)[:1000]})"})
+                "error": f"sample has no {self._medium} member (members: {escape_name(listed)[:1000]})"})
         info = members[image_ext]
         member = escape_name(info.name)
         if not info.isfile() or info.issparse():
             return SourceItem(key=item_key, meta=meta, locator={
-                "error": f"image member {member} is a {_type_name(info)}, not a regular file; not read"})
+                "error": f"{self._medium} member {member} is a {_type_name(info)}, not a regular file; not read"})
         if self.max_file_bytes is not None and info.size > self.max_file_bytes:
             return SourceItem(key=item_key, meta=meta, locator={
                 "error": f"too large: member {member} of {info.size:,} bytes exceeds the cap of "
@@ -282,6 +284,10 @@ class WebDatasetSource(Source):
         if raw is not None:  # a shard path that is not UTF-8: its bytes, to open it again
             locator["raw"] = raw
         return SourceItem(key=item_key, meta=meta, locator=locator)
+
+    @property
+    def _medium(self) -> str:
+        return "image" if self.extensions == IMAGE_EXTENSIONS else "video"
 
     def read(self, locator: dict[str, Any]) -> bytes:
         if "error" in locator:
