@@ -23,7 +23,7 @@ def open_masklet(session: Session, pair_id: int, model_version_id: int, frame_in
                width=first.width, bbox_x=x, bbox_y=y, bbox_w=w, bbox_h=h, area=first.area, score=score,
                first_frame=frame_index, last_frame=frame_index)
     session.add(row)
-    session.flush([row])
+    session.flush()
     return row
 
 

@@ -88,3 +88,31 @@ def rows(s, job_id: int, stage: str) -> dict[int, StageItem]:
 def run(settings, fn, *args, **kwargs):
     with session_scope(settings.db_url) as s:
         return fn(s, *args, **kwargs)
+
+
+def add_pairs(settings, phrases: dict[int, list[str]]) -> dict[tuple[int, str], int]:
+    """Caption pairs of the videos (as parse leaves them); their ids by (video, phrase)."""
+    from engine.domain.vocabulary import PairOrigin, Polarity
+    from engine.repositories import labels, video_labels
+
+    with session_scope(settings.db_url) as s:
+        concepts = labels.concept_ids(s, {p for own in phrases.values() for p in own})
+        out = {}
+        for video_id, own in phrases.items():
+            for phrase in own:
+                out[(video_id, phrase)] = video_labels.pair_id(s, video_id, concepts[phrase], polarity=Polarity.UNKNOWN,
+                                                               origin=PairOrigin.CAPTION, model_version_id=None)
+        return out
+
+
+def proposed(settings, mined, phrases: dict[int, list[str]], proposer=None, **video):
+    """The videos' pairs proposed by ``proposer`` (a fake one by default); (pair ids, report)."""
+    from engine.services.video_stages.propose import propose_video_batch
+    from engine.video_settings import VideoSettings
+    from tests.engine.video_stages.fakes import FakeMaskletProposer
+
+    pairs = add_pairs(settings, phrases)
+    pending(settings, mined.job_id, "propose", list(phrases))
+    report = run(settings, propose_video_batch, mined.store, proposer or FakeMaskletProposer(), VideoSettings(**video),
+                 mined.job_id, list(phrases))
+    return pairs, report
