@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import hwm_mb, median, proc_status_kb
+from bench._common import hwm_mb, machine_cpu_s, median, proc_status_kb
 from bench.video_frames import PHRASES, StreamedFrames, shape_box
 from bench.video_models import (
     ensure,
@@ -31,6 +31,24 @@ from bench.video_models import (
 def rss_mb() -> float:
     kb = proc_status_kb(os.getpid(), "VmRSS")
     return round(kb / 1024, 1) if kb is not None else 0.0
+
+
+class Meter:
+    """Wall and CPU seconds of this process over a run, and the cores other processes used meanwhile
+    (the machine is shared: a figure taken while others were busy says so)."""
+
+    def __enter__(self) -> Meter:
+        self.wall, self.cpu, self.machine = time.perf_counter(), time.process_time(), machine_cpu_s()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+        self.machine = machine_cpu_s() - self.machine
+
+    def figures(self) -> dict[str, Any]:
+        others = max(0.0, (self.machine - self.cpu) / self.wall) if self.wall else None
+        return {"cpu_s": round(self.cpu, 2), "other_processes_cores": round(others, 2) if others is not None else None}
 
 
 def _setup(spec: dict[str, Any]) -> Any:
@@ -99,10 +117,12 @@ def throughput(spec: dict[str, Any]) -> dict[str, Any]:
         warm = run(adapter, StreamedFrames(spec["warmup"], width, height), phrases)
         _sync(torch, spec["device"])
         frames = StreamedFrames(spec["frames"], width, height)
-        result = run(adapter, frames, phrases)
-        _sync(torch, spec["device"])
+        with Meter() as meter:
+            result = run(adapter, frames, phrases)
+            _sync(torch, spec["device"])
     return {**spec, "path": str(path), "parameters": parameters(model_of(adapter)), "load_s": round(load_s, 2),
-            "warmup_s": round(warm["seconds"], 3), **result,
+            "warmup_s": round(warm["seconds"], 3), **result, **meter.figures(),
+            "frames_per_cpu_s": spec["frames"] / meter.cpu if meter.cpu else None,
             "frames_per_s": spec["frames"] / result["seconds"] if result["seconds"] else None,
             "frame_requests": frames.requests, "peak_rss_mb": hwm_mb(),
             "gpu_peak_mb": _gpu_peak_mb(torch, spec["device"])}
@@ -122,16 +142,16 @@ def rss(spec: dict[str, Any]) -> dict[str, Any]:
         after_warmup = rss_mb()
         frames = StreamedFrames(spec["frames"], width, height)
         samples: list[tuple[int, float]] = []
-        started = time.perf_counter()
-        for out in adapter.propose_video(frames, phrases):
-            if out.frame_index % spec["sample_every"] == 0 or out.frame_index == spec["frames"] - 1:
-                samples.append((out.frame_index, rss_mb()))
-        seconds = time.perf_counter() - started
+        with Meter() as meter:
+            for out in adapter.propose_video(frames, phrases):
+                if out.frame_index % spec["sample_every"] == 0 or out.frame_index == spec["frames"] - 1:
+                    samples.append((out.frame_index, rss_mb()))
     peak_after = hwm_mb()
     return {**spec, "path": str(path), "parameters": parameters(model_of(adapter)), "load_s": round(load_s, 2),
             "rss_after_load_mb": after_load, "rss_after_warmup_mb": after_warmup,
             "peak_before_run_mb": round(peak_before or 0.0, 1), "peak_mb": round(peak_after or 0.0, 1),
-            "rss_samples": samples, "seconds": round(seconds, 2), "frame_requests": frames.requests,
+            "rss_samples": samples, "seconds": round(meter.wall, 2), **meter.figures(),
+            "frame_requests": frames.requests,
             "gpu_peak_mb": _gpu_peak_mb(torch, spec["device"])}
 
 
@@ -170,11 +190,12 @@ def click(spec: dict[str, Any]) -> dict[str, Any]:
     with torch.inference_mode():
         _one_click(tracker, frames, 0, (0, min(n - 1, spec["window"] - 1)))  # warm-up
         runs = []
-        for k in range(spec["clicks"]):
-            f = (k * 37 + n // 3) % n
-            runs.append(_one_click(tracker, frames, f, (max(0, f - half), min(n - 1, f + half))))
-    return {**spec, "path": str(path), "parameters": parameters(model_of(tracker)), "load_s": round(load_s, 2),
-            "clicks_run": runs,
+        with Meter() as meter:
+            for k in range(spec["clicks"]):
+                f = (k * 37 + n // 3) % n
+                runs.append(_one_click(tracker, frames, f, (max(0, f - half), min(n - 1, f + half))))
+    return {**meter.figures(), **spec, "path": str(path), "parameters": parameters(model_of(tracker)),
+            "load_s": round(load_s, 2), "clicks_run": runs,
             "median_clicked_frame_s": median(r["clicked_frame_s"] for r in runs),
             "median_first_propagated_s": median(r["first_propagated_s"] for r in runs),
             "median_all_frames_s": median(r["all_frames_s"] for r in runs),

@@ -23,13 +23,14 @@ def throughput_table(runs: list[dict[str, Any]], device: str) -> str:
         ratio = f"{v_fps / i_fps:.2f}x" if v_fps and i_fps else "-"
         for way, r in (("video (tracking)", video), ("image every frame", image)):
             if not r or "skipped" in r:
-                rows.append([config, way, r.get("frames", "-"), "-", "-", "-", "-", "-", "-", "skipped"])
+                rows.append([config, way, r.get("frames", "-"), "-", "-", "-", "-", "-", "-", "-", "-", "skipped"])
                 continue
-            rows.append([_config(r), way, r["frames"], fmt(r["seconds"], 2), fmt(r["frames_per_s"], 2),
-                         fmt(r["first_frame_s"], 3), r["objects"], fmt(r.get("object_ids")),
-                         fmt(r["peak_rss_mb"], 0), ratio if way.startswith("video") else ""])
-    return format_table(["config (params)", "way", "frames", "seconds", "frames/s", "1st frame s", "objects",
-                         "masklets", "peak RSS MB", "video/image fps"], rows, left=2,
+            rows.append([_config(r), way, r["frames"], fmt(r["seconds"], 2), fmt(r["frames_per_s"], 3),
+                         fmt(r["frames_per_cpu_s"], 3), fmt(r["first_frame_s"], 3), r["objects"],
+                         fmt(r.get("object_ids")), fmt(r["peak_rss_mb"], 0), fmt(r["other_processes_cores"], 2),
+                         ratio if way.startswith("video") else ""])
+    return format_table(["config (params)", "way", "frames", "seconds", "frames/s", "frames/CPU-s", "1st frame s",
+                         "objects", "masklets", "peak RSS MB", "others' cores", "video/image fps"], rows, left=2,
                         title=f"Masklet proposal throughput ({device}; after a warm-up run)")
 
 
@@ -38,14 +39,14 @@ def rss_table(runs: list[dict[str, Any]]) -> str:
     done = [r for r in runs if "skipped" not in r]
     for r in runs:
         if "skipped" in r:
-            rows.append([r["frames"], "-", "-", "-", "-", "-", "skipped"])
+            rows.append([r["frames"], "-", "-", "-", "-", "-", "-", "skipped"])
             continue
         samples = [mb for _, mb in r["rss_samples"]]
         rows.append([r["frames"], fmt(r["rss_after_load_mb"], 0), fmt(r["rss_after_warmup_mb"], 0),
                      fmt(min(samples) if samples else None, 0), fmt(max(samples) if samples else None, 0),
-                     fmt(r["peak_mb"], 0), fmt(r["seconds"], 1)])
+                     fmt(r["peak_mb"], 0), fmt(r["seconds"], 1), fmt(r["frames"] / r["seconds"], 2)])
     table = format_table(["frames", "RSS after load MB", "after warm-up MB", "run min MB", "run max MB",
-                          "peak (VmHWM) MB", "seconds"], rows, left=0,
+                          "peak (VmHWM) MB", "seconds", "frames/s"], rows, left=0,
                          title="Tiny video proposer: RSS by video length (each a fresh process)")
     if len(done) >= 2:
         first, last = done[0], done[-1]
