@@ -1,23 +1,14 @@
-"""A video's captions and video–concept pairs (the video half of ``labels``): the same rows as an
-image's, with ``video_id`` set instead of ``image_id``."""
+"""Video–concept pairs (the video half of ``labels``): the same rows as an image's, with
+``video_id`` set instead of ``image_id`` (a video's captions: ``videos.add_captions``)."""
 
 from __future__ import annotations
-
-import hashlib
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Caption, Concept, ImageConcept
+from engine.db.models import Concept, ImageConcept
 from engine.db.upsert import insert_ignore
 from engine.domain.vocabulary import PairOrigin, Polarity
-
-
-def add_captions(session: Session, video_id: int, model_version_id: int, texts: list[str]) -> int:
-    """Store the video's captions by this model version (a text it already has is left alone)."""
-    rows = [{"video_id": video_id, "model_version_id": model_version_id, "text": text,
-             "text_sha256": hashlib.sha256(text.encode()).hexdigest()} for text in dict.fromkeys(texts)]
-    return insert_ignore(session, Caption.__table__, rows, ["video_id", "model_version_id", "text_sha256"])
 
 
 def add_pairs(session: Session, pairs: list[tuple[int, int, int | None]], *, polarity: Polarity,

@@ -1,7 +1,7 @@
 """Caption stage of a video job: the captioner on ``video.keyframes`` evenly spaced sampled frames
 of each video, one caption row per distinct keyframe caption (the parser reads each; its phrases
-become the video's pairs), beside the source's own captions / alt-text (``JobItem.source_meta``),
-stored as captions of the ``source:alt-text`` version as an image's are."""
+become the video's pairs). The source's own captions / alt-text are stored by mining (version
+``source:alt-text``), as an image's are; parse reads both."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ import hashlib
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.db.models import Caption, JobItem, StageItem
+from engine.db.models import Caption, StageItem
 from engine.domain.video_render import evenly_spaced
 from engine.domain.vocabulary import StageStatus
 from engine.ports import Captioner
-from engine.repositories import model_versions
-from engine.repositories import video_labels as labels_repo
+from engine.repositories import videos as videos_repo
 from engine.services.caption import printable
 from engine.services.common import MAX_SIDE, StageReport, Timer, call_split, claim_batch, describe, record
 from engine.services.video_stages.media import open_video, read_frames
@@ -33,7 +32,6 @@ def caption_video_batch(session: Session, store: MediaStore, captioner: Captione
     report, items = batch.report, batch.items
     if not items:
         return report
-    add_source_captions(session, job_id, [i.subject_id for i in items])
     if captioner is None:
         return batch.skip_all("model captions are turned off")
     version = batch.version
@@ -46,21 +44,6 @@ def caption_video_batch(session: Session, store: MediaStore, captioner: Captione
             _caption_video(session, store, captioner, report, item, version, keyframes, max_side)
     session.flush()
     return report
-
-
-def add_source_captions(session: Session, job_id: int, video_ids: list[int]) -> int:
-    """The captions / alt-text the source gave with each video (its job items' ``source_meta``),
-    as captions of the ``source:alt-text`` version; returns how many were new."""
-    rows = session.execute(select(JobItem.video_id, JobItem.source_meta).where(
-        JobItem.job_id == job_id, JobItem.video_id.in_(video_ids))).all()
-    added, version = 0, None
-    for video_id, meta in rows:
-        texts = [printable(c) for c in (meta or {}).get("captions", []) if isinstance(c, str) and c.strip()]
-        texts = [t for t in texts if t]
-        if video_id is not None and texts:
-            version = version or model_versions.source_version(session, "alt-text").id
-            added += labels_repo.add_captions(session, video_id, version, texts)
-    return added
 
 
 def _caption_video(session: Session, store: MediaStore, captioner: Captioner, report: StageReport,
@@ -81,7 +64,7 @@ def _caption_video(session: Session, store: MediaStore, captioner: Captioner, re
         error = "; ".join(dict.fromkeys(errors)) or "the model returned an empty caption"
         record(report, item, StageStatus.FAILED, version_id=version, error=error, seconds=timer.elapsed)
         return
-    labels_repo.add_captions(session, item.subject_id, version, texts)
+    videos_repo.add_captions(session, item.subject_id, version, texts)
     detail: dict[str, object] = {"keyframes": len(frames), "captions": len(texts), "caption_sha256": [
         hashlib.sha256(t.encode()).hexdigest()[:16] for t in texts]}
     if errors:

@@ -13,7 +13,9 @@ from sqlalchemy import select
 from engine.db.models import JobItem, MiningJob, StageItem, Video, VideoFrame
 from engine.db.session import session_scope
 from engine.domain.vocabulary import ItemStatus, JobStatus, MediaKind, StageStatus
+from engine.repositories import model_versions
 from engine.repositories import stages as stages_repo
+from engine.repositories import videos as videos_repo
 from engine.storage import LocalMediaStore
 from tests.video_synth import DEFAULT_SHAPES
 from tests.video_synth import frames as synth_frames
@@ -47,6 +49,8 @@ def add_video(session, store, job_id: int, n: int, count: int = FRAMES, captions
                                height=height) for i, key in enumerate(keys))
     session.add(JobItem(job_id=job_id, key=f"v{n}.mp4", locator={"path": f"v{n}.mp4"},
                         source_meta={"captions": captions or []}, status=ItemStatus.DONE, video_id=video.id))
+    if captions:  # as mining stores the source's captions
+        videos_repo.add_captions(session, video.id, model_versions.source_version(session, "alt-text").id, captions)
     return video.id
 
 
