@@ -45,7 +45,7 @@ class VideoFileDecoder:
         self._source = source
         self._limits = limits
         self._sample_fps = sample_fps
-        self._extension = extension
+        self._extension = extension or (None if isinstance(source, bytes) else Path(source).suffix)
         self.summary: DecodeSummary | None = None
 
     def _byte_size(self) -> int:
