@@ -16,6 +16,7 @@ from pipelines.context import worker_context
 from pipelines.dispatch import CeleryQueue
 from pipelines.execution import TRANSIENT, run_stage
 from pipelines.healing import heal_once
+from pipelines.tracking import TRACK_TASK, run_track
 
 RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": 2, "retry_backoff_max": 120,
          "retry_jitter": True, "max_retries": 5}
@@ -59,6 +60,12 @@ def verify_batch(job_id: int, image_ids: list[int], database: str | None = None)
 @app.task(name="dataengine.route.batch", **RETRY)
 def route_batch(job_id: int, image_ids: list[int], database: str | None = None) -> dict[str, Any]:
     return run_stage(worker_context(), worker_queue(), "route", job_id, image_ids, database)
+
+
+@app.task(name=TRACK_TASK, **RETRY)
+def track(request_id: int, database: str | None = None) -> dict[str, Any]:
+    """A click on the video page: the tracker's frames, written as they come (pipelines/tracking.py)."""
+    return run_track(worker_context(), request_id, database)
 
 
 @app.task(name="dataengine.queue.expire_leases", **RETRY)

@@ -35,7 +35,7 @@ COMMIT_EVERY_S = 0.25
 class TrackOutcome:
     request_id: int
     state: str  # a TrackState value, or "missing" for an unknown request
-    frames: int  # frames written by this run
+    frames: int  # frames written by this run (committed)
     error: str | None = None
 
 
@@ -54,7 +54,6 @@ def run_request(session: Session, request_id: int, load_tracker: Callable[[], Vi
     claimed = _claim(session, request_id)
     if isinstance(claimed, TrackOutcome):
         return claimed
-    written = 0
     try:
         tracker = load_tracker()
         version_id = register(session, tracker.stamp).id
@@ -63,12 +62,12 @@ def run_request(session: Session, request_id: int, load_tracker: Callable[[], Vi
         session.commit()
         started = time.monotonic()
         stream = tracker.track(frames, claimed.frame_index, claimed.points, window=claimed.window)
-        written = _write_frames(session, request_id, stream, frames.size, started)
+        _write_frames(session, request_id, stream, frames.size, started)
     except Exception as exc:  # noqa: BLE001 - the request fails with its reason; the frames written stay
         log.exception("tracker request %s failed", request_id)
         session.rollback()
-        return _finish(session, request_id, TrackState.FAILED, written, describe(exc))
-    return _finish(session, request_id, TrackState.DONE, written, None)
+        return _finish(session, request_id, TrackState.FAILED, describe(exc))
+    return _finish(session, request_id, TrackState.DONE, None)
 
 
 def _claim(session: Session, request_id: int) -> _Claimed | TrackOutcome:
@@ -96,17 +95,20 @@ def _write_frames(session: Session, request_id: int, stream: Iterator[FrameObjec
     """Write each propagated frame (the object's mask, or an absent frame); commit in small batches."""
     seen: set[int] = set()
     seq, last_commit, first_s = 0, time.monotonic(), None
-    for frame in stream:
-        if frame.frame_index in seen:
-            continue
-        seen.add(frame.frame_index)
-        seq += 1
-        session.add(_frame_row(request_id, seq, frame, size))
-        first_s = first_s if first_s is not None else time.monotonic() - started
-        if seq % COMMIT_EVERY_FRAMES == 0 or time.monotonic() - last_commit >= COMMIT_EVERY_S:
-            _progress(session, request_id, seq, started, first_s)
-            last_commit = time.monotonic()
-    _progress(session, request_id, seq, started, first_s)
+    try:
+        for frame in stream:
+            if frame.frame_index in seen:
+                continue
+            row = _frame_row(request_id, seq + 1, frame, size)
+            seen.add(frame.frame_index)
+            seq += 1
+            session.add(row)
+            first_s = first_s if first_s is not None else time.monotonic() - started
+            if seq % COMMIT_EVERY_FRAMES == 0 or time.monotonic() - last_commit >= COMMIT_EVERY_S:
+                _progress(session, request_id, seq, started, first_s)
+                last_commit = time.monotonic()
+    finally:  # the frames made before a failure stay (the page has shown some of them already)
+        _progress(session, request_id, seq, started, first_s)
     return seq
 
 
@@ -135,8 +137,9 @@ def _progress(session: Session, request_id: int, frames: int, started: float, fi
     session.commit()
 
 
-def _finish(session: Session, request_id: int, state: TrackState, frames: int, error: str | None) -> TrackOutcome:
+def _finish(session: Session, request_id: int, state: TrackState, error: str | None) -> TrackOutcome:
     req = session.get_one(TrackRequest, request_id, populate_existing=True)
     req.state, req.error, req.finished_at = state, error, utcnow()
+    frames = req.frames_done
     session.commit()
     return TrackOutcome(request_id, state.value, frames, error)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.db.base import utcnow
 from engine.db.models import (
     Caption,
     HumanTask,
@@ -180,3 +181,10 @@ def track_frames(session: Session, request_id: int, user_id: int, after: int = 0
               for f in rows]
     return {"request_id": req.id, "state": req.state.value, "error": req.error,
             "window": [req.window_start, req.window_end], "frames_done": req.frames_done, "frames": frames}
+
+
+def fail_request(session: Session, request_id: int, error: str) -> None:
+    """A request that could not be handed to a runner: failed with why (it counts as open no more)."""
+    req = session.get_one(TrackRequest, request_id)
+    if req.state == TrackState.QUEUED:
+        req.state, req.error, req.finished_at = TrackState.FAILED, error[:2000], utcnow()

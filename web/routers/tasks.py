@@ -19,7 +19,7 @@ from engine.services.common import load_images
 from engine.storage import LocalMediaStore
 from web.deps import Annotator, ModelsDep, SessionDep, SettingsDep, UnitOfWorkRoute
 from web.errors import DECISION_CONFLICT, ERROR_HEADER
-from web.schemas import Finite, FreeText, Id, NoNulStr, SaneDatetime, ShortText
+from web.schemas import Count, Finite, FreeText, Id, NoNulStr, SaneDatetime, ShortText
 
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/tasks", tags=["queue"])
 _rng = random.Random()
@@ -71,6 +71,9 @@ class MaskIn(BaseModel):
     mask_id: Id | None = Field(None, description="a candidate mask kept as it is")
     is_crowd: bool = False
     tool: Literal["tracker", "brush", "existing"] = "brush"
+    track_id: Id | None = Field(None, description="video: a new masklet from a finished tracker request of the task")
+    frame_range: tuple[Count, Count] | None = Field(
+        None, description="video: keep only frames first..last (inclusive) of the masklet or the tracked object")
 
 
 class VerdictIn(BaseModel):
@@ -189,7 +192,8 @@ def submit(task_id: Id, body: VerdictIn, principal: Annotator, session: SessionD
     """Judge a task you hold. Idempotent on ``client_id``: a retry returns the first answer (200)."""
     data = annotation.VerdictIn(
         client_id=body.client_id, label=body.label, active_ms=body.active_ms, started_at=body.started_at,
-        masks=[annotation.MaskIn(rle=m.rle, mask_id=m.mask_id, is_crowd=m.is_crowd, tool=m.tool) for m in body.masks],
+        masks=[annotation.MaskIn(rle=m.rle, mask_id=m.mask_id, is_crowd=m.is_crowd, tool=m.tool, track_id=m.track_id,
+                                 frame_range=m.frame_range) for m in body.masks],
         comment=body.comment)
     out = annotation.submit(session, task_id, principal.user_id, data, settings.queue)
     if out.conflict:  # stored (nothing is lost), not applied: the person must see why
