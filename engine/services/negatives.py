@@ -127,7 +127,13 @@ def _positives(session: Session, image_ids: list[int]) -> _Positives:
 def _suggestions(report: StageReport, suggester: ConceptSuggester | None, settings: NegativeSettings,
                  positives: _Positives) -> dict[str, list[str]]:
     """The LLM's visually similar concepts for each positive phrase (none when it is not used)."""
-    texts = sorted({text for own in positives.by_image.values() for _, text in own})
+    return suggest(report, suggester, settings, {text for own in positives.by_image.values() for _, text in own})
+
+
+def suggest(report: StageReport, suggester: ConceptSuggester | None, settings: NegativeSettings,
+            phrases: set[str]) -> dict[str, list[str]]:
+    """The LLM's cleaned, visually similar concepts for each of ``phrases`` (none when it is not used)."""
+    texts = sorted(phrases)
     if suggester is None or not settings.use_llm or not texts:
         return {}
     with Timer(report, "llm"):

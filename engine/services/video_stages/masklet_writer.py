@@ -51,7 +51,10 @@ class MaskletWriter:
 
     def add(self, pair_id: int, key: Hashable, frame_index: int, mask: npt.NDArray[np.bool_], score: float) -> None:
         """One object's mask on one frame (at the model's frame size; an empty mask is no frame)."""
-        rle = encode_at(mask, *self.size)
+        self.add_rle(pair_id, key, frame_index, encode_at(mask, *self.size), score)
+
+    def add_rle(self, pair_id: int, key: Hashable, frame_index: int, rle: RleMask, score: float) -> None:
+        """One object's mask on one frame, encoded at the stored frames' size already."""
         if rle.area == 0:
             return
         masklet = self.open.get(key)
