@@ -27,6 +27,7 @@ from engine.domain.vocabulary import (
     ExhaustivityVerifierAnswer,
     MaskState,
     MaskVerifierAnswer,
+    MediaKind,
     RouteAction,
     RouteMaskLabel,
     RoutePairLabel,
@@ -94,12 +95,14 @@ class _Seen:
     ai_pairs: dict[int, Verdict]  # by pair id
 
 
-def route_batch(session: Session, settings: RoutingSettings, job_id: int, image_ids: list[int]) -> StageReport:
+def route_batch(session: Session, settings: RoutingSettings, job_id: int, image_ids: list[int], *,
+                media: MediaKind = MediaKind.IMAGE) -> StageReport:
+    """Route the pairs of each image (``media`` video: of each video) of the batch."""
     batch = claim_batch(session, STAGE, job_id, image_ids)
     report = batch.report
     calibrations = _Calibrations(session)
     for item in batch.items:
-        counts = _route_image(session, settings, item.subject_id, calibrations)
+        counts = _route_image(session, settings, item.subject_id, calibrations, media)
         if not any(counts.values()):
             record(report, item, StageStatus.SKIPPED, detail={"reason": "nothing judged by a verifier"})
         else:
@@ -110,11 +113,12 @@ def route_batch(session: Session, settings: RoutingSettings, job_id: int, image_
 
 
 def _route_image(session: Session, settings: RoutingSettings, image_id: int,
-                 calibrations: _Calibrations) -> dict[str, int]:
-    """Route every AI-judged mask of the image's pairs, then every AI-judged pair (its surviving
-    masks counted after its masks were routed); the counts per action (and audit)."""
+                 calibrations: _Calibrations, media: MediaKind = MediaKind.IMAGE) -> dict[str, int]:
+    """Route every AI-judged mask of the image's (or video's) pairs, then every AI-judged pair (its
+    surviving masks counted after its masks were routed); the counts per action (and audit)."""
+    medium = ImageConcept.video_id if media is MediaKind.VIDEO else ImageConcept.image_id
     # locked (PostgreSQL): a person's verdict on one of these pairs waits for this decision, not the reverse
-    pairs = {p.id: p for p in session.scalars(select(ImageConcept).where(ImageConcept.image_id == image_id)
+    pairs = {p.id: p for p in session.scalars(select(ImageConcept).where(medium == image_id)
                                               .order_by(ImageConcept.id).with_for_update())}
     if not pairs:
         return {}

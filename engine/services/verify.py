@@ -117,7 +117,7 @@ def _verify_image(session: Session, image: PILImage.Image, size: tuple[int, int]
         for v in session.scalars(select(Verdict).where(
             Verdict.pair_id.in_(pair_ids), Verdict.model_version_id.in_([verifiers.mv_version, verifiers.ev_version])))
     }
-    state = _Judging(image, size, pairs, masks, judged, *_human_decided(session, pair_ids, masks))
+    state = _Judging(image, size, pairs, masks, judged, *human_decided(session, pair_ids, masks))
     n_masks = _masks_pass(session, verifiers, state)
     n_pairs = _pairs_pass(session, verifiers, state)
     return state.errors, (n_masks, n_pairs)
@@ -145,7 +145,7 @@ def _masks_pass(session: Session, verifiers: _Verifiers, state: _Judging) -> int
             if isinstance(result, Exception):
                 state.errors.append(f"mask {mask.id}: {describe(result)}")
                 continue
-            _add(session, VerdictKind.MASK, mask.pair_id, mask.id, verifiers.mv_version, result)
+            add_verdict(session, VerdictKind.MASK, mask.pair_id, mask.id, verifiers.mv_version, result)
             judged[(mask.id, mask.pair_id, VerdictKind.MASK)] = result
         del queries
     return todo
@@ -154,7 +154,7 @@ def _masks_pass(session: Session, verifiers: _Verifiers, state: _Judging) -> int
 def _pairs_pass(session: Session, verifiers: _Verifiers, state: _Judging) -> int:
     """EV judges each pair no person decided, shown the boxes of its surviving masks, unless this
     version judged it with these very boxes; returns how many pairs it was asked about."""
-    seen = _boxes_seen(session, [pid for pid, _ in state.pairs], verifiers.ev_version)
+    seen = boxes_seen(session, [pid for pid, _ in state.pairs], verifiers.ev_version)
     sy, sx = state.image.height / state.size[0], state.image.width / state.size[1]  # boxes: original pixels
     ev_todo, ev_queries = [], []
     for pid, text in state.pairs:
@@ -170,7 +170,7 @@ def _pairs_pass(session: Session, verifiers: _Verifiers, state: _Judging) -> int
         if isinstance(result, Exception):
             state.errors.append(f"pair {pid}: {describe(result)}")
             continue
-        _add(session, VerdictKind.EXHAUSTIVITY, pid, None, verifiers.ev_version, result,
+        add_verdict(session, VerdictKind.EXHAUSTIVITY, pid, None, verifiers.ev_version, result,
              payload={"boxes": len(ids), "mask_ids": ids})
     return len(ev_todo)
 
@@ -183,7 +183,7 @@ def _survives(mask: Mask, state: _Judging, survive: float) -> bool:
     return probabilities.get(MaskVerifierAnswer.ACCEPT, 0.0) >= survive
 
 
-def _boxes_seen(session: Session, pair_ids: list[int], ev_version: int) -> dict[int, list[int] | None]:
+def boxes_seen(session: Session, pair_ids: list[int], ev_version: int) -> dict[int, list[int] | None]:
     """Per pair this EV version judged: the mask ids its latest verdict was shown (None: not
     recorded, from before they were)."""
     out: dict[int, list[int] | None] = {}
@@ -195,7 +195,7 @@ def _boxes_seen(session: Session, pair_ids: list[int], ev_version: int) -> dict[
     return out
 
 
-def _human_decided(session: Session, pair_ids: list[int], masks: Sequence[Mask]) -> tuple[set[int], set[int]]:
+def human_decided(session: Session, pair_ids: list[int], masks: Sequence[Mask]) -> tuple[set[int], set[int]]:
     """Masks and pairs a person has decided or judged (any human verdict counts)."""
     human = session.execute(select(Verdict.mask_id, Verdict.pair_id, Verdict.kind).where(
         Verdict.pair_id.in_(pair_ids), Verdict.source != VerdictSource.AI)).all()
@@ -207,7 +207,7 @@ def _human_decided(session: Session, pair_ids: list[int], masks: Sequence[Mask])
     return human_masks, human_pairs
 
 
-def _add(session: Session, kind: VerdictKind, pair_id: int, mask_id: int | None, version: int,
+def add_verdict(session: Session, kind: VerdictKind, pair_id: int, mask_id: int | None, version: int,
          probabilities: dict[str, float], payload: dict[str, object] | None = None) -> None:
     label = max(probabilities, key=probabilities.__getitem__)
     session.add(Verdict(kind=kind, source=VerdictSource.AI, pair_id=pair_id, mask_id=mask_id,
