@@ -8,7 +8,8 @@
 //
 // On <body> while shown: data-mask-count (objects kept), data-working ("1" while a working object has
 // points), data-track-state and data-track-frames (its tracker request: state, frames with a mask),
-// data-track-first ("1" once the clicked frame's mask is there).
+// data-track-first ("1" once the clicked frame's mask is there), data-track-arrived (frames arrived,
+// with or without a mask).
 
 import {WORKING_COLOR} from "../../layers.js";
 import {labelActions, labelHelp} from "../../labels.js";
@@ -78,7 +79,7 @@ class VideoCorrectMode {
     this.stage.unmount();
     byId("editor").hidden = true;
     byId("editor").classList.remove("video");
-    for (const key of ["maskCount", "working", "trackState", "trackFrames", "trackFirst"]) delete body.dataset[key];
+    for (const key of ["maskCount", "working", "trackState", "trackFrames", "trackFirst", "trackArrived"]) delete body.dataset[key];
   }
 
   // -- what is drawn
@@ -275,6 +276,7 @@ class VideoCorrectMode {
     body.dataset.trackState = s ? s.state : this.working ? body.dataset.trackState || "sending" : "";
     body.dataset.trackFrames = String(s ? s.present().length : 0);
     body.dataset.trackFirst = s?.first ? "1" : "0";
+    body.dataset.trackArrived = String(s ? s.frames.size : 0);
     byId("keep-mask").disabled = !s?.first;
     byId("working-info").textContent = this.working
       ? `Working object, frame ${this.working.frame + 1}: ${s ? s.describe() : "sending…"}`
