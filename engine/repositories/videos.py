@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import CompoundSelect, bindparam, select, union
+from sqlalchemy import CompoundSelect, bindparam, select, union_all
 from sqlalchemy.orm import Session
 
 from engine.db.models import Caption, Video, VideoFrame
@@ -37,11 +37,12 @@ class FrameRow:
 
 
 def _band_query() -> CompoundSelect[int, Any, int | None]:
-    """One indexed lookup per band of the middle keyframe's hash, united (as for images)."""
+    """One indexed lookup per band of the middle keyframe's hash, united (as for images; UNION ALL: the
+    JSON column has no equality operator on PostgreSQL, a video found twice is just compared twice)."""
     columns = (Video.phash_b0, Video.phash_b1, Video.phash_b2, Video.phash_b3)
     arms = [select(Video.id, Video.keyframe_phashes, Video.duplicate_of_id)
             .where(col.in_(bindparam(f"b{i}", expanding=True))) for i, col in enumerate(columns)]
-    return union(*arms).limit(NEAR_DUP_CANDIDATES)
+    return union_all(*arms).limit(NEAR_DUP_CANDIDATES)
 
 
 _NEAR_DUP_QUERY = _band_query()

@@ -14,7 +14,7 @@ from engine.db.session import session_scope
 from engine.services import flow, mine
 from engine.settings import Settings
 from engine.storage import LocalMediaStore
-from tests.video_synth import DEFAULT_SHAPES, Shape, write_frame_folder, write_video
+from tests.video_synth import Shape, write_frame_folder, write_video
 
 OTHER_SHAPES = (Shape("square", (30, 160, 60), 30, (0.5, 0.5), (1.0, -1.0)),
                 Shape("circle", (200, 200, 40), 16, (0.2, 0.2), (0.5, 2.0)))
@@ -48,7 +48,6 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {f"a{ext}": write_video(root / f"a{ext}") for ext in (".mp4", ".webm", ".mov", ".mkv")}
     out["b.mp4"] = write_video(root / "b.mp4", shapes=OTHER_SHAPES)
     out["frames"] = write_frame_folder(root / "frames" / "walk", count=12)
-    _ = DEFAULT_SHAPES
     return out
 
 
