@@ -7,7 +7,8 @@ the phrase by ``negatives.overlap_iou`` (the mean mask IoU over the frames both 
 hard_negative with its masklets, for the verifiers and people to confirm absent.
 
 Candidates' masklets are held as compressed RLE while the session runs (one decoded mask at a
-time); a concept the video already has a pair for is never a candidate, so a re-run adds nothing."""
+time); a concept the video already has a pair for is never a candidate, and a video this proposer
+version found hard negatives in is not searched again (a re-run adds nothing)."""
 
 from __future__ import annotations
 
@@ -97,8 +98,14 @@ def negatives_video_batch(session: Session, store: MediaStore, proposer: Masklet
                      list(session.scalars(select(Concept.text).order_by(Concept.id))),
                      suggest(report, suggester, settings, texts))
     taken = _taken(session, ids)
+    searched = set(session.scalars(select(ImageConcept.video_id).where(
+        ImageConcept.video_id.in_(ids), ImageConcept.origin == PairOrigin.HARD_NEGATIVE,
+        ImageConcept.model_version_id == batch.version)))
     for item in items:  # one video's frames in memory at a time
         own = positives.get(item.subject_id, [])
+        if item.subject_id in searched:  # this version's negatives stand (a re-run would pass the caps)
+            record(report, item, StageStatus.DONE, version_id=batch.version, detail={"reused": True})
+            continue
         if not own:
             record(report, item, StageStatus.SKIPPED, version_id=batch.version,
                    detail={"reason": "no positive phrase with masklets in this video"})
