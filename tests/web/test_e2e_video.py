@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image as PILImage
+from PIL import ImageDraw
 from sqlalchemy import select
 
 from engine.db.models import (
@@ -44,7 +46,7 @@ from engine.services.users import create_user
 from engine.settings import ModelSettings, Settings
 from engine.storage import LocalMediaStore
 from tests.conftest import make_settings
-from tests.video_synth import frames, shape_boxes
+from tests.video_synth import DEFAULT_SHAPES, frames, shape_boxes
 from tests.web.live import REPO, browser_page, live_server, save_screenshot  # noqa: F401 (fixtures)
 from tests.web.test_e2e_queue import PASSWORD, wait_body, wait_task
 
@@ -63,10 +65,12 @@ def settings(fresh_pg_url: str, tmp_path: Path, models_cache_dir: Path) -> Setti
 
 
 def shape_mask(shape: int, index: int) -> np.ndarray:
-    x0, y0, x1, y1 = shape_boxes(index, W, H)[shape]
-    grid = np.zeros((H, W), dtype=bool)
-    grid[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))] = True
-    return grid
+    """The shape's pixels on frame ``index``, drawn as tests/video_synth.py draws it."""
+    kind = DEFAULT_SHAPES[shape].kind
+    image = PILImage.new("L", (W, H), 0)
+    draw = ImageDraw.Draw(image)
+    (draw.ellipse if kind == "circle" else draw.rectangle)(shape_boxes(index, W, H)[shape], fill=1)
+    return np.asarray(image) > 0
 
 
 def seed_video(settings: Settings) -> dict[str, Any]:
