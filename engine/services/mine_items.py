@@ -14,7 +14,7 @@ from engine.db.models import JobItem, MiningJob
 from engine.domain.vocabulary import ItemStatus, MediaKind, SourceKind
 from engine.services.common import StageReport
 from engine.settings import Settings
-from engine.sources import Source, open_source
+from engine.sources import Source, SourceError, detect_kind, open_source
 
 TRANSIENT_DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError)
 
@@ -28,6 +28,9 @@ def open_media_source(settings: Settings, uri: str, kind: str | None, options: d
     """The source with the caps of the job's media: a video job reads files up to
     ``video.limits.max_file_bytes`` (an image job ``limits.max_file_bytes``)."""
     video = job_media(options) is MediaKind.VIDEO
+    if video and (kind or detect_kind(uri)) == SourceKind.COCO:
+        raise SourceError("a COCO source lists images; a video job mines a folder, a URL list or WebDataset "
+                          "shards of video files, or frame folders (--kind frames)")
     return open_source(uri, kind, options=options, fetch=settings.fetch,
                        max_shard_names=settings.sources.max_shard_names,
                        max_file_bytes=settings.video.limits.max_file_bytes if video else settings.limits.max_file_bytes,

@@ -38,7 +38,7 @@ from engine.services.mine_items import TRANSIENT_DB_ERRORS, fail_item, item_uri,
 from engine.settings import Settings
 from engine.sources import FetchError, Source, SourceError
 from engine.sources.frames import FrameFoldersSource
-from engine.storage import MediaStore
+from engine.storage import MediaStore, storage_key
 from engine.video.decode import VideoFileDecoder
 from engine.video.folder import FrameFolderDecoder
 from engine.video.sampling import DecodeSummary, SampledFrame, VideoRejected, keyframe_indices, middle
@@ -129,15 +129,16 @@ def _fetched(source: Source, items: dict[int, JobItem],
 def _ingest_one(session: Session, settings: Settings, store: MediaStore, job: MiningJob, source: Source,
                 item: JobItem, data: bytes | None, alt_text_version: int, report: StageReport,
                 created: list[str]) -> None:
-    if data is not None:  # a file: an exact duplicate needs no decoding
-        existing = videos_repo.id_by_sha256(session, hashlib.sha256(data).hexdigest())
+    file_sha256 = hashlib.sha256(data).hexdigest() if data is not None else None
+    if file_sha256 is not None:  # a file: an exact duplicate needs no decoding
+        existing = videos_repo.id_by_sha256(session, file_sha256)
         if existing is not None:
             _record_duplicate(session, item, existing, alt_text_version, report)
             return
     with tempfile.TemporaryDirectory(prefix="dataengine-video-") as spool:
         started = time.perf_counter()
         try:
-            decoded = _decode(settings, source, item, data, Path(spool))
+            decoded = _decode(settings, source, item, data, file_sha256, Path(spool))
         except (VideoRejected, FetchError) as exc:
             fail_item(item, str(exc), report)
             return
@@ -156,7 +157,8 @@ def _ingest_one(session: Session, settings: Settings, store: MediaStore, job: Mi
                      created, mine)
 
 
-def _decode(settings: Settings, source: Source, item: JobItem, data: bytes | None, spool: Path) -> DecodedVideo:
+def _decode(settings: Settings, source: Source, item: JobItem, data: bytes | None, file_sha256: str | None,
+            spool: Path) -> DecodedVideo:
     video = settings.video
     decoder: VideoFileDecoder | FrameFolderDecoder
     if data is None:
@@ -168,12 +170,8 @@ def _decode(settings: Settings, source: Source, item: JobItem, data: bytes | Non
     frames = [_spool(frame, spool, video.frame_quality) for frame in decoder.frames()]
     summary = decoder.summary
     assert summary is not None
-    if isinstance(decoder, FrameFolderDecoder):
-        assert decoder.sha256 is not None
-        sha256 = decoder.sha256
-    else:
-        assert data is not None
-        sha256 = hashlib.sha256(data).hexdigest()
+    sha256 = decoder.sha256 if isinstance(decoder, FrameFolderDecoder) else file_sha256
+    assert sha256 is not None
     hashes = [_phash(frames[i].path) for i in keyframe_indices(len(frames), video.keyframes)]
     return DecodedVideo(sha256, summary, frames, hashes, data)
 
@@ -265,7 +263,7 @@ def _record(session: Session, job: MiningJob, item: JobItem, decoded: DecodedVid
     outcome. ``sample_fps``: the rate asked (a slower source keeps its own)."""
     summary = decoded.summary
     frame_size = (summary.width, summary.height)
-    original_key = (f"{decoded.sha256[:2]}/{decoded.sha256[2:4]}/{decoded.sha256}.{_original_extension(summary)}"
+    original_key = (storage_key(decoded.sha256, _original_extension(summary))
                     if decoded.original is not None else None)
     video_id, created = videos_repo.insert_if_new(
         session, sha256=decoded.sha256, keyframe_hashes=decoded.keyframe_hashes,
@@ -277,7 +275,7 @@ def _record(session: Session, job: MiningJob, item: JobItem, decoded: DecodedVid
         source_uri=item_uri(job, item)[:4000])
     if created:
         videos_repo.add_frames(session, video_id, [
-            FrameRow(f.index, f.timestamp_s, f"{f.sha256[:2]}/{f.sha256[2:4]}/{f.sha256}.jpg", *frame_size)
+            FrameRow(f.index, f.timestamp_s, storage_key(f.sha256, "jpg"), *frame_size)
             for f in decoded.frames])
         status = ItemStatus.NEAR_DUPLICATE if near else ItemStatus.DONE
     else:

@@ -218,3 +218,11 @@ def test_the_cli_mines_videos_and_frame_folders(fresh_sqlite_url: str, clips: di
     with session_scope(fresh_sqlite_url) as s:
         assert sorted(s.scalars(select(Video.container))) == ["frames", "mp4"]
     shutil.rmtree(tmp_path / "media")
+
+
+def test_a_video_job_refuses_a_coco_source(video_settings: Settings, tmp_path: Path) -> None:
+    from engine.sources import SourceError
+
+    (tmp_path / "coco.json").write_text('{"images": [], "annotations": [], "categories": []}')
+    with session_scope(video_settings.db_url) as s, pytest.raises(SourceError, match="a COCO source lists images"):
+        mine.plan_job(s, video_settings, str(tmp_path / "coco.json"), options={"media": "video"})
