@@ -178,6 +178,7 @@ def test_an_image_correction_takes_no_video_click(login, web_settings):
     assert response.status_code == 422 and "not a video task" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_a_click_is_tracked_off_the_request_and_read_back_by_polling_and_as_events(login, seeded, tracker):
     client = login("ann")
     task = lease(client, "correct")

@@ -28,6 +28,7 @@ def _track(client, task, frame_index=2):
     return wait_done(client, response.json()["request_id"])
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_a_correction_keeps_cuts_adds_from_a_click_and_deletes_masklets(login, seeded, web_settings):
     client = login("ann")
     task = lease(client, "correct")
