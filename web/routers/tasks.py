@@ -215,7 +215,7 @@ def segment(task_id: Id, body: ClickIn, models: ModelsDep, principal: Annotator,
     task = _held(session, task_id, principal.user_id)
     image_id = session.get_one(ImageConcept, task.pair_id).image_id
     if image_id is None:
-        raise HTTPException(409, "a video task: click on a frame through /api/video/tasks/{id}/track")
+        raise HTTPException(409, "a video task: click on a frame through /api/v1/video/tasks/{id}/track")
     sha256 = session.scalars(select(Image.sha256).where(Image.id == image_id)).one()
     store = LocalMediaStore(settings.media_path)
     session.commit()  # end the transaction: no connection is held while the model runs
