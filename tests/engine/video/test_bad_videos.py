@@ -3,15 +3,24 @@ job are mined, and nothing of a failed video is left in the database or the medi
 
 from __future__ import annotations
 
+import errno
 import random
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from engine.db.models import Video, VideoFrame
 from engine.db.session import session_scope
+from engine.repositories import videos as videos_repo
+from engine.repositories.videos import FrameRow
+from engine.services import mine
 from engine.settings import Settings
+from engine.storage import LocalMediaStore, Stored
 from engine.video_settings import VideoLimits, VideoSettings
 from tests.engine.video.conftest import copy_clip, items_of, mine_all
 from tests.video_synth import frames, truncate, write_frame_folder, write_video
@@ -130,3 +139,76 @@ def test_bad_frame_folders_fail_with_the_frame_they_stop_at(video_settings: Sett
         assert (video.container, video.storage_key, video.frame_count, video.source_frames) == ("frames", None, 8, 8)
     assert _stored_keys(settings) == _named_keys(settings)
     shutil.rmtree(root)
+
+
+class _FullStore(LocalMediaStore):
+    """A media store that has room for ``room`` more files, then refuses writes (ENOSPC)."""
+
+    def __init__(self, root: Path, room: int) -> None:
+        super().__init__(root)
+        self.room = room
+
+    def store(self, sha256: str, extension: str, data: bytes) -> Stored:
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= 1
+        return super().store(sha256, extension, data)
+
+
+def _plan(settings: Settings, clips: dict[str, Path], src: Path) -> mine.JobPlan:
+    copy_clip(clips, "a.mp4", src / "1-a.mp4")
+    copy_clip(clips, "b.mp4", src / "2-b.mp4")
+    with session_scope(settings.db_url) as s:
+        return mine.plan_job(s, settings, str(src), until="mine", options={"media": "video"})
+
+
+def test_a_full_store_fails_the_video_that_does_not_fit_and_removes_its_files(
+        video_settings: Settings, clips: dict[str, Path], tmp_path: Path) -> None:
+    settings = video_settings
+    plan = _plan(settings, clips, tmp_path / "src")
+    with session_scope(settings.db_url) as s:  # room for the first video (original + 12 frames) and 7 more files
+        mine.mine_batch(s, settings, _FullStore(settings.media_path, 20), plan.job_id, plan.pending)
+    items = items_of(settings, plan.job_id)
+    assert items["1-a.mp4"].status.value == "done"
+    assert (items["2-b.mp4"].status.value, items["2-b.mp4"].error) == ("failed", "media store: no space left on device")
+    assert items["2-b.mp4"].retry_at is not None
+    assert _stored_keys(settings) == _named_keys(settings) and len(_stored_keys(settings)) == 13
+    retried = mine_all(settings, tmp_path / "src", options={"media": "video"}, job_name=plan.name, retry_failed=True)
+    assert retried.retried == 1 and items_of(settings, plan.job_id)["2-b.mp4"].status.value == "done"
+    assert _stored_keys(settings) == _named_keys(settings) and len(_stored_keys(settings)) == 26
+
+
+def test_a_bug_on_one_video_fails_it_alone_and_a_database_outage_stops_the_batch_cleanly(
+        video_settings: Settings, clips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = video_settings
+    plan = _plan(settings, clips, tmp_path / "src")
+    real = videos_repo.add_frames
+
+    def add_frames(session: Session, video_id: int, frames: Sequence[FrameRow]) -> None:
+        if any(f.index == 11 for f in frames) and video_id > 1:
+            raise ValueError("boom")
+        real(session, video_id, frames)
+
+    monkeypatch.setattr(videos_repo, "add_frames", add_frames)
+    with session_scope(settings.db_url) as s:
+        mine.mine_batch(s, settings, LocalMediaStore(settings.media_path), plan.job_id, plan.pending)
+    items = items_of(settings, plan.job_id)
+    assert items["1-a.mp4"].status.value == "done"
+    assert items["2-b.mp4"].error == "internal error: ValueError: boom"
+    with session_scope(settings.db_url) as s:  # its savepoint rolled back: no video row, no frame rows
+        assert s.scalar(select(func.count()).select_from(Video)) == 1
+    assert _stored_keys(settings) == _named_keys(settings)
+
+    def outage(session: Session, video_id: int, frames: Sequence[FrameRow]) -> None:
+        raise sa_exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(videos_repo, "add_frames", outage)
+    (tmp_path / "src" / "2-b.mp4").unlink()
+    copy_clip(clips, "a.webm", tmp_path / "src" / "3-c.webm")
+    with session_scope(settings.db_url) as s:
+        again = mine.plan_job(s, settings, str(tmp_path / "src"), job_name=plan.name, until="mine",
+                              options={"media": "video"})
+    with pytest.raises(sa_exc.OperationalError), session_scope(settings.db_url) as s:
+        mine.mine_batch(s, settings, LocalMediaStore(settings.media_path), plan.job_id, again.pending)
+    assert items_of(settings, plan.job_id)["3-c.webm"].status.value == "pending"
+    assert _stored_keys(settings) == _named_keys(settings)  # the batch's files went with its rows
