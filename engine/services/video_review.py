@@ -46,9 +46,8 @@ class NotFound(LookupError):
     """No such video frame, masklet or tracker request (for the caller)."""
 
 
-def frame_url(video_id: int) -> str:
-    """Where the page reads a video's sampled frames: ``{index}`` is the frame's 0-based index."""
-    return f"/api/v1/video/{video_id}/frames/{{index}}"
+#: where the page reads a video's sampled frames: ``{video_id}`` and ``{index}`` (0-based) filled in by the page
+FRAME_URL = "/api/v1/video/{video_id}/frames/{index}"
 
 
 # ------------------------------------------------------------------------------------ task payload
@@ -74,7 +73,7 @@ def describe(session: Session, task: HumanTask, video_id: int) -> dict[str, Any]
         "media": MediaKind.VIDEO.value, "image": None, "masks": [], "caption": caption,
         "video": {"id": video.id, "width": video.width, "height": video.height, "frame_count": video.frame_count,
                   "sample_fps": video.sample_fps, "fps": video.fps, "duration_s": video.duration_s},
-        "masklets": masklets, "frame_url": frame_url(video.id),
+        "masklets": masklets, "frame_url": FRAME_URL,
     }
 
 
