@@ -89,7 +89,8 @@ class VideoFileDecoder:
         codec = stream.codec_context.name
         if codec not in limits.codecs:
             raise VideoRejected(f"unsupported codec {codec!r} (mined: {', '.join(limits.codecs)})")
-        _check_size(stream.codec_context.width, stream.codec_context.height, limits)
+        if stream.codec_context.width > 0 and stream.codec_context.height > 0:  # else known at the first frame
+            _check_size(stream.codec_context.width, stream.codec_context.height, limits)
         declared = declared_duration(container, stream)
         if declared is not None and declared > limits.max_duration_s:
             raise VideoRejected(f"over the duration cap: {declared:.1f} s > {limits.max_duration_s:g} s")

@@ -52,6 +52,9 @@ class FrameFolderDecoder:
                 raise VideoRejected(f"frame {name} is {image.size[0]}x{image.size[1]}, the first frame is "
                                     f"{size[0]}x{size[1]}: frames of one video must have one size")
             t = Fraction(count - 1) / self._rate
+            if t > limits.max_duration_s:
+                raise VideoRejected(f"over the duration cap: more than {limits.max_duration_s:g} s of frames at "
+                                    f"{float(self._rate):g} fps")
             if not sampler.keep(t):
                 continue
             sampled += 1
@@ -63,8 +66,6 @@ class FrameFolderDecoder:
             raise VideoRejected("zero frames: the folder holds no frame")
         fps = float(self._rate)
         duration = count / fps
-        if duration > limits.max_duration_s:
-            raise VideoRejected(f"over the duration cap: {duration:.1f} s > {limits.max_duration_s:g} s")
         self.sha256 = digest.hexdigest()
         self.summary = DecodeSummary(container="frames", codec=codec, width=size[0], height=size[1], fps=fps,
                                      duration_s=round(duration, 4), source_frames=count, sampled_frames=sampled,

@@ -121,8 +121,9 @@ def test_bad_frame_folders_fail_with_the_frame_they_stop_at(video_settings: Sett
     mixed = write_frame_folder(root / "mixed", count=6)
     next(frames(1, width=120, height=90)).save(mixed / "00004.jpg")
     write_frame_folder(root / "huge", count=2, width=320)
+    write_frame_folder(root / "long", count=20)  # 20 frames at 6 fps: 3.3 s
     (root / "empty").mkdir()
-    settings.video = VideoSettings(limits=VideoLimits(max_width=300))
+    settings.video = VideoSettings(limits=VideoLimits(max_width=300, max_duration_s=3.0))
     plan = mine_all(settings, root, kind="frames")
     items = items_of(settings, plan.job_id)
     assert items["good"].status.value == "done"
@@ -133,6 +134,7 @@ def test_bad_frame_folders_fail_with_the_frame_they_stop_at(video_settings: Sett
                                "must have one size")
     assert errors["huge"] == "frame 00000.jpg: over the resolution cap: 320x120 > 300x4096"
     assert errors["empty"] == "frame folder empty holds no frame (image files)"
+    assert errors["long"] == "over the duration cap: more than 3 s of frames at 6 fps"
     assert all(items[k].status.value == "failed" for k in errors)
     with session_scope(settings.db_url) as s:
         video = s.scalars(select(Video)).one()
