@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from engine.storage import LocalMediaStore
 from tests.conftest import make_settings
 from tests.video_synth import DEFAULT_SHAPES, frames, shape_boxes
 from tests.web.live import REPO, browser_page, live_server, save_screenshot  # noqa: F401 (fixtures)
-from tests.web.test_e2e_queue import PASSWORD, wait_body, wait_task
+from tests.web.test_e2e_queue import PASSWORD, eventually, wait_body, wait_task
 
 W, H, N, FPS = 160, 120, 24, 6.0
 SQUARE_FRAMES = (0, 15)  # the square's masklet covers these frames (the circle's: all of them)
@@ -166,6 +167,9 @@ def test_annotator_verifies_scrubs_and_corrects_a_video(live_server: str, browse
                                                         settings: Settings, tmp_path: Path) -> None:
     made = seed_video(settings)
     page = browser_page
+    asked: list[int] = []  # the frames the page loads
+    frame_path = re.compile(rf"/api/v1/video/{made['video']}/frames/(\d+)$")
+    page.on("request", lambda r: asked.append(int(m.group(1))) if (m := frame_path.search(r.url)) else None)
     page.goto(f"{live_server}/login?next=%2Fqueue")
     page.fill("#username", "annie")
     page.fill("#password", PASSWORD)
@@ -179,6 +183,9 @@ def test_annotator_verifies_scrubs_and_corrects_a_video(live_server: str, browse
     assert page.get_attribute("#video-slider", "max") == str(N - 1)
     assert page.locator("#video-timeline .tl-row").count() == 1
     show_frame(page, 0)
+    # the frames ahead are loaded before they are asked for, and not the whole video
+    assert eventually(lambda: set(range(17)) <= set(asked)), asked
+    assert max(asked) == 16
     cx, cy = centre(0, 0)
     masked = pixel(page, cx, cy)
     page.keyboard.press("v")  # masks off: the frame's own pixel (the red circle) …
@@ -206,6 +213,7 @@ def test_annotator_verifies_scrubs_and_corrects_a_video(live_server: str, browse
     page.keyboard.press("v")
     page.keyboard.press(" ")  # play …
     wait_body(page, playing=1)
+    assert page.get_attribute("#video-play", "aria-pressed") == "true"
     page.locator("body:not([data-frame='0'])").wait_for()
     page.keyboard.press(" ")  # … and pause
     wait_body(page, playing=0)
