@@ -21,8 +21,9 @@ _RUN = """
 import json, sys, contextlib, io
 with contextlib.redirect_stdout(io.StringIO()):
     from sam3.eval.saco_veval_eval import VEvalEvaluator
-    result = VEvalEvaluator(sys.argv[1], sys.argv[3]).run_eval(sys.argv[2])
-print(json.dumps(result["dataset_results"]))
+    gt = sys.argv[1]
+    results = [VEvalEvaluator(gt, pred + ".eval.json").run_eval(pred)["dataset_results"] for pred in sys.argv[2:]]
+print(json.dumps(results))
 """
 #: the demo F1 keys of the masks (segm) at IoU 0.5:0.95, and the phrase HOTA
 CGF1 = "video_mask_demo_cgf1_micro_50_95"
@@ -39,20 +40,20 @@ def available() -> bool:
     return PYTHON.is_file()
 
 
-def official_results(gt_path: Path | str, pred_path: Path | str, out_path: Path | str | None = None) -> dict[str, Any]:
-    """``dataset_results`` of the official evaluator on a ground-truth file and a prediction file
-    (its full result, per video–phrase pair too, is written to ``out_path``)."""
+def official_results(gt_path: Path | str, *pred_paths: Path | str) -> list[dict[str, Any]]:
+    """``dataset_results`` of the official evaluator on a ground-truth file and each prediction file,
+    in one process (its imports take seconds); its full result, per video–phrase pair too, is
+    written beside each prediction file (``<pred>.eval.json``)."""
     if not available():
         raise OracleMissing(f"{PYTHON} is missing: run scripts/setup-venv.sh dev (or scripts/setup-oracle-video.sh)")
-    out = Path(out_path) if out_path is not None else Path(pred_path).with_suffix(".eval.json")
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
-    done = subprocess.run([str(PYTHON), "-c", _RUN, str(gt_path), str(pred_path), str(out)], capture_output=True,
-                          text=True, timeout=TIMEOUT_S, env=env, cwd=Path(pred_path).parent, check=False)
+    done = subprocess.run([str(PYTHON), "-c", _RUN, str(gt_path), *map(str, pred_paths)], capture_output=True,
+                          text=True, timeout=TIMEOUT_S, env=env, cwd=Path(gt_path).parent, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the official evaluator failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    results: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    results: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
     return results
 
 
-if __name__ == "__main__":  # python tests/veval_oracle.py GT PRED
-    print(json.dumps(official_results(sys.argv[1], sys.argv[2]), indent=2, sort_keys=True))
+if __name__ == "__main__":  # python tests/veval_oracle.py GT PRED...
+    print(json.dumps(official_results(sys.argv[1], *sys.argv[2:]), indent=2, sort_keys=True))

@@ -108,7 +108,7 @@ def _pairs(rows: Sequence[Any]) -> list[PairRows]:
     return list(pairs.values())
 
 
-def _frames(conn: Connection, video_id: int) -> tuple[list[str], int, int]:
+def sampled_frames(conn: Connection, video_id: int) -> tuple[list[str], int, int]:
     rows = conn.execute(select(VideoFrame.index, VideoFrame.storage_key, VideoFrame.width, VideoFrame.height)
                         .where(VideoFrame.video_id == video_id).order_by(VideoFrame.index)).all()
     if [r[0] for r in rows] != list(range(len(rows))):
@@ -144,7 +144,7 @@ def _find(shas: Iterator[Any], current: Any, video_id: int) -> Any:
 
 
 def _video(conn: Connection, video: Any, batch: list[Any]) -> VideoRows:
-    names, width, height = _frames(conn, video[0])
+    names, width, height = sampled_frames(conn, video[0])
     return VideoRows(video[0], video[1], width, height, names, _pairs(batch))
 
 
