@@ -7,7 +7,7 @@
 //   rows: [{key, label, color [r,g,b], spans [[a, b], …], extent [a, b] | null, cut [a, b] | null,
 //           selected, working}]
 
-import {byId, el, noFocus} from "../ui.js";
+import {byId, el} from "../ui.js";
 import {frameAt, frameLabel, spanBox} from "./spans.js";
 
 const rgb = (c) => `rgb(${c.join(",")})`;
@@ -39,7 +39,7 @@ export class Timeline {
     this.slider.step = "1";
     this.track.replaceChildren(this.rows, this.head);
     this.on(this.slider, "input", () => this.onSeek(Number(this.slider.value)));
-    this.on(noFocus(this.play), "click", () => { this.play.blur(); this.onToggle(); });
+    this.on(this.play, "click", () => { this.play.blur(); this.onToggle(); }); // the keys stay the page's
     this.on(this.track, "pointerdown", (e) => { this.dragging = true; this.track.setPointerCapture(e.pointerId); this.seekAt(e); });
     this.on(this.track, "pointermove", (e) => { if (this.dragging) this.seekAt(e); });
     this.on(this.track, "pointerup", () => { this.dragging = false; });

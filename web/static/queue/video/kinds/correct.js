@@ -69,6 +69,7 @@ class VideoCorrectMode {
     this.mounted = true;
     byId("editor").hidden = false;
     byId("editor").classList.add("video");
+    byId("keep-mask").firstChild.textContent = "Keep object ";
     this.viewer.tool = this;
     this.stage.mount();
     this.refresh();
@@ -79,6 +80,7 @@ class VideoCorrectMode {
     this.stage.unmount();
     byId("editor").hidden = true;
     byId("editor").classList.remove("video");
+    byId("keep-mask").firstChild.textContent = "Keep mask ";
     for (const key of ["maskCount", "working", "trackState", "trackFrames", "trackFirst", "trackArrived"]) delete body.dataset[key];
   }
 
