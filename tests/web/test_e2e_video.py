@@ -49,7 +49,7 @@ from engine.storage import LocalMediaStore
 from tests.conftest import make_settings
 from tests.video_synth import DEFAULT_SHAPES, frames, shape_boxes
 from tests.web.live import REPO, browser_page, live_server, save_screenshot  # noqa: F401 (fixtures)
-from tests.web.test_e2e_queue import PASSWORD, eventually, wait_body, wait_task
+from tests.web.test_e2e_queue import PASSWORD, wait_body, wait_task
 
 W, H, N, FPS = 160, 120, 24, 6.0
 SQUARE_FRAMES = (0, 15)  # the square's masklet covers these frames (the circle's: all of them)
@@ -184,7 +184,11 @@ def test_annotator_verifies_scrubs_and_corrects_a_video(live_server: str, browse
     assert page.locator("#video-timeline .tl-row").count() == 1
     show_frame(page, 0)
     # the frames ahead are loaded before they are asked for, and not the whole video
-    assert eventually(lambda: set(range(17)) <= set(asked)), asked
+    for _ in range(200):  # the page's events reach Python while Playwright waits (not in time.sleep)
+        if set(range(17)) <= set(asked):
+            break
+        page.wait_for_timeout(50)
+    assert set(range(17)) <= set(asked), asked
     assert max(asked) == 16
     cx, cy = centre(0, 0)
     masked = pixel(page, cx, cy)
