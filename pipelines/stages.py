@@ -8,8 +8,13 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from engine.db.models import MiningJob
+from engine.domain.vocabulary import MediaKind
 from engine.services import caption, mine, negatives, parse, propose, route, verify
 from engine.services.common import StageReport
+from engine.services.mine_items import job_media
+from engine.services.video_stages import caption as video_caption
+from engine.services.video_stages import parse as video_parse
+from engine.services.video_stages import verify as video_verify
 from engine.settings import Settings
 from engine.sources.coco import CocoSource
 from engine.sources.folder import FolderSource
@@ -43,18 +48,29 @@ def job_models(ctx: TaskContext, s: Session, job_id: int) -> ModelCache:
     return ctx.models_for((job.options or {}).get("model_profile") if job is not None else None)
 
 
+def is_video(s: Session, job_id: int) -> bool:
+    """A video job: its stages' subjects are videos, each stage runs its video service."""
+    job = s.get(MiningJob, job_id)
+    return job_media(job.options if job is not None else None) is MediaKind.VIDEO
+
+
 def _caption(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
-    return caption.caption_batch(s, ctx.store, job_models(ctx, s, job_id).captioner(), job_id, ids,
-                                 max_side=ctx.settings.models.max_side)
+    captioner, max_side = job_models(ctx, s, job_id).captioner(), ctx.settings.models.max_side
+    if is_video(s, job_id):
+        return video_caption.caption_video_batch(s, ctx.store, captioner, job_id, ids,
+                                                 keyframes=ctx.settings.video.keyframes, max_side=max_side)
+    return caption.caption_batch(s, ctx.store, captioner, job_id, ids, max_side=max_side)
 
 
 def _parse(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
+    if is_video(s, job_id):
+        return video_parse.parse_video_batch(s, job_models(ctx, s, job_id).parser(), job_id, ids)
     return parse.parse_batch(s, job_models(ctx, s, job_id).parser(), job_id, ids)
 
 
 def _propose(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
-    return propose.propose_batch(s, ctx.store, job_models(ctx, s, job_id).proposer(), ctx.settings.models.propose,
-                                 job_id, ids, max_side=ctx.settings.models.max_side)
+    m, models = ctx.settings.models, job_models(ctx, s, job_id)
+    return propose.propose_batch(s, ctx.store, models.proposer(), m.propose, job_id, ids, max_side=m.max_side)
 
 
 def _negatives(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
@@ -64,14 +80,18 @@ def _negatives(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Sta
 
 
 def _verify(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
-    models = job_models(ctx, s, job_id)
+    m, models = ctx.settings.models, job_models(ctx, s, job_id)
+    if is_video(s, job_id):
+        return video_verify.verify_video_batch(s, ctx.store, models.mask_verifier(), models.exhaustivity_verifier(),
+                                               m.verify.survive_probability, ctx.settings.video, job_id, ids,
+                                               max_side=m.max_side)
     return verify.verify_batch(s, ctx.store, models.mask_verifier(), models.exhaustivity_verifier(),
-                               ctx.settings.models.verify.survive_probability, job_id, ids,
-                               max_side=ctx.settings.models.max_side)
+                               m.verify.survive_probability, job_id, ids, max_side=m.max_side)
 
 
 def _route(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
-    return route.route_batch(s, ctx.settings.routing, job_id, ids)
+    media = MediaKind.VIDEO if is_video(s, job_id) else MediaKind.IMAGE
+    return route.route_batch(s, ctx.settings.routing, job_id, ids, media=media)
 
 
 STAGES: tuple[Stage, ...] = (
