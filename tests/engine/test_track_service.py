@@ -100,3 +100,17 @@ def test_a_request_delivered_again_runs_once_when_done_and_starts_over_while_run
 
 def test_an_unknown_request_is_reported_missing(settings):
     assert _run(settings, 12345, ShapeTracker()).state == "missing"
+
+
+def test_a_task_has_a_bounded_number_of_clicks_waiting(settings):
+    request_id = _request(settings)
+    with session_scope(settings.db_url) as s:
+        req = s.get(TrackRequest, request_id)
+        ask = video_review.TrackAsk(0, [(1.0, 1.0, 1)])
+        for _ in range(video_review.MAX_OPEN_REQUESTS - 1):
+            video_review.request_track(s, req.task_id, req.user_id, ask, window_frames=4, max_points=8)
+        with pytest.raises(video_review.TrackRefused, match="still being tracked"):
+            video_review.request_track(s, req.task_id, req.user_id, ask, window_frames=4, max_points=8)
+        s.query(TrackRequest).update({"state": TrackState.DONE})
+        again = video_review.request_track(s, req.task_id, req.user_id, ask, window_frames=4, max_points=8)
+        assert (again.window_start, again.window_end) == (0, 2)

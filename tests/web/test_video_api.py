@@ -66,8 +66,9 @@ def lease(client: TestClient, kind: str) -> dict:
     return response.json()
 
 
-def wait_done(client: TestClient, request_id: int) -> dict:
-    for _ in range(200):
+def wait_done(client: TestClient, request_id: int, tries: int = 200) -> dict:
+    body: dict = {}
+    for _ in range(tries):
         body = client.get(f"/api/v1/video/track/{request_id}").json()
         if body["state"] in ("done", "failed"):
             return body
@@ -231,3 +232,23 @@ def test_without_a_track_runner_a_click_is_refused_as_unavailable(web_settings, 
         response = client.post(f"/api/v1/video/tasks/{task['id']}/track", json={"frame_index": 0,
                                                                                  "points": [[3, 3, 1]]})
     assert response.status_code == 503
+
+
+def test_a_click_runs_on_the_tiny_video_tracker_in_the_embedded_runner(web_settings, seeded, models_cache_dir):
+    """The served app as `dataengine serve` builds it without a broker: its track runner is a thread of
+    the process with the process's model cache (the tiny random-weight SAM 3 tracker on video)."""
+    from dataengine.serve import create_app as serve_app
+
+    web_settings.models.cache_dir = models_cache_dir
+    web_settings.video.window_frames = 4
+    with TestClient(serve_app(web_settings)) as client:
+        login = client.post("/api/v1/auth/login", json={"username": "ann", "password": PASSWORD})
+        client.headers["X-CSRF-Token"] = login.json()["csrf_token"]
+        task = lease(client, "correct")
+        posted = client.post(f"/api/v1/video/tasks/{task['id']}/track", json={"frame_index": 1,
+                                                                               "points": [[30, 30, 1]]})
+        assert posted.status_code == 202 and posted.json()["window"] == [0, 3]
+        done = wait_done(client, posted.json()["request_id"], tries=1200)
+    assert done["state"] == "done", done
+    assert [f["frame_index"] for f in done["frames"]] == [1, 2, 3, 0]
+    assert all(f["rle"] is None or f["rle"]["size"] == [HEIGHT, WIDTH] for f in done["frames"])
