@@ -185,11 +185,15 @@ def models_promote(ctx: Context, version_id: int, no_rescore: bool) -> None:
 @click.option("--predictions-out", "predictions_out", type=click.Path(file_okay=False),
               help="Write per proposer version the COCO results and the SA-Co ground truth it was scored on "
                    "(the official evaluator on the two gives the same numbers).")
+@click.option("--official-video/--no-official-video", default=True, show_default=True,
+              help="Run the official SA-Co video evaluator (when installed) for pHOTA and its own figures.")
 @pass_ctx
-def report(ctx: Context, out_dir: str | None, hours: int, label_source: str, predictions_out: str | None) -> None:
+def report(ctx: Context, out_dir: str | None, hours: int, label_source: str, predictions_out: str | None,
+           official_video: bool) -> None:
     """Quality per model version: cgF1 / pmF1 / IL_MCC of proposers (the official SA-Co evaluator's
-    conventions; cgF1 × 100) on instance-exhaustive ground-truth pairs, AI–human agreement of
-    verifiers, acceptance rates and throughput."""
+    conventions; cgF1 × 100) on instance-exhaustive ground-truth pairs, the same for video proposers
+    with pHOTA (SA-Co/VEval), AI–human agreement of verifiers, acceptance rates and throughput."""
+    from dataengine.cli.video_report import print_video_section
     from engine.db.session import session_scope
     from engine.services.quality import quality_report
 
@@ -197,7 +201,9 @@ def report(ctx: Context, out_dir: str | None, hours: int, label_source: str, pre
     with session_scope(ctx.settings.db_url) as session:
         data = quality_report(session, hours=hours, label_source=label_source,
                               predictions_out=Path(predictions_out) if predictions_out else None)
-    _print_report(data, label_source)
+        _print_report(data, label_source)
+        print_video_section(session, label_source, official=official_video,
+                            files_out=Path(predictions_out) / "video" if predictions_out else None)
     for p in data.proposers:
         if p.files:
             click.echo(f"wrote {p.files} (predictions.json, ground_truth.json, scores.json)")

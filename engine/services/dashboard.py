@@ -21,6 +21,9 @@ Definitions
   scope: nothing there, nothing missing); missing, reject, ungroundable are negative. EV rows are
   split by scope (with_masks | presence) as calibration splits them. ``precision`` is
   P(human positive | AI accept), ``recall`` P(AI accept | human positive).
+- video proposers: cgF1, pmF1 and IL_MCC per proposer version on the instance-exhaustive video
+  pairs people decided, as engine/services/video_metrics.py defines them (it reads each scored
+  pair's masklets; pHOTA needs the official evaluator and is in ``dataengine report`` only).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from engine.domain.vocabulary import (
     VerdictSource,
 )
 from engine.services.calibrate import KINDS, POSITIVE_LABELS
+from engine.services.video_metrics import VideoProposerQuality, video_quality
 
 TASK_KIND_OF = {
     VerdictKind.MASK: TaskKind.VERIFY_MASK,
@@ -119,6 +123,9 @@ class Dashboard:
     timings: list[KindTiming]
     annotators: list[AnnotatorStats]
     verifiers: list[VerifierAgreement] = field(default_factory=list)
+    # video proposers on instance-exhaustive video pairs decided by people (engine/services/video_metrics.py:
+    # cgF1, pmF1, IL_MCC computed here; pHOTA only from the official evaluator, in `dataengine report`)
+    video_proposers: list[VideoProposerQuality] = field(default_factory=list)
 
 
 def dashboard(session: Session, *, hours: int = 24, now: dt.datetime | None = None) -> Dashboard:
@@ -126,7 +133,7 @@ def dashboard(session: Session, *, hours: int = 24, now: dt.datetime | None = No
     return Dashboard(generated_at=now, hours=hours, queue=queue_depth(session),
                      throughput=throughput(session, hours=hours, now=now),
                      timings=median_active_seconds(session, now=now), annotators=annotator_stats(session),
-                     verifiers=verifier_agreement(session))
+                     verifiers=verifier_agreement(session), video_proposers=video_quality(session))
 
 
 def _ratio(num: int, den: int) -> float | None:

@@ -100,19 +100,29 @@ def _pair(session, seeded: Seeded, video: str, phrase: str) -> ImageConcept:
     return pair
 
 
-def _route(session, pair_id: int, accept: list[int], reject: list[int], pair_label: str | None) -> None:
-    """Decisions as the router writes them, through the decision model."""
+HUMAN_PAIR_LABEL = {"exhaustive": "complete", "negative": "not_present"}
+
+
+def _route(session, pair_id: int, accept: list[int], reject: list[int], pair_label: str | None,
+           human: bool = False) -> None:
+    """Decisions through the decision model: as the router writes them, or (``human``) as a person's
+    verify_mask and check_exhaustivity verdicts decide."""
     for mask_id, label in [(m, "accept") for m in accept] + [(m, "reject") for m in reject]:
-        decide.write(session, pair_id, dm.route_mask(decide.facts(session, pair_id), mask_id, label))
+        facts = decide.facts(session, pair_id)
+        outcome = dm.judge_mask(facts, mask_id, label, task_id=None) if human else dm.route_mask(facts, mask_id, label)
+        decide.write(session, pair_id, outcome)
         session.flush()
     if pair_label:
-        decide.write(session, pair_id, dm.route_pair(decide.facts(session, pair_id), pair_label))
+        facts = decide.facts(session, pair_id)
+        outcome = (dm.judge_pair(facts, HUMAN_PAIR_LABEL[pair_label], task_id=None) if human
+                   else dm.route_pair(facts, pair_label))
+        decide.write(session, pair_id, outcome)
         session.flush()
 
 
-def seed_videos(session) -> Seeded:
+def seed_videos(session, human: bool = False) -> Seeded:
     """Two 8-frame videos of a video job, both proposed by two versions, decided by the router
-    (label source ``ai``):
+    (label source ``ai``), or by people with ``human``:
 
     - a:ball — exhaustive, two masklets (one absent on frames 0-1); a:cube — negative;
       a:cone — partial (one accepted masklet, no exhaustive claim)
@@ -142,12 +152,12 @@ def seed_videos(session) -> Seeded:
     bad = [add_masklet(session, s.pairs["a:ball"], s.bad, plan["a:ball"][0], 0.8),
            add_masklet(session, s.pairs["b:ball"], s.bad, moving(8, 10, 8), 0.7),
            add_masklet(session, s.pairs["a:cube"], s.bad, moving(12, 12, 5), 0.95)]
-    _route(session, s.pairs["a:ball"], [s.masks["a:ball:0"], s.masks["a:ball:1"]], [bad[0]], "exhaustive")
-    _route(session, s.pairs["b:ball"], [s.masks["b:ball:0"]], [bad[1]], "exhaustive")
-    _route(session, s.pairs["a:cube"], [], [bad[2]], "negative")
-    _route(session, s.pairs["b:cube"], [], [], "negative")
-    _route(session, s.pairs["a:cone"], [s.masks["a:cone:0"]], [], None)
-    _route(session, s.pairs["b:cone"], [s.masks["b:cone:0"]], [], "exhaustive")
+    _route(session, s.pairs["a:ball"], [s.masks["a:ball:0"], s.masks["a:ball:1"]], [bad[0]], "exhaustive", human)
+    _route(session, s.pairs["b:ball"], [s.masks["b:ball:0"]], [bad[1]], "exhaustive", human)
+    _route(session, s.pairs["a:cube"], [], [bad[2]], "negative", human)
+    _route(session, s.pairs["b:cube"], [], [], "negative", human)
+    _route(session, s.pairs["a:cone"], [s.masks["a:cone:0"]], [], None, human)
+    _route(session, s.pairs["b:cone"], [s.masks["b:cone:0"]], [], "exhaustive", human)
     session.flush()
     return s
 

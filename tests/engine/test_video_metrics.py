@@ -10,9 +10,9 @@ import pytest
 from engine.db.session import session_scope
 from engine.domain import veval
 from engine.domain.masks import encode_mask
-from engine.services import video_metrics
+from engine.services import dashboard, video_metrics
 from tests import veval_oracle
-from tests.engine.test_export_video import grid, seeded  # noqa: F401 - the fixture
+from tests.engine.test_export_video import grid, seed_videos, seeded  # noqa: F401 - the fixture
 
 
 def frames(boxes) -> veval.Track:
@@ -53,6 +53,17 @@ def test_video_quality_per_proposer_version(settings, seeded):
     assert bad.cg_f1 < good.cg_f1 and bad.masklets == 3
 
 
+def test_the_dashboard_shows_each_video_proposer_on_what_people_decided(settings):
+    with session_scope(settings.db_url) as s:
+        ids = seed_videos(s, human=True)
+    with session_scope(settings.db_url) as s:
+        rows = {q.model_version_id: q for q in dashboard.dashboard(s).video_proposers}
+    assert set(rows) == {ids.good, ids.bad}
+    assert rows[ids.good].il_counts == {"tp": 2, "fp": 0, "fn": 0, "tn": 2}
+    assert rows[ids.bad].il_counts == {"tp": 2, "fp": 1, "fn": 0, "tn": 1}
+    assert rows[ids.bad].cg_f1 < rows[ids.good].cg_f1
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_our_numbers_are_the_official_evaluators(settings, seeded, tmp_path):
     python = video_metrics.official_python() or (veval_oracle.PYTHON if veval_oracle.available() else None)
@@ -71,3 +82,20 @@ def test_our_numbers_are_the_official_evaluators(settings, seeded, tmp_path):
     assert good.p_hota == pytest.approx(1.0) and bad.p_hota is not None and bad.p_hota < 1.0
     assert (tmp_path / f"{bad.model_version_id}-test-video-proposer_sam3-video_bad" / "eval.json").is_file()
     assert np.isfinite(bad.cg_f1)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_report_has_a_video_section(settings, seeded, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from dataengine.cli.main import cli
+
+    monkeypatch.setenv("DATAENGINE_DATABASE_URL", settings.db_url)
+    monkeypatch.setenv("DATAENGINE_MEDIA_ROOT", str(tmp_path / "media"))
+    monkeypatch.setenv("DATAENGINE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("DATAENGINE_BROKER_URL", raising=False)
+    result = CliRunner().invoke(cli, ["report", "--label-source", "ai", "--no-official-video"])
+    assert result.exit_code == 0, result.output
+    assert "video proposers on instance-exhaustive video pairs (label source ai)" in result.output
+    lines = [line for line in result.output.splitlines() if "2/1/0/1" in line]  # the bad version's IL counts
+    assert len(lines) == 1 and f" {seeded.bad} " in lines[0]

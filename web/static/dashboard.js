@@ -119,7 +119,20 @@ const Charts = (() => {
       v.verifier, v.model_kind === "mask_verifier" ? "MV" : "EV", v.scope, v.n, DE.fmtPct(v.agreement),
       DE.fmtPct(v.precision), DE.fmtPct(v.recall), v.ai_accepts, v.human_accepts,
     ])) : DE.el("p", {class: "empty", text: "No item has both an AI and a human verdict yet."}));
+    renderVideo(data.video_proposers || []);
     $("updated").textContent = `updated ${new Date(data.generated_at).toLocaleTimeString()}`;
+  }
+
+  // video proposers (engine/services/video_metrics.py): cgF1 / pmF1 / IL_MCC per version on video pairs
+  function renderVideo(rows) {
+    $("video-proposers").replaceChildren(rows.length ? DE.table([
+      {label: "proposer version"}, {label: "promoted"}, {label: "pairs", num: true}, {label: "positive", num: true},
+      {label: "masklets", num: true}, {label: "cgF1", num: true}, {label: "pmF1", num: true},
+      {label: "IL_MCC", num: true}, {label: "IL tp/fp/fn/tn"},
+    ], rows.map(p => [
+      p.model, p.promoted ? "yes" : "", p.pairs, p.positive_pairs, p.masklets, num(p.cg_f1), num(p.pm_f1, 3),
+      num(p.il_mcc, 3), `${p.il_counts.tp}/${p.il_counts.fp}/${p.il_counts.fn}/${p.il_counts.tn}`,
+    ])) : DE.el("p", {class: "empty", text: "No human-verified exhaustive video pair or confirmed negative yet."}));
   }
 
   function num(v, digits = 1) {
