@@ -21,8 +21,8 @@ _RUN = """
 import json, sys, contextlib, io
 with contextlib.redirect_stdout(io.StringIO()):
     from sam3.eval.saco_veval_eval import VEvalEvaluator
-    gt = sys.argv[1]
-    results = [VEvalEvaluator(gt, pred + ".eval.json").run_eval(pred)["dataset_results"] for pred in sys.argv[2:]]
+    runs = zip(*[iter(sys.argv[1:])] * 2)
+    results = [VEvalEvaluator(gt, pred + ".eval.json").run_eval(pred)["dataset_results"] for gt, pred in runs]
 print(json.dumps(results))
 """
 #: the demo F1 keys of the masks (segm) at IoU 0.5:0.95, and the phrase HOTA
@@ -41,14 +41,20 @@ def available() -> bool:
 
 
 def official_results(gt_path: Path | str, *pred_paths: Path | str) -> list[dict[str, Any]]:
-    """``dataset_results`` of the official evaluator on a ground-truth file and each prediction file,
-    in one process (its imports take seconds); its full result, per video–phrase pair too, is
-    written beside each prediction file (``<pred>.eval.json``)."""
+    """``dataset_results`` of the official evaluator on a ground-truth file and each prediction file."""
+    return official_runs([(gt_path, pred) for pred in pred_paths])
+
+
+def official_runs(runs: list[tuple[Path | str, Path | str]]) -> list[dict[str, Any]]:
+    """``dataset_results`` of the official evaluator on each (ground-truth file, prediction file), in
+    one process (its imports take seconds); its full result, per video–phrase pair too, is written
+    beside each prediction file (``<pred>.eval.json``)."""
     if not available():
         raise OracleMissing(f"{PYTHON} is missing: run scripts/setup-venv.sh dev (or scripts/setup-oracle-video.sh)")
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
-    done = subprocess.run([str(PYTHON), "-c", _RUN, str(gt_path), *map(str, pred_paths)], capture_output=True,
-                          text=True, timeout=TIMEOUT_S, env=env, cwd=Path(gt_path).parent, check=False)
+    args = [str(path) for run in runs for path in run]
+    done = subprocess.run([str(PYTHON), "-c", _RUN, *args], capture_output=True, text=True, timeout=TIMEOUT_S,
+                          env=env, cwd=Path(runs[0][0]).parent, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the official evaluator failed ({done.returncode}):\n{done.stderr[-4000:]}")
     results: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])

@@ -246,12 +246,15 @@ def test_the_official_evaluator_reads_the_export(settings, seeded, tmp_path):
     if not veval_oracle.available():
         pytest.fail(f"{veval_oracle.PYTHON} is missing: run scripts/setup-venv.sh dev")
     export(settings, "saco_veval", tmp_path / "out")
+    export(settings, "ytvis", tmp_path / "ytvis")
     gt = tmp_path / "out" / "saco_veval_train.json"
-    preds = tmp_path / "out" / "predictions"
-    good, bad = veval_oracle.official_results(
-        gt, preds / f"{seeded.good}-test-video-proposer_sam3-video_good.train.json",
-        preds / f"{seeded.bad}-test-video-proposer_sam3-video_bad.train.json")
+    good_preds = tmp_path / "out" / "predictions" / f"{seeded.good}-test-video-proposer_sam3-video_good.train.json"
+    bad_preds = tmp_path / "out" / "predictions" / f"{seeded.bad}-test-video-proposer_sam3-video_bad.train.json"
+    good, bad, ytvis = veval_oracle.official_runs([(gt, good_preds), (gt, bad_preds),
+                                                   (tmp_path / "ytvis" / "ytvis_train.json", good_preds)])
     assert good[veval_oracle.CGF1] == pytest.approx(1.0, abs=2e-4)  # its maximum: 1 less the 1e-4 smoothing
     assert good[veval_oracle.PHOTA] == pytest.approx(1.0) and good["video_mask_phrase_ap_50_95"] == pytest.approx(1.0)
     assert bad[veval_oracle.CGF1] < good[veval_oracle.CGF1] - 0.1
     assert bad[veval_oracle.PHOTA] < good[veval_oracle.PHOTA]
+    # the YTVIS export through the same loaders: class mAP per phrase; the proposer found the balls, not the cone
+    assert 0.0 < ytvis["video_mask_mAP_50_95"] < 1.0
