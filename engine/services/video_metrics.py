@@ -124,16 +124,22 @@ def ground_truth_video_pairs(session: Session, label_source: str = LabelSource.H
     return {pair_id: video_id for pair_id, video_id in rows if video_id is not None}
 
 
+def video_jobs(session: Session, job_ids: set[int]) -> set[int]:
+    """Those of the jobs that mine videos (option ``media`` = video): their stage items' subjects are
+    video ids, not image ids."""
+    if not job_ids:
+        return set()
+    return {j.id for j in session.scalars(select(MiningJob).where(MiningJob.id.in_(job_ids)))
+            if (j.options or {}).get("media") == MediaKind.VIDEO}
+
+
 def _videos_proposed(session: Session, version_id: int) -> set[int]:
-    """Videos whose propose stage this version finished (stage items of video jobs: a stage item's
-    subject is the video id there)."""
+    """Videos whose propose stage this version finished."""
     rows = session.execute(select(StageItem.job_id, StageItem.subject_id).where(
         StageItem.stage == propose.STAGE, StageItem.model_version_id == version_id,
         StageItem.status == StageStatus.DONE)).all()
-    jobs = {job_id for job_id, _ in rows}
-    video_jobs = {j.id for j in session.scalars(select(MiningJob).where(MiningJob.id.in_(jobs)))
-                  if (j.options or {}).get("media") == MediaKind.VIDEO}
-    return {subject for job_id, subject in rows if job_id in video_jobs}
+    videos = video_jobs(session, {job_id for job_id, _ in rows})
+    return {subject for job_id, subject in rows if job_id in videos}
 
 
 def scored_video_pairs(session: Session, version_id: int, truth: dict[int, int]) -> list[int]:
