@@ -16,7 +16,11 @@ Public API:
   Vision style chat template; "Yes"/"No"/"yes"/"no" and "A".."F" are single tokens.
 - :func:`build_tiny_sam3_tracker` — ``Sam3TrackerModel`` + ``Sam3TrackerProcessor``.
 - :func:`build_mid_sam3` — a ~105 M parameter ``Sam3Model`` at the real 1008 px geometry, for benchmarks.
-- :func:`ensure_tiny_models` — build the three tiny models once into a cache directory (atomic, idempotent).
+- :func:`build_tiny_sam3_video` — ``Sam3VideoModel`` + ``Sam3VideoProcessor`` (masklet proposals on video).
+- :func:`build_tiny_sam3_tracker_video` — ``Sam3TrackerVideoModel`` + ``Sam3TrackerVideoProcessor`` (click and
+  propagate on video).
+- :func:`build_mid_sam3_video` — a ~110 M parameter ``Sam3VideoModel`` at 1008 px, for benchmarks.
+- :func:`ensure_tiny_models` — build the tiny models once into a cache directory (atomic, idempotent).
 
 Every built directory holds a marker file :data:`MARKER_FILE` (``dataengine_model.json``) saying which
 builder made it, that its weights are random, and the :data:`FORMAT_VERSION`.
@@ -50,6 +54,14 @@ from annotators.tiny.sam3 import (
     tiny_sam3_config,
     tiny_sam3_tracker_config,
 )
+from annotators.tiny.sam3_video import (
+    build_mid_sam3_video,
+    build_tiny_sam3_tracker_video,
+    build_tiny_sam3_video,
+    mid_sam3_video_config,
+    tiny_sam3_tracker_video_config,
+    tiny_sam3_video_config,
+)
 from annotators.tiny.saving import FORMAT_VERSION, MARKER_FILE, read_marker
 
 __all__ = [
@@ -61,15 +73,21 @@ __all__ = [
     "TINY_SAM3_IMAGE_SIZE",
     "MID_SAM3_IMAGE_SIZE",
     "build_mid_sam3",
+    "build_mid_sam3_video",
     "build_tiny_mllama",
     "build_tiny_sam3",
     "build_tiny_sam3_tracker",
+    "build_tiny_sam3_tracker_video",
+    "build_tiny_sam3_video",
     "ensure_tiny_models",
     "mid_sam3_config",
+    "mid_sam3_video_config",
     "read_marker",
     "tiny_mllama_config",
     "tiny_sam3_config",
     "tiny_sam3_tracker_config",
+    "tiny_sam3_tracker_video_config",
+    "tiny_sam3_video_config",
 ]
 
 
@@ -77,6 +95,8 @@ _TINY_BUILDERS: dict[str, tuple[str, Callable[[Path, int], Path]]] = {
     "sam3": ("tiny-sam3", build_tiny_sam3),
     "mllama": ("tiny-mllama", build_tiny_mllama),
     "sam3_tracker": ("tiny-sam3-tracker", build_tiny_sam3_tracker),
+    "sam3_video": ("tiny-sam3-video", build_tiny_sam3_video),
+    "sam3_tracker_video": ("tiny-sam3-tracker-video", build_tiny_sam3_tracker_video),
 }
 
 
@@ -112,10 +132,10 @@ def _build_atomically(final: Path, builder: str, build: Callable[[Path, int], Pa
 def ensure_tiny_models(cache_dir: Path) -> dict[str, Path]:
     """Build each tiny model (seed 0) once into ``cache_dir/<name>`` and return their paths.
 
-    Returns ``{"sam3": ..., "mllama": ..., "sam3_tracker": ...}``. A directory whose marker names the
-    right builder and the current :data:`FORMAT_VERSION` is reused untouched; otherwise the model is
-    built into a temporary directory inside ``cache_dir`` and renamed into place, so a reader never
-    sees a half-written model.
+    Returns ``{"sam3": ..., "mllama": ..., "sam3_tracker": ..., "sam3_video": ..., "sam3_tracker_video": ...}``.
+    A directory whose marker names the right builder and the current :data:`FORMAT_VERSION` is reused
+    untouched; otherwise the model is built into a temporary directory inside ``cache_dir`` and renamed
+    into place, so a reader never sees a half-written model.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
