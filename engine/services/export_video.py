@@ -133,13 +133,14 @@ def _video_entry(video: VideoRows) -> bytes:
 
 
 def _write_predictions(conn: Connection, video: VideoRows, pairs: list[PairRows], split: str,
-                       out: _Predictions, counts: Counter[str]) -> None:
+                       out: _Predictions, counts: Counter[str], stats: Stats) -> None:
     concept = {p.id: p.concept_id for p in pairs}
     masks = predicted_masks(conn, sorted(concept), sorted(out.labels))
     by_mask = tracks(conn, masks, video.frame_count)
     for m in masks:
         assert m.version_id is not None and m.pair_id is not None
         out.add(m.version_id, split, dumps(veval.prediction(video.id, concept[m.pair_id], m.score, by_mask[m.id])))
+        stats.versions.add(m.version_id)  # the manifest names the versions whose predictions it holds
         counts["predictions"] += 1
 
 
@@ -168,7 +169,7 @@ def write_saco_veval(conn: Connection, filters: ExportFilters, folder: Path, sta
                 out.sides["video_np_pairs"].add(dumps(veval.np_pair(p.id, video.id, p.concept_id, p.phrase,
                                                                      len(p.masks))))
                 c["negative_pairs" if p.negative else "positive_pairs"] += 1
-            _write_predictions(conn, video, scored, split, preds, c)
+            _write_predictions(conn, video, scored, split, preds, c, stats)
             c["videos"] += 1
             c["annotations"] += len(annotations)
             tick(stats, progress, len(annotations) + len(scored))

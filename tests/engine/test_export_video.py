@@ -258,3 +258,8 @@ def test_the_official_evaluator_reads_the_export(settings, seeded, tmp_path):
     assert bad[veval_oracle.PHOTA] < good[veval_oracle.PHOTA]
     # the YTVIS export through the same loaders: class mAP per phrase; the proposer found the balls, not the cone
     assert 0.0 < ytvis["video_mask_mAP_50_95"] < 1.0
+
+
+def test_the_manifest_names_the_prediction_versions(settings, seeded, tmp_path):
+    result = export(settings, "saco_veval", tmp_path / "out")
+    assert {seeded.good, seeded.bad} <= {v["id"] for v in result.manifest["model_versions"]}
