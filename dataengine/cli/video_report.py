@@ -24,15 +24,16 @@ def print_video_section(session: Session, label_source: str, *, official: bool, 
     if official and python is None:
         click.echo("pHOTA: the official SA-Co video evaluator is not installed (scripts/setup-oracle-video.sh)")
     rows = video_quality(session, label_source, official=python, files_out=files_out)
-    t = Table("id", "proposer", "promoted", "pairs", "positive", "masklets", "cgF1 ×100", "pmF1", "IL_MCC",
-              "IL tp/fp/fn/tn", "pHOTA", "official cgF1 ×100",
+    t = Table("id", "promoted", "pairs", "positive", "masklets", "cgF1 ×100", "pmF1", "IL_MCC", "IL tp/fp/fn/tn",
+              "pHOTA", "official cgF1 ×100",
               title=f"video proposers on instance-exhaustive video pairs (label source {label_source})")
+    t.add_column("proposer", min_width=24)
     for q in rows:
         c = q.il_counts
         official_cg = 100 * q.official["cgF1"] if q.official and "cgF1" in q.official else None
-        t.add_row(str(q.model_version_id), q.model, "yes" if q.promoted else "", str(q.pairs), str(q.positive_pairs),
+        t.add_row(str(q.model_version_id), "yes" if q.promoted else "", str(q.pairs), str(q.positive_pairs),
                   str(q.masklets), _fmt(q.cg_f1, 1), _fmt(q.pm_f1), _fmt(q.il_mcc),
-                  f"{c['tp']}/{c['fp']}/{c['fn']}/{c['tn']}", _fmt(q.p_hota), _fmt(official_cg, 1))
+                  f"{c['tp']}/{c['fp']}/{c['fn']}/{c['tn']}", _fmt(q.p_hota), _fmt(official_cg, 1), q.model)
     console.print(t)
     if files_out is not None and python is not None and rows:
         click.echo(f"wrote {files_out}/<version>/ (ground_truth.json, predictions.json, eval.json: the official "
