@@ -10,17 +10,20 @@ from engine.ports import (
     Captioner,
     ConceptSuggester,
     ExhaustivityVerifier,
+    MaskletProposer,
     MaskProposer,
     MaskVerifier,
     PhraseEmbedder,
     PhraseParser,
     PointSegmenter,
+    VideoTracker,
 )
 from engine.settings import Settings
 
 
 def model_refs(settings: Settings) -> dict[str, str]:
-    """Hub ids or directories for the captioner, the LLM parser, the proposer and the tracker."""
+    """Hub ids or directories for the captioner, the LLM parser, the proposer, the tracker and the video
+    proposer and tracker (``video_proposer``: Sam3VideoModel, ``video_tracker``: Sam3TrackerVideoModel)."""
     m = settings.models
     if settings.model_profile == "tiny":
         from transformers.utils import logging as hf_logging
@@ -31,9 +34,11 @@ def model_refs(settings: Settings) -> dict[str, str]:
         assert m.cache_dir is not None
         tiny = ensure_tiny_models(Path(m.cache_dir) / "tiny")
         return {"captioner": str(tiny["mllama"]), "llm_parser": str(tiny["mllama"]),
-                "proposer": str(tiny["sam3"]), "tracker": str(tiny["sam3_tracker"])}
+                "proposer": str(tiny["sam3"]), "tracker": str(tiny["sam3_tracker"]),
+                "video_proposer": str(tiny["sam3_video"]), "video_tracker": str(tiny["sam3_tracker_video"])}
     return {"captioner": m.caption.model, "llm_parser": m.parse.llm_model, "proposer": m.propose.model,
-            "tracker": m.tracker.model}
+            "tracker": m.tracker.model, "video_proposer": settings.video.proposer_model,
+            "video_tracker": settings.video.tracker_model}
 
 
 def make_captioner(settings: Settings) -> Captioner | None:
@@ -74,6 +79,25 @@ def make_segmenter(settings: Settings) -> PointSegmenter:
     t = settings.models.tracker
     return Sam3TrackerSegmenter(model_refs(settings)["tracker"], embedding_cache_size=t.embedding_cache_size,
                                 mask_threshold=t.mask_threshold, device=settings.models.device)
+
+
+def make_masklet_proposer(settings: Settings, ref: str | None = None) -> MaskletProposer:
+    """SAM 3 on video (Sam3VideoModel): ``settings.video``'s threshold, window and stitching; ``ref``: a
+    checkpoint overriding the profile's."""
+    from annotators.sam3_video import Sam3VideoProposer
+
+    v = settings.video
+    return Sam3VideoProposer(ref or model_refs(settings)["video_proposer"], score_threshold=v.score_threshold,
+                             window_frames=v.window_frames, window_overlap=v.window_overlap, stitch_iou=v.stitch_iou,
+                             device=settings.models.device)
+
+
+def make_video_tracker(settings: Settings) -> VideoTracker:
+    """Click and propagate on video (Sam3TrackerVideoModel), thresholded like the image tracker."""
+    from annotators.tracker_video import Sam3VideoTracker
+
+    return Sam3VideoTracker(model_refs(settings)["video_tracker"],
+                            mask_threshold=settings.models.tracker.mask_threshold, device=settings.models.device)
 
 
 def verifier_ref(settings: Settings, task: str) -> str:

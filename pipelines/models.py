@@ -16,11 +16,13 @@ from engine.ports import (
     Captioner,
     ConceptSuggester,
     ExhaustivityVerifier,
+    MaskletProposer,
     MaskProposer,
     MaskVerifier,
     PhraseEmbedder,
     PhraseParser,
     PointSegmenter,
+    VideoTracker,
 )
 from engine.settings import Settings
 
@@ -69,6 +71,17 @@ class ModelCache:
         from annotators.registry import make_segmenter
 
         return self._get("segmenter", make_segmenter)
+
+    def masklet_proposer(self) -> MaskletProposer:
+        """SAM 3 on video; the profile's checkpoint (a promoted proposer version is an image model)."""
+        from annotators.registry import make_masklet_proposer
+
+        return self._get("masklet_proposer", make_masklet_proposer)
+
+    def video_tracker(self) -> VideoTracker:
+        from annotators.registry import make_video_tracker
+
+        return self._get("video_tracker", make_video_tracker)
 
     def mask_verifier(self) -> MaskVerifier:
         from annotators.registry import make_mask_verifier

@@ -36,6 +36,10 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 TINY_VIDEO_WIDTH = 128
 #: Low-resolution mask side of the tiny video models (4 × the 8×8 top feature map, as 288 = 4 × 72).
 TINY_VIDEO_MASK_SIZE = 4 * TINY_SAM3_IMAGE_SIZE // PATCH_SIZE
+#: Bias of the tiny tracker's object-score head: with random weights the head says "no object" (and the
+#: model blanks the mask) on every frame; a positive bias makes the clicked object appear, as a trained
+#: model's would.
+OBJECT_SCORE_BIAS = 4.0
 
 
 def _tiny_video_vision_config() -> dict[str, Any]:
@@ -165,10 +169,13 @@ def build_tiny_sam3_video(out_dir: Path, seed: int = 0) -> Path:
 def build_tiny_sam3_tracker_video(out_dir: Path, seed: int = 0) -> Path:
     """Build the tiny random-weight ``Sam3TrackerVideoModel`` and its ``Sam3TrackerVideoProcessor`` into
     ``out_dir``. Returns ``out_dir``."""
+    import torch
     from transformers import Sam3TrackerVideoModel
 
     with seeded(seed):
         model = Sam3TrackerVideoModel(tiny_sam3_tracker_video_config()).eval()
+    with torch.no_grad():  # random weights score "no object" on every frame; make the object appear
+        model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(OBJECT_SCORE_BIAS)
     return save(Path(out_dir), model, sam3_tracker_video_processor(TINY_SAM3_IMAGE_SIZE),
                 "tiny-sam3-tracker-video", seed)
 
