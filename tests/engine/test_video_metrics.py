@@ -13,6 +13,7 @@ from engine.domain.masks import encode_mask
 from engine.services import dashboard, video_metrics
 from tests import veval_oracle
 from tests.engine.test_export_video import grid, seed_videos, seeded  # noqa: F401 - the fixture
+from tests.web.live import browser_page, live_server, save_screenshot  # noqa: F401 - fixtures
 
 
 def frames(boxes) -> veval.Track:
@@ -99,3 +100,27 @@ def test_the_report_has_a_video_section(settings, seeded, tmp_path, monkeypatch)
     assert "video proposers on instance-exhaustive video pairs (label source ai)" in result.output
     lines = [line for line in result.output.splitlines() if "2/1/0/1" in line]  # the bad version's IL counts
     assert len(lines) == 1 and f" {seeded.bad} " in lines[0]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_dashboard_page_shows_the_video_proposers(settings, live_server, browser_page):  # noqa: F811
+    from engine.domain.vocabulary import Role
+    from engine.services.users import create_user
+
+    password = "a long enough password"
+    with session_scope(settings.db_url) as s:
+        ids = seed_videos(s, human=True)
+        create_user(s, "root", password, Role.ADMIN)
+    page = browser_page
+    page.goto(f"{live_server}/login?next=/dashboard")
+    page.fill("#username", "root")
+    page.fill("#password", password)
+    page.click("#login-submit")
+    page.wait_for_url(f"{live_server}/dashboard")
+    page.wait_for_function("() => document.body.dataset.state === 'ready'")
+    table = page.inner_text("#video-proposers")
+    assert "test-video-proposer/sam3-video:good" in table and "test-video-proposer/sam3-video:bad" in table
+    assert "2/0/0/2" in table and "2/1/0/1" in table  # IL tp/fp/fn/tn of each version
+    page.locator("#video-card").scroll_into_view_if_needed()
+    save_screenshot(page, "dashboard-video-proposers")
+    assert ids.good != ids.bad
