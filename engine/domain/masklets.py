@@ -113,7 +113,7 @@ def evenly_spaced(count: int, n: int) -> list[int]:
         return list(range(count))
     if n == 1:
         return [(count - 1) // 2]
-    return sorted({round(i * (count - 1) / (n - 1)) for i in range(n)})
+    return sorted({int(i * (count - 1) / (n - 1) + 0.5) for i in range(n)})  # halves round up
 
 
 def pick_frames(masklet: Masklet, n: int) -> list[MaskletFrame]:
