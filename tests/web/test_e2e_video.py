@@ -1,8 +1,9 @@
 """The video task page in a real browser against the real server on PostgreSQL: a synthetic video
 (tests/video_synth.py: a red circle and a blue square moving) sampled into stored frames, its pair's
-masklets in the database (the shapes' ground truth), and two tasks. The annotator verifies the
+masklets in the database (the shapes' ground truth), and three tasks. The annotator verifies the
 circle's masklet with a key after scrubbing it with the arrow keys (the frame index and the frame's
-image change; the masklet is drawn on the frame), then corrects the pair: deletes the square's
+image change; the masklet is drawn on the frame; the frames ahead are prefetched), says instances are
+missing (check_exhaustivity, both masklets on the timeline), then corrects the pair: deletes the square's
 masklet, cuts the circle's to a frame range and marks it crowd, clicks the square on a frame (the
 tiny random-weight video tracker runs in the embedded runner: its masks are noise, so only their
 arrival is checked) and sees the propagated frames arrive on the timeline, keeps it and submits.
@@ -76,8 +77,8 @@ def shape_mask(shape: int, index: int) -> np.ndarray:
 
 def seed_video(settings: Settings) -> dict[str, Any]:
     """The video, its sampled frames in the media store, the pair "red circle" with two masklets (the
-    circle on every frame, the square on frames 0–15) and two open tasks: verify the circle's
-    masklet, then correct the pair."""
+    circle on every frame, the square on frames 0–15) and three open tasks in this order: verify the
+    circle's masklet, check the pair's exhaustivity, correct the pair."""
     store = LocalMediaStore(settings.media_path)
     with session_scope(settings.db_url) as s:
         create_user(s, "annie", PASSWORD, Role.ANNOTATOR)
@@ -106,11 +107,13 @@ def seed_video(settings: Settings) -> dict[str, Any]:
         ids = [masklet(s, pair.id, proposer.id, shape, span) for shape, span in ((0, (0, N - 1)), (1, SQUARE_FRAMES))]
         verify = HumanTask(kind=TaskKind.VERIFY_MASK, pair_id=pair.id, mask_id=ids[0], state=TaskState.OPEN,
                            priority=100, reason="test")
+        exhaustive = HumanTask(kind=TaskKind.CHECK_EXHAUSTIVITY, pair_id=pair.id, state=TaskState.OPEN, priority=95,
+                               reason="test")
         correct = HumanTask(kind=TaskKind.CORRECT, pair_id=pair.id, state=TaskState.OPEN, priority=90, reason="test")
-        s.add_all([verify, correct])
+        s.add_all([verify, exhaustive, correct])
         s.flush()
         return {"video": video.id, "pair": pair.id, "circle": ids[0], "square": ids[1], "verify": verify.id,
-                "correct": correct.id}
+                "exhaustive": exhaustive.id, "correct": correct.id}
 
 
 def masklet(s: Any, pair_id: int, version_id: int, shape: int, span: tuple[int, int]) -> int:
@@ -226,6 +229,12 @@ def test_annotator_verifies_scrubs_and_corrects_a_video(live_server: str, browse
     shot(page, tmp_path, "video_verify")
     page.keyboard.press("a")
 
+    # -- check_exhaustivity: every masklet of the pair on the timeline; M (instances missing)
+    wait_task(page, made["exhaustive"], "check_exhaustivity")
+    assert page.locator("#video-timeline .tl-row").count() == 2
+    assert [b.text_content() for b in page.locator("#actions button kbd").all()] == ["C", "M", "N"]
+    page.keyboard.press("m")
+
     # -- correct: both masklets listed and on the timeline
     wait_task(page, made["correct"], "correct")
     wait_body(page, maskCount=2)
@@ -276,8 +285,9 @@ def test_annotator_verifies_scrubs_and_corrects_a_video(live_server: str, browse
     # -- what the annotator did is stored through the decision model
     with session_scope(settings.db_url) as s:
         verdicts = {v.task_id: v for v in s.scalars(select(Verdict).where(Verdict.task_id.in_(
-            [made["verify"], made["correct"]])))}
+            [made["verify"], made["exhaustive"], made["correct"]])))}
         assert verdicts[made["verify"]].label == "accept"
+        assert verdicts[made["exhaustive"]].label == "missing"
         assert verdicts[made["correct"]].label == "corrected"
         sent = verdicts[made["correct"]].payload["masks"]
         assert sent[0]["mask_id"] == made["circle"] and sent[0]["frame_range"] == [2, 14] and sent[0]["is_crowd"]
