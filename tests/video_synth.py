@@ -38,7 +38,8 @@ def shape_boxes(index: int, width: int, height: int,
         cx = s.start[0] * width + s.velocity[0] * index
         cy = s.start[1] * height + s.velocity[1] * index
         half = s.size / 2
-        out.append((max(0.0, cx - half), max(0.0, cy - half), min(float(width), cx + half), min(float(height), cy + half)))
+        out.append((max(0.0, cx - half), max(0.0, cy - half),
+                    min(float(width), cx + half), min(float(height), cy + half)))
     return out
 
 

@@ -43,7 +43,8 @@ class Video(Base):
     container: Mapped[str] = mapped_column(String(32))  # mp4, webm, mov, mkv, frames
     codec: Mapped[str | None] = mapped_column(String(32))
     byte_size: Mapped[int] = mapped_column(BigInteger)
-    storage_key: Mapped[str | None] = mapped_column(String(255))  # the original file (None: a frame folder)
+    # the original file (None: a frame folder); indexed: `dataengine check` asks which stored files rows name
+    storage_key: Mapped[str | None] = mapped_column(String(255), index=True)
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("videos.id", ondelete="SET NULL"), index=True)
     first_job_id: Mapped[int | None] = mapped_column(ForeignKey("mining_jobs.id", ondelete="SET NULL"))
     source_uri: Mapped[str | None] = mapped_column(Text)
@@ -60,7 +61,7 @@ class VideoFrame(Base):
     video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"))
     index: Mapped[int] = mapped_column(Integer)  # 0-based among the sampled frames
     timestamp_s: Mapped[float] = mapped_column(Float)  # presentation time in the source
-    storage_key: Mapped[str] = mapped_column(String(255))
+    storage_key: Mapped[str] = mapped_column(String(255), index=True)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import Image
 from engine.repositories import images as images_repo
+from engine.repositories import videos as videos_repo
 from engine.storage import TMP_PREFIX
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,10 @@ def _files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
 
 
 def _named(session: Session, keys: list[str]) -> set[str]:
-    return images_repo.named_storage_keys(session, keys) if keys else set()
+    """The keys a row names: an image's file, a video's original or one of its sampled frames."""
+    if not keys:
+        return set()
+    return images_repo.named_storage_keys(session, keys) | videos_repo.named_storage_keys(session, keys)
 
 
 def orphans(session: Session, media: MediaCheck) -> Iterator[Orphan]:

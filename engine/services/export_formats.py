@@ -63,7 +63,8 @@ def _label_rows(filters: ExportFilters) -> Any:
     if image_conditions(filters):
         stmt = stmt.join(Image, Image.id == ImageConcept.image_id)
     return (stmt.outerjoin(Mask, and_(Mask.pair_id == ImageConcept.id, *mask_conditions(filters)))
-            .where(*pair_conditions(filters), or_(trust.negative, Mask.id.is_not(None)))
+            .where(ImageConcept.image_id.is_not(None), *pair_conditions(filters),
+                   or_(trust.negative, Mask.id.is_not(None)))
             .order_by(ImageConcept.image_id, ImageConcept.concept_id, Mask.id))
 
 

@@ -48,7 +48,7 @@ from engine.domain.masks import valid_rle
 from engine.domain.metrics import PairMatch, Quality, quality
 from engine.domain.saco_eval import match_rles
 from engine.domain.vocabulary import LabelSource, MaskState, ModelKind, StageStatus, VerdictSource
-from engine.services import dashboard, propose
+from engine.services import dashboard, propose, video_metrics
 
 EVALUATED_KINDS = (ModelKind.PROPOSER, ModelKind.EXTERNAL)
 CHUNK = 1000  # pairs per query
@@ -137,9 +137,11 @@ def scored_pairs(session: Session, version: ModelVersion, truth: dict[int, int])
         images = set(session.scalars(select(PredictionImage.image_id)
                                      .where(PredictionImage.model_version_id == version.id)))
     else:
-        images = set(session.scalars(select(StageItem.subject_id).where(
+        rows = session.execute(select(StageItem.job_id, StageItem.subject_id).where(
             StageItem.stage == propose.STAGE, StageItem.model_version_id == version.id,
-            StageItem.status == StageStatus.DONE)))
+            StageItem.status == StageStatus.DONE)).all()
+        videos = video_metrics.video_jobs(session, {job for job, _ in rows})  # their subjects are video ids
+        images = {subject for job, subject in rows if job not in videos}
     return sorted(p for p, image in truth.items() if p in with_masks or image in images)
 
 

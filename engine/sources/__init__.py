@@ -95,7 +95,7 @@ def open_source(
     if kind == SourceKind.FRAMES:
         return FrameFoldersSource(uri, max_file_bytes=max_file_bytes, max_files=max_frame_files)
     if kind == SourceKind.URLS:
-        return UrlListSource(uri, fetch)
+        return UrlListSource(uri, fetch, media_type=str(options.get("media") or MediaKind.IMAGE))
     if kind == SourceKind.WEBDATASET:
         return WebDatasetSource(expand_shards(uri, max_shard_names or MAX_SHARD_NAMES), uri,
                                 max_file_bytes=max_file_bytes, extensions=extensions)

@@ -270,15 +270,16 @@ class ContentDecoder:
 
 class HttpFetcher:
     def __init__(self, settings: FetchSettings, resolver: Resolver | None = None,
-                 backend: httpcore.NetworkBackend | None = None) -> None:
+                 backend: httpcore.NetworkBackend | None = None, *, media_type: str = "image") -> None:
         self.settings = settings
+        self.media_type = media_type  # the content types taken: image/* (or video/*) and plain binary
         self.policy = fetch_policy(settings)
         self.client = policy_client(
             settings, resolver, backend=backend,
             limits=httpx.Limits(max_connections=settings.concurrency,
                                 max_keepalive_connections=settings.concurrency),
             timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
-            headers={"User-Agent": settings.user_agent, "Accept": "image/*,*/*;q=0.5",
+            headers={"User-Agent": settings.user_agent, "Accept": f"{media_type}/*,*/*;q=0.5",
                      "Accept-Encoding": ACCEPT_ENCODING},
             follow_redirects=False,  # followed by hand in _fetch_once
         )
@@ -341,8 +342,10 @@ class HttpFetcher:
         if status >= 400:
             raise FetchError(f"HTTP {status} {response.reason_phrase}")
         ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype and not ctype.startswith("image/") and ctype not in BINARY_TYPES:
-            raise FetchError(f"not an image: the server sent content type {ctype}")
+        if ctype and not ctype.startswith(f"{self.media_type}/") and ctype not in BINARY_TYPES:
+            raise FetchError(f"not an {self.media_type}: the server sent content type {ctype}"
+                             if self.media_type == "image" else
+                             f"not a {self.media_type}: the server sent content type {ctype}")
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > cap:
             raise FetchError(f"too large: {int(declared):,} bytes exceeds the cap of {cap:,}")

@@ -39,13 +39,14 @@ class UrlListSource(Source):
     kind = SourceKind.URLS
     queue = "io"
 
-    def __init__(self, uri: str, fetch: FetchSettings) -> None:
+    def __init__(self, uri: str, fetch: FetchSettings, *, media_type: str = "image") -> None:
         path = Path(uri).expanduser()
         if not path.is_file():
             raise SourceError(f"URL list not found: {uri}")
         self.path = real_path(path)
         self.uri = str(self.path)
         self.fetch_settings = fetch
+        self.media_type = media_type
         self._fetcher: HttpFetcher | None = None
 
     def iter_items(self) -> Iterator[SourceItem]:
@@ -124,7 +125,7 @@ class UrlListSource(Source):
     @property
     def fetcher(self) -> HttpFetcher:
         if self._fetcher is None:
-            self._fetcher = HttpFetcher(self.fetch_settings)
+            self._fetcher = HttpFetcher(self.fetch_settings, media_type=self.media_type)
         return self._fetcher
 
     def read(self, locator: dict[str, Any]) -> bytes:

@@ -55,6 +55,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_videos_phash_b1'), ['phash_b1'], unique=False)
         batch_op.create_index(batch_op.f('ix_videos_phash_b2'), ['phash_b2'], unique=False)
         batch_op.create_index(batch_op.f('ix_videos_phash_b3'), ['phash_b3'], unique=False)
+        batch_op.create_index(batch_op.f('ix_videos_storage_key'), ['storage_key'], unique=False)
 
     op.create_table('video_frames',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -68,6 +69,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_video_frames')),
     sa.UniqueConstraint('video_id', 'index', name=op.f('uq_video_frames_video_id_index'))
     )
+    with op.batch_alter_table('video_frames', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_video_frames_storage_key'), ['storage_key'], unique=False)
     op.create_table('masklet_frames',
     sa.Column('mask_id', sa.Integer(), nullable=False),
     sa.Column('frame_index', sa.Integer(), nullable=False),
@@ -186,8 +189,11 @@ def downgrade() -> None:
 
     op.drop_table('track_requests')
     op.drop_table('masklet_frames')
+    with op.batch_alter_table('video_frames', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_video_frames_storage_key'))
     op.drop_table('video_frames')
     with op.batch_alter_table('videos', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_videos_storage_key'))
         batch_op.drop_index(batch_op.f('ix_videos_phash_b3'))
         batch_op.drop_index(batch_op.f('ix_videos_phash_b2'))
         batch_op.drop_index(batch_op.f('ix_videos_phash_b1'))

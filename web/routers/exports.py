@@ -48,7 +48,7 @@ class FiltersIn(BaseModel):
 
 
 class ExportIn(BaseModel):
-    format: Literal["coco", "saco", "verifier"]
+    format: Literal["coco", "saco", "verifier", "saco_veval", "ytvis"]
     filters: FiltersIn = Field(default_factory=FiltersIn)
     name: str | None = Field(None, description="snapshot (and folder) name: letters, digits, . _ -; "
                                                "default: <format>-<manifest hash>")

@@ -36,6 +36,7 @@ from engine.domain.vocabulary import (
 from engine.sources import SOURCE_KINDS, detect_kind
 from engine.sources.coco import CocoSource
 from engine.sources.folder import FolderSource
+from engine.sources.frames import FrameFoldersSource
 from engine.sources.urls import UrlListSource
 from engine.sources.webdataset import WebDatasetSource
 
@@ -149,7 +150,8 @@ def test_every_role_has_its_permissions():
 
 def test_the_sources_are_the_source_kinds(tmp_path):
     assert SOURCE_KINDS == tuple(SourceKind)
-    assert sorted(s.kind for s in (FolderSource, UrlListSource, WebDatasetSource, CocoSource)) == sorted(SourceKind)
+    sources = (FolderSource, UrlListSource, WebDatasetSource, CocoSource, FrameFoldersSource)
+    assert sorted(s.kind for s in sources) == sorted(SourceKind)
     (tmp_path / "a.json").write_text("{}")
     assert detect_kind(str(tmp_path)) is SourceKind.FOLDER
     assert detect_kind(str(tmp_path / "a.json")) is SourceKind.COCO
