@@ -135,7 +135,7 @@ class VideoCorrectMode {
 
   // -- tracker clicks
   addPoint(x, y, label) {
-    const frame = this.stage.frame;
+    const frame = this.stage.shownFrame(); // the frame the person sees (while playing it may trail the slider)
     this.stage.player?.pause();
     const before = this.working;
     if (!this.working || this.working.frame !== frame) { // points are per frame: a new prompt here
