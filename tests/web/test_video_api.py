@@ -155,6 +155,9 @@ def test_clicks_are_refused_with_a_reason_unless_they_fit_the_task(login, seeded
     url = f"/api/v1/video/tasks/{correct['id']}/track"
     ok = {"frame_index": 2, "points": [[30, 30, 1]]}
     assert other.post(url, json=ok).status_code == 409  # not their lease
+    engineer = login("mle")  # may read media, not work the queue
+    assert engineer.post(url, json=ok).status_code == 403
+    assert engineer.get("/api/v1/video/track/1").status_code == 403
     assert client.post(f"/api/v1/video/tasks/{verify['id']}/track", json=ok).status_code == 422  # not a correction
     for bad in ({"frame_index": FRAMES, "points": [[30, 30, 1]]}, {"frame_index": 0, "points": []},
                 {"frame_index": 0, "points": [[WIDTH + 1, 3, 1]]}, {"frame_index": 0, "points": [[3, 3, 2]]},
