@@ -55,6 +55,7 @@ from annotators.tiny.sam3 import (
     tiny_sam3_tracker_config,
 )
 from annotators.tiny.sam3_video import (
+    OBJECT_SCORE_BIAS,
     build_mid_sam3_video,
     build_tiny_sam3_tracker_video,
     build_tiny_sam3_video,
@@ -68,6 +69,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MARKER_FILE",
     "MLLAMA_SINGLE_TOKEN_WORDS",
+    "OBJECT_SCORE_BIAS",
     "TINY_MLLAMA_CHAT_TEMPLATE",
     "TINY_MLLAMA_IMAGE_SIZE",
     "TINY_SAM3_IMAGE_SIZE",
