@@ -19,6 +19,8 @@ from functools import cached_property
 from typing import Any
 
 from engine.ports import JobNotEnqueued
+from engine.services import video_review
+from engine.services.common import describe
 from engine.services.track import run_request
 from engine.settings import Settings, mask_url
 from pipelines.context import TaskContext, database_identity
@@ -74,8 +76,18 @@ class LocalTracking:
                 continue
             try:
                 run_track(self.context, request_id)
-            except Exception:  # noqa: BLE001 - logged; the request stays as the service left it
+            except Exception as exc:  # noqa: BLE001 - logged; the request fails rather than waits forever
                 log.exception("tracker request %s could not be run", request_id)
+                self._give_up(request_id, exc)
+
+    def _give_up(self, request_id: int, exc: Exception) -> None:
+        """This thread is the request's only runner: a request it could not run is failed, with why."""
+        try:
+            with self.context.session() as session:
+                video_review.fail_request(session, request_id, f"the tracker could not run: {describe(exc)}",
+                                          running=True)
+        except Exception:  # noqa: BLE001 - the database itself is away: the page's poll times out
+            log.exception("tracker request %s could not be marked failed", request_id)
 
 
 class PipelineTracking:

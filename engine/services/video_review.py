@@ -182,8 +182,9 @@ def track_frames(session: Session, request_id: int, user_id: int, after: int = 0
             "window": [req.window_start, req.window_end], "frames_done": req.frames_done, "frames": frames}
 
 
-def fail_request(session: Session, request_id: int, error: str) -> None:
-    """A request that could not be handed to a runner: failed with why (it counts as open no more)."""
+def fail_request(session: Session, request_id: int, error: str, *, running: bool = False) -> None:
+    """A request that could not be handed to a runner (``running``: or whose only runner gave up on it):
+    failed with why (it counts as open no more)."""
     req = session.get_one(TrackRequest, request_id)
-    if req.state == TrackState.QUEUED:
+    if req.state == TrackState.QUEUED or (running and req.state == TrackState.RUNNING):
         req.state, req.error, req.finished_at = TrackState.FAILED, error[:2000], utcnow()

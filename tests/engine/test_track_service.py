@@ -114,3 +114,28 @@ def test_a_task_has_a_bounded_number_of_clicks_waiting(settings):
         s.query(TrackRequest).update({"state": TrackState.DONE})
         again = video_review.request_track(s, req.task_id, req.user_id, ask, window_frames=4, max_points=8)
         assert (again.window_start, again.window_end) == (0, 2)
+
+
+def test_the_servers_tracker_thread_fails_a_request_it_cannot_run(settings, monkeypatch):
+    """Embedded mode: a request the thread could not run at all (its model cache or database broke
+    before the service took it) is failed with the reason, not left queued for the page to wait on."""
+    import time
+
+    from pipelines import tracking
+    from pipelines.context import TaskContext
+
+    def broken(ctx, request_id, database=None):
+        raise RuntimeError("tracker cache exploded")
+
+    monkeypatch.setattr(tracking, "run_track", broken)
+    request_id = _request(settings)
+    tracking.LocalTracking(TaskContext.from_settings(settings)).submit(request_id)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with session_scope(settings.db_url) as s:
+            req = s.get_one(TrackRequest, request_id)
+            if req.state != TrackState.QUEUED:
+                break
+        time.sleep(0.05)
+    assert req.state == TrackState.FAILED
+    assert "tracker cache exploded" in (req.error or "")
