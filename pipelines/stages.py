@@ -13,7 +13,9 @@ from engine.services import caption, mine, negatives, parse, propose, route, ver
 from engine.services.common import StageReport
 from engine.services.mine_items import job_media
 from engine.services.video_stages import caption as video_caption
+from engine.services.video_stages import negatives as video_negatives
 from engine.services.video_stages import parse as video_parse
+from engine.services.video_stages import propose as video_propose
 from engine.services.video_stages import verify as video_verify
 from engine.settings import Settings
 from engine.sources.coco import CocoSource
@@ -70,11 +72,18 @@ def _parse(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageRe
 
 def _propose(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
     m, models = ctx.settings.models, job_models(ctx, s, job_id)
+    if is_video(s, job_id):
+        return video_propose.propose_video_batch(s, ctx.store, models.masklet_proposer(), ctx.settings.video,
+                                                 job_id, ids, max_side=m.max_side)
     return propose.propose_batch(s, ctx.store, models.proposer(), m.propose, job_id, ids, max_side=m.max_side)
 
 
 def _negatives(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
     m, models = ctx.settings.models, job_models(ctx, s, job_id)
+    if is_video(s, job_id):
+        return video_negatives.negatives_video_batch(s, ctx.store, models.masklet_proposer(), models.embedder(),
+                                                     models.suggester(), m.negatives, ctx.settings.video, job_id,
+                                                     ids, max_side=m.max_side)
     return negatives.negatives_batch(s, ctx.store, models.proposer(), models.embedder(),
                                      models.suggester(), m.negatives, m.propose, job_id, ids, max_side=m.max_side)
 

@@ -92,15 +92,15 @@ def negatives_video_batch(session: Session, store: MediaStore, proposer: Masklet
     if not settings.enabled:
         return batch.skip_all("hard negatives are turned off")
     ids = [i.subject_id for i in items]
-    positives = _positives(session, ids)
+    searched = set(session.scalars(select(ImageConcept.video_id).where(
+        ImageConcept.video_id.in_(ids), ImageConcept.origin == PairOrigin.HARD_NEGATIVE,
+        ImageConcept.model_version_id == batch.version)))
+    positives = _positives(session, [i for i in ids if i not in searched])
     texts = {text for own in positives.values() for _, text, _ in own}
     search = _Search(session, proposer, embedder, settings, video, batch.version,
                      list(session.scalars(select(Concept.text).order_by(Concept.id))),
                      suggest(report, suggester, settings, texts))
     taken = _taken(session, ids)
-    searched = set(session.scalars(select(ImageConcept.video_id).where(
-        ImageConcept.video_id.in_(ids), ImageConcept.origin == PairOrigin.HARD_NEGATIVE,
-        ImageConcept.model_version_id == batch.version)))
     for item in items:  # one video's frames in memory at a time
         own = positives.get(item.subject_id, [])
         if item.subject_id in searched:  # this version's negatives stand (a re-run would pass the caps)
