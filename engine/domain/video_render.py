@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from engine.domain import masklets
+
 Box = tuple[float, float, float, float]  # absolute x, y, w, h
 GAP = 4  # pixels between two tiles of a contact sheet
 GAP_COLOUR = (0, 0, 0)
@@ -21,15 +23,10 @@ GAP_COLOUR = (0, 0, 0)
 
 def evenly_spaced(items: Sequence[int], n: int) -> list[int]:
     """``n`` of ``items`` spread evenly, the first and the last included (all of them when there are
-    not more than ``n``), in their order."""
+    not more than ``n``), in their order — the positions of ``engine.domain.masklets.evenly_spaced``."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
-    if len(items) <= n:
-        return list(items)
-    if n == 1:
-        return [items[(len(items) - 1) // 2]]
-    step = (len(items) - 1) / (n - 1)
-    return [items[round(k * step)] for k in range(n)]
+    return [items[i] for i in masklets.evenly_spaced(len(items), n)]
 
 
 def mean_probabilities(answers: Sequence[Mapping[str, float]]) -> dict[str, float]:
