@@ -23,7 +23,7 @@ built once into bench/results/cache and loaded through the product's adapters:
    checkout, and always the tracker call itself (``Sam3VideoTracker.track``: time to the clicked
    frame's mask and to the first propagated frame); medians over ``--clicks`` clicks.
 
-Each measurement runs in a fresh child process; torch uses ``--threads`` threads (default 2). Text and
+Each measurement runs in a fresh child process; torch uses ``--threads`` threads (default 1). Text and
 JSON go to stdout and bench/results/video[_cuda].json. A measurement, never a pass/fail test.
 """
 
@@ -46,7 +46,9 @@ def parse_args(argv: list[str] | None) -> Any:
     parser = child_parser(MODULE, __doc__ or "")
     add = parser.add_argument
     add("--device", default="cpu", help="torch device of every model: cpu or cuda (default cpu)")
-    add("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    add("--threads", type=int, default=1,
+        help="torch CPU threads (default 1: on a shared machine two threads that wait on each other spin, and a "
+             "busy neighbour made a 2-thread run 10x slower; the GPU script passes the core count)")
     add("--quick", action="store_true", help="fewer frames and clicks: tiny 32 frames, mid 8, 3 clicks")
     add("--tiny-frames", type=int, default=None, help="frames of the tiny throughput runs (default 100; quick 32)")
     add("--mid-frames", type=int, default=None, help="frames of the ~100 M config runs (default 100; quick 8)")

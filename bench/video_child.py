@@ -81,8 +81,25 @@ def _load(spec: dict[str, Any]) -> tuple[Any, float, Path]:
     return adapter, time.perf_counter() - started, path
 
 
+def count_tracked(adapter: Any) -> list[int]:
+    """Instrument the video proposer's processor: per processed frame, how many objects the model
+    tracked before the proposer's score threshold (random weights score low: the objects out can be
+    none while the tracker still carries its objects frame to frame)."""
+    counts: list[int] = []
+    post = adapter.processor.postprocess_outputs
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        result = post(*args, **kwargs)
+        counts.append(len(result["object_ids"]))
+        return result
+
+    adapter.processor.postprocess_outputs = counted
+    return counts
+
+
 def _run_video(adapter: Any, frames: StreamedFrames, phrases: list[str]) -> dict[str, Any]:
     """Consume ``propose_video``; the objects are counted and dropped (as the stage encodes and drops them)."""
+    tracked = count_tracked(adapter)
     started = time.perf_counter()
     first, seen, objects, ids = None, 0, 0, set()
     for out in adapter.propose_video(frames, phrases):
@@ -91,8 +108,10 @@ def _run_video(adapter: Any, frames: StreamedFrames, phrases: list[str]) -> dict
         seen += 1
         objects += len(out.objects)
         ids.update(o.object_id for o in out.objects)
-    return {"seconds": time.perf_counter() - started, "first_frame_s": first, "frames_out": seen,
-            "objects": objects, "object_ids": len(ids)}
+    seconds = time.perf_counter() - started
+    del adapter.processor.postprocess_outputs  # the instance's wrapper: the class's method again
+    return {"seconds": seconds, "first_frame_s": first, "frames_out": seen, "objects": objects,
+            "object_ids": len(ids), "tracked_per_frame": sum(tracked) / len(tracked) if tracked else None}
 
 
 def _run_image(adapter: Any, frames: StreamedFrames, phrases: list[str]) -> dict[str, Any]:
@@ -104,7 +123,7 @@ def _run_image(adapter: Any, frames: StreamedFrames, phrases: list[str]) -> dict
         if first is None:
             first = time.perf_counter() - started
     return {"seconds": time.perf_counter() - started, "first_frame_s": first, "frames_out": frames.frame_count,
-            "objects": objects, "object_ids": None}
+            "objects": objects, "object_ids": None, "tracked_per_frame": None}
 
 
 def throughput(spec: dict[str, Any]) -> dict[str, Any]:

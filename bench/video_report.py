@@ -23,14 +23,17 @@ def throughput_table(runs: list[dict[str, Any]], device: str) -> str:
         ratio = f"{v_fps / i_fps:.2f}x" if v_fps and i_fps else "-"
         for way, r in (("video (tracking)", video), ("image every frame", image)):
             if not r or "skipped" in r:
-                rows.append([config, way, r.get("frames", "-"), "-", "-", "-", "-", "-", "-", "-", "-", "skipped"])
+                rows.append([config, way, r.get("frames", "-"), "-", "-", "-", "-", "-", "-", "-", "-", "-",
+                             "skipped"])
                 continue
             rows.append([_config(r), way, r["frames"], fmt(r["seconds"], 2), fmt(r["frames_per_s"], 3),
-                         fmt(r["frames_per_cpu_s"], 3), fmt(r["first_frame_s"], 3), r["objects"],
+                         fmt(r["frames_per_cpu_s"], 3), fmt(r["first_frame_s"], 3), fmt(r.get("tracked_per_frame"), 2),
+                         r["objects"],
                          fmt(r.get("object_ids")), fmt(r["peak_rss_mb"], 0), fmt(r["other_processes_cores"], 2),
                          ratio if way.startswith("video") else ""])
     return format_table(["config (params)", "way", "frames", "seconds", "frames/s", "frames/CPU-s", "1st frame s",
-                         "objects", "masklets", "peak RSS MB", "others' cores", "video/image fps"], rows, left=2,
+                         "tracked/frame", "objects out", "masklets", "peak RSS MB", "others' cores",
+                         "video/image fps"], rows, left=2,
                         title=f"Masklet proposal throughput ({device}; after a warm-up run)")
 
 
