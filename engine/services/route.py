@@ -116,7 +116,7 @@ def _route_image(session: Session, settings: RoutingSettings, image_id: int,
                  calibrations: _Calibrations, media: MediaKind = MediaKind.IMAGE) -> dict[str, int]:
     """Route every AI-judged mask of the image's (or video's) pairs, then every AI-judged pair (its
     surviving masks counted after its masks were routed); the counts per action (and audit)."""
-    medium = ImageConcept.video_id if media is MediaKind.VIDEO else ImageConcept.image_id
+    medium = ImageConcept.video_id if media == MediaKind.VIDEO else ImageConcept.image_id
     # locked (PostgreSQL): a person's verdict on one of these pairs waits for this decision, not the reverse
     pairs = {p.id: p for p in session.scalars(select(ImageConcept).where(medium == image_id)
                                               .order_by(ImageConcept.id).with_for_update())}
