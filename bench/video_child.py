@@ -76,6 +76,7 @@ def _load(spec: dict[str, Any]) -> tuple[Any, float, Path]:
     started = time.perf_counter()
     if spec["way"] == "video":
         adapter = load_video_proposer(path, spec["device"], spec["score_threshold"], spec["window"], spec["overlap"])
+        give_objects(adapter, int(spec.get("video_objects", 0)))
     else:
         adapter = load_image_proposer(path, spec["device"], spec["score_threshold"])
     return adapter, time.perf_counter() - started, path
@@ -95,6 +96,18 @@ def count_tracked(adapter: Any) -> list[int]:
 
     adapter.processor.postprocess_outputs = counted
     return counts
+
+
+def give_objects(adapter: Any, objects: int) -> None:
+    """Random weights score every detection low, so a checkpoint with the real detection thresholds
+    (the mid config) tracks nothing and its tracker idles. With ``objects`` > 0 and random weights,
+    every detection is a candidate (thresholds 0) and the model keeps at most ``objects`` of them, as
+    the tiny config does: the tracker carries that many objects, as on a scene with that many instances."""
+    model = adapter.model
+    if objects <= 0 or not adapter.stamp.random_weights:
+        return
+    model.score_threshold_detection = model.new_det_thresh = 0.0
+    model.max_num_objects = objects
 
 
 def _run_video(adapter: Any, frames: StreamedFrames, phrases: list[str]) -> dict[str, Any]:
