@@ -5,7 +5,10 @@ frame are computed once and shared by all prompts; ``postprocess_outputs`` says 
 object). ``propagate_in_video_iterator`` runs detection and tracking frame by frame.
 
 Memory: a session holds the pre-processed frames it was given and per-frame tracker state, so it must
-not be given the whole video. The video is proposed window by window (``window_frames`` frames, two
+not be given the whole video. (transformers 5.25 can also stream — ``model(inference_session=…, frame=…)``
+adds one frame per call — but its session still keeps every processed frame and every frame's per-object
+outputs, never trimmed, and streaming turns the hot-start heuristics off; so streaming alone does not keep
+memory flat.) The video is proposed window by window (``window_frames`` frames, two
 consecutive windows sharing ``window_overlap``), one session per window, frames read from the
 :class:`~engine.ports.FrameSource` only for the window being run; object ids are kept across windows by
 mask IoU on the shared frames (:class:`engine.domain.masklets.IdStitcher`). On shared frames, the earlier

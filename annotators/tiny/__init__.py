@@ -19,7 +19,7 @@ Public API:
 - :func:`build_tiny_sam3_video` — ``Sam3VideoModel`` + ``Sam3VideoProcessor`` (masklet proposals on video).
 - :func:`build_tiny_sam3_tracker_video` — ``Sam3TrackerVideoModel`` + ``Sam3TrackerVideoProcessor`` (click and
   propagate on video).
-- :func:`build_mid_sam3_video` — a ~110 M parameter ``Sam3VideoModel`` at 1008 px, for benchmarks.
+- :func:`build_mid_sam3_video` — a ~120 M parameter ``Sam3VideoModel`` at 1008 px, for benchmarks.
 - :func:`ensure_tiny_models` — build the tiny models once into a cache directory (atomic, idempotent).
 
 Every built directory holds a marker file :data:`MARKER_FILE` (``dataengine_model.json``) saying which

@@ -114,15 +114,19 @@ def tiny_sam3_video_config() -> Sam3VideoConfig:
 
 
 def mid_sam3_video_config() -> Sam3VideoConfig:
-    """Config of the ~110 M parameter ``Sam3VideoModel`` for benchmarks: the mid SAM 3 detector
-    (:func:`annotators.tiny.sam3.mid_sam3_config`, real 1008 px geometry) and the real tracker's sizes;
-    the real checkpoint's detection and hot-start settings."""
+    """Config of the ~120 M parameter ``Sam3VideoModel`` for benchmarks: the mid SAM 3 detector
+    (:func:`annotators.tiny.sam3.mid_sam3_config`, real 1008 px geometry) and the real tracker's sizes
+    and hot-start delay. The random weights score every query 0.22–0.28 (seed 0): with the real detection
+    thresholds (0.5, 0.7) nothing is found and the tracker never runs, and with 0 every one of the 200
+    queries passes (the detector's mask NMS then needs 200² masks of 288², 26 GB); 0.27 keeps a few per
+    prompt, and at most 8 objects are tracked."""
     from transformers import Sam3TrackerVideoConfig, Sam3VideoConfig
 
     detector = mid_sam3_config()
     vision: Any = detector.vision_config
     tracker = Sam3TrackerVideoConfig(vision_config=vision.to_dict(), **_image_size(MID_SAM3_IMAGE_SIZE))
-    return Sam3VideoConfig(detector_config=detector, tracker_config=tracker)
+    return Sam3VideoConfig(detector_config=detector, tracker_config=tracker, score_threshold_detection=0.27,
+                           new_det_thresh=0.27, max_num_objects=8)
 
 
 def _video_processor(image_size: int) -> Any:
@@ -181,7 +185,7 @@ def build_tiny_sam3_tracker_video(out_dir: Path, seed: int = 0) -> Path:
 
 
 def build_mid_sam3_video(out_dir: Path, seed: int = 0) -> Path:
-    """Build the ~110 M parameter random-weight ``Sam3VideoModel`` (:func:`mid_sam3_video_config`) with a
+    """Build the ~120 M parameter random-weight ``Sam3VideoModel`` (:func:`mid_sam3_video_config`) with a
     1008 px ``Sam3VideoProcessor`` into ``out_dir``; for benchmarks, not tests. Returns ``out_dir``."""
     from transformers import Sam3VideoModel
 
