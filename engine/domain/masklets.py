@@ -131,12 +131,13 @@ def cut(masklet: Masklet, start: int, end: int) -> Masklet | None:
 
 def windows(frame_count: int, size: int, overlap: int) -> list[tuple[int, int]]:
     """Windows ``[start, end)`` of at most ``size`` frames covering ``frame_count`` frames, consecutive ones
-    sharing ``overlap`` frames (clamped to size - 1). One window when the video fits in one."""
+    sharing ``overlap`` frames (clamped to half a window: a frame is shared by two windows at most, which
+    stitching window after window relies on). One window when the video fits in one."""
     if frame_count <= 0:
         return []
     if size < 2:
         raise ValueError(f"a window holds at least 2 frames, got {size}")
-    overlap = max(0, min(overlap, size - 1))
+    overlap = max(0, min(overlap, size // 2))
     out = []
     start = 0
     while True:

@@ -112,12 +112,24 @@ def test_cut_keeps_a_frame_range() -> None:
     (5, 6, 2, [(0, 5)]),
     (6, 6, 2, [(0, 6)]),
     (7, 6, 2, [(0, 6), (4, 7)]),
-    (10, 4, 9, [(0, 4), (1, 5), (2, 6), (3, 7), (4, 8), (5, 9), (6, 10)]),  # overlap clamped to size - 1
+    (10, 4, 9, [(0, 4), (2, 6), (4, 8), (6, 10)]),  # overlap clamped to half a window
+    (18, 12, 8, [(0, 12), (6, 18)]),
     (0, 4, 1, []),
 ])
 def test_windows_cover_the_video_sharing_the_overlap(count: int, size: int, overlap: int,
                                                     expected: list[tuple[int, int]]) -> None:
     assert windows(count, size, overlap) == expected
+
+
+@pytest.mark.parametrize("size", [2, 3, 4, 7, 12, 64])
+@pytest.mark.parametrize("overlap", [0, 1, 3, 8, 63])
+def test_no_frame_is_shared_by_more_than_two_windows(size: int, overlap: int) -> None:
+    """Stitching hands each window's tail to the next one only: a frame in three windows would be
+    proposed (and yielded) twice."""
+    spans = windows(100, size, overlap)
+    assert spans[0][0] == 0 and spans[-1][1] == 100
+    for frame in range(100):
+        assert 1 <= sum(start <= frame < end for start, end in spans) <= 2
 
 
 def test_windows_need_two_frames() -> None:
