@@ -109,7 +109,7 @@ def throughput_runs(args: Any, base: dict[str, Any]) -> list[dict[str, Any]]:
                             "skipped": f"no builder for the {way} model's {config} config in this checkout"})
                 continue
             spec = {**base, "phase": "throughput", "config": config, "way": way, "frames": frames,
-                    "warmup": 2 if config == "mid" else 8}
+                    "warmup": 1 if config == "mid" else 8}
             out.append(child(f"throughput {way} {config}", spec, args.settle))
     return out
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import hwm_mb, machine_cpu_s, median, proc_status_kb
-from bench.video_frames import PHRASES, StreamedFrames, shape_box
+from bench.video_frames import PHRASES, StreamedFrames, render, shape_box
 from bench.video_models import (
     ensure,
     load_image_proposer,
@@ -76,7 +76,9 @@ def _load(spec: dict[str, Any]) -> tuple[Any, float, Path]:
     started = time.perf_counter()
     if spec["way"] == "video":
         adapter = load_video_proposer(path, spec["device"], spec["score_threshold"], spec["window"], spec["overlap"])
-        give_objects(adapter, int(spec.get("video_objects", 0)))
+        width, height = spec["size"]
+        spec["detection_threshold"] = give_objects(adapter, int(spec.get("video_objects", 0)),
+                                                   render(0, width, height), PHRASES[: spec["phrases"]])
     else:
         adapter = load_image_proposer(path, spec["device"], spec["score_threshold"])
     return adapter, time.perf_counter() - started, path
@@ -98,16 +100,29 @@ def count_tracked(adapter: Any) -> list[int]:
     return counts
 
 
-def give_objects(adapter: Any, objects: int) -> None:
+def give_objects(adapter: Any, objects: int, frame: Any, phrases: list[str]) -> float | None:
     """Random weights score every detection low, so a checkpoint with the real detection thresholds
-    (the mid config) tracks nothing and its tracker idles. With ``objects`` > 0 and random weights,
-    every detection is a candidate (thresholds 0) and the model keeps at most ``objects`` of them, as
-    the tiny config does: the tracker carries that many objects, as on a scene with that many instances."""
+    (the mid config) tracks nothing and its tracker idles. With ``objects`` > 0 and random weights, the
+    detection thresholds drop to the ``objects``-th best score of the phrases on ``frame`` (the
+    detector run once, untimed) and the model keeps at most ``objects`` objects, as the tiny config does:
+    the tracker carries that many, as on a scene with that many instances. Returns the threshold set."""
     model = adapter.model
     if objects <= 0 or not adapter.stamp.random_weights:
-        return
-    model.score_threshold_detection = model.new_det_thresh = 0.0
+        return None
+    torch, proc, detector = adapter.torch, adapter.processor, model.detector_model
+    pixels = proc.image_processor(images=frame, return_tensors="pt")["pixel_values"].to(adapter.device)
+    probs = []
+    with torch.inference_mode():
+        vision = detector.get_vision_features(pixel_values=pixels)
+        for phrase in phrases:
+            tokens = proc.tokenizer(phrase, padding="max_length", max_length=32, return_tensors="pt").to(adapter.device)
+            out = detector(vision_embeds=vision, input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+            probs.append((out.pred_logits.sigmoid() * out.presence_logits.sigmoid()).flatten())
+    ranked = torch.cat(probs).sort(descending=True).values
+    threshold = float(ranked[min(objects, len(ranked)) - 1]) * 0.999
+    model.score_threshold_detection = model.new_det_thresh = min(threshold, model.score_threshold_detection)
     model.max_num_objects = objects
+    return float(model.score_threshold_detection)
 
 
 def _run_video(adapter: Any, frames: StreamedFrames, phrases: list[str]) -> dict[str, Any]:
