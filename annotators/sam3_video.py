@@ -71,7 +71,7 @@ class Sam3VideoProposer:
         self.torch = torch
         self.score_threshold = score_threshold
         self.window_frames = window_frames
-        self.window_overlap = max(0, min(window_overlap, window_frames - 1))
+        self.window_overlap = max(0, min(window_overlap, window_frames // 2))  # as windows() clamps it
         self.stitch_iou = stitch_iou
         self.max_session_frames = 0
         self.stamp = video_stamp(stamp_for(ModelKind.PROPOSER, ref, loaded, {

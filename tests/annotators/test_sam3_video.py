@@ -86,6 +86,7 @@ def test_the_tiny_video_model_round_trips_and_is_stamped_as_a_video_proposer(tin
     assert stamp.kind == "proposer" and "video" in stamp.name and stamp.random_weights
     assert stamp.params == {"video": True, "score_threshold": 0.0, "window_frames": 6, "window_overlap": 2,
                             "stitch_iou": 0.5}
+    assert _proposer(tiny, window=6, overlap=5).stamp.params["window_overlap"] == 3  # the overlap it runs with
 
 
 @pytest.mark.models
@@ -192,3 +193,11 @@ def test_objects_keep_their_ids_across_windows_and_new_ones_join_on_shared_frame
     assert ids[4] == [(a, 0)]
     assert ids[5] == [(a, 0), (c, 0)]
     assert np.array_equal(out[2].objects[0].mask, _square(4))  # the first window's mask on a shared frame
+
+
+def test_a_wide_overlap_still_gives_every_frame_once_and_one_id_per_object() -> None:
+    script = {start: {i: [_Found(start, 0, _square(20), 0.9)] for i in range(start, start + 4)} for start in range(9)}
+    proposer = _ScriptedProposer(script, window=4, overlap=3)  # windows() shares at most half a window
+    out = list(proposer.propose_video(ListFrames([Image.new("RGB", (60, 20))] * 9), ["a"]))
+    assert [f.frame_index for f in out] == list(range(9))
+    assert all([o.object_id for o in f.objects] == [1] for f in out)
