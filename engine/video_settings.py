@@ -40,7 +40,8 @@ class VideoSettings(BaseModel):
         description="frames a session holds: backward propagation and mid-video clicks work on a window this "
                     "long around the prompt frame; long videos are proposed window by window, identities kept "
                     "by IoU on the overlap")
-    window_overlap: int = Field(8, ge=1, le=1024, description="frames two proposal windows share")
+    window_overlap: int = Field(8, ge=1, le=1024,
+                                description="frames two proposal windows share (at most half a window is used)")
     stitch_iou: float = Field(0.5, gt=0, le=1, description="masklets of two windows overlapping this much are one")
     min_masklet_frames: int = Field(1, ge=1, description="masklets shorter than this are dropped")
     max_masklets_per_phrase: int = Field(32, ge=1, le=1000)
