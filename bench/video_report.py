@@ -42,14 +42,15 @@ def rss_table(runs: list[dict[str, Any]]) -> str:
     done = [r for r in runs if "skipped" not in r]
     for r in runs:
         if "skipped" in r:
-            rows.append([r["frames"], "-", "-", "-", "-", "-", "-", "skipped"])
+            rows.append([r["frames"], "-", "-", "-", "-", "-", "-", "-", "skipped"])
             continue
         samples = [mb for _, mb in r["rss_samples"]]
         rows.append([r["frames"], fmt(r["rss_after_load_mb"], 0), fmt(r["rss_after_warmup_mb"], 0),
                      fmt(min(samples) if samples else None, 0), fmt(max(samples) if samples else None, 0),
-                     fmt(r["peak_mb"], 0), fmt(r["seconds"], 1), fmt(r["frames"] / r["seconds"], 2)])
+                     fmt(r["peak_mb"], 0), fmt(r.get("gpu_peak_mb"), 0), fmt(r["seconds"], 1),
+                     fmt(r["frames"] / r["seconds"], 2)])
     table = format_table(["frames", "RSS after load MB", "after warm-up MB", "run min MB", "run max MB",
-                          "peak (VmHWM) MB", "seconds", "frames/s"], rows, left=0,
+                          "peak (VmHWM) MB", "GPU peak MB", "seconds", "frames/s"], rows, left=0,
                          title="Tiny video proposer: RSS by video length (each a fresh process)")
     if len(done) >= 2:
         first, last = done[0], done[-1]
