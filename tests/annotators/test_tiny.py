@@ -280,7 +280,7 @@ def test_tiny_sam3_tracker_segments_a_click(tiny: dict[str, Path], image: Image.
 
 
 def test_ensure_tiny_models_is_idempotent(cache_dir: Path, tiny: dict[str, Path]) -> None:
-    assert set(tiny) == {"sam3", "mllama", "sam3_tracker"}
+    assert set(tiny) == {"sam3", "mllama", "sam3_tracker", "sam3_video", "sam3_tracker_video"}
     assert all(p.parent == cache_dir and (p / MARKER_FILE).is_file() for p in tiny.values())
     assert all(p.stat().st_mode & 0o777 == 0o755 for p in tiny.values())  # readable by other users
     before = {name: (p / MARKER_FILE).stat().st_mtime_ns for name, p in tiny.items()}
@@ -289,7 +289,7 @@ def test_ensure_tiny_models_is_idempotent(cache_dir: Path, tiny: dict[str, Path]
     assert again == tiny
     assert {name: (p / MARKER_FILE).stat().st_mtime_ns for name, p in again.items()} == before
     assert {name: (p / "model.safetensors").stat().st_mtime_ns for name, p in again.items()} == weights
-    assert sorted(p.name for p in cache_dir.iterdir()) == ["mllama", "sam3", "sam3_tracker"]  # no temp dirs
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted(tiny)  # no temp dirs
 
 
 def test_ensure_tiny_models_rebuilds_a_stale_or_partial_directory(tmp_path: Path) -> None:
@@ -302,7 +302,7 @@ def test_ensure_tiny_models_rebuilds_a_stale_or_partial_directory(tmp_path: Path
     assert read_marker(second["sam3"])["format"] == FORMAT_VERSION
     assert read_marker(second["mllama"])["builder"] == "tiny-mllama"
     assert (second["sam3_tracker"] / MARKER_FILE).stat().st_mtime_ns == tracker_mtime
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mllama", "sam3", "sam3_tracker"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(second)
 
 
 @pytest.mark.parametrize(
