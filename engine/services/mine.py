@@ -34,6 +34,7 @@ from engine.services import mine_video
 from engine.services.common import StageReport
 from engine.services.mine_items import (
     TRANSIENT_DB_ERRORS,
+    discard_unreferenced,
     item_uri,
     job_media,
     open_job_source,
@@ -156,7 +157,7 @@ def _ingest_all(session: Session, settings: Settings, store: MediaStore, job: Mi
         report.seconds["db"] += time.perf_counter() - started
     except BaseException:
         # the caller rolls the batch back: its image rows go, so must the files only they named
-        _discard_unreferenced(session, store, created)
+        discard_unreferenced(session, store, created)
         raise
 
 
@@ -227,35 +228,10 @@ def _record_item(session: Session, settings: Settings, store: MediaStore, job: M
         _fail(item, f"internal error: {type(exc).__name__}: {exc}", report)
         if stored.created:  # its image row was not written: the file is nobody's
             created.remove(key)
-            _discard_unreferenced(session, store, [key])
+            discard_unreferenced(session, store, [key])
     else:
         report.counts[status.value] += 1
     report.seconds["db"] += time.perf_counter() - started
-
-
-def _discard_unreferenced(session: Session, store: MediaStore, keys: list[str]) -> None:
-    """Remove the files of ``keys`` (each written by this batch, none there before) that no committed
-    image row names. A fresh short session asks, so this batch's own uncommitted rows do not count;
-    when the database cannot answer, the files stay (``dataengine check --repair`` finds them: F1)."""
-    if not keys:
-        return
-    try:
-        with Session(session.get_bind()) as fresh:
-            kept: set[str] = set()
-            for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
-                kept.update(images_repo.named_storage_keys(fresh, chunk))
-    except Exception:  # noqa: BLE001 - cleaning up must not hide the batch's own error
-        log.warning("could not tell which of %d stored files a failed batch leaves unused; they stay",
-                    len(keys), exc_info=True)
-        return
-    for key in keys:
-        if key in kept:
-            continue
-        try:
-            store.remove(key)
-        except OSError:
-            log.warning("could not remove an unused media file %s", key, exc_info=True)
 
 
 def _record(session: Session, settings: Settings, job: MiningJob, item: JobItem,

@@ -4,17 +4,24 @@ an item's failure and its reason, the media store's errors, where an item came f
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
 
 from engine.db.base import utcnow
 from engine.db.models import JobItem, MiningJob
 from engine.domain.vocabulary import ItemStatus, MediaKind, SourceKind
+from engine.repositories import images as images_repo
+from engine.repositories import videos as videos_repo
 from engine.services.common import StageReport
 from engine.settings import Settings
 from engine.sources import Source, SourceError, detect_kind, open_source
+from engine.storage import MediaStore
+
+log = logging.getLogger(__name__)
 
 TRANSIENT_DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError)
 
@@ -84,3 +91,28 @@ def item_uri(job: MiningJob, item: JobItem) -> str:
     if "folder" in loc:
         return f"{job.source_uri}/{loc['folder']}"
     return job.source_uri
+
+
+def discard_unreferenced(session: Session, store: MediaStore, keys: list[str]) -> None:
+    """Remove the files of ``keys`` (each written by this batch, none there before) that no committed
+    image, video or frame row names. A fresh short session asks, so this batch's own uncommitted rows
+    do not count; when the database cannot answer, the files stay (``dataengine check --repair``: F1)."""
+    if not keys:
+        return
+    try:
+        with Session(session.get_bind()) as fresh:
+            kept: set[str] = set()
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                kept.update(videos_repo.named_storage_keys(fresh, chunk))
+                kept.update(images_repo.named_storage_keys(fresh, chunk))
+    except Exception:  # noqa: BLE001 - cleaning up must not hide the batch's own error
+        log.warning("could not tell which of %d stored files a failed batch leaves unused; they stay",
+                    len(keys), exc_info=True)
+        return
+    for key in keys:
+        if key not in kept:
+            try:
+                store.remove(key)
+            except OSError:
+                log.warning("could not remove an unused media file %s", key, exc_info=True)

@@ -28,13 +28,19 @@ from engine.db.base import utcnow
 from engine.db.models import JobItem, MiningJob
 from engine.domain.hashing import phash
 from engine.domain.vocabulary import ItemStatus, StageStatus
-from engine.repositories import images as images_repo
 from engine.repositories import jobs as jobs_repo
 from engine.repositories import model_versions
 from engine.repositories import videos as videos_repo
 from engine.repositories.videos import FrameRow, NearDuplicateVideo
 from engine.services.common import StageReport
-from engine.services.mine_items import TRANSIENT_DB_ERRORS, fail_item, item_uri, open_job_source, store_failure
+from engine.services.mine_items import (
+    TRANSIENT_DB_ERRORS,
+    discard_unreferenced,
+    fail_item,
+    item_uri,
+    open_job_source,
+    store_failure,
+)
 from engine.settings import Settings
 from engine.sources import FetchError, Source, SourceError
 from engine.sources.frames import FrameFoldersSource
@@ -303,28 +309,3 @@ def _finish(session: Session, item: JobItem, video_id: int, status: ItemStatus, 
     item.error = None
     item.attempts += 1
     item.processed_at = utcnow()
-
-
-def discard_unreferenced(session: Session, store: MediaStore, keys: list[str]) -> None:
-    """Remove the files of ``keys`` (each written by this batch, none there before) that no committed
-    video, frame or image row names (asked in a fresh short session, as mine.py does); when the
-    database cannot answer, the files stay (``dataengine check --repair`` finds them)."""
-    if not keys:
-        return
-    try:
-        with Session(session.get_bind()) as fresh:
-            kept: set[str] = set()
-            for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
-                kept.update(videos_repo.named_storage_keys(fresh, chunk))
-                kept.update(images_repo.named_storage_keys(fresh, chunk))
-    except Exception:  # noqa: BLE001 - cleaning up must not hide the batch's own error
-        log.warning("could not tell which of %d stored video files a failed batch leaves unused; they stay",
-                    len(keys), exc_info=True)
-        return
-    for key in keys:
-        if key not in kept:
-            try:
-                store.remove(key)
-            except OSError:
-                log.warning("could not remove an unused media file %s", key, exc_info=True)
