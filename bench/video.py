@@ -15,8 +15,10 @@ table shows how many it tracked per frame); the proposer's score threshold then 
    (one session per window of ``--window`` frames, all phrases as prompts, detection + tracking,
    identities stitched across windows) against ``annotators.sam3.Sam3Proposer.propose`` on every frame
    (the image model of the same size: one vision encoding per frame, every phrase decoded against it,
-   no identities), side by side with their ratio; on the tiny config (``--tiny-frames``, default 100)
-   and the ~100 M parameter config (``--mid-frames``, default 100).
+   no identities; tiny: the tiny video model's own detector saved as an image checkpoint; mid: the mid
+   image config, which is the mid video model's detector config), side by side with their ratio; on the
+   tiny config (``--tiny-frames``, default 100) and the ~100 M parameter config (``--mid-frames``,
+   default 100).
 2. **Peak RSS** of the tiny video proposer over 100 and 1,000 frames (``--rss-frames``), each in a
    fresh process: VmHWM of the whole run, and the RSS sampled every 50 frames; the ratio of the two
    peaks says whether memory stays flat in the number of frames.
@@ -56,6 +58,8 @@ def parse_args(argv: list[str] | None) -> Any:
     add("--tiny-frames", type=int, default=None, help="frames of the tiny throughput runs (default 100; quick 32)")
     add("--mid-frames", type=int, default=None, help="frames of the ~100 M config runs (default 100; quick 4)")
     add("--no-mid", action="store_true", help="skip the ~100 M parameter config")
+    add("--no-tiny", action="store_true", help="skip the tiny config's throughput runs")
+    add("--phases", default="throughput,rss,click", help="which measurements (default throughput,rss,click)")
     add("--rss-frames", default="100,1000", help="frame counts of the RSS runs (default 100,1000)")
     add("--clicks", type=int, default=None, help="clicks of the click-latency runs (default 7; quick 3)")
     add("--click-frames", type=int, default=200, help="frames of the clicked video (default 200)")
@@ -69,6 +73,7 @@ def parse_args(argv: list[str] | None) -> Any:
         help="random weights only: the video model tracks this many objects (detection thresholds 0, at most this "
              "many objects; the tiny config's own setting), so the tracker works as on a scene with that many "
              "instances; 0: the checkpoint's thresholds (the mid config then tracks nothing)")
+    add("--out", default=None, help="name of the JSON under bench/results (default video, or video_cuda)")
     add("--cache-dir", default=str(RESULTS_DIR / "cache"), help="where the built models are kept")
     return parser.parse_args(argv)
 
@@ -98,7 +103,7 @@ def child(what: str, spec: dict[str, Any], settle: float) -> dict[str, Any]:
 def throughput_runs(args: Any, base: dict[str, Any]) -> list[dict[str, Any]]:
     from bench.video_models import available
 
-    plan = [("tiny", args.tiny_frames or (32 if args.quick else 100))]
+    plan = [] if args.no_tiny else [("tiny", args.tiny_frames or (32 if args.quick else 100))]
     if not args.no_mid:
         plan.append(("mid", args.mid_frames or (4 if args.quick else 100)))
     out = []
@@ -168,9 +173,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.phrases} phrases, window {base['window']} (overlap {base['overlap']}), "
           f"score threshold {base['score_threshold']}{' (quick)' if args.quick else ''}", flush=True)
     started = time.monotonic()
-    results = {"throughput": throughput_runs(args, base), "rss": rss_runs(args, base), "click": click_runs(args, base)}
+    phases = {p.strip() for p in args.phases.split(",")}
+    runners = {"throughput": throughput_runs, "rss": rss_runs, "click": click_runs}
+    results = {name: (run(args, base) if name in phases else []) for name, run in runners.items()}
     print_tables(results, args.device)
-    name = "video" if args.device == "cpu" else f"video_{args.device.split(':')[0]}"
+    name = args.out or ("video" if args.device == "cpu" else f"video_{args.device.split(':')[0]}")
     path = write_json(name, {
         "benchmark": "video", "settings": base, "quick": args.quick, "results": results,
         "environment": {**environment(), **_torch_env()}, "argv": sys.argv[1:],

@@ -87,12 +87,11 @@ def click_table(runs: list[dict[str, Any]]) -> str:
 
 
 def print_tables(results: dict[str, list[dict[str, Any]]], device: str) -> None:
-    print()
-    print(throughput_table(results["throughput"], device))
-    print()
-    print(rss_table(results["rss"]))
-    print()
-    print(click_table(results["click"]))
+    for key, table in (("throughput", lambda runs: throughput_table(runs, device)), ("rss", rss_table),
+                       ("click", click_table)):
+        if results[key]:
+            print()
+            print(table(results[key]))
     skipped = [r for r in results["throughput"] + results["rss"] + results["click"] if "skipped" in r]
     for r in skipped:
         what = " ".join(str(r[k]) for k in ("phase", "way", "config", "frames") if k in r)
