@@ -74,14 +74,15 @@ def _load(spec: dict[str, Any]) -> tuple[Any, float, Path]:
     key = f"{spec['way']}-{spec['config']}"
     path, _ = ensure(Path(spec["cache_dir"]), key)
     started = time.perf_counter()
-    if spec["way"] == "video":
-        adapter = load_video_proposer(path, spec["device"], spec["score_threshold"], spec["window"], spec["overlap"])
-        width, height = spec["size"]
-        spec["detection_threshold"] = give_objects(adapter, int(spec.get("video_objects", 0)),
-                                                   render(0, width, height), PHRASES[: spec["phrases"]])
-    else:
+    if spec["way"] != "video":
         adapter = load_image_proposer(path, spec["device"], spec["score_threshold"])
-    return adapter, time.perf_counter() - started, path
+        return adapter, time.perf_counter() - started, path
+    adapter = load_video_proposer(path, spec["device"], spec["score_threshold"], spec["window"], spec["overlap"])
+    load_s = time.perf_counter() - started
+    width, height = spec["size"]
+    spec["detection_threshold"] = give_objects(adapter, int(spec.get("video_objects", 0)), render(0, width, height),
+                                               PHRASES[: spec["phrases"]])
+    return adapter, load_s, path
 
 
 def count_tracked(adapter: Any) -> list[int]:
