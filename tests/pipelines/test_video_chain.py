@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import func, select
 
 from engine.db.models import (
@@ -136,6 +135,12 @@ def phrase_of_task(settings: Settings, task_id: int) -> str:
                          .where(HumanTask.id == task_id)).scalar_one()
 
 
+def open_tasks(settings: Settings) -> int:
+    with session_scope(settings.db_url) as s:
+        return s.scalar(select(func.count()).select_from(HumanTask).where(
+            HumanTask.state.in_([TaskState.OPEN, TaskState.LEASED]))) or 0
+
+
 EV_ANSWER = {"red ball": "c", "blue box": "n", "green square": "m"}
 
 
@@ -162,11 +167,10 @@ def review_in_the_browser(page: Any, server: str, settings: Settings, tmp_path: 
     answered: dict[str, int] = {}
     for _ in range(12):
         page.locator("body[data-state='ready'], body[data-state='empty']").first.wait_for(timeout=30_000)
-        if page.get_attribute("body", "data-state") == "empty":  # a follow-up task may come: the page asks
-            try:                                                   # again every 10 s
-                page.locator("body[data-state='ready']").wait_for(timeout=12_000)
-            except PlaywrightTimeout:
+        if page.get_attribute("body", "data-state") == "empty":
+            if not open_tasks(settings):
                 break
+            page.locator("body[data-state='ready']").wait_for(timeout=12_000)  # the page asks again every 10 s
         task_id, kind = int(page.get_attribute("body", "data-task-id")), page.get_attribute("body", "data-task-kind")
         assert page.locator("#video-bar").is_visible()  # every task is a video task: the player is shown
         if kind == "verify_mask":
