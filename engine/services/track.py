@@ -92,7 +92,8 @@ def _claim(session: Session, request_id: int) -> _Claimed | TrackOutcome:
 
 def _write_frames(session: Session, request_id: int, stream: Iterator[FrameObjects], size: tuple[int, int],
                   started: float) -> int:
-    """Write each propagated frame (the object's mask, or an absent frame); commit in small batches."""
+    """Write each propagated frame (the object's mask, or an absent frame); commit the clicked frame alone,
+    then in small batches."""
     seen: set[int] = set()
     seq, last_commit, first_s = 0, time.monotonic(), None
     try:
@@ -104,7 +105,8 @@ def _write_frames(session: Session, request_id: int, stream: Iterator[FrameObjec
             seq += 1
             session.add(row)
             first_s = first_s if first_s is not None else time.monotonic() - started
-            if seq % COMMIT_EVERY_FRAMES == 0 or time.monotonic() - last_commit >= COMMIT_EVERY_S:
+            # the clicked frame at once (the page shows it while the rest propagates), then in small batches
+            if seq == 1 or seq % COMMIT_EVERY_FRAMES == 0 or time.monotonic() - last_commit >= COMMIT_EVERY_S:
                 _progress(session, request_id, seq, started, first_s)
                 last_commit = time.monotonic()
     finally:  # the frames made before a failure stay (the page has shown some of them already)
