@@ -565,6 +565,7 @@ class PredictionImage(Base):
 
 
 # the video tables (engine/db/video.py) register on the same metadata; re-exported for the ORM's users
+from engine.db.embeddings import ImageEmbedding as ImageEmbedding  # noqa: E402
 from engine.db.video import MaskletFrame as MaskletFrame  # noqa: E402
 from engine.db.video import TrackFrame as TrackFrame  # noqa: E402
 from engine.db.video import TrackRequest as TrackRequest  # noqa: E402
