@@ -86,6 +86,10 @@ the automatic decisions (accepted masks, rejected masks, negative labels, exhaus
 sent straight to correction) and of the final labels (accepted masks, negative labels, positive
 pairs right) against all-human. Everything goes to bench/results/annotation_efficiency.json.
 A measurement, never pass/fail.
+
+Issue 19's active-engine figures are apart (this module is long enough): ``bench.exemplar_sim`` (human
+seconds per positive pair, exemplar box vs clicks) and ``bench.failure_mining_sim`` (failures found per
+human hour, random vs failure-mined review order).
 """
 
 from __future__ import annotations
