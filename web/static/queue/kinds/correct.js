@@ -9,6 +9,7 @@
 import * as RLE from "../rle.js";
 import {MaskItem, PALETTE, WORKING_COLOR, edgeWidth, layerRect, makeLayer, paintLayer, taskMasks} from "../layers.js";
 import {labelActions, labelHelp} from "../labels.js";
+import {ExemplarTool} from "../exemplar.js";
 import {byId, el, smallButton, term} from "../ui.js";
 
 export const title = "Correct masks";
@@ -43,9 +44,11 @@ class CorrectMode {
     this.stroke = null;
     this.changed = false;
     this.mounted = false;
+    this.exemplar = new ExemplarTool(this);
     const own = {
       p: () => this.setTool("point"), b: () => this.setTool("brush"), e: () => this.setTool("eraser"),
-      Enter: () => this.keep(), Escape: () => this.escape(), Delete: () => this.deleteSelected(),
+      x: () => this.setTool("exemplar"), Enter: () => this.keep(), Escape: () => this.escape(),
+      Delete: () => this.deleteSelected(),
       Backspace: () => this.deleteSelected(), c: () => this.toggleCrowd(), "[": () => this.resizeBrush(1 / 1.25),
       "]": () => this.resizeBrush(1.25), Tab: () => this.cycle(),
     };
@@ -56,7 +59,8 @@ class CorrectMode {
     this.keys = {...own, ...Object.fromEntries(this.actions.flatMap((a) => a.keys.map((k) => [k, a.run])))};
     this.help = [["Click", "add a point on the object (tracker)"], ["Shift+click, right click", "point outside it"],
       ["Enter", "keep the working mask"], ["Esc", "drop the points / deselect"], ["1–9, Tab", "select a mask"],
-      ["Del", "delete the selected mask"], ["C", "crowd on / off"], ["P B E", "click tool, brush, eraser"],
+      ["Del", "delete the selected mask"], ["C", "crowd on / off"], ["P B E X", "click tool, brush, eraser, exemplars"],
+      ["X: drag, Shift+drag", "box a good / a wrong instance (the model adds the like)"],
       ["[ ]", "brush size"], ["Ctrl+Z", "undo"], ...labelHelp(labels)];
   }
 
@@ -77,6 +81,7 @@ class CorrectMode {
   unmount() {
     this.mounted = false;
     this.seq++; // a click-to-segment answer arriving now is dropped
+    this.exemplar.reset();
     this.stroke = null;
     byId("editor").hidden = true;
     for (const key of ["maskCount", "segmenting", "segmented", "working"]) delete body.dataset[key];
@@ -84,7 +89,9 @@ class CorrectMode {
 
   // -- viewer hooks
   down(p, e) {
-    if (this.tool === "point") {
+    if (this.tool === "exemplar") {
+      this.exemplar.down(p, e);
+    } else if (this.tool === "point") {
       if (!this.viewer.inImage(p)) return;
       this.addPoint(p.x, p.y, e.button === 2 || e.shiftKey ? 0 : 1);
     } else if (e.button === 0) {
@@ -93,16 +100,18 @@ class CorrectMode {
   }
 
   move(p) {
+    if (this.tool === "exemplar") return this.exemplar.move(p);
     if (this.stroke) {
       this.paint(this.stroke.last, p);
       this.stroke.last = p;
     }
-    return this.tool !== "point"; // the brush outline follows the pointer
+    return this.tool === "brush" || this.tool === "eraser"; // the brush outline follows the pointer
   }
 
-  up() { if (this.stroke) this.endStroke(); }
+  up(p) { if (this.tool === "exemplar") this.exemplar.up(p); else if (this.stroke) this.endStroke(); }
 
   draw(ctx, v) {
+    this.exemplar.draw(ctx, v);
     for (const [x, y, label] of this.points) {
       const s = v.toScreen(x, y);
       ctx.beginPath();
@@ -115,7 +124,7 @@ class CorrectMode {
       if (label) { ctx.moveTo(s.x, s.y - 3); ctx.lineTo(s.x, s.y + 3); }
       ctx.lineWidth = 1.5; ctx.stroke();
     }
-    if (this.tool !== "point" && v.hover) {
+    if ((this.tool === "brush" || this.tool === "eraser") && v.hover) {
       const s = v.toScreen(v.hover.x, v.hover.y);
       const r = Math.max(1, (this.page.brush.size / 2) * v.scale);
       ctx.beginPath(); ctx.arc(s.x, s.y, r, 0, 2 * Math.PI);
@@ -192,7 +201,8 @@ class CorrectMode {
   }
 
   escape() {
-    if (this.points.length || this.working) this.dropWorking();
+    if (this.tool === "exemplar" && this.exemplar.reset()) this.refresh();
+    else if (this.points.length || this.working) this.dropWorking();
     else this.select(null);
   }
 
@@ -249,7 +259,8 @@ class CorrectMode {
     for (const node of document.querySelectorAll(".tools button")) node.classList.toggle("active", node.dataset.tool === tool);
     this.viewer.stage.classList.toggle("tool-brush", tool === "brush");
     this.viewer.stage.classList.toggle("tool-eraser", tool === "eraser");
-    this.viewer.redraw();
+    this.viewer.stage.classList.toggle("tool-exemplar", tool === "exemplar");
+    this.refresh(false);
   }
 
   resizeBrush(factor) {
@@ -263,6 +274,10 @@ class CorrectMode {
     byId("brush-size").value = String(this.page.brush.size);
     byId("brush-size-value").textContent = `${this.page.brush.size} px`;
   }
+
+  // -- exemplar candidates (made by exemplar.js)
+  addCandidates(items) { this.masks.push(...items); this.changed ||= items.length > 0; this.refresh(); }
+  removeItems(items) { for (const item of items) this.remove(item); }
 
   // -- the mask list
   nextColor() { return PALETTE[this.colorIndex++ % PALETTE.length]; }
@@ -335,7 +350,8 @@ class CorrectMode {
     byId("keep-mask").disabled = !this.working;
     byId("working-info").textContent = this.working
       ? `Working mask: ${this.working.area} px${this.working.area ? "" : " (empty)"} · score ${this.working.score.toFixed(2)}`
-      : this.points.length ? "Segmenting…" : "Click the image to add a mask.";
+      : this.tool === "exemplar" ? this.exemplar.describe()
+        : this.points.length ? "Segmenting…" : "Click the image to add a mask.";
     if (list) this.renderList();
   }
 
@@ -370,7 +386,8 @@ class CorrectMode {
     for (const m of this.masks) {
       if (m.edited && !m.area) continue; // erased to nothing
       if (m.id !== null && !m.edited) masks.push({mask_id: m.id, is_crowd: m.isCrowd, tool: "existing"});
-      else masks.push({rle: RLE.encode(m.bits, this.h, this.w), is_crowd: m.isCrowd, tool: m.tool});
+      else masks.push({rle: RLE.encode(m.bits, this.h, this.w), is_crowd: m.isCrowd, tool: m.tool,
+        ...(m.exemplarId ? {exemplar_id: m.exemplarId} : {})});
     }
     if (!masks.length) {
       this.page.notify("There are no masks to submit: add one, or press N if the phrase is not in the image.", "warn");
