@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from engine.exemplar_settings import ExemplarSettings
 from engine.video_settings import VideoSettings
 
 CONFIG_FILE_ENV = "DATAENGINE_CONFIG_FILE"
@@ -347,6 +348,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = ServeSettings()
     labelstudio: LabelStudioSettings = LabelStudioSettings()
     video: VideoSettings = VideoSettings()
+    exemplars: ExemplarSettings = ExemplarSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

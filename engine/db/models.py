@@ -335,6 +335,9 @@ class Mask(Base):
     # MaskletFrame rows and the columns above describe its largest frame. NULL for an image's mask.
     first_frame: Mapped[int | None] = mapped_column(Integer)
     last_frame: Mapped[int | None] = mapped_column(Integer)
+    # what prompted a mask a person made with a model (an exemplar request): {"exemplars": {"request_id",
+    # "boxes", "labels"}, "model_version_id"}; NULL for a proposed mask
+    prompt: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     state: Mapped[MaskState] = mapped_column(_enum(MaskState, "mask_state"), default=MaskState.CANDIDATE,
                                              server_default=MaskState.CANDIDATE.value)
     decided_by: Mapped[Decider | None] = mapped_column(_enum(Decider, "decider"))
@@ -566,6 +569,7 @@ class PredictionImage(Base):
 
 # the video tables (engine/db/video.py) register on the same metadata; re-exported for the ORM's users
 from engine.db.embeddings import ImageEmbedding as ImageEmbedding  # noqa: E402
+from engine.db.exemplars import ExemplarRequest as ExemplarRequest  # noqa: E402
 from engine.db.video import MaskletFrame as MaskletFrame  # noqa: E402
 from engine.db.video import TrackFrame as TrackFrame  # noqa: E402
 from engine.db.video import TrackRequest as TrackRequest  # noqa: E402
