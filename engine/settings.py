@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from engine.balancing_settings import BalancingSettings
 from engine.exemplar_settings import ExemplarSettings
 from engine.video_settings import VideoSettings
 
@@ -348,6 +349,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = ServeSettings()
     labelstudio: LabelStudioSettings = LabelStudioSettings()
     video: VideoSettings = VideoSettings()
+    balancing: BalancingSettings = BalancingSettings()
     exemplars: ExemplarSettings = ExemplarSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

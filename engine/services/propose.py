@@ -16,7 +16,9 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.balancing_settings import BalancingSettings
 from engine.db.models import Mask, StageItem
+from engine.domain.balancing import SKIP_REASON
 from engine.domain.mask_scale import encode_at
 from engine.domain.masks import RleMask, dedup_by_iou
 from engine.domain.vocabulary import StageStatus
@@ -34,6 +36,7 @@ from engine.services.common import (
     record,
     with_work,
 )
+from engine.services.concept_stats import balance_pairs
 from engine.settings import ProposeSettings
 from engine.storage import MediaStore
 
@@ -41,7 +44,10 @@ STAGE = "propose"
 
 
 def propose_batch(session: Session, store: MediaStore, proposer: MaskProposer, settings: ProposeSettings,
-                  job_id: int, image_ids: list[int], *, max_side: int = MAX_SIDE) -> StageReport:
+                  job_id: int, image_ids: list[int], *, max_side: int = MAX_SIDE,
+                  balancing: BalancingSettings | None = None) -> StageReport:
+    """Propose masks for the claimed images' phrases. With ``balancing``, the pairs of saturated
+    concepts are left out (except the explored share); each image's stage detail names them."""
     batch = claim_batch(session, STAGE, job_id, image_ids, proposer.stamp)
     report, items = batch.report, batch.items
     if not items:
@@ -55,15 +61,21 @@ def propose_batch(session: Session, store: MediaStore, proposer: MaskProposer, s
     for pair_id, image_id, text in pairs:
         if pair_id not in proposed_before:
             by_image.setdefault(image_id, []).append((pair_id, text))
+    balanced_out = balance_pairs(session, by_image, balancing) if balancing is not None else {}
     sizes = image_sizes(session, ids)
     for claimed in items:  # one image in memory at a time
         images: dict[int, PILImage.Image | str] = {}
+        if balanced_out.get(claimed.subject_id) and not by_image.get(claimed.subject_id):
+            record(report, claimed, StageStatus.SKIPPED, version_id=version, detail={
+                "reason": SKIP_REASON, "balanced_out": balanced_out[claimed.subject_id]})
+            continue
         if by_image.get(claimed.subject_id):
             with Timer(report, "load"):
                 images = load_images(session, store, [claimed.subject_id], max_side=max_side)
         for item, todo, image in with_work(report, [claimed], by_image, images, version,
                                            "no phrase left to propose for this image"):
-            _propose_image(session, report, item, todo, image, sizes[item.subject_id], proposer, version, settings)
+            _propose_image(session, report, item, todo, image, sizes[item.subject_id], proposer, version, settings,
+                           balanced_out.get(item.subject_id, []))
         del images
     session.flush()
     return report
@@ -71,7 +83,7 @@ def propose_batch(session: Session, store: MediaStore, proposer: MaskProposer, s
 
 def _propose_image(session: Session, report: StageReport, item: StageItem, todo: list[tuple[int, str]],
                    image: PILImage.Image, size: tuple[int, int], proposer: MaskProposer, version: int,
-                   settings: ProposeSettings) -> None:
+                   settings: ProposeSettings, balanced_out: list[str]) -> None:
     masks, failures, elapsed = 0, [], 0.0
     for pair_id, text in todo:
         with Timer(report, "model") as timer:
@@ -82,7 +94,9 @@ def _propose_image(session: Session, report: StageReport, item: StageItem, todo:
             continue
         encoded, scores = encode_proposals(result, size)
         masks += store_proposals(session, pair_id, version, encoded, scores, settings)
-    detail = {"phrases": len(todo), "masks": masks}
+    detail: dict[str, object] = {"phrases": len(todo), "masks": masks}
+    if balanced_out:
+        detail["balanced_out"] = balanced_out  # phrases of saturated concepts, not proposed
     if failures:
         record(report, item, StageStatus.FAILED, version_id=version, seconds=elapsed,
                error=f"{len(failures)} of {len(todo)} phrases failed: " + "; ".join(failures), detail=detail)
