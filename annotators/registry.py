@@ -10,6 +10,7 @@ from engine.ports import (
     Captioner,
     ConceptSuggester,
     ExhaustivityVerifier,
+    ImageEmbedder,
     MaskletProposer,
     MaskProposer,
     MaskVerifier,
@@ -125,6 +126,14 @@ def make_embedder(settings: Settings) -> PhraseEmbedder:
     from annotators.embeddings import MiniLmEmbedder
 
     return MiniLmEmbedder(device="cpu")
+
+
+def make_image_embedder(settings: Settings) -> ImageEmbedder:
+    """Pooled SAM 3 vision features: ``similarity.embedder_model``, else the proposer's checkpoint."""
+    from annotators.image_embedder import Sam3ImageEmbedder
+
+    ref = settings.similarity.embedder_model or model_refs(settings)["proposer"]
+    return Sam3ImageEmbedder(ref, device=settings.models.device)
 
 
 def make_suggester(settings: Settings) -> ConceptSuggester | None:

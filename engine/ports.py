@@ -113,6 +113,16 @@ class PhraseEmbedder(Protocol):
         """One L2-normalised vector per phrase (n × d)."""
 
 
+class ImageEmbedder(Protocol):
+    """One vector per image for similarity search (pooled SAM 3 vision features, or a dedicated
+    image model); stamped as its own model version."""
+
+    stamp: ModelStamp
+
+    def embed_images(self, images: Sequence[Image.Image]) -> NDArray[np.floating[Any]]:
+        """One L2-normalised vector per image (n × d)."""
+
+
 class ConceptSuggester(Protocol):
     stamp: ModelStamp
 

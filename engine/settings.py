@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 from engine.balancing_settings import BalancingSettings
 from engine.exemplar_settings import ExemplarSettings
+from engine.similarity_settings import SimilaritySettings
 from engine.video_settings import VideoSettings
 
 CONFIG_FILE_ENV = "DATAENGINE_CONFIG_FILE"
@@ -349,6 +350,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = ServeSettings()
     labelstudio: LabelStudioSettings = LabelStudioSettings()
     video: VideoSettings = VideoSettings()
+    similarity: SimilaritySettings = SimilaritySettings()
     balancing: BalancingSettings = BalancingSettings()
     exemplars: ExemplarSettings = ExemplarSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

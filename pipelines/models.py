@@ -16,6 +16,7 @@ from engine.ports import (
     Captioner,
     ConceptSuggester,
     ExhaustivityVerifier,
+    ImageEmbedder,
     MaskletProposer,
     MaskProposer,
     MaskVerifier,
@@ -98,6 +99,11 @@ class ModelCache:
         from annotators.registry import make_embedder
 
         return self._get("embedder", make_embedder)
+
+    def image_embedder(self) -> ImageEmbedder:
+        from annotators.registry import make_image_embedder
+
+        return self._get("image_embedder", make_image_embedder)
 
     def suggester(self) -> ConceptSuggester | None:
         from annotators.registry import make_suggester

@@ -24,7 +24,7 @@ from engine.settings import Settings
 from web import errors
 from web.deps import PrincipalCache
 from web.errors import BodyTooLarge, error_response
-from web.routers import admin, auth, dashboard, exports, health, images, labelstudio, tasks, video
+from web.routers import admin, auth, dashboard, exports, health, images, labelstudio, similar, tasks, video
 from web.routers import jobs as jobs_router
 from web.schemas import ERROR_RESPONSES
 
@@ -163,7 +163,8 @@ def create_app(settings: Settings | None = None, *, jobs: JobRunner | None = Non
     app.state.jobs = jobs  # web.deps.JobsDep
     app.state.models = models  # web.deps.ModelsDep
     app.state.tracking = tracking  # web.routers.video.TrackingDep
-    for module in (health, auth, tasks, images, admin, labelstudio, jobs_router, dashboard, exports, video):
+    for module in (health, auth, tasks, images, admin, labelstudio, jobs_router, dashboard, exports, video,
+                   similar):
         app.include_router(module.router, prefix="/api/v1")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -24,6 +24,7 @@ from dataengine.cli import (
     predictions,
     queue,
     serve,
+    similar,
     training,
     users,
     workers,
@@ -53,6 +54,6 @@ for command in (
     config.config, db.db, users.users, models.models, queue.queue_group, labelstudio.labelstudio_group,
     jobs.mine, jobs.demo, jobs.status, jobs.heal, workers.worker, workers.beat, serve.serve,
     calibrate.calibrate, export.export_cmd, export.snapshots_cmd, predictions.import_predictions,
-    training.retrain, training.report, check.check_cmd,
+    training.retrain, training.report, check.check_cmd, similar.similar_cmd, similar.index_group,
 ):
     cli.add_command(command)

@@ -1,0 +1,54 @@
+"""Image embeddings for similarity search: SAM 3's vision features (``Sam3Model.get_vision_features``),
+mean-pooled over the positions of the last feature map and L2-normalised.
+
+Stamped as its own model version: kind ``proposer`` (the vocabulary has no embedder kind), name
+``"<ref> (image embedding)"``, params ``{"embedding": "pooled-vision"}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from annotators.loading import load_pretrained, stamp_for
+from engine.domain.similarity import normalise
+from engine.domain.vocabulary import ModelKind
+
+
+class Sam3ImageEmbedder:
+    def __init__(self, ref: str, *, device: str = "auto") -> None:
+        import torch
+        from transformers import Sam3Model, Sam3Processor
+
+        loaded = load_pretrained(ref, Sam3Processor, Sam3Model, device)
+        self.processor, self.model, self.device = loaded.processor, loaded.model, loaded.device
+        self.torch = torch
+        stamp = stamp_for(ModelKind.PROPOSER, ref, loaded, {"embedding": "pooled-vision"})
+        self.stamp = replace(stamp, name=f"{stamp.name} (image embedding)")
+
+    def embed_images(self, images: Sequence[Image.Image]) -> NDArray[np.float32]:
+        if not images:
+            return np.zeros((0, 0), dtype=np.float32)
+        with self.torch.inference_mode():
+            rows = [self._pooled(image) for image in images]
+        return normalise(np.stack(rows))
+
+    def _pooled(self, image: Image.Image) -> NDArray[np.float32]:
+        pixels = self.processor(images=image, return_tensors="pt")["pixel_values"].to(self.device)
+        vision = self.model.get_vision_features(pixel_values=pixels)
+        feature = _last_feature_map(vision)
+        pooled = feature.float().mean(dim=(-2, -1)) if feature.dim() == 4 else feature.float().mean(dim=-2)
+        return np.asarray(pooled[0].to("cpu").numpy(), dtype=np.float32)
+
+
+def _last_feature_map(vision: Any) -> Any:
+    """The coarsest FPN level (B×C×H×W), else the encoder's last hidden state (B×N×C)."""
+    fpn = getattr(vision, "fpn_hidden_states", None)
+    if fpn:
+        return fpn[-1]
+    return vision.last_hidden_state

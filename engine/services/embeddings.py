@@ -1,0 +1,109 @@
+"""Image embeddings: compute and store them per embedder model version, keep the host's USearch
+index up to date incrementally, rebuild it from the table, and search it.
+
+The ``image_embeddings`` table is the source of truth; the index (``<data_dir>/index/<version>.usearch``)
+is a per-host cache of it that :func:`rebuild_index` recreates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image as PILImage
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db.models import ImageEmbedding
+from engine.domain.similarity import normalise, pack, unpack
+from engine.index import Neighbour, SimilarityIndex, index_path
+from engine.ports import ImageEmbedder
+from engine.services.common import load_images, register
+from engine.storage import MediaStore
+
+
+def embed_images(session: Session, store: MediaStore, embedder: ImageEmbedder, image_ids: Sequence[int], *,
+                 data_dir: Path, max_side: int | None = 1024) -> int:
+    """Embed the images not embedded yet by this embedder's version, store the rows and add them to
+    the index; returns how many were embedded (unreadable images are skipped)."""
+    version_id = register(session, embedder.stamp).id
+    done = set(session.scalars(select(ImageEmbedding.image_id).where(
+        ImageEmbedding.model_version_id == version_id, ImageEmbedding.image_id.in_(image_ids))))
+    todo = [i for i in dict.fromkeys(image_ids) if i not in done]
+    loaded = load_images(session, store, todo, max_side=max_side)
+    images = {i: img for i, img in loaded.items() if isinstance(img, PILImage.Image)}
+    if not images:
+        return 0
+    ids = list(images)
+    vectors = normalise(embedder.embed_images([images[i] for i in ids]))
+    dim = int(vectors.shape[1])
+    session.add_all([ImageEmbedding(image_id=i, model_version_id=version_id, dim=dim, vector=pack(v))
+                     for i, v in zip(ids, vectors, strict=True)])
+    session.flush()
+    index = SimilarityIndex(index_path(data_dir, version_id), dim)
+    index.add(ids, vectors)
+    index.save()
+    return len(ids)
+
+
+def stored_vectors(session: Session, model_version_id: int) -> tuple[list[int], NDArray[np.float32]]:
+    """All stored (image id, vector) of a version, in id order."""
+    rows = session.execute(select(ImageEmbedding.image_id, ImageEmbedding.dim, ImageEmbedding.vector).where(
+        ImageEmbedding.model_version_id == model_version_id).order_by(ImageEmbedding.image_id)).all()
+    if not rows:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    return [r.image_id for r in rows], np.stack([unpack(r.vector, r.dim) for r in rows])
+
+
+def rebuild_index(session: Session, model_version_id: int, *, data_dir: Path) -> int:
+    """Recreate the version's index file from the table; returns the number of vectors."""
+    ids, vectors = stored_vectors(session, model_version_id)
+    path = index_path(data_dir, model_version_id)
+    if not ids:
+        path.unlink(missing_ok=True)
+        return 0
+    if path.exists():
+        path.unlink()
+    index = SimilarityIndex(path, int(vectors.shape[1]))
+    index.add(ids, vectors)
+    index.save()
+    return len(ids)
+
+
+def embedding_versions(session: Session) -> list[int]:
+    """The model versions that have stored embeddings."""
+    return list(session.scalars(select(ImageEmbedding.model_version_id).distinct()
+                                .order_by(ImageEmbedding.model_version_id)))
+
+
+def open_index(session: Session, model_version_id: int, *, data_dir: Path) -> SimilarityIndex | None:
+    """The version's index, rebuilt from the table first when this host has none; None without rows."""
+    path = index_path(data_dir, model_version_id)
+    if not path.exists() and not rebuild_index(session, model_version_id, data_dir=data_dir):
+        return None
+    dim = session.scalar(select(ImageEmbedding.dim).where(ImageEmbedding.model_version_id == model_version_id)
+                         .limit(1))
+    return SimilarityIndex(path, int(dim)) if dim else None
+
+
+def similar_to_image(session: Session, image_id: int, k: int, *, model_version_id: int,
+                     data_dir: Path) -> list[Neighbour] | None:
+    """The ``k`` images most like a stored image (itself left out); None when it has no embedding."""
+    row = session.scalar(select(ImageEmbedding).where(ImageEmbedding.model_version_id == model_version_id,
+                                                      ImageEmbedding.image_id == image_id))
+    index = open_index(session, model_version_id, data_dir=data_dir)
+    if row is None or index is None:
+        return None
+    return index.search(unpack(row.vector, row.dim), k, exclude=image_id)
+
+
+def similar_to_picture(session: Session, picture: PILImage.Image, embedder: ImageEmbedder, k: int, *,
+                       data_dir: Path) -> list[Neighbour]:
+    """The ``k`` stored images most like a picture that need not be in the database."""
+    version_id = register(session, embedder.stamp).id
+    index = open_index(session, version_id, data_dir=data_dir)
+    if index is None:
+        return []
+    return index.search(normalise(embedder.embed_images([picture]))[0], k)
