@@ -193,6 +193,7 @@ def report(ctx: Context, out_dir: str | None, hours: int, label_source: str, pre
     """Quality per model version: cgF1 / pmF1 / IL_MCC of proposers (the official SA-Co evaluator's
     conventions; cgF1 × 100) on instance-exhaustive ground-truth pairs, the same for video proposers
     with pHOTA (SA-Co/VEval), AI–human agreement of verifiers, acceptance rates and throughput."""
+    from dataengine.cli.coverage import print_coverage_section
     from dataengine.cli.video_report import print_video_section
     from engine.db.session import session_scope
     from engine.services.quality import quality_report
@@ -204,6 +205,7 @@ def report(ctx: Context, out_dir: str | None, hours: int, label_source: str, pre
         _print_report(data, label_source)
         print_video_section(session, label_source, official=official_video,
                             files_out=Path(predictions_out) / "video" if predictions_out else None)
+        print_coverage_section(session, ctx.settings.balancing)
     for p in data.proposers:
         if p.files:
             click.echo(f"wrote {p.files} (predictions.json, ground_truth.json, scores.json)")

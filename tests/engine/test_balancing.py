@@ -160,3 +160,26 @@ def test_explored_pairs_of_a_saturated_concept_are_proposed(settings, mined):  #
         propose.propose_batch(s, store, proposer, ProposeSettings(), job_id, ids[:1],
                               balancing=STRICT.model_copy(update={"explore_rate": 1.0}))
     assert "good vase" in {p for call in proposer.calls for p in call}
+
+
+# ------------------------------------------------------------------------------- the views
+def test_report_shows_concept_coverage(settings, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from dataengine.cli.main import cli
+
+    for key, value in {"DATABASE_URL": settings.database_url, "MEDIA_ROOT": str(tmp_path / "media"),
+                       "DATA_DIR": str(tmp_path / "data"), "BALANCING__MIN_ACCEPTED_MASKS": "3",
+                       "BALANCING__MIN_HUMAN_DECIDED": "3", "BALANCING__MIN_AGREEMENT": "0.9"}.items():
+        monkeypatch.setenv(f"DATAENGINE_{key}", value)
+    monkeypatch.delenv("DATAENGINE_BROKER_URL", raising=False)
+    with session_scope(settings.db_url) as s:
+        History(s, "vase", [(A, "accept", "accept")] * 4)
+        History(s, "lamp", [(A, "accept", "accept")])
+    done = CliRunner().invoke(cli, ["report", "--no-official-video"])
+    assert done.exit_code == 0, done.output
+    section = done.output[done.output.index("concept coverage"):]
+    assert "2 concepts, 1 saturated" in section
+    vase, lamp = (next(line for line in section.splitlines() if f" {text} " in line) for text in ("vase", "lamp"))
+    assert section.index(vase) < section.index(lamp)  # most accepted masks first
+    assert "████" in vase and "yes" in vase and "yes" not in lamp
