@@ -52,3 +52,38 @@ def _last_feature_map(vision: Any) -> Any:
     if fpn:
         return fpn[-1]
     return vision.last_hidden_state
+
+
+class VisionModelEmbedder:
+    """A dedicated image embedder by hub id or directory (a DINOv2 or CLIP checkpoint, any vision model
+    ``AutoModel`` loads): CLIP's projected image features, else the pooler output, else the mean of the
+    last hidden state; L2-normalised. Cheaper than SAM 3 for a candidate pool not proposed yet."""
+
+    def __init__(self, ref: str, *, device: str = "auto") -> None:
+        import torch
+        from transformers import AutoImageProcessor, AutoModel
+
+        loaded = load_pretrained(ref, AutoImageProcessor, AutoModel, device)
+        self.processor, self.model, self.device = loaded.processor, loaded.model, loaded.device
+        self.torch = torch
+        stamp = stamp_for(ModelKind.PROPOSER, ref, loaded, {"embedding": "vision-model"})
+        self.stamp = replace(stamp, name=f"{stamp.name} (image embedding)")
+
+    def embed_images(self, images: Sequence[Image.Image]) -> NDArray[np.float32]:
+        if not images:
+            return np.zeros((0, 0), dtype=np.float32)
+        with self.torch.inference_mode():
+            pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"].to(self.device)
+            pooled = _pooled_output(self.model, pixels)
+        return normalise(np.asarray(pooled.float().to("cpu").numpy(), dtype=np.float32))
+
+
+def _pooled_output(model: Any, pixels: Any) -> Any:
+    if hasattr(model, "get_image_features"):
+        out = model.get_image_features(pixel_values=pixels)
+    else:
+        out = model(pixel_values=pixels)
+    if hasattr(out, "dim"):  # a tensor already (CLIP's projected features)
+        return out
+    pooler = getattr(out, "pooler_output", None)
+    return pooler if pooler is not None else out.last_hidden_state.mean(dim=1)

@@ -129,10 +129,14 @@ def make_embedder(settings: Settings) -> PhraseEmbedder:
 
 
 def make_image_embedder(settings: Settings) -> ImageEmbedder:
-    """Pooled SAM 3 vision features: ``similarity.embedder_model``, else the proposer's checkpoint."""
-    from annotators.image_embedder import Sam3ImageEmbedder
+    """Pooled SAM 3 vision features (``similarity.embedder_model``, else the proposer's checkpoint), or
+    a dedicated vision model (``similarity.embedder = vision``)."""
+    from annotators.image_embedder import Sam3ImageEmbedder, VisionModelEmbedder
 
-    ref = settings.similarity.embedder_model or model_refs(settings)["proposer"]
+    sim = settings.similarity
+    if sim.embedder == "vision" and sim.embedder_model:
+        return VisionModelEmbedder(sim.embedder_model, device=settings.models.device)
+    ref = sim.embedder_model or model_refs(settings)["proposer"]
     return Sam3ImageEmbedder(ref, device=settings.models.device)
 
 

@@ -126,3 +126,27 @@ def test_index_add_replaces_and_search_excludes(tmp_path):
     with pytest.raises(ValueError):
         index.save()
         SimilarityIndex(tmp_path / "i.usearch", 4)
+
+
+def test_a_dedicated_vision_model_embeds_from_a_directory(tmp_path, models_cache_dir):
+    """A tiny random-weight DINOv2 saved to a directory, loaded through the registry by its path."""
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    from annotators.registry import make_image_embedder
+
+    folder = tmp_path / "tiny-dinov2"
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          image_size=56, patch_size=14)
+    Dinov2Model(config).save_pretrained(folder)
+    BitImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 56, "width": 56}).save_pretrained(folder)
+    settings = make_settings("sqlite://", tmp_path, similarity={"embedder": "vision", "embedder_model": str(folder)},
+                             models={"device": "cpu", "cache_dir": models_cache_dir})
+    embedder = make_image_embedder(settings)
+    vectors = embedder.embed_images([photo(1), photo(1).resize((300, 225)), photo(2)])
+    assert vectors.shape == (3, 32)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2])  # the twin is nearer
+    assert embedder.stamp.name.endswith("(image embedding)")
+    assert embedder.stamp.params == {"embedding": "vision-model"}
+    with pytest.raises(ValueError):
+        make_settings("sqlite://", tmp_path, similarity={"embedder": "vision"})
