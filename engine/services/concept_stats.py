@@ -18,6 +18,7 @@ Definitions (all aggregated in SQL, GROUP BY concept; PostgreSQL and SQLite):
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Integer, and_, cast, func, select
@@ -25,12 +26,27 @@ from sqlalchemy.orm import Session, aliased
 
 from engine.balancing_settings import BalancingSettings
 from engine.db.models import Concept, ImageConcept, Mask, Verdict
-from engine.domain.balancing import ConceptStats, saturated_concepts, skip_pair
+from engine.domain.balancing import ConceptStats, is_saturated, saturated_concepts, skip_pair
 from engine.domain.ground_truth import GroundTruth, verifier_target
 from engine.domain.vocabulary import HUMAN_SOURCES, Decider, MaskState, VerdictKind, VerdictSource
 from engine.services.export_rows import not_gold
 
 TASKS = {VerdictKind.MASK: "mv", VerdictKind.EXHAUSTIVITY: "ev"}
+MAX_CONCEPTS = 200  # rows of the coverage view (the dashboard)
+
+
+@dataclass(frozen=True)
+class ConceptCoverage:
+    concept_id: int
+    text: str
+    accepted_masks: int
+    positive_pairs: int
+    negative_pairs: int
+    model_acceptance: float | None
+    agreement: float | None
+    compared: int
+    human_decided: int
+    saturated: bool
 
 
 def concept_stats(session: Session, *, label_source: str = "both",
@@ -129,3 +145,13 @@ def balance_pairs(session: Session, by_image: dict[int, list[tuple[int, str]]],
             out[image_id] = [t for p, t in todo if (p, t) not in keep]
             by_image[image_id] = keep
     return out
+
+
+def concept_coverage(session: Session, settings: BalancingSettings, *,
+                     limit: int = MAX_CONCEPTS) -> list[ConceptCoverage]:
+    """Per concept its statistics and whether it is saturated, most accepted masks first."""
+    return [ConceptCoverage(
+        concept_id=s.concept_id, text=s.text, accepted_masks=s.accepted_masks, positive_pairs=s.positive_pairs,
+        negative_pairs=s.negative_pairs, model_acceptance=s.model_acceptance, agreement=s.agreement,
+        compared=s.compared, human_decided=s.human_decided, saturated=is_saturated(s, settings))
+        for s in concept_stats(session, label_source=settings.label_source)[:limit]]

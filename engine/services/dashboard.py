@@ -21,6 +21,9 @@ Definitions
   scope: nothing there, nothing missing); missing, reject, ungroundable are negative. EV rows are
   split by scope (with_masks | presence) as calibration splits them. ``precision`` is
   P(human positive | AI accept), ``recall`` P(AI accept | human positive).
+- concept coverage: per concept (at most ``concept_stats.MAX_CONCEPTS``, most accepted masks first) the
+  statistics of engine/services/concept_stats.py and whether the balancing policy
+  (engine/domain/balancing.py, ``Settings.balancing``) counts it saturated: the long tail.
 - video proposers: cgF1, pmF1 and IL_MCC per proposer version on the instance-exhaustive video
   pairs people decided, as engine/services/video_metrics.py defines them (it reads each scored
   pair's masklets; pHOTA needs the official evaluator and is in ``dataengine report`` only).
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import CTE, ColumnElement, Integer, Subquery, and_, case, cast, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from engine.balancing_settings import BalancingSettings
 from engine.db.base import utcnow
 from engine.db.models import HumanTask, ModelVersion, User, Verdict
 from engine.domain.vocabulary import (
@@ -46,6 +50,7 @@ from engine.domain.vocabulary import (
     VerdictSource,
 )
 from engine.services.calibrate import KINDS, POSITIVE_LABELS
+from engine.services.concept_stats import ConceptCoverage, concept_coverage
 from engine.services.video_metrics import VideoProposerQuality, video_quality
 
 TASK_KIND_OF = {
@@ -126,14 +131,17 @@ class Dashboard:
     # video proposers on instance-exhaustive video pairs decided by people (engine/services/video_metrics.py:
     # cgF1, pmF1, IL_MCC computed here; pHOTA only from the official evaluator, in `dataengine report`)
     video_proposers: list[VideoProposerQuality] = field(default_factory=list)
+    concepts: list[ConceptCoverage] = field(default_factory=list)  # the long tail, most accepted masks first
 
 
-def dashboard(session: Session, *, hours: int = 24, now: dt.datetime | None = None) -> Dashboard:
+def dashboard(session: Session, *, hours: int = 24, now: dt.datetime | None = None,
+              balancing: BalancingSettings | None = None) -> Dashboard:
     now = now or utcnow()
     return Dashboard(generated_at=now, hours=hours, queue=queue_depth(session),
                      throughput=throughput(session, hours=hours, now=now),
                      timings=median_active_seconds(session, now=now), annotators=annotator_stats(session),
-                     verifiers=verifier_agreement(session), video_proposers=video_quality(session))
+                     verifiers=verifier_agreement(session), video_proposers=video_quality(session),
+                     concepts=concept_coverage(session, balancing or BalancingSettings()))
 
 
 def _ratio(num: int, den: int) -> float | None:

@@ -183,3 +183,16 @@ def test_report_shows_concept_coverage(settings, tmp_path, monkeypatch):
     vase, lamp = (next(line for line in section.splitlines() if f" {text} " in line) for text in ("vase", "lamp"))
     assert section.index(vase) < section.index(lamp)  # most accepted masks first
     assert "████" in vase and "yes" in vase and "yes" not in lamp
+
+
+def test_dashboard_shows_concept_coverage(settings):
+    from engine.services.dashboard import dashboard
+
+    with session_scope(settings.db_url) as s:
+        History(s, "lamp", [(A, "accept", "accept")])
+        History(s, "vase", [(A, "accept", "accept")] * 4, negatives=1)
+    with session_scope(settings.db_url) as s:
+        concepts = dashboard(s, balancing=STRICT).concepts
+    assert [(c.text, c.accepted_masks, c.negative_pairs, c.saturated) for c in concepts] == [
+        ("vase", 4, 1, True), ("lamp", 1, 0, False)]
+    assert concepts[0].agreement == 1.0 and concepts[0].model_acceptance == 1.0

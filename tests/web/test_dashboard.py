@@ -189,7 +189,7 @@ def test_dashboard_api_roles_and_shape(login, seeded, web_settings):
         assert client.get("/api/v1/dashboard", params={"hours": bad}).status_code == 422
     data = client.get("/api/v1/dashboard", params={"hours": 6}).json()
     assert set(data) == {"generated_at", "hours", "queue", "throughput", "timings", "annotators", "verifiers",
-                         "video_proposers"}
+                         "video_proposers", "concepts"}
     assert data["hours"] == 6 and len(data["throughput"]) == 6
     assert sum(h["verdicts"] for h in data["throughput"]) == 1
     assert {q["kind"]: q["open"] for q in data["queue"]}["verify_mask"] == 8

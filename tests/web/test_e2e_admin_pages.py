@@ -97,6 +97,8 @@ def test_dashboard_page(live_server: str, browser_page: Any, seeded: dict[str, A
     acceptance = page.inner_text("#acceptance")  # quality per model version (GET /dashboard/quality)
     assert f"{XSS_MODEL}:1" in acceptance and page.locator("#acceptance i").count() == 0
     assert "No human-verified exhaustive pair" in page.inner_text("#proposers")
+    assert "dog" in page.inner_text("#coverage")  # concept coverage: one concept, a bar per series
+    assert page.locator("#coverage-chart svg rect.bar").count() == 2 and page.locator("#coverage i").count() == 0
     save_screenshot(page, "dashboard")
     page.select_option("#hours", "6")
     wait_until(page, "document.querySelectorAll('#throughput-chart rect.bar').length === 6")

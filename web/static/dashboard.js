@@ -120,6 +120,7 @@ const Charts = (() => {
       DE.fmtPct(v.precision), DE.fmtPct(v.recall), v.ai_accepts, v.human_accepts,
     ])) : DE.el("p", {class: "empty", text: "No item has both an AI and a human verdict yet."}));
     renderVideo(data.video_proposers || []);
+    renderCoverage(data.concepts || []);
     $("updated").textContent = `updated ${new Date(data.generated_at).toLocaleTimeString()}`;
   }
 
@@ -133,6 +134,26 @@ const Charts = (() => {
       p.model, p.promoted ? "yes" : "", p.pairs, p.positive_pairs, p.masklets, num(p.cg_f1), num(p.pm_f1, 3),
       num(p.il_mcc, 3), `${p.il_counts.tp}/${p.il_counts.fp}/${p.il_counts.fn}/${p.il_counts.tn}`,
     ])) : DE.el("p", {class: "empty", text: "No human-verified exhaustive video pair or confirmed negative yet."}));
+  }
+
+  // concept coverage (engine/services/concept_stats.py): accepted masks per concept, sorted descending
+  const COVERAGE_BARS = 40;
+  function renderCoverage(rows) {
+    const shown = rows.slice(0, COVERAGE_BARS);
+    const [open, full] = [0, 3].map(cls => ({name: cls ? "saturated" : "accepted masks", cls,
+      values: shown.map(c => (c.saturated === Boolean(cls) ? c.accepted_masks : null))}));
+    Charts.bars($("coverage-chart"), {
+      labels: shown.map(c => c.text), series: [open, full], format: v => String(Math.round(v)), integer: true,
+      every: Math.max(1, Math.ceil(shown.length / 8)),
+    });
+    $("coverage").replaceChildren(rows.length ? DE.table([
+      {label: "concept"}, {label: "accepted masks", num: true}, {label: "positive pairs", num: true},
+      {label: "negatives", num: true}, {label: "acceptance", num: true}, {label: "agreement", num: true},
+      {label: "compared", num: true}, {label: "human decided", num: true}, {label: "saturated"},
+    ], rows.map(c => [
+      c.text, c.accepted_masks, c.positive_pairs, c.negative_pairs, DE.fmtPct(c.model_acceptance),
+      DE.fmtPct(c.agreement), c.compared, c.human_decided, c.saturated ? "yes" : "",
+    ])) : DE.el("p", {class: "empty", text: "No concept has a pair yet."}));
   }
 
   function num(v, digits = 1) {
