@@ -40,10 +40,16 @@ class Sam3ImageEmbedder:
 
     def _pooled(self, image: Image.Image) -> NDArray[np.float32]:
         pixels = self.processor(images=image, return_tensors="pt")["pixel_values"].to(self.device)
-        vision = self.model.get_vision_features(pixel_values=pixels)
-        feature = _last_feature_map(vision)
-        pooled = feature.float().mean(dim=(-2, -1)) if feature.dim() == 4 else feature.float().mean(dim=-2)
-        return np.asarray(pooled[0].to("cpu").numpy(), dtype=np.float32)
+        return pool_vision_features(self.model.get_vision_features(pixel_values=pixels))
+
+
+def pool_vision_features(vision: Any) -> NDArray[np.float32]:
+    """The image embedding of SAM 3 vision features (``get_vision_features``' output for one image): the
+    mean over the positions of the coarsest feature map. The propose stage can pool the features it already
+    has with this and store them (``engine.services.embeddings.store_embeddings``) under this embedder's stamp."""
+    feature = _last_feature_map(vision)
+    pooled = feature.float().mean(dim=(-2, -1)) if feature.dim() == 4 else feature.float().mean(dim=-2)
+    return np.asarray(pooled[0].to("cpu").numpy(), dtype=np.float32)
 
 
 def _last_feature_map(vision: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,13 +38,28 @@ def embed_images(session: Session, store: MediaStore, embedder: ImageEmbedder, i
     if not images:
         return 0
     ids = list(images)
-    vectors = normalise(embedder.embed_images([images[i] for i in ids]))
-    dim = int(vectors.shape[1])
-    session.add_all([ImageEmbedding(image_id=i, model_version_id=version_id, dim=dim, vector=pack(v))
-                     for i, v in zip(ids, vectors, strict=True)])
+    return store_embeddings(session, version_id, ids, embedder.embed_images([images[i] for i in ids]),
+                            data_dir=data_dir)
+
+
+def store_embeddings(session: Session, model_version_id: int, image_ids: Sequence[int],
+                     vectors: NDArray[np.floating[Any]], *, data_dir: Path) -> int:
+    """Store vectors computed elsewhere (e.g. pooled by the propose stage from the SAM 3 vision features it
+    already has) as rows of ``model_version_id`` and add them to this host's index; returns the count.
+    Images that already have a row of that version are left as they are."""
+    done = set(session.scalars(select(ImageEmbedding.image_id).where(
+        ImageEmbedding.model_version_id == model_version_id, ImageEmbedding.image_id.in_(image_ids))))
+    keep = [n for n, i in enumerate(image_ids) if i not in done]
+    if not keep:
+        return 0
+    ids = [image_ids[n] for n in keep]
+    unit = normalise(np.asarray(vectors)[keep])
+    dim = int(unit.shape[1])
+    session.add_all([ImageEmbedding(image_id=i, model_version_id=model_version_id, dim=dim, vector=pack(v))
+                     for i, v in zip(ids, unit, strict=True)])
     session.flush()
-    index = SimilarityIndex(index_path(data_dir, version_id), dim)
-    index.add(ids, vectors)
+    index = SimilarityIndex(index_path(data_dir, model_version_id), dim)
+    index.add(ids, unit)
     index.save()
     return len(ids)
 

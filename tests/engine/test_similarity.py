@@ -107,6 +107,19 @@ def test_incremental_adds_persist_and_equal_a_rebuild(pool, embedder):
         [[n.image_id for n in rebuilt[i] or []] for i in ids]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_vectors_pooled_elsewhere_are_stored_once_and_indexed(pool, embedder):
+    settings, _, ids, _ = pool
+    with session_scope(settings.db_url) as s:
+        version = register(s, embedder.stamp).id
+        vectors = np.eye(len(ids), dtype=np.float32) * 3
+        assert embeddings.store_embeddings(s, version, ids, vectors, data_dir=settings.data_dir) == len(ids)
+        assert embeddings.store_embeddings(s, version, ids, vectors, data_dir=settings.data_dir) == 0
+        stored_ids, stored = embeddings.stored_vectors(s, version)
+    assert stored_ids == sorted(ids) and np.allclose(np.linalg.norm(stored, axis=1), 1.0)
+    assert SimilarityIndex(index_path(settings.data_dir, version), len(ids)).keys() == set(ids)
+
+
 def test_vectors_pack_unpack_and_normalise():
     vectors = normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
     assert np.allclose(vectors, [[0.6, 0.8], [0.0, 0.0]])
