@@ -17,11 +17,14 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.balancing_settings import BalancingSettings
 from engine.db.models import Mask, StageItem
+from engine.domain.balancing import SKIP_REASON
 from engine.domain.vocabulary import StageStatus
 from engine.ports import MaskletProposer
 from engine.repositories import video_labels as labels_repo
 from engine.services.common import MAX_SIDE, StageReport, Timer, claim_batch, describe, record
+from engine.services.concept_stats import balance_pairs
 from engine.services.video_stages.masklet_writer import MaskletWriter
 from engine.services.video_stages.media import StoredVideo, open_video
 from engine.storage import MediaStore
@@ -38,18 +41,23 @@ class _Outcome:
 
 
 def propose_video_batch(session: Session, store: MediaStore, proposer: MaskletProposer, settings: VideoSettings,
-                        job_id: int, video_ids: list[int], *, max_side: int = MAX_SIDE) -> StageReport:
+                        job_id: int, video_ids: list[int], *, max_side: int = MAX_SIDE,
+                        balancing: BalancingSettings | None = None) -> StageReport:
+    """Propose masklets for the claimed videos' phrases; with ``balancing``, saturated concepts'
+    pairs are left out (but for the explored share) and named in the stage detail."""
     batch = claim_batch(session, STAGE, job_id, video_ids, proposer.stamp)
     report, items = batch.report, batch.items
     if not items:
         return report
     version = batch.version
     todo = _todo(session, [i.subject_id for i in items], version)
+    balanced_out = balance_pairs(session, todo, balancing) if balancing is not None else {}
     for item in items:  # one video's frames in memory at a time
         own = todo.get(item.subject_id, [])
         if not own:
+            reason = SKIP_REASON if balanced_out.get(item.subject_id) else "no phrase left to propose for this video"
             record(report, item, StageStatus.SKIPPED, version_id=version,
-                   detail={"reason": "no phrase left to propose for this video"})
+                   detail={"reason": reason, **_out(balanced_out, item.subject_id)})
             continue
         with Timer(report, "load"):
             video = open_video(session, store, item.subject_id, max_side)
@@ -58,7 +66,7 @@ def propose_video_batch(session: Session, store: MediaStore, proposer: MaskletPr
             continue
         with Timer(report, "model") as timer:
             outcome = propose_phrases(session, proposer, settings, version, video, own)
-        _record(report, item, own, outcome, version, timer.elapsed)
+        _record(report, item, own, outcome, version, timer.elapsed, _out(balanced_out, item.subject_id))
     session.flush()
     return report
 
@@ -108,9 +116,14 @@ def _run(session: Session, proposer: MaskletProposer, settings: VideoSettings, v
     return sum(len(own) for own in kept.values())
 
 
+def _out(balanced_out: dict[int, list[str]], video_id: int) -> dict[str, list[str]]:
+    """The stage detail's entry naming a video's phrases left out by balancing (none: empty)."""
+    return {"balanced_out": balanced_out[video_id]} if balanced_out.get(video_id) else {}
+
+
 def _record(report: StageReport, item: StageItem, pairs: list[tuple[int, str]], outcome: _Outcome, version: int,
-            seconds: float) -> None:
-    detail = {"phrases": len(pairs), "masklets": outcome.masklets}
+            seconds: float, extra: dict[str, list[str]]) -> None:
+    detail = {"phrases": len(pairs), "masklets": outcome.masklets, **extra}
     if outcome.failures:
         record(report, item, StageStatus.FAILED, version_id=version, seconds=seconds, detail=detail,
                error=f"{len(outcome.failures)} of {len(pairs)} phrases failed: " + "; ".join(outcome.failures))
