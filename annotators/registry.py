@@ -4,6 +4,7 @@ tiny random-weight models of the same architectures, built offline on first use 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.domain.vocabulary import VerifierTask
 from engine.ports import (
@@ -20,6 +21,9 @@ from engine.ports import (
     VideoTracker,
 )
 from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from annotators.sam3_exemplar import Sam3ExemplarProposer
 
 
 def model_refs(settings: Settings) -> dict[str, str]:
@@ -62,6 +66,16 @@ def make_parser(settings: Settings) -> PhraseParser:
 
     return LlmParser(model_refs(settings)["llm_parser"], max_new_tokens=p.llm_max_new_tokens,
                      device=settings.models.device)
+
+
+def make_exemplar_proposer(settings: Settings) -> Sam3ExemplarProposer:
+    """SAM 3 with exemplar boxes: the profile's proposer checkpoint, ``settings.exemplars``' threshold and cache."""
+    from annotators.sam3_exemplar import Sam3ExemplarProposer
+
+    e = settings.exemplars
+    return Sam3ExemplarProposer(model_refs(settings)["proposer"], score_threshold=e.score_threshold,
+                                mask_threshold=settings.models.propose.mask_threshold,
+                                feature_cache_size=e.feature_cache_size, device=settings.models.device)
 
 
 def make_proposer(settings: Settings, ref: str | None = None) -> MaskProposer:

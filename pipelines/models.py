@@ -25,6 +25,7 @@ from engine.ports import (
     PointSegmenter,
     VideoTracker,
 )
+from engine.services.exemplars import ExemplarProposer
 from engine.settings import Settings
 
 
@@ -78,6 +79,12 @@ class ModelCache:
         from annotators.registry import make_masklet_proposer
 
         return self._get("masklet_proposer", make_masklet_proposer)
+
+    def exemplar_proposer(self) -> ExemplarProposer:
+        """SAM 3 with exemplar boxes, its vision features cached per image (the gpu worker's own cache)."""
+        from annotators.registry import make_exemplar_proposer
+
+        return self._get("exemplar_proposer", make_exemplar_proposer)
 
     def video_tracker(self) -> VideoTracker:
         from annotators.registry import make_video_tracker

@@ -15,6 +15,7 @@ from pipelines.celery_app import app
 from pipelines.context import worker_context
 from pipelines.dispatch import CeleryQueue
 from pipelines.execution import TRANSIENT, run_stage
+from pipelines.exemplars import EXEMPLAR_TASK, run_exemplars
 from pipelines.healing import heal_once
 from pipelines.tracking import TRACK_TASK, run_track
 
@@ -82,3 +83,9 @@ def heal() -> dict[str, Any]:
     """Beat: send lost stage work again, retry transient failures, close complete jobs
     (pipelines/healing.py)."""
     return heal_once(worker_context(), worker_queue()).to_dict()
+
+
+@app.task(name=EXEMPLAR_TASK, **RETRY)
+def exemplar(request_id: int, database: str | None = None) -> dict[str, Any]:
+    """Exemplar boxes on a correction: SAM 3's candidate masks (pipelines/exemplars.py)."""
+    return run_exemplars(worker_context(), request_id, database)

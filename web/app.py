@@ -20,11 +20,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.ports import JobRunner, ModelProvider, TrackRunner
+from engine.services.exemplars import ExemplarRunner
 from engine.settings import Settings
 from web import errors
 from web.deps import PrincipalCache
 from web.errors import BodyTooLarge, error_response
-from web.routers import admin, auth, dashboard, exports, health, images, labelstudio, similar, tasks, video
+from web.routers import admin, auth, dashboard, exemplars, exports, health, images, labelstudio, similar, tasks, video
 from web.routers import jobs as jobs_router
 from web.schemas import ERROR_RESPONSES
 
@@ -145,16 +146,17 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
 
 def create_app(settings: Settings | None = None, *, jobs: JobRunner | None = None,
                models: ModelProvider | None = None, tracking: TrackRunner | None = None,
-               installed_ports: bool = True) -> FastAPI:
+               exemplar_runner: ExemplarRunner | None = None, installed_ports: bool = True) -> FastAPI:
     """The app on ``settings`` (default: read from the environment). ``jobs`` starts mining jobs and
     ``models`` gives the click-to-segment model, ``tracking`` runs the video page's tracker requests
     off this process. A port not given is taken from the installed
     composition root (:func:`installed_ports`) unless ``installed_ports`` is false; without one, its
     endpoints answer 503."""
     settings = settings or Settings()
-    if installed_ports and (jobs is None or models is None or tracking is None):
-        found_jobs, found_models, found_tracking = _installed_ports(settings)
+    if installed_ports and (jobs is None or models is None or tracking is None or exemplar_runner is None):
+        found_jobs, found_models, found_tracking, found_exemplars = _installed_ports(settings)
         jobs, models, tracking = jobs or found_jobs, models or found_models, tracking or found_tracking
+        exemplar_runner = exemplar_runner or found_exemplars
     app = FastAPI(title="Data Engine", version="0.1.0", docs_url="/docs", openapi_url="/openapi.json",
                   redoc_url=None, lifespan=_lifespan(settings), description=API_DESCRIPTION,
                   responses=ERROR_RESPONSES)
@@ -163,8 +165,9 @@ def create_app(settings: Settings | None = None, *, jobs: JobRunner | None = Non
     app.state.jobs = jobs  # web.deps.JobsDep
     app.state.models = models  # web.deps.ModelsDep
     app.state.tracking = tracking  # web.routers.video.TrackingDep
+    app.state.exemplars = exemplar_runner  # web.routers.exemplars.ExemplarRunnerDep
     for module in (health, auth, tasks, images, admin, labelstudio, jobs_router, dashboard, exports, video,
-                   similar):
+                   similar, exemplars):
         app.include_router(module.router, prefix="/api/v1")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -180,18 +183,20 @@ def create_app(settings: Settings | None = None, *, jobs: JobRunner | None = Non
 PORTS_GROUP = "dataengine.web"
 
 
-def _installed_ports(settings: Settings) -> tuple[JobRunner | None, ModelProvider | None, TrackRunner | None]:
+def _installed_ports(settings: Settings) -> tuple[JobRunner | None, ModelProvider | None, TrackRunner | None,
+                                                  ExemplarRunner | None]:
     """The ports the installed distribution declares: the entry point ``ports`` of the group
     ``dataengine.web`` (this project's pyproject.toml names ``dataengine.serve:ports``), a function of
-    the settings, giving (jobs, models) or (jobs, models, tracking). The web layer names no module of
+    the settings, giving (jobs, models), (jobs, models, tracking) or (jobs, models, tracking, exemplars).
+    The web layer names no module of
     pipelines/: the composition is declared, not imported."""
     from importlib.metadata import entry_points
 
     for point in entry_points(group=PORTS_GROUP, name="ports"):
         factory: Callable[[Settings], tuple[Any, ...]] = point.load()
         found = factory(settings)
-        return found[0], found[1], found[2] if len(found) > 2 else None
-    return None, None, None
+        return found[0], found[1], found[2] if len(found) > 2 else None, found[3] if len(found) > 3 else None
+    return None, None, None, None
 
 
 def _page(filename: str) -> Callable[[], Response]:

@@ -41,6 +41,14 @@ class ExemplarProposer(Protocol):
         """Every instance like the positive boxes (and unlike the negative ones), masks at the image's size."""
 
 
+class ExemplarRunner(Protocol):
+    """Runs exemplar requests (committed as queued) off the web process: the gpu queue, or a thread of
+    this process in embedded mode. The web process never loads SAM 3 for them."""
+
+    def submit(self, request_id: int) -> None:
+        """Hand the request over; returns at once. Raises JobNotEnqueued when it cannot be handed over."""
+
+
 class ExemplarInvalid(VerdictError):
     """Boxes or labels that do not fit the image (HTTP 422)."""
 
