@@ -97,9 +97,11 @@ def _pair_counts(session: Session, counts: dict[int, dict[str, int]], label_sour
         counts[cid]["human_decided"] += int(human)
 
 
-def _latest(sources: Any, kind: VerdictKind, name: str) -> Any:
+def _latest(sources: Any, kind: VerdictKind, name: str, where: list[Any]) -> Any:
+    """The latest verdict of ``kind`` from ``sources`` per target (on the concepts ``where`` names)."""
     v = aliased(Verdict)
-    latest = (select(func.max(v.id).label("id")).where(v.kind == kind, sources(v), not_gold(v))
+    scope = [v.pair_id.in_(select(ImageConcept.id).where(*where))] if where else []
+    latest = (select(func.max(v.id).label("id")).where(v.kind == kind, sources(v), not_gold(v), *scope)
               .group_by(v.pair_id, v.mask_id).subquery())
     return select(Verdict.pair_id, Verdict.mask_id, Verdict.label, Verdict.payload).join(
         latest, latest.c.id == Verdict.id).subquery(name)
@@ -107,8 +109,8 @@ def _latest(sources: Any, kind: VerdictKind, name: str) -> Any:
 
 def _agreement(session: Session, counts: dict[int, dict[str, int]], where: list[Any]) -> None:
     for kind, task in TASKS.items():
-        human = _latest(lambda v: v.source.in_(HUMAN_SOURCES), kind, f"human_{task}")
-        ai = _latest(lambda v: v.source == VerdictSource.AI, kind, f"ai_{task}")
+        human = _latest(lambda v: v.source.in_(HUMAN_SOURCES), kind, f"human_{task}", where)
+        ai = _latest(lambda v: v.source == VerdictSource.AI, kind, f"ai_{task}", where)
         same = and_(ai.c.pair_id == human.c.pair_id,
                     func.coalesce(ai.c.mask_id, 0) == func.coalesce(human.c.mask_id, 0))
         boxes = func.coalesce(ai.c.payload["boxes"].as_integer(), 0) > 0
