@@ -6,8 +6,11 @@ each host; the ``image_embeddings`` table is the source of truth it is rebuilt f
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,20 @@ class Neighbour:
 
 def index_path(data_dir: Path, model_version_id: int) -> Path:
     return Path(data_dir) / "index" / f"{model_version_id}.usearch"
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` for one read-add-save (processes of one host adding at once would
+    otherwise each save their own copy and lose the other's entries)."""
+    lock = Path(path).with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class SimilarityIndex:

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image as PILImage
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.db.models import ImageEmbedding
 from engine.domain.similarity import normalise, pack, unpack
-from engine.index import Neighbour, SimilarityIndex, index_path
+from engine.index import Neighbour, SimilarityIndex, index_path, writing
 from engine.ports import ImageEmbedder
 from engine.services.common import load_images, register
 from engine.storage import MediaStore
@@ -58,9 +58,11 @@ def store_embeddings(session: Session, model_version_id: int, image_ids: Sequenc
     session.add_all([ImageEmbedding(image_id=i, model_version_id=model_version_id, dim=dim, vector=pack(v))
                      for i, v in zip(ids, unit, strict=True)])
     session.flush()
-    index = SimilarityIndex(index_path(data_dir, model_version_id), dim)
-    index.add(ids, unit)
-    index.save()
+    path = index_path(data_dir, model_version_id)
+    with writing(path):
+        index = SimilarityIndex(path, dim)
+        index.add(ids, unit)
+        index.save()
     return len(ids)
 
 
@@ -77,14 +79,13 @@ def rebuild_index(session: Session, model_version_id: int, *, data_dir: Path) ->
     """Recreate the version's index file from the table; returns the number of vectors."""
     ids, vectors = stored_vectors(session, model_version_id)
     path = index_path(data_dir, model_version_id)
-    if not ids:
+    with writing(path):
         path.unlink(missing_ok=True)
-        return 0
-    if path.exists():
-        path.unlink()
-    index = SimilarityIndex(path, int(vectors.shape[1]))
-    index.add(ids, vectors)
-    index.save()
+        if not ids:
+            return 0
+        index = SimilarityIndex(path, int(vectors.shape[1]))
+        index.add(ids, vectors)
+        index.save()
     return len(ids)
 
 
@@ -95,13 +96,19 @@ def embedding_versions(session: Session) -> list[int]:
 
 
 def open_index(session: Session, model_version_id: int, *, data_dir: Path) -> SimilarityIndex | None:
-    """The version's index, rebuilt from the table first when this host has none; None without rows."""
+    """The version's index; rebuilt from the table first when this host has none or when its size differs
+    from the table's (rows stored by another host, or deleted with their images). None without rows."""
     path = index_path(data_dir, model_version_id)
-    if not path.exists() and not rebuild_index(session, model_version_id, data_dir=data_dir):
+    where = ImageEmbedding.model_version_id == model_version_id
+    rows = session.scalar(select(func.count()).select_from(ImageEmbedding).where(where)) or 0
+    dim = session.scalar(select(ImageEmbedding.dim).where(where).limit(1))
+    if not rows or not dim:
         return None
-    dim = session.scalar(select(ImageEmbedding.dim).where(ImageEmbedding.model_version_id == model_version_id)
-                         .limit(1))
-    return SimilarityIndex(path, int(dim)) if dim else None
+    index = SimilarityIndex(path, int(dim)) if path.exists() else None
+    if index is None or len(index) != rows:
+        rebuild_index(session, model_version_id, data_dir=data_dir)
+        index = SimilarityIndex(path, int(dim))
+    return index
 
 
 def similar_to_image(session: Session, image_id: int, k: int, *, model_version_id: int,

@@ -100,6 +100,12 @@ def test_incremental_adds_persist_and_equal_a_rebuild(pool, embedder):
         path.unlink()  # a host without the file: the next search rebuilds it from the table
         assert embeddings.similar_to_image(s, ids[0], 4, model_version_id=version,
                                            data_dir=settings.data_dir) == incremental[ids[0]]
+        stale = SimilarityIndex(path, reloaded.dim)
+        stale.add([ids[0]], np.zeros((1, reloaded.dim), dtype=np.float32) + 1)
+        stale.clear()
+        stale.save()  # an empty file, as on a host that missed the other hosts' rows: searched, it is rebuilt
+        assert embeddings.similar_to_image(s, ids[0], 4, model_version_id=version,
+                                           data_dir=settings.data_dir) == incremental[ids[0]]
         assert embeddings.rebuild_index(s, version, data_dir=settings.data_dir) == len(ids)
         rebuilt = {i: embeddings.similar_to_image(s, i, 4, model_version_id=version,
                                                   data_dir=settings.data_dir) for i in ids}
