@@ -74,8 +74,9 @@ def _propose(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Stage
     m, models = ctx.settings.models, job_models(ctx, s, job_id)
     if is_video(s, job_id):
         return video_propose.propose_video_batch(s, ctx.store, models.masklet_proposer(), ctx.settings.video,
-                                                 job_id, ids, max_side=m.max_side)
-    return propose.propose_batch(s, ctx.store, models.proposer(), m.propose, job_id, ids, max_side=m.max_side)
+                                                 job_id, ids, max_side=m.max_side, balancing=ctx.settings.balancing)
+    return propose.propose_batch(s, ctx.store, models.proposer(), m.propose, job_id, ids, max_side=m.max_side,
+                                 balancing=ctx.settings.balancing)
 
 
 def _negatives(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:

@@ -13,13 +13,13 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from engine.services import dashboard as dashboard_service
 from engine.services import quality as quality_service
-from web.deps import DashboardViewer, SessionDep, UnitOfWorkRoute
+from web.deps import DashboardViewer, SessionDep, SettingsDep, UnitOfWorkRoute
 
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/dashboard", tags=["dashboard"])
 
 
 @router.get("")
-def get_dashboard(_: DashboardViewer, session: SessionDep,
+def get_dashboard(_: DashboardViewer, session: SessionDep, settings: SettingsDep,
                   hours: int = Query(24, ge=1, le=dashboard_service.MAX_HOURS,
                                      description="throughput window: the last N hours")) -> dict[str, Any]:
     """{generated_at, hours, queue: [{kind, open, leased, oldest_open_at}], throughput: [{hour, verdicts}],
@@ -27,7 +27,7 @@ def get_dashboard(_: DashboardViewer, session: SessionDep,
     last_verdict_at, gold_answered, gold_correct, gold_accuracy, multi_reviewed, agreed, agreement}],
     verifiers: [{model_version_id, verifier, model_kind, task_kind, scope, n, agreed, agreement,
     ai_accepts, human_accepts, both_accept, precision, recall}]}"""
-    return dataclasses.asdict(dashboard_service.dashboard(session, hours=hours))
+    return dataclasses.asdict(dashboard_service.dashboard(session, hours=hours, balancing=settings.balancing))
 
 
 class QualityCache:
