@@ -10,8 +10,24 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
-from engine.balancing_settings import BalancingSettings
+
+class BalancingSettings(Protocol):
+    """What the policy reads of the settings (engine/balancing_settings.py; the domain imports no settings)."""
+
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def min_accepted_masks(self) -> int: ...
+    @property
+    def min_agreement(self) -> float: ...
+    @property
+    def min_human_decided(self) -> int: ...
+    @property
+    def explore_rate(self) -> float: ...
+    @property
+    def seed(self) -> int: ...
 
 SKIP_REASON = "concept saturated"
 
