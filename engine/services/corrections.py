@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from engine.db.models import Image
+from engine.db.models import ExemplarRequest, Image
 from engine.domain.masks import from_coco_segmentation
 from engine.domain.vocabulary import Decider, MaskState
 from engine.repositories import labels as labels_repo
@@ -43,6 +43,15 @@ class Correction(Protocol):
         """Store the added masks, accepted by a person (the decision model said so); their ids."""
 
 
+def exemplar_prompt(session: Session, request_id: int) -> dict[str, Any] | None:
+    """What prompted a mask a person kept from an exemplar request (``masks.prompt``)."""
+    req = session.get(ExemplarRequest, request_id)
+    if req is None:
+        return None
+    return {"exemplars": {"request_id": req.id, "boxes": req.boxes, "labels": req.labels},
+            "model_version_id": req.model_version_id}
+
+
 @dataclass(frozen=True)
 class DrawnMasks:
     """An image's correction: kept candidates (``mask_id``) and drawn masks (``rle``), checked by
@@ -60,9 +69,15 @@ class DrawnMasks:
         return sum(1 for m in self.masks if m.rle is not None)
 
     def recorded(self, *, whole: bool = False) -> list[dict[str, Any]]:
-        if whole:
-            return [{"mask_id": m.mask_id, "tool": m.tool, "is_crowd": m.is_crowd, "rle": m.rle} for m in self.masks]
-        return [{"mask_id": m.mask_id, "tool": m.tool, "is_crowd": m.is_crowd} for m in self.masks]
+        out: list[dict[str, Any]] = []
+        for m in self.masks:
+            item: dict[str, Any] = {"mask_id": m.mask_id, "tool": m.tool, "is_crowd": m.is_crowd}
+            if m.exemplar_id is not None:
+                item["exemplar_id"] = m.exemplar_id
+            if whole:
+                item["rle"] = m.rle
+            out.append(item)
+        return out
 
     def add(self, session: Session, pair_id: int) -> list[int]:
         version = source_version(session, HUMAN_MASK_SOURCE)
@@ -72,6 +87,8 @@ class DrawnMasks:
                 rle = from_coco_segmentation(m.rle, self.image.height, self.image.width)
                 row = labels_repo.add_mask(session, pair_id, version.id, rle, score=None, is_crowd=m.is_crowd)
                 row.state, row.decided_by = MaskState.ACCEPTED, Decider.HUMAN
+                if m.exemplar_id is not None:
+                    row.prompt = exemplar_prompt(session, m.exemplar_id)
                 rows.append(row)
         session.flush()
         return [r.id for r in rows]

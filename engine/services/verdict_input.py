@@ -33,7 +33,8 @@ class MaskIn:
     rle: dict[str, Any] | None = None
     mask_id: int | None = None
     is_crowd: bool = False
-    tool: str = "brush"  # tracker | brush | existing
+    tool: str = "brush"  # tracker | brush | existing | exemplar
+    exemplar_id: int | None = None  # image: a candidate of a finished exemplar request of the task (with its rle)
     track_id: int | None = None  # video: a tracker request's masklet
     frame_range: tuple[int, int] | None = None  # video: first and last sampled frame kept, inclusive
 
@@ -80,6 +81,8 @@ def check_masks(session: Session, task: HumanTask, image: Image, body: VerdictIn
             raise VerdictError(f"mask {i}: track_id and frame_range are for video tasks")
         if (m.rle is None) == (m.mask_id is None):
             raise VerdictError(f"mask {i}: give either rle (a new mask) or mask_id (a kept candidate)")
+        if m.exemplar_id is not None:
+            _check_exemplar(session, task, i, m)
         if m.mask_id is not None:
             if m.mask_id not in own:
                 raise VerdictError(f"mask {i}: mask {m.mask_id} is not a candidate of this task")
@@ -95,5 +98,17 @@ def check_masks(session: Session, task: HumanTask, image: Image, body: VerdictIn
         if rle.area == 0:
             raise VerdictError(f"mask {i} is empty")
         out.append(MaskIn(rle={"size": [rle.height, rle.width], "counts": rle.counts}, is_crowd=m.is_crowd,
-                          tool=m.tool))
+                          tool=m.tool, exemplar_id=m.exemplar_id))
     return out
+
+
+def _check_exemplar(session: Session, task: HumanTask, i: int, m: MaskIn) -> None:
+    """A mask from an exemplar request: a new mask (rle) of a finished request of this task."""
+    from engine.db.models import ExemplarRequest
+    from engine.domain.vocabulary import TrackState
+
+    if m.rle is None:
+        raise VerdictError(f"mask {i}: an exemplar mask is sent with its rle")
+    req = session.get(ExemplarRequest, m.exemplar_id)
+    if req is None or req.task_id != task.id or req.state != TrackState.DONE:
+        raise VerdictError(f"mask {i}: exemplar request {m.exemplar_id} is no finished request of this task")

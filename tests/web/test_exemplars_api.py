@@ -8,8 +8,9 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
-from engine.db.models import ExemplarRequest, ModelVersion
+from engine.db.models import ExemplarRequest, Mask, ModelVersion
 from engine.db.session import session_scope
 from tests.factories import seed_review_items
 from tests.web.conftest import PASSWORD
@@ -66,7 +67,15 @@ def test_exemplars_run_on_the_tiny_sam3_in_the_embedded_runner(web_settings, see
         request_id = posted.json()["request_id"]
         done = _wait(ann, request_id)
         assert other.get(f"/api/v1/exemplars/{request_id}").status_code == 404
-    assert done["state"] == "done" and done["error"] is None, done
+        assert done["state"] == "done" and done["error"] is None, done
+        kept = {"rle": done["masks"][0]["rle"], "tool": "exemplar"}
+        verdict = f"/api/v1/tasks/{task['id']}/verdict"
+        bad = ann.post(verdict, json={"client_id": "exemplar-bad-1", "label": "corrected", "active_ms": 900,
+                                      "masks": [{**kept, "exemplar_id": request_id + 1}]})
+        assert bad.status_code == 422, bad.text
+        good = ann.post(verdict, json={"client_id": "exemplar-ok-1", "label": "corrected", "active_ms": 900,
+                                       "masks": [{**kept, "exemplar_id": request_id}]})
+        assert good.status_code == 201, good.text
     assert done["masks"] and all(m["rle"]["size"] == [H, W] and len(m["bbox"]) == 4 for m in done["masks"])
     assert len(done["masks"]) <= web_settings.exemplars.max_masks
     with session_scope(web_settings.db_url) as s:
@@ -74,6 +83,10 @@ def test_exemplars_run_on_the_tiny_sam3_in_the_embedded_runner(web_settings, see
         assert (req.boxes, req.labels, req.task_id) == ([[5, 5, 40, 30], [50, 10, 90, 60]], [1, 0], task["id"])
         version = s.get(ModelVersion, req.model_version_id)
         assert version.random_weights and version.params["exemplars"] is True
+        made = s.scalars(select(Mask).where(Mask.prompt.is_not(None))).all()
+        assert len(made) == 1 and made[0].rle_counts == done["masks"][0]["rle"]["counts"]
+        assert made[0].prompt == {"exemplars": {"request_id": request_id, "boxes": [[5, 5, 40, 30], [50, 10, 90, 60]],
+                                                "labels": [1, 0]}, "model_version_id": version.id}
 
 
 def test_bad_input_roles_and_tasks_are_refused(web_settings, seeded):

@@ -70,7 +70,8 @@ class MaskIn(BaseModel):
     rle: dict[str, Any] | None = Field(None, description="COCO RLE {size: [h, w], counts} of a new mask")
     mask_id: Id | None = Field(None, description="a candidate mask kept as it is")
     is_crowd: bool = False
-    tool: Literal["tracker", "brush", "existing"] = "brush"
+    tool: Literal["tracker", "brush", "existing", "exemplar"] = "brush"
+    exemplar_id: Id | None = Field(None, description="image: a candidate of a finished exemplar request of the task")
     track_id: Id | None = Field(None, description="video: a new masklet from a finished tracker request of the task")
     frame_range: tuple[Count, Count] | None = Field(
         None, description="video: keep only frames first..last (inclusive) of the masklet or the tracked object")
@@ -193,7 +194,7 @@ def submit(task_id: Id, body: VerdictIn, principal: Annotator, session: SessionD
     data = annotation.VerdictIn(
         client_id=body.client_id, label=body.label, active_ms=body.active_ms, started_at=body.started_at,
         masks=[annotation.MaskIn(rle=m.rle, mask_id=m.mask_id, is_crowd=m.is_crowd, tool=m.tool, track_id=m.track_id,
-                                 frame_range=m.frame_range) for m in body.masks],
+                                 frame_range=m.frame_range, exemplar_id=m.exemplar_id) for m in body.masks],
         comment=body.comment)
     out = annotation.submit(session, task_id, principal.user_id, data, settings.queue)
     if out.conflict:  # stored (nothing is lost), not applied: the person must see why
