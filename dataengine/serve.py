@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from engine.ports import JobRunner, ModelProvider, TrackRunner
-from engine.services.exemplars import ExemplarRunner
+from engine.ports import ExemplarRunner, JobRunner, ModelProvider, TrackRunner
 from engine.settings import Settings
 from pipelines.exemplars import PipelineExemplars
 from pipelines.jobs import PipelineJobs

@@ -123,6 +123,25 @@ class ImageEmbedder(Protocol):
         """One L2-normalised vector per image (n × d)."""
 
 
+class ExemplarProposer(Protocol):
+    """SAM 3 with a phrase plus exemplar boxes on one image (its vision features cached by key)."""
+
+    stamp: ModelStamp
+
+    def propose_with_exemplars(self, key: str, image: Image.Image, phrase: str,
+                               boxes: Sequence[tuple[float, float, float, float]],
+                               labels: Sequence[int]) -> list[Proposal]:
+        """Every instance like the positive boxes (and unlike the negative ones), masks at the image's size."""
+
+
+class ExemplarRunner(Protocol):
+    """Runs exemplar requests (committed as queued) off the web process: the gpu queue, or a thread of
+    this process in embedded mode. The web process never loads SAM 3 for them."""
+
+    def submit(self, request_id: int) -> None:
+        """Hand the request over; returns at once. Raises JobNotEnqueued when it cannot be handed over."""
+
+
 class ConceptSuggester(Protocol):
     stamp: ModelStamp
 

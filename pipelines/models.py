@@ -15,6 +15,7 @@ from engine.domain.vocabulary import ModelKind
 from engine.ports import (
     Captioner,
     ConceptSuggester,
+    ExemplarProposer,
     ExhaustivityVerifier,
     ImageEmbedder,
     MaskletProposer,
@@ -25,7 +26,6 @@ from engine.ports import (
     PointSegmenter,
     VideoTracker,
 )
-from engine.services.exemplars import ExemplarProposer
 from engine.settings import Settings
 
 

@@ -19,8 +19,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine.ports import JobRunner, ModelProvider, TrackRunner
-from engine.services.exemplars import ExemplarRunner
+from engine.ports import ExemplarRunner, JobRunner, ModelProvider, TrackRunner
 from engine.settings import Settings
 from web import errors
 from web.deps import PrincipalCache

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from PIL import Image as PILImage
 from sqlalchemy import select
@@ -20,7 +20,7 @@ from engine.db.base import utcnow
 from engine.db.models import Concept, ExemplarRequest, HumanTask, Image, ImageConcept
 from engine.domain.masks import encode_mask
 from engine.domain.vocabulary import TaskKind, TaskState, TrackState
-from engine.ports import ModelStamp, Proposal
+from engine.ports import ExemplarProposer, Proposal
 from engine.services.common import describe, register
 from engine.services.queue import LeaseLost
 from engine.services.verdict_input import VerdictError
@@ -28,25 +28,6 @@ from engine.services.verdict_input import VerdictError
 log = logging.getLogger(__name__)
 #: most exemplar requests of one task that may wait or run at once
 MAX_OPEN_REQUESTS = 4
-
-
-class ExemplarProposer(Protocol):
-    """SAM 3 with a phrase plus exemplar boxes on one image (its vision features cached by key)."""
-
-    stamp: ModelStamp
-
-    def propose_with_exemplars(self, key: str, image: PILImage.Image, phrase: str,
-                               boxes: Sequence[tuple[float, float, float, float]],
-                               labels: Sequence[int]) -> list[Proposal]:
-        """Every instance like the positive boxes (and unlike the negative ones), masks at the image's size."""
-
-
-class ExemplarRunner(Protocol):
-    """Runs exemplar requests (committed as queued) off the web process: the gpu queue, or a thread of
-    this process in embedded mode. The web process never loads SAM 3 for them."""
-
-    def submit(self, request_id: int) -> None:
-        """Hand the request over; returns at once. Raises JobNotEnqueued when it cannot be handed over."""
 
 
 class ExemplarInvalid(VerdictError):

@@ -12,9 +12,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from engine.ports import JobNotEnqueued
+from engine.ports import ExemplarRunner, JobNotEnqueued
 from engine.services import exemplars
-from engine.services.exemplars import ExemplarRunner
 from web.deps import Annotator, SessionDep, SettingsDep, UnitOfWorkRoute
 from web.schemas import Id
 
