@@ -225,6 +225,7 @@ class JobRequest:
     until: str | None = None  # the last stage to run (engine/domain/stages.py); None: all
     model_profile: str | None = None  # None: the server's
     retry_failed: bool = False  # put the job's failed items back to pending
+    prioritise_failures: bool = False  # take the pool most-like-recent-failures first (engine/services/failures.py)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 from engine.balancing_settings import BalancingSettings
 from engine.exemplar_settings import ExemplarSettings
+from engine.failure_settings import FailureMiningSettings
 from engine.similarity_settings import SimilaritySettings
 from engine.video_settings import VideoSettings
 
@@ -353,6 +354,7 @@ class Settings(BaseSettings):
     similarity: SimilaritySettings = SimilaritySettings()
     balancing: BalancingSettings = BalancingSettings()
     exemplars: ExemplarSettings = ExemplarSettings()
+    failure_mining: FailureMiningSettings = FailureMiningSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

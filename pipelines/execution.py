@@ -27,6 +27,7 @@ from engine.db.models import MiningJob
 from engine.domain.vocabulary import StageStatus
 from engine.ports import TaskQueue
 from engine.repositories import work
+from engine.repositories.work import MINE
 from engine.services import flow
 from engine.services.common import StageReport
 from engine.settings import mask_url
@@ -73,7 +74,8 @@ def run_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, 
     try:
         with ctx.session() as session:
             report = stage.service(ctx, session, job_id, ids)
-            next_name, handed = flow.hand_over(session, job_id, stage_name, report.image_ids, STAGE_NAMES)
+            next_name, handed = flow.hand_over(session, job_id, stage_name, report.image_ids, STAGE_NAMES,
+                                                failure_mining=ctx.settings.failure_mining)
             if handed and next_name:
                 work.mark_dispatched(session, next_name, job_id, handed)
             else:  # work just handed on means the job cannot be complete: skip the check
@@ -107,7 +109,7 @@ def _after_crash(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: in
               f"code, the out-of-memory killer, or a kill); not tried again (pipeline.max_item_crashes="
               f"{limit}; `dataengine mine --retry-failed` tries it once more)")
     log.error("%s: job %s item %s failed: %s", stage_name, job_id, ids[0], reason)
-    return _fail_one(ctx, stage_name, job_id, ids[0], reason)
+    return _fail_one(ctx, queue, stage_name, job_id, ids[0], reason)
 
 
 def _after_error(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],
@@ -116,7 +118,7 @@ def _after_error(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: in
     raises, which is failed with the error as its reason."""
     if len(ids) > 1:
         return _split(ctx, queue, stage_name, job_id, ids, queue_name)
-    return _fail_one(ctx, stage_name, job_id, ids[0], f"internal error: {type(exc).__name__}: {exc}")
+    return _fail_one(ctx, queue, stage_name, job_id, ids[0], f"internal error: {type(exc).__name__}: {exc}")
 
 
 def _split(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],
@@ -130,10 +132,21 @@ def _split(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids
     return StageReport(stage_name, counts=Counter(split=len(ids)))
 
 
-def _fail_one(ctx: TaskContext, stage_name: str, job_id: int, key: int, reason: str) -> StageReport:
+def _fail_one(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, key: int,
+              reason: str) -> StageReport:
+    """Fail one item with its reason. A failed mine item can be the last of a prioritised job's pool:
+    the pool is then released to the next stage here (nothing is handed otherwise)."""
     with ctx.session() as session:
         work.fail(session, stage_name, job_id, key, reason)
-        flow.finish_if_complete(session, job_id)
+        next_name, handed = (flow.hand_over(session, job_id, stage_name, [], STAGE_NAMES,
+                                            failure_mining=ctx.settings.failure_mining)
+                             if stage_name == MINE else (None, []))
+        if next_name and handed:
+            work.mark_dispatched(session, next_name, job_id, handed)
+        else:
+            flow.finish_if_complete(session, job_id)
+    if next_name and handed:
+        hand_off(ctx, queue, next_name, job_id, handed)
     return StageReport(stage_name, counts=Counter({StageStatus.FAILED.value: 1}))
 
 

@@ -103,7 +103,9 @@ class PipelineJobs:
     def start(self, request: JobRequest) -> JobPlan:
         try:
             plan = plan_mine(self.settings, request.source, job_name=request.name, kind=request.kind,
-                             options={"images_dir": request.images_dir}, retry_failed=request.retry_failed,
+                             options={"images_dir": request.images_dir,
+                                      "prioritise_failures": request.prioritise_failures or None},
+                             retry_failed=request.retry_failed,
                              until=request.until, model_profile=request.model_profile)
         except JobConflict:
             raise

@@ -50,7 +50,7 @@ def run_mine(settings: Settings, source: str, *, job_name: str | None = None,
         plan = mine.plan_job(session, settings, source, job_name=job_name, kind=kind,
                              options=options, retry_failed=retry_failed, until=until,
                              model_profile=model_profile)
-        leftovers = flow.reconcile(session, plan.job_id, STAGE_NAMES)
+        leftovers = flow.reconcile(session, plan.job_id, STAGE_NAMES, failure_mining=settings.failure_mining)
         flow.finish_if_complete(session, plan.job_id)
     return _run(ctx, plan, leftovers, started, wait=wait, timeout_s=timeout_s, on_progress=on_progress,
                 queue=queue)
@@ -78,7 +78,7 @@ def run_planned(settings: Settings, plan: mine.JobPlan, *, wait: bool = True, ti
     ctx = TaskContext.from_settings(settings)
     with ctx.session() as session:
         plan = dataclasses.replace(plan, pending=jobs_repo.pending_ids(session, plan.job_id))
-        leftovers = flow.reconcile(session, plan.job_id, STAGE_NAMES)
+        leftovers = flow.reconcile(session, plan.job_id, STAGE_NAMES, failure_mining=settings.failure_mining)
         flow.finish_if_complete(session, plan.job_id)
     return _run(ctx, plan, leftovers, started, wait=wait, timeout_s=timeout_s, on_progress=on_progress,
                 queue=queue)

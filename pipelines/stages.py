@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from engine.db.models import MiningJob
 from engine.domain.vocabulary import MediaKind
-from engine.services import caption, mine, negatives, parse, propose, route, verify
-from engine.services.common import StageReport
+from engine.services import caption, failures, mine, negatives, parse, propose, route, verify
+from engine.services.common import StageReport, Timer
 from engine.services.mine_items import job_media
 from engine.services.video_stages import caption as video_caption
 from engine.services.video_stages import negatives as video_negatives
@@ -24,6 +26,9 @@ from engine.sources.urls import UrlListSource
 from engine.sources.webdataset import WebDatasetSource
 from pipelines.context import TaskContext
 from pipelines.models import ModelCache
+
+log = logging.getLogger(__name__)
+TRANSIENT_DB = (sa_exc.OperationalError, sa_exc.InterfaceError)
 
 #: a stage's service on one batch: (context, session, job id, the batch's ids) → what it did
 Service = Callable[[TaskContext, Session, int, list[int]], StageReport]
@@ -41,7 +46,26 @@ class Stage:
 
 
 def _mine(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:
-    return mine.mine_batch(s, ctx.settings, ctx.store, job_id, ids)
+    report = mine.mine_batch(s, ctx.settings, ctx.store, job_id, ids)
+    if report.image_ids and failures.is_prioritised(s.get(MiningJob, job_id)):
+        _embed_pool(ctx, s, job_id, report)
+    return report
+
+
+def _embed_pool(ctx: TaskContext, s: Session, job_id: int, report: StageReport) -> None:
+    """A prioritised job's mined images (and the recent failure images) embedded for its ranking. The
+    embedder failing leaves the images unembedded — ranked after the embedded ones — not failed."""
+    try:
+        with Timer(report, "embed"):
+            failures.embed_for_ranking(
+                s, ctx.store, job_models(ctx, s, job_id).image_embedder(), job_id, report.image_ids,
+                ctx.settings.failure_mining, data_dir=ctx.settings.data_dir,
+                max_side=ctx.settings.similarity.max_side)
+    except TRANSIENT_DB:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the items are mined; only their place in the order suffers
+        log.warning("job %s: embedding %d mined image(s) for failure ranking failed (%s: %s); they are ranked "
+                    "after the embedded ones", job_id, len(report.image_ids), type(exc).__name__, exc)
 
 
 def job_models(ctx: TaskContext, s: Session, job_id: int) -> ModelCache:

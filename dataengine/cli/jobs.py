@@ -44,12 +44,15 @@ SAMPLE_IMAGES = Path(engine.__file__).resolve().parent / "sample_data" / "images
               help="Last stage to run (default: all stages; a re-run keeps the job's own).")
 @click.option("--profile", "model_profile", type=click.Choice(MODEL_PROFILES), default=None,
               help="Models this job's stages use (default: the model_profile setting; a re-run keeps the job's own).")
+@click.option("--prioritise-failures", "prioritise", is_flag=True,
+              help="Embed the pool while mining, then run the model stages on the images most like recent model "
+                   "failures first (rejected masks, missing instances, false positives); image jobs.")
 @click.option("--no-wait", is_flag=True, help="With a broker: enqueue and return without waiting.")
 @click.option("--timeout", type=float, help="With a broker: stop waiting after this many seconds.")
 @pass_ctx
 def mine(ctx: Context, source: str, job_name: str | None, kind: str | None, images_dir: str | None,
-         media: str | None, retry_failed: bool, until: str | None, model_profile: str | None, no_wait: bool,
-         timeout: float | None) -> None:
+         media: str | None, retry_failed: bool, until: str | None, model_profile: str | None, prioritise: bool,
+         no_wait: bool, timeout: float | None) -> None:
     """Mine SOURCE: a folder, a URL list (.txt/.csv/.tsv), WebDataset .tar shards or a COCO .json;
     with --media video their video files, with --kind frames a folder of frame folders (one per video).
 
@@ -59,7 +62,8 @@ def mine(ctx: Context, source: str, job_name: str | None, kind: str | None, imag
     Re-running the same job resumes it; nothing is stored twice.
     """
     _run_mine(ctx.settings, source, job_name=job_name, kind=kind,
-              options={"images_dir": str(Path(images_dir).resolve()) if images_dir else None, "media": media},
+              options={"images_dir": str(Path(images_dir).resolve()) if images_dir else None, "media": media,
+                       "prioritise_failures": prioritise or None},
               retry_failed=retry_failed, until=until, model_profile=model_profile, wait=not no_wait,
               timeout=timeout)
 
@@ -80,7 +84,7 @@ def demo(ctx: Context) -> None:
 
 
 def _run_mine(settings: Settings, source: str, *, job_name: str | None, kind: str | None,
-              options: dict[str, str | None], retry_failed: bool, until: str | None, model_profile: str | None,
+              options: dict[str, str | bool | None], retry_failed: bool, until: str | None, model_profile: str | None,
               wait: bool, timeout: float | None) -> None:
     """Run the job with a progress bar, then print what it did; errors of the source, the job's name
     or an outage end the command with one line."""
@@ -94,7 +98,7 @@ def _run_mine(settings: Settings, source: str, *, job_name: str | None, kind: st
             result = run_mine(settings, source, job_name=job_name, kind=kind, options=options,
                               retry_failed=retry_failed, until=until, model_profile=model_profile, wait=wait,
                               timeout_s=timeout, on_progress=progress)
-        except (SourceError, JobConflict) as exc:
+        except (SourceError, JobConflict, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
         except outage_errors() as exc:  # before the follow loop or after it: not retried (it enqueues)
             rest = ("run the same command again to resume the job" if settings.embedded

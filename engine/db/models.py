@@ -190,6 +190,10 @@ class JobItem(Base):
     image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
     video_id: Mapped[int | None] = mapped_column(ForeignKey("videos.id", ondelete="SET NULL"))  # a video job's item
     duplicate_distance: Mapped[int | None] = mapped_column(Integer)
+    # failure mining (``mine --prioritise-failures``): the item's image's similarity to recent model failures
+    # and its place in the order the model stages took the pool in (0 first); None when not prioritised
+    failure_score: Mapped[float | None] = mapped_column(Float)
+    priority_rank: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[dt.datetime | None] = mapped_column()
 

@@ -11,9 +11,11 @@ from sqlalchemy.orm import Session
 from engine.db.base import utcnow
 from engine.db.models import Image, JobItem, MiningJob, Video
 from engine.domain.vocabulary import ItemStatus, JobStatus, MediaKind
+from engine.failure_settings import FailureMiningSettings
 from engine.repositories import jobs as jobs_repo
 from engine.repositories import stages as stages_repo
 from engine.repositories.work import MINE
+from engine.services import failures
 from engine.services.mine_items import job_media
 
 
@@ -37,17 +39,39 @@ def canonical(session: Session, image_ids: Sequence[int], media: MediaKind = Med
 
 
 def hand_over(session: Session, job_id: int, after: str, image_ids: Sequence[int],
-              order: Sequence[str]) -> tuple[str | None, list[int]]:
+              order: Sequence[str], *, failure_mining: FailureMiningSettings | None = None,
+              ) -> tuple[str | None, list[int]]:
     """Queue ``image_ids`` (finished in ``after``) for the next stage: pending rows now, in the
-    caller's transaction; the caller enqueues the returned ids after commit."""
+    caller's transaction; the caller enqueues the returned ids, in their order, after commit.
+
+    A job that prioritises failures holds what it mined until nothing is left to mine; the batch that
+    finishes the pool (``image_ids`` may be empty: its last item failed) hands every mined image not
+    handed on yet, most like recent failures first (:func:`release_pool`)."""
     job = session.get(MiningJob, job_id)
     assert job is not None
     stage = next_stage(job, after, order)
     if stage is None:
         return None, []
+    if after == MINE and failures.is_prioritised(job):
+        return stage, release_pool(session, job, stage, failure_mining or FailureMiningSettings())
     ids = canonical(session, image_ids, job_media(job.options))
     stages_repo.ensure_pending(session, job_id, stage, ids)
     return stage, ids
+
+
+def release_pool(session: Session, job: MiningJob, stage: str, settings: FailureMiningSettings) -> list[int]:
+    """A prioritised job's mined images not handed to ``stage`` yet, ranked and given pending rows — once
+    no item is left to mine (else none). The job row is locked first, so that of two batches finishing
+    the pool at once exactly one (the later) sees it complete."""
+    session.execute(select(MiningJob.id).where(MiningJob.id == job.id).with_for_update())
+    if not failures.pool_complete(session, job.id):
+        return []
+    todo = failures.unreleased(session, job.id, canonical(session, mined_images(session, job.id)), stage)
+    if not todo:
+        return []
+    ranking = failures.rank_pool(session, job.id, todo, settings)
+    stages_repo.ensure_pending(session, job.id, stage, ranking.order)
+    return ranking.order
 
 
 def mined_images(session: Session, job_id: int, media: MediaKind = MediaKind.IMAGE) -> list[int]:
@@ -60,9 +84,12 @@ def mined_images(session: Session, job_id: int, media: MediaKind = MediaKind.IMA
     ) if i is not None]
 
 
-def reconcile(session: Session, job_id: int, order: Sequence[str]) -> dict[str, list[int]]:
+def reconcile(session: Session, job_id: int, order: Sequence[str], *,
+              failure_mining: FailureMiningSettings | None = None) -> dict[str, list[int]]:
     """Catch up after a crash or a wider ``until``: everything finished in one stage gets a pending
-    row in the next. Returns the pending images per stage (to enqueue after commit)."""
+    row in the next (a prioritised job's mined images only once its pool is mined, ranked). Returns
+    the pending images per stage (to enqueue after commit; a prioritised job's first model stage in
+    its ranked order)."""
     job = session.get(MiningJob, job_id)
     assert job is not None
     pending: dict[str, list[int]] = {}
@@ -70,8 +97,13 @@ def reconcile(session: Session, job_id: int, order: Sequence[str]) -> dict[str, 
     finished = mined_images(session, job_id, media)
     after = MINE
     while (stage := next_stage(job, after, order)) is not None:
-        stages_repo.ensure_pending(session, job_id, stage, canonical(session, finished, media))
-        pending[stage] = stages_repo.subjects(session, job_id, stage, pending=True)
+        if after == MINE and failures.is_prioritised(job):
+            release_pool(session, job, stage, failure_mining or FailureMiningSettings())
+            pending[stage] = failures.in_rank_order(
+                session, job_id, stages_repo.subjects(session, job_id, stage, pending=True))
+        else:
+            stages_repo.ensure_pending(session, job_id, stage, canonical(session, finished, media))
+            pending[stage] = stages_repo.subjects(session, job_id, stage, pending=True)
         finished = stages_repo.subjects(session, job_id, stage, pending=False)
         after = stage
     return pending

@@ -32,6 +32,7 @@ from engine.repositories import model_versions
 from engine.repositories import stages as stages_repo
 from engine.services import mine_video
 from engine.services.common import StageReport
+from engine.services.failures import OPTION as PRIORITISE
 from engine.services.mine_items import (
     TRANSIENT_DB_ERRORS,
     discard_unreferenced,
@@ -83,6 +84,9 @@ def plan_job(session: Session, settings: Settings, source_uri: str, *, job_name:
     options = {k: v for k, v in (options or {}).items() if v is not None}
     if kind == SourceKind.FRAMES:
         options["media"] = MediaKind.VIDEO.value
+    if options.get(PRIORITISE) and job_media(options) is MediaKind.VIDEO:
+        raise ValueError("--prioritise-failures ranks images by their similarity to the model's failures; "
+                         "video jobs are not ranked (mine the videos without it)")
     source = open_media_source(settings, source_uri, kind, options)
     try:
         name = job_name or default_job_name(source)
@@ -100,6 +104,8 @@ def plan_job(session: Session, settings: Settings, source_uri: str, *, job_name:
         new_items = jobs_repo.add_items(session, job.id, source.iter_items())
     finally:
         source.close()
+    if options.get(PRIORITISE) and not job.options.get(PRIORITISE):  # a job reopened with the option
+        job.options = {**job.options, PRIORITISE: True}
     for key, value in (("until", until), ("model_profile", model_profile)):
         if value is not None and job.options.get(key) != value:
             job.options = {**job.options, key: value}

@@ -47,6 +47,9 @@ class JobIn(BaseModel):
     images_dir: str | None = Field(None, max_length=4096, description="COCO: where the images are")
     model_profile: ModelProfile | None = Field(
         None, description="models the job's stages use: tiny (random weights) or sam3; default: the server's")
+    prioritise_failures: bool = Field(
+        False, description="embed the pool while mining, then run the model stages on the images most like "
+                           "recent model failures first (image jobs)")
 
     @field_validator("until")
     @classmethod
@@ -153,7 +156,8 @@ def start_job(body: JobIn, _: JobWriter, session: SessionDep, settings: Settings
     session.commit()  # end the request's transaction (SQLite: it may hold the write lock) before planning
     found = allowed_source(settings, body.source, body.kind, body.images_dir)
     plan = jobs.start(JobRequest(source=found.source, kind=found.kind, name=body.name, images_dir=found.images_dir,
-                                 until=body.until, model_profile=body.model_profile))
+                                 until=body.until, model_profile=body.model_profile,
+                                 prioritise_failures=body.prioritise_failures))
     return _started(plan, jobs)
 
 
