@@ -194,6 +194,7 @@ def report(ctx: Context, out_dir: str | None, hours: int, label_source: str, pre
     conventions; cgF1 × 100) on instance-exhaustive ground-truth pairs, the same for video proposers
     with pHOTA (SA-Co/VEval), AI–human agreement of verifiers, acceptance rates and throughput."""
     from dataengine.cli.coverage import print_coverage_section
+    from dataengine.cli.failure_report import print_failure_section
     from dataengine.cli.video_report import print_video_section
     from engine.db.session import session_scope
     from engine.services.quality import quality_report
@@ -206,6 +207,7 @@ def report(ctx: Context, out_dir: str | None, hours: int, label_source: str, pre
         print_video_section(session, label_source, official=official_video,
                             files_out=Path(predictions_out) / "video" if predictions_out else None)
         print_coverage_section(session, ctx.settings.balancing)
+        print_failure_section(session)
     for p in data.proposers:
         if p.files:
             click.echo(f"wrote {p.files} (predictions.json, ground_truth.json, scores.json)")

@@ -269,3 +269,30 @@ def failure_yield(session: Session, job_id: int, bands: int = 4) -> list[YieldBa
         out.append(YieldBand(f"ranks {n + 1}–{n + len(part)}", len(part), sum(i in reviewed for i in part),
                              sum(i in failed for i in part)))
     return out
+
+
+@dataclass(frozen=True)
+class JobYield:
+    job_id: int
+    name: str
+    bands: list[YieldBand]
+
+    @property
+    def speedup(self) -> float | None:
+        """Failures per reviewed image in the first band over the same in the whole job: how much faster
+        the order found failures than a random order of the same pool (None before enough reviews)."""
+        if not self.bands:
+            return None
+        first = self.bands[0]
+        reviewed = sum(b.reviewed for b in self.bands)
+        failed = sum(b.with_failure for b in self.bands)
+        if not first.reviewed or not reviewed or not failed:
+            return None
+        return (first.with_failure / first.reviewed) / (failed / reviewed)
+
+
+def prioritised_yields(session: Session, limit: int = 20) -> list[JobYield]:
+    """The latest ``limit`` prioritised jobs with their :func:`failure_yield`."""
+    jobs = [j for j in session.scalars(select(MiningJob).order_by(MiningJob.id.desc()).limit(2000))
+            if is_prioritised(j)][:limit]
+    return [JobYield(j.id, j.name, failure_yield(session, j.id)) for j in jobs]

@@ -179,3 +179,73 @@ def test_the_cli_flag_sets_the_option_and_video_jobs_are_refused(tiny_settings, 
         assert s.scalar(select(JobItem.priority_rank).where(JobItem.job_id == job.id, JobItem.priority_rank == 0)) == 0
     refused = runner.invoke(cli, ["mine", str(src), "--job", "clips", "--media", "video", "--prioritise-failures"])
     assert refused.exit_code != 0 and "video jobs are not ranked" in refused.output
+
+
+def _judge(s, image_id: int, label: str) -> None:
+    """A person's mask verdict on a proposer's mask of "cup" on ``image_id`` (through the decision model)."""
+    import datetime as dt
+    import uuid
+
+    from engine.db.models import (
+        Concept,
+        HumanTask,
+        ImageConcept,
+        ModelKind,
+        PairOrigin,
+        Polarity,
+        Role,
+        TaskKind,
+        TaskState,
+        User,
+    )
+    from engine.domain.masks import encode_mask
+    from engine.repositories.labels import add_mask
+    from engine.repositories.model_versions import get_or_create
+    from engine.services.annotation import VerdictIn, submit
+    from engine.settings import QueueSettings
+
+    user = s.scalar(select(User).where(User.username == "fm-judge")) or User(username="fm-judge", role=Role.ANNOTATOR)
+    concept = s.scalar(select(Concept).where(Concept.text == "cup")) or Concept(text="cup")
+    s.add_all([user, concept])
+    s.flush()
+    pair = ImageConcept(image_id=image_id, concept_id=concept.id, polarity=Polarity.UNKNOWN, origin=PairOrigin.CAPTION)
+    s.add(pair)
+    s.flush()
+    grid = np.zeros((64, 96), dtype=bool)
+    grid[5:20, 5:30] = True
+    mask = add_mask(s, pair.id, get_or_create(s, ModelKind.PROPOSER, "fm-proposer", "1").id, encode_mask(grid))
+    s.flush()
+    task = HumanTask(kind=TaskKind.VERIFY_MASK, pair_id=pair.id, mask_id=mask.id, state=TaskState.LEASED,
+                     lease_owner_id=user.id, reason="test",
+                     lease_expires_at=dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(hours=1))
+    s.add(task)
+    s.flush()
+    submit(s, task.id, user.id, VerdictIn(client_id=uuid.uuid4().hex, label=label, active_ms=900, masks=[]),
+           QueueSettings(multi_review_rate=0.0))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_report_says_how_much_faster_the_order_found_failures(tiny_settings, tmp_path, monkeypatch):
+    from dataengine.cli.main import cli
+
+    settings = tiny_settings
+    with session_scope(settings.db_url) as s:
+        seed_labelled(s, settings.media_path)
+    job_id = run_mine(settings, str(_pool(tmp_path)), job_name="prio", until="caption",
+                      options={"prioritise_failures": True}).plan.job_id
+    with session_scope(settings.db_url) as s:
+        by_rank = dict(s.execute(select(JobItem.priority_rank, JobItem.image_id).where(JobItem.job_id == job_id)).all())
+        _judge(s, by_rank[0], "reject")  # the first image in the order: the proposer was wrong again
+        _judge(s, by_rank[8], "accept")  # the last: it was right
+    with session_scope(settings.db_url) as s:
+        [job] = [j for j in failures.prioritised_yields(s) if j.job_id == job_id]
+    assert [(b.images, b.reviewed, b.with_failure) for b in job.bands] == [(3, 1, 1), (3, 0, 0), (3, 1, 0)]
+    assert job.speedup == pytest.approx(2.0)  # 1 failure per review first, 0.5 over the job
+    for key, value in {"DATABASE_URL": settings.db_url, "DATA_DIR": str(settings.data_dir),
+                       "MEDIA_ROOT": str(settings.media_path)}.items():
+        monkeypatch.setenv(f"DATAENGINE_{key}", value)
+    monkeypatch.delenv("DATAENGINE_BROKER_URL", raising=False)
+    done = CliRunner().invoke(cli, ["report", "--no-official-video"])
+    assert done.exit_code == 0, done.output
+    section = done.output[done.output.index("model failures people found"):]
+    assert "rejected mask 2" in section and "prio" in section and "2.00× faster than random" in section

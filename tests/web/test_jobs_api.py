@@ -88,6 +88,16 @@ def test_start_a_folder_job_embedded_runs_it_to_completion(login, sources, web_s
     assert client.get("/api/v1/jobs").json()["total"] == 1
 
 
+def test_a_job_can_prioritise_failures(login, sources):
+    photos(sources / "ranked", range(2))
+    client = login("mle")
+    started = client.post("/api/v1/jobs", json={"source": "ranked", "until": "mine", "prioritise_failures": True})
+    assert started.status_code == 202, started.text
+    job = wait_done(client, started.json()["job_id"])
+    assert job["prioritise_failures"] is True and job["stages"][0]["counts"]["done"] == 2
+    assert client.post("/api/v1/jobs", json={"source": "ranked", "prioritise_failures": "often"}).status_code == 422
+
+
 def test_failures_are_listed_with_reasons_and_paged(login, sources, web_settings):
     expected = bad_corpus(sources / "bad")
     client = login("root")

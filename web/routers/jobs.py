@@ -123,11 +123,13 @@ def get_job(job_id: Id, _: JobReader, session: SessionDep, settings: SettingsDep
     """What `dataengine status JOB --json` shows — {id, name, source_kind, source_uri, status,
     created_at, started_at, finished_at, stages: [{stage, counts, total, items_per_s,
     recent_items_per_s}], failures: [{reason, count, example_key}]} — plus until, model_profile,
-    planned_stages, item_count and runner (embedded mode: this process's thread's state)."""
+    prioritise_failures, planned_stages, item_count and runner (embedded mode: this process's thread's
+    state)."""
     job = _job(session, job_id)
     report = status_service.job_report(session, job, order=STAGE_NAMES)
     return {**dataclasses.asdict(report), "until": (job.options or {}).get("until"),
             "model_profile": (job.options or {}).get("model_profile") or settings.model_profile,
+            "prioritise_failures": bool((job.options or {}).get("prioritise_failures")),
             "planned_stages": planned_stages((job.options or {}).get("until")), "item_count": job.item_count,
             "runner": _runner_state(jobs_runner, job.id)}
 
