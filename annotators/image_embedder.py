@@ -15,9 +15,10 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from annotators.loading import load_pretrained, stamp_for
+from annotators.loading import Loaded, load_pretrained, stamp_for
 from engine.domain.similarity import normalise
 from engine.domain.vocabulary import ModelKind
+from engine.ports import ModelStamp
 
 
 class Sam3ImageEmbedder:
@@ -28,8 +29,7 @@ class Sam3ImageEmbedder:
         loaded = load_pretrained(ref, Sam3Processor, Sam3Model, device)
         self.processor, self.model, self.device = loaded.processor, loaded.model, loaded.device
         self.torch = torch
-        stamp = stamp_for(ModelKind.PROPOSER, ref, loaded, {"embedding": "pooled-vision"})
-        self.stamp = replace(stamp, name=f"{stamp.name} (image embedding)")
+        self.stamp = sam3_embedding_stamp(ref, loaded)
 
     def embed_images(self, images: Sequence[Image.Image]) -> NDArray[np.float32]:
         if not images:
@@ -41,6 +41,13 @@ class Sam3ImageEmbedder:
     def _pooled(self, image: Image.Image) -> NDArray[np.float32]:
         pixels = self.processor(images=image, return_tensors="pt")["pixel_values"].to(self.device)
         return pool_vision_features(self.model.get_vision_features(pixel_values=pixels))
+
+
+def sam3_embedding_stamp(ref: str, loaded: Loaded) -> ModelStamp:
+    """The model version of pooled SAM 3 vision features of a checkpoint: the embedder's stamp, and the one
+    the SAM 3 proposer stores the same pooled features under (``Sam3Proposer.embedding_stamp``)."""
+    stamp = stamp_for(ModelKind.PROPOSER, ref, loaded, {"embedding": "pooled-vision"})
+    return replace(stamp, name=f"{stamp.name} (image embedding)")
 
 
 def pool_vision_features(vision: Any) -> NDArray[np.float32]:

@@ -5,6 +5,10 @@ across calls on the same image object (the latest image's features are kept); te
 cached per phrase across images (bounded LRU). Masks are made at the size of the image handed in
 (the engine hands a downscaled one, ``models.max_side``), one at a time, as booleans. ``propose_naive`` runs the full
 forward pass per phrase: the reference the reuse path must equal, and the benchmark's baseline.
+
+The kept vision features also give the image's embedding (``pooled_embedding``, the ``PooledEmbeddings`` port):
+pooled as ``Sam3ImageEmbedder`` pools them and stamped as it stamps its vectors (``embedding_stamp``), so the
+propose stage stores embeddings with no second encoding of the image.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
+from annotators.image_embedder import pool_vision_features, sam3_embedding_stamp
 from annotators.loading import load_pretrained, stamp_for
 from engine.domain.vocabulary import ModelKind
 from engine.ports import Proposal
@@ -37,6 +43,7 @@ class Sam3Proposer:
         self._vision: tuple[Image.Image, Any] | None = None
         self.stamp = stamp_for(ModelKind.PROPOSER, ref, loaded,
                                {"score_threshold": score_threshold, "mask_threshold": mask_threshold})
+        self.embedding_stamp = sam3_embedding_stamp(ref, loaded)
 
     # -- the engine's port
     def propose(self, image: Image.Image, phrases: Sequence[str]) -> list[list[Proposal]]:
@@ -61,6 +68,13 @@ class Sam3Proposer:
         vision = self.model.get_vision_features(pixel_values=pixels["pixel_values"].to(self.device))
         self._vision = (image, vision)
         return vision
+
+    def pooled_embedding(self, image: Image.Image) -> NDArray[np.float32] | None:
+        """The pooled vision features of ``image`` when it is the image last encoded, else None."""
+        if self._vision is None or self._vision[0] is not image:
+            return None
+        with self.torch.inference_mode():
+            return pool_vision_features(self._vision[1])
 
     def propose_naive(self, image: Image.Image, phrases: Sequence[str]) -> list[list[Proposal]]:
         """One full forward pass (image and text encoders) per phrase."""

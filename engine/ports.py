@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -121,6 +121,19 @@ class ImageEmbedder(Protocol):
 
     def embed_images(self, images: Sequence[Image.Image]) -> NDArray[np.floating[Any]]:
         """One L2-normalised vector per image (n × d)."""
+
+
+@runtime_checkable
+class PooledEmbeddings(Protocol):
+    """A proposer that can also give the image embedding of the image it last encoded (SAM 3: its vision
+    features pooled), stamped exactly as the image embedder of the same checkpoint stamps its vectors, so the
+    propose stage can store them and spare a separate embed step."""
+
+    embedding_stamp: ModelStamp
+
+    def pooled_embedding(self, image: Image.Image) -> NDArray[np.floating[Any]] | None:
+        """The embedding of ``image`` if it is the image last encoded (the same object), else None; runs
+        no encoder."""
 
 
 class ExemplarProposer(Protocol):

@@ -1,7 +1,8 @@
 """The approximate nearest-neighbour index of image embeddings (USearch, cosine, HNSW).
 
 One index per embedder model version, persisted at ``<data_dir>/index/<model_version_id>.usearch`` on
-each host; the ``image_embeddings`` table is the source of truth it is rebuilt from. Keys are image ids.
+each host; the ``image_embeddings`` table is the source of truth it is synced and rebuilt from. Keys are
+image ids.
 """
 
 from __future__ import annotations
@@ -57,6 +58,17 @@ class SimilarityIndex:
             if self._index.ndim != dim:
                 raise ValueError(f"index {self.path} has {self._index.ndim} dimensions, expected {dim}")
 
+    @classmethod
+    def readable(cls, path: Path, dim: int) -> SimilarityIndex | None:
+        """The index on disk, or None when the file is missing, unreadable (truncated, not an index) or
+        of another dimension: the caller rebuilds it from the table."""
+        if not Path(path).is_file():
+            return None
+        try:
+            return cls(path, dim)
+        except (RuntimeError, ValueError, OSError):
+            return None
+
     def __len__(self) -> int:
         return int(len(self._index))
 
@@ -65,6 +77,17 @@ class SimilarityIndex:
 
     def keys(self) -> set[int]:
         return {int(key) for key in self._index.keys}
+
+    def key_sum(self) -> int:
+        """The sum of the keys: with the size, a cheap fingerprint to compare with the table's."""
+        return int(np.asarray(self._index.keys, dtype=np.uint64).sum(dtype=np.uint64)) if len(self) else 0
+
+    def remove(self, image_ids: list[int]) -> int:
+        """Take the vectors of ``image_ids`` out (ids not in the index are ignored); returns how many."""
+        present = [key for key in image_ids if self._index.contains(key)]
+        for key in present:
+            self._index.remove(key)
+        return len(present)
 
     def add(self, image_ids: list[int], vectors: NDArray[np.float32]) -> int:
         """Add (or replace) the vectors of ``image_ids``; returns how many were added."""

@@ -2,7 +2,10 @@
 index up to date incrementally, rebuild it from the table, and search it.
 
 The ``image_embeddings`` table is the source of truth; the index (``<data_dir>/index/<version>.usearch``)
-is a per-host cache of it that :func:`rebuild_index` recreates.
+is a per-host cache of it. Searching syncs it incrementally (:func:`open_index`): a host adds the rows other
+hosts stored and drops the keys whose rows are gone (images deleted), compared cheaply first by count and
+key sum; only a missing, unreadable or other-dimension file is rebuilt whole (:func:`rebuild_index`, also
+the ``dataengine index rebuild`` command).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from engine.index import Neighbour, SimilarityIndex, index_path, writing
 from engine.ports import ImageEmbedder
 from engine.services.common import load_images, register
 from engine.storage import MediaStore
+
+SYNC_CHUNK = 1000  # image ids per query when a sync reads the vectors an index lacks
 
 
 def embed_images(session: Session, store: MediaStore, embedder: ImageEmbedder, image_ids: Sequence[int], *,
@@ -45,8 +50,11 @@ def embed_images(session: Session, store: MediaStore, embedder: ImageEmbedder, i
 def store_embeddings(session: Session, model_version_id: int, image_ids: Sequence[int],
                      vectors: NDArray[np.floating[Any]], *, data_dir: Path) -> int:
     """Store vectors computed elsewhere (e.g. pooled by the propose stage from the SAM 3 vision features it
-    already has) as rows of ``model_version_id`` and add them to this host's index; returns the count.
-    Images that already have a row of that version are left as they are."""
+    already has) as rows of ``model_version_id`` and add them to this host's index (one lock and save for
+    the lot); returns the count. Images that already have a row of that version are left as they are."""
+    image_ids = list(image_ids)
+    if not image_ids:
+        return 0
     done = set(session.scalars(select(ImageEmbedding.image_id).where(
         ImageEmbedding.model_version_id == model_version_id, ImageEmbedding.image_id.in_(image_ids))))
     keep = [n for n, i in enumerate(image_ids) if i not in done]
@@ -60,16 +68,23 @@ def store_embeddings(session: Session, model_version_id: int, image_ids: Sequenc
     session.flush()
     path = index_path(data_dir, model_version_id)
     with writing(path):
-        index = SimilarityIndex(path, dim)
-        index.add(ids, unit)
-        index.save()
+        index = SimilarityIndex.readable(path, dim)
+        if index is None:  # none on this host yet, or unreadable: made from the table (which has these rows)
+            _rebuild_locked(session, model_version_id, path)
+        else:
+            index.add(ids, unit)
+            index.save()
     return len(ids)
 
 
-def stored_vectors(session: Session, model_version_id: int) -> tuple[list[int], NDArray[np.float32]]:
-    """All stored (image id, vector) of a version, in id order."""
-    rows = session.execute(select(ImageEmbedding.image_id, ImageEmbedding.dim, ImageEmbedding.vector).where(
-        ImageEmbedding.model_version_id == model_version_id).order_by(ImageEmbedding.image_id)).all()
+def stored_vectors(session: Session, model_version_id: int,
+                   image_ids: Sequence[int] | None = None) -> tuple[list[int], NDArray[np.float32]]:
+    """The stored (image id, vector) of a version, in id order: all of them, or those of ``image_ids``."""
+    query = select(ImageEmbedding.image_id, ImageEmbedding.dim, ImageEmbedding.vector).where(
+        ImageEmbedding.model_version_id == model_version_id)
+    if image_ids is not None:
+        query = query.where(ImageEmbedding.image_id.in_(list(image_ids)))
+    rows = session.execute(query.order_by(ImageEmbedding.image_id)).all()
     if not rows:
         return [], np.zeros((0, 0), dtype=np.float32)
     return [r.image_id for r in rows], np.stack([unpack(r.vector, r.dim) for r in rows])
@@ -77,16 +92,22 @@ def stored_vectors(session: Session, model_version_id: int) -> tuple[list[int], 
 
 def rebuild_index(session: Session, model_version_id: int, *, data_dir: Path) -> int:
     """Recreate the version's index file from the table; returns the number of vectors."""
-    ids, vectors = stored_vectors(session, model_version_id)
     path = index_path(data_dir, model_version_id)
     with writing(path):
-        path.unlink(missing_ok=True)
-        if not ids:
-            return 0
-        index = SimilarityIndex(path, int(vectors.shape[1]))
-        index.add(ids, vectors)
-        index.save()
-    return len(ids)
+        index = _rebuild_locked(session, model_version_id, path)
+    return len(index) if index is not None else 0
+
+
+def _rebuild_locked(session: Session, model_version_id: int, path: Path) -> SimilarityIndex | None:
+    """The index made anew from every row of the version (the caller holds the file's lock)."""
+    ids, vectors = stored_vectors(session, model_version_id)
+    path.unlink(missing_ok=True)
+    if not ids:
+        return None
+    index = SimilarityIndex(path, int(vectors.shape[1]))
+    index.add(ids, vectors)
+    index.save()
+    return index
 
 
 def embedding_versions(session: Session) -> list[int]:
@@ -96,19 +117,51 @@ def embedding_versions(session: Session) -> list[int]:
 
 
 def open_index(session: Session, model_version_id: int, *, data_dir: Path) -> SimilarityIndex | None:
-    """The version's index; rebuilt from the table first when this host has none or when its size differs
-    from the table's (rows stored by another host, or deleted with their images). None without rows."""
-    path = index_path(data_dir, model_version_id)
-    where = ImageEmbedding.model_version_id == model_version_id
-    rows = session.scalar(select(func.count()).select_from(ImageEmbedding).where(where)) or 0
-    dim = session.scalar(select(ImageEmbedding.dim).where(where).limit(1))
+    """The version's index, in step with the table; None without rows. An index whose size and key sum
+    equal the table's is used as it is (no lock, one aggregate query); otherwise it is synced under the
+    file's lock (:func:`sync_index`)."""
+    rows, key_sum, dim = _table_state(session, model_version_id)
     if not rows or not dim:
         return None
-    index = SimilarityIndex(path, int(dim)) if path.exists() else None
-    if index is None or len(index) != rows:
-        rebuild_index(session, model_version_id, data_dir=data_dir)
-        index = SimilarityIndex(path, int(dim))
-    return index
+    path = index_path(data_dir, model_version_id)
+    index = SimilarityIndex.readable(path, dim)
+    if index is not None and len(index) == rows and index.key_sum() == key_sum:
+        return index
+    return sync_index(session, model_version_id, data_dir=data_dir)
+
+
+def sync_index(session: Session, model_version_id: int, *, data_dir: Path) -> SimilarityIndex | None:
+    """Bring this host's index in step with the table: add the rows it lacks (stored by other hosts),
+    remove the keys the table no longer has (images deleted); rebuild it whole only when the file is
+    missing, unreadable or of another dimension. None when the version has no rows."""
+    path = index_path(data_dir, model_version_id)
+    with writing(path):
+        rows, _, dim = _table_state(session, model_version_id)
+        if not rows or not dim:
+            return None
+        index = SimilarityIndex.readable(path, dim)
+        if index is None:
+            return _rebuild_locked(session, model_version_id, path)
+        table = set(session.scalars(select(ImageEmbedding.image_id).where(
+            ImageEmbedding.model_version_id == model_version_id)))
+        have = index.keys()
+        gone, missing = sorted(have - table), sorted(table - have)
+        if not gone and not missing:
+            return index
+        index.remove(gone)
+        for start in range(0, len(missing), SYNC_CHUNK):
+            ids, vectors = stored_vectors(session, model_version_id, missing[start:start + SYNC_CHUNK])
+            index.add(ids, vectors)
+        index.save()
+        return index
+
+
+def _table_state(session: Session, model_version_id: int) -> tuple[int, int, int | None]:
+    """The version's row count, sum of image ids and dimension, in one query."""
+    count, key_sum, dim = session.execute(select(
+        func.count(), func.coalesce(func.sum(ImageEmbedding.image_id), 0), func.max(ImageEmbedding.dim),
+    ).where(ImageEmbedding.model_version_id == model_version_id)).one()
+    return int(count or 0), int(key_sum or 0), (int(dim) if dim else None)
 
 
 def similar_to_image(session: Session, image_id: int, k: int, *, model_version_id: int,

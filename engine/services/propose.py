@@ -8,10 +8,19 @@ Memory per image is bounded whatever its size: the proposer is handed the image 
 ``max_side`` (``models.max_side``), phrase by phrase (the proposer keeps the image's encoding), so
 at most one phrase's masks exist at the downscaled size; each is encoded at the image's original
 size on its own (``engine/domain/mask_scale.py``).
+
+With ``embed_to`` (the data directory) and a proposer that has the ``PooledEmbeddings`` port, each proposed
+image's embedding — the proposer's vision features pooled, no second encoding — is stored under the image
+embedder's model version and added to the similarity index, once per batch. Images not encoded (skipped,
+balanced out, nothing left to propose) get none here (``dataengine index embed`` embeds them).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
 from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,7 +31,7 @@ from engine.domain.balancing import SKIP_REASON
 from engine.domain.mask_scale import encode_at
 from engine.domain.masks import RleMask, dedup_by_iou
 from engine.domain.vocabulary import StageStatus
-from engine.ports import MaskProposer, Proposal
+from engine.ports import MaskProposer, PooledEmbeddings, Proposal
 from engine.repositories import labels as labels_repo
 from engine.services.common import (
     MAX_SIDE,
@@ -34,9 +43,11 @@ from engine.services.common import (
     image_sizes,
     load_images,
     record,
+    register,
     with_work,
 )
 from engine.services.concept_stats import balance_pairs
+from engine.services.embeddings import store_embeddings
 from engine.settings import ProposeSettings
 from engine.storage import MediaStore
 
@@ -45,9 +56,11 @@ STAGE = "propose"
 
 def propose_batch(session: Session, store: MediaStore, proposer: MaskProposer, settings: ProposeSettings,
                   job_id: int, image_ids: list[int], *, max_side: int = MAX_SIDE,
-                  balancing: BalancingSettings | None = None) -> StageReport:
+                  balancing: BalancingSettings | None = None, embed_to: Path | None = None) -> StageReport:
     """Propose masks for the claimed images' phrases. With ``balancing``, the pairs of saturated
-    concepts are left out (except the explored share); each image's stage detail names them."""
+    concepts are left out (except the explored share); each image's stage detail names them. With
+    ``embed_to`` (the data directory, whose ``index/`` holds the similarity index) and a proposer with
+    pooled embeddings, the encoded images' embeddings are stored as well (counts["embeddings"])."""
     batch = claim_batch(session, STAGE, job_id, image_ids, proposer.stamp)
     report, items = batch.report, batch.items
     if not items:
@@ -63,6 +76,8 @@ def propose_batch(session: Session, store: MediaStore, proposer: MaskProposer, s
             by_image.setdefault(image_id, []).append((pair_id, text))
     balanced_out = balance_pairs(session, by_image, balancing) if balancing is not None else {}
     sizes = image_sizes(session, ids)
+    pooling = proposer if embed_to is not None and isinstance(proposer, PooledEmbeddings) else None
+    pooled: dict[int, NDArray[np.floating]] = {}
     for claimed in items:  # one image in memory at a time
         images: dict[int, PILImage.Image | str] = {}
         if balanced_out.get(claimed.subject_id) and not by_image.get(claimed.subject_id):
@@ -76,8 +91,16 @@ def propose_batch(session: Session, store: MediaStore, proposer: MaskProposer, s
                                            "no phrase left to propose for this image"):
             _propose_image(session, report, item, todo, image, sizes[item.subject_id], proposer, version, settings,
                            balanced_out.get(item.subject_id, []))
+            vector = pooling.pooled_embedding(image) if pooling is not None else None
+            if vector is not None:
+                pooled[item.subject_id] = vector
         del images
     session.flush()
+    if pooling is not None and pooled and embed_to is not None:
+        with Timer(report, "embed"):
+            embedder_version = register(session, pooling.embedding_stamp).id
+            report.counts["embeddings"] += store_embeddings(
+                session, embedder_version, list(pooled), np.stack(list(pooled.values())), data_dir=embed_to)
     return report
 
 
