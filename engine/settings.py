@@ -24,6 +24,7 @@ from pydantic_settings import (
 from engine.balancing_settings import BalancingSettings
 from engine.exemplar_settings import ExemplarSettings
 from engine.failure_settings import FailureMiningSettings
+from engine.observability_settings import ObservabilitySettings
 from engine.similarity_settings import SimilaritySettings
 from engine.video_settings import VideoSettings
 
@@ -355,6 +356,7 @@ class Settings(BaseSettings):
     balancing: BalancingSettings = BalancingSettings()
     exemplars: ExemplarSettings = ExemplarSettings()
     failure_mining: FailureMiningSettings = FailureMiningSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
