@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from engine import model_states
 from engine.domain.vocabulary import ModelKind
 from engine.ports import (
     Captioner,
@@ -38,7 +39,8 @@ class ModelCache:
     def _get(self, name: str, build: Callable[[Settings], Any]) -> Any:
         with self._lock:
             if name not in self._models:
-                self._models[name] = build(self.settings)
+                with model_states.loading(name):  # the pages show "loading the model" meanwhile
+                    self._models[name] = build(self.settings)
             return self._models[name]
 
     def _promoted(self, name: str, kind: ModelKind, build: Callable[[Settings, str | None], Any]) -> Any:
