@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from engine.balancing_settings import BalancingSettings
+from engine.domain.vocabulary import Role
 from engine.exemplar_settings import ExemplarSettings
 from engine.failure_settings import FailureMiningSettings
 from engine.observability_settings import ObservabilitySettings
@@ -255,6 +256,11 @@ class QueueSettings(BaseModel):
         description="the most tasks one person may hold leased at once (POST /tasks/next answers 409 "
                     "too_many_leases beyond); at least the queue page's prefetch depth + 1. The Label Studio "
                     "bridge is exempt (it leases in bulk); its leases expire like everyone's")
+    show_ai_reason_to: list[Role] = Field(
+        [Role.REVIEWER, Role.ADMIN],
+        description="the roles whose task page shows why the task was made (the AI's suggestion and scores, "
+                    "engine/services/task_reason.py). Annotators do not see it by default: the AI's verdict "
+                    "may anchor their answer. The API leaves the reason out (null) for the other roles")
 
 
 class PipelineSettings(BaseModel):
