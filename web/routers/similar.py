@@ -1,31 +1,18 @@
 """Similarity search over stored image embeddings: the images most like one image (no model runs
-here; the index file is this host's, rebuilt from the database when missing)."""
+here; the index file is this host's, kept in step with the database when searched)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from engine.domain.vocabulary import Role
 from engine.services import embeddings
-from engine.services.auth import Principal
-from web.deps import PrincipalDep, SessionDep, SettingsDep, UnitOfWorkRoute
+from web.deps import ImageReader, SessionDep, SettingsDep, UnitOfWorkRoute
 from web.schemas import Id
 
+# Who may read images by id may see which images are like them (every role: the queue's task page shows an
+# annotator the current image's neighbours; the answer holds image ids and similarities only).
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/images", tags=["images"])
-SEARCHERS = frozenset({Role.REVIEWER, Role.ADMIN, Role.ML_ENGINEER})
-
-
-async def searcher(principal: PrincipalDep) -> Principal:
-    """Reviewers, ML engineers and admins (403 for anyone else)."""
-    if Role(principal.role) not in SEARCHERS:
-        raise HTTPException(403, f"the {principal.role.value} role may not search similar images")
-    return principal
-
-
-Searcher = Annotated[Principal, Depends(searcher)]
 
 
 class NeighbourOut(BaseModel):
@@ -40,7 +27,7 @@ class SimilarOut(BaseModel):
 
 
 @router.get("/{image_id}/similar", response_model=SimilarOut)
-def similar(image_id: Id, session: SessionDep, settings: SettingsDep, _: Searcher,
+def similar(image_id: Id, session: SessionDep, settings: SettingsDep, _: ImageReader,
             k: int = Query(10, ge=1, le=100, description="neighbours to return"),
             version: int | None = Query(None, ge=1, description="embedder model version (default: the latest)"),
             ) -> SimilarOut:
