@@ -256,6 +256,9 @@ class QueueSettings(BaseModel):
         description="the most tasks one person may hold leased at once (POST /tasks/next answers 409 "
                     "too_many_leases beyond); at least the queue page's prefetch depth + 1. The Label Studio "
                     "bridge is exempt (it leases in bulk); its leases expire like everyone's")
+    undo_window_s: int = Field(
+        60, ge=0, le=3_600,
+        description="a person may undo their last verdict for this long (and until their next verdict); 0: never")
     show_ai_reason_to: list[Role] = Field(
         [Role.REVIEWER, Role.ADMIN],
         description="the roles whose task page shows why the task was made (the AI's suggestion and scores, "
