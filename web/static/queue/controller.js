@@ -28,11 +28,12 @@ function loadImage(url) {
 
 export class QueueController {
   /** api: api.js request; viewer: viewer.js Viewer; saveKinds(kinds): remember the choice of kinds;
-   * reservedKeys: the page's own keys, which no task kind may take. */
-  constructor({api, viewer, saveKinds = () => {}, reservedKeys = []}) {
+   * reservedKeys: the page's own keys, which no task kind may take; onClose(): the shown task goes away. */
+  constructor({api, viewer, saveKinds = () => {}, reservedKeys = [], onClose = () => {}}) {
     this.api = api;
     this.viewer = viewer;
     this.saveKinds = saveKinds;
+    this.onClose = onClose;
     this.state = new QueueState();
     this.prefetching = null; // the lease under way
     this.advancing = null; // the move to the next task under way
@@ -116,6 +117,7 @@ export class QueueController {
     entry.mode.unmount();
     entry.comment = panel.comment();
     this.state.current = null;
+    this.onClose();
     this.viewer.clear();
     stageMessage("");
   }

@@ -20,7 +20,8 @@ import {createApi} from "./api.js";
 import {QueueController} from "./controller.js";
 import {KINDS} from "./kinds/index.js";
 import * as panel from "./panel.js";
-import {byId, isTyping, nav, noFocus, onLogout, stageMessage} from "./ui.js";
+import {SimilarStrip} from "./similar.js";
+import {byId, el, isTyping, nav, noFocus, onLogout, stageMessage} from "./ui.js";
 import {Viewer} from "./viewer.js";
 
 const DEFAULT_HEARTBEAT_S = 60; // queue.heartbeat_s's default; used unless the API says otherwise
@@ -34,15 +35,18 @@ function toLogin() {
 const api = createApi({csrfToken: () => me?.csrf_token, onUnauthorized: toLogin});
 const viewer = new Viewer(byId("stage"), byId("canvas"), {onZoom: (text) => { byId("zoom-level").textContent = text; }});
 const kindsKey = () => `dataengine.queue.kinds.${me?.username || ""}`;
+// the current image's neighbours, asked for only when opened (similar.js); closed when the task changes
+const similar = new SimilarStrip({api, el, nodes: {section: byId("similar"), status: byId("similar-status"),
+  list: byId("similar-list"), button: byId("similar-toggle")}});
 // The page's own keys (a task kind's own keys come first; its verdict keys never take these).
 const PAGE_KEYS = {
-  k: () => queue.skip(), f: () => viewer.fit(), v: () => viewer.toggleMasks(),
+  k: () => queue.skip(), f: () => viewer.fit(), v: () => viewer.toggleMasks(), l: () => similar.toggle(queue.current?.task),
   "=": () => viewer.zoomCentre(1.25), "+": () => viewer.zoomCentre(1.25), "-": () => viewer.zoomCentre(0.8),
 };
 const REPEATING_KEYS = ["[", "]"]; // a held key must not judge task after task; brush size may repeat
 
 const queue = new QueueController({
-  api, viewer, reservedKeys: [...Object.keys(PAGE_KEYS), "?"], saveKinds: (kinds) => {
+  api, viewer, reservedKeys: [...Object.keys(PAGE_KEYS), "?"], onClose: () => similar.close(), saveKinds: (kinds) => {
     try { localStorage.setItem(kindsKey(), JSON.stringify(kinds)); } catch { /* private mode: not kept */ }
   },
 });
@@ -81,6 +85,9 @@ function onKeyDown(e) {
 
 function wireStatic() {
   noFocus(byId("skip")).addEventListener("click", () => queue.skip());
+  noFocus(byId("similar-toggle")).addEventListener("click", () => {
+    if (queue.current && queue.ready()) similar.toggle(queue.current.task);
+  });
   for (const node of document.querySelectorAll(".tools button")) {
     noFocus(node).addEventListener("click", () => queue.current?.mode.setTool?.(node.dataset.tool));
   }

@@ -6,7 +6,8 @@ import {kindTitle} from "./kinds/index.js";
 import {actionButton, byId, el} from "./ui.js";
 
 const COMMON_HELP = [["K", "skip this task"], ["Wheel, + −", "zoom"], ["Space+drag, middle drag", "pan"],
-  ["F", "fit the image"], ["V", "hide / show masks"], ["?", "hide / show this help"]];
+  ["F", "fit the image"], ["V", "hide / show masks"], ["L", "similar images (open / close)"],
+  ["?", "hide / show this help"]];
 const body = document.body;
 
 export function showTask(entry) {
