@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.db.models import MiningJob
+from engine.domain.vocabulary import ItemStatus, StageStatus
 from engine.ports import TaskQueue
 from engine.repositories import jobs as jobs_repo
 from engine.repositories import stages as stages_repo
@@ -34,6 +35,8 @@ class RunResult:
     seconds: Counter[str] = field(default_factory=Counter)  # mining steps (in-process only)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # per stage (in-process only)
     finished: bool = True
+    # items each stage finished in this run: done, failed, duplicate, skipped (in-process only)
+    stage_items: Counter[str] = field(default_factory=Counter)
 
 
 def run_mine(settings: Settings, source: str, *, job_name: str | None = None,
@@ -89,10 +92,12 @@ def _run(ctx: TaskContext, plan: mine.JobPlan, leftovers: dict[str, list[int]], 
          queue: TaskQueue | None) -> RunResult:
     settings = ctx.settings
     steps: Counter[str] = Counter()
+    stage_items: Counter[str] = Counter()
     total, done = len(plan.pending), 0
 
     def collect(report: dict[str, Any]) -> None:
         nonlocal done
+        stage_items[report.get("stage", "?")] += _finished(report)
         if report.get("stage") == "mine":
             steps.update(report.get("seconds", {}))
             done += sum(v for k, v in report.get("counts", {}).items() if k != "skipped")
@@ -118,7 +123,15 @@ def _run(ctx: TaskContext, plan: mine.JobPlan, leftovers: dict[str, list[int]], 
         assert job is not None
         report = status.job_report(session, job, order=STAGE_NAMES)
     stage_seconds = queue.seconds if isinstance(queue, InProcessQueue) else {}
-    return RunResult(plan, report, time.perf_counter() - started, steps, stage_seconds, finished)
+    return RunResult(plan, report, time.perf_counter() - started, steps, stage_seconds, finished, stage_items)
+
+
+def _finished(report: dict[str, Any]) -> int:
+    """The items a batch's report says it finished (mining's "skipped" are items it did not claim)."""
+    outcomes = {s.value for s in (*ItemStatus, *StageStatus) if s.value != "pending"}
+    if report.get("stage") == "mine":
+        outcomes.discard(StageStatus.SKIPPED.value)
+    return sum(int(v) for k, v in report.get("counts", {}).items() if k in outcomes)
 
 
 def wait_for_job(ctx: TaskContext, job_id: int, total: int, timeout_s: float | None,
