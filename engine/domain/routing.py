@@ -188,10 +188,25 @@ def _pair(p: float, t: float) -> tuple[str, str]:
 
 
 def _top_label(probabilities: Mapping[str, float]) -> str:
+    """The verifier's most probable raw label, worded for a person ("the AI suggested: reject (23 %)")."""
     if not probabilities:
         return ""
     label, prob = max(probabilities.items(), key=lambda kv: (kv[1], kv[0]))
-    return f"; AI top label {label} ({_num(prob, 2)})"
+    return f"; {AI_SUGGESTED} {label} ({percent(prob)})"
+
+
+#: how a reason names the verifier's top label (engine/services/task_reason.py rewords older reasons)
+AI_SUGGESTED = "the AI suggested:"
+
+
+def percent(prob: float) -> str:
+    """A probability as a whole percentage ("23 %"); under 1 % and over 99 % not rounded to 0 or 100."""
+    value = 100.0 * prob
+    if 0.0 < value < 1.0:
+        return "<1 %"
+    if 99.0 < value < 100.0:
+        return ">99 %"
+    return f"{value:.0f} %"
 
 
 def _check_probability(value: float, what: str) -> float:

@@ -25,6 +25,7 @@ from engine.db.models import (
 )
 from engine.db.session import session_scope
 from engine.domain.masks import encode_mask
+from engine.domain.vocabulary import Role
 from engine.services import annotation, queue
 from tests.factories import seed_review_items
 from tests.web.conftest import PASSWORD
@@ -517,6 +518,7 @@ def test_the_cap_setting_is_at_least_the_pages_prefetch_depth_plus_one():
 
 
 def test_a_gold_task_answers_like_an_ordinary_one_of_its_kind(login, seeded, web_settings):
+    web_settings.queue.show_ai_reason_to = list(Role)  # the annotator sees the why line too: compare it
     rev = login("rev")
     source = lease(rev, ["verify_mask"])
     assert judge(rev, source, "accept").status_code == 201

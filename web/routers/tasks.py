@@ -14,8 +14,10 @@ from sqlalchemy import select
 from engine.db.models import HumanTask, Image, ImageConcept
 from engine.domain.masks import encode_mask
 from engine.domain.vocabulary import Role, TaskKind, TaskState
-from engine.services import annotation, labelstudio, queue
+from engine.services import annotation, labelstudio, queue, task_reason
+from engine.services.auth import Principal
 from engine.services.common import load_images
+from engine.settings import Settings
 from engine.storage import LocalMediaStore
 from web.deps import Annotator, ModelsDep, SessionDep, SettingsDep, UnitOfWorkRoute
 from web.errors import DECISION_CONFLICT, ERROR_HEADER
@@ -132,6 +134,13 @@ def _held(session: Any, task_id: int, user_id: int) -> HumanTask:
     return task
 
 
+def _describe(session: Any, task: HumanTask, principal: Principal, settings: Settings) -> dict[str, Any]:
+    """The task as the page needs it; its reason (the AI's verdict) only for the roles that may see it."""
+    out = annotation.describe(session, task)
+    out["reason"] = task_reason.shown_reason(out.get("reason"), principal.role, settings.queue.show_ai_reason_to)
+    return out
+
+
 @router.post("/next", responses={200: {
     "model": EmptyOut,
     "description": "the leased task (the object GET /tasks/{id} returns), or, when there is none for you, "
@@ -150,7 +159,7 @@ def next_task(principal: Annotator, session: SessionDep, settings: SettingsDep,
     task = queue.lease_for(session, principal.user_id, kinds, lease_s=q.lease_s, gold_rate=q.gold_rate,
                            rng=_rng, independent_review=q.independent_review, max_leases=cap)
     if task is not None:
-        return _json(annotation.describe(session, task))
+        return _json(_describe(session, task, principal, settings))
     empty = queue.why_empty(session, principal.user_id, kinds, allowed_kinds(principal),
                             ROLE_KINDS.get(principal.role, ()), q.independent_review)
     return _json({
@@ -162,15 +171,15 @@ def next_task(principal: Annotator, session: SessionDep, settings: SettingsDep,
 
 
 @router.get("/held")
-def held(principal: Annotator, session: SessionDep) -> list[Any]:
+def held(principal: Annotator, session: SessionDep, settings: SettingsDep) -> list[Any]:
     """The tasks leased to you now (after a crashed page: resume them or release them)."""
-    return [annotation.describe(session, t) for t in queue.held_by(session, principal.user_id)]
+    return [_describe(session, t, principal, settings) for t in queue.held_by(session, principal.user_id)]
 
 
 @router.get("/{task_id}")
-def get_task(task_id: Id, principal: Annotator, session: SessionDep) -> Any:
+def get_task(task_id: Id, principal: Annotator, session: SessionDep, settings: SettingsDep) -> Any:
     """A task you hold (reloading the page keeps your place)."""
-    return annotation.describe(session, _held(session, task_id, principal.user_id))
+    return _describe(session, _held(session, task_id, principal.user_id), principal, settings)
 
 
 @router.post("/{task_id}/heartbeat", response_model=LeaseOut)

@@ -126,9 +126,9 @@ def test_reasons_carry_presence_and_ai_top_label():
     pair = PairItem(pair_id=1, p_accept=0.97, n_masks=0, presence_score=0.03,
                     probabilities={"accept": 0.96, "reject": 0.04})
     reason = route_pair(pair, CAL).reason
-    assert "presence 0.03" in reason and "AI top label accept (0.96)" in reason
+    assert "presence 0.03" in reason and "the AI suggested: accept (96 %)" in reason
     mask = MaskItem(mask_id=1, pair_id=1, p_accept=0.5, probabilities={"accept": 0.3, "whole_image": 0.7})
-    assert "AI top label whole_image (0.7)" in route_mask(mask, CAL).reason
+    assert "the AI suggested: whole_image (70 %)" in route_mask(mask, CAL).reason
     one = route_pair(PairItem(1, 0.97, 1), CAL).reason
     assert "1 accepted mask" in one and "masks" not in one
     decided = MaskItem(1, 1, 0.99, human_decided=True, human_label="reject")
