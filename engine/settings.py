@@ -148,7 +148,10 @@ class ProposeSettings(BaseModel):
     score_threshold: float = Field(0.5, ge=0, le=1)
     mask_threshold: float = Field(0.5, ge=0, le=1)
     dedup_iou: float = Field(0.8, gt=0, le=1, description="masks of one phrase overlapping more are duplicates")
-    max_masks_per_phrase: int = Field(32, ge=1, le=1000)
+    max_masks_per_phrase: int = Field(
+        32, ge=1, le=1000,
+        description="candidate masks kept per phrase of an image, best scored first (after dedup_iou); "
+                    "`dataengine demo` with the tiny profile keeps 8 unless this is set")
     text_cache_size: int = Field(4096, ge=0, description="text features kept per process, by phrase")
 
 
