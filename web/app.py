@@ -172,7 +172,9 @@ def create_app(settings: Settings | None = None, *, jobs: JobRunner | None = Non
 
     for path, filename in PAGES.items():
         app.add_api_route(path, _page(filename), include_in_schema=False, methods=["GET"])
-    app.add_api_route("/", lambda: RedirectResponse("/queue"), include_in_schema=False, methods=["GET"])
+    # the log-in page sends a signed-in visitor on to their role's page (an admin to the dashboard: the
+    # queue page leases a task as it opens)
+    app.add_api_route("/", lambda: RedirectResponse("/login"), include_in_schema=False, methods=["GET"])
     errors.install(app)
     app.add_middleware(Guard, max_body=settings.serve.max_body_bytes)
     return app
