@@ -23,10 +23,8 @@ from typing import Any
 from bench._common import RESULTS_DIR, build_dir_atomically
 
 CACHE_DIR = RESULTS_DIR / "cache"
-DINOV2_SIZES: dict[str, dict[str, int]] = {
-    "dinov2-tiny": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2},
-    "dinov2-small": {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6},
-}
+#: (hidden size, layers, attention heads)
+DINOV2_SIZES: dict[str, tuple[int, int, int]] = {"dinov2-tiny": (32, 2, 2), "dinov2-small": (384, 12, 6)}
 
 
 def _build_tiny_sam3(out: Path, seed: int) -> Path:
@@ -43,8 +41,9 @@ def _dinov2_builder(name: str) -> Callable[[Path, int], Path]:
 
         from annotators.tiny.saving import save, seeded
 
-        dims = DINOV2_SIZES[name]
-        config = Dinov2Config(image_size=518, patch_size=14, intermediate_size=4 * dims["hidden_size"], **dims)
+        hidden, layers, heads = DINOV2_SIZES[name]
+        config = Dinov2Config(image_size=518, patch_size=14, hidden_size=hidden, num_hidden_layers=layers,
+                              num_attention_heads=heads, mlp_ratio=4)
         processor = BitImageProcessor(size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224},
                                       do_center_crop=True, do_convert_rgb=True,
                                       image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
