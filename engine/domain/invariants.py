@@ -63,7 +63,8 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant(
         "T2", VERDICT,
         "one person never gives two verdicts on one task: per (task, person) at most one verdict that no "
-        "other verdict supersedes (a superseding edit replaces, it does not add)."),
+        "other verdict supersedes (a superseding edit replaces, it does not add; an undo takes back, it "
+        "judges nothing and is not counted)."),
     Invariant(
         "T3", VERDICT,
         "a verdict's kind matches its task's kind, its pair and mask are the task's, and a verdict it "
@@ -76,7 +77,7 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant(
         "T6", TASK,
         "no more people judged a task than its review count: people with a verdict on it that no other "
-        "verdict supersedes ≤ `reviews_required`."),
+        "verdict supersedes and that is no undo ≤ `reviews_required`."),
     Invariant(
         "F1", FILE,
         "every file under the media root older than the grace period (a leftover `.tmp-*` file included) is "
