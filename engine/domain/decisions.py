@@ -26,6 +26,12 @@ Authority
   person. Agreeing with the settled state is no conflict (nothing changes). The same task deciding
   again (a multi-review majority, a superseding Label Studio edit) is no conflict either.
 
+Undo
+  A person may take back their last verdict (:func:`undo`): what it changed (:func:`record`, kept in the
+  verdict) goes back to what it was, provided nothing has decided those items since; the masks a
+  correction drew are rejected (never deleted). The taking back is itself a verdict (label
+  :data:`UNDONE`) that supersedes the one it takes back; it is no judgement of its own.
+
 Consequences
   accepting a mask makes its pair positive; a person accepting a mask on a pair the AI called negative
   clears that claim and asks a person to check the pair again; an exhaustive claim whose masks all end
@@ -166,7 +172,8 @@ class Outcome:
     """What a judgement does. ``conflict`` set: nothing changes (the caller still records the verdict)."""
 
     conflict: Conflict | None = None
-    masks: Mapping[int, tuple[MaskState, Decider]] = field(default_factory=dict)  # mask id → (state, decided_by)
+    # mask id → (state, decided_by); decided_by None only with candidate (an undo restoring a candidate)
+    masks: Mapping[int, tuple[MaskState, Decider | None]] = field(default_factory=dict)
     pair: PairState | None = None  # None: the pair's columns stay as they are
     follow_up: TaskKind | None = None  # a task kind the pair now needs (check_exhaustivity | correct)
     follow_up_reason: str | None = None
@@ -196,7 +203,7 @@ def polarity_of(claim: Claim, states: Iterable[str]) -> Polarity:
     return UNKNOWN
 
 
-def _resolve(pair: PairFacts, masks: Mapping[int, tuple[MaskState, Decider]], claim: Claim,
+def _resolve(pair: PairFacts, masks: Mapping[int, tuple[MaskState, Decider | None]], claim: Claim,
              decided_by: Decider | None, follow_up: TaskKind | None = None, reason: str | None = None,
              settles: bool = False, new_masks: tuple[MaskState, Decider] | None = None, n_new: int = 0) -> Outcome:
     """The outcome once ``masks`` changed and the pair holds ``claim``: derive the polarity, and void
@@ -318,3 +325,82 @@ def route_pair(pair: PairFacts, label: str) -> Outcome:
         return Outcome()  # an accepted mask says the phrase is there
     claim = Claim.NEGATIVE if label == RoutePairLabel.NEGATIVE else Claim.EXHAUSTIVE
     return _resolve(pair, {}, claim, AI)
+
+
+# ------------------------------------------------------------------------------------- undo
+#: the label of a person's verdict that takes back their previous one (it supersedes it); such a
+#: verdict judges nothing: it counts neither as a review nor as a decision
+UNDONE = "undone"
+
+
+def record(before: PairFacts, outcome: Outcome) -> dict[str, object]:
+    """What an applied judgement changed, as JSON for its verdict's payload (what :func:`undo` needs):
+    each changed mask's (state, decided_by) before and after, the pair's (claim, decider) before and
+    after when its row changed, the follow-up task kind it asked for, whether it settled the pair."""
+    masks: dict[str, object] = {}
+    if outcome.conflict is None:
+        for mask_id, (state, by) in outcome.masks.items():
+            old = before.mask(mask_id)
+            if (old.state, old.decided_by) != (state, by):
+                masks[str(mask_id)] = {"before": [old.state.value, _value(old.decided_by)],
+                                       "after": [state.value, _value(by)]}
+    pair: dict[str, object] | None = None
+    p = outcome.pair
+    if outcome.conflict is None and p is not None and (p.claim, p.decided_by) != (before.claim, before.decided_by):
+        pair = {"before": [before.claim.value, _value(before.decided_by)],
+                "after": [p.claim.value, _value(p.decided_by)]}
+    return {"masks": masks, "pair": pair, "applied": outcome.conflict is None,
+            "follow_up": outcome.follow_up.value if outcome.follow_up and outcome.conflict is None else None,
+            "settles": outcome.settles and outcome.conflict is None}
+
+
+def _value(d: Decider | None) -> str | None:
+    return None if d is None else d.value
+
+
+def _decider_of(x: object) -> Decider | None:
+    return None if x is None else Decider(str(x))
+
+
+def _undo_conflict(message: str) -> Outcome:
+    return Outcome(Conflict(f"{message}: the verdict can no longer be undone.", None))
+
+
+def undo(pair: PairFacts, recorded: Mapping[str, object], new_mask_ids: Iterable[int] = ()) -> Outcome:
+    """Take back a person's verdict whose applied changes are ``recorded`` (:func:`record`), the pair
+    now being ``pair``: every mask it changed and the pair's claim go back to what they were, the
+    masks its correction drew (``new_mask_ids``) are rejected. A :class:`Conflict` when anything it
+    changed was decided again since (its state is not what the verdict left), or when going back
+    would contradict what was decided since (a negative claim over an accepted mask)."""
+    masks_rec = recorded.get("masks") or {}
+    if not isinstance(masks_rec, Mapping):
+        raise DecisionError("the recorded mask changes are not a mapping")
+    changes: dict[int, tuple[MaskState, Decider | None]] = {}
+    present = {m.id: m for m in pair.masks}
+    for key, change in masks_rec.items():
+        mask_id = int(key)
+        mask = present.get(mask_id)
+        before, after = change["before"], change["after"]
+        if mask is None or (mask.state.value, _value(mask.decided_by)) != (after[0], after[1]):
+            return _undo_conflict(f"mask {mask_id} was decided again since")
+        changes[mask_id] = (MaskState(before[0]), _decider_of(before[1]))
+    for mask_id in new_mask_ids:
+        mask = present.get(mask_id)
+        if mask is None or mask.state == REJECTED:
+            continue
+        if (mask.state, mask.decided_by) != (ACCEPTED, HUMAN):
+            return _undo_conflict(f"mask {mask_id} was decided again since")
+        changes[mask_id] = (REJECTED, HUMAN)
+    claim, decided_by = pair.claim, pair.decided_by
+    pair_rec = recorded.get("pair")
+    if isinstance(pair_rec, Mapping):
+        before, after = pair_rec["before"], pair_rec["after"]
+        if (claim.value, _value(decided_by)) != (after[0], after[1]):
+            return _undo_conflict(f"pair {pair.id} was judged again since")
+        claim, decided_by = Claim(before[0]), _decider_of(before[1])
+    states = [changes.get(m.id, (m.state, m.decided_by))[0] for m in pair.masks]
+    if claim == Claim.NEGATIVE and any(s == ACCEPTED for s in states):
+        return _undo_conflict(f"a mask of pair {pair.id} was accepted since, and the pair was judged negative before")
+    if not changes and pair_rec is None:
+        return Outcome()
+    return _resolve(pair, changes, claim, decided_by)

@@ -304,6 +304,8 @@ def _store(sub: _Submission, payload: dict[str, Any], judged: tuple[dm.PairFacts
     conflict = judged[1].conflict if judged is not None else None
     if conflict is not None:
         payload["conflict"] = conflict.to_dict()
+    if judged is not None:
+        payload["prior"] = dm.record(*judged)  # what the verdict changed: its undo restores it
     verdict = Verdict(client_id=sub.body.client_id, kind=VERDICT_KIND[task.kind], source=sub.source,
                       pair_id=task.pair_id, mask_id=task.mask_id, task_id=task.id, user_id=sub.user_id,
                       label=sub.body.label, payload=payload or None, duration_ms=sub.body.active_ms,
@@ -360,7 +362,8 @@ def _decision(session: Session, task: HumanTask, settings: QueueSettings, label:
         return None
     replaced = select(Verdict.supersedes_id).where(Verdict.task_id == task.id, Verdict.supersedes_id.is_not(None))
     stored = session.execute(select(Verdict.id, Verdict.label).where(
-        Verdict.task_id == task.id, Verdict.source.in_(HUMAN_SOURCES), Verdict.id.not_in(replaced))
+        Verdict.task_id == task.id, Verdict.source.in_(HUMAN_SOURCES), Verdict.id.not_in(replaced),
+        Verdict.label != dm.UNDONE)
         .order_by(Verdict.id))
     labels: list[str] = [v.label for v in stored if v.id != supersedes_id] + [label]
     counts = Counter(labels).most_common()

@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Select, String, and_, case, cast, exists, 
 from sqlalchemy.orm import Session, aliased
 
 from engine.db.models import HumanTask, ImageConcept, Mask, Verdict
+from engine.domain.decisions import UNDONE
 from engine.domain.invariants import BY_CODE, MEDIA_CODES
 from engine.domain.masks import MaskError, validate_rle
 from engine.domain.vocabulary import VERDICT_KIND, MaskState, Polarity, TaskKind, TaskState
@@ -175,7 +176,8 @@ def _t2(session: Session) -> Rows:
     return (select(Verdict.task_id, Verdict.user_id, _id_list(session, Verdict.id).label("verdict_ids"),
                    func.min(Verdict.id).label("first"))
             .outerjoin(later, later.supersedes_id == Verdict.id)
-            .where(Verdict.task_id.is_not(None), Verdict.user_id.is_not(None), unreplaced)
+            .where(Verdict.task_id.is_not(None), Verdict.user_id.is_not(None), unreplaced,
+                   Verdict.label != UNDONE)
             .group_by(Verdict.task_id, Verdict.user_id).having(func.count() > 1)
             .order_by(Verdict.task_id, Verdict.user_id))
 
@@ -270,7 +272,7 @@ def _t6(session: Session) -> Rows:
                    _id_list(session, Verdict.id).label("verdict_ids"))
             .join(HumanTask, HumanTask.id == Verdict.task_id)
             .outerjoin(later, later.supersedes_id == Verdict.id)
-            .where(Verdict.user_id.is_not(None), unreplaced)
+            .where(Verdict.user_id.is_not(None), unreplaced, Verdict.label != UNDONE)
             .group_by(Verdict.task_id, HumanTask.reviews_required)
             .having(people > HumanTask.reviews_required)
             .order_by(Verdict.task_id))

@@ -98,7 +98,7 @@ def _about_mask(mask_id: int) -> Callable[[Row[*tuple[Any, ...]]], bool]:
 def _latest_by_people(session: Session, pair_id: int) -> list[Row[*tuple[Any, ...]]]:
     return list(session.execute(
         select(Verdict.id, Verdict.task_id, Verdict.kind, Verdict.mask_id, Verdict.label, Verdict.payload,
-               Verdict.created_at, User.username)
+               Verdict.created_at, Verdict.supersedes_id, User.username)
         .join(User, User.id == Verdict.user_id)
         .where(Verdict.pair_id == pair_id, Verdict.source.in_(HUMAN_SOURCES))
         .order_by(Verdict.id.desc()).limit(_LOOKBACK)))
@@ -107,10 +107,15 @@ def _latest_by_people(session: Session, pair_id: int) -> list[Row[*tuple[Any, ..
 def _decision(rows: list[Row[*tuple[Any, ...]]] | None,
               matches: Callable[[Row[*tuple[Any, ...]]], bool]) -> dm.Decision | None:
     """The newest applied verdict by a person among ``rows`` that ``matches`` (gold answers and
-    conflicting verdicts never decided anything)."""
+    conflicting verdicts never decided anything; an undo and the verdict it took back decide nothing:
+    rows come newest first, so the undo is met before what it takes back)."""
+    taken_back: set[int] = set()
     for v in rows or []:
         payload = v.payload or {}
-        if payload.get("gold") or payload.get("conflict") or not matches(v):
+        if v.label == dm.UNDONE:
+            taken_back.add(v.supersedes_id)
+            continue
+        if payload.get("gold") or payload.get("conflict") or v.id in taken_back or not matches(v):
             continue
         return dm.Decision(v.task_id, LEVELS[v.kind], v.label, v.id, v.username, v.created_at)
     return None
@@ -124,7 +129,7 @@ def write(session: Session, pair_id: int, outcome: dm.Outcome, *, task_id: int |
     if outcome.conflict is not None:
         return
     now = now or utcnow()
-    groups: dict[tuple[MaskState, Decider], list[int]] = defaultdict(list)
+    groups: dict[tuple[MaskState, Decider | None], list[int]] = defaultdict(list)
     for mask_id, change in outcome.masks.items():
         groups[change].append(mask_id)
     for (state, by), ids in groups.items():
