@@ -26,6 +26,7 @@ from web.deps import PrincipalCache
 from web.errors import BodyTooLarge, error_response
 from web.routers import admin, auth, dashboard, exemplars, exports, health, images, labelstudio, similar, tasks, video
 from web.routers import jobs as jobs_router
+from web.routers import undo as undo_router
 from web.schemas import ERROR_RESPONSES
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None, *, jobs: JobRunner | None = Non
     for module in (health, auth, tasks, images, admin, labelstudio, jobs_router, dashboard, exports, video,
                    similar, exemplars):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(undo_router.router, prefix="/api/v1")  # undo of the last verdict
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     for path, filename in PAGES.items():
