@@ -1,4 +1,5 @@
-"""Mining jobs: ``dataengine mine``, ``demo``, ``status`` and ``heal``, and the tables they print."""
+"""Mining jobs: ``dataengine mine``, ``status`` and ``heal``, and the tables they print (``demo``, in
+dataengine/cli/demo.py, runs its job through :func:`_run_mine` too)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 from rich.table import Table
@@ -24,9 +25,11 @@ if TYPE_CHECKING:
 
     from engine.db.models import MiningJob
     from engine.services.status import JobReport
+    from engine.services.summary import JobSummary
     from pipelines.runner import RunResult
 
 SAMPLE_IMAGES = Path(engine.__file__).resolve().parent / "sample_data" / "images"
+T = TypeVar("T")
 
 
 @click.command()
@@ -68,26 +71,12 @@ def mine(ctx: Context, source: str, job_name: str | None, kind: str | None, imag
               timeout=timeout)
 
 
-@click.command()
-@pass_ctx
-def demo(ctx: Context) -> None:
-    """Mine the bundled sample images through every stage (tiny models unless the settings say
-    otherwise) into the embedded database, and print what it produced."""
-    settings = ctx.settings
-    if settings.model_profile == "tiny":
-        # random weights score every candidate below the usual 0.5: keep them all for the demo
-        settings.models.propose.score_threshold = 0.0
-        click.echo("model profile tiny: random-weight models, proposal score threshold 0 for the demo")
-    click.echo(f"database: {settings.masked()['database_url']}\nmedia:    {settings.media_path}")
-    _run_mine(settings, str(SAMPLE_IMAGES), job_name="demo", kind=SourceKind.FOLDER, options={},
-              retry_failed=False, until=None, model_profile=None, wait=True, timeout=None)
-
-
 def _run_mine(settings: Settings, source: str, *, job_name: str | None, kind: str | None,
               options: dict[str, str | bool | None], retry_failed: bool, until: str | None, model_profile: str | None,
-              wait: bool, timeout: float | None) -> None:
+              wait: bool, timeout: float | None, queue_hint: bool = True) -> JobSummary | None:
     """Run the job with a progress bar, then print what it did; errors of the source, the job's name
-    or an outage end the command with one line."""
+    or an outage end the command with one line. Returns what the job produced (None when it was only
+    enqueued); ``queue_hint``: say how to look at the human tasks (the demo prints its own next steps)."""
     from engine.services.mine import JobConflict
     from engine.sources import SourceError
     from pipelines.runner import outage_errors, outage_line, run_mine
@@ -104,7 +93,7 @@ def _run_mine(settings: Settings, source: str, *, job_name: str | None, kind: st
             rest = ("run the same command again to resume the job" if settings.embedded
                     else "a job already planned goes on on the workers: see `dataengine status`")
             raise click.ClickException(f"{outage_line(exc, 0).split(';')[0]}; {rest}") from None
-    _print_run(settings, result, wait)
+    return _print_run(settings, result, wait, queue_hint=queue_hint)
 
 
 @contextlib.contextmanager
@@ -122,38 +111,35 @@ def _mining_progress() -> Iterator[Callable[[int, int], None]]:
         yield progress
 
 
-def _print_run(settings: Settings, result: RunResult, wait: bool) -> None:
+def _print_run(settings: Settings, result: RunResult, wait: bool, *, queue_hint: bool = True) -> JobSummary | None:
     plan = result.plan
     where = "in-process" if settings.embedded else "on Celery workers"
     click.echo(f"job {plan.name!r} (id {plan.job_id}): {plan.items} items listed, {plan.new_items} new, "
                f"{len(plan.pending)} to mine {where}")
     if not settings.embedded and not wait:
         click.echo("enqueued; follow it with `dataengine status " + plan.name + "`")
-        return
-    _print_report(result.report)
+        return None
+    _print_report(result.report, result if settings.embedded else None)
     if result.seconds:
         steps = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(result.seconds.items()))
         click.echo(f"mining time per step (summed): {steps}")
-    if result.stage_seconds:
-        stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.stage_seconds.items())
-        click.echo(f"time per stage: {stages}")
-    _retrying(lambda: _print_summary(settings, plan.job_id), plan.job_id)
+    summary = _retrying(lambda: _print_summary(settings, plan.job_id, queue_hint=queue_hint), plan.job_id)
     click.echo(f"wall time {result.wall_s:.1f}s")
     if not result.finished:
         raise click.ClickException("timed out waiting for workers; the job goes on in the background")
+    return summary
 
 
-def _retrying(read: Callable[[], None], job_id: int, within_s: float = 60.0) -> None:
+def _retrying(read: Callable[[], T], job_id: int, within_s: float = 60.0) -> T:
     """Run ``read`` (database reads, then printing) again while the database is restarting, for up to
-    ``within_s``; one line says so, never the error's text."""
+    ``within_s``; one line says so, never the error's text. Returns what ``read`` returned."""
     from pipelines.runner import outage_errors, outage_line
 
     deadline = time.monotonic() + within_s
     told = False
     while True:
         try:
-            read()
-            return
+            return read()
         except outage_errors() as exc:
             if not told:
                 click.echo(outage_line(exc, job_id), err=True)
@@ -164,8 +150,9 @@ def _retrying(read: Callable[[], None], job_id: int, within_s: float = 60.0) -> 
             time.sleep(1.0)
 
 
-def _print_summary(settings: Settings, job_id: int) -> None:
-    """What the job produced, and a warning where models with random weights produced it."""
+def _print_summary(settings: Settings, job_id: int, *, queue_hint: bool = True) -> JobSummary:
+    """What the job produced, a warning where models with random weights produced it, and how many
+    tasks wait for a human (with ``queue_hint``, where to judge them)."""
     from engine.db.session import session_scope
     from engine.services.summary import job_summary
 
@@ -182,20 +169,46 @@ def _print_summary(settings: Settings, job_id: int) -> None:
             f"({', '.join(summary.random_weight_models)}): captions, phrases and masks from them "
             "are noise that only exercises the pipeline. Set DATAENGINE_MODEL_PROFILE=sam3 for real models.")
     if summary.human_tasks:
-        console.print(f"{summary.human_tasks} items wait for a human (no calibrated verifier thresholds yet, "
-                      "or uncertain, or in the audit sample); `dataengine calibrate` once humans have judged some.")
+        console.print(f"{summary.human_tasks} tasks wait for a human (no calibrated verifier thresholds yet, "
+                      "or uncertain, or in the audit sample)"
+                      + (f": judge them in the queue (`dataengine serve`, then {base_url(settings)}/queue); "
+                         "`dataengine calibrate` once humans have judged some." if queue_hint else "."))
+    return summary
 
 
-def _print_report(report: JobReport) -> None:
-    table = Table("stage", "done", "duplicate", "near dup", "skipped", "failed", "pending", "total",
-                  "items/s",
-                  title=f"job {report.name} [{report.status}] {report.source_kind}: {report.source_uri}")
+def base_url(settings: Settings, port: int | None = None) -> str:
+    """The web server's address as a browser on this machine reaches it (serve.host, or loopback
+    where the server binds every address)."""
+    host = settings.serve.host
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port or settings.serve.port}"
+
+
+def _print_report(report: JobReport, run: RunResult | None = None) -> None:
+    """Per stage, in pipeline order: the job's counts so far and, with ``run`` (an in-process run),
+    what this run did — items finished, seconds and items/s; without, the items/s of the stage's
+    processing so far (from the rows' times; '-' where they span under a second)."""
+    columns = ["stage", "done", "duplicate", "near dup", "skipped", "failed", "pending", "total"]
+    columns += ["run items", "run s", "items/s"] if run is not None else ["items/s"]
+    table = Table(*columns, title=f"job {report.name} [{report.status}] {report.source_kind}: {report.source_uri}",
+                  caption="run …: this run only (items finished, seconds, items/s)" if run is not None else None)
     for stage in report.stages:
         c = stage.counts
-        rate = f"{stage.items_per_s:.1f}" if stage.items_per_s else "-"
-        table.add_row(stage.stage, str(c.get(ItemStatus.DONE, 0)), str(c.get(ItemStatus.DUPLICATE, 0)),
-                      str(c.get(ItemStatus.NEAR_DUPLICATE, 0)), str(c.get(StageStatus.SKIPPED, 0)),
-                      str(c.get(ItemStatus.FAILED, 0)), str(c.get(ItemStatus.PENDING, 0)), str(stage.total), rate)
+        row = [stage.stage, str(c.get(ItemStatus.DONE, 0)), str(c.get(ItemStatus.DUPLICATE, 0)),
+               str(c.get(ItemStatus.NEAR_DUPLICATE, 0)), str(c.get(StageStatus.SKIPPED, 0)),
+               str(c.get(ItemStatus.FAILED, 0)), str(c.get(ItemStatus.PENDING, 0)), str(stage.total)]
+        if run is not None:
+            items, seconds = run.stage_items.get(stage.stage, 0), run.stage_seconds.get(stage.stage, 0.0)
+            row += [str(items), f"{seconds:.2f}" if seconds else "-",
+                    f"{items / seconds:.1f}" if items and seconds > 0 else "-"]
+        else:
+            row.append(f"{stage.items_per_s:.1f}" if stage.items_per_s else "-")
+        table.add_row(*row)
     console.print(table)
     if report.failures:
         failures = Table("count", "reason", "example item", title="failed items by reason")

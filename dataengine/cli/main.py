@@ -17,6 +17,7 @@ from dataengine.cli import (
     check,
     config,
     db,
+    demo,
     export,
     jobs,
     labelstudio,
@@ -52,7 +53,7 @@ def cli(click_ctx: click.Context, config_file: str | None, verbose: bool) -> Non
 models.models.add_command(training.models_promote)
 for command in (
     config.config, db.db, users.users, models.models, queue.queue_group, labelstudio.labelstudio_group,
-    jobs.mine, jobs.demo, jobs.status, jobs.heal, workers.worker, workers.beat, serve.serve,
+    jobs.mine, demo.demo, jobs.status, jobs.heal, workers.worker, workers.beat, serve.serve,
     calibrate.calibrate, export.export_cmd, export.snapshots_cmd, predictions.import_predictions,
     training.retrain, training.report, check.check_cmd, similar.similar_cmd, similar.index_group,
 ):
