@@ -29,8 +29,10 @@ function loadImage(url) {
 export class QueueController {
   /** api: api.js request; viewer: viewer.js Viewer; saveKinds(kinds): remember the choice of kinds;
    * reservedKeys: the page's own keys, which no task kind may take; onClose(): the shown task goes away. */
-  constructor({api, viewer, saveKinds = () => {}, reservedKeys = [], onClose = () => {}}) {
+  constructor({api, viewer, saveKinds = () => {}, reservedKeys = [], onClose = () => {},
+    onStored = () => {}}) {
     this.api = api;
+    this.onStored = onStored; // a verdict was stored (or stored as a conflict): undo.js offers its undo
     this.viewer = viewer;
     this.saveKinds = saveKinds;
     this.onClose = onClose;
@@ -248,6 +250,7 @@ export class QueueController {
         await this.api("POST", `/tasks/${id}/verdict`, item.body);
         this.state.stored(item);
         this.updateCounters();
+        this.onStored(item);
         // the queue was asked while this verdict was on its way: ask again now that it counts (it may
         // have made a task, e.g. the correction after "instances missing")
         this.pollIfEmpty();
@@ -259,7 +262,7 @@ export class QueueController {
           await sleep(retryDelayMs(item.attempts));
           continue;
         }
-        if (step === "conflict") notify(`Task ${id}: ${err.message}`, "warn"); // stored, not applied
+        if (step === "conflict") { notify(`Task ${id}: ${err.message}`, "warn"); this.onStored(item); } // stored, not applied
         else if (step === "refused") {
           notify(`Task ${id} was refused (${err.message}); it comes back next.`, "error");
           if (!this.state.current && !this.advancing) this.advance();
@@ -270,6 +273,21 @@ export class QueueController {
   }
 
   updateCounters() { panel.renderCounters(this.state.pending(), this.state.done); }
+
+  /** A task whose verdict was undone is leased to us again (undo.js): show it now; the task on screen
+   * waits in the backlog and comes next. */
+  async reopen(task) {
+    if (this.advancing) await this.advancing;
+    const entry = {task, img: null, imgError: null};
+    try { entry.img = await loadImage(taskPicture(task).url); } catch (err) { entry.imgError = err.message; }
+    const shown = this.state.current;
+    this.closeCurrent();
+    if (shown) this.state.backlog.unshift(shown);
+    this.state.done = Math.max(0, this.state.done - 1);
+    this.updateCounters();
+    clearTimeout(this.pollTimer);
+    this.show(entry);
+  }
 
   // ------------------------------------------------------------ skip, leases
   async skip() {

@@ -21,7 +21,8 @@ import {QueueController} from "./controller.js";
 import {KINDS} from "./kinds/index.js";
 import * as panel from "./panel.js";
 import {SimilarStrip} from "./similar.js";
-import {byId, el, isTyping, nav, noFocus, onLogout, stageMessage} from "./ui.js";
+import {byId, el, isTyping, nav, noFocus, notify, onLogout, stageMessage} from "./ui.js";
+import {UndoOffer} from "./undo.js";
 import {Viewer} from "./viewer.js";
 
 const DEFAULT_HEARTBEAT_S = 60; // queue.heartbeat_s's default; used unless the API says otherwise
@@ -49,7 +50,10 @@ const queue = new QueueController({
   api, viewer, reservedKeys: [...Object.keys(PAGE_KEYS), "?"], onClose: () => similar.close(), saveKinds: (kinds) => {
     try { localStorage.setItem(kindsKey(), JSON.stringify(kinds)); } catch { /* private mode: not kept */ }
   },
+  onStored: () => undoOffer.refresh(),
 });
+// after a verdict is stored: "Undo" for queue.undo_window_s (Shift+Z; Ctrl+Z where the task has no undo of its own)
+const undoOffer = new UndoOffer({api, queue, notify, host: byId("toasts")});
 
 function savedKinds() {
   try { return JSON.parse(localStorage.getItem(kindsKey()) || "null"); } catch { return null; }
@@ -70,6 +74,12 @@ function onKeyDown(e) {
   const entry = queue.current;
   if ((e.ctrlKey || e.metaKey) && !e.altKey && e.key.toLowerCase() === "z") {
     if (entry?.mode.undo && queue.ready()) { e.preventDefault(); entry.mode.undo(); }
+    else if (!entry?.mode.undo && !e.repeat) { e.preventDefault(); undoOffer.undo(); } // the last verdict
+    return;
+  }
+  if (e.shiftKey && !e.ctrlKey && !e.metaKey && !e.altKey && e.key.toLowerCase() === "z") {
+    e.preventDefault();
+    if (!e.repeat) undoOffer.undo();
     return;
   }
   if (e.ctrlKey || e.metaKey || e.altKey) return;

@@ -7,7 +7,7 @@ import {actionButton, byId, el} from "./ui.js";
 
 const COMMON_HELP = [["K", "skip this task"], ["Wheel, + −", "zoom"], ["Space+drag, middle drag", "pan"],
   ["F", "fit the image"], ["V", "hide / show masks"], ["L", "similar images (open / close)"],
-  ["?", "hide / show this help"]];
+  ["Shift+Z", "undo your last verdict (for a minute)"], ["?", "hide / show this help"]];
 const body = document.body;
 
 export function showTask(entry) {
