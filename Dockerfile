@@ -1,14 +1,22 @@
-# Production image for Data Engine: API server, Celery workers (io / cpu / gpu), beat and Flower.
+# Production images for Data Engine: API server, Celery workers (io / cpu / gpu), beat and Flower.
 #
-#   docker build -t dataengine:latest .
-#   docker run --rm dataengine:latest --help
+#   docker build --build-arg EXTRAS=flower -t dataengine-api:latest .   API, migrations, beat, Flower, io worker
+#   docker build --build-arg EXTRAS=nlp -t dataengine-cpu:latest .      cpu worker (spaCy parse, no torch)
+#   docker build -t dataengine:latest .                                 gpu worker: the model libraries
+#   docker run --rm dataengine-api:latest --help
 #
-# One image serves every role; docker-compose.yml picks the role with the command
-# (`serve`, `worker`, `beat`, `db upgrade`, ...) since the entrypoint is the `dataengine` CLI.
-# torch/torchvision come from PyPI as dependencies: their Linux wheels are CUDA builds
-# that also run on CPU, so the same image works with or without a GPU.
+# EXTRAS picks the package's extras (pyproject.toml): the base package alone runs the server, the
+# io/cpu workers' stages other than parse, exports, the Label Studio bridge and the report; `nlp`
+# adds spaCy (the parse stage); `models` adds torch, torchvision, transformers, peft and spaCy. The
+# entrypoint is the `dataengine` CLI: docker-compose.yml picks the role with the command (`serve`,
+# `worker`, `beat`, `db upgrade`, ...) and the image with the role. torch/torchvision come from PyPI:
+# their Linux wheels are CUDA builds that also run on CPU, so the models image works with or
+# without a GPU. A command that needs an extra the image lacks fails with one line naming it.
 
 FROM python:3.11-slim
+
+# the package's extras installed in this image (comma-separated; empty: the base package alone)
+ARG EXTRAS="models"
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -28,10 +36,11 @@ RUN groupadd --system --gid 10001 dataengine \
 
 WORKDIR /src
 
-# Dependencies first, in their own layer, read from pyproject.toml: editing the code does not
-# download torch and the CUDA libraries again.
+# Dependencies first, in their own layer, read from pyproject.toml (scripts/requirements.py: the base
+# dependencies and those of EXTRAS): editing the code does not download torch and the CUDA libraries again.
 COPY pyproject.toml README* ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; x = p['optional-dependencies']; print('\n'.join(p['dependencies'] + x['flower']))" > /tmp/requirements.txt \
+COPY scripts/requirements.py scripts/
+RUN python scripts/requirements.py "$EXTRAS" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
@@ -42,7 +51,9 @@ COPY pipelines/ pipelines/
 COPY web/ web/
 COPY dataengine/ dataengine/
 COPY migrations/ migrations/
-RUN pip install ".[flower]" \
+# --no-deps: the image holds exactly the layer above; `pip check` proves nothing is missing.
+RUN pip install --no-deps . \
+    && pip check \
     && cd / && rm -rf /src \
     && dataengine --help > /dev/null \
     && python -c "import migrations, pipelines.celery_app, pipelines.tasks, web.app, dataengine.serve; print('schema head', migrations.head())"
