@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -17,15 +17,30 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.ports import ExemplarRunner, JobRunner, ModelProvider, TrackRunner
 from engine.settings import Settings
-from web import errors
+from web import errors, observability
 from web.deps import PrincipalCache
 from web.errors import BodyTooLarge, error_response
-from web.routers import admin, auth, dashboard, exemplars, exports, health, images, labelstudio, similar, tasks, video
+from web.routers import (
+    admin,
+    auth,
+    dashboard,
+    exemplars,
+    exports,
+    health,
+    images,
+    labelstudio,
+    model_state,
+    similar,
+    tasks,
+    video,
+)
 from web.routers import jobs as jobs_router
+from web.routers import metrics as metrics_router
 from web.routers import undo as undo_router
 from web.schemas import ERROR_RESPONSES
 
@@ -134,11 +149,14 @@ character, lengths as each field says (labels 64, names 255, comments and concep
 """
 
 
-def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def _lifespan(settings: Settings, startup: Sequence[Callable[[], object]] = ()
+              ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # the pool sync endpoints and dependencies run in: as many threads as the work can use
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.serve.threads
+        for start in startup:  # e.g. the model warm-up (dataengine/serve.py): returns at once
+            start()
         yield
 
     return lifespan
@@ -146,19 +164,21 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
 
 def create_app(settings: Settings | None = None, *, jobs: JobRunner | None = None,
                models: ModelProvider | None = None, tracking: TrackRunner | None = None,
-               exemplar_runner: ExemplarRunner | None = None, installed_ports: bool = True) -> FastAPI:
+               exemplar_runner: ExemplarRunner | None = None, installed_ports: bool = True,
+               startup: Sequence[Callable[[], object]] = ()) -> FastAPI:
     """The app on ``settings`` (default: read from the environment). ``jobs`` starts mining jobs and
     ``models`` gives the click-to-segment model, ``tracking`` runs the video page's tracker requests
     off this process. A port not given is taken from the installed
     composition root (:func:`installed_ports`) unless ``installed_ports`` is false; without one, its
-    endpoints answer 503."""
+    endpoints answer 503. ``startup``: callables run when the server starts (its lifespan), before
+    the first request."""
     settings = settings or Settings()
     if installed_ports and (jobs is None or models is None or tracking is None or exemplar_runner is None):
         found_jobs, found_models, found_tracking, found_exemplars = _installed_ports(settings)
         jobs, models, tracking = jobs or found_jobs, models or found_models, tracking or found_tracking
         exemplar_runner = exemplar_runner or found_exemplars
     app = FastAPI(title="Data Engine", version="0.1.0", docs_url="/docs", openapi_url="/openapi.json",
-                  redoc_url=None, lifespan=_lifespan(settings), description=API_DESCRIPTION,
+                  redoc_url=None, lifespan=_lifespan(settings, startup), description=API_DESCRIPTION,
                   responses=ERROR_RESPONSES)
     app.state.settings = settings
     app.state.principals = PrincipalCache(settings.serve.auth_cache_s)  # see web.deps
@@ -166,6 +186,10 @@ def create_app(settings: Settings | None = None, *, jobs: JobRunner | None = Non
     app.state.models = models  # web.deps.ModelsDep
     app.state.tracking = tracking  # web.routers.video.TrackingDep
     app.state.exemplars = exemplar_runner  # web.routers.exemplars.ExemplarRunnerDep
+    app.state.metrics_registry = registry = CollectorRegistry(auto_describe=True)  # GET /metrics
+    metrics_router.install(registry, settings)
+    app.include_router(metrics_router.router)
+    app.include_router(model_state.router, prefix="/api/v1")
     for module in (health, auth, tasks, images, admin, labelstudio, jobs_router, dashboard, exports, video,
                    similar, exemplars):
         app.include_router(module.router, prefix="/api/v1")
@@ -179,6 +203,8 @@ def create_app(settings: Settings | None = None, *, jobs: JobRunner | None = Non
     app.add_api_route("/", lambda: RedirectResponse("/login"), include_in_schema=False, methods=["GET"])
     errors.install(app)
     app.add_middleware(Guard, max_body=settings.serve.max_body_bytes)
+    # outermost: the request id is bound before anything logs, and the latency includes the 413s and 500s
+    app.add_middleware(observability.RequestContext, metrics=observability.HttpMetrics(registry))
     return app
 
 
