@@ -10,10 +10,11 @@ loses anyway (a Redis restart, a worker killed with messages reserved) is sent a
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init, worker_ready
 from kombu import Queue
 
 from engine.db.session import dispose_engines
+from engine.logs import bind, configure_logging, unbind
 from engine.settings import Settings
 
 QUEUES = ("io", "cpu", "gpu")
@@ -50,8 +51,53 @@ def create_celery(settings: Settings) -> Celery:
 
 @worker_process_init.connect
 def _fresh_connections(**_kwargs: object) -> None:
-    """A forked pool process must not reuse the parent's database connections."""
+    """A forked pool process must not reuse the parent's database connections; it warms up its models."""
     dispose_engines()
+    _warm_up()
+
+
+@worker_ready.connect
+def _warm_up_in_process(sender: object = None, **_kwargs: object) -> None:
+    """A solo or threads pool runs tasks in this process: warm up here (a prefork pool's children do)."""
+    if "prefork" not in type(getattr(sender, "pool", None)).__module__:
+        _warm_up()
+
+
+def _warm_up() -> None:
+    """A worker consuming the gpu queue loads the page runners' models in the background
+    (``observability.warm_up``), so a person's first exemplar box or tracker click does not wait for them."""
+    if "gpu" not in (app.amqp.queues.consume_from or {}):
+        return
+    from pipelines.context import worker_context
+    from pipelines.warmup import WORKER_ROLES, warm_up
+
+    ctx = worker_context()
+    warm_up([(role, ctx.models) for role in ctx.settings.observability.roles(WORKER_ROLES)])
+
+
+@setup_logging.connect
+def _logging(loglevel: str | int | None = None, **_kwargs: object) -> None:
+    """Celery's processes log through engine/logs.py (text or JSON lines) instead of Celery's own setup."""
+    settings = Settings()
+    configure_logging(settings.observability.log_format, loglevel or settings.log_level)
+
+
+_task_context: dict[str, dict[str, object]] = {}
+
+
+@task_prerun.connect
+def _bind_task(task_id: str | None = None, **_kwargs: object) -> None:
+    """Records logged while a task runs carry its id (and, for a stage batch, the job and stage:
+    pipelines/execution.py)."""
+    if task_id:
+        _task_context[task_id] = bind(task_id=task_id)  # type: ignore[assignment]
+
+
+@task_postrun.connect
+def _unbind_task(task_id: str | None = None, **_kwargs: object) -> None:
+    tokens = _task_context.pop(task_id or "", None)
+    if tokens is not None:
+        unbind(tokens)  # type: ignore[arg-type]
 
 
 app = create_celery(Settings())

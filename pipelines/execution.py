@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -25,6 +26,8 @@ from sqlalchemy import exc as sa_exc
 
 from engine.db.models import MiningJob
 from engine.domain.vocabulary import StageStatus
+from engine.extras import missing_extra
+from engine.logs import log_context
 from engine.ports import TaskQueue
 from engine.repositories import work
 from engine.repositories.work import MINE
@@ -52,7 +55,29 @@ class WrongDatabase(UnknownJob):
 def run_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],
               database: str | None = None) -> dict[str, Any]:
     """Run one batch of a stage, commit, and hand what finished to the next stage. ``database``: the
-    identity of the database the task was planned in (messages from before it was sent carry none)."""
+    identity of the database the task was planned in (messages from before it was sent carry none).
+    Every record logged meanwhile carries the job id and stage (engine/logs.py); the batch's start and
+    end are logged with its counts and seconds."""
+    with log_context(job_id=job_id, stage=stage_name):
+        started = time.perf_counter()
+        log.info("%s batch of job %s begins: %d item(s)", stage_name, job_id, len(ids), extra={"items": len(ids)})
+        try:
+            result = _run_stage(ctx, queue, stage_name, job_id, ids, database)
+        except Exception as exc:
+            log.warning("%s batch of job %s raised after %.2f s: %s", stage_name, job_id,
+                        time.perf_counter() - started, type(exc).__name__,
+                        extra={"items": len(ids), "seconds": round(time.perf_counter() - started, 3)})
+            raise
+        seconds = time.perf_counter() - started
+        counts = result.get("counts") or {}
+        log.info("%s batch of job %s ends in %.2f s: %s", stage_name, job_id, seconds,
+                 ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing done",
+                 extra={"items": len(ids), "counts": counts, "seconds": round(seconds, 3)})
+        return result
+
+
+def _run_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],
+               database: str | None) -> dict[str, Any]:
     stage = BY_NAME[stage_name]
     if database is not None and database != ctx.database_id():
         raise WrongDatabase(
@@ -85,6 +110,10 @@ def run_stage(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, 
     except Exception as exc:  # a bug or an input no check foresaw: it must not stop the job
         if not starts:
             raise
+        missing = missing_extra(exc)
+        if missing is not None:  # this worker lacks a model library, not the items: no split, one line
+            log.error("%s: job %s: %d item(s) failed: %s", stage_name, job_id, len(starts), missing)
+            return _fail_each(ctx, queue, stage_name, job_id, sorted(starts), str(missing)).to_dict()
         log.exception("%s: a batch of job %s failed", stage_name, job_id)
         return _after_error(ctx, queue, stage_name, job_id, sorted(starts), own_queue, exc).to_dict()
     if next_name and handed:
@@ -130,6 +159,16 @@ def _split(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids
     for part in (ids[:half], ids[half:]):
         hand_off(ctx, queue, stage_name, job_id, part, queue_name=queue_name)
     return StageReport(stage_name, counts=Counter(split=len(ids)))
+
+
+def _fail_each(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, ids: list[int],
+               reason: str) -> StageReport:
+    """Fail every item of a batch with the same reason (one the items are not the cause of, such as
+    a model library missing on this worker: `dataengine mine --retry-failed` tries them again)."""
+    report = StageReport(stage_name)
+    for key in ids:
+        report.counts.update(_fail_one(ctx, queue, stage_name, job_id, key, reason).counts)
+    return report
 
 
 def _fail_one(ctx: TaskContext, queue: TaskQueue, stage_name: str, job_id: int, key: int,

@@ -23,6 +23,7 @@ from engine.settings import Settings
 from pipelines.context import TaskContext, database_identity
 from pipelines.dispatch import CeleryQueue
 from pipelines.handoff import HandOffFailed
+from pipelines.models import ModelCache
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,12 @@ class PipelineRequests:
     def __init__(self, settings: Settings, kind: RequestKind) -> None:
         self.settings, self.kind = settings, kind
         self._local = LocalRequests(TaskContext.from_settings(settings), kind) if settings.embedded else None
+
+    @property
+    def local_models(self) -> ModelCache | None:
+        """The model cache of the in-process runner (embedded mode; None with a broker): what a server's
+        warm-up loads (pipelines/warmup.py) so the first request does not wait for the model."""
+        return self._local.context.models if self._local is not None else None
 
     @cached_property
     def _queue(self) -> CeleryQueue:

@@ -31,10 +31,12 @@ from dataengine.cli import (
     workers,
 )
 from dataengine.cli.context import Context
+from dataengine.cli.extras import ExtrasGroup
+from engine.logs import configure_logging
 from engine.settings import CONFIG_FILE_ENV
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=ExtrasGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               help=f"TOML settings file (same as {CONFIG_FILE_ENV}).")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
@@ -44,10 +46,8 @@ def cli(click_ctx: click.Context, config_file: str | None, verbose: bool) -> Non
     if config_file:
         os.environ[CONFIG_FILE_ENV] = str(Path(config_file).resolve())
     click_ctx.obj = Context()
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # one setup for every process (engine/logs.py); serve and worker switch to the settings' format and level
+    configure_logging("text", logging.DEBUG if verbose else logging.WARNING)
 
 
 models.models.add_command(training.models_promote)
