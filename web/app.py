@@ -27,6 +27,7 @@ from web.deps import PrincipalCache
 from web.errors import BodyTooLarge, error_response
 from web.routers import (
     admin,
+    api_docs,
     auth,
     dashboard,
     exemplars,
@@ -59,9 +60,6 @@ SECURITY_HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 ]
-DOCS_CSP = (b"default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; "
-            b"script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; frame-ancestors 'none'")
 
 
 class Guard:
@@ -75,13 +73,13 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs = scope["path"] in ("/docs", "/redoc")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
-                for key, value in SECURITY_HEADERS:
-                    headers.append((key, DOCS_CSP if docs and key == b"content-security-policy" else value))
+                # a response with a policy of its own keeps it (/redoc: a style nonce, web/routers/api_docs.py)
+                own_csp = any(k.lower() == b"content-security-policy" for k, _ in headers)
+                headers += [(k, v) for k, v in SECURITY_HEADERS if not (own_csp and k == b"content-security-policy")]
                 if scope["path"].startswith("/api/") and not any(k == b"cache-control" for k, _ in headers):
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
@@ -177,7 +175,8 @@ def create_app(settings: Settings | None = None, *, jobs: JobRunner | None = Non
         found_jobs, found_models, found_tracking, found_exemplars = _installed_ports(settings)
         jobs, models, tracking = jobs or found_jobs, models or found_models, tracking or found_tracking
         exemplar_runner = exemplar_runner or found_exemplars
-    app = FastAPI(title="Data Engine", version="0.1.0", docs_url="/docs", openapi_url="/openapi.json",
+    # /docs and /redoc are web.routers.api_docs (assets served from the package), not FastAPI's CDN pages
+    app = FastAPI(title="Data Engine", version="0.1.0", docs_url=None, openapi_url="/openapi.json",
                   redoc_url=None, lifespan=_lifespan(settings, startup), description=API_DESCRIPTION,
                   responses=ERROR_RESPONSES)
     app.state.settings = settings
@@ -194,6 +193,7 @@ def create_app(settings: Settings | None = None, *, jobs: JobRunner | None = Non
                    similar, exemplars):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(undo_router.router, prefix="/api/v1")  # undo of the last verdict
+    app.include_router(api_docs.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     for path, filename in PAGES.items():
