@@ -27,20 +27,64 @@ const Charts = (() => {
     return 40 * pow;
   }
 
-  // Vertical grouped bars: labels along x, one bar per series in each group.
-  // series: [{name, values}]; format(v) formats values for the axis and tooltips.
-  function bars(box, {labels, series, height = 170, format = String, every = 1, integer = false}) {
-    const width = 460, left = 40, right = 6, top = 10, bottom = 26;
-    const plotW = width - left - right, plotH = height - top - bottom;
-    const max = niceMax(Math.max(0, ...series.flatMap(s => s.values.map(v => v ?? 0))), integer);
-    const root = svg("svg", {viewBox: `0 0 ${width} ${height}`, role: "img"});
-    for (let i = 0; i <= 4; i++) {
-      const y = top + plotH - (plotH * i) / 4;
-      root.append(svg("line", {x1: left, x2: width - right, y1: y, y2: y, class: "grid-line"}),
-                  svg("text", {x: left - 6, y: y + 4, "text-anchor": "end", text: format((max * i) / 4)}));
+  // The decimals that show every multiple of ``step`` exactly (0.25 → 2, 5 → 0): no two ticks alike.
+  function decimals(step) {
+    for (let d = 0; d < 8; d++) {
+      const scaled = step * 10 ** d;
+      if (Math.abs(scaled - Math.round(scaled)) < 1e-6 * Math.max(1, scaled)) return d;
     }
+    return 8;
+  }
+
+  // The tick labels from 0 to max in 4 steps; one that reads like the one below it is left out.
+  function tickLabels(max, tick) {
+    const step = max / 4, digits = decimals(step), out = [];
+    for (let i = 0; i <= 4; i++) {
+      const text = tick(step * i, i === 0 ? 0 : digits); // "0", not "0.00"
+      out.push(i > 0 && text === out[i - 1] ? null : text);
+    }
+    return out;
+  }
+
+  // A label's width in CSS pixels at the axis text's size (measured: labels that would overlap are left out).
+  const measure = document.createElement("canvas").getContext("2d");
+  function textWidth(text, px) {
+    if (!measure) return String(text).length * 0.6 * px;
+    measure.font = `${px}px system-ui, sans-serif`;
+    return measure.measureText(String(text)).width;
+  }
+  const drawn = new Map(); // box → its last options (redrawn when the box's width changes)
+  const resized = typeof ResizeObserver === "function" ? new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const options = drawn.get(entry.target);
+      if (options && Math.abs(entry.target.clientWidth - options.drawnWidth) > 1) bars(entry.target, options);
+    }
+  }) : null;
+
+  // Vertical grouped bars: labels along x, one bar per series in each group. Drawn at the box's own width in
+  // CSS pixels (the viewBox is that size), so the text keeps the page's size however wide the card is.
+  // series: [{name, values}]; format(v) formats values for tooltips, tick(v, digits) the axis (default fixed
+  // digits); every: label every n-th group at least (more are left out where they would not fit).
+  function bars(box, options) {
+    const {labels, series, height = 170, format = String, every = 1, integer = false,
+           tick = (v, d) => v.toFixed(d)} = options;
+    const width = Math.max(240, Math.round(box.clientWidth) || 460);
+    const em = parseFloat(getComputedStyle(box).fontSize) * 0.75 || 12; // .chart text is .75em
+    const max = niceMax(Math.max(0, ...series.flatMap(s => s.values.map(v => v ?? 0))), integer);
+    const ticks = tickLabels(max, tick);
+    const left = Math.ceil(Math.max(textWidth("000", em), ...ticks.map(t => textWidth(t || "", em)))) + 10;
+    const right = 6, top = 10, bottom = Math.ceil(em * 2.2);
+    const plotW = width - left - right, plotH = height - top - bottom;
+    const root = svg("svg", {viewBox: `0 0 ${width} ${height}`, width, height, role: "img"});
+    ticks.forEach((text, i) => {
+      const y = top + plotH - (plotH * i) / 4;
+      root.append(svg("line", {x1: left, x2: width - right, y1: y, y2: y, class: "grid-line"}));
+      if (text !== null) root.append(svg("text", {x: left - 6, y: y + em / 3, "text-anchor": "end", text}));
+    });
     const group = plotW / Math.max(1, labels.length);
     const barW = Math.max(1, (group * 0.8) / series.length);
+    const widest = Math.max(1, ...labels.map(l => textWidth(l, em))) + 8;
+    const step = Math.max(every, Math.ceil(widest / group));
     labels.forEach((label, i) => {
       const x0 = left + i * group + group * 0.1;
       series.forEach((s, j) => {
@@ -50,12 +94,15 @@ const Charts = (() => {
         root.append(svg("rect", {x: x0 + j * barW, y: top + plotH - h, width: Math.max(0.5, barW - 1),
                                  height: Math.max(0, h), class: `bar s${s.cls ?? j}`}, [svg("title", {text: tip})]));
       });
-      if (i % every === 0) {
-        root.append(svg("text", {x: x0 + (group * 0.8) / 2, y: height - 10, "text-anchor": "middle", text: label}));
+      if (i % step === 0) {
+        root.append(svg("text", {x: x0 + (group * 0.8) / 2, y: height - em * 0.8, "text-anchor": "middle",
+                                 class: "x-label", text: label}));
       }
     });
     root.append(svg("line", {x1: left, x2: width - right, y1: top + plotH, y2: top + plotH, class: "axis"}));
     box.replaceChildren(root);
+    drawn.set(box, {...options, drawnWidth: Math.round(box.clientWidth)});
+    resized?.observe(box);
     return root;
   }
 
@@ -97,7 +144,7 @@ const Charts = (() => {
     Charts.bars($("timing-chart"), {
       labels: data.timings.map(t => `${KIND[t.kind] || t.kind} (n=${t.n})`),
       series: [{name: "median", values: data.timings.map(t => t.median_s), cls: 3}],
-      format: v => `${Number(v).toFixed(v < 10 && !Number.isInteger(v) ? 1 : 0)}s`,
+      format: v => `${Number(v).toFixed(1)} s`, tick: (v, d) => `${v.toFixed(d)} s`,
     });
 
     const people = data.annotators;

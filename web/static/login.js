@@ -1,4 +1,6 @@
 // The log-in page: POST /auth/login, then go to ?next= (a same-origin path only) or the role's page.
+// A visitor who is signed in already (GET / comes here) goes on at once. Admins and ML engineers land
+// on the dashboard: the queue page leases a task as it opens, which an admin seldom wants.
 "use strict";
 
 // A redirect target we accept: a path on this site ("/x"), never "//host", "/\host" or a URL.
@@ -12,7 +14,17 @@ function safeNext(raw) {
 }
 
 function homeFor(role) {
-  return role === "ml_engineer" ? "/dashboard" : "/queue";
+  return role === "ml_engineer" || role === "admin" ? "/dashboard" : "/queue";
+}
+
+// The signed-in user, or null. A plain fetch: DE.api would answer a 401 by coming back here.
+async function signedIn() {
+  try {
+    const resp = await fetch("/api/v1/auth/me", {credentials: "same-origin", headers: {"Accept": "application/json"}});
+    return resp.ok ? await resp.json() : null;
+  } catch (e) {
+    return null;
+  }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -50,5 +62,8 @@ document.addEventListener("DOMContentLoaded", () => {
     submit.disabled = false;
     document.body.dataset.state = "ready";
   });
-  document.body.dataset.state = "ready";
+  signedIn().then((me) => {
+    if (me && me.role) location.replace(next || homeFor(me.role));
+    else document.body.dataset.state = "ready";
+  });
 });

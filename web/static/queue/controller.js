@@ -238,6 +238,7 @@ export class QueueController {
     if (text) verdict.comment = text;
     const item = this.state.queueVerdict(entry, verdict);
     this.updateCounters();
+    panel.verdictGiven(entry.task, label);
     this.send(item);
     this.advance();
   }

@@ -1,9 +1,10 @@
 // The side panel of the queue page: the task's head (kind, number, phrase, caption, reason), its
 // question, verdict buttons and keyboard help, the empty queue's lists (open tasks that are not for
-// this person and why, kinds with work waiting), the kind choices and the counters. Text only.
+// this person and why, kinds with work waiting), the kind choices, the counters and the confirmation
+// of each verdict. Text only.
 
 import {kindTitle} from "./kinds/index.js";
-import {actionButton, byId, el} from "./ui.js";
+import {actionButton, announce, byId, el} from "./ui.js";
 
 const COMMON_HELP = [["K", "skip this task"], ["Wheel, + −", "zoom"], ["Space+drag, middle drag", "pan"],
   ["F", "fit the image"], ["V", "hide / show masks"], ["L", "similar images (open / close)"],
@@ -91,6 +92,15 @@ export function renderKinds(allowed, chosen, onPick, onNone) {
 export function checkKinds(chosen) {
   for (const node of document.querySelectorAll("#kind-choices input")) node.checked = chosen.includes(node.value);
   body.dataset.kinds = chosen.join(",");
+}
+
+/** A verdict was given: say so (a toast read out by screen readers) and highlight the session's count. */
+export function verdictGiven(task, label) {
+  announce(`Task ${task.id}: ${String(label).replaceAll("_", " ")} — sent. Next task.`);
+  const count = byId("session-count");
+  count.classList.remove("bumped");
+  void count.offsetWidth; // restart the animation
+  count.classList.add("bumped");
 }
 
 export function renderCounters({count, retrying}, done) {

@@ -1,6 +1,7 @@
 // DOM helpers of the queue page: elements by id, what app.js shares with every page (el: elements with
 // text only, never HTML — phrases and captions are model output; uuid; nav: the navigation bar and the
-// signed-in user; onLogout), toasts, the stage message, and buttons
+// signed-in user; onLogout), toasts (and the one that confirms each verdict), the stage message, a
+// list's new row scrolled into view, and buttons
 // that never keep the focus (Enter or Space must not press them again later).
 
 // DE: app.js, a classic script loaded before the page's modules (its top-level const is visible to them)
@@ -13,6 +14,31 @@ export function notify(text, kind = "info", ms = kind === "error" ? 9000 : 4500)
   const toast = el("div", {class: `toast ${kind}`, text, role: kind === "error" ? "alert" : "status"});
   byId("toasts").append(toast);
   setTimeout(() => toast.remove(), ms);
+}
+
+/** The one toast that confirms verdicts: a new verdict replaces its text and restarts its time (a fast
+ * annotator's verdicts do not pile up). role=status: screen readers read it out. */
+let verdictToast = null, verdictTimer = null;
+export function announce(text, ms = 2500) {
+  if (!verdictToast || !verdictToast.isConnected) {
+    verdictToast = el("div", {class: "toast ok verdict-toast", role: "status"});
+    byId("toasts").append(verdictToast);
+  }
+  verdictToast.textContent = text;
+  verdictToast.classList.remove("fresh");
+  void verdictToast.offsetWidth; // restart the highlight animation
+  verdictToast.classList.add("fresh");
+  clearTimeout(verdictTimer);
+  verdictTimer = setTimeout(() => { verdictToast?.remove(); verdictToast = null; }, ms);
+}
+
+/** After a list was redrawn with more rows than ``before``: scroll its selected row, or else its last
+ * row, into view (a new mask is added at the end of a list that may be scrolled away from it). */
+export function revealNew(list, before) {
+  const rows = list.querySelectorAll("li");
+  if (rows.length <= before) return;
+  const row = list.querySelector("li.selected") || rows[rows.length - 1];
+  row.scrollIntoView({block: "nearest"});
 }
 
 export function stageMessage(text, isError = false) {

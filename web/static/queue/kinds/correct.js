@@ -10,7 +10,7 @@ import * as RLE from "../rle.js";
 import {MaskItem, PALETTE, WORKING_COLOR, edgeWidth, layerRect, makeLayer, paintLayer, taskMasks} from "../layers.js";
 import {labelActions, labelHelp} from "../labels.js";
 import {ExemplarTool} from "../exemplar.js";
-import {byId, el, smallButton, term} from "../ui.js";
+import {byId, el, revealNew, smallButton, term} from "../ui.js";
 
 export const title = "Correct masks";
 
@@ -362,6 +362,7 @@ class CorrectMode {
         text: "No masks. Click an object to add one, or press N if the phrase is not in the image."}));
       return;
     }
+    const before = list.querySelectorAll("li:not(.empty-list)").length;
     list.replaceChildren(...this.masks.map((m, i) => {
       const swatch = el("span", {class: "swatch"});
       swatch.style.background = `rgb(${m.color.join(",")})`;
@@ -373,6 +374,7 @@ class CorrectMode {
       return el("li", {class: m === this.selected ? "selected" : "", "data-mask": m.id ?? "new",
         onclick: () => this.select(m)}, [swatch, el("span", {class: "name", text: `${i + 1}. ${name}`}), crowd, del]);
     }));
+    revealNew(list, before); // a new mask: in view, however long the list
   }
 
   // -- the verdict

@@ -13,7 +13,7 @@
 
 import {WORKING_COLOR} from "../../layers.js";
 import {labelActions, labelHelp} from "../../labels.js";
-import {byId, el, smallButton, term} from "../../ui.js";
+import {byId, el, revealNew, smallButton, term} from "../../ui.js";
 import {describeFrames, extent, maskletItem, trackItem, verdictMasks} from "../objects.js";
 import {cutIn, cutOut, keeps, runs} from "../spans.js";
 import {PLAYER_HELP, REPEATING, VideoStage, maskletColor} from "../stage.js";
@@ -292,7 +292,8 @@ class VideoCorrectMode {
         text: "No masklets. Click an object to add one, or press N if the phrase is not in the video."}));
       return;
     }
-    byId("mask-list").replaceChildren(...this.objects.map((obj, i) => {
+    const list = byId("mask-list"), before = list.querySelectorAll("li:not(.empty-list)").length;
+    list.replaceChildren(...this.objects.map((obj, i) => {
       const swatch = el("span", {class: "swatch"});
       swatch.style.background = `rgb(${obj.color.join(",")})`;
       const name = obj.kind === "masklet" ? `#${obj.id}` : `new (${obj.session.describe()})`;
@@ -305,6 +306,7 @@ class VideoCorrectMode {
         "data-object": obj.key, onclick: () => this.select(obj)},
       [swatch, el("span", {class: "name", text: `${i + 1}. ${name} · ${describeFrames(obj)}`}), crowd, del]);
     }));
+    revealNew(list, before); // a new object: in view, however long the list
   }
 
   // -- the verdict
