@@ -91,7 +91,7 @@ class JsonFormatter(logging.Formatter):
             if value is not None:
                 out[name] = value
         for key, value in vars(record).items():
-            if key not in _STANDARD and key not in out and not key.startswith("_"):
+            if key not in _STANDARD and key not in CONTEXT_FIELDS and key not in out and not key.startswith("_"):
                 out[key] = value
         if record.exc_info:
             out["exc_info"] = redact(self.formatException(record.exc_info))
