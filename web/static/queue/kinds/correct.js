@@ -144,11 +144,30 @@ class CorrectMode {
     this.viewer.redraw();
   }
 
+  /** While a click waits longer than a moment, ask the server whether the wait is the segmenter's first
+   * load (GET /models/state) and say so: "Loading the model…" rather than a bare "Segmenting…". */
+  watchModelLoad(seq) {
+    const watch = {timer: 0};
+    const check = async () => {
+      let state = null;
+      try { state = (await this.page.api("GET", "/models/state")).models?.segmenter?.state; } catch { return; }
+      if (seq !== this.seq || !this.mounted || body.dataset.segmenting === "0") return;
+      if (state === "loading") {
+        body.dataset.segmenting = "loading";
+        byId("working-info").textContent = "Loading the click-to-segment model (first use on this server)…";
+      }
+      if (state !== "ready") watch.timer = setTimeout(check, 1000);
+    };
+    watch.timer = setTimeout(check, 700);
+    return watch;
+  }
+
   async segment() {
     const seq = ++this.seq;
     const points = this.points.slice();
     body.dataset.segmenting = "1";
     byId("working-info").textContent = "Segmenting…";
+    const watch = this.watchModelLoad(seq);
     try {
       const out = await this.page.api("POST", `/tasks/${this.task.id}/segment`, {points});
       if (seq !== this.seq || !this.mounted) return;
@@ -162,6 +181,7 @@ class CorrectMode {
       if (err.status === 409) { this.page.lost(this.entry); return; }
       this.page.notify(`Click to segment failed: ${err.message}`, "error");
     } finally {
+      clearTimeout(watch.timer);
       if (seq === this.seq && this.mounted) {
         body.dataset.segmenting = "0";
         body.dataset.segmented = String(points.length);
