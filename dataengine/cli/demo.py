@@ -19,6 +19,7 @@ import click
 from dataengine.cli.context import Context, ensure_schema, pass_ctx
 from dataengine.cli.jobs import SAMPLE_IMAGES, _run_mine, base_url
 from engine.domain.vocabulary import Role, SourceKind
+from engine.extras import require
 from engine.settings import Settings
 
 DEMO_USER = "demo"
@@ -50,6 +51,8 @@ def demo(ctx: Context, serve_after: bool, port: int | None, no_browser: bool) ->
     otherwise) into the embedded database, print what it produced, make an annotator 'demo' (once;
     its generated password is printed that one time) and print the commands that show its tasks."""
     settings = ctx.settings
+    if settings.embedded:  # the stages run in this process: fail now, in one line, not item by item
+        require("models", feature="the demo (it runs the models in this process)")
     port = port or settings.serve.port
     if serve_after:  # before minutes of mining
         _check_port_free(settings.serve.host, port)
