@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 import migrations
 from engine.db.session import dispose_engines, session_scope
+from engine.observability_settings import ObservabilitySettings
 from engine.settings import FetchSettings, Settings
 from tests.httpserver import TestServer
 
@@ -194,6 +195,8 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
         "fetch": FetchSettings(connect_timeout_s=1, read_timeout_s=1, retries=1, backoff_s=0.01, concurrency=4,
                                allow_networks=LOCAL_FETCH["allow_networks"],
                                allow_ports=list(LOCAL_FETCH["allow_ports"])),
+        # a served app started in a test loads no model in the background unless the test asks
+        "observability": ObservabilitySettings(warm_up="none"),
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
