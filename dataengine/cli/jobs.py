@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 import engine
@@ -195,7 +196,8 @@ def _print_report(report: JobReport, run: RunResult | None = None) -> None:
     processing so far (from the rows' times; '-' where they span under a second)."""
     columns = ["stage", "done", "duplicate", "near dup", "skipped", "failed", "pending", "total"]
     columns += ["run items", "run s", "items/s"] if run is not None else ["items/s"]
-    table = Table(*columns, title=f"job {report.name} [{report.status}] {report.source_kind}: {report.source_uri}",
+    title = escape(f"job {report.name} [{report.status}] {report.source_kind}: {report.source_uri}")
+    table = Table(*columns, title=title,
                   caption="run …: this run only (items finished, seconds, items/s)" if run is not None else None)
     for stage in report.stages:
         c = stage.counts
