@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
+from annotators.registry import model_refs
 from engine.db.models import MiningJob
 from engine.domain.vocabulary import MediaKind
 from engine.services import caption, failures, mine, negatives, parse, propose, route, verify
@@ -99,8 +100,10 @@ def _propose(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> Stage
     if is_video(s, job_id):
         return video_propose.propose_video_batch(s, ctx.store, models.masklet_proposer(), ctx.settings.video,
                                                  job_id, ids, max_side=m.max_side, balancing=ctx.settings.balancing)
-    return propose.propose_batch(s, ctx.store, models.proposer(), m.propose, job_id, ids, max_side=m.max_side,
-                                 balancing=ctx.settings.balancing)
+    proposer = models.proposer()
+    pools = ctx.settings.similarity.pools_from_propose(proposer.stamp.uri, model_refs(ctx.settings)["proposer"])
+    return propose.propose_batch(s, ctx.store, proposer, m.propose, job_id, ids, max_side=m.max_side,
+                                 balancing=ctx.settings.balancing, embed_to=ctx.settings.data_dir if pools else None)
 
 
 def _negatives(ctx: TaskContext, s: Session, job_id: int, ids: list[int]) -> StageReport:

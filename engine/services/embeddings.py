@@ -10,6 +10,7 @@ the ``dataengine index rebuild`` command).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from engine.storage import MediaStore
 
 SYNC_CHUNK = 1000  # image ids per query when a sync reads the vectors an index lacks
 
+
+log = logging.getLogger(__name__)
 
 def embed_images(session: Session, store: MediaStore, embedder: ImageEmbedder, image_ids: Sequence[int], *,
                  data_dir: Path, max_side: int | None = 1024) -> int:
@@ -67,13 +70,17 @@ def store_embeddings(session: Session, model_version_id: int, image_ids: Sequenc
                      for i, v in zip(ids, unit, strict=True)])
     session.flush()
     path = index_path(data_dir, model_version_id)
-    with writing(path):
-        index = SimilarityIndex.readable(path, dim)
-        if index is None:  # none on this host yet, or unreadable: made from the table (which has these rows)
-            _rebuild_locked(session, model_version_id, path)
-        else:
-            index.add(ids, unit)
-            index.save()
+    try:
+        with writing(path):
+            index = SimilarityIndex.readable(path, dim)
+            if index is None:  # none on this host yet, or unreadable: made from the table (which has these rows)
+                _rebuild_locked(session, model_version_id, path)
+            else:
+                index.add(ids, unit)
+                index.save()
+    except OSError as exc:  # a full or read-only disk: the rows are the truth; the next search syncs the index
+        log.warning("could not update the similarity index %s (%s); it is synced from the table when next "
+                    "searched", path, exc)
     return len(ids)
 
 
