@@ -15,6 +15,7 @@ import threading
 from collections.abc import Sequence
 
 from engine import model_states
+from engine.extras import missing_extra
 from pipelines.models import ModelCache
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,12 @@ def _load_all(targets: Sequence[tuple[str, ModelCache]]) -> None:
         log.info("warm-up: loading the %s model", role)
         try:
             getattr(cache, role)()
-        except Exception:  # noqa: BLE001 - the model is tried again on first use; the operator sees why
-            log.exception("warm-up: the %s model could not be loaded", role)
+        except Exception as exc:  # noqa: BLE001 - the model is tried again on first use; the operator sees why
+            missing = missing_extra(exc)
+            if missing is not None:  # a light install: one line, not a traceback per model
+                log.warning("warm-up: the %s model is not loaded: %s", role, missing)
+            else:
+                log.exception("warm-up: the %s model could not be loaded", role)
             continue
         state = model_states.snapshot().get(role)
         log.info("warm-up: the %s model is ready", role,
