@@ -62,7 +62,8 @@ def demo(ctx: Context, serve_after: bool, port: int | None, no_browser: bool) ->
                         retry_failed=False, until=None, model_profile=None, wait=True, timeout=None,
                         queue_hint=False)
     user = ensure_demo_user(settings)
-    print_next_steps(settings, user, summary.human_tasks if summary else 0, _command_prefix(), serve_after)
+    print_next_steps(settings, user, summary.human_tasks if summary else 0, _command_prefix(),
+                     serving_on=port if serve_after else None)
     if serve_after:
         serve_demo(settings, port, open_browser=not no_browser)
 
@@ -117,10 +118,10 @@ def generate_password(username: str) -> str:
             return password
 
 
-def print_next_steps(settings: Settings, user: DemoUser, tasks: int, prefix: str, serving: bool) -> None:
+def print_next_steps(settings: Settings, user: DemoUser, tasks: int, prefix: str, *,
+                     serving_on: int | None = None) -> None:
     """The closing block: the demo user (its password when it was just made) and the exact commands
-    that show the tasks in the queue."""
-    url = base_url(settings) + QUEUE_PATH
+    that show the tasks in the queue; ``serving_on`` (a port): the server starts next, so where to sign in."""
     click.echo("")
     click.echo(f"next: judge the {tasks} tasks waiting for a human in the queue" if tasks
                else "next: look at the queue (no task waits for a human now)")
@@ -130,10 +131,12 @@ def print_next_steps(settings: Settings, user: DemoUser, tasks: int, prefix: str
     else:
         click.echo(f"  user {user.username} exists (its password was printed when it was made); "
                    f"a new one: {prefix} users passwd {user.username}")
-    if serving:
+    if serving_on is not None:
+        click.echo(f"  serving now: sign in at {base_url(settings, serving_on)}{QUEUE_PATH} as {user.username} "
+                   "(Ctrl+C stops)")
         return
     click.echo(f"  1. {prefix} serve")
-    click.echo(f"  2. open {url} and sign in as {user.username}")
+    click.echo(f"  2. open {base_url(settings)}{QUEUE_PATH} and sign in as {user.username}")
     click.echo(f"  or both at once: {prefix} demo --serve")
     click.echo(f"  once people have judged some: {prefix} calibrate")
 
@@ -158,17 +161,14 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def serve_demo(settings: Settings, port: int, *, open_browser: bool) -> None:
-    """Serve the web app on serve.host and ``port`` until interrupted; open the queue's sign-in page
-    in a browser once the server answers, where there is a display and ``open_browser``."""
-    import uvicorn
+    """Run ``dataengine serve`` (one process, serve.host, ``port``) until interrupted; open the queue's
+    sign-in page in a browser once the server answers, where there is a display and ``open_browser``."""
+    from dataengine.cli.serve import serve
 
-    from dataengine.serve import create_app
-
-    url = base_url(settings, port) + QUEUE_PATH
-    click.echo(f"serving on {base_url(settings, port)}/ : sign in at {url} as {DEMO_USER} (Ctrl+C stops)")
     if open_browser and display_present():
+        url = base_url(settings, port) + QUEUE_PATH
         threading.Thread(target=_open_when_up, args=(settings.serve.host, port, url), daemon=True).start()
-    uvicorn.run(create_app(settings), host=settings.serve.host, port=port, log_level="warning", access_log=False)
+    click.get_current_context().invoke(serve, host=None, port=port, workers=1)
 
 
 def display_present(environ: Mapping[str, str] | None = None, platform: str | None = None) -> bool:
