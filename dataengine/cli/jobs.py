@@ -215,12 +215,13 @@ def _print_report(report: JobReport, run: RunResult | None = None) -> None:
     if report.failures:
         failures = Table("count", "reason", "example item", title="failed items by reason")
         for group in report.failures:
-            failures.add_row(str(group.count), group.reason, group.example_key)
+            # escaped: a reason may hold brackets (pip install 'dataengine[models]') that rich reads as markup
+            failures.add_row(str(group.count), escape(group.reason), group.example_key)
         console.print(failures)
     if report.dropped_annotations:
         dropped = report.dropped_annotations
         console.print(f"{dropped.count} item(s) kept their good dataset annotations and left bad ones out, "
-                      f"e.g. {dropped.example_key}: {dropped.reason} (all reasons: status --json, "
+                      f"e.g. {dropped.example_key}: {escape(dropped.reason)} (all reasons: status --json, "
                       "source_meta.annotation_errors)")
 
 
