@@ -301,8 +301,8 @@ def light_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             # the build backend once, so that later runs reinstall the package offline
             tools = _run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", "setuptools>=69", "wheel"])
             assert tools.returncode == 0, tools.stderr
-            proc = _run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-build-isolation", source],
-                        timeout=900)
+            proc = _run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-compile",
+                         "--no-build-isolation", source], timeout=900)
             assert proc.returncode == 0, proc.stderr[-4000:]
             stamp.touch()
         else:  # this checkout's code on the cached dependencies
