@@ -1,8 +1,9 @@
 """Failure mining: find where people found the model wrong, and take a new pool of images most like
 those first (``dataengine mine SOURCE --prioritise-failures``, job option ``prioritise_failures``).
 
-Failures come from people's verdicts (ours and Label Studio's; gold answers excluded), each kept only
-while the label state it produced still stands (the state is the one source of truth):
+Failures come from people's verdicts (ours and Label Studio's; gold answers and verdicts a later one
+superseded — an undo, a reviewer's replacement — excluded), each kept only while the label state it
+produced still stands (the state is the one source of truth):
 
 - ``rejected_mask``: a person rejected a mask the proposer made (not one a person made with a model);
   the mask is still rejected;
@@ -87,7 +88,9 @@ def _proposed_by_model(mask: Any) -> Any:
 
 def failure_events(concept_ids: Sequence[int] | None = None) -> Any:
     """A SELECT of (image_id, concept_id, kind, at), one row per failure verdict (see the module)."""
-    human = [Verdict.source.in_(HUMAN_SOURCES), not_gold(), ImageConcept.image_id.is_not(None)]
+    later = aliased(Verdict)
+    human = [Verdict.source.in_(HUMAN_SOURCES), not_gold(), ImageConcept.image_id.is_not(None),
+             ~exists().where(later.supersedes_id == Verdict.id)]  # not undone nor replaced by a later verdict
     if concept_ids is not None:
         human.append(ImageConcept.concept_id.in_(list(concept_ids)))
     m = aliased(Mask)

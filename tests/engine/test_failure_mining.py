@@ -249,3 +249,20 @@ def test_the_report_says_how_much_faster_the_order_found_failures(tiny_settings,
     assert done.exit_code == 0, done.output
     section = done.output[done.output.index("model failures people found"):]
     assert "rejected mask 2" in section and "prio" in section and "2.00× faster than random" in section
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_undone_rejection_is_no_failure(settings):
+    from engine.db.models import User
+    from engine.services.undo import undo_last
+    from engine.settings import QueueSettings
+
+    with session_scope(settings.db_url) as s:
+        made = seed_labelled(s, settings.media_path)
+        _judge(s, made["img3"], "reject")
+    with session_scope(settings.db_url) as s:
+        assert made["img3"] in {f.image_id for f in failures.recent_failures(s, 10)}
+        judge = s.scalar(select(User.id).where(User.username == "fm-judge"))
+        undo_last(s, judge, None, QueueSettings())
+    with session_scope(settings.db_url) as s:
+        assert made["img3"] not in {f.image_id for f in failures.recent_failures(s, 10)}
