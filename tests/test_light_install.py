@@ -119,6 +119,22 @@ def test_a_command_that_needs_the_models_prints_one_line(without_models: None, t
                      "here: torch, transformers): pip install 'dataengine[models]'"], result.output
 
 
+def test_a_model_stage_without_the_models_fails_its_items_with_the_extra(without_models: None, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataengine.cli.main import cli
+
+    for name in [n for n in os.environ if n.startswith("DATAENGINE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DATAENGINE_DATA_DIR", str(tmp_path / "data"))
+    mined = CliRunner().invoke(cli, ["mine", str(SAMPLES), "--job", "light", "--until", "caption"])
+    assert mined.exit_code == 0, mined.output
+    status = CliRunner().invoke(cli, ["status", "light", "--json"])
+    assert status.exit_code == 0, status.output
+    text = json.dumps(json.loads(status.output))
+    assert "the captioner needs the model libraries (not installed here: torch, transformers): pip install " \
+        "'dataengine[models]'" in text, text[:2000]
+
+
 def test_the_warm_up_of_a_light_server_logs_one_line_per_model(without_models: None,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     from engine.settings import Settings
