@@ -12,8 +12,8 @@ class VideoLimits(BaseModel):
     max_duration_s: float = Field(600.0, gt=0, description="longest video mined, seconds")
     max_source_frames: int = Field(36_000, ge=1, description="most frames decoded from one source video")
     max_sampled_frames: int = Field(3_600, ge=1, description="most sampled frames kept per video")
-    max_width: int = Field(4096, ge=16)
-    max_height: int = Field(4096, ge=16)
+    max_width: int = Field(4096, ge=16, description="widest video mined, pixels")
+    max_height: int = Field(4096, ge=16, description="tallest video mined, pixels")
     max_frame_folder_files: int = Field(20_000, ge=1, description="most files in one frame folder")
     max_file_bytes: int = Field(
         512 * 1024 ** 2, ge=1024, le=16 * 1024 ** 3,
@@ -44,7 +44,8 @@ class VideoSettings(BaseModel):
                                 description="frames two proposal windows share (at most half a window is used)")
     stitch_iou: float = Field(0.5, gt=0, le=1, description="masklets of two windows overlapping this much are one")
     min_masklet_frames: int = Field(1, ge=1, description="masklets shorter than this are dropped")
-    max_masklets_per_phrase: int = Field(32, ge=1, le=1000)
+    max_masklets_per_phrase: int = Field(32, ge=1, le=1000,
+                                         description="masklets kept per phrase of a video, best mean score first")
     mv_frames: int = Field(4, ge=1, le=32, description="frames of a masklet the mask verifier sees")
     ev_keyframes: int = Field(3, ge=1, le=32, description="keyframes the exhaustivity verifier sees")
     max_track_points: int = Field(32, ge=1, le=256, description="points one click request may carry")
