@@ -11,7 +11,7 @@ Three tiers:
   requirements of the installed distributions, not by building an image (no Docker engine here);
 - a real venv without the extras (slow): ``pip install`` of a copy of the package from PyPI into
   ``~/.cache/dataengine-tests/light-venv-<key>`` (the key hashes the base requirements and the Python
-  version, so it is made once per dependency change: about 2.5 minutes cold, then seconds), in which
+  version, so it is made once per dependency change: 70-180 s cold, then about 30 s), in which
   the commands run as a user runs them. Skipped, saying so, only when it must be made and PyPI does
   not answer.
 """
