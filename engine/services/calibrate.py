@@ -26,6 +26,7 @@ from engine.domain.calibration import CalibrationResult, PairCalibration, calibr
 from engine.domain.exports import ACCEPT_ANSWER
 from engine.domain.ground_truth import GroundTruth, mask_truth, people_decision, verifier_target
 from engine.domain.vocabulary import HUMAN_SOURCES, LabelSource, ModelKind, TaskKind, VerdictKind
+from engine.services.export_rows import standing
 from engine.settings import RoutingSettings
 
 #: labels that say accept, per task kind (engine/domain/ground_truth.py)
@@ -193,11 +194,12 @@ def human_decisions(session: Session, task_kind: TaskKind) -> dict[tuple[int | N
     labels: dict[tuple[int | None, int], list[str]] = {}
     for mask_id, pair_id, label in session.execute(
             select(Verdict.mask_id, Verdict.pair_id, Verdict.label).where(
-                Verdict.kind == verdict_kind, ~gold_task, Verdict.source.in_(HUMAN_SOURCES)).order_by(Verdict.id)):
+                Verdict.kind == verdict_kind, ~gold_task, Verdict.source.in_(HUMAN_SOURCES), standing())
+            .order_by(Verdict.id)):
         labels.setdefault((mask_id, pair_id), []).append(label)
     decided = {key: given[people_decision(given)] for key, given in labels.items()}
     gt = GroundTruth(LabelSource.HUMAN)
-    by_people = (Verdict.kind == verdict_kind, Verdict.source.in_(HUMAN_SOURCES))
+    by_people = (Verdict.kind == verdict_kind, Verdict.source.in_(HUMAN_SOURCES), standing())
     if task_kind == TaskKind.VERIFY_MASK:
         truth = {mask_id: mask_truth(bool(is_truth), bool(is_rejection)) for mask_id, is_truth, is_rejection in
                  session.execute(select(Mask.id, gt.mask_is_ground_truth(), gt.mask_rejection_is_ground_truth())

@@ -29,7 +29,7 @@ from engine.db.models import Concept, ImageConcept, Mask, Verdict
 from engine.domain.balancing import ConceptStats, is_saturated, saturated_concepts, skip_pair
 from engine.domain.ground_truth import GroundTruth, verifier_target
 from engine.domain.vocabulary import HUMAN_SOURCES, Decider, MaskState, VerdictKind, VerdictSource
-from engine.services.export_rows import not_gold
+from engine.services.export_rows import not_gold, standing
 
 TASKS = {VerdictKind.MASK: "mv", VerdictKind.EXHAUSTIVITY: "ev"}
 MAX_CONCEPTS = 200  # rows of the coverage view (the dashboard)
@@ -101,7 +101,7 @@ def _latest(sources: Any, kind: VerdictKind, name: str, where: list[Any]) -> Any
     """The latest verdict of ``kind`` from ``sources`` per target (on the concepts ``where`` names)."""
     v = aliased(Verdict)
     scope = [v.pair_id.in_(select(ImageConcept.id).where(*where))] if where else []
-    latest = (select(func.max(v.id).label("id")).where(v.kind == kind, sources(v), not_gold(v), *scope)
+    latest = (select(func.max(v.id).label("id")).where(v.kind == kind, sources(v), not_gold(v), standing(v), *scope)
               .group_by(v.pair_id, v.mask_id).subquery())
     return select(Verdict.pair_id, Verdict.mask_id, Verdict.label, Verdict.payload).join(
         latest, latest.c.id == Verdict.id).subquery(name)

@@ -51,6 +51,7 @@ from engine.domain.vocabulary import (
 )
 from engine.services.calibrate import KINDS, POSITIVE_LABELS
 from engine.services.concept_stats import ConceptCoverage, concept_coverage
+from engine.services.export_rows import standing
 from engine.services.video_metrics import VideoProposerQuality, video_quality
 
 TASK_KIND_OF = {
@@ -262,7 +263,7 @@ def _agreement(session: Session, user_ids: list[int]) -> dict[int, tuple[int, in
     per_label = (
         select(Verdict.task_id.label("task_id"), Verdict.label.label("label"), func.count().label("c"))
         .join(HumanTask, HumanTask.id == Verdict.task_id)
-        .where(human, HumanTask.is_gold.is_(False))
+        .where(human, HumanTask.is_gold.is_(False), standing())
         .group_by(Verdict.task_id, Verdict.label)
         .cte("per_label")
     )
@@ -303,7 +304,7 @@ def _latest_human_labels(task_kind: TaskKind, verdict_kind: VerdictKind) -> CTE:
     latest_human = (
         select(func.max(Verdict.id).label("id")).select_from(Verdict)
         .outerjoin(HumanTask, HumanTask.id == Verdict.task_id)
-        .where(Verdict.kind == verdict_kind, Verdict.source.in_(HUMAN_SOURCES), _not_gold())
+        .where(Verdict.kind == verdict_kind, Verdict.source.in_(HUMAN_SOURCES), _not_gold(), standing())
         .group_by(Verdict.pair_id, Verdict.mask_id).subquery()
     )
     return (select(Verdict.pair_id, Verdict.mask_id, Verdict.label)

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, and_, case, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from engine.db.models import Concept, HumanTask, Image, ImageConcept, JobItem, Mask, Verdict
+from engine.domain.decisions import UNDONE
 from engine.domain.exports import ACCEPT_ANSWER, ExportSpecError
 from engine.domain.ground_truth import LABEL_SOURCES, GroundTruth, deciders
 from engine.domain.vocabulary import (
@@ -173,6 +174,15 @@ def _prefetched(batches: Iterator[Any], depth: int = 4) -> Iterator[Any]:
 def not_gold(verdict: Any = Verdict) -> Any:
     """The verdict (table or alias) was not given on a gold task (those only score people)."""
     return ~exists().where(HumanTask.id == verdict.task_id, HumanTask.is_gold.is_(True))
+
+
+def standing(verdict: Any = Verdict) -> Any:
+    """The verdict (table or alias) stands: it is no undo (label ``undone``, no judgement of its own) and no
+    later verdict superseded it (an undo took it back, or a replacement — an annotation edited in Label
+    Studio — replaced it). Every reader of people's verdicts as judgements (calibration, agreement, verifier
+    training sets, failure mining) takes only these."""
+    newer = aliased(Verdict)
+    return and_(verdict.label != UNDONE, ~exists().where(newer.supersedes_id == verdict.id))
 
 
 def image_conditions(filters: ExportFilters) -> list[Any]:

@@ -52,6 +52,7 @@ from engine.services.export_rows import (
     Stats,
     not_gold,
     pair_conditions,
+    standing,
     stream,
     tick,
 )
@@ -81,7 +82,7 @@ def _streams(conn: Connection, filters: ExportFilters) -> tuple[Iterator[Any], I
         Verdict.id, Verdict.pair_id, Verdict.mask_id, type_coerce(Verdict.kind, String).label("kind"),
         type_coerce(Verdict.source, String).label("source"), Verdict.label, Verdict.model_version_id,
         Verdict.created_at, Verdict.payload,
-    ).select_from(Verdict).join(ImageConcept, ImageConcept.id == Verdict.pair_id).where(not_gold()),
+    ).select_from(Verdict).join(ImageConcept, ImageConcept.id == Verdict.pair_id).where(not_gold(), standing()),
         filters).order_by(Verdict.pair_id, Verdict.id)
     return stream(conn, pairs), stream(conn, masks), stream(conn, verdicts)
 

@@ -58,7 +58,7 @@ from engine.failure_settings import FailureMiningSettings
 from engine.ports import ImageEmbedder
 from engine.services.common import register
 from engine.services.embeddings import embed_images
-from engine.services.export_rows import not_gold
+from engine.services.export_rows import not_gold, standing
 from engine.storage import MediaStore
 
 log = logging.getLogger(__name__)
@@ -88,9 +88,7 @@ def _proposed_by_model(mask: Any) -> Any:
 
 def failure_events(concept_ids: Sequence[int] | None = None) -> Any:
     """A SELECT of (image_id, concept_id, kind, at), one row per failure verdict (see the module)."""
-    later = aliased(Verdict)
-    human = [Verdict.source.in_(HUMAN_SOURCES), not_gold(), ImageConcept.image_id.is_not(None),
-             ~exists().where(later.supersedes_id == Verdict.id)]  # not undone nor replaced by a later verdict
+    human = [Verdict.source.in_(HUMAN_SOURCES), not_gold(), standing(), ImageConcept.image_id.is_not(None)]
     if concept_ids is not None:
         human.append(ImageConcept.concept_id.in_(list(concept_ids)))
     m = aliased(Mask)
