@@ -25,7 +25,6 @@ import inspect
 import json
 import re
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -299,11 +298,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(docs_block())
     return 0
-
-
-def iter_envs() -> Iterator[str]:
-    """Every setting's environment variable (for tests and tooling)."""
-    return (r.env for r in rows())
 
 
 if __name__ == "__main__":
