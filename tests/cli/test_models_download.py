@@ -10,14 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from annotators import modelscope_files
 from annotators.checkpoints import CheckpointError, Source, download_modelscope, manifest_digest, parse_source
 from dataengine.cli.main import cli
-from engine.db.models import ModelKind, ModelVersion
+from engine.db.models import ModelVersion
 from engine.db.session import session_scope
+from engine.domain.vocabulary import ModelKind
 from tests.fake_hub import FakeHub
 
 
@@ -59,7 +60,7 @@ def hf_online(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
 
 
-def invoke(*args: object) -> object:
+def invoke(*args: object) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
