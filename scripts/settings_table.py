@@ -207,7 +207,17 @@ def _note(value: Any, name: str) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    """Text for a table cell: pipes escaped; outside code spans a placeholder such as ``<data_dir>/media`` made
+    code, any other ``<`` and ``*`` escaped (an HTML tag, emphasis)."""
+    parts = text.split("`")
+    for i in range(0, len(parts), 2):
+        plain = _PLACEHOLDER.sub(lambda m: f"\x00{m.group(0)}\x00", parts[i])  # <data_dir>/x → code
+        plain = plain.replace("<", "&lt;").replace("*", "\\*")
+        parts[i] = re.sub("\x00([^\x00]*)\x00", lambda m: "`" + m.group(1).replace("&lt;", "<") + "`", plain)
+    return "`".join(parts).replace("|", "\\|")
+
+
+_PLACEHOLDER = re.compile(r"<[A-Za-z_]+>(?:[^\s;,)]*[^\s;,.)])?")
 
 
 def table(selected: list[Row]) -> str:

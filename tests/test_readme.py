@@ -102,6 +102,8 @@ def test_rendering(table_script: ModuleType) -> None:
     assert render(["reviewer", "admin"]) == '`["reviewer", "admin"]`'
     assert table_script.table([table_script.Row("a", "DATAENGINE_A", "`x`", "a | b")]).endswith(
         "| `DATAENGINE_A` | `x` | a \\| b |")
+    # GitHub would take <data_dir> for an HTML tag and a*b for emphasis
+    assert table_script._cell("empty: <data_dir>/sources. w*h, `a<b`") == "empty: `<data_dir>/sources`. w\\*h, `a<b`"
 
 
 def test_a_new_setting_without_a_row_is_caught(table_script: ModuleType) -> None:
