@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--clusters", type=int, default=1000, help="centres of --data clustered (default 1,000)")
     add("--expansions", default="64,128,256",
         help="USearch expansion_search values measured (default 64,128,256; 64 is the default SimilarityIndex uses)")
+    add("--expansion-add", type=int, default=None,
+        help="USearch expansion_add while building (default: USearch's 128, what SimilarityIndex uses); lower builds "
+             "faster with a coarser graph (same memory) — for a box too small to build the product's graph in time")
     add("--seed", type=int, default=0)
     add("--keep", default=None, help="keep the built index file at this path (default: a temporary file)")
     add("--out", default=None, help="name of the JSON under bench/results (default similarity_search[_N])")
@@ -183,7 +186,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench_similarity_") as tmp:
         path = Path(args.keep) if args.keep else Path(tmp) / "index.usearch"
         index = SimilarityIndex(path, args.dim)
-        print("  building the index ...", flush=True)
+        if args.expansion_add:
+            index._index.expansion_add = args.expansion_add  # the USearch Index behind it (this build only)
+        expansion_add, connectivity = int(index._index.expansion_add), int(index._index.connectivity)
+        print(f"  building the index (connectivity {connectivity}, expansion_add {expansion_add}) ...",
+              flush=True)
         built = build(index, vectors)
         started = time.perf_counter()
         index.save()
@@ -211,7 +218,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"benchmark": "similarity_search", "n": n, "dim": args.dim, "k": args.k, "data": args.data,
             "clusters": args.clusters if args.data == "clustered" else None, "queries": args.queries,
             "exact_queries": len(exact_found), "seed": args.seed, "vectors_mb": vectors.nbytes / 2**20,
-            "build": built, "index": index_runs, "exact": exact_lat, "loaded": loaded, "peak_rss_mb": hwm_mb()}
+            "connectivity": connectivity, "expansion_add": expansion_add, "build": built, "index": index_runs,
+            "exact": exact_lat, "loaded": loaded, "peak_rss_mb": hwm_mb()}
 
 
 def print_tables(r: dict[str, Any]) -> None:
@@ -224,7 +232,8 @@ def print_tables(r: dict[str, Any]) -> None:
                  fmt(ex["p90_ms"], 3), fmt(ex["p99_ms"], 3), "1.000", "1.0x"])
     print(format_table(["search", "queries", "p50 ms", "p90 ms", "p99 ms", f"recall@{r['k']}", "exact p99 / p99"],
                        rows, title=f"\nQuery latency at {r['n']:,} {r['data']} vectors × {r['dim']} (k={r['k']}, "
-                                   "one query per call)"))
+                                   f"one query per call; graph built with connectivity {r['connectivity']}, "
+                                   f"expansion_add {r['expansion_add']})"))
     b, ld = r["build"], r["loaded"]
     rows = [["raw f32 vectors (n × dim × 4)", fmt(r["vectors_mb"], 0)],
             ["index file (SimilarityIndex.save)", fmt(b["file_mb"], 0)],
@@ -252,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
 
     result["environment"]["usearch"] = usearch.__version__
     name = args.out or "_".join(["similarity_search"] + ([] if result["n"] == 1_000_000 else [str(result["n"])])
-                                + ([] if args.data == "random" else [args.data]))
+                                + ([] if args.data == "random" else [args.data])
+                                + ([f"ea{args.expansion_add}"] if args.expansion_add else []))
     print(f"wrote {write_json(name, result)}")
     return 0
 
