@@ -88,6 +88,9 @@ def _settings(tmp: Path, url: str, spec: dict[str, Any], model_dir: Path) -> Any
     settings.exemplars.score_threshold = spec["score_threshold"]
     settings.queue.gold_rate = 0.0
     settings.queue.multi_review_rate = 0.0
+    # no start-up warm-up: the first request loads the model (timed apart); the warm-up thread's loads ran
+    # at the same time as the runner's first load and raced it in transformers' lazy imports (ImportError)
+    settings.observability.warm_up = "none"
     return settings
 
 
