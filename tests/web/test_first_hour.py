@@ -83,8 +83,20 @@ def user_env(models_cache_dir: Path) -> dict[str, str]:
                 "DATAENGINE_MODELS__PROPOSE__MAX_MASKS_PER_PHRASE": str(MASKS_PER_PHRASE),
                 "DATAENGINE_MODELS__NEGATIVES__USE_LLM": "false",
                 "DATAENGINE_QUEUE__MULTI_REVIEW_RATE": "0",
-                "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+                "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})  # a table row on one line
     return env
+
+
+def table_rows(out: str, title: str) -> list[list[str]]:
+    """The body rows of the rich table printed under ``title``, as cells."""
+    lines = out.split(title, 1)[1].splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith("┡")) + 1
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("│"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("│").split("│")])
+    return rows
 
 
 def free_port() -> int:
@@ -268,7 +280,6 @@ def walk_and_check(walk: Walk, url: str, password: str, page: Any) -> None:
     for n in range(PER_KIND):
         done = correct(page, n, task, before_submit=(lambda p: walk.shot(p, "correct")) if n == 0 else None)
         corrected[done.task] = done
-        print(done)
         task = str(done.task)
     body(page, pending=0)
     walk.shot(page, "thirty-verdicts")
@@ -301,6 +312,8 @@ def walk_and_check(walk: Walk, url: str, password: str, page: Any) -> None:
             kept = s.scalars(select(Mask.id).where(Mask.pair_id == pair_id, Mask.state == MaskState.ACCEPTED)).all()
             assert pair.is_exhaustive is True and len(kept) == corrected_pairs[pair_id].masks, pair_id
         negatives = {p for p, c in corrected_pairs.items() if c.masks == 0}
+        still_rejected = sum(s.get(Mask, tasks[t].mask_id).state == MaskState.REJECTED  # type: ignore[union-attr]
+                             for t, label in verified.items() if label == "reject")
         concept_of = {p.id: (p.image_id, p.concept_id) for p in pairs.values()}
 
     # -- the exports hold the accepted masks, and the negatives as negatives
@@ -323,9 +336,19 @@ def walk_and_check(walk: Walk, url: str, password: str, page: Any) -> None:
     crowds = sum(c.edit == "crowd" for c in corrected.values())
     assert sum(a["iscrowd"] for part in coco for a in part["annotations"]) == crowds
 
-    # -- the report counts the verdicts
+    # -- the report counts the verdicts; its ground truth is the pairs corrected (those with a crowd mask
+    #    have no separate instances to score), the mask verifier is compared with the ten mask verdicts
     report = walk.cli("report", "--out", "report", timeout=180)
     assert f"{3 * PER_KIND} human verdicts in the last 24 hours" in report, report
+    scored = [c for c in corrected.values() if c.edit != "crowd"]
+    [proposer] = table_rows(report, "proposers on instance-exhaustive ground truth")
+    assert proposer[3:5] == [str(len(scored)), str(sum(c.masks > 0 for c in scored))], report
+    verifiers = {row[2]: row for row in table_rows(report, "AI verifiers against people")}
+    assert verifiers["verify_mask"][4] == str(PER_KIND), report
+    missing = sum(c.masks > 0 for c in corrected.values())  # "not present" made the others negatives
+    assert (f"model failures people found: rejected mask {still_rejected}, missing instances {missing}, "
+            "false positive 0") in report, report
     assert list((walk.folder / "report").glob("*.png"))
-    print(f"\nfirst hour: the walk in the browser took {walked_s:.1f} s")
+    print(f"\nfirst hour: the walk in the browser took {walked_s:.1f} s; the corrections: "
+          + ", ".join(f"{c.edit} ({c.masks} masks)" for c in corrected.values()))
 
