@@ -6,7 +6,11 @@ with RLE masks, SA-Co) and ``dataengine report``, whose outputs must hold the ve
 Everything runs as subprocesses of the real CLI against the embedded SQLite database in a temporary
 folder; the models are the tiny random-weight ones of the session's cache (their masks are noise:
 only what people decided about them is asserted). One server serves the whole walk. Screenshots of
-each milestone go to ``test-artifacts/first-hour/``.
+each milestone go to ``test-artifacts/first-hour/`` (and ``NN-FAILED-here.png`` where a walk stops).
+
+The demo makes verify_mask and check_exhaustivity tasks but no correction task: those come from the
+walk's ten "instances missing" answers, one per pair, and the ten corrections are of those pairs
+(each a different edit: a tracker click, keep, delete, brush, crowd, not present).
 
 The environment differs from a bare first run only to save time or to make the counts exact: two
 candidate masks per phrase and no LLM for hard negatives (as in tests/cli/test_demo_guided.py), and
