@@ -29,6 +29,12 @@ from engine.ports import (
 )
 from engine.settings import Settings
 
+#: one model build at a time in the whole process, whichever cache asks: transformers' lazily imported model
+#: classes are not safe to import from two threads at once (a warm-up thread loading the click segmenter
+#: while the exemplar runner's thread loaded SAM 3 failed with "cannot import name 'Sam3Model'"), and two
+#: loads at once would also double the memory peak. Re-entrant: a builder may ask another cache.
+_BUILDING = threading.RLock()
+
 
 class ModelCache:
     def __init__(self, settings: Settings) -> None:
@@ -37,7 +43,10 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def _get(self, name: str, build: Callable[[Settings], Any]) -> Any:
-        with self._lock:
+        with self._lock:  # built already: no wait on another cache's load
+            if name in self._models:
+                return self._models[name]
+        with _BUILDING, self._lock:
             if name not in self._models:
                 with model_states.loading(name):  # the pages show "loading the model" meanwhile
                     self._models[name] = build(self.settings)
@@ -51,6 +60,10 @@ class ModelCache:
         with session_scope(self.settings.db_url) as session:
             ref = promoted_uri(session, kind, random_weights=self.settings.model_profile == "tiny")
         with self._lock:
+            held = self._models.get(name)
+            if held is not None and held[0] == ref:
+                return held[1]
+        with _BUILDING, self._lock:
             held = self._models.get(name)
             if held is None or held[0] != ref:
                 self._models[name] = (ref, build(self.settings, ref))
