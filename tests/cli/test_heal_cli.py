@@ -35,7 +35,7 @@ def test_heal_sends_lost_work_again_and_says_what_it_did(cli_database, tmp_path,
                   .values(dispatched_at=utcnow() - dt.timedelta(hours=1)))
     result = runner.invoke(cli, ["heal", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["resent"] == {"mine": 3}
+    assert json.loads(result.stdout)["resent"] == {"mine": 3}  # log lines go to stderr
     with session_scope(cli_database) as s:
         assert {st.value for st in s.scalars(select(JobItem.status))} == {"done"}
     result = runner.invoke(cli, ["heal", "--job", "nope"])

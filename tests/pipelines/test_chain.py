@@ -31,7 +31,8 @@ def test_whole_chain_through_a_worker(start_worker, fresh_pg_url, broker_url, tm
             StageItem.status == StageStatus.DONE).group_by(StageItem.stage)).all())
         assert statuses == {"caption": 5, "parse": 5, "propose": 5, "negatives": 5, "verify": 5, "route": 5}
         names = set(s.scalars(select(ModelVersion.name).where(ModelVersion.random_weights)))
-        assert names == {"tiny-mllama", "tiny-sam3"}
+        # the propose stage stores its pooled vision features as image embeddings under their own version
+        assert names == {"tiny-mllama", "tiny-sam3", "tiny-sam3 (image embedding)"}
         kinds = set(s.scalars(select(ModelVersion.kind).where(ModelVersion.random_weights)))
         assert {k.value for k in kinds} == {"captioner", "proposer", "mask_verifier", "exhaustivity_verifier"}
         masks = s.scalar(select(func.count()).select_from(Mask))
