@@ -20,11 +20,26 @@ if [ "${1:-}" = "--fast" ]; then
 fi
 scripts/setup-venv.sh dev
 export HF_HUB_OFFLINE=1
+
+# apt's own chatter (debconf frontends, needrestart, dpkg progress) says nothing a newcomer can act on: it goes
+# to a log, shown only when the install fails
+apt_quiet() {
+  local log
+  log=$(mktemp /tmp/dataengine-apt.XXXXXX.log)
+  if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true NEEDRESTART_MODE=a \
+      NEEDRESTART_SUSPEND=1 apt-get install -y -qq "$@") >"$log" 2>&1; then
+    rm -f "$log"
+  else
+    echo "apt-get install $* failed; its output (also in $log):" >&2
+    tail -n 20 "$log" >&2
+    return 1
+  fi
+}
 if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1 \
     && ! command -v docker-compose >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing Debian's docker-compose (validates docker-compose.yml)"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose) >/dev/null
+    apt_quiet docker-compose
   fi
 fi
 if [ $fast = 1 ]; then
@@ -39,7 +54,7 @@ scripts/check.sh
 if ! command -v chromium >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing Debian's chromium (the browser tests drive it)"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null || true
+    apt_quiet chromium || true
   fi
   if ! command -v chromium >/dev/null; then
     echo "error: Chromium is not installed and could not be installed here; the browser tests need it." >&2
