@@ -27,6 +27,7 @@ from engine.exemplar_settings import ExemplarSettings
 from engine.failure_settings import FailureMiningSettings
 from engine.observability_settings import ObservabilitySettings
 from engine.similarity_settings import SimilaritySettings
+from engine.storage_settings import StorageSettings
 from engine.video_settings import VideoSettings
 
 CONFIG_FILE_ENV = "DATAENGINE_CONFIG_FILE"
@@ -376,6 +377,7 @@ class Settings(BaseSettings):
     similarity: SimilaritySettings = SimilaritySettings()
     balancing: BalancingSettings = BalancingSettings()
     exemplars: ExemplarSettings = ExemplarSettings()
+    storage: StorageSettings = StorageSettings()
     failure_mining: FailureMiningSettings = FailureMiningSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
