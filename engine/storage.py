@@ -1,4 +1,6 @@
-"""Content-addressed media storage: ``ab/cd/<sha256>.<ext>`` under the media root."""
+"""Content-addressed media storage: ``ab/cd/<sha256>.<ext>`` under the media root (or, with
+``storage.backend = "s3"``, under ``<prefix>/media/`` in a bucket: :mod:`engine.s3_storage`).
+:func:`engine.stores.make_store` builds the one the settings choose."""
 
 from __future__ import annotations
 
@@ -91,6 +93,10 @@ class LocalMediaStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
+
+    def presigned_url(self, key: str) -> str | None:
+        """Local files have no URL of their own: the API proxies them."""
+        return None
 
 
 def _publish(tmp: str, path: Path) -> bool:

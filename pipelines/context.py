@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from engine.db.session import session_scope
 from engine.settings import Settings
-from engine.storage import LocalMediaStore, MediaStore
+from engine.storage import MediaStore
+from engine.stores import make_store
 from pipelines.models import ModelCache
 
 
@@ -42,7 +43,7 @@ class TaskContext:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TaskContext:
-        return cls(settings=settings, store=LocalMediaStore(settings.media_path), models=ModelCache(settings))
+        return cls(settings=settings, store=make_store(settings), models=ModelCache(settings))
 
 
 @cache

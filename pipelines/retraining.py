@@ -19,7 +19,7 @@ from engine.services.retrain import MODEL_KINDS, RetrainOutcome, VerifierRetrain
 from engine.services.retrain_sam3 import Sam3Outcome, Sam3Retrain, retrain_sam3
 from engine.services.training_data import TrainingData, existing_export, new_export
 from engine.settings import Settings
-from engine.storage import LocalMediaStore
+from engine.stores import make_store
 
 
 def _training_data(session: Session, settings: Settings, fmt: str, snapshot_dir: Path | None,
@@ -60,7 +60,7 @@ def run_verifier_retrain(settings: Settings, task: str, *, snapshot_dir: Path | 
                                   target_precision=settings.routing.target_precision,
                                   calibration_method=settings.routing.calibration_method,
                                   routing=settings.routing)
-        outcome = retrain_verifier(session, LocalMediaStore(settings.media_path), VerifierFineTuner(), request)
+        outcome = retrain_verifier(session, make_store(settings), VerifierFineTuner(), request)
         _commit_or_remove(session, Path(outcome.output_dir), made=outcome.new_checkpoint)
         return outcome
 

@@ -89,12 +89,12 @@ def index_embed(ctx: Context, batch: int) -> None:
     from engine.db.models import Image
     from engine.db.session import session_scope
     from engine.services import embeddings
-    from engine.storage import LocalMediaStore
+    from engine.stores import make_store
 
     settings = ctx.settings
     ensure_schema(settings)
     embedder = _embedder(ctx)
-    store = LocalMediaStore(settings.media_path)
+    store = make_store(settings)
     with session_scope(settings.db_url) as session:
         ids = list(session.scalars(select(Image.id).order_by(Image.id)))
     added = 0

@@ -47,6 +47,7 @@ from engine.services.export_formats import WRITERS
 from engine.services.export_rows import ExportError, ExportFilters, Progress, Stats
 from engine.services.export_video import VIDEO_WRITERS
 from engine.settings import Settings
+from engine.stores import upload_export
 
 __all__ = ["ExportError", "ExportFilters", "ExportResult", "ExportSpecError", "commit_or_discard", "export_coco",
            "export_dataset", "export_saco", "export_verifier", "exports_root", "publish_export", "resolve_jobs",
@@ -144,6 +145,7 @@ def publish_export(session: Session, settings: Settings, fmt: str, filters: Expo
     _place(incoming, final, result.manifest)
     result.out_dir = final
     commit_or_discard(session, result)
+    upload_export(settings, final, result.name)  # the S3 store: a copy under <prefix>/exports/<name>/
     return result
 
 

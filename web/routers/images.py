@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
 from engine.db.models import Image
 from engine.domain.signing import signature_valid
-from engine.storage import LocalMediaStore
+from engine.stores import browser_url, make_store
 from web.deps import ImageReader, SessionDep, SettingsDep, UnitOfWorkRoute
 from web.schemas import Id
 
@@ -44,8 +45,11 @@ def _serve(image_id: int, request: Request, session: SessionDep, settings: Setti
     headers = {"etag": etag, "cache-control": "private, max-age=86400, immutable"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
+    store = make_store(settings)
+    if (url := browser_url(store, row.storage_key)) is not None:  # storage.presign: the bucket serves it
+        return RedirectResponse(url, status_code=307, headers={"cache-control": "no-store"})
     try:
-        data = LocalMediaStore(settings.media_path).open_bytes(row.storage_key)
+        data = store.open_bytes(row.storage_key)
     except (FileNotFoundError, ValueError):
         raise HTTPException(410, f"image {image_id} is registered but its file is missing from the store") from None
     ext = row.storage_key.rsplit(".", 1)[-1].lower()

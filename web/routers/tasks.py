@@ -18,7 +18,7 @@ from engine.services import annotation, labelstudio, queue, task_reason
 from engine.services.auth import Principal
 from engine.services.common import load_images
 from engine.settings import Settings
-from engine.storage import LocalMediaStore
+from engine.stores import make_store
 from web.deps import Annotator, ModelsDep, SessionDep, SettingsDep, UnitOfWorkRoute
 from web.errors import DECISION_CONFLICT, ERROR_HEADER
 from web.schemas import Count, Finite, FreeText, Id, NoNulStr, SaneDatetime, ShortText
@@ -227,7 +227,7 @@ def segment(task_id: Id, body: ClickIn, models: ModelsDep, principal: Annotator,
     if image_id is None:
         raise HTTPException(409, "a video task: click on a frame through /api/v1/video/tasks/{id}/track")
     sha256 = session.scalars(select(Image.sha256).where(Image.id == image_id)).one()
-    store = LocalMediaStore(settings.media_path)
+    store = make_store(settings)
     session.commit()  # end the transaction: no connection is held while the model runs
 
     def load() -> Any:

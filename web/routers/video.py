@@ -19,7 +19,7 @@ from engine.domain.vocabulary import TrackState
 from engine.ports import JobNotEnqueued, TrackRunner
 from engine.services import video_review
 from engine.settings import Settings
-from engine.storage import LocalMediaStore
+from engine.stores import make_store
 from web.deps import Annotator, ImageReader, SessionDep, SettingsDep, UnitOfWorkRoute
 from web.schemas import Count, Id
 from web.schemas_video import MaskletFramesOut, TrackAccepted, TrackFramesOut, TrackIn
@@ -61,7 +61,7 @@ def frame(video_id: Id, index: Count, request: Request, _: ImageReader, session:
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     try:
-        data = LocalMediaStore(settings.media_path).open_bytes(key)
+        data = make_store(settings).open_bytes(key)
     except (FileNotFoundError, ValueError):
         raise HTTPException(410, f"frame {index} of video {video_id} is missing from the store") from None
     return Response(data, media_type="image/jpeg", headers=headers)
