@@ -19,8 +19,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
-SERVICES = {"postgres", "redis", "migrate", "api", "worker-io", "worker-cpu", "worker-gpu", "beat", "flower"}
-ONE_SHOT = {"migrate"}
+SERVICES = {"postgres", "redis", "migrate", "api", "worker-io", "worker-cpu", "worker-gpu", "beat", "flower",
+            "minio", "minio-bucket"}
+ONE_SHOT = {"migrate", "minio-bucket"}
+PROFILES = ("--profile", "s3")  # MinIO and its bucket run only in the s3 profile (the S3 media store)
 LONG_RUNNING = SERVICES - ONE_SHOT
 WORKERS = {"worker-io", "worker-cpu", "worker-gpu"}
 APP_SERVICES = {"migrate", "api", "beat", "flower"} | WORKERS  # run the Data Engine image
@@ -84,13 +86,13 @@ def _yaml_to_data(text: str, compose: list[str]) -> dict[str, Any]:
 def config(compose: list[str]) -> dict[str, Any]:
     """The configuration as Compose normalises it (anchors and merges resolved)."""
     # Compose v2 prints JSON; v1 has no --format (it prints its usage, with exit status 0).
-    proc = _compose(compose, "config", "--format", "json")
+    proc = _compose(compose, *PROFILES, "config", "--format", "json")
     if proc.returncode == 0:
         try:
             return json.loads(proc.stdout)
         except ValueError:
             pass
-    proc = _compose(compose, "config")
+    proc = _compose(compose, *PROFILES, "config")
     assert proc.returncode == 0, proc.stderr
     return _yaml_to_data(proc.stdout, compose)
 
@@ -102,7 +104,7 @@ def test_config_is_valid(compose: list[str]) -> None:
 
 
 def test_services(compose: list[str]) -> None:
-    proc = _compose(compose, "config", "--services")
+    proc = _compose(compose, *PROFILES, "config", "--services")
     assert proc.returncode == 0, proc.stderr
     assert set(proc.stdout.split()) == SERVICES
 
@@ -210,3 +212,16 @@ def test_dockerfile_entrypoint_and_user() -> None:
     # the dependencies of the EXTRAS build argument, then the package without its dependencies
     assert 'python scripts/requirements.py "$EXTRAS"' in text and "pip install --no-deps ." in text
     assert "DATAENGINE_DATA_DIR=/data" in text
+
+
+def test_minio_is_the_s3_profiles_media_store(config: dict[str, Any]) -> None:
+    services = config["services"]
+    assert services["minio"]["profiles"] == ["s3"] and services["minio-bucket"]["profiles"] == ["s3"]
+    assert services["minio-bucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert services["minio-bucket"].get("restart", "no") == "no"
+    for name in sorted(APP_SERVICES):
+        env = _env(services[name])
+        assert env["DATAENGINE_STORAGE__BACKEND"] == "local", name  # the media volume unless s3 is chosen
+        assert env["DATAENGINE_STORAGE__ENDPOINT_URL"] == "http://minio:9000", name
+        assert env["DATAENGINE_STORAGE__ACCESS_KEY_ID"] == _env(services["minio"])["MINIO_ROOT_USER"], name
+        assert "s3" in str(services[name]["build"]["args"]["EXTRAS"]).split(","), name  # boto3 in every image
