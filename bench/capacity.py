@@ -132,7 +132,8 @@ def scenario(costs: dict[str, Any], per_day: int) -> dict[str, Any]:
         "inserts_s": rate * sum(rows.values()) * _v(pg["inserts_per_row"]),
         "xact_s": rate * _v(pg["transactions_per_image"]),
         "broker_s": rate * sum(batches_per_image(costs).values()),
-        "store_s": rate * (sum(store["requests_per_image"].values()) + w.human_tasks * store["requests_per_human_task"]),
+        "store_s": rate * (sum(store["requests_per_image"].values())
+                           + w.human_tasks * store["requests_per_human_task"]),
         "human_tasks_s": tasks_s,
         "annotators": math.ceil(per_day * human_s / (_v(h["active_hours_per_annotator_day"]) * 3600)),
         "web_cores": 2 * math.ceil(tasks_s / _v(costs["web"]["tasks_per_s_per_2_cores"]) / util - 1e-9) or 2,
@@ -143,13 +144,15 @@ def render(costs: dict[str, Any]) -> str:
     """The markdown tables docs/scaling.md carries between its capacity markers."""
     days = costs["scenarios_images_per_day"]
     runs = [scenario(costs, d) for d in days]
-    head = "| | " + " | ".join(f"{d / 1e6:g} M images/day ({r['rate']:.1f}/s)" for d, r in zip(days, runs, strict=True)) + " |"
+    head = "| | " + " | ".join(f"{d / 1e6:g} M images/day ({r['rate']:.1f}/s)"
+                               for d, r in zip(days, runs, strict=True)) + " |"
     sep = "|---|" + "---|" * len(days)
     w = workload(costs)
     lines = [f"Workload per image: {w.pos:g} positive + {w.neg:g} negative phrases, {w.masks:g} masks, "
              f"{w.routed:g} routed items, {w.human_tasks:g} human tasks; utilisation target "
              f"{_v(costs['utilisation']):.0%}.", "",
-             "**Workers and GPUs per stage** (busy seconds per image → busy seconds per second → units at the target)", "",
+             "**Workers and GPUs per stage** (busy seconds per image → busy seconds per second → units at the "
+             "target)", "",
              head, sep]
     for kind, unit in (("cpu", "cores"), ("gpu", "GPUs")):
         for name in runs[0][kind]:
