@@ -111,6 +111,8 @@ PASSWORD = "bench-password-123"
 ANNOTATOR = "bench-ann-{:02d}"
 CLICK_USER = "bench-click"
 TARGET_P99_MS = 25.0
+CLICK_OVERHEAD_SHARE = 0.25   # a later click: outside segment() at most 25 % of the HTTP time …
+CLICK_OVERHEAD_FLOOR_MS = 3.0  # … or 3 ms at p50, whichever is larger (issue 21, item 2)
 TARGET_TASKS_PER_S = 300.0
 LABEL_STUDIO_NEXT_MS = (80.0, 100.0)
 LABELS: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
@@ -1049,7 +1051,7 @@ async def clicks_interleaved(host: str, port: int, users: dict[str, int], tasks:
     [a] = await sign_in(host, port, users, [CLICK_USER])
     raw: dict[str, Any] = {"warmup_http_ms": [], "warmup_local_ms": [], "errors": []}
     for which in ("first", "later"):
-        raw[which] = {"http": [], "local": [], "timing": [], "encode": [], "paired": []}
+        raw[which] = {"http": [], "local": [], "timing": [], "encode": [], "paired": [], "server": []}
     for n, (task_id, image_id) in enumerate(tasks):
         row = media[image_id - first_real]
 
@@ -1063,6 +1065,7 @@ async def clicks_interleaved(host: str, port: int, users: dict[str, int], tasks:
             r = await a.conn.request("POST", f"/api/v1/tasks/{task_id}/segment",
                                      json.dumps({"points": [[x, y, 1]]}).encode())
             h = time.perf_counter() - t0
+            server = server_timing(r.headers.get(b"server-timing", b""))
             if r.status != 200:
                 raw["errors"].append({"status": r.status, "detail": r.body[:300].decode(errors="replace")})
                 continue
@@ -1084,9 +1087,44 @@ async def clicks_interleaved(host: str, port: int, users: dict[str, int], tasks:
             d["timing"].append(timing)
             d["encode"].append(enc)
             d["paired"].append(h - loc)
+            d["server"].append(server)
     await a.conn.close()
     raw["cache_info_local"] = segmenter.cache_info()
     return raw
+
+
+def server_timing(header: bytes) -> dict[str, float]:
+    """``Server-Timing: db;dur=0.4, model;dur=3.1, …`` → {"db": 0.4, "model": 3.1, …} in seconds."""
+    out: dict[str, float] = {}
+    for part in header.decode("latin-1").split(","):
+        name, _, params = part.strip().partition(";")
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if name and key == "dur":
+                out[name] = float(value) / 1000.0
+    return out
+
+
+def click_overhead(http: list[float], server: list[dict[str, float]]) -> dict[str, Any]:
+    """The share of a click's HTTP time spent outside the model, from the server's own timing of the same
+    request (``Server-Timing: model``: the tracker's ``segment()`` call), against the target: outside
+    the model at most 25 % of the HTTP time or 3 ms at p50, whichever is larger (issue 21)."""
+    pairs = [(h, t) for h, t in zip(http, server, strict=True) if "model" in t]
+    if not pairs:
+        return {"n": 0}
+    outside = [h - t["model"] for h, t in pairs]
+    h50 = summary_ms([h for h, _ in pairs])["p50"]
+    m50 = summary_ms([t["model"] for _, t in pairs])["p50"]
+    o = summary_ms(outside)
+    allowed = max(CLICK_OVERHEAD_SHARE * h50, CLICK_OVERHEAD_FLOOR_MS)
+    parts = {k: summary_ms([t[k] for _, t in pairs if k in t])["p50"] for k in ("db", "encode")}
+    return {"n": len(pairs), "http_ms_p50": h50, "model_ms_p50": m50, "outside_ms": o,
+            "server_parts_ms_p50": parts,
+            "outside_share_p50": round(o["p50"] / h50, 4) if h50 else None,
+            "outside_share_median_per_click": round(float(np.median([x / h for x, (h, _) in zip(
+                outside, pairs, strict=True)])), 4),
+            "target_ms": round(allowed, 3), "ratio_to_target": round(o["p50"] / allowed, 3),
+            "met": o["p50"] <= allowed}
 
 
 def summarise_clicks(raw: dict[str, Any], model_load_s: float) -> dict[str, Any]:
@@ -1100,7 +1138,8 @@ def summarise_clicks(raw: dict[str, Any], model_load_s: float) -> dict[str, Any]
                  for k in ("load_ms", "embed_ms", "decode_ms", "post_ms")} if d["timing"] else {}
         share = round(p["p50"] / h["p50"], 4) if h["p50"] and p["p50"] is not None else None
         res[which] = {"http_ms": h, "model_ms": m, "model_split_ms_median": split, "encode_json_ms": e,
-                      "outside_model_ms": p, "outside_model_share_p50": share}
+                      "outside_model_ms": p, "outside_model_share_p50": share,
+                      "same_request": click_overhead(d["http"], d["server"])}
     return res
 
 
@@ -1141,6 +1180,8 @@ def run_config(pg: Pg, template: str, media: list[dict[str, Any]], workers: int,
             probe = CpuProbe(server.pids(), name)
             phases = [("realistic", (args.think_min, args.think_max), args.warmup, args.duration, 3.0),
                       ("capacity", None, args.capacity_warmup, args.capacity_duration, 0.0)]
+            if args.only_clicks:
+                phases = []
             for phase, think, warm, dur, stagger in phases:
                 res, log = asyncio.run(run_phase("127.0.0.1", server.port, users, names, probe, name=phase,
                                                  think=think, warmup_s=warm, duration_s=dur, stagger_s=stagger,
@@ -1156,8 +1197,9 @@ def run_config(pg: Pg, template: str, media: list[dict[str, Any]], workers: int,
                       f"{res['cpu']['loadgen_cores']:.2f} cores ({res['loadgen_cpu_us_per_request']:.0f} us/request)",
                       flush=True)
             out["probes"] = []
-            for method, path, expect in (("GET", "/api/v1/no-such-route", 404), ("GET", "/api/v1/auth/me", 200),
-                                         ("GET", "/api/v1/health", 200)):
+            probes = (("GET", "/api/v1/no-such-route", 404), ("GET", "/api/v1/auth/me", 200),
+                      ("GET", "/api/v1/health", 200))
+            for method, path, expect in () if args.only_clicks else probes:
                 r = asyncio.run(hammer("127.0.0.1", server.port, users, names, probe, method=method, path=path,
                                        seconds=args.probe_duration, expect=expect))
                 out["probes"].append(r)
@@ -1167,7 +1209,7 @@ def run_config(pg: Pg, template: str, media: list[dict[str, Any]], workers: int,
                       f"postgres {r['postgres_cpu_us_per_request']:.0f} us, "
                       f"loadgen {r['loadgen_cpu_us_per_request']:.0f} us",
                       flush=True)
-            if first:
+            if first and not args.only_clicks:
                 out["client_cost"] = asyncio.run(client_cost("127.0.0.1", server.port))
                 print(f"    load generator CPU per request (GET /api/v1/health): {out['client_cost']}", flush=True)
             if clicks:
@@ -1184,6 +1226,8 @@ def run_config(pg: Pg, template: str, media: list[dict[str, Any]], workers: int,
         finally:
             server.stop()
             out["server_log_tail"] = server.log_tail(1500)
+        if args.only_clicks:
+            return out
         out["correctness"] = check_correctness(url, logs, {n: users[n] for n in names})
         out["explain_after"] = explain_lease(url, users[names[0]])
         if first and args.breakdown:
@@ -1290,6 +1334,21 @@ def print_clicks(c: dict[str, Any]) -> None:
                         "segment() split, median ms", "RLE+JSON p50", "outside p50", "outside share"], rows,
                        title="Click to segment, one client, server with 1 worker (ms); outside = HTTP - segment() "
                              "of the same click, paired"))
+    rows = []
+    for which, label in (("first", "first click"), ("later", "later clicks")):
+        o = c[which].get("same_request", {})
+        if not o.get("n"):
+            rows.append([label, 0, "-", "-", "-", "-", "-", "-", "-", "no Server-Timing from the server"])
+            continue
+        rows.append([label, o["n"], fmt(o["http_ms_p50"], 2), fmt(o["model_ms_p50"], 2), fmt(o["outside_ms"]["p50"], 2),
+                     fmt(o["outside_ms"]["p90"], 2),
+                     ", ".join(f"{k} {fmt(v, 2)}" for k, v in o["server_parts_ms_p50"].items()),
+                     f"{o['outside_share_p50'] * 100:.0f}%", fmt(o["target_ms"], 2),
+                     f"{o['ratio_to_target']:.2f} ({'met' if o['met'] else 'NOT met'})"])
+    print(format_table(["same request (Server-Timing)", "n", "HTTP p50", "segment() p50", "outside p50", "outside p90",
+                        "server parts p50", "outside share", "target ms", "ratio to target"], rows,
+                       title="Outside the model, from the server's timing of the same click (ms); target: outside "
+                             f"<= max({CLICK_OVERHEAD_SHARE:.0%} of HTTP, {CLICK_OVERHEAD_FLOOR_MS:g} ms) at p50"))
     print(f"  warm-up image (first is model load + embedding): HTTP {c['http_warmup_ms']} ms, in-process "
           f"{c['local_warmup_ms']} ms; in-process model load {c['local_model_load_s']} s; errors {c['n_errors']}")
 
@@ -1309,6 +1368,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--multi-review-rate", type=float, default=0.1)
     parser.add_argument("--clicks", type=int, default=15, help="later clicks per image (7 images)")
     parser.add_argument("--no-clicks", action="store_true", help="skip the click-to-segment benchmark")
+    parser.add_argument("--only-clicks", action="store_true",
+                        help="only the click-to-segment benchmark (one server, no queue phases, probes or breakdown)")
     parser.add_argument("--probe-duration", type=float, default=None,
                         help="seconds of each framework probe, GET /health and GET /auth/me (default 5)")
     parser.add_argument("--breakdown", type=int, default=None,
@@ -1333,6 +1394,8 @@ def main(argv: list[str] | None = None) -> int:
     if q:
         args.clicks = min(args.clicks, 5)
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    if args.only_clicks:
+        workers, args.no_clicks, args.breakdown = [1], False, 0
     args.cache_dir.mkdir(parents=True, exist_ok=True)
 
     import logging
@@ -1369,7 +1432,7 @@ def main(argv: list[str] | None = None) -> int:
     print_results(results)
     print()
     targets = print_targets(results)
-    for r in results:
+    for r in [] if args.only_clicks else results:
         c = r["correctness"]
         print(f"\nCorrectness, workers={r['workers']}: {'OK' if c['ok'] else 'FAILED'}: " + ", ".join(
             f"{k} {v}" for k, v in c.items() if k != "ok"))

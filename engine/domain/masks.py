@@ -260,7 +260,8 @@ def from_coco_segmentation(segmentation: Any, height: int, width: int, *, allow_
 
 def encode_mask(mask: npt.NDArray[np.generic]) -> RleMask:
     """A binary H×W array → compressed RLE with its box and area."""
-    arr = np.asfortranarray(mask.astype(np.uint8, copy=False))
+    # a bool array is read as bytes without a copy (same item size): one copy, into column order, not two
+    arr = np.asfortranarray(mask.view(np.uint8) if mask.dtype == np.bool_ else mask.astype(np.uint8, copy=False))
     if arr.ndim != 2:
         raise MaskError(f"a mask must be 2-D, got shape {mask.shape}")
     rle = mask_utils.encode(arr)

@@ -44,3 +44,45 @@ def test_bad_clicks_are_refused(login, web_settings, models_cache_dir):
     nan = client.post(url, content=b'{"points": [[NaN, 1, 1]]}', headers={"content-type": "application/json"})
     assert nan.status_code == 422
     assert other.post(url, json={"points": [[10, 10, 1]]}).status_code == 409  # not their lease
+
+
+def test_a_later_click_is_one_statement_no_image_read_and_says_where_its_time_went(
+        login, web_settings, app, models_cache_dir):
+    """Issue 21: a click on an image whose embedding is cached reads the lease, the image and its hash
+    in one statement, never reads the image file, and reports db / model / encode in Server-Timing."""
+    from pathlib import Path
+
+    from sqlalchemy import event
+
+    from engine.db.session import get_engine
+
+    web_settings.models.cache_dir = models_cache_dir
+    with session_scope(web_settings.db_url) as s:
+        seed_review_items(s, web_settings.media_path, n_images=1, phrases=("dog",), size=(96, 64),
+                          kinds=("correct",))
+    client = login("ann")
+    task = client.post("/api/v1/tasks/next").json()
+    url = f"/api/v1/tasks/{task['id']}/segment"
+    first = client.post(url, json={"points": [[40, 30, 1]]})
+    assert first.status_code == 200, first.text
+    for path in Path(web_settings.media_path).rglob("*"):  # the embedding is cached: the file is not needed
+        if path.is_file():
+            path.unlink()
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    engine = get_engine(web_settings.db_url)
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        later = client.post(url, json={"points": [[20, 10, 1]]})
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert later.status_code == 200, later.text
+    assert len(statements) == 1, statements
+    parts = dict(p.strip().split(";dur=") for p in later.headers["server-timing"].split(","))
+    assert set(parts) == {"db", "model", "encode"} and all(float(v) >= 0 for v in parts.values())
+    body = later.json()
+    assert set(body) == {"rle", "bbox", "area", "score"} and body["rle"]["size"] == [64, 96]
+    assert mask_utils.area({"size": [64, 96], "counts": body["rle"]["counts"].encode()}) == body["area"]

@@ -75,3 +75,18 @@ def test_dedup_by_iou_keeps_the_best_of_overlapping_masks():
     assert dedup_by_iou(masks, [0.6, 0.9, 0.2, 0.99], threshold=0.8) == [1, 2]
     assert dedup_by_iou(masks, [0.6, 0.9, 0.2, 0.99], threshold=0.95) == [1, 0, 2]
     assert dedup_by_iou([], [], 0.5) == []
+
+
+def test_encode_mask_reads_bool_uint8_and_strided_arrays_alike():
+    """A bool mask is read as bytes without a conversion copy; the RLE is the same whatever the dtype
+    or memory layout (a strided view, column order)."""
+    from engine.domain.masks import decode_mask, encode_mask
+
+    rng = np.random.default_rng(0)
+    big = rng.random((60, 80)) > 0.6
+    arr = big[::2, ::2]  # a strided, non-contiguous view
+    expected = encode_mask(arr.astype(np.uint8))
+    for variant in (arr, np.ascontiguousarray(arr), np.asfortranarray(arr), arr.astype(np.int64)):
+        got = encode_mask(variant)
+        assert (got.counts, got.area, got.bbox) == (expected.counts, expected.area, expected.bbox)
+    assert (decode_mask(expected) == arr).all()
