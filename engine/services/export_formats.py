@@ -21,14 +21,12 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, String, and_, or_, select, type_coerce
 
 from engine.db.models import Concept, Image, ImageConcept, Mask
 from engine.domain.exports import SPLITS, saco_area, saco_box, saco_flags, split_of
 from engine.domain.ground_truth import instance_exhaustive
 from engine.services.export_rows import (
-    SORTED,
     ExportError,
     ExportFilters,
     HashingWriter,
@@ -41,6 +39,7 @@ from engine.services.export_rows import (
     pair_conditions,
     pair_trust,
     stream,
+    stream_batches,
     tick,
 )
 from engine.services.export_verifier import write_verifier
@@ -140,41 +139,78 @@ def _write_split_files(folder: Path, names: dict[str, str], body: Callable[[dict
 
 def write_coco(conn: Connection, filters: ExportFilters, folder: Path, stats: Stats,
                progress: Progress | None) -> dict[str, Any]:
+    """COCO in one pass over the label rows, batch by batch (no per-row generator steps, no
+    grouping objects). The per-mask work is the least that gives these bytes: the row unpacked into
+    locals and one dict, encoded with the image's other annotations by one orjson call per image
+    (not per mask). Pairs are told apart as :func:`_images` tells them (a new pair id starts a
+    pair), so the output is that of grouping the rows by image and pair (tests/engine/services/
+    test_export_bytes.py pins it against such a plain encoder)."""
     concepts: dict[int, str] = {}
 
     def body(files: dict[str, _CocoFile]) -> None:
         counts = {split: Counter[str]() for split in SPLITS}
-        versions = stats.versions
-        for image, pairs in _images(conn, filters):
-            split = split_of(image[I_SHA], filters.val_percent)
+        versions, val_percent = stats.versions, filters.val_percent
+        images = stream(conn, _image_rows(filters))
+        image = next(images, None)
+        image_id: Any = None  # the image being gathered (its row: ``image``)
+        pair_id: Any = None
+        skip = False  # the current pair is a negative: its rows carry no exported mask
+        annotations: list[dict[str, Any]] = []
+        negatives: list[int] = []
+        partial: list[int] = []
+        positives = exhaustives = 0
+
+        def emit(image: Any) -> None:
+            split = split_of(image[I_SHA], val_percent)
             out, c = files[split], counts[split]
-            negatives, partial, annotations = [], [], []
-            for pair, masks in pairs:
-                concepts[pair[P_CONCEPT]] = pair[P_TEXT]
-                versions.add(pair[P_VERSION])
-                if pair[P_NEG]:  # a negative has no masks (they would not be ground truth)
-                    negatives.append(pair[P_CONCEPT])
-                    continue
-                if not pair[P_EXH]:
-                    partial.append(pair[P_CONCEPT])
-                for m in masks:
-                    annotations.append(orjson.dumps({
-                        "area": m[M_AREA], "bbox": [m[M_X], m[M_Y], m[M_BW], m[M_BH]],
-                        "category_id": m[P_CONCEPT], "id": m[M_ID], "image_id": m[P_IMAGE],
-                        "iscrowd": 1 if m[M_CROWD] else 0,
-                        "segmentation": {"counts": m[M_COUNTS], "size": [m[M_H], m[M_W]]}}, option=SORTED))
-                    versions.add(m[M_VERSION])
-                c["positive_pairs"] += 1
-                c["exhaustive_pairs"] += 1 if pair[P_EXH] else 0
-            out.annotations.extend(annotations)
-            out.images.add(orjson.dumps({
+            out.annotations.extend_objects(annotations)
+            out.images.add_object({
                 "file_name": image[I_KEY], "height": image[I_H], "id": image[I_ID],
                 "neg_category_ids": sorted(negatives), "not_exhaustive_category_ids": sorted(partial),
-                "sha256": image[I_SHA], "width": image[I_W]}, option=SORTED))
+                "sha256": image[I_SHA], "width": image[I_W]})
             c["images"] += 1
             c["annotations"] += len(annotations)
             c["negative_pairs"] += len(negatives)
+            if positives:
+                c["positive_pairs"] += positives
+                c["exhaustive_pairs"] += exhaustives
             tick(stats, progress, len(annotations) + 1)
+
+        for batch in stream_batches(conn, _label_rows(filters), prefetch=True):
+            for (row_image, row_pair, concept, text, pair_version, negative, exhaustive, mask_id, counts_rle,
+                 height, width, x, y, bw, bh, area, crowd, mask_version, _source) in batch:
+                if row_pair != pair_id:
+                    if row_image != image_id:
+                        if image_id is not None:
+                            emit(image)
+                        while image is not None and image[I_ID] < row_image:
+                            image = next(images, None)
+                        if image is None or image[I_ID] != row_image:  # the two reads disagree
+                            raise ExportError(f"image {row_image} changed during the export; export again")
+                        image_id, annotations, negatives, partial, positives, exhaustives = \
+                            row_image, [], [], [], 0, 0
+                    pair_id = row_pair
+                    concepts[concept] = text
+                    versions.add(pair_version)
+                    skip = bool(negative)
+                    if skip:  # a negative has no masks (they would not be ground truth)
+                        negatives.append(concept)
+                        continue
+                    if not exhaustive:
+                        partial.append(concept)
+                    positives += 1
+                    if exhaustive:
+                        exhaustives += 1
+                elif skip:
+                    continue
+                if mask_id is not None:
+                    annotations.append({
+                        "area": area, "bbox": [x, y, bw, bh], "category_id": concept, "id": mask_id,
+                        "image_id": row_image, "iscrowd": 1 if crowd else 0,
+                        "segmentation": {"counts": counts_rle, "size": [height, width]}})
+                    versions.add(mask_version)
+        if image_id is not None:
+            emit(image)
         stats.merge(counts)
 
     def categories() -> list[dict[str, Any]]:
@@ -197,23 +233,22 @@ def write_saco(conn: Connection, filters: ExportFilters, folder: Path, stats: St
             for pair, masks in pairs:
                 versions.add(pair[P_VERSION])
                 for m in masks:
-                    annotations.append(orjson.dumps({
+                    annotations.append({
                         "area": saco_area(m[M_AREA], w, h), "bbox": saco_box((m[M_X], m[M_Y], m[M_BW], m[M_BH]), w, h),
                         "category_id": 1, "id": m[M_ID], "image_id": pair[P_ID], "iscrowd": 1 if m[M_CROWD] else 0,
-                        "segmentation": {"counts": m[M_COUNTS], "size": [m[M_H], m[M_W]]}, "source": m[M_SOURCE]},
-                        option=SORTED))
+                        "segmentation": {"counts": m[M_COUNTS], "size": [m[M_H], m[M_W]]}, "source": m[M_SOURCE]})
                     versions.add(m[M_VERSION])
                 negative, exhaustive = bool(pair[P_NEG]), bool(pair[P_EXH])
                 instance, pixel = saco_flags(negative, exhaustive, instance_exhaustive(
                     negative, exhaustive, any(m[M_CROWD] for m in masks)))
-                out.images.add(orjson.dumps({
+                out.images.add_object({
                     "file_name": image[I_KEY], "height": h, "id": pair[P_ID], "is_instance_exhaustive": instance,
                     "is_pixel_exhaustive": pixel, "original_image_id": image[I_ID],
                     "queried_category": str(pair[P_CONCEPT]), "sha256": image[I_SHA], "text_input": pair[P_TEXT],
-                    "width": w}, option=SORTED))
+                    "width": w})
                 c["pairs"] += 1
                 c["negative_pairs" if pair[P_NEG] else "positive_pairs"] += 1
-            out.annotations.extend(annotations)
+            out.annotations.extend_objects(annotations)
             c["annotations"] += len(annotations)
             tick(stats, progress, len(annotations) + len(pairs))
         stats.merge(counts)

@@ -8,7 +8,7 @@ import hashlib
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -104,7 +104,15 @@ class Stats:
 
 # ---------------------------------------------------------------------------------- reading
 def stream(conn: Connection, stmt: Any, *, prefetch: bool = False) -> Iterator[Any]:
-    """The statement's rows through a server-side cursor (PostgreSQL), ``YIELD_PER`` at a time.
+    """The statement's rows through a server-side cursor (PostgreSQL), ``YIELD_PER`` at a time
+    (see :func:`stream_batches`, which gives them batch by batch)."""
+    for rows in stream_batches(conn, stmt, prefetch=prefetch):
+        yield from rows
+
+
+def stream_batches(conn: Connection, stmt: Any, *, prefetch: bool = False) -> Iterator[Sequence[Any]]:
+    """The statement's rows in batches of up to ``YIELD_PER`` through a server-side cursor
+    (PostgreSQL). A writer that loops over the batches itself saves a generator step per row.
 
     ``prefetch`` (PostgreSQL only): a thread fetches the next batches while the caller writes the
     last ones, so the database's work and this process's overlap (psycopg waits without the GIL;
@@ -117,14 +125,14 @@ def stream(conn: Connection, stmt: Any, *, prefetch: bool = False) -> Iterator[A
         cursor = result.cursor
         try:
             # the rows the result already took from the cursor (to learn the columns), then the rest
-            yield from [result.fetchone() for _ in range(cursor.rownumber or 0)]
-            for rows in _prefetched(iter(lambda: cursor.fetchmany(YIELD_PER), [])):
-                yield from rows
+            taken = [result.fetchone() for _ in range(cursor.rownumber or 0)]
+            if taken:
+                yield taken
+            yield from _prefetched(iter(lambda: cursor.fetchmany(YIELD_PER), []))
         finally:
             result.close()
         return
-    for rows in result.partitions():
-        yield from rows
+    yield from result.partitions()
 
 
 _DONE = object()
@@ -294,32 +302,50 @@ class HashingWriter:
 
 
 class JsonArray:
-    """Writes ``[item, item, …]`` into a :class:`HashingWriter` (or a plain file), items given as
-    encoded JSON; they are written ``batch`` at a time (fewer, larger writes)."""
+    """Writes ``[item, item, …]`` into a :class:`HashingWriter` (or a plain file). Items come as
+    encoded JSON (:meth:`add`, :meth:`extend`) or as objects (:meth:`add_object`,
+    :meth:`extend_objects`: a list of them is encoded at once, by one sorted-keys ``orjson.dumps``
+    of the list — the same bytes as one call per item, as orjson writes a list as its items joined
+    by commas — and not kept: objects held back in bulk would wake the cyclic garbage collector).
+    Writes go out ``batch`` items at a time (fewer, larger writes)."""
 
     def __init__(self, out: Any, batch: int = 1000) -> None:
         self.out, self.count, self.batch = out, 0, batch
-        self._pending: list[bytes] = []
+        self._pending: list[bytes] = []  # encoded pieces, each one item or several joined by commas
+        self._pending_items = 0
         self._written = 0
         out.write(b"[")
 
     def add(self, data: bytes) -> None:
         self._pending.append(data)
         self.count += 1
-        if len(self._pending) >= self.batch:
+        self._pending_items += 1
+        if self._pending_items >= self.batch:
             self._flush()
 
     def extend(self, items: list[bytes]) -> None:
         self._pending.extend(items)
         self.count += len(items)
-        if len(self._pending) >= self.batch:
+        self._pending_items += len(items)
+        if self._pending_items >= self.batch:
             self._flush()
+
+    def add_object(self, obj: Any) -> None:
+        self.add(orjson.dumps(obj, option=SORTED))
+
+    def extend_objects(self, objs: list[Any]) -> None:
+        if objs:
+            self._pending.append(orjson.dumps(objs, option=SORTED)[1:-1])  # the items, without the brackets
+            self.count += len(objs)
+            self._pending_items += len(objs)
+            if self._pending_items >= self.batch:
+                self._flush()
 
     def _flush(self) -> None:
         if self._pending:
             self.out.write((b"," if self._written else b"") + b",".join(self._pending))
-            self._written += len(self._pending)
-            self._pending = []
+            self._written += self._pending_items
+            self._pending, self._pending_items = [], 0
 
     def end(self) -> None:
         self._flush()
