@@ -7,16 +7,14 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from engine import model_states
 from engine.db.models import JobItem
 from engine.db.session import session_scope
-from engine.logs import configure_logging, log_context, make_handler
+from engine.logs import configure_logging, log_context
 from pipelines.context import TaskContext
 from pipelines.dispatch import InProcessQueue
 from pipelines.execution import run_stage
@@ -25,23 +23,7 @@ from pipelines.runner import plan_mine
 from pipelines.warmup import warm_up
 from tests.conftest import make_settings
 from tests.factories import jpeg_bytes, photo
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = make_handler("json", stream)
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield stream
-    root.removeHandler(handler)
-    root.setLevel(old_level)
-
-
-def records(stream: io.StringIO) -> list[dict]:
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+from tests.log_capture import json_lines, json_logs  # noqa: F401 (a fixture)
 
 
 def test_a_stage_batch_logs_its_job_and_stage(database_url: str, tmp_path: Path, json_logs: io.StringIO) -> None:
@@ -57,7 +39,7 @@ def test_a_stage_batch_logs_its_job_and_stage(database_url: str, tmp_path: Path,
     report = run_stage(ctx, InProcessQueue(ctx), "mine", job_id, ids)
     assert report["counts"].get("done") == 3
 
-    mine = [r for r in records(json_logs) if r["logger"] == "pipelines.execution"]
+    mine = [r for r in json_lines(json_logs) if r["logger"] == "pipelines.execution"]
     begin = [r for r in mine if "begins" in r["message"]]
     end = [r for r in mine if "ends" in r["message"]]
     assert len(begin) == 1 and len(end) == 1
@@ -66,7 +48,7 @@ def test_a_stage_batch_logs_its_job_and_stage(database_url: str, tmp_path: Path,
     assert end[0]["counts"]["done"] == 3 and end[0]["seconds"] >= 0
     # outside the batch the context is gone
     logging.getLogger("x").warning("after")
-    assert "job_id" not in records(json_logs)[-1]
+    assert "job_id" not in json_lines(json_logs)[-1]
 
 
 def test_text_and_json_lines_mask_url_passwords() -> None:

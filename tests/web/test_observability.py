@@ -3,12 +3,8 @@ metric families with their values after real verdicts, route templates as labels
 
 from __future__ import annotations
 
-import io
-import json
-import logging
 import re
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,29 +13,11 @@ from pydantic import SecretStr
 from dataengine.serve import create_app
 from engine import model_states
 from engine.db.session import session_scope
-from engine.logs import make_handler
 from engine.settings import Settings
 from tests.factories import seed_review_items
+from tests.log_capture import json_lines, json_logs  # noqa: F401 (a fixture)
 
 TOKEN = "scrape-" + "x" * 24
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    """The records of this process as the json format writes them (the root logger at INFO meanwhile)."""
-    stream = io.StringIO()
-    handler = make_handler("json", stream)
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield stream
-    root.removeHandler(handler)
-    root.setLevel(old_level)
-
-
-def lines(stream: io.StringIO) -> list[dict]:
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
 
 
 def scrape(client: TestClient, **headers: str) -> str:
@@ -66,7 +44,7 @@ def test_a_request_logs_one_json_line_with_its_request_id_and_route(login, json_
     response = client.get("/api/v1/auth/me", headers={"X-Request-ID": "lb-7f3a.42:x"})
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "lb-7f3a.42:x"
-    access = [rec for rec in lines(json_logs) if rec["logger"] == "dataengine.access"
+    access = [rec for rec in json_lines(json_logs) if rec["logger"] == "dataengine.access"
               and rec.get("request_id") == "lb-7f3a.42:x"]
     assert len(access) == 1
     rec = access[0]
@@ -80,7 +58,7 @@ def test_an_unsafe_request_id_is_replaced_by_a_fresh_one(app, sent, json_logs):
     response = TestClient(app).get("/api/v1/auth/me", headers={"X-Request-ID": sent})  # 401, logged
     fresh = response.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", fresh)
-    logged = {rec.get("request_id") for rec in lines(json_logs) if rec["logger"] == "dataengine.access"}
+    logged = {rec.get("request_id") for rec in json_lines(json_logs) if rec["logger"] == "dataengine.access"}
     assert logged == {fresh}
 
 
