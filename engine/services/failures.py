@@ -41,9 +41,8 @@ from sqlalchemy import Table, bindparam, exists, func, literal, select, union_al
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from engine.db.models import ImageConcept, ImageEmbedding, JobItem, Mask, MiningJob, ModelVersion, StageItem, Verdict
+from engine.db.models import ImageConcept, JobItem, Mask, MiningJob, ModelVersion, StageItem, Verdict
 from engine.domain.failure_order import failure_scores, priority_order
-from engine.domain.similarity import unpack
 from engine.domain.vocabulary import (
     HUMAN_SOURCES,
     ItemStatus,
@@ -57,7 +56,7 @@ from engine.domain.vocabulary import (
 from engine.failure_settings import FailureMiningSettings
 from engine.ports import ImageEmbedder
 from engine.services.common import register
-from engine.services.embeddings import embed_images
+from engine.services.embeddings import SYNC_CHUNK, embed_images, stored_vectors
 from engine.services.export_rows import not_gold, standing
 from engine.storage import MediaStore
 
@@ -193,18 +192,18 @@ def rank_pool(session: Session, job_id: int, image_ids: Sequence[int], settings:
 
 def _vectors(session: Session, version_id: int | None,
              image_ids: Sequence[int]) -> tuple[list[int], NDArray[np.float32]]:
+    """The stored vectors of ``image_ids`` (those that have one) under ``version_id``, read a chunk of ids
+    per query (``embeddings.stored_vectors``)."""
     if version_id is None or not image_ids:
         return [], np.zeros((0, 0), dtype=np.float32)
     out_ids: list[int] = []
-    rows: list[NDArray[np.float32]] = []
-    for start in range(0, len(image_ids), 1000):
-        for image_id, dim, vector in session.execute(
-                select(ImageEmbedding.image_id, ImageEmbedding.dim, ImageEmbedding.vector).where(
-                    ImageEmbedding.model_version_id == version_id,
-                    ImageEmbedding.image_id.in_(image_ids[start:start + 1000]))):
-            out_ids.append(int(image_id))
-            rows.append(unpack(vector, dim))
-    return out_ids, (np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32))
+    parts: list[NDArray[np.float32]] = []
+    for start in range(0, len(image_ids), SYNC_CHUNK):
+        ids, vectors = stored_vectors(session, version_id, image_ids[start:start + SYNC_CHUNK])
+        if ids:
+            out_ids += ids
+            parts.append(vectors)
+    return out_ids, (np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32))
 
 
 def _keep(session: Session, job_id: int, rank: dict[int, int], scores: dict[int, float | None]) -> None:
