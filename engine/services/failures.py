@@ -146,20 +146,31 @@ def embed_for_ranking(session: Session, store: MediaStore, embedder: ImageEmbedd
     and note the embedder's version on the job; returns how many were embedded. Two batches embedding the
     same image at once: the second one's savepoint is rolled back and it is tried once more (it then finds
     the row)."""
-    version_id = register(session, embedder.stamp).id
-    job = session.execute(select(MiningJob).where(MiningJob.id == job_id).with_for_update()).scalar_one()
-    if job.options.get(VERSION_OPTION) != version_id:
-        job.options = {**job.options, VERSION_OPTION: version_id}
     failures = [f.image_id for f in recent_failures(session, settings.max_failure_images)]
     wanted = list(dict.fromkeys([*image_ids, *failures]))
+    embedded = 0
     for attempt in range(2):
         try:
             with session.begin_nested():
-                return embed_images(session, store, embedder, wanted, data_dir=data_dir, max_side=max_side)
+                embedded = embed_images(session, store, embedder, wanted, data_dir=data_dir, max_side=max_side)
+            break
         except IntegrityError:
             if attempt:
                 raise
-    return 0
+    _note_version(session, job_id, register(session, embedder.stamp).id)
+    return embedded
+
+
+def _note_version(session: Session, job_id: int, version_id: int) -> None:
+    """Keep the embedder's version on the job. The job row is locked only when the option changes (the
+    first batch), after the embedding: concurrent mine batches do not wait on each other's model work."""
+    job = session.get_one(MiningJob, job_id)
+    if (job.options or {}).get(VERSION_OPTION) == version_id:
+        return
+    session.execute(select(MiningJob.id).where(MiningJob.id == job_id).with_for_update())
+    session.refresh(job)
+    if job.options.get(VERSION_OPTION) != version_id:
+        job.options = {**job.options, VERSION_OPTION: version_id}
 
 
 # --------------------------------------------------------------------------- step 2: rank the pool
