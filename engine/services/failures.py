@@ -41,8 +41,9 @@ from sqlalchemy import Table, bindparam, exists, func, literal, select, union_al
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from engine.db.models import ImageConcept, JobItem, Mask, MiningJob, ModelVersion, StageItem, Verdict
+from engine.db.models import ImageConcept, ImageEmbedding, JobItem, Mask, MiningJob, ModelVersion, StageItem, Verdict
 from engine.domain.failure_order import failure_scores, priority_order
+from engine.domain.similarity import unpack
 from engine.domain.vocabulary import (
     HUMAN_SOURCES,
     ItemStatus,
@@ -56,7 +57,7 @@ from engine.domain.vocabulary import (
 from engine.failure_settings import FailureMiningSettings
 from engine.ports import ImageEmbedder
 from engine.services.common import register
-from engine.services.embeddings import SYNC_CHUNK, embed_images, stored_vectors
+from engine.services.embeddings import embed_images
 from engine.services.export_rows import not_gold, standing
 from engine.storage import MediaStore
 
@@ -146,31 +147,20 @@ def embed_for_ranking(session: Session, store: MediaStore, embedder: ImageEmbedd
     and note the embedder's version on the job; returns how many were embedded. Two batches embedding the
     same image at once: the second one's savepoint is rolled back and it is tried once more (it then finds
     the row)."""
+    version_id = register(session, embedder.stamp).id
+    job = session.execute(select(MiningJob).where(MiningJob.id == job_id).with_for_update()).scalar_one()
+    if job.options.get(VERSION_OPTION) != version_id:
+        job.options = {**job.options, VERSION_OPTION: version_id}
     failures = [f.image_id for f in recent_failures(session, settings.max_failure_images)]
     wanted = list(dict.fromkeys([*image_ids, *failures]))
-    embedded = 0
     for attempt in range(2):
         try:
             with session.begin_nested():
-                embedded = embed_images(session, store, embedder, wanted, data_dir=data_dir, max_side=max_side)
-            break
+                return embed_images(session, store, embedder, wanted, data_dir=data_dir, max_side=max_side)
         except IntegrityError:
             if attempt:
                 raise
-    _note_version(session, job_id, register(session, embedder.stamp).id)
-    return embedded
-
-
-def _note_version(session: Session, job_id: int, version_id: int) -> None:
-    """Keep the embedder's version on the job. The job row is locked only when the option changes (the
-    first batch), after the embedding: concurrent mine batches do not wait on each other's model work."""
-    job = session.get_one(MiningJob, job_id)
-    if (job.options or {}).get(VERSION_OPTION) == version_id:
-        return
-    session.execute(select(MiningJob.id).where(MiningJob.id == job_id).with_for_update())
-    session.refresh(job)
-    if job.options.get(VERSION_OPTION) != version_id:
-        job.options = {**job.options, VERSION_OPTION: version_id}
+    return 0
 
 
 # --------------------------------------------------------------------------- step 2: rank the pool
@@ -203,18 +193,18 @@ def rank_pool(session: Session, job_id: int, image_ids: Sequence[int], settings:
 
 def _vectors(session: Session, version_id: int | None,
              image_ids: Sequence[int]) -> tuple[list[int], NDArray[np.float32]]:
-    """The stored vectors of ``image_ids`` (those that have one) under ``version_id``, read a chunk of ids
-    per query (``embeddings.stored_vectors``)."""
     if version_id is None or not image_ids:
         return [], np.zeros((0, 0), dtype=np.float32)
     out_ids: list[int] = []
-    parts: list[NDArray[np.float32]] = []
-    for start in range(0, len(image_ids), SYNC_CHUNK):
-        ids, vectors = stored_vectors(session, version_id, image_ids[start:start + SYNC_CHUNK])
-        if ids:
-            out_ids += ids
-            parts.append(vectors)
-    return out_ids, (np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32))
+    rows: list[NDArray[np.float32]] = []
+    for start in range(0, len(image_ids), 1000):
+        for image_id, dim, vector in session.execute(
+                select(ImageEmbedding.image_id, ImageEmbedding.dim, ImageEmbedding.vector).where(
+                    ImageEmbedding.model_version_id == version_id,
+                    ImageEmbedding.image_id.in_(image_ids[start:start + 1000]))):
+            out_ids.append(int(image_id))
+            rows.append(unpack(vector, dim))
+    return out_ids, (np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32))
 
 
 def _keep(session: Session, job_id: int, rank: dict[int, int], scores: dict[int, float | None]) -> None:
